@@ -1,0 +1,77 @@
+"""gpuimg: decode, process and encode images on the GPU, with the pixels staying there.
+
+Example:
+    >>> import gpuimg
+    >>> img = gpuimg.Image.empty(480, 640, device="cpu")
+    >>> img.shape
+    (480, 640, 3)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .device import cuda_available, default_device, resolve_device
+from .errors import (
+    DecodeError,
+    DeviceUnavailableError,
+    EncodeError,
+    GpuImgError,
+    ImageTooLargeError,
+    UnsupportedFormatError,
+)
+from .image import Image, ImageBatch
+from .memory import memory_stats, reset_memory_stats
+
+__version__ = "0.1.0"
+
+# Names exported from modules that load on first use: importing gpuimg stays fast (no
+# nvImageCodec or kernel compilation until needed), and the layers stay independent.
+_LAZY: dict[str, str] = {
+    # codec.py
+    "Decoder": "codec",
+    "Encoder": "codec",
+    "read": "codec",
+    "write": "codec",
+    "read_batch": "codec",
+    "info": "codec",
+    "ImageInfo": "codec",
+    # pipeline.py
+    "Pipeline": "pipeline",
+    # display
+    "show": "_display",
+    # op families as subpackages
+    "ops": "ops",
+}
+
+__all__ = [
+    "Image",
+    "ImageBatch",
+    "memory_stats",
+    "reset_memory_stats",
+    "cuda_available",
+    "default_device",
+    "resolve_device",
+    "GpuImgError",
+    "DeviceUnavailableError",
+    "DecodeError",
+    "EncodeError",
+    "UnsupportedFormatError",
+    "ImageTooLargeError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'gpuimg' has no attribute {name!r}")
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = module if name == module_name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

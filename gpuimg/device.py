@@ -1,0 +1,152 @@
+"""Which array module runs the pixels (CuPy on a GPU, NumPy otherwise), and CUDA streams.
+
+The choice, in order of precedence: an explicit ``device=`` argument, the environment
+variable ``GPUIMG_DEVICE`` (``cpu`` or ``cuda``), then ``cuda`` when a usable CUDA device
+is present, else ``cpu``. Asking for ``cuda`` where no GPU can be used raises
+:class:`~gpuimg.errors.DeviceUnavailableError` with the reason.
+
+Example:
+    >>> import gpuimg
+    >>> gpuimg.default_device() in ("cpu", "cuda")
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from types import ModuleType
+from typing import Any, ContextManager, Literal
+
+import numpy as np
+
+from .errors import DeviceUnavailableError
+
+__all__ = [
+    "Device",
+    "cuda_available",
+    "default_device",
+    "resolve_device",
+    "array_module",
+    "device_of_array",
+    "get_stream",
+    "stream_ptr",
+    "use_stream",
+]
+
+Device = Literal["cpu", "cuda"]
+_DEVICES = ("cpu", "cuda")
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_probe() -> tuple[bool, str]:
+    """(usable, reason): probed once, because a failing CUDA init is slow and never changes."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        return False, f"CuPy cannot be imported ({exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"the CUDA driver reports no usable device ({exc})"
+    if count < 1:
+        return False, "no CUDA device is present"
+    return True, ""
+
+
+def cuda_available() -> bool:
+    """True when CuPy is importable and at least one CUDA device can be used."""
+    return _cuda_probe()[0]
+
+
+def default_device() -> Device:
+    """The device used when none is given: ``GPUIMG_DEVICE`` if set, else cuda when usable."""
+    env = os.environ.get("GPUIMG_DEVICE", "").strip().lower()
+    if env:
+        return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
+    return "cuda" if cuda_available() else "cpu"
+
+
+def resolve_device(device: str | None = None, *, _source: str = "device") -> Device:
+    """Validate ``device`` ("cpu", "cuda", "gpu", "cuda:0" or None for the default).
+
+    Example:
+        >>> resolve_device("cpu")
+        'cpu'
+    """
+    if device is None:
+        return default_device()
+    if not isinstance(device, str):
+        raise TypeError(f"{_source} must be a string such as 'cpu' or 'cuda', got {device!r}")
+    name = device.strip().lower()
+    if name in ("gpu", "cuda:0"):
+        name = "cuda"
+    if name not in _DEVICES:
+        raise ValueError(f"{_source}={device!r} is not a device; use one of {_DEVICES}")
+    if name == "cuda":
+        usable, reason = _cuda_probe()
+        if not usable:
+            raise DeviceUnavailableError(
+                f"{_source}={device!r} asks for a GPU but none can be used: {reason}. "
+                "Use device='cpu' (or GPUIMG_DEVICE=cpu) for the NumPy fallback."
+            )
+    return name  # type: ignore[return-value]
+
+
+def array_module(device: str) -> ModuleType:
+    """``cupy`` for "cuda", ``numpy`` for "cpu"."""
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    return np
+
+
+def device_of_array(array: Any) -> Device | None:
+    """"cuda" for CuPy arrays, "cpu" for NumPy arrays, None for anything else."""
+    if isinstance(array, np.ndarray):
+        return "cpu"
+    if type(array).__module__.startswith("cupy") and hasattr(array, "data") and hasattr(array, "device"):
+        return "cuda"
+    return None
+
+
+def get_stream(stream: Any = None) -> Any:
+    """A CuPy stream object for ``stream``: None means CuPy's current stream.
+
+    Accepts a ``cupy.cuda.Stream``, a raw ``cudaStream_t`` as int, or any object with a
+    ``cuda_stream`` (PyTorch) or ``ptr`` attribute.
+    """
+    import cupy
+
+    if stream is None:
+        return cupy.cuda.get_current_stream()
+    if isinstance(stream, cupy.cuda.Stream | cupy.cuda.ExternalStream):
+        return stream
+    if isinstance(stream, int):
+        return cupy.cuda.ExternalStream(stream)
+    for attr in ("cuda_stream", "ptr"):
+        ptr = getattr(stream, attr, None)
+        if isinstance(ptr, int):
+            return cupy.cuda.ExternalStream(ptr)
+    raise TypeError(
+        f"stream={stream!r} is not a CUDA stream; pass a cupy.cuda.Stream, a torch.cuda.Stream or an int handle"
+    )
+
+
+def stream_ptr(stream: Any = None) -> int:
+    """The raw ``cudaStream_t`` of ``stream`` (None: the current CuPy stream) as an int."""
+    return int(get_stream(stream).ptr)
+
+
+def use_stream(device: str, stream: Any = None) -> ContextManager[Any]:
+    """Context that makes ``stream`` current for CuPy work; a no-op on the CPU.
+
+    Example:
+        >>> with use_stream("cpu"):
+        ...     pass
+    """
+    if device != "cuda":
+        return contextlib.nullcontext()
+    return get_stream(stream)

@@ -1,0 +1,736 @@
+"""Image (one picture) and ImageBatch (many pictures of different sizes in one arena).
+
+An Image is a logical ``(height, width, channels)`` window on a capacity-backed buffer:
+changing the logical shape is metadata only while it fits the capacity, and grows the
+buffer (counted in :func:`gpuimg.memory_stats`) when it does not. Pixel data stays where
+it is (GPU or host); copies to the host are explicit (:meth:`Image.numpy`).
+
+Example:
+    >>> import gpuimg
+    >>> img = gpuimg.Image.empty(1080, 1920, device="cpu")
+    >>> img.set_shape(480, 640).shape     # smaller: no allocation
+    (480, 640, 3)
+    >>> img.array.shape
+    (480, 640, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._png import encode_png
+from .device import Device, array_module, device_of_array, get_stream, resolve_device, use_stream
+from .memory import Buffer, strided_view
+
+__all__ = ["Image", "ImageBatch", "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS"]
+
+CHANNELS = (1, 3, 4)
+DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+# Slots of an ImageBatch start at multiples of 768 bytes: a multiple of 256 (vector loads,
+# nvImageCodec's alignment) AND of every pixel size (1, 3, 4 channels x 1, 2, 4 bytes), so
+# a flat element index over the arena still tells the channel (index % channels) and a
+# pointwise op can treat the whole arena as one array: one launch for the whole batch.
+SLOT_ALIGNMENT = 768
+
+# Columns of the kernel table (int64, one row per image): what a batch kernel indexes.
+TABLE_COLUMNS = ("offset", "height", "width", "pitch", "channels")
+
+THUMBNAIL_SIZE = 256  # longest side of the picture a notebook shows
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; use one of {[d.name for d in DTYPES]}")
+    return dt
+
+
+def _check_shape(height: Any, width: Any, channels: Any) -> tuple[int, int, int]:
+    for name, value in (("height", height), ("width", width)):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if channels not in CHANNELS:
+        raise ValueError(f"channels={channels!r} is not supported; use one of {CHANNELS}")
+    return int(height), int(width), int(channels)
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+class _KernelTable:
+    """Host rows ``TABLE_COLUMNS`` and their device copy, uploaded only after a change."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.rows = np.zeros((0, len(TABLE_COLUMNS)), np.int64)
+        self._buffer: Buffer | None = None
+        self._dirty = True
+
+    def set(self, rows: np.ndarray) -> None:
+        if rows.shape != self.rows.shape or not np.array_equal(rows, self.rows):
+            self.rows = rows
+            self._dirty = True
+
+    def on_device(self, stream: Any = None) -> Any:
+        if self.device != "cuda":
+            return self.rows
+        nbytes = self.rows.nbytes
+        if self._buffer is None:
+            self._buffer = Buffer(max(nbytes, 1), "cuda")
+        elif self._buffer.ensure(nbytes):
+            self._dirty = True
+        table = self._buffer.view(0, self.rows.shape, np.int64, (self.rows.shape[1] * 8, 8))
+        if self._dirty:
+            # A pageable-memory copy is staged before the call returns, so later host
+            # edits of `rows` cannot race it; it is ordered on `stream` like the kernels.
+            table.set(self.rows, stream=get_stream(stream))
+            self._dirty = False
+        return table
+
+
+class _Borrowed:
+    """Memory an Image wraps but does not own (a user's array): it cannot grow."""
+
+    generation = 0
+
+    def __init__(self, raw: Any, owner: Any, device: str):
+        self.data = raw
+        self.owner = owner  # keeps the user's array (and so the memory) alive
+        self.device = device
+
+    @property
+    def capacity(self) -> int:
+        return int(self.data.size)
+
+    def ensure(self, nbytes: int) -> bool:
+        raise AssertionError("borrowed memory never grows")  # Image checks before calling
+
+
+class Image:
+    """One picture: a logical (height, width, channels) window on a capacity-backed buffer.
+
+    Make one with :meth:`empty` or wrap an existing array with :meth:`from_array`.
+    ``img.array`` is a zero-copy CuPy (GPU) or NumPy (CPU) view; ``torch.from_dlpack(img)``
+    and ``cupy.from_dlpack(img)`` share its memory.
+
+    Example:
+        >>> img = Image.empty(4, 6, channels=3, device="cpu")
+        >>> img.shape, img.dtype.name, img.nbytes
+        ((4, 6, 3), 'uint8', 72)
+    """
+
+    def __init__(
+        self,
+        store: Buffer | _Borrowed,
+        height: int,
+        width: int,
+        channels: int,
+        dtype: Any,
+        *,
+        offset: int = 0,
+        pitch: int | None = None,
+        _batch: ImageBatch | None = None,
+        _index: int = -1,
+    ):
+        self._store = store
+        self._offset = int(offset)
+        self._height, self._width, self._channels = _check_shape(height, width, channels)
+        self._dtype = _check_dtype(dtype)
+        self._pitch = int(pitch) if pitch is not None else self.row_bytes
+        self._batch = _batch
+        self._index = _index
+        self._view: Any = None
+        self._view_generation = -1
+        self._table: _KernelTable | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        channels: int = 3,
+        dtype: Any = "uint8",
+        capacity: int | None = None,
+        device: str | None = None,
+    ) -> Image:
+        """A new image with uninitialised pixels and at least ``capacity`` bytes of room.
+
+        Example:
+            >>> Image.empty(720, 1280, capacity=1920 * 1080 * 3, device="cpu").capacity >= 6220800
+            True
+        """
+        height, width, channels = _check_shape(height, width, channels)
+        dt = _check_dtype(dtype)
+        needed = height * width * channels * dt.itemsize
+        if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
+            raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
+        buffer = Buffer(max(needed, int(capacity or 0)), device)
+        return cls(buffer, height, width, channels, dt)
+
+    @classmethod
+    def from_array(cls, array: Any, device: str | None = None) -> Image:
+        """Wrap an (H, W) or (H, W, C) array without copying.
+
+        Accepts NumPy and CuPy arrays and anything exposing ``__dlpack__`` (PyTorch, JAX)
+        or ``__cuda_array_interface__`` (Numba). Rows may be padded (a pitch); other
+        layouts (channel-planar, negative or transposed strides) raise ValueError.
+
+        Example:
+            >>> import numpy as np
+            >>> a = np.zeros((2, 3, 3), np.uint8)
+            >>> img = Image.from_array(a, device="cpu"); img.array[0, 0, 0] = 7
+            >>> int(a[0, 0, 0])
+            7
+        """
+        arr, dev = _as_xp_array(array)
+        if device is not None and resolve_device(device) != dev:
+            raise ValueError(
+                f"device={device!r} but the array lives on {dev!r}; from_array never copies, "
+                f"use Image.from_array(a).to({device!r})"
+            )
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise ValueError(f"array must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
+        height, width, channels = (int(s) for s in arr.shape)
+        _check_shape(height, width, channels)
+        dt = _check_dtype(arr.dtype)
+        isz = dt.itemsize
+        row_stride, px_stride, ch_stride = (int(s) for s in arr.strides)
+        row_bytes = width * channels * isz
+        if height == 1:
+            row_stride = row_bytes
+        packed_pixels = (ch_stride == isz or channels == 1) and (px_stride == channels * isz or width == 1)
+        if not packed_pixels or row_stride < row_bytes or row_stride % isz:
+            raise ValueError(
+                f"array strides {tuple(arr.strides)} cannot be expressed as rows of packed pixels "
+                f"with a pitch (need channel stride {isz}, pixel stride {channels * isz}, row stride >= "
+                f"{row_bytes}); pass a contiguous copy (numpy.ascontiguousarray / cupy.ascontiguousarray)"
+            )
+        span = (height - 1) * row_stride + row_bytes
+        xp = array_module(dev)
+        raw = xp.lib.stride_tricks.as_strided(arr, shape=(span // isz,), strides=(isz,)).view(np.uint8)
+        return cls(_Borrowed(raw, array, dev), height, width, channels, dt, pitch=row_stride)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, channels)."""
+        return (self._height, self._width, self._channels)
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> Device:
+        return self._store.device  # type: ignore[return-value]
+
+    @property
+    def pitch(self) -> int:
+        """Bytes from the start of one row to the start of the next."""
+        return self._pitch
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of pixel data in one row (``pitch`` minus any padding)."""
+        return self._width * self._channels * self._dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the logical image (without row padding)."""
+        return self._height * self.row_bytes
+
+    @property
+    def capacity(self) -> int:
+        """Bytes this image can hold without growing its buffer."""
+        if self._batch is not None:
+            return self._batch._slot_reserved(self._index)
+        return self._store.capacity - self._offset
+
+    @property
+    def is_contiguous(self) -> bool:
+        """True when rows follow each other without padding (the pixels are one flat run)."""
+        return self._pitch == self.row_bytes
+
+    @property
+    def data_ptr(self) -> int:
+        """Address of the first pixel (a device address on the GPU)."""
+        data = self._store.data
+        base = int(data.data.ptr) if self.device == "cuda" else int(data.ctypes.data)
+        return base + self._offset
+
+    @property
+    def xp(self) -> Any:
+        """The array module of this image: ``cupy`` or ``numpy``."""
+        return array_module(self.device)
+
+    @property
+    def array(self) -> Any:
+        """Zero-copy (H, W, C) view of the logical region (CuPy on the GPU, NumPy on the CPU)."""
+        if self._view is None or self._view_generation != self._store.generation:
+            isz = self._dtype.itemsize
+            strides = (self._pitch, self._channels * isz, isz)
+            self._view = strided_view(self._store.data, self._offset, self.shape, self._dtype, strides)
+            self._view_generation = self._store.generation
+        return self._view
+
+    # ----------------------------------------------------------------- shape
+    def set_shape(self, height: int, width: int, channels: int | None = None, dtype: Any = None) -> Image:
+        """Change the logical shape (and optionally dtype); returns the image.
+
+        Metadata only while the new shape fits the capacity; otherwise the buffer grows
+        by the policy in :mod:`gpuimg.memory` (one counted growth) and the old pixels are
+        not kept. Wrapped (borrowed) arrays and batch slots cannot grow: ValueError.
+
+        Example:
+            >>> img = Image.empty(100, 100, device="cpu")
+            >>> img.set_shape(50, 80, 4).shape
+            (50, 80, 4)
+        """
+        channels = self._channels if channels is None else channels
+        height, width, channels = _check_shape(height, width, channels)
+        dt = self._dtype if dtype is None else _check_dtype(dtype)
+        if (height, width, channels, dt) == (*self.shape, self._dtype):
+            return self
+        pitch = width * channels * dt.itemsize
+        needed = height * pitch
+        if needed > self.capacity:
+            if self._batch is not None:
+                raise ValueError(
+                    f"image {self._index} of a batch holds {self.capacity} bytes, {height}x{width}x{channels} "
+                    f"{dt.name} needs {needed}; resize the whole batch with ImageBatch.set_shapes"
+                )
+            if isinstance(self._store, _Borrowed):
+                raise ValueError(
+                    f"this image wraps a caller's array of {self.capacity} bytes, {height}x{width}x{channels} "
+                    f"{dt.name} needs {needed}; wrapped memory cannot grow (use Image.empty for growable images)"
+                )
+            self._view = None  # let the old block go before the new one is allocated
+            self._store.ensure(self._offset + needed)
+        self._height, self._width, self._channels, self._dtype, self._pitch = height, width, channels, dt, pitch
+        self._view = None
+        if self._batch is not None:
+            self._batch._slot_changed(self._index, height, width, channels, dt)
+        return self
+
+    def kernel_table(self, stream: Any = None) -> Any:
+        """This image as a one-row kernel table (``TABLE_COLUMNS``, offsets from ``data_ptr``).
+
+        Lets one batch kernel serve single images too; uploaded only when the shape changed.
+        """
+        if self._table is None:
+            self._table = _KernelTable(self.device)
+        self._table.set(np.array([[0, self._height, self._width, self._pitch, self._channels]], np.int64))
+        return self._table.on_device(stream)
+
+    # ----------------------------------------------------------------- interop
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        if self.device != "cuda":
+            raise AttributeError("a host image has no __cuda_array_interface__; use __array_interface__")
+        return self.array.__cuda_array_interface__
+
+    @property
+    def __array_interface__(self) -> dict[str, Any]:
+        if self.device != "cpu":
+            raise AttributeError("a GPU image has no __array_interface__; copy explicitly with img.numpy()")
+        return self.array.__array_interface__
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.array.__dlpack_device__()
+
+    # ----------------------------------------------------------------- copies
+    def numpy(self) -> np.ndarray:
+        """A host copy of the pixels: a contiguous (H, W, C) NumPy array (waits for the GPU).
+
+        Example:
+            >>> Image.empty(2, 2, device="cpu").numpy().shape
+            (2, 2, 3)
+        """
+        if self.device == "cuda":
+            out = np.empty(self.shape, self._dtype)
+            if self.is_contiguous:
+                self.array.get(out=out)
+            else:  # a pitched GPU view: copy row by row rather than allocate a device temporary
+                for row in range(self._height):
+                    self.array[row].get(out=out[row])
+            return out
+        return np.array(self.array, copy=True, order="C")
+
+    def to(self, device: str) -> Image:
+        """This image on ``device``: itself if already there, else a copy.
+
+        Example:
+            >>> img = Image.empty(2, 2, device="cpu")
+            >>> img.to("cpu") is img
+            True
+        """
+        target = resolve_device(device)
+        if target == self.device:
+            return self
+        out = Image.empty(*self.shape, dtype=self._dtype, device=target)
+        if target == "cpu":
+            out.array[...] = self.numpy()
+        else:
+            out.array.set(np.ascontiguousarray(self.array))
+        return out
+
+    def copy(self, out: Image | None = None, stream: Any = None) -> Image:
+        """A device-side copy into ``out`` (reshaped, grown only if needed) or a new image.
+
+        Example:
+            >>> a = Image.empty(3, 3, device="cpu"); b = a.copy()
+            >>> b.shape == a.shape and b.data_ptr != a.data_ptr
+            True
+        """
+        if out is None:
+            out = Image.empty(*self.shape, dtype=self._dtype, device=self.device)
+        elif out.device != self.device:
+            raise ValueError(f"out is on {out.device!r} but the image is on {self.device!r}; use img.to()")
+        out.set_shape(*self.shape, dtype=self._dtype)
+        with use_stream(self.device, stream):
+            self.xp.copyto(out.array, self.array)
+        return out
+
+    # ----------------------------------------------------------------- display
+    def thumbnail(self, max_size: int = THUMBNAIL_SIZE) -> np.ndarray:
+        """A small uint8 host copy for display, averaged down on the device first."""
+        pixels = _to_display_uint8(self.array, self.xp)
+        factor = max(1, -(-max(self._height, self._width) // max_size))
+        if factor > 1:
+            h, w = self._height // factor, self._width // factor
+            if h and w:
+                block = pixels[: h * factor, : w * factor].reshape(h, factor, w, factor, self._channels)
+                pixels = block.mean(axis=(1, 3)).round().astype(np.uint8)
+            else:  # a sliver thinner than the factor: take every factor-th pixel instead
+                pixels = pixels[::factor, ::factor]
+        return pixels.get() if self.device == "cuda" else np.asarray(pixels)
+
+    def _repr_png_(self) -> bytes:
+        return encode_png(np.ascontiguousarray(self.thumbnail()))
+
+    def __repr__(self) -> str:
+        return (
+            f"Image({self._height}x{self._width}x{self._channels} {self._dtype.name}, {self.device}, "
+            f"capacity={_human_bytes(self.capacity)})"
+        )
+
+
+def _to_display_uint8(pixels: Any, xp: Any) -> Any:
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return (pixels >> 8).astype(np.uint8)
+    return (xp.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _as_xp_array(array: Any) -> tuple[Any, Device]:
+    """(cupy or numpy array sharing ``array``'s memory, its device)."""
+    dev = device_of_array(array)
+    if dev is not None:
+        return array, dev
+    if hasattr(array, "__dlpack__") and hasattr(array, "__dlpack_device__"):
+        kind = int(array.__dlpack_device__()[0])
+        if kind in (2, 3):  # kDLCUDA, kDLCUDAHost... CUDA memory: CuPy shares it
+            import cupy
+
+            # DLPack, not __cuda_array_interface__: the CAI path host-synchronises (ANCHORS.md)
+            return cupy.from_dlpack(array), "cuda"
+        if kind == 1:
+            return np.from_dlpack(array), "cpu"
+    if hasattr(array, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asarray(array), "cuda"
+    if hasattr(array, "__array_interface__") or hasattr(array, "__array__"):
+        return np.asarray(array), "cpu"
+    raise TypeError(f"cannot wrap {type(array).__name__}: pass a NumPy/CuPy array or a DLPack tensor")
+
+
+class ImageBatch:
+    """N images of different sizes in ONE arena allocation, with a kernel table.
+
+    Slot i starts at ``table[i, 0]`` bytes into the arena (a multiple of
+    ``SLOT_ALIGNMENT``) and holds ``height x width x channels`` pixels with the given
+    pitch; ``kernel_table()`` is that table on the device, so one kernel launch can serve
+    every image. ``set_shapes`` re-lays out the slots, growing the arena as a whole (one
+    counted growth) only when the new total does not fit.
+
+    Example:
+        >>> batch = ImageBatch.empty([(300, 451), (480, 640)], device="cpu")
+        >>> [img.shape for img in batch]
+        [(300, 451, 3), (480, 640, 3)]
+        >>> batch.table()[:, 0].tolist()
+        [0, 406272]
+    """
+
+    def __init__(self, arena: Buffer, dtype: Any):
+        self._arena = arena
+        self._dtype = _check_dtype(dtype)
+        self._rows = np.zeros((0, len(TABLE_COLUMNS)), np.int64)
+        self._reserved = np.zeros(0, np.int64)
+        self._table = _KernelTable(arena.device)
+        self._views: list[Image] = []
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def empty(
+        cls,
+        shapes: Sequence[Sequence[int]],
+        channels: int = 3,
+        dtype: Any = "uint8",
+        capacity: int | None = None,
+        device: str | None = None,
+    ) -> ImageBatch:
+        """A batch with one slot per ``(height, width)`` or ``(height, width, channels)``.
+
+        Example:
+            >>> ImageBatch.empty([(2, 2), (3, 3, 1)], device="cpu").shapes
+            [(2, 2, 3), (3, 3, 1)]
+        """
+        dt = _check_dtype(dtype)
+        rows, reserved, total = _layout(shapes, channels, dt)
+        if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
+            raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
+        batch = cls(Buffer(max(total, int(capacity or 0), 1), device), dt)
+        batch._install(rows, reserved)
+        return batch
+
+    @classmethod
+    def from_images(cls, images: Iterable[Image | Any], device: str | None = None) -> ImageBatch:
+        """A batch holding copies of ``images`` (Images or arrays; one dtype for all).
+
+        Example:
+            >>> import numpy as np
+            >>> b = ImageBatch.from_images([np.ones((2, 3, 3), np.uint8), np.zeros((4, 4), np.uint8)])
+            >>> b.shapes
+            [(2, 3, 3), (4, 4, 1)]
+        """
+        items = [im if isinstance(im, Image) else Image.from_array(im) for im in images]
+        if not items:
+            raise ValueError("images must hold at least one image")
+        dtypes = {im.dtype for im in items}
+        if len(dtypes) != 1:
+            raise ValueError(f"all images of a batch need one dtype, got {sorted(d.name for d in dtypes)}")
+        dev = resolve_device(device) if device is not None else items[0].device
+        batch = cls.empty([im.shape for im in items], dtype=items[0].dtype, device=dev)
+        for slot, im in zip(batch, items):
+            src = im.to(dev)
+            slot.xp.copyto(slot.array, src.array)
+        return batch
+
+    # ----------------------------------------------------------------- layout
+    def set_shapes(self, shapes: Sequence[Sequence[int]], channels: int = 3, dtype: Any = None) -> ImageBatch:
+        """Re-lay out the batch for new image shapes; grows the arena only if needed.
+
+        Example:
+            >>> b = ImageBatch.empty([(100, 100)] * 4, device="cpu")
+            >>> len(b.set_shapes([(50, 60)] * 6))
+            6
+        """
+        dt = self._dtype if dtype is None else _check_dtype(dtype)
+        rows, reserved, total = _layout(shapes, channels, dt)
+        self._arena.ensure(total)
+        self._dtype = dt
+        self._install(rows, reserved)
+        return self
+
+    def _install(self, rows: np.ndarray, reserved: np.ndarray) -> None:
+        self._rows = rows
+        self._reserved = reserved
+        self._table.set(rows.copy())
+        if len(self._views) != len(rows):
+            self._views = [self._make_view(i) for i in range(len(rows))]
+        else:
+            for i, view in enumerate(self._views):
+                _, h, w, pitch, c = (int(v) for v in rows[i])
+                view._height, view._width, view._channels = h, w, c
+                view._dtype, view._pitch, view._view = self._dtype, pitch, None
+
+    def _make_view(self, i: int) -> Image:
+        offset, h, w, pitch, c = (int(v) for v in self._rows[i])
+        return Image(self._arena, h, w, c, self._dtype, offset=offset, pitch=pitch, _batch=self, _index=i)
+
+    def _slot_reserved(self, i: int) -> int:
+        return int(self._reserved[i])
+
+    def _slot_changed(self, i: int, height: int, width: int, channels: int, dtype: np.dtype) -> None:
+        if dtype != self._dtype:
+            raise ValueError(f"a batch has one dtype ({self._dtype.name}); use set_shapes(..., dtype=) for all")
+        self._rows[i, 1:] = (height, width, width * channels * dtype.itemsize, channels)
+        self._table.set(self._rows.copy())
+
+    # ----------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Image:
+        return self._views[index]
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self._views)
+
+    @property
+    def images(self) -> list[Image]:
+        """The slots as Image views (they share the arena)."""
+        return list(self._views)
+
+    @property
+    def shapes(self) -> list[tuple[int, int, int]]:
+        return [(int(h), int(w), int(c)) for _, h, w, _, c in self._rows]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> Device:
+        return self._arena.device  # type: ignore[return-value]
+
+    @property
+    def xp(self) -> Any:
+        return array_module(self.device)
+
+    @property
+    def capacity(self) -> int:
+        """Bytes the arena holds."""
+        return self._arena.capacity
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixel data over all slots (without alignment gaps)."""
+        return int((self._rows[:, 1] * self._rows[:, 3]).sum())
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes from the arena's start to the end of the last slot (gaps included)."""
+        if not len(self._rows):
+            return 0
+        last = self._rows[-1]
+        return int(last[0] + last[1] * last[3])
+
+    @property
+    def data_ptr(self) -> int:
+        """Address of the arena's first byte: table offsets are relative to it."""
+        return self._arena.ptr
+
+    @property
+    def arena(self) -> Any:
+        """The used part of the arena as one flat uint8 array (slot gaps included)."""
+        return self._arena.data[: self.used_bytes]
+
+    @property
+    def uniform_channels(self) -> int | None:
+        """The channel count shared by every slot, or None when they differ."""
+        channels = set(self._rows[:, 4].tolist())
+        return channels.pop() if len(channels) == 1 else None
+
+    def table(self) -> np.ndarray:
+        """The host copy of the kernel table: int64 rows of ``TABLE_COLUMNS``."""
+        return self._rows.copy()
+
+    def kernel_table(self, stream: Any = None) -> Any:
+        """The kernel table on the batch's device (uploaded only after a layout change)."""
+        return self._table.on_device(stream)
+
+    def max_shape(self) -> tuple[int, int]:
+        """(largest height, largest width) over the slots: the grid a batch kernel covers."""
+        return int(self._rows[:, 1].max()), int(self._rows[:, 2].max())
+
+    def numpy(self) -> list[np.ndarray]:
+        """Host copies of every image (one device-to-host copy of the arena)."""
+        arena = self.arena.get() if self.device == "cuda" else np.asarray(self.arena)
+        out = []
+        for offset, h, w, pitch, c in self._rows.tolist():
+            isz = self._dtype.itemsize
+            out.append(np.array(strided_view(arena, offset, (h, w, c), self._dtype, (pitch, c * isz, isz))))
+        return out
+
+    def to(self, device: str) -> ImageBatch:
+        """This batch on ``device``: itself if already there, else a copy."""
+        target = resolve_device(device)
+        if target == self.device:
+            return self
+        out = ImageBatch.empty(self.shapes, dtype=self._dtype, device=target)
+        if target == "cpu":
+            out.arena[...] = self.arena.get()
+        else:
+            out.arena.set(np.ascontiguousarray(self.arena))
+        return out
+
+    def copy(self, out: ImageBatch | None = None, stream: Any = None) -> ImageBatch:
+        """A device-side copy of the whole batch (one copy of the arena)."""
+        if out is None:
+            out = ImageBatch.empty(self.shapes, dtype=self._dtype, device=self.device)
+        elif out.device != self.device:
+            raise ValueError(f"out is on {out.device!r} but the batch is on {self.device!r}; use batch.to()")
+        else:
+            out.set_shapes(self.shapes, dtype=self._dtype)
+        with use_stream(self.device, stream):
+            self.xp.copyto(out.arena, self.arena)
+        return out
+
+    def _repr_png_(self) -> bytes:
+        from ._display import batch_grid  # display helpers live outside the data model
+
+        return encode_png(batch_grid(self))
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageBatch({len(self)} images, {self._dtype.name}, {self.device}, "
+            f"capacity={_human_bytes(self.capacity)})"
+        )
+
+
+def _layout(shapes: Sequence[Sequence[int]], channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, int]:
+    """Kernel-table rows, reserved bytes per slot, and total arena bytes for ``shapes``."""
+    if isinstance(shapes, np.ndarray):
+        shapes = shapes.tolist()
+    if not isinstance(shapes, Sequence) or isinstance(shapes, str):
+        raise ValueError(f"shapes must be a list of (height, width[, channels]), got {shapes!r}")
+    rows = np.zeros((len(shapes), len(TABLE_COLUMNS)), np.int64)
+    reserved = np.zeros(len(shapes), np.int64)
+    offset = 0
+    for i, shape in enumerate(shapes):
+        if not isinstance(shape, Sequence) or len(shape) not in (2, 3):
+            raise ValueError(f"shapes[{i}]={shape!r} must be (height, width) or (height, width, channels)")
+        h, w, c = _check_shape(shape[0], shape[1], shape[2] if len(shape) == 3 else channels)
+        pitch = w * c * dtype.itemsize
+        size = _round_up(h * pitch, SLOT_ALIGNMENT)
+        rows[i] = (offset, h, w, pitch, c)
+        reserved[i] = size
+        offset += size
+    return rows, reserved, offset

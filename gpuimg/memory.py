@@ -1,0 +1,230 @@
+"""Capacity-backed buffers, the workspace of scratch buffers, and allocation statistics.
+
+Every buffer the library allocates for pixels, scratch space or kernel tables is a
+:class:`Buffer`, so :func:`memory_stats` counts every allocation gpuimg makes.
+
+Growth policy (one for all buffers): a buffer asked to hold more than its capacity is
+replaced by one of ``max(needed, 1.5 * capacity)`` bytes, rounded up to 512 bytes. A
+stream of ever larger images therefore causes O(log(max/min)) growths, and the
+steady state (no image larger than any before) allocates nothing. Buffers never shrink;
+the contents are not kept across a growth (a new logical shape re-lays out the pixels).
+
+Example:
+    >>> import gpuimg
+    >>> gpuimg.reset_memory_stats()
+    >>> buf = Buffer(1000, device="cpu")
+    >>> buf.ensure(800)     # fits: no allocation
+    False
+    >>> gpuimg.memory_stats()["allocations"]
+    1
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from .device import array_module, resolve_device
+
+__all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "ALIGNMENT", "GROWTH_FACTOR"]
+
+ALIGNMENT = 512  # bytes; a multiple of every vector width and of CuPy's pool granularity
+GROWTH_FACTOR = 1.5
+
+_lock = threading.Lock()
+_counters: dict[str, dict[str, int]] = {}
+
+
+def _device_counters(device: str) -> dict[str, int]:
+    counters = _counters.get(device)
+    if counters is None:
+        counters = _counters[device] = dict(
+            allocations=0, growths=0, bytes_allocated=0, bytes_reserved=0, peak_bytes_reserved=0
+        )
+    return counters
+
+
+def _record_allocation(device: str, nbytes: int, growth: bool) -> None:
+    with _lock:
+        c = _device_counters(device)
+        c["allocations"] += 1
+        c["growths"] += int(growth)
+        c["bytes_allocated"] += nbytes
+        c["bytes_reserved"] += nbytes
+        c["peak_bytes_reserved"] = max(c["peak_bytes_reserved"], c["bytes_reserved"])
+
+
+def _record_release(device: str, nbytes: int) -> None:
+    with _lock:
+        _device_counters(device)["bytes_reserved"] -= nbytes
+
+
+def memory_stats(device: str | None = None) -> dict[str, int]:
+    """Allocation statistics of the buffers gpuimg made.
+
+    Keys: ``allocations`` (buffers allocated, growths included), ``growths`` (allocations
+    that replaced a too-small buffer), ``bytes_allocated`` (total ever allocated),
+    ``bytes_reserved`` (held by live buffers now), ``peak_bytes_reserved``. With
+    ``device=None`` the figures are summed over cpu and cuda.
+
+    Example:
+        >>> stats = memory_stats()
+        >>> sorted(stats)[:2]
+        ['allocations', 'bytes_allocated']
+    """
+    with _lock:
+        devices = [device] if device is not None else list(_counters)
+        total = dict(allocations=0, growths=0, bytes_allocated=0, bytes_reserved=0, peak_bytes_reserved=0)
+        for name in devices:
+            for key, value in _device_counters(name).items():
+                total[key] += value
+        return total
+
+
+def reset_memory_stats() -> None:
+    """Zero the counters (``bytes_reserved`` stays: it is what live buffers hold now).
+
+    Example:
+        >>> reset_memory_stats(); memory_stats()["allocations"]
+        0
+    """
+    with _lock:
+        for c in _counters.values():
+            c.update(allocations=0, growths=0, bytes_allocated=0, peak_bytes_reserved=c["bytes_reserved"])
+
+
+def _round_up(n: int, to: int = ALIGNMENT) -> int:
+    return -(-n // to) * to
+
+
+def _allocate_bytes(nbytes: int, device: str, pinned: bool) -> Any:
+    """A fresh 1-D uint8 array of ``nbytes`` on ``device`` (pinned host memory if asked)."""
+    if device == "cuda":
+        import cupy
+
+        return cupy.ndarray((nbytes,), dtype=np.uint8, memptr=cupy.cuda.alloc(nbytes))
+    if pinned:
+        import cupy
+
+        memory = cupy.cuda.alloc_pinned_memory(nbytes)
+        return np.frombuffer(memory, dtype=np.uint8, count=nbytes)
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+class Buffer:
+    """A growable block of bytes on one device: the storage of Images, arenas and scratch.
+
+    ``data`` is a 1-D uint8 array (CuPy or NumPy) of ``capacity`` bytes. ``ensure(n)``
+    makes room for ``n`` bytes by the module's growth policy and bumps ``generation``
+    (views made before a growth are stale). ``pinned=True`` asks for page-locked host
+    memory (needs a CUDA device; falls back to pageable memory without one).
+
+    Example:
+        >>> buf = Buffer(256, device="cpu")
+        >>> buf.ensure(4096), buf.capacity >= 4096
+        (True, True)
+    """
+
+    def __init__(self, nbytes: int, device: str | None = None, *, pinned: bool = False):
+        self.device = resolve_device(device)
+        if not isinstance(nbytes, int | np.integer) or nbytes < 0:
+            raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
+        self.pinned = bool(pinned) and self.device == "cpu" and _pinned_possible()
+        self.generation = 0
+        self.data: Any = None
+        self._allocate(max(_round_up(int(nbytes)), ALIGNMENT), growth=False)
+
+    @property
+    def capacity(self) -> int:
+        """Bytes this buffer can hold without growing."""
+        return int(self.data.size)
+
+    @property
+    def ptr(self) -> int:
+        """Address of the first byte (device address for cuda)."""
+        if self.device == "cuda":
+            return int(self.data.data.ptr)
+        return int(self.data.ctypes.data)
+
+    @property
+    def xp(self) -> Any:
+        return array_module(self.device)
+
+    def ensure(self, nbytes: int) -> bool:
+        """Make the capacity at least ``nbytes``; returns True when the buffer grew."""
+        if nbytes <= self.capacity:
+            return False
+        new_capacity = _round_up(max(int(nbytes), int(self.capacity * GROWTH_FACTOR)))
+        self._allocate(new_capacity, growth=True)
+        return True
+
+    def _allocate(self, nbytes: int, growth: bool) -> None:
+        self.data = None  # drop the old block first so the pool can reuse it
+        data = _allocate_bytes(nbytes, self.device, self.pinned)
+        _record_allocation(self.device, nbytes, growth)
+        weakref.finalize(data, _record_release, self.device, nbytes)
+        self.data = data
+        self.generation += 1
+
+    def view(self, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
+        """A typed view of the bytes from ``offset`` with the given shape and byte strides."""
+        return strided_view(self.data, offset, shape, dtype, strides)
+
+    def __repr__(self) -> str:
+        kind = "pinned " if self.pinned else ""
+        return f"Buffer({self.capacity} bytes, {kind}{self.device})"
+
+
+def strided_view(raw: Any, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
+    """A view of the 1-D uint8 array ``raw`` from byte ``offset``, typed, shaped and strided.
+
+    Works the same for NumPy and CuPy; no copy. The caller guarantees the view fits.
+    """
+    dtype = np.dtype(dtype)
+    xp = array_module("cuda" if not isinstance(raw, np.ndarray) else "cpu")
+    extent = max(0, int(raw.size) - offset)
+    extent -= extent % dtype.itemsize
+    typed = raw[offset : offset + extent].view(dtype)
+    return xp.lib.stride_tricks.as_strided(typed, shape=shape, strides=strides)
+
+
+_pinned_state: list[bool] = []
+
+
+def _pinned_possible() -> bool:
+    if not _pinned_state:
+        from .device import cuda_available
+
+        _pinned_state.append(cuda_available())
+    return _pinned_state[0]
+
+
+_workspace = threading.local()
+
+
+def scratch(name: str, nbytes: int, device: str) -> Buffer:
+    """The calling thread's scratch buffer ``name`` on ``device``, with at least ``nbytes``.
+
+    Ops use scratch for intermediate results (a separable blur's middle pass, an in-place
+    neighbourhood op's copy) so that a call allocates nothing once the buffer is big
+    enough. Scratch is per thread because two threads may run ops at once; one op call
+    must use distinct names for buffers it needs at the same time.
+
+    Example:
+        >>> tmp = scratch("example", 1024, "cpu")
+        >>> scratch("example", 512, "cpu") is tmp
+        True
+    """
+    buffers = getattr(_workspace, "buffers", None)
+    if buffers is None:
+        buffers = _workspace.buffers = {}
+    key = (device, name)
+    buf = buffers.get(key)
+    if buf is None:
+        buf = buffers[key] = Buffer(nbytes, device)
+    else:
+        buf.ensure(nbytes)
+    return buf

@@ -1,0 +1,69 @@
+"""Shared fixtures: every device-dependent test runs once per device.
+
+On a machine without a usable GPU the "cuda" variants are skipped with the reason, so
+CI (CPU only) shows them as skipped rather than silently missing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpuimg
+from gpuimg.device import _cuda_probe
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEVICES = ("cpu", "cuda")
+
+
+def _skip_without_gpu(device: str) -> None:
+    usable, reason = _cuda_probe()
+    if device == "cuda" and not usable:
+        pytest.skip(f"GPU variant: {reason}")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """"cpu" and "cuda"; the cuda variant skips (with the reason) where no GPU is usable."""
+    _skip_without_gpu(request.param)
+    return request.param
+
+
+@pytest.fixture
+def gpu() -> str:
+    """For tests that only make sense on a GPU (streams, GPU-vs-CPU comparisons)."""
+    _skip_without_gpu("cuda")
+    return "cuda"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    gpuimg.reset_memory_stats()
+    yield
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    return ASSETS
+
+
+def load_asset(name: str, mode: str | None = "RGB") -> np.ndarray:
+    """An asset decoded by Pillow (the outside reference) as an (H, W, C) array."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(ASSETS / name) as im:
+        if mode is not None:
+            im = im.convert(mode)
+        arr = np.asarray(im)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """The RGB photos in assets/ as uint8 arrays, decoded by Pillow."""
+    names = sorted(p.name for p in ASSETS.glob("*.jpg"))
+    if not names:
+        pytest.fail("assets/ holds no JPEG photos")
+    return {name: load_asset(name) for name in names}

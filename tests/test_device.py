@@ -1,0 +1,51 @@
+import pytest
+
+import gpuimg
+from gpuimg.device import array_module, resolve_device
+
+
+def test_resolve_known_names():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device(" CPU ") == "cpu"
+
+
+def test_unknown_device_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="'tpu'.*cpu.*cuda"):
+        resolve_device("tpu")
+    with pytest.raises(TypeError, match="device must be a string"):
+        resolve_device(3)
+
+
+def test_environment_variable_overrides_the_default(monkeypatch):
+    monkeypatch.setenv("GPUIMG_DEVICE", "cpu")
+    assert gpuimg.default_device() == "cpu"
+    assert gpuimg.Image.empty(2, 2).device == "cpu"
+    monkeypatch.setenv("GPUIMG_DEVICE", "quantum")
+    with pytest.raises(ValueError, match="GPUIMG_DEVICE"):
+        gpuimg.default_device()
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if gpuimg.cuda_available():
+        assert resolve_device("cuda") == "cuda"
+        assert array_module("cuda").__name__ == "cupy"
+    else:
+        with pytest.raises(gpuimg.DeviceUnavailableError, match="no.*GPU|none can be used"):
+            resolve_device("cuda")
+        with pytest.raises(gpuimg.GpuImgError):
+            gpuimg.Image.empty(2, 2, device="cuda")
+
+
+def test_stream_helpers(gpu):
+    import cupy
+
+    from gpuimg.device import get_stream, stream_ptr
+
+    s = cupy.cuda.Stream(non_blocking=True)
+    assert get_stream(s) is s
+    assert stream_ptr(s) == s.ptr
+    assert get_stream(int(s.ptr)).ptr == s.ptr
+    with s:
+        assert stream_ptr() == s.ptr
+    with pytest.raises(TypeError, match="not a CUDA stream"):
+        get_stream("fast")

@@ -1,0 +1,46 @@
+import pytest
+
+import gpuimg
+from gpuimg.memory import GROWTH_FACTOR, Buffer, scratch
+
+
+def test_buffer_growth_policy_is_amortised(device):
+    buf = Buffer(1000, device)
+    assert gpuimg.memory_stats()["allocations"] == 1
+    assert not buf.ensure(buf.capacity)  # fits: nothing happens
+    grew = buf.ensure(buf.capacity + 1)  # just over: grows by the factor, not by one byte
+    assert grew and buf.capacity >= int(1024 * GROWTH_FACTOR)
+    stats = gpuimg.memory_stats()
+    assert stats["allocations"] == 2 and stats["growths"] == 1
+    # a stream of slowly growing requests causes only logarithmically many growths
+    for n in range(buf.capacity, 50 * buf.capacity, 997):
+        buf.ensure(n)
+    assert gpuimg.memory_stats()["growths"] < 15
+
+
+def test_bytes_reserved_follows_live_buffers(device):
+    before = gpuimg.memory_stats()["bytes_reserved"]
+    buf = Buffer(4096, device)
+    assert gpuimg.memory_stats()["bytes_reserved"] == before + buf.capacity
+    del buf
+    assert gpuimg.memory_stats()["bytes_reserved"] == before
+
+
+def test_reset_keeps_reserved(device):
+    buf = Buffer(2048, device)
+    gpuimg.reset_memory_stats()
+    stats = gpuimg.memory_stats(device)
+    assert stats["allocations"] == 0 and stats["bytes_reserved"] >= buf.capacity
+
+
+def test_scratch_is_reused_per_name(device):
+    a = scratch("test-a", 100, device)
+    gpuimg.reset_memory_stats()
+    assert scratch("test-a", 50, device) is a
+    assert gpuimg.memory_stats()["allocations"] == 0
+    assert scratch("test-b", 50, device) is not a
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="nbytes"):
+        Buffer(-1, "cpu")
