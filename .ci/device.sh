@@ -15,6 +15,6 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1
 if [ $# -eq 0 ]; then set -- pytest -q; fi
 if [ "$1" = pytest ]; then shift; set -- python3 -m pytest "$@"; fi
-log="$OUT/$(basename "${@: -1}" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-40).log"
+log="$OUT/$(basename -- "${@: -1}" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-40).log"
 "$@" 2>&1 | tee "$log"
 exit "${PIPESTATUS[0]}"

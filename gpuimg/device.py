@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from types import ModuleType
 from typing import Any, ContextManager, Literal
 
@@ -124,11 +125,13 @@ def get_stream(stream: Any = None) -> Any:
         return cupy.cuda.get_current_stream()
     if isinstance(stream, cupy.cuda.Stream | cupy.cuda.ExternalStream):
         return stream
-    if isinstance(stream, int):
-        return cupy.cuda.ExternalStream(stream)
+    ptr = stream if isinstance(stream, int) else None
     for attr in ("cuda_stream", "ptr"):
-        ptr = getattr(stream, attr, None)
-        if isinstance(ptr, int):
+        if ptr is None and isinstance(getattr(stream, attr, None), int):
+            ptr = getattr(stream, attr)
+    if ptr is not None:
+        with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream for protocol objects, not raw handles
+            warnings.simplefilter("ignore", DeprecationWarning)
             return cupy.cuda.ExternalStream(ptr)
     raise TypeError(
         f"stream={stream!r} is not a CUDA stream; pass a cupy.cuda.Stream, a torch.cuda.Stream or an int handle"
