@@ -1,0 +1,32 @@
+"""All operation benchmarks in one run: geometry and filters, then colour and compositing.
+
+Each section measures a device-to-device copy of the same data in the same run and
+reports every op in "x copy" (its time over the copy's), beside torchvision on CUDA
+tensors where it has the op. ../shared/ANCHORS.md gives CV-CUDA's figures in the same unit.
+
+Usage: python bench/ops.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import gpuimg from the checkout
+
+import harness  # noqa: E402
+
+SECTIONS = ("ops_geometry", "ops_color")
+
+
+def main() -> None:
+    args = harness.parse_args()
+    results = harness.Results("operations", meta=dict(device=harness.device_name()))
+    for name in SECTIONS:
+        importlib.import_module(name).run(results, args)
+    harness.report(results, args)
+
+
+if __name__ == "__main__":
+    main()
