@@ -37,6 +37,8 @@ _LAZY: dict[str, str] = {
     "read_batch": "codec",
     "info": "codec",
     "ImageInfo": "codec",
+    "BatchResult": "codec",
+    "BatchError": "codec",
     # pipeline.py
     "Pipeline": "pipeline",
     # display
