@@ -1,0 +1,359 @@
+"""The ``gpuimg`` command: ``process`` folders of images, ``info`` on files, ``bench``.
+
+Exit codes: 0 all items succeeded, 1 some items failed (the report lists them), 2 usage
+errors (bad flags, unknown op, missing input), 130 interrupted by Ctrl-C.
+
+Example:
+    $ gpuimg process assets/ out/                       # re-encode every image as JPEG q90
+    $ gpuimg process photos/ small/ --resize-shorter 512 --center-crop 512 --sharpen 0.5
+    $ gpuimg process photos/ out/ --pipeline steps.json --format png --resume
+    $ gpuimg info assets/chelsea.jpg
+    $ gpuimg bench --count 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FORMATS = ("jpeg", "png", "webp", "tiff", "jp2", "bmp")
+
+
+class UsageError(Exception):
+    """A bad command line found after parsing (unknown op parameter, unreadable --pipeline)."""
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'HxW' or 'N' (a square) as (height, width)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size HxW (e.g. 224x224) or N, got {text!r}")
+    return values[0], values[1]
+
+
+def _box(text: str) -> tuple[int, int, int, int]:
+    """'TOP,LEFT,HxW' as (top, left, height, width)."""
+    try:
+        top, left, size = text.split(",")
+        height, width = _size(size)
+        return int(top), int(left), height, width
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected TOP,LEFT,HxW (e.g. 10,20,224x224), got {text!r}") from None
+
+
+def _flip_axis(text: str) -> str:
+    if text not in ("h", "v", "hv"):
+        raise argparse.ArgumentTypeError(f"expected h (horizontal), v (vertical) or hv, got {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------- op flags
+
+# One flag per common op: (flag, metavar, value parser, help, step builder). The builder
+# turns the parsed value into (op name, kwargs) in the ops' own parameter names.
+OpFlag = tuple[str, str | None, Callable[[str], Any] | None, str, Callable[[Any], tuple[str, dict[str, Any]]]]
+OP_FLAGS: tuple[OpFlag, ...] = (
+    ("--resize-shorter", "N", _positive_int, "scale so the shorter side is N (antialiased)",
+     lambda v: ("resize_shorter", {"size": v})),
+    ("--resize", "HxW", _size, "resize to exactly HxW (antialiased)", lambda v: ("resize", {"size": v})),
+    ("--center-crop", "HxW", _size, "crop HxW from the centre", lambda v: ("center_crop", {"size": v})),
+    ("--crop", "T,L,HxW", _box, "crop HxW at (top, left)",
+     lambda v: ("crop", {"top": v[0], "left": v[1], "height": v[2], "width": v[3]})),
+    ("--flip", "h|v|hv", _flip_axis, "flip horizontally, vertically or both",
+     lambda v: ("flip", {"horizontal": "h" in v, "vertical": "v" in v})),
+    ("--blur", "SIGMA", _positive_float, "gaussian blur of standard deviation SIGMA",
+     lambda v: ("gaussian_blur", {"sigma": v})),
+    ("--sharpen", "A", _positive_float, "sharpen (unsharp mask) of amount A", lambda v: ("sharpen", {"amount": v})),
+    ("--gray", None, None, "convert to grayscale", lambda v: ("to_gray", {})),
+)
+
+
+class _AppendStep(argparse.Action):
+    """Records op flags in the order given on the command line (order matters for ops)."""
+
+    def __init__(self, *args: Any, build: Callable[[Any], tuple[str, dict[str, Any]]], **kwargs: Any):
+        self.build = build
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        steps = list(getattr(namespace, "steps", None) or [])
+        steps.append(self.build(values))
+        namespace.steps = steps
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpuimg`` command (its sub-commands and flags).
+
+    Example:
+        >>> build_parser().parse_args(["process", "in", "out", "--gray"]).steps
+        [('to_gray', {})]
+    """
+    parser = argparse.ArgumentParser(prog="gpuimg", description="Decode, process and encode images on the GPU.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_process(sub)
+    info = sub.add_parser("info", help="format, size, channels and EXIF orientation of image files")
+    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("--json", action="store_true", help="one JSON object per line")
+    bench = sub.add_parser("bench", help="short self-benchmark on generated images (images/s)")
+    bench.add_argument("--count", type=_positive_int, default=256, help="images to generate (default 256)")
+    bench.add_argument("--size", type=_size, default=(1080, 1920), metavar="HxW", help="image size (default 1080x1920)")
+    bench.add_argument("--batch-size", type=_positive_int, default=64)
+    bench.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    return parser
+
+
+def _add_process(sub: Any) -> None:
+    p = sub.add_parser(
+        "process",
+        help="process a folder (or list) of images into an output folder",
+        description="Ops are applied in the order their flags are given. With no op flag the "
+        "images are re-encoded (JPEG quality 90 unless --format/--quality say otherwise).",
+    )
+    p.add_argument("src", metavar="SRC", help="a folder (recursive), an image file, or a .txt list of paths")
+    p.add_argument("dst", metavar="DST", help="output folder (mirrors SRC's layout)")
+    ops = p.add_argument_group("operations (applied in the order given)")
+    for flag, metavar, parse, help_text, build in OP_FLAGS:
+        if parse is None:
+            ops.add_argument(flag, dest="steps", nargs=0, action=_AppendStep, build=build, help=help_text)
+        else:
+            ops.add_argument(flag, dest="steps", metavar=metavar, type=parse, action=_AppendStep, build=build, help=help_text)
+    ops.add_argument("--pipeline", metavar="FILE", help="JSON file of steps: [[name, {params}], ...] (after any op flags)")
+    out = p.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default="jpeg", help="output format (default jpeg)")
+    out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
+    out.add_argument("--report", metavar="FILE", help=f"failure report path (default DST/gpuimg-report.json)")
+    run = p.add_argument_group("run")
+    run.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
+    run.add_argument("--max-batch-mb", type=_positive_int, default=512, help="decoded pixels per batch, MB (default 512)")
+    run.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when usable")
+    run.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
+    run.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
+    run.add_argument("--resume", action="store_true", help="skip outputs newer than their input")
+    run.add_argument("--dry-run", action="store_true", help="list what would be written; process nothing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(steps=[])
+
+
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected a quality in 1..100, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _steps_of(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    steps = list(args.steps)
+    if args.pipeline:
+        from .pipeline import load_steps
+
+        try:
+            steps += load_steps(args.pipeline)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return steps
+
+
+def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:
+    from .errors import DeviceUnavailableError
+    from .pipeline import Pipeline
+
+    try:
+        return Pipeline(steps, device=device)
+    except (ValueError, TypeError, DeviceUnavailableError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _progress_bar(total: int, enabled: bool) -> tuple[Any, Callable[[int, int], None] | None]:
+    if not enabled or total == 0:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    if not Path(args.src).exists():
+        raise UsageError(f"SRC {args.src!r} does not exist")
+    pipeline = _make_pipeline(_steps_of(args), args.device)
+    jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
+    if args.dry_run:
+        return _dry_run(pipeline, jobs)
+    bar, progress = _progress_bar(len(jobs), not args.no_progress)
+    try:
+        summary = pipeline.run(
+            args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
+            max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
+            resume=args.resume, report=args.report, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary)
+    for failure in summary.failures[:10]:
+        print(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
+    if summary.failed:
+        more = f" (and {summary.failed - 10} more)" if summary.failed > 10 else ""
+        print(f"{summary.failed} failed{more}; report: {summary.report_path}")
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if summary.failed else EXIT_OK
+
+
+def _dry_run(pipeline: Any, jobs: list[Any]) -> int:
+    steps = " -> ".join(f"{name}({', '.join(f'{k}={v!r}' for k, v in kw.items())})" for name, kw in pipeline.steps)
+    print(f"steps: decode -> {steps + ' -> ' if steps else ''}encode on {pipeline.device}")
+    refused = 0
+    for job in jobs:
+        if job.dst is None:
+            refused += 1
+            print(f"{job.src} -> (refused: would overwrite an input or leave DST)")
+        else:
+            print(f"{job.src} -> {job.dst}")
+    print(f"{len(jobs)} inputs, {refused} refused (dry run: nothing written)")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .codec import info
+
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            meta = _info_dict(info(name))
+        except Exception as exc:  # per file: report and go on, like `process`
+            print(f"{name}: error: {exc}", file=sys.stderr)
+            status = EXIT_FAILURES
+            continue
+        if args.json:
+            print(json.dumps({"file": name, **meta}))
+        else:
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
+    return status
+
+
+def _info_dict(meta: Any) -> dict[str, Any]:
+    fields = ("codec", "width", "height", "channels", "dtype", "orientation")
+    out = {}
+    for key in fields:
+        value = getattr(meta, key, None)
+        if value is not None:
+            out[key] = value if isinstance(value, int | float | str) else str(value)
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Generate ``count`` JPEGs from the built-in test photo, then time a typical run."""
+    from .pipeline import Pipeline
+
+    pipeline = _make_pipeline([("resize_shorter", {"size": 512}), ("center_crop", {"size": (512, 512)})], args.device)
+    with tempfile.TemporaryDirectory(prefix="gpuimg-bench-") as tmp:
+        src, dst = Path(tmp) / "in", Path(tmp) / "out"
+        t0 = time.perf_counter()
+        _generate_images(src, args.count, args.size)
+        print(f"generated {args.count} JPEGs of {args.size[1]}x{args.size[0]} in {time.perf_counter() - t0:.1f} s")
+        Pipeline([], device=pipeline.device).run(src, dst, batch_size=args.batch_size, report=Path(tmp) / "warm.json")
+        summary = pipeline.run(src, dst, batch_size=args.batch_size, report=Path(tmp) / "report.json")
+    print(f"decode -> resize_shorter 512 -> center_crop 512 -> JPEG q90 on {pipeline.device}: {summary}")
+    busy = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(summary.stage_seconds.items()))
+    print(f"stage busy time (threads summed): {busy}")
+    return EXIT_OK if not summary.failed else EXIT_FAILURES
+
+
+def _generate_images(folder: Path, count: int, size: tuple[int, int]) -> None:
+    """``count`` JPEGs: a synthetic photo-like gradient with noise, varied per file."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = size
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:height, :width]
+    base = np.stack([xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), (xx + yy) % 256], -1).astype(np.uint8)
+    variants = [np.clip(base.astype(np.int16) + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    encoded = []
+    for v in variants:
+        path = folder / "tmp.jpg"
+        PILImage.fromarray(v).save(path, quality=90)
+        encoded.append(path.read_bytes())
+    (folder / "tmp.jpg").unlink()
+    for i in range(count):
+        (folder / f"img{i:05d}.jpg").write_bytes(encoded[i % len(encoded)])
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"process": cmd_process, "info": cmd_info, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gpuimg`` console script; returns the exit code.
+
+    Example:
+        >>> main(["process"])  # doctest: +SKIP
+        2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse prints the usage and message itself
+        return int(exc.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"gpuimg {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,795 @@
+"""Dataset pipeline: folders of files -> decode -> ops -> encode -> files (or tensors).
+
+``Pipeline(steps)`` holds the op calls; ``run`` processes a dataset with overlapping
+stages, and ``batches`` feeds a training loop:
+
+    reader threads      read file bytes and parse headers (prefetching ahead)
+    batcher             groups files by count AND decoded size (``max_batch_bytes``)
+    decode thread       its own CUDA stream and Decoder; decodes batch N+1 into a ring of
+                        reused ImageBatch arenas while batch N is processed
+    process thread      its own stream and Encoder; runs the steps batch-wise (one launch
+                        per op per batch) into per-step reused outputs, then encodes
+    writer threads      write each output atomically (temporary name, then rename)
+
+Memory bound: a batch holds at most ``batch_size`` images and at most ``max_batch_bytes``
+bytes of decoded pixels (height x width x 3; an image larger than that alone forms a batch
+of one). The run holds ``DECODE_RING`` decoded batches plus one output buffer per step, so
+device memory stays under about ``(DECODE_RING + steps) x max_batch_bytes`` for steps that
+do not enlarge images. Buffers grow to the largest batch seen and are then reused: the
+steady state allocates nothing (see :func:`gpuimg.memory_stats`). A GPU out-of-memory
+error splits the batch in halves (down to single images) instead of ending the run.
+
+Example:
+    >>> import gpuimg
+    >>> p = gpuimg.Pipeline([("resize_shorter", {"size": 256})])  # doctest: +SKIP
+    >>> summary = p.run("photos/", "out/", format="jpeg", quality=90)  # doctest: +SKIP
+    >>> summary.processed, summary.failed  # doctest: +SKIP
+    (1000, 0)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import inspect
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._files import FORMAT_SUFFIX, Job, atomic_write, is_done, plan_jobs
+from ._stages import DONE, Lane, StageQueue, StageTimer, Stopped, batches_by_size, is_out_of_memory, start_thread
+from .device import resolve_device
+from .image import ImageBatch
+
+__all__ = ["Pipeline", "Summary", "Failure", "available_ops", "load_steps", "DEFAULT_MAX_BATCH_BYTES", "REPORT_NAME"]
+
+OP_MODULES = ("geometry", "filters", "color", "compose")
+DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
+DECODE_RING = 2  # decoded batches in flight: one being decoded, one being processed
+REPORT_NAME = "gpuimg-report.json"
+LOSSY_FORMATS = ("jpg", "webp", "jp2")  # the formats that take a quality
+
+StepSpec = Callable[..., Any] | tuple[str, dict[str, Any]] | Sequence[Any]
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _op_module(family: str) -> Any | None:
+    try:
+        return importlib.import_module(f"gpuimg.ops.{family}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"gpuimg.ops.{family}":
+            raise  # a family that exists but fails to import is a bug to show, not hide
+        return None
+
+
+def available_ops() -> list[str]:
+    """Names usable as pipeline steps: the public functions of the ``gpuimg.ops`` families.
+
+    Example:
+        >>> "resize_shorter" in available_ops()  # doctest: +SKIP
+        True
+    """
+    names = []
+    for family in OP_MODULES:
+        module = _op_module(family)
+        if module is None:
+            continue
+        for name, obj in vars(module).items():
+            if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__:
+                names.append(name)
+    return sorted(names)
+
+
+def find_op(name: str) -> Callable[..., Any]:
+    """The op function called ``name`` in one of the ``gpuimg.ops`` families."""
+    if not isinstance(name, str):
+        raise TypeError(f"a step name must be a string, got {name!r}")
+    for family in OP_MODULES:
+        module = _op_module(family)
+        fn = getattr(module, name, None) if module is not None else None
+        if not name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == module.__name__:
+            return fn
+    raise ValueError(f"unknown step {name!r}; available steps: {', '.join(available_ops()) or '(no op modules found)'}")
+
+
+class _Step:
+    """One resolved step: the op, its keyword arguments, and its reused output buffer."""
+
+    def __init__(self, spec: StepSpec):
+        if callable(spec):
+            self.name, self.fn, self.kwargs = getattr(spec, "__name__", repr(spec)), spec, {}
+        elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) in (1, 2):
+            kwargs = dict(spec[1]) if len(spec) == 2 and spec[1] is not None else {}
+            self.name, self.fn, self.kwargs = spec[0], find_op(spec[0]), kwargs
+        else:
+            raise TypeError(f"a step must be a callable or a (name, kwargs) pair, got {spec!r}")
+        params = _parameters(self.fn)
+        self.takes_out = params is None or "out" in params
+        self.takes_stream = params is None or "stream" in params
+        self._check_kwargs()
+
+    def _check_kwargs(self) -> None:
+        try:
+            inspect.signature(self.fn).bind(None, **self.kwargs)
+        except TypeError as exc:
+            raise ValueError(f"step {self.name!r} cannot take {self.kwargs}: {exc}") from None
+        except ValueError:  # builtins without a signature: nothing to check
+            pass
+
+    def __call__(self, src: Any, out: Any, stream: Any) -> Any:
+        extra: dict[str, Any] = {}
+        if self.takes_out and out is not None:
+            extra["out"] = out
+        if self.takes_stream and stream is not None:
+            extra["stream"] = stream
+        return self.fn(src, **self.kwargs, **extra)
+
+    def describe(self) -> list[Any]:
+        return [self.name, self.kwargs]
+
+
+def _parameters(fn: Callable[..., Any]) -> set[str] | None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
+def load_steps(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
+    """Steps from a JSON file: ``[["resize_shorter", {"size": 512}], ["sharpen", {}]]`` or
+    ``{"steps": [...]}``; each step may also be ``{"op": name, ...kwargs}``.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "p.json"
+        >>> _ = f.write_text(json.dumps({"steps": [{"op": "flip", "axis": 1}]}))
+        >>> load_steps(f)
+        [('flip', {'axis': 1})]
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"pipeline file {str(path)!r} cannot be read as JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = data.get("steps")
+    if not isinstance(data, list):
+        raise ValueError(f"pipeline file {str(path)!r} must hold a list of steps or {{\"steps\": [...]}}")
+    steps = []
+    for i, item in enumerate(data):
+        if isinstance(item, dict) and isinstance(item.get("op"), str):
+            kwargs = {k: v for k, v in item.items() if k != "op"}
+            steps.append((item["op"], kwargs))
+        elif isinstance(item, list) and len(item) in (1, 2) and isinstance(item[0], str):
+            kwargs = item[1] if len(item) == 2 else {}
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"step {i} of {str(path)!r}: the parameters must be an object, got {kwargs!r}")
+            steps.append((item[0], dict(kwargs)))
+        else:
+            raise ValueError(f"step {i} of {str(path)!r} must be [name, {{params}}] or {{\"op\": name, ...}}, got {item!r}")
+    return steps
+
+
+# --------------------------------------------------------------------------- codec use
+
+
+def _new_decoder(device: str) -> Any:
+    from .codec import Decoder
+
+    # The decode lane host-waits for each ring slot's release event before decoding into
+    # it, so the Decoder's own whole-stream guard would only cost overlap (codec.py).
+    return Decoder(device, guard_reuse=False)
+
+
+def _new_encoder(device: str) -> Any:
+    from .codec import Encoder
+
+    return Encoder(device)
+
+
+def _header_shape(data: bytes) -> tuple[int, int, int]:
+    """The decoded (height, width, channels) of an encoded file, from its header only.
+
+    The pipeline decodes to RGB, so every image has 3 channels whatever the file stores.
+    """
+    from .codec import info
+
+    meta = info(data)
+    return meta.height, meta.width, 3
+
+
+def _decode(decoder: Any, items: list[_Item], out: ImageBatch | None, stream: Any) -> tuple[ImageBatch, list[int], list[tuple[int, Any]]]:
+    """Decode ``items`` into ``out`` (reused); (batch of the good ones, their indices, failures)."""
+    result = decoder.decode_batch([it.data for it in items], out, mode="rgb", stream=stream)
+    return result.images, list(result.indices), [(e.index, e.error) for e in result.errors]
+
+
+def _encode(encoder: Any, batch: ImageBatch, fmt: str, quality: int, stream: Any) -> list[bytes | BaseException]:
+    """Encoded files of every image of ``batch``; a per-image error where one fails.
+
+    The Encoder fails a whole batch for one bad image; then each image is retried alone
+    so only that image fails (rare path).
+    """
+    from .errors import EncodeError
+
+    kwargs = {"quality": quality} if fmt in LOSSY_FORMATS else {}
+    try:
+        return list(encoder.encode_batch(batch, fmt, stream=stream, **kwargs))
+    except EncodeError:
+        pass
+    out: list[bytes | BaseException] = []
+    for img in batch:
+        try:
+            out.append(encoder.encode(img, fmt, stream=stream, **kwargs))
+        except EncodeError as exc:
+            out.append(exc)
+    return out
+
+
+def _free_cached_memory(device: str) -> None:
+    """Give CuPy's cached blocks back before retrying a batch that ran out of memory."""
+    if device == "cuda":
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Failure:
+    """One input that produced no output: its path, the stage and the reason."""
+
+    path: str
+    stage: str
+    reason: str
+
+
+@dataclass
+class Summary:
+    """What a run did. ``stage_seconds``: busy time of each stage (threads summed), which
+    shows the bottleneck; ``images_per_second`` counts processed images over wall time."""
+
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[Failure] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    report_path: str | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["images_per_second"] = round(self.images_per_second, 2)
+        return data
+
+    def __str__(self) -> str:
+        state = " (interrupted)" if self.interrupted else ""
+        return (
+            f"processed {self.processed}, skipped {self.skipped}, failed {self.failed} in "
+            f"{self.seconds:.2f} s ({self.images_per_second:,.1f} images/s); read "
+            f"{self.bytes_in / 1e6:,.1f} MB, wrote {self.bytes_out / 1e6:,.1f} MB{state}"
+        )
+
+
+@dataclass
+class _Item:
+    job: Job
+    data: bytes = b""
+    shape: tuple[int, int, int] = (0, 0, 0)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _Run:
+    """The shared state of one run: stop flag, result queue, timers, first fatal error."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        # Unbounded and never stopped: workers always report, the main thread always reads.
+        self.results: queue.Queue = queue.Queue()
+        self.timer = StageTimer()
+        self.fatal: BaseException | None = None
+
+    def fail_fatal(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop.set()
+
+    def fail(self, job: Job, stage: str, reason: Any) -> None:
+        self.results.put(("fail", job, stage, _reason(reason)))
+
+    def next_event(self) -> tuple[Any, ...] | None:
+        """The next result, or None once a stage failed fatally."""
+        while self.fatal is None:
+            try:
+                return self.results.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return None
+
+    def drain(self) -> Iterator[tuple[Any, ...]]:
+        """Results still queued (writes that finished while stopping)."""
+        while True:
+            try:
+                yield self.results.get_nowait()
+            except queue.Empty:
+                return
+
+
+def _reason(reason: Any) -> str:
+    if isinstance(reason, BaseException):
+        text = str(reason) or type(reason).__name__
+        return f"{type(reason).__name__}: {text}" if not isinstance(reason, OSError) else text
+    return str(reason)
+
+
+class _ItemError(Exception):
+    """A per-item failure in a reader thread, with the stage it belongs to."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(str(error))
+        self.stage, self.error = stage, error
+
+
+def _read_item(job: Job) -> _Item:
+    """Reader-thread work: the file's bytes and the decoded shape from its header."""
+    try:
+        data = job.src.read_bytes()
+    except OSError as exc:
+        raise _ItemError("read", exc) from None
+    if not data:
+        raise _ItemError("read", ValueError("empty file (0 bytes)"))
+    try:
+        return _Item(job, data, _header_shape(data))
+    except Exception as exc:  # not an image, unsupported format, too large, bad header
+        raise _ItemError("decode", exc) from None
+
+
+class _Batcher:
+    """Reads files ahead with a thread pool and emits batches bounded in count and bytes."""
+
+    def __init__(self, run: _Run, jobs: list[Job], out: StageQueue, readers: int, batch_size: int, max_bytes: int):
+        self.run, self.jobs, self.out = run, jobs, out
+        self.readers, self.batch_size, self.max_bytes = readers, batch_size, max_bytes
+
+    def __call__(self) -> None:
+        items = ((item, item.shape[0] * item.shape[1] * item.shape[2]) for item in self._read_all())
+        for batch in batches_by_size(items, self.batch_size, self.max_bytes):
+            self.out.put(batch)
+        self.out.put(DONE)
+
+    def _read_all(self) -> Iterator[_Item]:
+        window = max(2 * self.batch_size, 4 * self.readers)  # files read ahead of the decoder
+        with cf.ThreadPoolExecutor(self.readers, thread_name_prefix="gpuimg-read") as pool:
+            pending: deque[tuple[Job, cf.Future]] = deque()
+            jobs = iter(self.jobs)
+            try:
+                while True:
+                    while len(pending) < window and (job := next(jobs, None)) is not None:
+                        pending.append((job, pool.submit(self._timed_read, job)))
+                    if not pending:
+                        return
+                    if self.run.stop.is_set():
+                        raise Stopped
+                    job, fut = pending.popleft()
+                    try:
+                        yield fut.result()
+                    except _ItemError as exc:
+                        self.run.fail(job, exc.stage, exc.error)
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+
+    def _timed_read(self, job: Job) -> _Item:
+        with self.run.timer("read"):
+            return _read_item(job)
+
+
+class _Slot:
+    """A decode ring entry: a reused ImageBatch and the event after which it is free."""
+
+    def __init__(self) -> None:
+        self.batch: ImageBatch | None = None
+        self.released: Any = None
+
+
+class _Decoded(NamedTuple):
+    items: list[_Item]  # the items that decoded, in slot order
+    slot: _Slot
+    ready: Any  # event: the decode finished on the decode lane
+
+
+class _DecodeStage:
+    """Decode thread: its own Decoder and stream; decodes into a ring of reused batches."""
+
+    def __init__(self, run: _Run, device: str, src: StageQueue, out: StageQueue):
+        self.run, self.device, self.src, self.out = run, device, src, out
+        self.free: StageQueue = StageQueue(0, run.stop)
+        for _ in range(DECODE_RING):
+            self.free.put(_Slot())
+
+    def __call__(self) -> None:
+        lane = Lane(self.device)
+        decoder = _new_decoder(self.device)
+        while (items := self.src.get()) is not DONE:
+            slot = self.free.get()
+            # Host wait on the consumer's event, not just a stream wait: the nvJPEG
+            # hardware decoder may write before earlier stream work ends (ANCHORS.md).
+            Lane.host_wait(slot.released)
+            with self.run.timer("decode"), lane.active():
+                slot.batch, good, failures = _decode(decoder, items, slot.batch, lane.stream)
+            for index, error in failures:
+                self.run.fail(items[index].job, "decode", error)
+            self.out.put(_Decoded([items[i] for i in good], slot, lane.record()))
+        self.out.put(DONE)
+
+    def release(self, slot: _Slot, event: Any) -> None:
+        slot.released = event
+        self.free.put(slot)
+
+
+class _Processor:
+    """Runs the steps on a batch into per-step outputs that are reused across batches."""
+
+    def __init__(self, steps: list[_Step]):
+        self.steps = steps
+        self.outputs: list[Any] = [None] * len(steps)
+
+    def __call__(self, batch: ImageBatch, stream: Any) -> ImageBatch:
+        x = batch
+        for i, step in enumerate(self.steps):
+            x = self.outputs[i] = step(x, self.outputs[i], stream)
+        return x
+
+
+class _ProcessStage:
+    """Process thread: waits for a decoded batch (device-side), runs the steps, releases the
+    decode slot, and hands the result to a sink (encode + write, or tensors)."""
+
+    def __init__(self, run: _Run, device: str, steps: list[_Step], src: StageQueue, decode: _DecodeStage, sink: Any):
+        self.run, self.device, self.src, self.decode, self.sink = run, device, src, decode, sink
+        self.processor = _Processor(steps)
+        self._fallback_decoder: Any = None
+
+    def __call__(self) -> None:
+        lane = Lane(self.device)
+        try:
+            self.sink.start(lane)
+            while (decoded := self.src.get()) is not DONE:
+                self._one(decoded, lane)
+        finally:
+            self.sink.finish()
+
+    def _one(self, decoded: _Decoded, lane: Lane) -> None:
+        lane.wait(decoded.ready)
+        if not decoded.items:
+            self.decode.release(decoded.slot, None)
+            return
+        try:
+            with self.run.timer("process"), lane.active():
+                result = self.processor(decoded.slot.batch, lane.stream)
+        except Exception as exc:
+            self.decode.release(decoded.slot, lane.record())
+            if not is_out_of_memory(exc):
+                raise
+            self._split(decoded.items, lane, exc)
+            return
+        # The slot may be decoded into again once the steps queued so far have read it.
+        self.decode.release(decoded.slot, lane.record())
+        self.sink.handle(decoded.items, result)
+
+    def _split(self, items: list[_Item], lane: Lane, exc: BaseException) -> None:
+        """Out of memory: free cached blocks, then redo the items in halves on this thread."""
+        _free_cached_memory(self.device)
+        if len(items) <= 1:
+            for item in items:
+                self.run.fail(item.job, "process", exc)
+            return
+        if self._fallback_decoder is None:
+            self._fallback_decoder = _new_decoder(self.device)
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            try:
+                with self.run.timer("process"), lane.active():
+                    batch, good, failures = _decode(self._fallback_decoder, part, None, lane.stream)
+                    result = self.processor(batch, lane.stream)
+            except Exception as sub_exc:
+                if not is_out_of_memory(sub_exc):
+                    raise
+                self._split(part, lane, sub_exc)
+                continue
+            for index, error in failures:
+                self.run.fail(part[index].job, "decode", error)
+            self.sink.handle([part[i] for i in good], result)
+
+
+class _FileSink:
+    """Encodes processed batches and writes the files with a pool of writer threads."""
+
+    def __init__(self, run: _Run, device: str, fmt: str, quality: int, writers: int):
+        self.run, self.device, self.fmt, self.quality, self.writers = run, device, fmt, quality, writers
+        # Bounds the encoded bytes waiting for a writer (memory), like the queues do.
+        self._slots = threading.BoundedSemaphore(8 * writers)
+        self.pool: cf.ThreadPoolExecutor | None = None
+
+    def start(self, lane: Lane) -> None:
+        self.lane = lane
+        self.pool = cf.ThreadPoolExecutor(self.writers, thread_name_prefix="gpuimg-write")
+        self.encoder = _new_encoder(self.device)
+
+    def handle(self, items: list[_Item], batch: ImageBatch) -> None:
+        with self.run.timer("encode"), self.lane.active():
+            encoded = _encode(self.encoder, batch, self.fmt, self.quality, self.lane.stream)
+        for item, data in zip(items, encoded):
+            if isinstance(data, BaseException):
+                self.run.fail(item.job, "encode", data)
+                continue
+            while not self._slots.acquire(timeout=0.05):
+                if self.run.stop.is_set():
+                    raise Stopped
+            self.pool.submit(self._write, item, data)  # type: ignore[union-attr]
+
+    def _write(self, item: _Item, data: bytes) -> None:
+        try:
+            with self.run.timer("write"):
+                nbytes = atomic_write(item.job.dst, data)  # type: ignore[arg-type]
+            self.run.results.put(("done", item.job, len(item.data), nbytes))
+        except Exception as exc:
+            self.run.fail(item.job, "write", exc)
+        finally:
+            self._slots.release()
+
+    def finish(self) -> None:
+        # Writes already handed over are finished even when stopping: they are atomic and
+        # short, and a finished output is kept work.
+        try:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+        finally:
+            self.run.results.put(("end",))
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    """A sequence of op calls applied batch-wise to datasets.
+
+    ``steps``: callables taking and returning an ImageBatch (``out=``/``stream=`` are
+    passed when they accept them), or ``(name, kwargs)`` pairs naming an op of
+    :mod:`gpuimg.ops` (see :func:`available_ops`), so a pipeline can come from a JSON file
+    (:func:`load_steps`). ``device``: "cpu", "cuda" or None for the default.
+
+    Example:
+        >>> p = Pipeline([], device="cpu")
+        >>> p.steps
+        []
+    """
+
+    def __init__(self, steps: Iterable[StepSpec] = (), device: str | None = None):
+        self.device = resolve_device(device)
+        self._steps = [_Step(s) for s in steps]
+
+    @property
+    def steps(self) -> list[list[Any]]:
+        """The steps as ``[name, kwargs]`` lists (what a pipeline JSON file holds)."""
+        return [s.describe() for s in self._steps]
+
+    def plan(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        *,
+        format: str = "jpeg",
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Job]:
+        """The jobs a run would do: each input and its output path (None: refused).
+
+        Example:
+            >>> Pipeline([], device="cpu").plan([], "out")
+            []
+        """
+        return plan_jobs(inputs, output_dir, _suffix(format), include, exclude)
+
+    def run(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        *,
+        format: str = "jpeg",
+        quality: int = 90,
+        batch_size: int = 64,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        resume: bool = False,
+        readers: int = 8,
+        writers: int = 4,
+        report: str | os.PathLike | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Summary:
+        """Process every input into ``output_dir``; returns a :class:`Summary`.
+
+        Failures are per item (listed in the summary and in the JSON report, by default
+        ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
+        whose output exists and is at least as new. ``progress(done, total)`` is called
+        from the calling thread after each finished item. Ctrl-C stops the run cleanly:
+        finished outputs are kept, no partial file is left, and the summary says
+        ``interrupted``.
+
+        Example:
+            >>> s = Pipeline([], device="cpu").run([], "/tmp/gpuimg-doc-out")
+            >>> s.processed, s.failed
+            (0, 0)
+        """
+        _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
+        summary = Summary()
+        started = time.perf_counter()
+        todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
+        run = _Run()
+        sink = _FileSink(run, self.device, _codec_format(format), int(quality), writers)
+        try:
+            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            summary.seconds = time.perf_counter() - started
+            summary.stage_seconds = {k: round(v, 4) for k, v in run.timer.seconds.items()}
+            summary.report_path = str(Path(report) if report is not None else Path(output_dir) / REPORT_NAME)
+            _write_report(summary, self.steps)
+        return summary
+
+    def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
+        todo = []
+        for job in jobs:
+            if job.dst is None:
+                summary.failures.append(Failure(str(job.src), "plan", "output path would overwrite an input or leave output_dir"))
+                summary.failed += 1
+            elif resume and is_done(job):
+                summary.skipped += 1
+            else:
+                todo.append(job)
+        return todo
+
+    def _execute(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
+                 summary: Summary, progress: Callable[[int, int], None] | None) -> None:
+        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers)
+        total, done = len(jobs), 0
+        try:
+            while True:
+                event = run.next_event()
+                if event is None or event[0] == "end":
+                    break
+                done += 1
+                _account(summary, event)
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            run.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            for event in run.drain():
+                if event[0] != "end":
+                    _account(summary, event)
+        if run.fatal is not None:
+            raise run.fatal
+
+    def _start(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int) -> list[threading.Thread]:
+        to_decode = StageQueue(2, run.stop)
+        to_process = StageQueue(1, run.stop)
+        decode = _DecodeStage(run, self.device, to_decode, to_process)
+        process = _ProcessStage(run, self.device, self._steps, to_process, decode, sink)
+        batcher = _Batcher(run, jobs, to_decode, readers, batch_size, max_bytes)
+        return [
+            start_thread("batch", batcher, run.fail_fatal),
+            start_thread("decode", decode, run.fail_fatal),
+            start_thread("process", process, run.fail_fatal),
+        ]
+
+    # ----------------------------------------------------------------- ML exit
+    def batches(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        batch_size: int = 64,
+        *,
+        size: tuple[int, int] | None = (224, 224),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        readers: int = 8,
+        prefetch: int = 2,
+    ) -> Iterator[tuple[Any, list[str]]]:
+        """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
+        CPU), normalised by ``mean``/``std`` (on the 0..1 scale), with their source paths.
+
+        After the steps, images not of ``size`` (height, width) are resized to it, so every
+        tensor row has one shape. Decoding and processing of the next batches run ahead
+        (``prefetch`` batches) while the caller trains. A yielded tensor is ordered on the
+        caller's current CUDA stream (no host sync) and stays valid until ``prefetch`` more
+        batches have been taken: copy it to keep it longer. Files that fail are skipped;
+        ``iterator.failures`` lists them after the loop. ``torch.from_dlpack(tensor)``
+        shares the memory.
+
+        Example:
+            >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": 224})])  # doctest: +SKIP
+            >>> for x, paths in p.batches("train/", 128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):  # doctest: +SKIP
+            ...     loss = model(torch.from_dlpack(x))
+        """
+        from ._tensors import TensorIterator  # the ML exit lives in its own module
+
+        _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
+        jobs, _ = _jobs_without_outputs(inputs, include, exclude)
+        return TensorIterator(self, jobs, batch_size, size, mean, std, readers, prefetch)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _jobs_without_outputs(inputs: Any, include: Sequence[str] | None, exclude: Sequence[str]) -> tuple[list[Job], None]:
+    return plan_jobs(inputs, None, "", include, exclude), None
+
+
+def _account(summary: Summary, event: tuple[Any, ...]) -> None:
+    kind, job = event[0], event[1]
+    if kind == "done":
+        summary.processed += 1
+        summary.bytes_in += event[2]
+        summary.bytes_out += event[3]
+    elif kind == "fail":
+        summary.failed += 1
+        summary.failures.append(Failure(str(job.src), event[2], event[3]))
+
+
+def _write_report(summary: Summary, steps: list[list[Any]]) -> None:
+    if summary.report_path is None:
+        return
+    report = {"summary": summary.as_dict(), "steps": steps}
+    report["summary"].pop("failures")
+    report["failures"] = [asdict(f) for f in summary.failures]
+    atomic_write(Path(summary.report_path), json.dumps(report, indent=1).encode())
+
+
+def _suffix(fmt: str) -> str:
+    suffix = FORMAT_SUFFIX.get(str(fmt).lower())
+    if suffix is None:
+        raise ValueError(f"format={fmt!r} is not supported; use one of {sorted(set(FORMAT_SUFFIX))}")
+    return suffix
+
+
+def _codec_format(fmt: str) -> str:
+    return _suffix(fmt).lstrip(".")
+
+
+def _check_run_args(fmt: str, quality: Any, batch_size: Any, max_batch_bytes: Any, readers: Any, writers: Any) -> None:
+    _suffix(fmt)
+    for name, value, low in (("quality", quality, 1), ("batch_size", batch_size, 1), ("max_batch_bytes", max_batch_bytes, 1),
+                             ("readers", readers, 1), ("writers", writers, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if quality > 100:
+        raise ValueError(f"quality must be in 1..100, got {quality!r}")
