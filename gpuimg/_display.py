@@ -1,30 +1,111 @@
-"""Pictures of images for notebooks: thumbnails made on the device, grids of thumbnails."""
+"""Pictures of images for notebooks: thumbnails made on the device, captioned grids, show().
+
+Only thumbnails cross to the host: each is averaged down on the device first
+(:meth:`gpuimg.Image.thumbnail`), so showing a batch of 4K images moves kilobytes.
+
+- ``ImageBatch._repr_png_`` -> :func:`batch_grid`: a grid of thumbnails, each captioned
+  with its index and size (drawn with a tiny built-in bitmap font: no imaging library).
+- :func:`show`: images side by side with titles, through matplotlib where it is
+  installed, else as HTML (PNG thumbnails with captions) in IPython, else as text.
+
+Example:
+    >>> import gpuimg, numpy as np
+    >>> batch = gpuimg.ImageBatch.from_images([np.zeros((30, 40, 3), np.uint8)] * 2)
+    >>> batch_grid(batch).shape[2]
+    3
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import base64
+import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._png import encode_png
+
 if TYPE_CHECKING:
-    from .image import ImageBatch
+    from .image import Image, ImageBatch
+
+__all__ = ["show", "batch_grid", "SHOW_SIZE", "GRID_CELL", "GRID_MAX_IMAGES"]
 
 GRID_CELL = 160  # longest side of each thumbnail in a batch grid
 GRID_GAP = 4
+GRID_MAX_IMAGES = 64  # a batch grid shows the first 64 images and says how many more there are
+SHOW_SIZE = 512  # longest side of each picture in show()
+
+# A 3x5 bitmap font for captions ("12: 451x300", "+936"), drawn at 2x: enough to label a
+# grid without Pillow or matplotlib, which gpuimg does not depend on.
+_GLYPHS = {
+    "0": ("111", "101", "101", "101", "111"),
+    "1": ("010", "110", "010", "010", "111"),
+    "2": ("111", "001", "111", "100", "111"),
+    "3": ("111", "001", "111", "001", "111"),
+    "4": ("101", "101", "111", "001", "001"),
+    "5": ("111", "100", "111", "001", "111"),
+    "6": ("111", "100", "111", "101", "111"),
+    "7": ("111", "001", "001", "001", "001"),
+    "8": ("111", "101", "111", "101", "111"),
+    "9": ("111", "101", "111", "001", "111"),
+    "x": ("000", "101", "010", "101", "000"),
+    "+": ("000", "010", "111", "010", "000"),
+    ":": ("000", "010", "000", "010", "000"),
+    " ": ("000", "000", "000", "000", "000"),
+}
+_FONT_SCALE = 2
+_CHAR_W = 4 * _FONT_SCALE  # 3 columns + 1 column of spacing
+_CAPTION_H = 5 * _FONT_SCALE + 2 * GRID_GAP
 
 
+# ---------------------------------------------------------------------------- batch grid
 def batch_grid(batch: ImageBatch, columns: int = 8, cell: int = GRID_CELL) -> np.ndarray:
-    """An (H, W, 3) uint8 host picture of the batch's thumbnails laid out in a grid."""
-    thumbs = [_as_rgb(img.thumbnail(cell)) for img in batch]
-    columns = max(1, min(columns, len(thumbs)))
-    rows = -(-len(thumbs) // columns)
-    canvas = np.full((rows * (cell + GRID_GAP) + GRID_GAP, columns * (cell + GRID_GAP) + GRID_GAP, 3), 255, np.uint8)
-    for i, thumb in enumerate(thumbs):
-        top = GRID_GAP + (i // columns) * (cell + GRID_GAP)
-        left = GRID_GAP + (i % columns) * (cell + GRID_GAP)
-        h, w = thumb.shape[:2]
-        canvas[top : top + h, left : left + w] = thumb
+    """An (H, W, 3) uint8 host picture of the batch: thumbnails captioned "index: WxH".
+
+    At most ``GRID_MAX_IMAGES`` are drawn; a last cell says how many were left out.
+
+    Example:
+        >>> import gpuimg, numpy as np
+        >>> b = gpuimg.ImageBatch.from_images([np.zeros((20, 30, 3), np.uint8)])
+        >>> batch_grid(b, cell=32).shape
+        (54, 72, 3)
+    """
+    shown = min(len(batch), GRID_MAX_IMAGES)
+    cells = [(_as_rgb(batch[i].thumbnail(cell)), f"{i}: {batch[i].width}x{batch[i].height}") for i in range(shown)]
+    if len(batch) > shown:
+        cells.append((None, f"+{len(batch) - shown}"))
+    return _compose_grid(cells, columns, cell)
+
+
+def _compose_grid(cells: list[tuple[np.ndarray | None, str]], columns: int, cell: int) -> np.ndarray:
+    """Lay out (thumbnail or None, caption) cells on a white canvas, captions under pictures."""
+    columns = max(1, min(columns, len(cells)))
+    rows = -(-len(cells) // columns)
+    cell_w = max(cell, max(len(text) for _, text in cells) * _CHAR_W)
+    step_y, step_x = cell + _CAPTION_H, cell_w + GRID_GAP
+    canvas = np.full((rows * step_y + GRID_GAP, columns * step_x + GRID_GAP, 3), 255, np.uint8)
+    for i, (thumb, text) in enumerate(cells):
+        top = GRID_GAP + (i // columns) * step_y
+        left = GRID_GAP + (i % columns) * step_x
+        if thumb is not None:
+            h, w = thumb.shape[:2]
+            canvas[top : top + h, left : left + w] = thumb
+        _draw_text(canvas, text, top + cell + GRID_GAP, left)
     return canvas
+
+
+def _draw_text(canvas: np.ndarray, text: str, top: int, left: int) -> None:
+    """Draw ``text`` in dark gray; characters outside the tiny font are skipped."""
+    for k, char in enumerate(text):
+        glyph = _GLYPHS.get(char)
+        if glyph is None:
+            continue
+        mask = np.array([[bit == "1" for bit in row] for row in glyph])
+        mask = mask.repeat(_FONT_SCALE, axis=0).repeat(_FONT_SCALE, axis=1)
+        x = left + k * _CHAR_W
+        region = canvas[top : top + mask.shape[0], x : x + mask.shape[1]]
+        region[mask[: region.shape[0], : region.shape[1]]] = 48
 
 
 def _as_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -35,3 +116,127 @@ def _as_rgb(pixels: np.ndarray) -> np.ndarray:
         alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
         return (pixels[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
     return pixels
+
+
+# ---------------------------------------------------------------------------- show()
+def show(
+    images: Any,
+    columns: int | None = None,
+    titles: Sequence[str] | None = None,
+    size: int = SHOW_SIZE,
+) -> None:
+    """Show images side by side with titles (e.g. before / after an op).
+
+    ``images``: an Image, an ImageBatch (one panel per image), an (H, W[, C]) NumPy or
+    CuPy array, or a list of these. ``columns``: panels per row (default: all in one row,
+    up to 4). ``titles``: one per panel (default: the index and size). Only thumbnails of
+    at most ``size`` pixels on the longer side are copied to the host. Uses matplotlib
+    where it is installed (one figure, shown with ``plt.show()``), otherwise HTML with
+    PNG thumbnails in IPython/Jupyter, otherwise prints a text summary.
+
+    Example:
+        >>> import gpuimg
+        >>> img = gpuimg.read("assets/chelsea.jpg")                        # doctest: +SKIP
+        >>> gpuimg.show([img, gpuimg.ops.gray(img)], titles=["photo", "gray"])  # doctest: +SKIP
+    """
+    panels, sizes = _panels(images, size)
+    labels = _titles(titles, sizes)
+    columns = _columns(columns, len(panels))
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is optional: HTML works in every notebook front end
+        _publish(_HtmlGrid(panels, labels, columns))
+        return
+    _figure(plt, panels, labels, columns)
+    plt.show()  # inline backend: displays and closes; Agg (scripts, CI): keeps it for savefig
+
+
+def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Host RGB thumbnails of everything ``images`` holds (made on its device), and the
+    (width, height) of each full image."""
+    from .image import Image, ImageBatch
+
+    if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size must be a positive int (pixels of the longer side), got {size!r}")
+    if isinstance(images, Image | ImageBatch) or hasattr(images, "shape"):
+        images = [images]
+    if not isinstance(images, Sequence) or isinstance(images, str) or not images:
+        raise TypeError(
+            f"images must be an Image, an ImageBatch, an array or a non-empty list of them, got {type(images).__name__}"
+        )
+    flat: list[Image] = []
+    for i, item in enumerate(images):
+        if isinstance(item, ImageBatch):
+            flat.extend(item)
+        elif isinstance(item, Image):
+            flat.append(item)
+        elif hasattr(item, "shape"):
+            flat.append(Image.from_array(item))
+        else:
+            raise TypeError(f"images[{i}] is a {type(item).__name__}; give an Image, an ImageBatch or an array")
+    return [_as_rgb(img.thumbnail(size)) for img in flat], [(img.width, img.height) for img in flat]
+
+
+def _titles(titles: Sequence[str] | None, sizes: list[tuple[int, int]]) -> list[str]:
+    if titles is None:
+        return [f"{i}: {w}x{h}" for i, (w, h) in enumerate(sizes)]
+    if isinstance(titles, str) or len(titles) != len(sizes):
+        got = repr(titles) if isinstance(titles, str) else f"{len(titles)} titles"
+        raise ValueError(f"titles must be a list with one title per picture ({len(sizes)}), got {got}")
+    return [str(t) for t in titles]
+
+
+def _columns(columns: int | None, count: int) -> int:
+    if columns is None:
+        return min(count, 4)
+    if not isinstance(columns, int | np.integer) or isinstance(columns, bool) or columns < 1:
+        raise ValueError(f"columns must be a positive int, got {columns!r}")
+    return min(int(columns), count)
+
+
+def _figure(plt: Any, panels: list[np.ndarray], titles: list[str], columns: int) -> Any:
+    """A matplotlib figure of the panels, one axis each, titled, without ticks."""
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, panel, title in zip(axes.flat, panels, titles):
+        ax.imshow(panel, interpolation="lanczos" if max(panel.shape[:2]) > 64 else "nearest")
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+class _HtmlGrid:
+    """Panels as an HTML grid of captioned PNGs: what show() displays without matplotlib."""
+
+    def __init__(self, panels: list[np.ndarray], titles: list[str], columns: int):
+        self.panels, self.titles, self.columns = panels, titles, columns
+
+    def _repr_html_(self) -> str:
+        figures = []
+        for panel, title in zip(self.panels, self.titles):
+            data = base64.b64encode(encode_png(np.ascontiguousarray(panel))).decode("ascii")
+            figures.append(
+                '<figure style="margin:0;text-align:center">'
+                f'<img src="data:image/png;base64,{data}" width="{panel.shape[1]}" height="{panel.shape[0]}">'
+                f'<figcaption style="font:12px sans-serif">{html.escape(title)}</figcaption></figure>'
+            )
+        style = f"display:grid;grid-template-columns:repeat({self.columns}, auto);gap:8px;justify-content:start"
+        return f'<div style="{style}">{"".join(figures)}</div>'
+
+    def __repr__(self) -> str:
+        return "\n".join(f"[{t}] {p.shape[1]}x{p.shape[0]} thumbnail" for p, t in zip(self.panels, self.titles))
+
+
+def _publish(grid: _HtmlGrid) -> None:
+    """Display in IPython/Jupyter when running there, else print the text summary."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(grid)
+    else:
+        print(repr(grid))
