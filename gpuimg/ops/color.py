@@ -1,0 +1,814 @@
+"""Colour and pointwise ops: gray, mode conversion, adjustments, threshold, equalize, to_tensor.
+
+Every op here is a pointwise :class:`~gpuimg.ops.pointwise.Step` run through the fusion
+machinery in :mod:`gpuimg.ops.pointwise`: one kernel launch per Image or ImageBatch, 16-byte
+loads and stores, per-sample parameters (a scalar or one value per image). To fuse several,
+build the steps from :data:`step` and :func:`chain` them::
+
+    S = color.step
+    fused = color.chain(S.brightness(1.2), S.contrast(0.9), S.gamma(0.8)).to_tensor(mean, std)
+    tensor = fused(batch)          # 2 launches (contrast's mean + everything else)
+
+Definitions (uint8 images): brightness, contrast, saturation, hue and gamma follow
+``torchvision.transforms.v2.functional`` (float32 arithmetic, results truncated to uint8);
+gray levels follow Pillow's ``convert("L")`` (BT.601, rounded fixed point; OpenCV's
+``COLOR_RGB2GRAY`` agrees within one level); ``threshold`` and ``equalize_histogram``
+follow OpenCV (``cv2.threshold`` with THRESH_BINARY / THRESH_OTSU, ``cv2.equalizeHist``;
+RGB images are equalised per channel). Colour ops leave an alpha channel unchanged.
+
+Example:
+    >>> import numpy as np, gpuimg
+    >>> from gpuimg.ops import color
+    >>> img = gpuimg.Image.from_array(np.full((2, 2, 3), 200, np.uint8))
+    >>> int(color.invert(img).numpy()[0, 0, 0])
+    55
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..image import Image, ImageBatch
+from .pointwise import BINS, Chain, Step, chain, gray_tv_numpy, new_tensor, run_steps
+
+__all__ = [
+    "to_gray",
+    "convert",
+    "invert",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_hue",
+    "adjust_gamma",
+    "opacity",
+    "threshold",
+    "equalize_histogram",
+    "to_tensor",
+    "chain",
+    "Chain",
+    "step",
+    "MODES",
+]
+
+Source = Image | ImageBatch
+MODES = ("gray", "rgb", "bgr", "rgba")
+_MODE_CHANNELS = {"gray": 1, "rgb": 3, "bgr": 3, "rgba": 4}
+# 16-bit fixed-point luminance weights (sum 65536): Pillow's BT.601 and the BT.709 ones.
+_GRAY_WEIGHTS = {"bt601": (19595, 38470, 7471), "bt709": (13933, 46871, 4732)}
+
+
+def _colour_channels(channels: int) -> int:
+    """Channels a colour op touches: alpha (the 4th) is left as it is."""
+    return 1 if channels == 1 else 3
+
+
+def _check_range(value: Any, name: str, low: float, high: float) -> None:
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
+        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+@dataclass(frozen=True)
+class _Brightness(Step):
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = q_trunc(v[k] * {p}[0]);"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        n = _colour_channels(v.shape[2])
+        v[..., :n] = np.trunc(np.clip(v[..., :n] * p[0], 0, 255))
+        return v
+
+
+@dataclass(frozen=True)
+class _Contrast(Step):
+    """torchvision: blend with the mean of the floored gray image."""
+
+    def shared_floats(self, c: int) -> int:
+        return 1
+
+    def prologue(self, c: int, p: str, hist: str, sh: str) -> str:
+        return (
+            f"if (threadIdx.x == 0) {{ double s = 0.0; for (int k = 0; k < {BINS}; ++k) s += (double)k * {hist}[k];"
+            f" {sh}[0] = (float)(s / (double)npix); }}"
+        )
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return (
+            f"const float f = {p}[0], m = {sh}[0] * (1.f - f);\n"
+            f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = q_trunc(v[k] * f + m);"
+        )
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        mean = np.float32((np.arange(BINS) * hist[0]).sum() / (v.shape[0] * v.shape[1]))
+        f = np.float32(p[0])
+        v = v.copy()
+        n = _colour_channels(v.shape[2])
+        v[..., :n] = np.trunc(np.clip(v[..., :n] * f + mean * (np.float32(1) - f), 0, 255))
+        return v
+
+
+@dataclass(frozen=True)
+class _Saturation(Step):
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        if c == 1:
+            return ""  # torchvision (like Pillow) leaves gray images alone
+        return (
+            f"const float f = {p}[0], g = tv_gray(v[0], v[1], v[2]) * (1.f - f);\n"
+            "for (int k = 0; k < 3; ++k) v[k] = q_trunc(v[k] * f + g);"
+        )
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        if v.shape[2] == 1:
+            return v
+        f = np.float32(p[0])
+        g = gray_tv_numpy(v) * (np.float32(1) - f)
+        v = v.copy()
+        v[..., :3] = np.trunc(np.clip(v[..., :3] * f + g[..., None], 0, 255))
+        return v
+
+
+_HUE_CUDA = r"""
+const float r = v[0] / 255.f, g = v[1] / 255.f, b = v[2] / 255.f;
+const float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+const bool eqc = maxc == minc;
+const float cr = maxc - minc;
+const float s = cr / (eqc ? 1.f : maxc);
+const float crd = eqc ? 1.f : cr;
+const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+const float hr = (maxc == r) ? (bc - gc) : 0.f;
+const float hg = (maxc == g && maxc != r) ? ((rc + 2.f) - bc) : 0.f;
+const float hb = (maxc != g && maxc != r) ? ((gc + 4.f) - rc) : 0.f;
+float h = fmodf((hr + hg + hb) * (1.f / 6.f) + 1.f, 1.f);
+h = h + PARAM;
+h = h - floorf(h);
+const float h6 = h * 6.f, fi = floorf(h6), fr = h6 - fi;
+const int i = ((int)fi) % 6;
+const float sxf = s * fr, oms = 1.f - s;
+const float q = fminf(fmaxf((1.f - sxf) * maxc, 0.f), 1.f);
+const float t = fminf(fmaxf((sxf + oms) * maxc, 0.f), 1.f);
+const float pp = fminf(fmaxf(oms * maxc, 0.f), 1.f);
+float ro, go, bo;
+switch (i) {
+  case 0: ro = maxc; go = t; bo = pp; break;
+  case 1: ro = q; go = maxc; bo = pp; break;
+  case 2: ro = pp; go = maxc; bo = t; break;
+  case 3: ro = pp; go = q; bo = maxc; break;
+  case 4: ro = t; go = pp; bo = maxc; break;
+  default: ro = maxc; go = pp; bo = q; break;
+}
+v[0] = truncf(ro * 255.999f); v[1] = truncf(go * 255.999f); v[2] = truncf(bo * 255.999f);
+"""
+
+
+@dataclass(frozen=True)
+class _Hue(Step):
+    """torchvision: RGB -> HSV (Pillow's formulas), rotate H, back, scale by 255.999 and truncate."""
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return "" if c == 1 else _HUE_CUDA.replace("PARAM", f"{p}[0]")
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        if v.shape[2] == 1:
+            return v
+        f = np.float32
+        r, g, b = (v[..., k] / f(255) for k in range(3))
+        maxc, minc = np.maximum(r, np.maximum(g, b)), np.minimum(r, np.minimum(g, b))
+        eqc = maxc == minc
+        cr = maxc - minc
+        s = cr / np.where(eqc, f(1), maxc)
+        crd = np.where(eqc, f(1), cr)
+        rc, gc, bc = (maxc - r) / crd, (maxc - g) / crd, (maxc - b) / crd
+        hr = np.where(maxc == r, bc - gc, f(0))
+        hg = np.where((maxc == g) & (maxc != r), (rc + f(2)) - bc, f(0))
+        hb = np.where((maxc != g) & (maxc != r), (gc + f(4)) - rc, f(0))
+        h = np.fmod((hr + hg + hb) * f(1 / 6) + f(1), f(1))
+        h = h + f(p[0])
+        h = h - np.floor(h)
+        h6 = h * f(6)
+        fi = np.floor(h6)
+        fr = h6 - fi
+        i = fi.astype(np.int64) % 6
+        sxf, oms = s * fr, f(1) - s
+        q = np.clip((f(1) - sxf) * maxc, 0, 1)
+        t = np.clip((sxf + oms) * maxc, 0, 1)
+        pp = np.clip(oms * maxc, 0, 1)
+        vpqt = np.stack([maxc, pp, q, t])
+        select = np.array([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
+        out = v.copy()
+        for k in range(3):
+            chosen = np.take_along_axis(vpqt, select[k][i][None], axis=0)[0]
+            out[..., k] = np.trunc(chosen * f(255.999))
+        return out
+
+
+@dataclass(frozen=True)
+class _Gamma(Step):
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return (
+            f"for (int k = 0; k < {_colour_channels(c)}; ++k) {{\n"
+            f"  const float x = fminf(fmaxf(powf(v[k] / 255.f, {p}[0]) * {p}[1], 0.f), 1.f);\n"
+            "  v[k] = truncf(x * 255.999f);\n}"
+        )
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        n = _colour_channels(v.shape[2])
+        x = np.clip(np.power(v[..., :n] / np.float32(255), np.float32(p[0])) * np.float32(p[1]), 0, 1)
+        v[..., :n] = np.trunc(x * np.float32(255.999))
+        return v
+
+
+@dataclass(frozen=True)
+class _Invert(Step):
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = 255.f - v[k];"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        n = _colour_channels(v.shape[2])
+        v[..., :n] = 255 - v[..., :n]
+        return v
+
+
+@dataclass(frozen=True)
+class _Opacity(Step):
+    def check(self, c: int) -> None:
+        if c != 4:
+            raise ValueError(f"src has {c} channels; opacity needs RGBA (4 channels): convert(src, 'rgba') first")
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"v[3] = q_round(v[3] * {p}[0]);"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        v[..., 3] = np.rint(np.clip(v[..., 3] * np.float32(p[0]), 0, 255))
+        return v
+
+
+@dataclass(frozen=True)
+class _Threshold(Step):
+    """cv2.threshold THRESH_BINARY on uint8: ``v > floor(value) ? maxval : 0``."""
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = v[k] > {p}[0] ? {p}[1] : 0.f;"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        n = _colour_channels(v.shape[2])
+        v[..., :n] = np.where(v[..., :n] > p[0], p[1], 0)
+        return v
+
+
+# OpenCV's getThreshVal_Otsu_8u, in double, including its skip of near-empty classes.
+_OTSU_CUDA = r"""
+if (threadIdx.x == 0) {
+  double mu = 0.0, scale = 1.0 / (double)npix;
+  for (int k = 0; k < 256; ++k) mu += k * (double)HISTP[k];
+  mu *= scale;
+  double mu1 = 0.0, q1 = 0.0, max_sigma = 0.0; int max_val = 0;
+  for (int k = 0; k < 256; ++k) {
+    const double p_i = HISTP[k] * scale;
+    mu1 *= q1; q1 += p_i;
+    const double q2 = 1.0 - q1;
+    if (fmin(q1, q2) < 1.1920928955078125e-07 || fmax(q1, q2) > 1.0 - 1.1920928955078125e-07) continue;
+    mu1 = (mu1 + k * p_i) / q1;
+    const double mu2 = (mu - q1 * mu1) / q2;
+    const double sigma = q1 * q2 * (mu1 - mu2) * (mu1 - mu2);
+    if (sigma > max_sigma) { max_sigma = sigma; max_val = k; }
+  }
+  SHP[0] = (float)max_val;
+}
+"""
+
+
+def otsu_numpy(hist: np.ndarray) -> int:
+    """OpenCV's Otsu threshold of a 256-bin histogram (the same loop as the kernel)."""
+    n = hist.sum()
+    scale = 1.0 / n
+    mu = float((np.arange(BINS) * hist).sum()) * scale
+    mu1 = q1 = max_sigma = 0.0
+    max_val = 0
+    eps = float(np.finfo(np.float32).eps)
+    for k in range(BINS):
+        p_i = hist[k] * scale
+        mu1 *= q1
+        q1 += p_i
+        q2 = 1.0 - q1
+        if min(q1, q2) < eps or max(q1, q2) > 1.0 - eps:
+            continue
+        mu1 = (mu1 + k * p_i) / q1
+        mu2 = (mu - q1 * mu1) / q2
+        sigma = q1 * q2 * (mu1 - mu2) ** 2
+        if sigma > max_sigma:
+            max_sigma, max_val = sigma, k
+    return max_val
+
+
+@dataclass(frozen=True)
+class _Otsu(Step):
+    def check(self, c: int) -> None:
+        if c != 1:
+            raise ValueError(f"src has {c} channels; threshold='otsu' needs a gray image (to_gray(src) first)")
+
+    def shared_floats(self, c: int) -> int:
+        return 1
+
+    def prologue(self, c: int, p: str, hist: str, sh: str) -> str:
+        return _OTSU_CUDA.replace("HISTP", hist).replace("SHP", sh)
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"v[0] = v[0] > {sh}[0] ? {p}[0] : 0.f;"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        t = otsu_numpy(hist[0])
+        return np.where(v > t, p[0], 0).astype(np.float32)
+
+
+_EQUALIZE_CUDA = r"""
+if (threadIdx.x < NC) {
+  const u32* hh = HISTP + threadIdx.x * 256;
+  float* lut = SHP + threadIdx.x * 256;
+  int i = 0;
+  while (i < 255 && hh[i] == 0) ++i;
+  if ((i64)hh[i] == npix) {
+    for (int k = 0; k < 256; ++k) lut[k] = (float)i;  // one level only: unchanged
+  } else {
+    const float scale = 255.f / (float)(npix - (i64)hh[i]);
+    for (int k = 0; k <= i; ++k) lut[k] = 0.f;
+    long long sum = 0;
+    for (int k = i + 1; k < 256; ++k) { sum += hh[k]; lut[k] = fminf(fmaxf(rintf((float)sum * scale), 0.f), 255.f); }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class _Equalize(Step):
+    """cv2.equalizeHist per colour channel."""
+
+    def shared_floats(self, c: int) -> int:
+        return BINS * _colour_channels(c)
+
+    def prologue(self, c: int, p: str, hist: str, sh: str) -> str:
+        return _EQUALIZE_CUDA.replace("HISTP", hist).replace("SHP", sh).replace("NC", str(_colour_channels(c)))
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = {sh}[k * 256 + (int)v[k]];"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        v = v.copy()
+        for k in range(_colour_channels(v.shape[2])):
+            v[..., k] = equalize_lut_numpy(hist[k])[v[..., k].astype(np.int64)]
+        return v
+
+
+def equalize_lut_numpy(hist: np.ndarray) -> np.ndarray:
+    """OpenCV's equalizeHist lookup table of a 256-bin histogram."""
+    total = int(hist.sum())
+    nz = np.flatnonzero(hist)
+    i = int(nz[0])
+    if hist[i] == total:
+        return np.full(BINS, i, np.float32)
+    scale = np.float32(255) / np.float32(total - hist[i])
+    lut = np.zeros(BINS, np.float32)
+    sums = np.cumsum(hist[i + 1 :]).astype(np.float32)
+    lut[i + 1 :] = np.clip(np.rint(sums * scale), 0, 255)
+    return lut
+
+
+@dataclass(frozen=True)
+class _Convert(Step):
+    """Mode conversion among gray/rgb/bgr/rgba; gray uses 16-bit fixed-point weights."""
+
+    src_mode: str = "rgb"
+    dst_mode: str = "gray"
+    weights: str = "bt601"
+
+    def key(self, c: int) -> tuple[Any, ...]:
+        return (self.kind, c, self.src_mode, self.dst_mode, self.weights)
+
+    def out_channels(self, c: int) -> int:
+        return _MODE_CHANNELS[self.dst_mode]
+
+    def check(self, c: int) -> None:
+        if _MODE_CHANNELS[self.src_mode] != c:
+            raise ValueError(f"src_mode={self.src_mode!r} needs {_MODE_CHANNELS[self.src_mode]} channels, src has {c}")
+
+    def _rgba_exprs(self) -> tuple[str, str, str, str]:
+        return {
+            "gray": ("v[0]", "v[0]", "v[0]", "255.f"),
+            "rgb": ("v[0]", "v[1]", "v[2]", "255.f"),
+            "bgr": ("v[2]", "v[1]", "v[0]", "255.f"),
+            "rgba": ("v[0]", "v[1]", "v[2]", "v[3]"),
+        }[self.src_mode]
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        r, g, b, a = self._rgba_exprs()
+        head = f"const float r = {r}, g = {g}, b = {b}, a = {a};\n"
+        if self.dst_mode == "gray":
+            w0, w1, w2 = _GRAY_WEIGHTS[self.weights]
+            return head + f"v[0] = (float)(((int)r * {w0} + (int)g * {w1} + (int)b * {w2} + 32768) >> 16);"
+        order = {"rgb": "r, g, b", "bgr": "b, g, r", "rgba": "r, g, b, a"}[self.dst_mode]
+        names = order.split(", ")
+        return head + " ".join(f"v[{k}] = {n};" for k, n in enumerate(names)) + " (void)a;"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        idx = {"gray": (0, 0, 0, None), "rgb": (0, 1, 2, None), "bgr": (2, 1, 0, None), "rgba": (0, 1, 2, 3)}[self.src_mode]
+        r, g, b = (v[..., k] for k in idx[:3])
+        a = v[..., 3] if idx[3] is not None else np.full(v.shape[:2], 255, np.float32)
+        if self.dst_mode == "gray":
+            w0, w1, w2 = _GRAY_WEIGHTS[self.weights]
+            ri, gi, bi = (x.astype(np.int64) for x in (r, g, b))
+            return ((ri * w0 + gi * w1 + bi * w2 + 32768) >> 16).astype(np.float32)[..., None]
+        planes = {"rgb": (r, g, b), "bgr": (b, g, r), "rgba": (r, g, b, a)}[self.dst_mode]
+        return np.stack(planes, axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _ToTensor(Step):
+    """``v * scale + bias`` per channel: (v / 255 - mean) / std folded into one multiply-add."""
+
+    given: int = 1  # how many mean/std values the caller gave (1 or the channel count)
+
+    def check(self, c: int) -> None:
+        if self.given not in (1, c):
+            raise ValueError(f"mean/std have {self.given} values for an image of {c} channels; give 1 or {c}")
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {c}; ++k) v[k] = v[k] * {p}[k] + {p}[4 + k];"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        c = v.shape[2]
+        return v * p[:c] + p[4 : 4 + c]
+
+    def key(self, c: int) -> tuple[Any, ...]:
+        return (self.kind, c)
+
+
+# ----------------------------------------------------------------------------- step builders
+
+
+class _StepBuilders:
+    """Builders of fusable steps: ``color.chain(color.step.brightness(1.2), ...)``.
+
+    Each takes the same parameters as the op of the same meaning (a scalar or one value per
+    image) and checks them the same way.
+
+    Example:
+        >>> from gpuimg.ops import color
+        >>> color.step.gamma(0.8).kind
+        'gamma'
+    """
+
+    @staticmethod
+    def brightness(factor: float | Sequence[float]) -> Step:
+        _check_range(factor, "factor", 0.0, np.inf)
+        return _Brightness("brightness", (factor,))
+
+    @staticmethod
+    def contrast(factor: float | Sequence[float]) -> Step:
+        _check_range(factor, "factor", 0.0, np.inf)
+        return _Contrast("contrast", (factor,), stat="gray")
+
+    @staticmethod
+    def saturation(factor: float | Sequence[float]) -> Step:
+        _check_range(factor, "factor", 0.0, np.inf)
+        return _Saturation("saturation", (factor,))
+
+    @staticmethod
+    def hue(factor: float | Sequence[float]) -> Step:
+        _check_range(factor, "factor", -0.5, 0.5)
+        return _Hue("hue", (factor,))
+
+    @staticmethod
+    def gamma(gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0) -> Step:
+        _check_range(gamma, "gamma", 0.0, np.inf)
+        _check_range(gain, "gain", 0.0, np.inf)
+        return _Gamma("gamma", (gamma, gain))
+
+    @staticmethod
+    def invert() -> Step:
+        return _Invert("invert")
+
+    @staticmethod
+    def opacity(factor: float | Sequence[float]) -> Step:
+        _check_range(factor, "opacity", 0.0, 1.0)
+        return _Opacity("opacity", (factor,))
+
+    @staticmethod
+    def threshold(value: float | Sequence[float] | str, maxval: float = 255) -> Step:
+        _check_range(maxval, "maxval", 0, 255)
+        level = float(np.rint(maxval))
+        if isinstance(value, str):
+            if value != "otsu":
+                raise ValueError(f"value={value!r} is not a threshold; give a number in [0, 255] or 'otsu'")
+            return _Otsu("otsu", (level,), stat="gray")
+        _check_range(value, "value", -np.inf, np.inf)
+        return _Threshold("threshold", (np.floor(np.asarray(value, np.float64)), level))
+
+    @staticmethod
+    def equalize() -> Step:
+        return _Equalize("equalize", stat="channels")
+
+    @staticmethod
+    def convert(mode: str, src_mode: str | None = None, weights: str = "bt601") -> Step:
+        return _convert_step(mode, src_mode, weights, channels=None)
+
+    @staticmethod
+    def to_gray(weights: str = "bt601", src_mode: str = "rgb") -> Step:
+        return _convert_step("gray", src_mode, weights, channels=None)
+
+
+step = _StepBuilders()
+
+
+def _check_mode(mode: Any, name: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"{name}={mode!r} is not a colour mode; use one of {MODES}")
+    return mode
+
+
+def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int | None) -> Step:
+    _check_mode(mode, "mode")
+    if weights not in _GRAY_WEIGHTS:
+        raise ValueError(f"weights={weights!r} is not supported; use one of {tuple(_GRAY_WEIGHTS)}")
+    if src_mode is None:
+        src_mode = {1: "gray", 3: "rgb", 4: "rgba"}[channels or 3]
+    _check_mode(src_mode, "src_mode")
+    return _Convert("convert", src_mode=src_mode, dst_mode=mode, weights=weights)
+
+
+def _channels_of(src: Source) -> int:
+    if isinstance(src, ImageBatch):
+        c = src.uniform_channels
+        if c is None:
+            raise ValueError("src is a batch with mixed channel counts; convert needs one channel count per batch")
+        return c
+    if not isinstance(src, Image):
+        raise TypeError(f"src must be a gpuimg.Image or ImageBatch, got {type(src).__name__}")
+    return src.channels
+
+
+# ----------------------------------------------------------------------------- the ops
+
+
+def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, stream: Any = None) -> Source:
+    """Gray level (1 channel) of an RGB/RGBA image or batch; alpha is ignored.
+
+    ``weights``: "bt601" (Pillow's ``convert("L")`` bit for bit; OpenCV within one level) or
+    "bt709".
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[[255, 0, 0]]], np.uint8))
+        >>> int(to_gray(img).numpy()[0, 0, 0])
+        76
+    """
+    channels = _channels_of(src)
+    if channels == 1:
+        raise ValueError("src is already gray (1 channel); to_gray takes RGB or RGBA")
+    return run_steps(src, [_convert_step("gray", None, weights, channels)], out, stream)
+
+
+def convert(src: Source, mode: str, *, src_mode: str | None = None, weights: str = "bt601", out: Source | None = None, stream: Any = None) -> Source:
+    """Convert among "gray", "rgb", "bgr" and "rgba" (alpha added as 255 or dropped).
+
+    ``src_mode`` defaults from the channel count (1: gray, 3: rgb, 4: rgba); say "bgr" for
+    OpenCV-ordered pixels.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[[1, 2, 3]]], np.uint8))
+        >>> convert(img, "bgr").numpy()[0, 0].tolist(), convert(img, "rgba").shape
+        ([3, 2, 1], (1, 1, 4))
+    """
+    return run_steps(src, [_convert_step(mode, src_mode, weights, _channels_of(src))], out, stream)
+
+
+def invert(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
+    """``255 - v`` on the colour channels (alpha kept).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> int(invert(gpuimg.Image.from_array(np.zeros((1, 1), np.uint8))).numpy()[0, 0, 0])
+        255
+    """
+    return run_steps(src, [step.invert()], out, stream)
+
+
+def adjust_brightness(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
+    """Multiply by ``factor`` (>= 0, one per image allowed), as torchvision's adjust_brightness.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((1, 1, 3), 100, np.uint8))
+        >>> int(adjust_brightness(img, 1.5).numpy()[0, 0, 0])
+        150
+    """
+    return run_steps(src, [step.brightness(factor)], out, stream)
+
+
+def adjust_contrast(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
+    """Blend with the image's mean gray level, as torchvision's adjust_contrast (2 launches).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[[0, 0, 0], [200, 200, 200]]], np.uint8))
+        >>> adjust_contrast(img, 0.5).numpy()[0, :, 0].tolist()
+        [49, 149]
+    """
+    return run_steps(src, [step.contrast(factor)], out, stream)
+
+
+def adjust_saturation(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
+    """Blend with the gray image (0: gray, 1: unchanged), as torchvision's adjust_saturation.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[[200, 100, 0]]], np.uint8))
+        >>> adjust_saturation(img, 0.0).numpy()[0, 0].tolist()
+        [118, 118, 118]
+    """
+    return run_steps(src, [step.saturation(factor)], out, stream)
+
+
+def adjust_hue(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
+    """Rotate the hue by ``factor`` turns (in [-0.5, 0.5]), as torchvision's adjust_hue.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[[255, 0, 0]]], np.uint8))
+        >>> adjust_hue(img, 1 / 3).numpy()[0, 0].tolist()
+        [0, 255, 0]
+    """
+    return run_steps(src, [step.hue(factor)], out, stream)
+
+
+def adjust_gamma(src: Source, gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0, *, out: Source | None = None, stream: Any = None) -> Source:
+    """``255.999 * clamp(gain * (v / 255) ** gamma)``, truncated, as torchvision's adjust_gamma.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((1, 1, 3), 64, np.uint8))
+        >>> int(adjust_gamma(img, 0.5).numpy()[0, 0, 0])
+        128
+    """
+    return run_steps(src, [step.gamma(gamma, gain)], out, stream)
+
+
+def opacity(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
+    """Scale the alpha of an RGBA image by ``factor`` in [0, 1] (rounded).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((1, 1, 4), 255, np.uint8))
+        >>> int(opacity(img, 0.5).numpy()[0, 0, 3])
+        128
+    """
+    return run_steps(src, [step.opacity(factor)], out, stream)
+
+
+def threshold(src: Source, value: float | Sequence[float] | str, maxval: float = 255, *, out: Source | None = None, stream: Any = None) -> Source:
+    """Binary threshold as ``cv2.threshold(THRESH_BINARY)``: ``v > value ? maxval : 0``.
+
+    ``value="otsu"`` picks the level per image with OpenCV's Otsu method (gray images only;
+    one extra histogram launch).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[10, 200]], np.uint8))
+        >>> threshold(img, 127).numpy()[0, :, 0].tolist()
+        [0, 255]
+    """
+    return run_steps(src, [step.threshold(value, maxval)], out, stream)
+
+
+def equalize_histogram(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
+    """Histogram equalisation as ``cv2.equalizeHist``; RGB(A) images per colour channel.
+
+    Two launches per image or batch (histogram, then the lookup).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.array([[0, 0, 10, 20]], np.uint8))
+        >>> equalize_histogram(img).numpy()[0, :, 0].tolist()
+        [0, 0, 128, 255]
+    """
+    return run_steps(src, [step.equalize()], out, stream)
+
+
+# ----------------------------------------------------------------------------- to_tensor
+
+_TENSOR_DTYPES = ("float32", "float16")
+_LAYOUTS = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """How a chain ends in a tensor: normalisation, dtype and layout (checked)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dtype: str
+    layout: str
+
+    def step(self) -> Step:
+        count = len(self.mean)
+        mean = np.resize(np.asarray(self.mean, np.float64), 4)
+        std = np.resize(np.asarray(self.std, np.float64), 4)
+        scale = 1.0 / (255.0 * std)
+        bias = -mean / std
+        return _ToTensor("to_tensor", (*scale.tolist(), *bias.tolist()), given=count)
+
+    def shape(self, src: Source, channels: int) -> tuple[int, ...]:
+        if isinstance(src, ImageBatch):
+            sizes = {(h, w) for h, w, _ in src.shapes}
+            if len(sizes) != 1:
+                raise ValueError(f"src is a batch of {len(sizes)} different sizes; to_tensor needs equal-size images (resize first)")
+            (h, w), n = sizes.pop(), len(src)
+            return (n, channels, h, w) if self.layout == "NCHW" else (n, h, w, channels)
+        h, w = src.height, src.width
+        return (channels, h, w) if self.layout == "NCHW" else (h, w, channels)
+
+    def prepare(self, src: Source, channels: int, out: Any) -> Any:
+        shape = self.shape(src, channels)
+        if out is None:
+            return new_tensor(shape, self.dtype, src.device)
+        xp = src.xp
+        if not isinstance(out, xp.ndarray):
+            raise TypeError(f"out must be a {xp.__name__}.ndarray on {src.device!r}, got {type(out).__name__}")
+        if tuple(out.shape) != shape or out.dtype != np.dtype(self.dtype) or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out has shape {tuple(out.shape)} {out.dtype}; to_tensor needs a C-contiguous {shape} {self.dtype} array"
+            )
+        return out
+
+    def store_cpu(self, out: np.ndarray, index: int, v: np.ndarray, batched: bool) -> None:
+        arr = v.astype(self.dtype)
+        if self.layout == "NCHW":
+            arr = arr.transpose(2, 0, 1)
+        if batched:
+            out[index] = arr
+        else:
+            out[...] = arr
+
+
+def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
+    """Checked :class:`TensorSpec` (ValueError naming the bad argument)."""
+    if dtype not in _TENSOR_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; use one of {_TENSOR_DTYPES}")
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not supported; use one of {_LAYOUTS}")
+    mean_t = _vector(0.0 if mean is None else mean, "mean")
+    std_t = _vector(1.0 if std is None else std, "std")
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"std={std!r} must be positive")
+    if len(mean_t) != len(std_t):
+        if len(mean_t) == 1:
+            mean_t = mean_t * len(std_t)
+        elif len(std_t) == 1:
+            std_t = std_t * len(mean_t)
+        else:
+            raise ValueError(f"mean has {len(mean_t)} values and std {len(std_t)}; give the same count (or one)")
+    return TensorSpec(mean_t, std_t, dtype, layout)
+
+
+def _vector(value: Any, name: str) -> tuple[float, ...]:
+    arr = np.atleast_1d(np.asarray(value, np.float64))
+    if arr.ndim != 1 or not 1 <= arr.size <= 4 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}={value!r} must be a number or 1 to 4 finite numbers (one per channel)")
+    return tuple(arr.tolist())
+
+
+def to_tensor(
+    src: Source,
+    mean: Any = None,
+    std: Any = None,
+    dtype: str = "float32",
+    layout: str = "NCHW",
+    *,
+    out: Any = None,
+    stream: Any = None,
+) -> Any:
+    """uint8 image or equal-size batch -> normalised float tensor ``(v / 255 - mean) / std``.
+
+    One launch. Returns a CuPy array on the GPU (NumPy on the CPU): ``(C, H, W)`` for an
+    Image, ``(N, C, H, W)`` for a batch (``layout="NHWC"``: channels last). Share it with
+    PyTorch without a copy: ``torch.from_dlpack(t)``. ``out=`` reuses a tensor.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((2, 2, 3), 255, np.uint8))
+        >>> t = to_tensor(img, mean=0.5, std=0.5)
+        >>> t.shape, float(t[0, 0, 0])
+        ((3, 2, 2), 1.0)
+    """
+    return Chain(tensor=tensor_spec(mean, std, dtype, layout))(src, out=out, stream=stream)
