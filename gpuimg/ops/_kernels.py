@@ -1,0 +1,209 @@
+"""Kernel helpers shared by geometry.py and filters.py (private).
+
+- Border modes: one name list, one NumPy index map and one CUDA index map with the same
+  semantics, so the CPU path (the oracle) and the GPU kernels agree by construction.
+- CUDA snippets every kernel of the two families includes (border map, saturating store).
+- :func:`upload`: small per-call parameter arrays (weights, per-sample rows) go to a
+  named scratch buffer, uploaded only when their bytes changed since the last call.
+- :func:`readable_source`: what an in-place neighbourhood/remap op reads from (a scratch
+  copy of the source when ``out`` shares its memory).
+- :func:`dtype_suffix` / :func:`grid_for`: kernel name per dtype and the launch grid.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..memory import scratch
+from ._common import BatchView, Source, batch_view, count_launch, get_stream
+
+__all__ = [
+    "BORDERS",
+    "CV2_BORDERS",
+    "check_border",
+    "border_index",
+    "CUDA_PRELUDE",
+    "upload",
+    "readable_source",
+    "dtype_suffix",
+    "grid_for",
+    "store_numpy",
+    "span_bytes",
+    "pairs",
+]
+
+# Border names (NumPy's np.pad names) and the OpenCV border each one is:
+#   "reflect"   -> cv2.BORDER_REFLECT_101  (dcb|abcd|cba), the default of cv2 filters
+#   "symmetric" -> cv2.BORDER_REFLECT      (cba|abcd|dcb)
+#   "edge"      -> cv2.BORDER_REPLICATE    (aaa|abcd|ddd)
+#   "wrap"      -> cv2.BORDER_WRAP         (bcd|abcd|abc)
+#   "constant"  -> cv2.BORDER_CONSTANT     (vvv|abcd|vvv)
+BORDERS = ("reflect", "symmetric", "edge", "wrap", "constant")
+CV2_BORDERS = {"reflect": 4, "symmetric": 2, "edge": 1, "wrap": 3, "constant": 0}
+_BORDER_CODE = {name: i for i, name in enumerate(BORDERS)}
+
+
+def check_border(border: Any, name: str = "border") -> int:
+    """The kernel code of ``border``; ValueError naming the allowed names otherwise."""
+    if border not in _BORDER_CODE:
+        raise ValueError(f"{name}={border!r} is not a border mode; use one of {BORDERS}")
+    return _BORDER_CODE[border]
+
+
+def border_index(index: np.ndarray, n: int, border: str) -> np.ndarray:
+    """Map (possibly out-of-range) indices into [0, n) like the CUDA ``map_border``; -1 = constant.
+
+    Periodic forms, so any radius works (also radii larger than the image).
+
+    Example:
+        >>> border_index(np.array([-2, -1, 0, 3, 4]), 4, "reflect").tolist()
+        [2, 1, 0, 3, 2]
+    """
+    i = np.asarray(index, dtype=np.int64)
+    inside = (i >= 0) & (i < n)
+    if border == "edge":
+        m = np.clip(i, 0, n - 1)
+    elif border == "wrap":
+        m = np.mod(i, n)
+    elif border == "symmetric":
+        m = np.mod(i, 2 * n)
+        m = np.where(m < n, m, 2 * n - 1 - m)
+    elif border == "reflect":
+        if n == 1:
+            m = np.zeros_like(i)
+        else:
+            m = np.mod(i, 2 * (n - 1))
+            m = np.where(m < n, m, 2 * (n - 1) - m)
+    else:  # constant
+        m = np.full_like(i, -1)
+    return np.where(inside, i, m)
+
+
+# The same map in CUDA (mode codes follow BORDERS), plus typed saturating stores.
+CUDA_PRELUDE = r"""
+typedef unsigned char u8;
+typedef unsigned short u16;
+__device__ __forceinline__ int map_border(int i, int n, int mode) {
+    if (i >= 0 && i < n) return i;
+    if (mode == 2) return i < 0 ? 0 : n - 1;
+    if (mode == 3) { i %= n; return i < 0 ? i + n : i; }
+    if (mode == 1) { int p = 2 * n; i %= p; if (i < 0) i += p; return i < n ? i : p - 1 - i; }
+    if (mode == 0) {
+        if (n == 1) return 0;
+        int p = 2 * (n - 1); i %= p; if (i < 0) i += p; return i < n ? i : p - i;
+    }
+    return -1;
+}
+__device__ __forceinline__ void store(u8* p, float v) { *p = (u8)fminf(fmaxf(rintf(v), 0.f), 255.f); }
+__device__ __forceinline__ void store(u16* p, float v) { *p = (u16)fminf(fmaxf(rintf(v), 0.f), 65535.f); }
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+// One image of a batch: table row (offset bytes, height, width, pitch bytes, channels).
+struct Slot { long long offset, height, width, pitch, channels; };
+__device__ __forceinline__ Slot slot(const long long* table, int b) {
+    const long long* r = table + 5 * (long long)b;
+    Slot s = {r[0], r[1], r[2], r[3], r[4]};
+    return s;
+}
+template <typename T> __device__ __forceinline__ T* row_ptr(const void* base, const Slot& s, long long y) {
+    return (T*)((char*)base + s.offset + y * s.pitch);
+}
+"""
+
+
+def store_numpy(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float results to ``dtype`` the way the CUDA ``store`` does (round half even, saturate)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+
+
+def dtype_suffix(dtype: np.dtype) -> str:
+    """Kernel-name suffix of a pixel dtype: u8, u16 or f32."""
+    return {"uint8": "u8", "uint16": "u16", "float32": "f32"}[np.dtype(dtype).name]
+
+
+def grid_for(view: BatchView | tuple[int, int, int], block: tuple[int, int] = (32, 8)) -> tuple[int, int, int]:
+    """Grid covering (max width, max height, count) with ``block`` threads (one per pixel)."""
+    if isinstance(view, BatchView):
+        width, height, count = view.max_width, view.max_height, view.count
+    else:
+        width, height, count = view
+    return (-(-width // block[0]), -(-height // block[1]), count)
+
+
+_uploaded = threading.local()
+
+
+def upload(name: str, host: np.ndarray, device: str, stream: Any = None) -> Any:
+    """``host`` (a small parameter array) on the device, in the scratch buffer ``name``.
+
+    The copy is skipped when the same bytes were uploaded last time, so a steady stream of
+    identical calls does no host-to-device traffic. The copy is ordered on ``stream`` like
+    the kernels that read it.
+    """
+    host = np.ascontiguousarray(host)
+    buf = scratch(name, max(host.nbytes, 1), device)
+    last = getattr(_uploaded, "last", None)
+    if last is None:
+        last = _uploaded.last = {}
+    key = (device, name)
+    view = buf.view(0, host.shape, host.dtype, host.strides)
+    previous = last.get(key)
+    if previous is None or previous[0] != buf.generation or not np.array_equal(previous[1], host) or previous[1].dtype != host.dtype:
+        view.set(host, stream=get_stream(stream))
+        last[key] = (buf.generation, host.copy())
+    return view
+
+
+def span_bytes(src: Source) -> int:
+    """Bytes from ``src.data_ptr`` to the end of its last pixel."""
+    if hasattr(src, "used_bytes"):
+        return int(src.used_bytes)
+    return (src.height - 1) * src.pitch + src.row_bytes
+
+
+def readable_source(src: Source, out: Source, stream: Any = None, name: str = "inplace") -> BatchView:
+    """The batch view a kernel reads ``src`` through: a scratch copy when ``out`` aliases it.
+
+    An op that reads neighbours (or other positions) of the pixel it writes cannot run in
+    place on one buffer; the copy goes to the workspace, never a fresh allocation.
+    """
+    view = batch_view(src, stream)
+    if src.device != "cuda" or src.data_ptr != out.data_ptr:
+        return view
+    import cupy
+
+    nbytes = span_bytes(src)
+    buf = scratch(name, nbytes, "cuda")
+    cupy.cuda.runtime.memcpyAsync(buf.ptr, src.data_ptr, nbytes, 3, get_stream(stream).ptr)
+    count_launch()  # a device copy is a pass over memory too: count it honestly
+    return view._replace(base=buf.ptr)
+
+
+def pairs(src: Source, out: Source) -> list[tuple[Any, Any, int]]:
+    """(source image, output image, index) per image: what the NumPy paths loop over."""
+    if hasattr(src, "images"):
+        return [(s, o, i) for i, (s, o) in enumerate(zip(src.images, out.images))]
+    return [(src, out, 0)]
+
+
+def kernel_args(*values: Any) -> tuple[Any, ...]:
+    """Kernel arguments with explicit C types: Python ints become int32, floats float32.
+
+    Pointers are passed as ``np.uint64`` by the caller; CuPy would otherwise pass a
+    Python int as 64-bit, which a kernel declaring ``int`` would misread.
+    """
+    out = []
+    for v in values:
+        if isinstance(v, bool | int) and not isinstance(v, np.integer):
+            out.append(np.int32(v))
+        elif isinstance(v, float):
+            out.append(np.float32(v))
+        else:
+            out.append(v)
+    return tuple(out)

@@ -1,0 +1,628 @@
+"""Neighbourhood filters: gaussian/box/median blur, unsharp mask, sharpen, convolution, Sobel.
+
+Every op takes an Image or an ImageBatch (any mix of sizes, 1/3/4 channels; uint8, uint16
+or float32) and follows ``op(src, ..., out=None, stream=None)``. On the GPU a whole batch
+is one kernel launch per pass, indexing the batch's table; the NumPy code beside each
+kernel is the CPU fallback and the oracle the kernels are tested against.
+
+Borders (``border=``) and the OpenCV border each one matches (see ``_kernels.BORDERS``):
+"reflect" = cv2.BORDER_REFLECT_101 (the default, as in OpenCV), "symmetric" =
+cv2.BORDER_REFLECT, "edge" = cv2.BORDER_REPLICATE, "wrap" = cv2.BORDER_WRAP, "constant"
+= cv2.BORDER_CONSTANT with ``value``.
+
+Example:
+    >>> import numpy as np, gpuimg
+    >>> from gpuimg.ops.filters import gaussian_blur
+    >>> img = gpuimg.Image.from_array(np.zeros((32, 48, 3), np.uint8), device="cpu")
+    >>> gaussian_blur(img, 2.0).shape
+    (32, 48, 3)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..image import Image
+from ..memory import scratch
+from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel
+from ._kernels import (
+    CUDA_PRELUDE,
+    border_index,
+    check_border,
+    dtype_suffix,
+    grid_for,
+    kernel_args,
+    pairs,
+    readable_source,
+    span_bytes,
+    store_numpy,
+    upload,
+)
+
+__all__ = [
+    "gaussian_blur",
+    "gaussian_kernel",
+    "box_blur",
+    "unsharp_mask",
+    "sharpen",
+    "convolve",
+    "sobel",
+    "median_blur",
+]
+
+_DTYPES = ("uint8", "uint16", "float32")
+_CHANNELS = (1, 3, 4)
+_BLOCK = (32, 8)
+MAX_MEDIAN_SIZE = 9  # the per-thread window lives in registers/local memory: 81 values
+
+
+# ============================================================================ CUDA kernels
+# One source for the family. C (channels) is a template parameter chosen by a switch, so
+# per-channel accumulators stay in registers; every kernel indexes the batch table.
+_SOURCE = CUDA_PRELUDE + r"""
+// Horizontal pass of a separable filter: T pixels -> float scratch laid out like src
+// (element offsets = byte offsets / sizeof(T)).
+template <typename T, int C>
+__device__ void sep_h(const void* src, const long long* tab, float* tmp, const float* w,
+                      const int* taps, int border, float cval) {
+    int b = blockIdx.z; Slot s = slot(tab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= s.width || y >= s.height) return;
+    int r = taps[2 * b + 1]; const float* k = w + taps[2 * b];
+    const T* row = row_ptr<T>(src, s, y);
+    float acc[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) acc[c] = 0.f;
+    for (int i = -r; i <= r; ++i) {
+        float wt = k[i + r];
+        int j = map_border(x + i, (int)s.width, border);
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] += wt * (j < 0 ? cval : (float)row[(long long)j * C + c]);
+    }
+    float* out = tmp + s.offset / sizeof(T) + y * (s.pitch / sizeof(T)) + (long long)x * C;
+    #pragma unroll
+    for (int c = 0; c < C; ++c) out[c] = acc[c];
+}
+
+// Vertical pass: float scratch -> T output. mode 1 is the unsharp-mask epilogue:
+// out = orig + amount * (orig - blurred) where |orig - blurred| >= threshold.
+template <typename T, int C>
+__device__ void sep_v(const float* tmp, const long long* tab, void* dst, const long long* otab,
+                      const float* w, const int* taps, int border, float cval, int mode,
+                      const void* orig, const float* amount, const float* threshold) {
+    int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= s.width || y >= s.height) return;
+    int r = taps[2 * b + 1]; const float* k = w + taps[2 * b];
+    long long base = s.offset / sizeof(T) + (long long)x * C, pitch = s.pitch / sizeof(T);
+    float acc[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) acc[c] = 0.f;
+    for (int i = -r; i <= r; ++i) {
+        float wt = k[i + r];
+        int j = map_border(y + i, (int)s.height, border);
+        const float* p = tmp + base + (long long)j * pitch;
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] += wt * (j < 0 ? cval : p[c]);
+    }
+    T* q = row_ptr<T>(dst, so, y) + (long long)x * C;
+    if (mode == 1) {
+        const T* o = row_ptr<T>(orig, s, y) + (long long)x * C;
+        float a = amount[b], th = threshold[b];
+        #pragma unroll
+        for (int c = 0; c < C; ++c) {
+            float v = (float)o[c], d = v - acc[c];
+            acc[c] = fabsf(d) >= th ? v + a * d : v;
+        }
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+}
+
+// Dense 2-D correlation with nk (1 or 2) kernels of kh x kw, anchor at (kh/2, kw/2) as in
+// cv2.filter2D; with two kernels the result is the magnitude hypot(k0 * src, k1 * src).
+template <typename T, int C>
+__device__ void conv2d(const void* src, const long long* tab, void* dst, const long long* otab,
+                       const float* w, int kh, int kw, int nk, int border, float cval) {
+    int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= s.width || y >= s.height) return;
+    float a0[C], a1[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) { a0[c] = 0.f; a1[c] = 0.f; }
+    const float* w1 = w + kh * kw;
+    for (int ky = 0; ky < kh; ++ky) {
+        int yy = map_border(y + ky - kh / 2, (int)s.height, border);
+        const T* row = yy < 0 ? (const T*)0 : row_ptr<T>(src, s, yy);
+        for (int kx = 0; kx < kw; ++kx) {
+            int xx = map_border(x + kx - kw / 2, (int)s.width, border);
+            float wt0 = w[ky * kw + kx], wt1 = nk > 1 ? w1[ky * kw + kx] : 0.f;
+            #pragma unroll
+            for (int c = 0; c < C; ++c) {
+                float v = (yy < 0 || xx < 0) ? cval : (float)row[(long long)xx * C + c];
+                a0[c] += wt0 * v; a1[c] += wt1 * v;
+            }
+        }
+    }
+    T* q = row_ptr<T>(dst, so, y) + (long long)x * C;
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, nk > 1 ? sqrtf(a0[c] * a0[c] + a1[c] * a1[c]) : a0[c]);
+}
+
+"""
+
+# One extern "C" entry per (kernel, dtype), dispatching on the channel count at run time.
+
+
+_DISPATCH = "switch (C) {{ case 1: {f}<{t}, 1{x}>({a}); break; case 3: {f}<{t}, 3{x}>({a}); break; default: {f}<{t}, 4{x}>({a}); }}"
+_CTYPES = {"u8": "u8", "u16": "u16", "f32": "float"}
+
+
+def _instances() -> str:
+    parts = []
+    for suf, t in _CTYPES.items():
+        sigs = {
+            "sep_h": ("const void* src, const long long* tab, float* tmp, const float* w, const int* taps, int border, float cval",
+                      "src, tab, tmp, w, taps, border, cval"),
+            "sep_v": ("const float* tmp, const long long* tab, void* dst, const long long* otab, const float* w, const int* taps, "
+                      "int border, float cval, int mode, const void* orig, const float* amount, const float* threshold",
+                      "tmp, tab, dst, otab, w, taps, border, cval, mode, orig, amount, threshold"),
+            "conv2d": ("const void* src, const long long* tab, void* dst, const long long* otab, const float* w, int kh, int kw, "
+                       "int nk, int border, float cval", "src, tab, dst, otab, w, kh, kw, nk, border, cval"),
+        }
+        for name, (sig, args) in sigs.items():
+            body = _DISPATCH.format(f=name, t=t, a=args, x="")
+            parts.append(f'extern "C" __global__ void {name}_{suf}({sig}, int C) {{ {body} }}')
+    return "\n".join(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _module_source() -> str:
+    return _SOURCE + _instances()
+
+
+def _kernel(name: str, dtype: np.dtype) -> Any:
+    return raw_kernel(_module_source(), f"{name}_{dtype_suffix(dtype)}")
+
+
+# The median is its own small module per (size, dtype): its unrolled windows are slow to
+# compile, so only the ones used are built.
+_MEDIAN_SOURCE = r"""
+// Median of a K x K window with replicated borders (cv2.medianBlur): a partial selection
+// sort that stops at the middle element, per channel, in registers/local memory.
+template <typename T, int C, int K>
+__device__ void median(const void* src, const long long* tab, void* dst, const long long* otab) {
+    int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= s.width || y >= s.height) return;
+    const int N = K * K, R = K / 2;
+    T* q = row_ptr<T>(dst, so, y) + (long long)x * C;
+    float res[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) {
+        T v[N];
+        #pragma unroll
+        for (int ky = 0; ky < K; ++ky) {
+            const T* row = row_ptr<T>(src, s, map_border(y + ky - R, (int)s.height, 2));
+            #pragma unroll
+            for (int kx = 0; kx < K; ++kx) v[ky * K + kx] = row[(long long)map_border(x + kx - R, (int)s.width, 2) * C + c];
+        }
+        // Fully unrolled (registers) up to 5x5; larger windows loop (faster to compile).
+        if constexpr (K <= 5) {
+            #pragma unroll
+            for (int i = 0; i <= N / 2; ++i) {
+                #pragma unroll
+                for (int j = i + 1; j < N; ++j) { T lo = min(v[i], v[j]); T hi = max(v[i], v[j]); v[i] = lo; v[j] = hi; }
+            }
+        } else {
+            for (int i = 0; i <= N / 2; ++i)
+                for (int j = i + 1; j < N; ++j) { T lo = min(v[i], v[j]); T hi = max(v[i], v[j]); v[i] = lo; v[j] = hi; }
+        }
+        res[c] = (float)v[N / 2];
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, res[c]);
+}
+
+"""
+
+
+def _median_kernel(size: int, dtype: np.dtype) -> Any:
+    suf = dtype_suffix(dtype)
+    body = _DISPATCH.format(f="median", t=_CTYPES[suf], a="src, tab, dst, otab", x=f", {size}")
+    entry = (
+        f'extern "C" __global__ void median{size}_{suf}(const void* src, const long long* tab, void* dst, '
+        f"const long long* otab, int C) {{ {body} }}"
+    )
+    return raw_kernel(CUDA_PRELUDE + _MEDIAN_SOURCE + entry, f"median{size}_{suf}")
+
+
+def _ptr(value: int) -> np.uint64:
+    return np.uint64(value)
+
+
+def _channels_arg(src: Source) -> int:
+    """The C dispatch value: one kernel handles one channel count per launch."""
+    if isinstance(src, Image):
+        return src.channels
+    channels = src.uniform_channels
+    if channels is None:
+        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
+    return channels
+
+
+# ============================================================================ NumPy reference
+def _sep_pass_numpy(arr: np.ndarray, weights: np.ndarray, axis: int, border: str, cval: float) -> np.ndarray:
+    """One 1-D pass in float32, tap by tap in the kernel's order (so rounding agrees)."""
+    n = arr.shape[axis]
+    r = len(weights) // 2
+    acc = np.zeros(arr.shape, np.float32)
+    positions = np.arange(n)
+    for i in range(-r, r + 1):
+        idx = border_index(positions + i, n, border)
+        taken = np.take(arr, np.maximum(idx, 0), axis=axis).astype(np.float32)
+        if border == "constant":
+            mask = (idx < 0).reshape([-1 if a == axis else 1 for a in range(arr.ndim)])
+            taken = np.where(mask, np.float32(cval), taken)
+        acc += np.float32(weights[i + r]) * taken
+    return acc
+
+
+def _separable_numpy(arr: np.ndarray, weights: np.ndarray, border: str, cval: float) -> np.ndarray:
+    return _sep_pass_numpy(_sep_pass_numpy(arr, weights, 1, border, cval), weights, 0, border, cval)
+
+
+def _conv2d_numpy(arr: np.ndarray, kernels: np.ndarray, border: str, cval: float) -> np.ndarray:
+    """Correlation with each of ``kernels`` (nk, kh, kw); hypot of two results when nk == 2."""
+    h, w = arr.shape[:2]
+    nk, kh, kw = kernels.shape
+    ys = border_index(np.arange(-(kh // 2), h + kh - 1 - kh // 2), h, border)
+    xs = border_index(np.arange(-(kw // 2), w + kw - 1 - kw // 2), w, border)
+    padded = arr[np.maximum(ys, 0)][:, np.maximum(xs, 0)].astype(np.float32)
+    if border == "constant":
+        padded[ys < 0] = cval
+        padded[:, xs < 0] = cval
+    acc = np.zeros((nk, *arr.shape), np.float32)
+    for ky in range(kh):
+        for kx in range(kw):
+            window = padded[ky : ky + h, kx : kx + w]
+            for k in range(nk):
+                acc[k] += np.float32(kernels[k, ky, kx]) * window
+    return np.sqrt(acc[0] ** 2 + acc[1] ** 2) if nk == 2 else acc[0]
+
+
+def _median_numpy(arr: np.ndarray, size: int) -> np.ndarray:
+    r = size // 2
+    padded = np.pad(arr, ((r, r), (r, r), (0, 0)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(0, 1))
+    flat = windows.reshape(*arr.shape, size * size)
+    return np.partition(flat, size * size // 2, axis=-1)[..., size * size // 2]
+
+
+# ============================================================================ shared drivers
+def _check(src: Source, border: str) -> int:
+    check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
+    return check_border(border)
+
+
+def _count(src: Source) -> int:
+    return len(src) if hasattr(src, "images") else 1
+
+
+def _pack_weights(per_image: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated 1-D weights and int32 rows (offset, radius), one per image."""
+    unique: dict[bytes, int] = {}
+    chunks, rows, offset = [], [], 0
+    for w in per_image:
+        key = w.tobytes()
+        if key not in unique:  # a batch with one sigma uploads one kernel
+            unique[key] = offset
+            chunks.append(w)
+            offset += len(w)
+        rows.append((unique[key], len(w) // 2))
+    return np.concatenate(chunks).astype(np.float32), np.asarray(rows, np.int32)
+
+
+def _separable(
+    src: Source,
+    weights: Sequence[np.ndarray],
+    border: str,
+    value: float,
+    out: Source | None,
+    stream: Any,
+    unsharp: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Source:
+    """Run a separable filter (same 1-D weights on both axes, one set per image).
+
+    ``unsharp``: (amount, threshold) per image turns the second pass into unsharp masking.
+    """
+    code = _check(src, border)
+    out = prepare_out(src, out)
+    if src.device == "cpu":
+        for s, o, i in pairs(src, out):
+            blurred = _separable_numpy(s.array, weights[i], border, value)
+            if unsharp is not None:
+                orig = s.array.astype(np.float32)
+                diff = orig - blurred
+                amount, threshold = np.float32(unsharp[0][i]), np.float32(unsharp[1][i])
+                blurred = np.where(np.abs(diff) >= threshold, orig + amount * diff, orig)
+            o.array[...] = store_numpy(blurred, o.dtype)
+        return out
+    w, taps = _pack_weights(weights)
+    view, oview = batch_view(src, stream), batch_view(out, stream)
+    tmp = scratch("filters:separable", span_bytes(src) // src.dtype.itemsize * 4 + 4, "cuda")
+    w_dev = upload("filters:weights", w, "cuda", stream)
+    taps_dev = upload("filters:taps", taps, "cuda", stream)
+    channels = _channels_arg(src)
+    grid = grid_for(view, _BLOCK)
+    launch(
+        _kernel("sep_h", src.dtype), grid, _BLOCK + (1,),
+        kernel_args(_ptr(view.base), view.table, _ptr(tmp.ptr), w_dev, taps_dev, code, float(value), channels),
+        stream,
+    )
+    if unsharp is None:
+        mode, orig, amount_dev, threshold_dev = 0, view.base, w_dev, w_dev
+    else:
+        params = np.stack([unsharp[0], unsharp[1]]).astype(np.float32)
+        params_dev = upload("filters:unsharp", params, "cuda", stream)
+        mode, orig, amount_dev, threshold_dev = 1, view.base, params_dev[0], params_dev[1]
+    launch(
+        _kernel("sep_v", src.dtype), grid, _BLOCK + (1,),
+        kernel_args(_ptr(tmp.ptr), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code, float(value),
+                    mode, _ptr(orig), amount_dev, threshold_dev, channels),
+        stream,
+    )
+    return out
+
+
+def _conv(src: Source, kernels: np.ndarray, border: str, value: float, out: Source | None, stream: Any) -> Source:
+    """Dense 2-D correlation (or the magnitude of two), one launch per batch."""
+    code = _check(src, border)
+    out = prepare_out(src, out)
+    kernels = np.asarray(kernels, np.float32)
+    if src.device == "cpu":
+        for s, o, _ in pairs(src, out):
+            o.array[...] = store_numpy(_conv2d_numpy(s.array, kernels, border, value), o.dtype)
+        return out
+    view = readable_source(src, out, stream)
+    oview = batch_view(out, stream)
+    w_dev = upload("filters:conv", kernels.reshape(-1), "cuda", stream)
+    nk, kh, kw = kernels.shape
+    launch(
+        _kernel("conv2d", src.dtype), grid_for(view, _BLOCK), _BLOCK + (1,),
+        kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, w_dev, kh, kw, nk, code,
+                    float(value), _channels_arg(src)),
+        stream,
+    )
+    return out
+
+
+# ============================================================================ public ops
+def _positive(values: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"{name} must be > 0 and finite, got {values.tolist()}")
+
+
+@functools.lru_cache(maxsize=256)
+def gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    """The 1-D gaussian weights of cv2.getGaussianKernel(2 * radius + 1, sigma), normalised.
+
+    Example:
+        >>> gaussian_kernel(1.0, 1).round(3).tolist()
+        [0.274, 0.452, 0.274]
+    """
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def default_radius(sigma: float, dtype: Any = np.uint8) -> int:
+    """OpenCV's kernel size for a sigma: round(sigma * (3 for uint8, else 4) * 2 + 1) | 1, halved.
+
+    Example:
+        >>> default_radius(3.0)
+        9
+    """
+    truncate = 3 if np.dtype(dtype) == np.uint8 else 4
+    ksize = int(round(sigma * truncate * 2 + 1)) | 1
+    return ksize // 2
+
+
+def _radii(src: Source, sigmas: np.ndarray, radius: Any) -> np.ndarray:
+    if radius is None:
+        return np.array([default_radius(s, src.dtype) for s in sigmas], np.int64)
+    radii = per_sample(radius, len(sigmas), "radius", np.float64)
+    if np.any(radii < 0) or np.any(radii != np.round(radii)):
+        raise ValueError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
+    return radii.astype(np.int64)
+
+
+def gaussian_blur(
+    src: Source,
+    sigma: float | Sequence[float],
+    radius: int | Sequence[int] | None = None,
+    border: str = "reflect",
+    value: float = 0.0,
+    out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Gaussian blur, separable (two passes), any sigma; matches ``cv2.GaussianBlur``.
+
+    ``sigma``: one value or one per image of a batch (> 0). ``radius``: taps each side
+    (kernel size ``2 * radius + 1``); None picks OpenCV's size for the sigma, so
+    ``gaussian_blur(img, 3)`` equals ``cv2.GaussianBlur(a, (19, 19), 3)``. ``border``: see
+    the module docstring (default "reflect" = cv2.BORDER_REFLECT_101). ``out=src`` works
+    in place (the middle pass lives in a workspace buffer).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((8, 8, 1), 10, np.uint8), device="cpu")
+        >>> int(gaussian_blur(img, 1.5).array.max())
+        10
+    """
+    check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
+    sigmas = per_sample(sigma, _count(src), "sigma", np.float64)
+    _positive(sigmas, "sigma")
+    radii = _radii(src, sigmas, radius)
+    weights = [gaussian_kernel(float(s), int(r)) for s, r in zip(sigmas, radii)]
+    return _separable(src, weights, border, value, out, stream)
+
+
+def box_blur(
+    src: Source,
+    radius: int | Sequence[int],
+    border: str = "reflect",
+    value: float = 0.0,
+    out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Mean over a (2 * radius + 1) square; matches ``cv2.blur(a, (k, k))`` (k = 2r + 1).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((8, 8, 3), 7, np.uint8), device="cpu")
+        >>> int(box_blur(img, 2).array[4, 4, 0])
+        7
+    """
+    check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
+    radii = per_sample(radius, _count(src), "radius", np.float64)
+    if np.any(radii < 0) or np.any(radii != np.round(radii)):
+        raise ValueError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
+    weights = [np.full(2 * int(r) + 1, 1.0 / (2 * int(r) + 1)) for r in radii]
+    return _separable(src, weights, border, value, out, stream)
+
+
+def unsharp_mask(
+    src: Source,
+    sigma: float | Sequence[float] = 1.0,
+    amount: float | Sequence[float] = 1.0,
+    threshold: float | Sequence[float] = 0.0,
+    radius: int | Sequence[int] | None = None,
+    border: str = "reflect",
+    out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """``src + amount * (src - gaussian_blur(src, sigma))`` where the difference >= threshold.
+
+    The same as ``skimage.filters.unsharp_mask(a, radius=sigma, amount=amount,
+    preserve_range=True)`` with ``border="edge"`` and ``radius=round(4 * sigma)``; pixels
+    whose difference to the blur is under ``threshold`` stay as they are (Pillow's
+    UnsharpMask threshold). Two passes, the second fused with the sharpening.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((8, 8, 3), 9, np.uint8), device="cpu")
+        >>> int(unsharp_mask(img, 1.0, 2.0).array[0, 0, 0])
+        9
+    """
+    check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
+    n = _count(src)
+    sigmas = per_sample(sigma, n, "sigma", np.float64)
+    _positive(sigmas, "sigma")
+    amounts = per_sample(amount, n, "amount")
+    thresholds = per_sample(threshold, n, "threshold")
+    if not np.all(np.isfinite(amounts)) or np.any(thresholds < 0):
+        raise ValueError(f"amount must be finite and threshold >= 0, got {amounts.tolist()}, {thresholds.tolist()}")
+    radii = _radii(src, sigmas, radius)
+    weights = [gaussian_kernel(float(s), int(r)) for s, r in zip(sigmas, radii)]
+    return _separable(src, weights, border, 0.0, out, stream, unsharp=(amounts, thresholds))
+
+
+def _sharpen_kernel(amount: float) -> np.ndarray:
+    """centre + amount * (centre - mean of the 8 neighbours); amount 1 is Pillow's SHARPEN."""
+    k = np.full((3, 3), -amount / 8.0)
+    k[1, 1] = 1.0 + amount
+    return k
+
+
+def sharpen(src: Source, amount: float = 1.0, border: str = "reflect", out: Source | None = None, stream: Any = None) -> Source:
+    """3x3 sharpening: ``c + amount * (c - mean(8 neighbours))``.
+
+    ``amount=1`` is Pillow's ``ImageFilter.SHARPEN`` kernel (32 centre, -2 around, / 16).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((6, 6, 1), 50, np.uint8), device="cpu")
+        >>> int(sharpen(img, 2.0).array[3, 3, 0])
+        50
+    """
+    if not np.isfinite(amount):
+        raise ValueError(f"amount must be finite, got {amount!r}")
+    return _conv(src, _sharpen_kernel(float(amount))[None], border, 0.0, out, stream)
+
+
+def convolve(
+    src: Source,
+    kernel: Any,
+    border: str = "reflect",
+    value: float = 0.0,
+    out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Correlate with a small 2-D ``kernel`` (anchor at its centre), like ``cv2.filter2D``.
+
+    Each channel is filtered independently; results are rounded and saturated to the
+    dtype. Kernels up to 31x31 (larger ones belong to an FFT, not a direct sum).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((6, 6, 1), 4, np.uint8), device="cpu")
+        >>> int(convolve(img, np.ones((3, 3)) / 9).array[2, 2, 0])
+        4
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or not (1 <= k.shape[0] <= 31 and 1 <= k.shape[1] <= 31) or not np.all(np.isfinite(k)):
+        raise ValueError(f"kernel must be a finite 2-D array of 1..31 x 1..31 values, got shape {k.shape}")
+    return _conv(src, k[None], border, value, out, stream)
+
+
+_SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64)
+
+
+def sobel(src: Source, border: str = "reflect", out: Source | None = None, stream: Any = None) -> Source:
+    """Edge magnitude ``sqrt(gx**2 + gy**2)`` of the 3x3 Sobel derivatives, per channel.
+
+    gx and gy are ``cv2.Sobel(a, cv2.CV_32F, 1, 0)`` and ``(0, 1)`` (same border); the
+    magnitude is rounded and saturated to the source dtype. One launch.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> a = np.zeros((6, 6, 1), np.uint8); a[:, 3:] = 100
+        >>> int(sobel(gpuimg.Image.from_array(a, device="cpu")).array[2, 3, 0])
+        255
+    """
+    return _conv(src, np.stack([_SOBEL_X, _SOBEL_X.T]), border, 0.0, out, stream)
+
+
+def median_blur(src: Source, size: int, out: Source | None = None, stream: Any = None) -> Source:
+    """Median of each ``size`` x ``size`` window (odd, 3..9), replicated borders.
+
+    Matches ``cv2.medianBlur(a, size)`` exactly (which also replicates borders).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> a = np.zeros((5, 5, 1), np.uint8); a[2, 2] = 255
+        >>> int(median_blur(gpuimg.Image.from_array(a, device="cpu"), 3).array[2, 2, 0])
+        0
+    """
+    check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
+    if not isinstance(size, int | np.integer) or size % 2 == 0 or not 3 <= size <= MAX_MEDIAN_SIZE:
+        raise ValueError(f"size must be an odd int from 3 to {MAX_MEDIAN_SIZE}, got {size!r}")
+    out = prepare_out(src, out)
+    if src.device == "cpu":
+        for s, o, _ in pairs(src, out):
+            o.array[...] = _median_numpy(s.array, int(size))
+        return out
+    view = readable_source(src, out, stream)
+    oview = batch_view(out, stream)
+    launch(
+        _median_kernel(int(size), src.dtype), grid_for(view, _BLOCK), _BLOCK + (1,),
+        kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, _channels_arg(src)),
+        stream,
+    )
+    return out
+
