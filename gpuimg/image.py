@@ -576,8 +576,9 @@ class ImageBatch:
             self._views = [self._make_view(i) for i in range(len(rows))]
         else:
             for i, view in enumerate(self._views):
-                _, h, w, pitch, c = (int(v) for v in rows[i])
-                view._height, view._width, view._channels = h, w, c
+                offset, h, w, pitch, c = (int(v) for v in rows[i])
+                # Offsets move when slot sizes change: a stale offset aliases another slot.
+                view._offset, view._height, view._width, view._channels = offset, h, w, c
                 view._dtype, view._pitch, view._view = self._dtype, pitch, None
 
     def _make_view(self, i: int) -> Image:
