@@ -126,12 +126,14 @@ def discover(
         files = [Path(p).expanduser() for p in inputs]
     if not files:
         return [], Path.cwd()
-    root = Path(os.path.commonpath([str(p.absolute().parent) for p in files]))
-    return [p.absolute() for p in files], root
+    # abspath, not resolve: '..' goes lexically, symlinked inputs keep their listed names.
+    files = [Path(os.path.abspath(p)) for p in files]
+    root = Path(os.path.commonpath([str(p.parent) for p in files]))
+    return files, root
 
 
 def _map_output(src: Path, root: Path, out_root: Path, suffix: str) -> Path:
-    rel = src.absolute().relative_to(root.absolute())
+    rel = Path(os.path.abspath(src)).relative_to(os.path.abspath(root))
     dst = (out_root / rel).with_suffix(suffix)
     # Resolve symlinks and '..' so a crafted name cannot land outside output_dir.
     resolved = dst.parent.resolve() / dst.name

@@ -71,33 +71,43 @@ def _op_module(family: str) -> Any | None:
         return None
 
 
+def _is_op(module: Any, name: str) -> bool:
+    """Public functions of the family whose first parameter is ``src`` (helpers are not ops)."""
+    fn = getattr(module, name, None)
+    if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
+        return False
+    params = list(inspect.signature(fn).parameters)
+    return bool(params) and params[0] == "src"
+
+
 def available_ops() -> list[str]:
-    """Names usable as pipeline steps: the public functions of the ``gpuimg.ops`` families.
+    """Names usable as pipeline steps: the ops of the ``gpuimg.ops`` families.
 
     Example:
-        >>> "resize_shorter" in available_ops()  # doctest: +SKIP
+        >>> "gaussian_blur" in available_ops()  # doctest: +SKIP
         True
     """
     names = []
     for family in OP_MODULES:
         module = _op_module(family)
-        if module is None:
-            continue
-        for name, obj in vars(module).items():
-            if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__:
-                names.append(name)
+        if module is not None:
+            names += [name for name in vars(module) if _is_op(module, name)]
     return sorted(names)
 
 
 def find_op(name: str) -> Callable[..., Any]:
-    """The op function called ``name`` in one of the ``gpuimg.ops`` families."""
+    """The op function called ``name`` in one of the ``gpuimg.ops`` families.
+
+    Example:
+        >>> find_op("gaussian_blur").__name__  # doctest: +SKIP
+        'gaussian_blur'
+    """
     if not isinstance(name, str):
         raise TypeError(f"a step name must be a string, got {name!r}")
     for family in OP_MODULES:
         module = _op_module(family)
-        fn = getattr(module, name, None) if module is not None else None
-        if not name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == module.__name__:
-            return fn
+        if module is not None and _is_op(module, name):
+            return getattr(module, name)
     raise ValueError(f"unknown step {name!r}; available steps: {', '.join(available_ops()) or '(no op modules found)'}")
 
 

@@ -1,0 +1,181 @@
+"""The ML exit of the pipeline: fixed-size normalised float32 NCHW batches for training.
+
+Built from the same stages as :meth:`gpuimg.Pipeline.run` (reader threads, a decode lane,
+a process lane); only the last stage differs: instead of encoding, the processed batch is
+resized to the requested size where needed and converted by the ``to_tensor`` op into a
+ring of reused tensors, handed to the caller's stream with an event (no host sync).
+
+Example:
+    >>> import gpuimg
+    >>> it = gpuimg.Pipeline([], device="cpu").batches([], 8)
+    >>> list(it)
+    []
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._files import Job
+from ._stages import DONE, Lane, StageQueue, Stopped
+from .memory import Buffer
+
+if TYPE_CHECKING:
+    from .image import ImageBatch
+    from .pipeline import Failure, Pipeline, _Item, _Run
+
+__all__ = ["TensorIterator"]
+
+
+class _TensorSink:
+    """Process-lane sink: resize to ``size`` if needed, then ``to_tensor`` into a ring slot."""
+
+    def __init__(self, run: _Run, device: str, batch_size: int, size: tuple[int, int] | None,
+                 mean: Sequence[float] | None, std: Sequence[float] | None, prefetch: int):
+        from .pipeline import find_op
+
+        self.run, self.device, self.batch_size, self.size = run, device, batch_size, size
+        self.mean, self.std = mean, std
+        self.to_tensor = find_op("to_tensor")
+        self.resize: Any = None
+        self.out = StageQueue(prefetch, run.stop)
+        # prefetch queued + one held by the caller + one being written: none overwritten early.
+        self.ring: list[Any] = [None] * (prefetch + 2)
+        self.released: list[Any] = [None] * len(self.ring)
+        self.resized: ImageBatch | None = None
+        self.count = 0
+
+    def start(self, lane: Lane) -> None:
+        self.lane = lane
+
+    def handle(self, items: list[_Item], batch: ImageBatch) -> None:
+        if self.size is not None and any(s[:2] != tuple(self.size) for s in batch.shapes):
+            if self.resize is None:  # looked up late: only needed when sizes differ
+                from .pipeline import find_op
+
+                self.resize = find_op("resize")
+            self.resized = self.resize(batch, size=tuple(self.size), out=self.resized, stream=self.lane.stream)
+            batch = self.resized
+        k = self.count % len(self.ring)
+        Lane.host_wait(self.released[k])  # the caller has finished with this slot's last tensor
+        out = self._slot(k, batch)[: len(batch)]
+        with self.run.timer("tensor"), self.lane.active():
+            tensor = self.to_tensor(batch, mean=self.mean, std=self.std, out=out, stream=self.lane.stream)
+        self.count += 1
+        self.out.put((tensor, [str(it.job.src) for it in items], self.lane.record(), k))
+
+    def _slot(self, k: int, batch: ImageBatch) -> Any:
+        """Ring tensor ``k`` of shape (batch_size, C, H, W) float32: allocated once per shape."""
+        height, width, channels = batch.shapes[0]
+        shape = (self.batch_size, channels, height, width)
+        tensor = self.ring[k]
+        if tensor is None or tensor.shape != shape:
+            nbytes = math.prod(shape) * 4
+            strides = tuple(int(s) for s in np.cumprod((1, *shape[:0:-1]))[::-1] * 4)
+            tensor = self.ring[k] = Buffer(nbytes, self.device).view(0, shape, np.float32, strides)
+        return tensor
+
+    def finish(self) -> None:
+        try:
+            self.out.put(DONE)
+        except Stopped:
+            pass
+
+
+class TensorIterator:
+    """Iterator of ``(tensor, paths)`` made by :meth:`gpuimg.Pipeline.batches`.
+
+    ``failures`` lists the files that were skipped (read or decode errors). Use it as a
+    context manager, or call :meth:`close`, to stop the background stages early.
+
+    Example:
+        >>> it = TensorIterator.__new__(TensorIterator)  # made by Pipeline.batches
+    """
+
+    def __init__(self, pipeline: Pipeline, jobs: list[Job], batch_size: int, size: tuple[int, int] | None,
+                 mean: Sequence[float] | None, std: Sequence[float] | None, readers: int, prefetch: int):
+        from .pipeline import _Run
+
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (height, width) of positive ints or None, got {size!r}")
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        self.failures: list[Failure] = []
+        self.device = pipeline.device
+        self._run = _Run()
+        self._sink = _TensorSink(self._run, self.device, batch_size, size, mean, std, prefetch)
+        # Fixed batch sizes for training: batches are formed by count only.
+        self._threads = pipeline._start(self._run, jobs, self._sink, batch_size, 2**62, readers)
+        self._held: int | None = None
+        self._done = False
+
+    def __iter__(self) -> TensorIterator:
+        return self
+
+    def __next__(self) -> tuple[Any, list[str]]:
+        self._release_held()
+        if self._done:
+            raise StopIteration
+        try:
+            item = self._sink.out.get()
+        except Stopped:
+            item = DONE
+        self._collect_failures()
+        if item is DONE:
+            self.close()
+            if self._run.fatal is not None:
+                raise self._run.fatal
+            raise StopIteration
+        tensor, paths, ready, k = item
+        if ready is not None:
+            import cupy
+
+            cupy.cuda.get_current_stream().wait_event(ready)  # the caller's stream waits, not the host
+        self._held = k
+        return tensor, paths
+
+    def _release_held(self) -> None:
+        """The tensor yielded last may be overwritten once the caller's queued work is done."""
+        if self._held is None:
+            return
+        event = None
+        if self.device == "cuda":
+            import cupy
+
+            event = cupy.cuda.Event(block=False, disable_timing=True)
+            event.record(cupy.cuda.get_current_stream())
+        self._sink.released[self._held] = event
+        self._held = None
+
+    def _collect_failures(self) -> None:
+        from .pipeline import Failure
+
+        for event in self._run.drain():
+            if event[0] == "fail":
+                self.failures.append(Failure(str(event[1].src), event[2], event[3]))
+
+    def close(self) -> None:
+        """Stop the background stages (safe to call twice)."""
+        if self._done:
+            return
+        self._done = True
+        self._run.stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._collect_failures()
+
+    def __enter__(self) -> TensorIterator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,354 @@
+"""Pipeline end to end on small trees of real photos (assets/) with broken files mixed in.
+
+Outside references: Pillow decodes inputs and outputs, OpenCV applies the same blur; the
+batched run is also checked against the same ops applied one image at a time through
+gpuimg's single-image path. Tolerances are stated where JPEG re-encoding enters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import gpuimg
+from gpuimg import _files
+from gpuimg.codec import Decoder, Encoder
+from gpuimg.pipeline import Pipeline, available_ops, load_steps
+
+from conftest import ASSETS
+
+# (relative path, asset, crop box (left, top, right, bottom), Pillow format)
+GOOD = [
+    ("astronaut.jpg", "astronaut.jpg", (100, 40, 228, 136), "JPEG"),
+    ("sub/coffee.png", "coffee.png", (200, 100, 296, 172), "PNG"),
+    ("sub/deeper/chelsea.bmp", "chelsea.png", (150, 60, 230, 120), "BMP"),
+    ("sub/rocket.tif", "rocket.jpg", (300, 100, 364, 180), "TIFF"),
+    ("sub/deeper/rocket.webp", "rocket.jpg", (120, 220, 220, 290), "WEBP"),
+    ("camera.png", "camera_gray.png", (200, 200, 264, 248), "PNG"),
+    ("sub/alpha.png", "coffee_rgba.png", (250, 150, 330, 230), "PNG"),
+]
+BAD = ["truncated.jpg", "corrupt.jpg", "empty.jpg", "notes.jpg", "locked.png"]
+
+
+def _write_good(root: Path) -> None:
+    for rel, asset, box, fmt in GOOD:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with PILImage.open(ASSETS / asset) as im:
+            im.crop(box).save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}))
+
+
+def _write_bad(root: Path) -> None:
+    jpeg = (ASSETS / "astronaut.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is not an image\n")
+    (root / "locked.png").write_bytes((ASSETS / "chelsea.png").read_bytes())
+    (root / "README.md").write_text("not picked up: not an image suffix\n")
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of good photos in several formats and sizes plus broken files."""
+    root = tmp_path / "in"
+    _write_good(root)
+    _write_bad(root)
+    locked = root / "locked.png"
+    os.chmod(locked, 0)
+    if os.geteuid() == 0:  # root reads through chmod 000: simulate the refusal instead
+        real = Path.read_bytes
+
+        def read_bytes(self: Path) -> bytes:
+            if self.name == "locked.png":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    yield root
+    os.chmod(locked, 0o644)
+
+
+def _decode_file(path: Path, device: str) -> np.ndarray:
+    return Decoder(device).decode(path.read_bytes()).numpy()
+
+
+def _reference(src: Path, steps: list, device: str) -> np.ndarray:
+    """The same ops one image at a time: decode, ops on the Image, encode, decode."""
+    img = Decoder(device).decode(src.read_bytes(), mode="rgb")
+    for name, kwargs in steps:
+        img = getattr(_op_module(name), name)(img, **kwargs)
+    encoded = Encoder(device).encode(img, "jpeg", quality=90)
+    return Decoder(device).decode(encoded).numpy()
+
+
+def _op_module(name: str):
+    from gpuimg.pipeline import find_op
+    import importlib
+
+    return importlib.import_module(find_op(name).__module__)
+
+
+BLUR = [("gaussian_blur", {"sigma": 1.5})]
+
+
+def test_run_end_to_end(tree: Path, tmp_path: Path, device: str) -> None:
+    out = tmp_path / "out"
+    summary = Pipeline(BLUR, device=device).run(tree, out, batch_size=4)
+    assert (summary.processed, summary.failed, summary.skipped) == (len(GOOD), len(BAD), 0)
+    for rel, *_ in GOOD:
+        dst = (out / rel).with_suffix(".jpg")
+        got = _decode_file(dst, device)
+        want = _reference(tree / rel, BLUR, device)
+        # Same decoder, op and encoder as the single-image path: at most 1 level (rounding
+        # of a batch vs single kernel), and the same shape.
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want).max() <= 1, rel
+    report = json.loads((out / "gpuimg-report.json").read_text())
+    failed = {Path(f["path"]).name: f for f in report["failures"]}
+    assert sorted(failed) == sorted(BAD)
+    assert failed["locked.png"]["stage"] == "read" and "ermission" in failed["locked.png"]["reason"]
+    assert failed["empty.jpg"]["reason"].endswith("empty file (0 bytes)")
+    assert failed["truncated.jpg"]["stage"] == "decode"
+    assert report["summary"]["processed"] == len(GOOD) and report["steps"] == [["gaussian_blur", {"sigma": 1.5}]]
+    assert summary.bytes_in > 0 and summary.bytes_out > 0
+    assert not list(out.rglob(f"*{_files.TMP_MARKER}*"))
+
+
+def test_matches_opencv_blur_of_pillow_decode(tree: Path, tmp_path: Path, device: str) -> None:
+    """Outside reference: Pillow decode -> OpenCV GaussianBlur vs our output decoded by
+    Pillow. JPEG q90 re-encoding costs ~1-2 levels on average: mean abs diff < 2.5."""
+    cv2 = pytest.importorskip("cv2")
+    out = tmp_path / "out"
+    Pipeline(BLUR, device=device).run(tree, out, batch_size=3)
+    for rel, *_ in GOOD[:4]:
+        with PILImage.open(tree / rel) as im:
+            src = np.asarray(im.convert("RGB"))
+        want = cv2.GaussianBlur(src, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
+        with PILImage.open((out / rel).with_suffix(".jpg")) as im:
+            got = np.asarray(im.convert("RGB"))
+        assert np.abs(got.astype(float) - want).mean() < 2.5, rel
+
+
+def test_reencode_without_steps_matches_pillow(tmp_path: Path, device: str) -> None:
+    """No steps: a plain re-encode. Its error against the PNG is that of Pillow's own JPEG
+    q90 round trip (the outside reference) within 0.5 level on average."""
+    out = tmp_path / "out"
+    summary = Pipeline([], device=device).run(ASSETS, out, include=["*.png"], format="jpeg")
+    assert summary.failed == 0 and summary.processed == len(list(ASSETS.glob("*.png")))
+    with PILImage.open(ASSETS / "coffee.png") as im:
+        want = np.asarray(im.convert("RGB"))
+    with PILImage.open(out / "coffee.jpg") as im:
+        got = np.asarray(im.convert("RGB"))
+    buf = io.BytesIO()
+    PILImage.fromarray(want).save(buf, "JPEG", quality=90)
+    pillow_error = np.abs(np.asarray(PILImage.open(buf).convert("RGB")).astype(float) - want).mean()
+    assert np.abs(got.astype(float) - want).mean() < pillow_error + 0.5
+
+
+def test_resume_skips_done_work(tree: Path, tmp_path: Path, device: str) -> None:
+    out = tmp_path / "out"
+    pipe = Pipeline([], device=device)
+    first = pipe.run(tree, out)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
+    (out / "astronaut.jpg").unlink()
+    second = pipe.run(tree, out, resume=True)
+    assert first.processed == len(GOOD)
+    assert (second.processed, second.skipped) == (1, len(GOOD) - 1)
+    for path, stamp in stamps.items():
+        if path.name != "astronaut.jpg":
+            assert path.stat().st_mtime_ns == stamp  # untouched
+    # An input newer than its output is redone.
+    newer = tree / "sub" / "coffee.png"
+    os.utime(newer, ns=(stamps[out / "sub" / "coffee.jpg"] + 10**9,) * 2)
+    assert pipe.run(tree, out, resume=True).processed == 1
+
+
+def test_interrupt_keeps_finished_work_and_leaves_no_partial_file(tmp_path: Path, device: str) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        (src / f"img{i:02d}.png").write_bytes((ASSETS / "chelsea.png").read_bytes())
+    out = tmp_path / "out"
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the calling thread
+
+    summary = Pipeline([], device=device).run(src, out, batch_size=2, progress=interrupt)
+    assert summary.interrupted
+    written = sorted(out.glob("*.jpg"))
+    assert 3 <= len(written) < 12 and summary.processed == len(written)
+    assert not list(out.rglob(f"*{_files.TMP_MARKER}*"))
+    for path in written:  # every kept output is whole
+        with PILImage.open(path) as im:
+            im.load()
+    rest = Pipeline([], device=device).run(src, out, resume=True)
+    assert rest.processed + rest.skipped == 12 and rest.skipped == len(written)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "o" / "x.jpg"
+    with pytest.raises(TypeError):  # fails inside the write: the temporary file goes
+        _files.atomic_write(target, 12345)  # type: ignore[arg-type]
+    assert list(target.parent.iterdir()) == []
+
+    def interrupted_rename(a, b):
+        raise KeyboardInterrupt  # Ctrl-C between the full write and the rename
+
+    monkeypatch.setattr(_files.os, "replace", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):
+        _files.atomic_write(target, b"abc")
+    assert list(target.parent.iterdir()) == []
+    monkeypatch.undo()
+    _files.atomic_write(target, b"abc")
+    assert target.read_bytes() == b"abc" and [p.name for p in target.parent.iterdir()] == ["x.jpg"]
+
+
+def test_outputs_never_escape_or_overwrite_inputs(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.png", "sub/a.png"):
+        (root / name).write_bytes(b"x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere)  # a link inside output_dir pointing out of it
+    jobs = {j.src.name: j.dst for j in _files.plan_jobs(root, out, ".jpg")}
+    assert jobs["a.jpg"] == (out / "a.jpg").resolve()
+    assert jobs["b.png"] is None and jobs["a.png"] is None  # would land in elsewhere/
+    # Output folder == input folder with the same suffix: never over the input.
+    same = {j.src.name: j.dst for j in _files.plan_jobs(root, root, ".jpg")}
+    assert same["a.jpg"] is None and same["b.png"] == (root / "sub" / "b.jpg").resolve()
+    # A list with '..' components maps under the common folder, inside output_dir.
+    listed = _files.plan_jobs([root / "sub" / ".." / "a.jpg", root / "sub" / "b.png"], tmp_path / "o2", ".png")
+    for job in listed:
+        assert (tmp_path / "o2").resolve() in job.dst.parents
+
+
+def test_refused_outputs_are_failures(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
+    summary = Pipeline([], device="cpu").run(src, src, report=tmp_path / "r.json")
+    assert summary.failed == 1 and summary.failures[0].stage == "plan"
+    assert (src / "a.jpg").read_bytes() == (ASSETS / "chelsea.jpg").read_bytes()
+
+
+def test_discovery_globs_and_list_file(tree: Path, tmp_path: Path) -> None:
+    files, root = _files.discover(tree, include=["*.png"], exclude=["sub/*"])
+    assert sorted(p.name for p in files) == ["camera.png", "locked.png"] and root == tree
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two files\nin/astronaut.jpg\n\nin/sub/coffee.png\n")
+    files, root = _files.discover(listing)
+    assert [p.name for p in files] == ["astronaut.jpg", "coffee.png"] and root == tree.absolute()
+    jobs = Pipeline([], device="cpu").plan(listing, tmp_path / "o", format="png")
+    assert [j.dst.name for j in jobs] == ["astronaut.png", "coffee.png"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _files.discover(tmp_path / "missing")
+
+
+def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path) -> None:
+    sizes: list[int] = []
+
+    def record(batch):
+        sizes.append(len(batch))
+        return batch
+
+    pipe = Pipeline([record], device="cpu")
+    pipe.run(tree, tmp_path / "a", batch_size=4)
+    assert sizes and max(sizes) <= 4 and sum(sizes) == len(GOOD)
+    sizes.clear()
+    pipe.run(tree, tmp_path / "b", batch_size=64, max_batch_bytes=30_000)  # ~1 image each
+    assert max(sizes) <= 2 and sum(sizes) == len(GOOD)
+
+
+def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def picky(batch):
+        seen.append(len(batch))
+        if len(batch) > 1:
+            raise MemoryError("out of memory (simulated)")
+        return batch
+
+    summary = Pipeline([picky], device="cpu").run(tree, tmp_path / "o", batch_size=6)
+    assert summary.processed == len(GOOD) and seen.count(1) == len(GOOD)
+
+
+def test_steady_state_allocates_nothing(tmp_path: Path, device: str) -> None:
+    """Allocations do not grow with the number of batches: buffers are reused."""
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (ASSETS / "chelsea.jpg").read_bytes()
+
+    def allocations(count: int) -> int:
+        for i in range(count):
+            (src / f"{i:03d}.jpg").write_bytes(data)
+        gpuimg.reset_memory_stats()
+        Pipeline(BLUR, device=device).run(src, tmp_path / f"o{count}", batch_size=2)
+        return gpuimg.memory_stats(device)["allocations"]
+
+    assert allocations(6) == allocations(20)  # 3 batches vs 10 batches
+
+
+def test_batches_match_to_tensor_on_single_images(tmp_path: Path, device: str) -> None:
+    from gpuimg.ops.color import to_tensor
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, (rel, asset, box, fmt) in enumerate(GOOD[:5]):
+        left, top = box[:2]
+        with PILImage.open(ASSETS / asset) as im:
+            im.crop((left, top, left + 48, top + 40)).save(src / f"{i}.png")
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    it = Pipeline([], device=device).batches(src, 2, size=(40, 48), mean=mean, std=std)
+    seen = []
+    for tensor, paths in it:
+        assert tensor.shape == (len(paths), 3, 40, 48) and tensor.dtype == np.float32
+        host = tensor.get() if device == "cuda" else tensor
+        for row, path in zip(host, paths):
+            img = Decoder(device).decode(Path(path).read_bytes(), mode="rgb")
+            want = to_tensor(img, mean=mean, std=std)
+            want = want.get() if device == "cuda" else want
+            np.testing.assert_allclose(row, want, rtol=0, atol=1e-5)
+            # Outside reference: Pillow's pixels normalised by hand.
+            with PILImage.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"), np.float32) / 255
+            np.testing.assert_allclose(row, ((rgb - mean) / std).transpose(2, 0, 1), atol=1e-4)
+            seen.append(path)
+    assert len(seen) == 5 and it.failures == []
+
+
+def test_batches_skip_bad_files(tree: Path, device: str) -> None:
+    pytest.importorskip("gpuimg.ops.geometry")
+    with Pipeline([], device=device).batches(tree, 4, size=(32, 32)) as it:
+        rows = sum(len(paths) for _, paths in it)
+    assert rows == len(GOOD) and sorted(Path(f.path).name for f in it.failures) == sorted(BAD)
+
+
+def test_steps_from_json_and_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "p.json"
+    spec.write_text(json.dumps({"steps": [["gaussian_blur", {"sigma": 2}], {"op": "sharpen", "amount": 0.5}]}))
+    steps = load_steps(spec)
+    assert steps == [("gaussian_blur", {"sigma": 2}), ("sharpen", {"amount": 0.5})]
+    assert Pipeline(steps, device="cpu").steps == [["gaussian_blur", {"sigma": 2}], ["sharpen", {"amount": 0.5}]]
+    assert {"gaussian_blur", "sharpen"} <= set(available_ops())
+    with pytest.raises(ValueError, match="unknown step 'blurr'.*gaussian_blur"):
+        Pipeline([("blurr", {})], device="cpu")
+    with pytest.raises(ValueError, match="step 'gaussian_blur' cannot take"):
+        Pipeline([("gaussian_blur", {"sigmaa": 1})], device="cpu")
+    spec.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="step 0"):
+        load_steps(spec)
+    with pytest.raises(ValueError, match="format='gif'"):
+        Pipeline([], device="cpu").run([], tmp_path, format="gif")
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        Pipeline([], device="cpu").run([], tmp_path, batch_size=0)
