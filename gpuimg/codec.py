@@ -85,32 +85,66 @@ _UNSUPPORTED_MAGIC = (
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
 
+_nvimgcodec_module: list[Any] = []
+
+
 def _nvimgcodec() -> Any:
     """The nvImageCodec module, imported on first use (its import prints loader noise)."""
-    from nvidia import nvimgcodec
+    if not _nvimgcodec_module:
+        from nvidia import nvimgcodec
 
-    return nvimgcodec
+        _nvimgcodec_module.append(nvimgcodec)
+    return _nvimgcodec_module[0]
 
 
 # ============================================================================ sources
 
 
-@dataclass
 class _Source:
-    """One input, loaded: its header, and what it needs to stay alive until decoded."""
+    """One input, loaded: its header, and what must stay alive until it is decoded."""
 
-    label: Any  # what error messages and BatchResult.sources show: the caller's object
-    stream: Any  # nvimgcodec.CodeStream
-    orientation: int  # EXIF orientation; 1 when unknown (CodeStream sources)
-    keep: Any = None  # the bytes/array the CodeStream reads from
+    __slots__ = ("src", "stream", "orientation", "keep")
+
+    def __init__(self, src: Any, stream: Any, orientation: int, keep: Any):
+        self.src = src  # the caller's object (BatchResult.sources, BatchError.source)
+        self.stream = stream  # nvimgcodec.CodeStream
+        self.orientation = orientation  # EXIF orientation; 1 when unknown (CodeStream sources)
+        self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
+
+    @property
+    def label(self) -> str:
+        """How error messages name the source (made only when an error needs it)."""
+        return _label(self.src)
 
 
-def _describe(src: Any) -> str:
+def _label(src: Any) -> str:
     if isinstance(src, str | os.PathLike):
-        return repr(os.fspath(src))
-    if isinstance(src, bytes | bytearray | memoryview | np.ndarray):
-        return f"<{type(src).__name__} of {len(memoryview(src).cast('B')) if not isinstance(src, np.ndarray) else src.size} bytes>"
+        return os.fspath(src) if isinstance(src, str) else str(src)
+    if isinstance(src, np.ndarray):
+        return f"<array of {src.nbytes} bytes>"
+    if isinstance(src, bytes | bytearray | memoryview):
+        return f"<{type(src).__name__} of {memoryview(src).nbytes} bytes>"
     return f"<{type(src).__name__}>"
+
+
+def _read(src: Any) -> Any:
+    """The encoded bytes of ``src`` as bytes or a 1-D uint8 array (None for a CodeStream)."""
+    if isinstance(src, bytes):
+        return src
+    if isinstance(src, str | os.PathLike):
+        return Path(src).read_bytes()  # FileNotFoundError names the path
+    if isinstance(src, bytearray | memoryview):
+        return np.frombuffer(src, np.uint8)
+    if isinstance(src, np.ndarray):
+        if src.dtype != np.uint8:
+            raise TypeError(f"an encoded image array must have dtype uint8, got {src.dtype}")
+        return np.ascontiguousarray(src).reshape(-1)
+    if isinstance(src, _nvimgcodec().CodeStream):
+        return None
+    raise TypeError(
+        f"cannot decode a {type(src).__name__}: pass a path, bytes/bytearray/memoryview, "
+        "a NumPy uint8 array or an nvimgcodec.CodeStream"
+    )
 
 
 def _load(src: Any) -> _Source:
@@ -118,43 +152,27 @@ def _load(src: Any) -> _Source:
 
     Raises FileNotFoundError, TypeError, UnsupportedFormatError or DecodeError.
     """
-    nvimgcodec = _nvimgcodec()
-    if isinstance(src, nvimgcodec.CodeStream):
-        return _Source(src, src, 1)
-    if isinstance(src, str | os.PathLike):
-        data: Any = Path(src).read_bytes()  # FileNotFoundError names the path
-    elif isinstance(src, bytes):
-        data = src
-    elif isinstance(src, bytearray | memoryview):
-        data = np.frombuffer(src, np.uint8)
-    elif isinstance(src, np.ndarray):
-        if src.dtype != np.uint8:
-            raise TypeError(f"an encoded image array must have dtype uint8, got {src.dtype}")
-        data = np.ascontiguousarray(src).reshape(-1)
-    else:
-        raise TypeError(
-            f"cannot decode a {type(src).__name__}: pass a path, bytes/bytearray/memoryview, "
-            "a NumPy uint8 array or an nvimgcodec.CodeStream"
-        )
-    label = src if isinstance(src, str | os.PathLike) else _describe(src)
-    head = bytes(memoryview(data)[:32])
-    if not head:
-        raise DecodeError(label, "the data is empty (0 bytes)")
-    _reject_unsupported(label, head)
+    data = _read(src)
+    if data is None:
+        return _Source(src, src, 1, None)
+    if len(data) == 0:
+        raise DecodeError(_label(src), "the data is empty (0 bytes)")
     try:
-        stream = nvimgcodec.CodeStream(data)
+        stream = _nvimgcodec().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
-        raise DecodeError(label, f"not a readable JPEG/PNG/BMP/TIFF/JPEG 2000/WebP/PNM image ({exc})") from None
-    return _Source(label, stream, _exif.orientation(memoryview(data)[: 1 << 20]), data)
+        raise _unreadable(src, data, exc) from None
+    return _Source(src, stream, _exif.orientation(data), data)
 
 
-def _reject_unsupported(label: Any, head: bytes) -> None:
-    for magic, name in _UNSUPPORTED_MAGIC:
-        if head.startswith(magic):
-            raise UnsupportedFormatError(f"cannot decode {label}: {name} is not supported; use {_supported_text()}")
-    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
-        name = _FTYP_BRANDS[head[8:12]]
-        raise UnsupportedFormatError(f"cannot decode {label}: {name} is not supported; use {_supported_text()}")
+def _unreadable(src: Any, data: Any, exc: Exception) -> GpuImgError:
+    """The error for a header nvImageCodec cannot read: a known unsupported format, or junk."""
+    head = bytes(memoryview(data)[:16]) if data is not None else b""
+    name = next((n for magic, n in _UNSUPPORTED_MAGIC if head.startswith(magic)), None)
+    if name is None and head[4:8] == b"ftyp":
+        name = _FTYP_BRANDS.get(head[8:12])
+    if name is not None:
+        return UnsupportedFormatError(f"cannot decode {_label(src)}: {name} is not supported; use {_supported_text()}")
+    return DecodeError(_label(src), f"its header is not a readable {_supported_text()} header ({exc})")
 
 
 def _supported_text() -> str:
@@ -193,11 +211,11 @@ class ImageInfo:
 def _info_of(loaded: _Source) -> ImageInfo:
     cs = loaded.stream
     try:
-        w, h, c = int(cs.width), int(cs.height), int(cs.num_channels)
-        codec = str(cs.codec_name)
-        precision = int(cs.precision or 8)
-    except Exception as exc:
-        raise DecodeError(loaded.label, f"its header cannot be read ({exc})") from None
+        w, h, c = cs.width, cs.height, cs.num_channels
+        codec = cs.codec_name
+        precision = cs.precision or 8
+    except Exception as exc:  # CodeStream parses lazily: junk often fails only here
+        raise _unreadable(loaded.src, loaded.keep, exc) from None
     if w < 1 or h < 1:
         raise DecodeError(loaded.label, f"its header gives an empty size {w}x{h}")
     if _exif.swaps_axes(loaded.orientation):
@@ -292,33 +310,58 @@ def _decode_params(nvimgcodec: Any, mode: str, channels: int, apply_exif: bool, 
 # ============================================================================ wrappers
 
 
+class _OwnerWrappers:
+    """The wrappers of one owner: per view, plus the last whole list asked for a batch."""
+
+    __slots__ = ("base", "by_view", "last_key", "last")
+
+    def __init__(self, base: int):
+        self.base = base
+        self.by_view: dict[tuple, Any] = {}
+        self.last_key: tuple | None = None
+        self.last: list[Any] = []
+
+
 class _Wrappers:
     """Cached ``nvimgcodec.as_image`` wrappers of Image memory, per owner Image/ImageBatch.
 
-    Re-wrapping each call costs ~12% of a batch decode (ANCHORS.md). A wrapper keeps its
-    memory alive, so the cache is keyed weakly by the owner and emptied when the owner's
-    base address changes (its buffer grew) or it holds more than a few entries per slot.
+    Re-wrapping each call costs ~12% of a batch decode (ANCHORS.md), and even building
+    per-slot keys costs microseconds per image, so a batch whose layout did not change gets
+    its previous list back from one comparison. A wrapper keeps its memory alive, so the
+    cache is keyed weakly by the owner and emptied when the owner's base address changes
+    (its buffer grew) or it holds more than a few entries per slot.
     """
 
     def __init__(self) -> None:
-        self._by_owner: weakref.WeakKeyDictionary[Any, tuple[int, dict[tuple, Any]]] = weakref.WeakKeyDictionary()
+        self._owners: weakref.WeakKeyDictionary[Any, _OwnerWrappers] = weakref.WeakKeyDictionary()
+
+    def _entry(self, owner: Any) -> _OwnerWrappers:
+        base = owner.data_ptr
+        entry = self._owners.get(owner)
+        if entry is None or entry.base != base:
+            entry = self._owners[owner] = _OwnerWrappers(base)
+        return entry
 
     def get(self, owner: Any, img: Image, stream: int, sample_format: Any, color_spec: Any) -> Any:
-        base = owner.data_ptr
-        entry = self._by_owner.get(owner)
-        if entry is None or entry[0] != base:
-            entry = (base, {})
-            self._by_owner[owner] = entry
-        cache = entry[1]
+        """The wrapper of ``img`` (a view of ``owner``'s memory), made once per layout."""
+        cache = self._entry(owner).by_view
         key = (img.data_ptr, img.shape, img.pitch, img.dtype.str, int(sample_format), stream)
         wrapper = cache.get(key)
         if wrapper is None:
             if len(cache) > 4 * (len(owner) if isinstance(owner, ImageBatch) else 1) + 16:
                 cache.clear()
-            nvimgcodec = _nvimgcodec()
-            wrapper = nvimgcodec.as_image(img.array, stream, sample_format=sample_format, color_spec=color_spec)
+            wrapper = _nvimgcodec().as_image(img.array, stream, sample_format=sample_format, color_spec=color_spec)
             cache[key] = wrapper
         return wrapper
+
+    def for_slots(self, batch: ImageBatch, slots: list[int], stream: int, sample_format: Any, color_spec: Any) -> list[Any]:
+        """Wrappers of ``batch``'s slots ``slots``; the same list again while nothing changed."""
+        entry = self._entry(batch)
+        key = (batch.table().tobytes(), tuple(slots), batch.dtype.str, int(sample_format), stream)
+        if entry.last_key != key:
+            entry.last = [self.get(batch, batch[i], stream, sample_format, color_spec) for i in slots]
+            entry.last_key = key
+        return entry.last
 
 
 def _format_of(nvimgcodec: Any, channels: int, mode: str = "rgb") -> tuple[Any, Any]:
@@ -421,6 +464,7 @@ class Decoder:
         self._decoder = self._make(num_threads)
         self._wrappers = _Wrappers()
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
+        self._plans: dict[tuple, _Plan] = {}
         self._event: Any = None
 
     def _make(self, num_threads: int) -> Any:
@@ -550,15 +594,26 @@ class Decoder:
 
     # ------------------------------------------------------------------ internals
     def _plan_item(self, loaded: _Source, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
-        info = _info_of(loaded)
         exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
-        return _plan(loaded, info, mode, depth, exif, region, self.max_pixels)
+        info = _info_of(loaded)
+        # Photos of a dataset share few header layouts: reuse their plans (microseconds per image).
+        key = (info, mode, depth, exif, region)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _plan(loaded, info, mode, depth, exif, region, self.max_pixels)
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def _layout(self, out: ImageBatch | None, plans: list[_Plan]) -> ImageBatch:
         shapes = [(p.height, p.width, p.channels) for p in plans]
         dtype = plans[0].dtype if plans else np.dtype(np.uint8)
         if out is None:
             return ImageBatch.empty(shapes, dtype=dtype, device=self.device)
+        if out.dtype == dtype and len(out) == len(shapes) and len(shapes):
+            if np.array_equal(out.table()[:, [1, 2, 4]], np.array(shapes)):
+                return out  # same layout as last time: nothing to redo (the steady state)
         return out.set_shapes(shapes, dtype=dtype)
 
     def _staging_views(self, plans: list[_Plan], full: list[tuple[int, int]]) -> list[Image | None]:
@@ -590,18 +645,15 @@ class Decoder:
             return []
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         staging = self._staging_views(plans, [_full_hw(p, s, region) for p, s in zip(plans, sources)])
+        # One nvImageCodec call per parameter set: a single one unless modes mix in the batch.
         groups: dict[tuple, list[int]] = {}
         for k, p in enumerate(plans):
-            groups.setdefault((p.decode_channels, p.apply_exif), []).append(k)
+            groups.setdefault((p.decode_channels, p.apply_exif, p.staged), []).append(k)
         self._wait_for_stream(stream)
         failed: list[tuple[int, GpuImgError]] = []
-        for (channels, exif), members in groups.items():
+        for (channels, exif, staged), members in groups.items():
             params = _decode_params(self._nv, mode, channels, exif, depth == "any")
-            fmt, spec = _format_of(self._nv, channels, mode)
-            wrapped = []
-            for k in members:
-                view, owner = (staging[k], self._staging) if plans[k].staged else (targets[k], owners[k])
-                wrapped.append(self._wrappers.get(owner, view, ptr, fmt, spec))
+            wrapped = self._wrap(members, staged, staging, targets, owners, ptr, _format_of(self._nv, channels, mode))
             try:
                 results = self._decoder.decode([sources[k].stream for k in members], images=wrapped, params=params, cuda_stream=ptr)
             except Exception as exc:  # an argument error fails the whole call: report it per item
@@ -619,6 +671,18 @@ class Decoder:
                 for k in finishing:
                     _finish(staging[k], targets[k], region)
         return sorted(failed, key=lambda f: f[0])
+
+    def _wrap(
+        self, members: list[int], staged: bool, staging: list[Any], targets: list[Image], owners: list[Any], ptr: int, fmt: tuple
+    ) -> list[Any]:
+        """nvImageCodec wrappers of the decode targets of ``members`` (cached, see _Wrappers)."""
+        if staged:
+            slots = [staging[k]._index for k in members]
+            return self._wrappers.for_slots(self._staging, slots, ptr, *fmt)
+        owner = owners[members[0]]
+        if isinstance(owner, ImageBatch):
+            return self._wrappers.for_slots(owner, [targets[k]._index for k in members], ptr, *fmt)
+        return [self._wrappers.get(owners[k], targets[k], ptr, *fmt) for k in members]
 
     def _wait_for_stream(self, stream: Any) -> None:
         """The H100 hardware-decoder guard: let earlier work on ``stream`` finish first."""
@@ -696,8 +760,7 @@ def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
 def _as_item_error(src: Any, exc: Exception) -> GpuImgError:
     if isinstance(exc, GpuImgError):
         return exc
-    label = _describe(src) if not isinstance(src, str | os.PathLike) else src
-    err = DecodeError(label, f"it cannot be read ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc))
+    err = DecodeError(_label(src), f"it cannot be read ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc))
     err.__cause__ = exc
     return err
 

@@ -429,3 +429,20 @@ def test_reused_buffer_hazard(gpu, trial):
         dec.decode_batch(other, out=batch, stream=stream)
         stream.synchronize()
     assert bool((seen == old).all())
+
+
+@pytest.mark.xfail(strict=False, reason="informative: shows whether this GPU has the hazard the guard prevents")
+def test_reused_buffer_hazard_without_guard(gpu):
+    """The same scenario with guard_reuse=False: XPASS means this GPU/decoder ordered it anyway."""
+    import cupy
+
+    dec = Decoder(gpu, guard_reuse=False)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        batch = dec.decode_batch([ASSETS / "astronaut.jpg"] * 8, stream=stream).images
+        old = batch.arena.copy()
+        seen = cupy.empty_like(old)
+        _slow_reader(batch.arena, seen, spins=200_000_000)
+        dec.decode_batch([ASSETS / "chelsea.jpg"] * 8, out=batch, stream=stream)
+        stream.synchronize()
+    assert bool((seen == old).all())
