@@ -1,0 +1,156 @@
+"""The ``gpuimg`` command: process/info/bench, exit codes 0/1/2, usage messages.
+
+Pixel correctness of the pipeline is tested in test_pipeline.py; here the outputs are
+checked against Pillow (the outside reference) only where the CLI adds something.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from gpuimg import cli
+
+from conftest import ASSETS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    """Three small real photos (two formats) in a folder tree."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for name, box in (("chelsea.png", (100, 50, 196, 122)), ("coffee.jpg", (200, 100, 296, 172))):
+        with PILImage.open(ASSETS / name) as im:
+            im.crop(box).save(src / name)
+    shutil.copy(src / "chelsea.png", src / "sub" / "again.png")
+    return src
+
+
+def test_op_flags_keep_their_order() -> None:
+    args = cli.build_parser().parse_args(
+        ["process", "a", "b", "--blur", "1.5", "--gray", "--resize-shorter", "256", "--center-crop", "224x200", "--sharpen", "0.5"]
+    )
+    assert args.steps == [
+        ("gaussian_blur", {"sigma": 1.5}),
+        ("to_gray", {}),
+        ("resize_shorter", {"size": 256}),
+        ("center_crop", {"size": (224, 200)}),
+        ("sharpen", {"amount": 0.5}),
+    ]
+    assert cli.build_parser().parse_args(["process", "a", "b"]).steps == []
+
+
+def test_process_defaults_reencode_jpeg(small: Path, tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code = cli.main(["process", str(small), str(out), "--device", device, "--no-progress"])
+    assert code == cli.EXIT_OK
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == ["chelsea.jpg", "coffee.jpg", "sub/again.jpg"]
+    with PILImage.open(out / "chelsea.jpg") as im, PILImage.open(small / "chelsea.png") as ref:
+        assert im.format == "JPEG" and im.size == ref.size
+        # JPEG q90 of a photo: a few levels on average (Pillow decodes both).
+        assert np.abs(np.asarray(im, float) - np.asarray(ref.convert("RGB"))).mean() < 4
+    assert "processed 3, skipped 0, failed 0" in capsys.readouterr().out
+
+
+def test_process_with_ops_png_and_resume(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    argv = ["process", str(small), str(out), "--blur", "1", "--gray", "--format", "png", "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_OK
+    with PILImage.open(out / "coffee.png") as im:
+        assert im.size == (96, 72)
+        pixels = np.asarray(im)
+    assert pixels.ndim == 2 or np.array_equal(pixels[..., 0], pixels[..., 1])  # gray
+    capsys.readouterr()
+    assert cli.main(argv + ["--resume"]) == cli.EXIT_OK
+    assert "processed 0, skipped 3" in capsys.readouterr().out
+
+
+def test_process_failures_exit_1_with_report(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (small / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (small / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code = cli.main(["process", str(small), str(out), "--device", "cpu"])  # with the tqdm bar
+    assert code == cli.EXIT_FAILURES
+    report = json.loads((out / "gpuimg-report.json").read_text())
+    assert sorted(Path(f["path"]).name for f in report["failures"]) == ["broken.jpg", "empty.png"]
+    assert report["summary"]["processed"] == 3
+    captured = capsys.readouterr()
+    assert "failed: " in captured.out and "report:" in captured.out
+    assert "5/5" in captured.err  # the progress bar counted every item, failures included
+
+
+def test_pipeline_file_and_dry_run(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = tmp_path / "steps.json"
+    spec.write_text(json.dumps([["gaussian_blur", {"sigma": 2.0}], ["sharpen", {"amount": 1.0}]]))
+    out = tmp_path / "out"
+    code = cli.main(["process", str(small), str(out), "--pipeline", str(spec), "--dry-run", "--device", "cpu"])
+    assert code == cli.EXIT_OK and not out.exists()
+    text = capsys.readouterr().out
+    assert "gaussian_blur(sigma=2.0) -> sharpen(amount=1.0)" in text and "3 inputs" in text
+    assert str(out / "sub" / "again.jpg") in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["process"], "required: SRC, DST"),
+        (["process", "a", "b", "--resize-shorter", "abc"], "expected a positive integer"),
+        (["process", "a", "b", "--center-crop", "2x2x2"], "expected a size HxW"),
+        (["process", "a", "b", "--quality", "101"], "quality in 1..100"),
+        (["process", "a", "b", "--format", "gif"], "invalid choice: 'gif'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "required: COMMAND"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_usage_errors_found_after_parsing_exit_2(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = str(tmp_path / "out")
+    assert cli.main(["process", str(tmp_path / "missing"), out]) == cli.EXIT_USAGE
+    assert "does not exist" in capsys.readouterr().err
+    spec = tmp_path / "bad.json"
+    spec.write_text('[["no_such_op", {}]]')
+    assert cli.main(["process", str(small), out, "--pipeline", str(spec), "--device", "cpu"]) == cli.EXIT_USAGE
+    assert "unknown step 'no_such_op'; available steps:" in capsys.readouterr().err
+    spec.write_text("{not json")
+    assert cli.main(["process", str(small), out, "--pipeline", str(spec), "--device", "cpu"]) == cli.EXIT_USAGE
+    assert "cannot be read as JSON" in capsys.readouterr().err
+    spec.write_text('[["gaussian_blur", {"radius_typo": 3}]]')
+    assert cli.main(["process", str(small), out, "--pipeline", str(spec), "--device", "cpu"]) == cli.EXIT_USAGE
+    assert "step 'gaussian_blur' cannot take" in capsys.readouterr().err
+
+
+def test_info(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    bad = tmp_path / "x.jpg"
+    bad.write_text("nope")
+    code = cli.main(["info", str(ASSETS / "chelsea.jpg"), str(ASSETS / "camera_gray.png"), str(bad), "--json"])
+    assert code == cli.EXIT_FAILURES  # one file could not be read; the others are listed
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    with PILImage.open(ASSETS / "chelsea.jpg") as im:
+        assert (rows[0]["width"], rows[0]["height"], rows[0]["codec"]) == (*im.size, "jpeg")
+    assert rows[1]["channels"] == 1 and rows[1]["orientation"] == 1
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("gpuimg.ops.geometry")
+    assert cli.main(["bench", "--count", "6", "--size", "96x128", "--batch-size", "4", "--device", "cpu"]) == cli.EXIT_OK
+    assert "images/s" in capsys.readouterr().out
+
+
+def test_console_script_module_entry(tmp_path: Path) -> None:
+    """``python -m gpuimg.cli`` is the console script's code path, exit code included."""
+    result = subprocess.run([sys.executable, "-m", "gpuimg.cli", "process", "--quality", "0", "a", "b"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "quality" in result.stderr
