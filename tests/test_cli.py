@@ -154,3 +154,15 @@ def test_console_script_module_entry(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "gpuimg.cli", "process", "--quality", "0", "a", "b"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "quality" in result.stderr
+
+
+def test_readme_quick_start_command(tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
+    """`gpuimg process assets/ out/`: every bundled photo re-encoded as JPEG, exit 0."""
+    out = tmp_path / "out"
+    assert cli.main(["process", str(ASSETS), str(out), "--device", device, "--no-progress"]) == cli.EXIT_OK
+    images = [p for p in ASSETS.iterdir() if p.suffix in (".jpg", ".png")]
+    written = list(out.glob("*.jpg"))
+    assert len(written) == len(images) and not (out / "README.jpg").exists()
+    for path in written:
+        with PILImage.open(path) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
