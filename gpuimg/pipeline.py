@@ -505,7 +505,12 @@ class _ProcessStage:
                 raise
             self._split(decoded.items, lane, exc)
             return
-        # The slot may be decoded into again once the steps queued so far have read it.
+        if result is decoded.slot.batch:  # no steps: the sink reads the slot itself
+            self.sink.handle(decoded.items, result)
+            self.decode.release(decoded.slot, lane.record())
+            return
+        # The slot may be decoded into again once the steps queued so far have read it,
+        # so the next decode overlaps this batch's encoding.
         self.decode.release(decoded.slot, lane.record())
         self.sink.handle(decoded.items, result)
 
