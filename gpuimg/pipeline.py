@@ -425,9 +425,10 @@ class _Slot:
 
 
 class _Decoded(NamedTuple):
-    items: list[_Item]  # the items that decoded, in slot order
+    items: list[_Item]  # the items that decoded, in slot order (all of them after an OOM)
     slot: _Slot
     ready: Any  # event: the decode finished on the decode lane
+    oom: BaseException | None = None  # the batch ran out of memory while decoding
 
 
 class _DecodeStage:
@@ -447,8 +448,15 @@ class _DecodeStage:
             # Host wait on the consumer's event, not just a stream wait: the nvJPEG
             # hardware decoder may write before earlier stream work ends (ANCHORS.md).
             Lane.host_wait(slot.released)
-            with self.run.timer("decode"), lane.active():
-                slot.batch, good, failures = _decode(decoder, items, slot.batch, lane.stream)
+            try:
+                with self.run.timer("decode"), lane.active():
+                    slot.batch, good, failures = _decode(decoder, items, slot.batch, lane.stream)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                slot.batch = None  # a failed growth leaves the arena empty: start afresh
+                self.out.put(_Decoded(items, slot, None, exc))  # the process lane splits it
+                continue
             for index, error in failures:
                 self.run.fail(items[index].job, "decode", error)
             self.out.put(_Decoded([items[i] for i in good], slot, lane.record()))
@@ -493,8 +501,10 @@ class _ProcessStage:
 
     def _one(self, decoded: _Decoded, lane: Lane) -> None:
         lane.wait(decoded.ready)
-        if not decoded.items:
+        if decoded.oom is not None or not decoded.items:
             self.decode.release(decoded.slot, None)
+            if decoded.oom is not None:
+                self._split(decoded.items, lane, decoded.oom)
             return
         try:
             with self.run.timer("process"), lane.active():

@@ -283,6 +283,21 @@ def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
     assert summary.processed == len(GOOD) and seen.count(1) == len(GOOD)
 
 
+def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuimg import pipeline
+
+    real = pipeline._decode
+
+    def small_only(decoder, items, out, stream):
+        if len(items) > 2:
+            raise MemoryError("out of memory (simulated)")
+        return real(decoder, items, out, stream)
+
+    monkeypatch.setattr(pipeline, "_decode", small_only)
+    summary = Pipeline([], device="cpu").run(tree, tmp_path / "o", batch_size=8)
+    assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
+
+
 def test_steady_state_allocates_nothing(tmp_path: Path, device: str) -> None:
     """Allocations do not grow with the number of batches: buffers are reused."""
     src = tmp_path / "in"
