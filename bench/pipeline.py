@@ -193,6 +193,25 @@ def decode_ceiling(datas: list[bytes]) -> float:
     return len(datas) / (time.perf_counter() - t0)
 
 
+def ours_decode_only(datas: list[bytes], device: str) -> float:
+    """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only."""
+    from gpuimg.codec import Decoder
+
+    decoder = Decoder(device)
+    batch = None
+
+    def run(items: list[bytes]) -> None:
+        nonlocal batch
+        for k in range(0, len(items), BATCH):
+            batch = decoder.decode_batch(items[k : k + BATCH], batch).images
+        _sync(device)
+
+    run(datas[: 2 * BATCH])
+    t0 = time.perf_counter()
+    run(datas)
+    return len(datas) / (time.perf_counter() - t0)
+
+
 # --------------------------------------------------------------------------- peers
 
 
@@ -333,6 +352,7 @@ def main() -> None:
               f"(first 200), made in {time.perf_counter() - t0:.1f} s on {os.cpu_count()} cores", flush=True)
 
         ceiling = decode_ceiling(datas) if device == "cuda" else None
+        decode_only = ours_decode_only(datas, device)
         w1 = ours_w1(files, tmp / "ours", device)
         print(f"ours W1: {w1['summary']}", flush=True)
         tv1 = torchvision_w1(files, tmp / "tv") if _has_cuda_torch() else None
@@ -345,6 +365,8 @@ def main() -> None:
         res.add("W1 decode-resize-crop-encode-write", w1["rate"], "img/s", "torchvision GPU", tv1)
         res.add("W1 vs raw nvImageCodec decode only", w1["rate"], "img/s", "decode ceiling", ceiling,
                 note="target >= 0.8x")
+        res.add("gpuimg Decoder.decode_batch only", decode_only, "img/s", "decode ceiling", ceiling,
+                note="in-memory bytes, reused batch")
         res.add("W1 vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
         res.add("W1 vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1, note=f"Pillow on {args.pillow_count} files")
         res.add("W2 decode-resize-crop-normalise NCHW", w2, "img/s", "torchvision GPU", tv2)
