@@ -6,7 +6,9 @@ quality 90 in memory, repeated to batches of 64 and 256.
 
 - decode: ``Decoder.decode_batch`` into one reused ImageBatch (with the reuse guard, the
   default, and without) vs raw ``nvimgcodec.Decoder.decode([CodeStream(b) ...])`` (fresh
-  outputs, the library's plain use) vs ``torchvision.io.decode_jpeg(list, device="cuda")``.
+  outputs, the library's plain use; and with gpuimg's backend choice, to separate the
+  gain of output reuse from that of the backend split) vs
+  ``torchvision.io.decode_jpeg(list, device="cuda")``.
 - encode: ``Encoder.encode_batch`` (returning views of the reused CodeStreams, and bytes
   copies) vs raw nvImageCodec ``encode(list)`` with fresh CodeStreams and with reused
   ones vs ``torchvision.io.encode_jpeg(list of CUDA CHW tensors)``.
@@ -31,7 +33,7 @@ import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gpuimg  # noqa: E402
-from gpuimg.codec import Decoder, Encoder  # noqa: E402
+from gpuimg.codec import Decoder, Encoder, _default_backends  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.png", "rocket.jpg")
 SIZE = (1920, 1080)
@@ -100,6 +102,11 @@ def bench_decode(results: harness.Results, args: Any, device: str, files: list[b
     ours_fast = t(lambda: fast.decode_batch(files, out=batch))
     _rate(results, f"decode_batch {n} x 1080p JPEG into reused batch", ours, n, "raw nvImageCodec", raw)
     _rate(results, f"decode_batch {n}, guard_reuse=False", ours_fast, n, "raw nvImageCodec", raw)
+    if device == "cuda":
+        # The same backend split in raw nvImageCodec: what is left is the reuse of outputs.
+        split = nv.Decoder(backends=_default_backends(nv))
+        raw_split = t(lambda: split.decode([nv.CodeStream(f) for f in files]))
+        _rate(results, f"decode_batch {n}", ours, n, "raw nvImageCodec, same HW+hybrid backends", raw_split)
     tv = _torchvision()
     if tv is not None and device == "cuda":
         torch, tvio = tv

@@ -446,3 +446,19 @@ def test_reused_buffer_hazard_without_guard(gpu):
         dec.decode_batch([ASSETS / "chelsea.jpg"] * 8, out=batch, stream=stream)
         stream.synchronize()
     assert bool((seen == old).all())
+
+
+def test_jpeg_with_data_after_end_marker_still_decodes(dec):
+    """Some cameras append metadata after the JPEG's end marker: not a truncated file."""
+    data = (ASSETS / "chelsea.jpg").read_bytes() + b"\x00trailer" * 40
+    _assert_jpeg_close(dec.decode(data).numpy(), load_asset("chelsea.jpg"))
+    with pytest.raises(gpuimg.DecodeError, match="truncated"):
+        dec.decode((ASSETS / "chelsea.jpg").read_bytes()[:-200])
+
+
+@pytest.mark.parametrize("backends", [["hybrid", "cpu"], [("hw", 0.5), "hybrid", "gpu", "cpu"]])
+def test_gpu_backend_choices_decode_the_same_photo(gpu, backends):
+    img = Decoder(gpu, backends=backends).decode(ASSETS / "coffee.jpg")
+    _assert_jpeg_close(img.numpy(), load_asset("coffee.jpg"))
+    with pytest.raises(ValueError, match="backend"):
+        Decoder(gpu, backends=["nvjpeg"])
