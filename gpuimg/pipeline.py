@@ -41,12 +41,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._files import FORMAT_SUFFIX, Job, atomic_write, is_done, plan_jobs
 from ._stages import DONE, Lane, StageQueue, StageTimer, Stopped, batches_by_size, is_out_of_memory, start_thread
 from .device import resolve_device
 from .image import ImageBatch
+
+if TYPE_CHECKING:
+    from ._tensors import TensorIterator
 
 __all__ = ["Pipeline", "Summary", "Failure", "available_ops", "load_steps", "DEFAULT_MAX_BATCH_BYTES", "REPORT_NAME"]
 
@@ -748,35 +751,32 @@ class Pipeline:
         exclude: Sequence[str] = (),
         readers: int = 8,
         prefetch: int = 2,
-    ) -> Iterator[tuple[Any, list[str]]]:
+    ) -> TensorIterator:
         """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
         CPU), normalised by ``mean``/``std`` (on the 0..1 scale), with their source paths.
 
         After the steps, images not of ``size`` (height, width) are resized to it, so every
         tensor row has one shape. Decoding and processing of the next batches run ahead
         (``prefetch`` batches) while the caller trains. A yielded tensor is ordered on the
-        caller's current CUDA stream (no host sync) and stays valid until ``prefetch`` more
-        batches have been taken: copy it to keep it longer. Files that fail are skipped;
-        ``iterator.failures`` lists them after the loop. ``torch.from_dlpack(tensor)``
-        shares the memory.
+        caller's current CUDA stream (no host sync) and stays valid until the next batch is
+        taken (work the caller queued on its current stream before then is waited for):
+        copy it to keep it longer. Files that fail are skipped; ``iterator.failures`` lists
+        them. ``torch.from_dlpack(tensor)`` shares the memory. Fixed batch sizes: batches
+        are formed by count (the last one may be shorter), not by ``max_batch_bytes``.
 
         Example:
-            >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": 224})])  # doctest: +SKIP
+            >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": (224, 224)})])  # doctest: +SKIP
             >>> for x, paths in p.batches("train/", 128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):  # doctest: +SKIP
             ...     loss = model(torch.from_dlpack(x))
         """
         from ._tensors import TensorIterator  # the ML exit lives in its own module
 
         _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
-        jobs, _ = _jobs_without_outputs(inputs, include, exclude)
+        jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
         return TensorIterator(self, jobs, batch_size, size, mean, std, readers, prefetch)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _jobs_without_outputs(inputs: Any, include: Sequence[str] | None, exclude: Sequence[str]) -> tuple[list[Job], None]:
-    return plan_jobs(inputs, None, "", include, exclude), None
 
 
 def _account(summary: Summary, event: tuple[Any, ...]) -> None:
