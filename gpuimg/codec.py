@@ -91,6 +91,10 @@ _nvimgcodec_module: list[Any] = []
 def _nvimgcodec() -> Any:
     """The nvImageCodec module, imported on first use (its import prints loader noise)."""
     if not _nvimgcodec_module:
+        # nvImageCodec logs every failed batch item; gpuimg reports each as an exception
+        # naming the source instead, so its log is quiet unless the user asked for it
+        # (PYNVIMGCODEC_VERBOSITY is read once, at import).
+        os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
         from nvidia import nvimgcodec
 
         _nvimgcodec_module.append(nvimgcodec)
@@ -308,15 +312,19 @@ def _plan(
 
 
 def _decode_params(nvimgcodec: Any, mode: str, channels: int, apply_exif: bool, any_depth: bool) -> Any:
-    if channels == 1:
-        fmt, spec = nvimgcodec.I_Y, nvimgcodec.GRAY
-    elif channels == 4:
-        fmt, spec = nvimgcodec.I_RGBA, nvimgcodec.SRGB
-    else:
-        fmt, spec = (nvimgcodec.I_BGR if mode == "bgr" else nvimgcodec.I_RGB), nvimgcodec.SRGB
+    fmt, spec = _format_of(nvimgcodec, channels, mode)
     return nvimgcodec.DecodeParams(
         apply_exif_orientation=apply_exif, color_spec=spec, allow_any_depth=any_depth, sample_format=fmt
     )
+
+
+def _format_of(nvimgcodec: Any, channels: int, mode: str = "rgb") -> tuple[Any, Any]:
+    """nvImageCodec's (sample format, colour spec) for pixels of ``channels`` in ``mode``."""
+    if channels == 1:
+        return nvimgcodec.I_Y, nvimgcodec.GRAY
+    if channels == 4:
+        return nvimgcodec.I_RGBA, nvimgcodec.SRGB
+    return (nvimgcodec.I_BGR if mode == "bgr" else nvimgcodec.I_RGB), nvimgcodec.SRGB
 
 
 # ============================================================================ wrappers
@@ -374,14 +382,6 @@ class _Wrappers:
             entry.last = [self.get(batch, batch[i], stream, sample_format, color_spec) for i in slots]
             entry.last_key = key
         return entry.last
-
-
-def _format_of(nvimgcodec: Any, channels: int, mode: str = "rgb") -> tuple[Any, Any]:
-    if channels == 1:
-        return nvimgcodec.I_Y, nvimgcodec.GRAY
-    if channels == 4:
-        return nvimgcodec.I_RGBA, nvimgcodec.SRGB
-    return (nvimgcodec.I_BGR if mode == "bgr" else nvimgcodec.I_RGB), nvimgcodec.SRGB
 
 
 # ============================================================================ batch result

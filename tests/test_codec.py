@@ -100,6 +100,10 @@ def test_rgba_and_bgr(dec):
     got = dec.decode(ASSETS / "chelsea.png", mode="rgba").numpy()
     assert np.array_equal(got[..., :3], rgb) and (got[..., 3] == 255).all()
     assert np.array_equal(dec.decode(ASSETS / "chelsea.png", mode="bgr").numpy(), rgb[..., ::-1])
+    # Gray + alpha ("LA") keeps its alpha: 4 channels, gray replicated.
+    la = np.asarray(PILImage.open(ASSETS / "coffee_rgba.png").convert("LA"))
+    data = _pil_bytes(la, "PNG")
+    assert np.array_equal(dec.decode(data, mode="unchanged").numpy(), _pil_decode(data, "RGBA"))
 
 
 def test_16bit_kept_with_depth_any(dec):
@@ -431,7 +435,7 @@ def test_reused_buffer_hazard(gpu, trial):
     assert bool((seen == old).all())
 
 
-@pytest.mark.xfail(strict=False, reason="informative: shows whether this GPU has the hazard the guard prevents")
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason="the hazard the guard prevents: the reader sees new pixels")
 def test_reused_buffer_hazard_without_guard(gpu):
     """The same scenario with guard_reuse=False: XPASS means this GPU/decoder ordered it anyway."""
     import cupy
