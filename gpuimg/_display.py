@@ -174,6 +174,11 @@ def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, i
             flat.append(Image.from_array(item))
         else:
             raise TypeError(f"images[{i}] is a {type(item).__name__}; give an Image, an ImageBatch or an array")
+    if len(flat) > GRID_MAX_IMAGES:  # each panel is a device-to-host copy and a subplot
+        raise ValueError(
+            f"show() draws at most {GRID_MAX_IMAGES} pictures, got {len(flat)}; pass a part, e.g. "
+            f"batch.images[:{GRID_MAX_IMAGES}], or display the batch itself (a grid of small thumbnails)"
+        )
     return [_as_rgb(img.thumbnail(size)) for img in flat], [(img.width, img.height) for img in flat]
 
 

@@ -169,6 +169,7 @@ def test_show_with_matplotlib_draws_one_titled_panel_per_image(device):
         (dict(images=np.zeros((4, 4, 3), np.uint8), columns=0), ValueError, "columns"),
         (dict(images=np.zeros((4, 4, 3), np.uint8), titles=["a", "b"]), ValueError, "one title per picture"),
         (dict(images=np.zeros((4, 4, 3), np.uint8), size=0), ValueError, "size"),
+        (dict(images=[np.zeros((4, 4, 3), np.uint8)] * 65), ValueError, "at most 64"),
     ],
 )
 def test_show_rejects_bad_arguments(kwargs, error, match):
