@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,37 +61,73 @@ class Job:
     size: int = 0
 
 
-def _matches(rel: str, patterns: Sequence[str]) -> bool:
-    """Glob match on the relative POSIX path or on the file name, case-insensitive."""
-    rel_l = rel.lower()
-    name_l = rel_l.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel_l, p.lower()) or fnmatch.fnmatchcase(name_l, p.lower()) for p in patterns)
+def _glob_regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One compiled regex for all globs (case-insensitive): one match call per file."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns))
 
 
-def _scan_folder(root: Path, include: Sequence[str], exclude: Sequence[str], skip: Path | None) -> list[Path]:
+def _matches(regex: re.Pattern[str] | None, rel_l: str, name_l: str) -> bool:
+    """A glob matches the relative POSIX path or the file name (both lower case)."""
+    return regex is not None and (regex.match(rel_l) is not None or regex.match(name_l) is not None)
+
+
+def _scan_folder(root: str, include: Sequence[str], exclude: Sequence[str], skip: str | None) -> list[str]:
+    # Strings and os.path, not pathlib, in this loop: it runs once per file of a dataset
+    # that may hold millions, and pathlib objects cost several microseconds each.
+    wanted, unwanted = _glob_regex(include), _glob_regex(exclude)
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
         # Never read our own outputs back as inputs (output_dir inside the input tree).
-        dirnames[:] = sorted(d for d in dirnames if skip is None or (here / d).resolve() != skip)
+        dirnames[:] = sorted(d for d in dirnames if skip is None or os.path.realpath(os.path.join(dirpath, d)) != skip)
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/").lower() + "/"
         for name in sorted(filenames):
-            rel = (here / name).relative_to(root).as_posix()
-            if TMP_MARKER in name or not _matches(rel, include) or _matches(rel, exclude):
+            name_l = name.lower()
+            if TMP_MARKER in name or not _matches(wanted, prefix + name_l, name_l):
                 continue
-            found.append(here / name)
+            if not _matches(unwanted, prefix + name_l, name_l):
+                found.append(os.path.join(dirpath, name))
     return found
 
 
-def _read_list_file(path: Path) -> list[Path]:
+def _read_list_file(path: Path) -> list[str]:
     """Paths from a text file, one a line; blank lines and '#' comments skipped; relative
     paths are taken relative to the list file's folder."""
     paths = []
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            p = Path(line).expanduser()
-            paths.append(p if p.is_absolute() else path.parent / p)
+            paths.append(os.path.join(path.parent, os.path.expanduser(line)))
     return paths
+
+
+def _discover(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    include: Sequence[str] | None,
+    exclude: Sequence[str],
+    skip_dir: str | os.PathLike | None,
+) -> tuple[list[str], str]:
+    include = IMAGE_PATTERNS if include is None else tuple(include)
+    skip = os.path.realpath(skip_dir) if skip_dir is not None else None
+    if isinstance(inputs, str | os.PathLike):
+        path = Path(inputs).expanduser()
+        if path.is_dir():
+            return _scan_folder(str(path), include, tuple(exclude), skip), str(path)
+        if path.suffix.lower() in (".txt", ".lst", ".list"):
+            files = _read_list_file(path)
+        elif path.exists():
+            files = [str(path)]
+        else:
+            raise FileNotFoundError(f"inputs={str(inputs)!r} does not exist (give a folder, a file, or a .txt list)")
+    else:
+        files = [os.path.expanduser(p) for p in inputs]
+    if not files:
+        return [], os.getcwd()
+    # abspath, not realpath: '..' goes lexically, symlinked inputs keep their listed names.
+    files = [os.path.abspath(p) for p in files]
+    return files, os.path.commonpath([os.path.dirname(p) for p in files])
 
 
 def discover(
@@ -102,44 +139,51 @@ def discover(
     """(input files, the root their output paths are relative to).
 
     ``inputs``: a folder (scanned recursively for ``include`` globs, default image
-    suffixes, minus ``exclude`` globs), a ``.txt``/``.lst`` file of paths, or a list of
+    suffixes, minus ``exclude`` globs; a glob matches the file name or the path relative
+    to the folder, case-insensitive), a ``.txt``/``.lst`` file of paths, or a list of
     paths. The root is the folder, or the deepest common folder of the listed files.
+    ``skip_dir`` (the output folder) is never entered.
 
     Example:
         >>> files, root = discover([])
         >>> files
         []
     """
-    include = IMAGE_PATTERNS if include is None else tuple(include)
-    skip = Path(skip_dir).resolve() if skip_dir is not None else None
-    if isinstance(inputs, str | os.PathLike):
-        path = Path(inputs).expanduser()
-        if path.is_dir():
-            return _scan_folder(path, include, tuple(exclude), skip), path
-        if path.suffix.lower() in (".txt", ".lst", ".list"):
-            files = _read_list_file(path)
-        elif path.exists():
-            files = [path]
-        else:
-            raise FileNotFoundError(f"inputs={str(inputs)!r} does not exist (give a folder, a file, or a .txt list)")
-    else:
-        files = [Path(p).expanduser() for p in inputs]
-    if not files:
-        return [], Path.cwd()
-    # abspath, not resolve: '..' goes lexically, symlinked inputs keep their listed names.
-    files = [Path(os.path.abspath(p)) for p in files]
-    root = Path(os.path.commonpath([str(p.parent) for p in files]))
-    return files, root
+    files, root = _discover(inputs, include, exclude, skip_dir)
+    return [Path(f) for f in files], Path(root)
 
 
-def _map_output(src: Path, root: Path, out_root: Path, suffix: str) -> Path:
-    rel = Path(os.path.abspath(src)).relative_to(os.path.abspath(root))
-    dst = (out_root / rel).with_suffix(suffix)
-    # Resolve symlinks and '..' so a crafted name cannot land outside output_dir.
-    resolved = dst.parent.resolve() / dst.name
-    if out_root.resolve() not in resolved.parents:
-        raise ValueError(f"output {dst} of {src} would leave output_dir {out_root}")
-    return resolved
+class _OutputDirs:
+    """Where each input folder's outputs go, decided once per folder (a million files
+    share a few thousand folders, and resolving a path is several system calls)."""
+
+    def __init__(self, root: str, out_root: str):
+        self.root, self.out_root = root, out_root
+        self.out_real = os.path.realpath(out_root)
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, src_dir: str) -> str | None:
+        """The real output folder for ``src_dir``; None if it would leave output_dir
+        (a symlinked folder inside output_dir pointing elsewhere)."""
+        if src_dir not in self._cache:
+            rel = os.path.relpath(src_dir, self.root)
+            real = os.path.realpath(os.path.join(self.out_root, rel))
+            inside = real == self.out_real or real.startswith(self.out_real + os.sep)
+            self._cache[src_dir] = real if inside else None
+        return self._cache[src_dir]
+
+
+def _real_files(files: list[str]) -> set[str]:
+    """Each file as its real folder plus its own name (os.replace over a symlinked file
+    replaces the link, never its target, so the name itself is not followed)."""
+    real_dirs: dict[str, str] = {}
+    out = set()
+    for f in files:
+        folder, name = os.path.split(f)
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        out.add(os.path.join(real_dirs[folder], name))
+    return out
 
 
 def plan_jobs(
@@ -158,32 +202,31 @@ def plan_jobs(
         >>> plan_jobs([], "out", ".jpg")
         []
     """
-    out_root = Path(output_dir).expanduser() if output_dir is not None else None
-    files, root = discover(inputs, include, exclude, skip_dir=out_root)
-    if out_root is None:
-        return [Job(i, src, None) for i, src in enumerate(files)]
-    dsts: list[Path | None] = []
+    files, root = _discover(inputs, include, exclude, output_dir)
+    if output_dir is None:
+        return [Job(i, Path(src), None) for i, src in enumerate(files)]
+    out_dir_of = _OutputDirs(root, os.path.expanduser(output_dir))
+    dsts: list[str | None] = []
     for src in files:
-        try:
-            dsts.append(_map_output(src, root, out_root, suffix))
-        except ValueError:
-            dsts.append(None)
+        folder, name = os.path.split(src)
+        out_dir = out_dir_of(folder)
+        dsts.append(None if out_dir is None else os.path.join(out_dir, os.path.splitext(name)[0] + suffix))
     _rename_collisions(files, dsts, suffix)
-    inputs_resolved = {src.resolve() for src in files}
+    inputs_real = _real_files(files)
     return [
-        Job(i, src, None if dst is None or dst in inputs_resolved else dst)
+        Job(i, Path(src), None if dst is None or dst in inputs_real else Path(dst))
         for i, (src, dst) in enumerate(zip(files, dsts))
     ]
 
 
-def _rename_collisions(files: list[Path], dsts: list[Path | None], suffix: str) -> None:
-    seen: dict[Path, int] = {}
-    for i, dst in enumerate(dsts):
+def _rename_collisions(files: list[str], dsts: list[str | None], suffix: str) -> None:
+    seen: dict[str, int] = {}
+    for dst in dsts:
         if dst is not None:
             seen[dst] = seen.get(dst, 0) + 1
     for i, (src, dst) in enumerate(zip(files, dsts)):
         if dst is not None and seen[dst] > 1:
-            dsts[i] = dst.with_name(src.name + suffix)
+            dsts[i] = os.path.join(os.path.dirname(dst), os.path.basename(src) + suffix)
 
 
 def is_done(job: Job) -> bool:
