@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
@@ -239,12 +240,13 @@ def is_done(job: Job) -> bool:
         return False
 
 
-def atomic_write(path: Path, data: bytes | memoryview) -> int:
+def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
     """Write ``data`` to ``path`` through a hidden temporary file and a rename.
 
     The rename is atomic on POSIX and Windows: a reader (or a resumed run) sees the old
     file or the whole new one, never a partial one; an interrupted write leaves at most
     the temporary file, which is removed here when the interruption is an exception.
+    Missing folders are made. Returns the number of bytes written.
 
     Example:
         >>> import tempfile, pathlib
@@ -252,13 +254,32 @@ def atomic_write(path: Path, data: bytes | memoryview) -> int:
         >>> atomic_write(p, b"abc"), p.read_bytes()
         (3, b'abc')
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_MARKER}-{os.getpid()}-{threading.get_ident()}")
+    # os-level calls rather than pathlib/open(): this runs once per output file and the
+    # Python overhead of the high-level calls is as large as the file system's own.
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}{TMP_MARKER}-{os.getpid()}-{threading.get_ident()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        fd = _create(tmp, folder)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-    return len(data)
+    return len(memoryview(data).cast("B"))
+
+
+def _create(path: str, folder: str) -> int:
+    """Open a new file for writing, making its folder on first use (no check per file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(path, flags, 0o666)
