@@ -298,7 +298,8 @@ def _cv_one(job: tuple[str, str]) -> None:
 def opencv_w1(files: list[Path], out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(p), str(out / p.name)) for p in files]
-    with mp.get_context("fork").Pool(os.cpu_count(), initializer=_one_cv_thread) as pool:
+    # spawn, not fork: by now this process has CUDA contexts and codec threads.
+    with mp.get_context("spawn").Pool(os.cpu_count(), initializer=_one_cv_thread) as pool:
         pool.map(_cv_one, jobs[: os.cpu_count() or 1])
         t0 = time.perf_counter()
         pool.map(_cv_one, jobs, chunksize=4)
