@@ -19,6 +19,16 @@ nvImageCodec refuses it, so such items decode as RGB into a staging buffer and g
 opaque alpha channel on the device (one copy). ``"unchanged"`` keeps gray as 1 channel,
 alpha as 4 channels and everything else as RGB.
 
+Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
+listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
+is an error on every device (nvJPEG on the GPU would return it with a grey remainder).
+nvImageCodec's own log is quiet unless ``PYNVIMGCODEC_VERBOSITY`` is set before import.
+
+Speed (bench/codec.py, BENCHMARKS.md): on the GPU a JPEG batch is shared between the
+hardware decoder and the hybrid CUDA decoder, the target arena and its ``as_image``
+wrappers are reused, and per-image host work is a few microseconds (header, EXIF walk,
+cached plan); encode reuses pinned CodeStreams and wrappers.
+
 Decoder and Encoder objects are NOT thread-safe (nor are nvImageCodec's): make one per
 thread, or use the module functions :func:`read`, :func:`read_batch`, :func:`write` and
 :func:`info`, which keep one per thread and device.
@@ -871,6 +881,7 @@ class Encoder:
             self._encoder = nv.Encoder(device_id=cupy.cuda.Device().id, max_num_cpu_threads=num_threads)
         self._code_streams: list[Any] = []
         self._wrappers = _Wrappers()
+        self._param_cache: dict[tuple, Any] = {}
 
     @property
     def code_streams(self) -> list[Any]:
@@ -921,15 +932,12 @@ class Encoder:
             >>> files = Encoder("cpu").encode_batch(batch, "jpeg", quality=90)   # doctest: +SKIP
         """
         name = _codec_name(codec)
-        params = _encode_params(self._nv, name, quality, options)
-        owners, items = self._items(images)
+        params = self._params(name, quality, options)
+        items = self._items(images)
         if not items:
             return []
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
-        wrapped = []
-        for owner, img in zip(owners, items):
-            fmt, spec = _format_of(self._nv, img.channels)
-            wrapped.append(self._wrappers.get(owner, img, ptr, fmt, spec))
+        wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
             # Pinned host memory needs a CUDA device (ANCHORS.md); capacity grows on use.
             self._code_streams.append(self._nv.CodeStream(0, pin_memory=self.device == "cuda"))
@@ -971,16 +979,36 @@ class Encoder:
             f.write(data)
         return path
 
-    def _items(self, images: Any) -> tuple[list[Any], list[Image]]:
+    def _items(self, images: Any) -> list[Image]:
         if isinstance(images, ImageBatch):
-            return [images] * len(images), list(images)
-        if isinstance(images, Image) or not isinstance(images, Sequence):
+            items = list(images)
+        elif isinstance(images, Image) or not isinstance(images, Sequence):
             raise TypeError(f"images must be an ImageBatch or a list of Images, got {type(images).__name__}")
-        items = [im if isinstance(im, Image) else Image.from_array(im) for im in images]
-        for k, im in enumerate(items):
-            if im.device == "cuda" and self.device == "cpu":
-                raise ValueError(f"images[{k}] is on the GPU but this Encoder runs on the CPU; use Encoder('cuda')")
-        return items, items
+        else:
+            items = [im if isinstance(im, Image) else Image.from_array(im) for im in images]
+        if self.device == "cpu" and any(im.device == "cuda" for im in items):
+            raise ValueError("the images are on the GPU but this Encoder runs on the CPU; use Encoder('cuda')")
+        return items
+
+    def _wrap(self, images: Any, items: list[Image], ptr: int) -> list[Any]:
+        """nvImageCodec wrappers of ``items``: one cached list for a batch of one channel count."""
+        if isinstance(images, ImageBatch) and images.uniform_channels is not None:
+            fmt = _format_of(self._nv, images.uniform_channels)
+            return self._wrappers.for_slots(images, list(range(len(items))), ptr, *fmt)
+        owners = [images] * len(items) if isinstance(images, ImageBatch) else items
+        return [self._wrappers.get(o, im, ptr, *_format_of(self._nv, im.channels)) for o, im in zip(owners, items)]
+
+    def _params(self, codec: str, quality: float | None, options: dict[str, Any]) -> Any:
+        """EncodeParams for these settings, built once per distinct settings."""
+        try:
+            key = (codec, quality, tuple(sorted(options.items())))
+            hash(key)
+        except TypeError:  # an unhashable option value: checked (and refused) by _encode_params
+            return _encode_params(self._nv, codec, quality, options)
+        params = self._param_cache.get(key)
+        if params is None:
+            params = self._param_cache[key] = _encode_params(self._nv, codec, quality, options)
+        return params
 
 
 def _encode_params(nv: Any, codec: str, quality: float | None, options: dict[str, Any]) -> Any:
