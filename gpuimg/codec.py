@@ -806,7 +806,7 @@ def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
     shapes = [batch.shapes[k] for k in keep]
     xp = batch.xp
     with use_stream(batch.device, stream):
-        arena = batch._arena.data  # the whole arena (batch.arena ends at the last slot)
+        arena = batch.arena  # the used part, which covers every old slot
         spans = [(int(old[k, 0]), int(old[k, 1] * old[k, 3])) for k in keep]
         total = sum(n for _, n in spans)
         tmp = scratch("codec.compact", max(total, 1), batch.device).data
@@ -814,8 +814,8 @@ def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
         for start, n in spans:
             xp.copyto(tmp[pos : pos + n], arena[start : start + n])
             pos += n
-        batch.set_shapes(shapes, dtype=batch.dtype)
-        new = batch.table()
+        batch.set_shapes(shapes, dtype=batch.dtype)  # shrinks the layout: no growth, same memory
+        arena, new = batch.arena, batch.table()
         pos = 0
         for row, (_, n) in zip(new, spans):
             xp.copyto(arena[int(row[0]) : int(row[0]) + n], tmp[pos : pos + n])
