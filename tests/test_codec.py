@@ -466,3 +466,16 @@ def test_gpu_backend_choices_decode_the_same_photo(gpu, backends):
     _assert_jpeg_close(img.numpy(), load_asset("coffee.jpg"))
     with pytest.raises(ValueError, match="backend"):
         Decoder(gpu, backends=["nvjpeg"])
+
+
+def test_batch_item_failing_inside_the_decode_call_is_dropped(dec):
+    """A header that parses but pixels that do not: the later slots move down intact."""
+    corrupt = bytearray((ASSETS / "chelsea.png").read_bytes())
+    middle = len(corrupt) // 2
+    corrupt[middle : middle + 200] = bytes(200)  # breaks the compressed pixel data only
+    srcs = [ASSETS / "coffee.png", bytes(corrupt), ASSETS / "camera_gray.png", ASSETS / "chelsea.png"]
+    res = dec.decode_batch(srcs)
+    assert res.indices == [0, 2, 3] and [e.index for e in res.errors] == [1]
+    assert "could not decode" in str(res.errors[0].error)
+    for img, name in zip(res, ("coffee.png", "camera_gray.png", "chelsea.png")):
+        assert np.array_equal(img.numpy(), load_asset(name))
