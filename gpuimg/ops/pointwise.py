@@ -42,7 +42,7 @@ from ..image import Image, ImageBatch
 from ..memory import Buffer, scratch
 from ._common import check_src, get_stream, launch, per_sample, prepare_out, raw_kernel
 
-__all__ = ["Step", "Chain", "chain", "run_steps"]
+__all__ = ["Step", "Chain", "chain", "run_steps", "upload"]
 
 BINS = 256
 _THREADS = 256
@@ -307,17 +307,24 @@ def _as_images(x: Image | ImageBatch) -> list[Image]:
 _upload_state = threading.local()
 
 
-def _upload_params(rows: np.ndarray, device: str, stream: Any) -> Any:
-    """``rows`` in the per-thread device params buffer; skips the copy when unchanged."""
+def upload(rows: np.ndarray, name: str, device: str, stream: Any) -> Any:
+    """``rows`` (float32) in the per-thread device scratch buffer ``name``, as a flat array.
+
+    The copy is skipped when the bytes equal the last upload into that buffer, so an op
+    called again with the same parameters does no host-to-device work at all. The copy is
+    ordered on ``stream`` (from pageable memory it is staged at once: no device sync).
+    """
     flat = np.ascontiguousarray(rows, np.float32).reshape(-1)
-    nbytes = max(flat.nbytes, 4)
-    buf = scratch("pointwise.params", nbytes, device)
-    last = getattr(_upload_state, "last", None)
+    buf = scratch(name, max(flat.nbytes, 4), device)
+    cache = getattr(_upload_state, "last", None)
+    if cache is None:
+        cache = _upload_state.last = {}
     key = (buf.ptr, buf.generation)
+    last = cache.get(name)
     if last is None or last[0] != key or not np.array_equal(last[1], flat):
         if flat.size:
             buf.data[: flat.nbytes].set(flat.view(np.uint8), stream=get_stream(stream))
-        _upload_state.last = (key, flat.copy())
+        cache[name] = (key, flat.copy())
     return buf.data
 
 
@@ -439,7 +446,7 @@ def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out:
     images = _as_images(src)
     count = len(images)
     table = _param_table(steps, count)
-    params = _upload_params(table, "cuda", stream)
+    params = upload(table, "pointwise.params", "cuda", stream)
     pstride = table.shape[1]
     _, hist_stride = _hist_layout(steps, channels)
     hist = scratch("pointwise.hist", max(4, count * hist_stride * 4), "cuda")
