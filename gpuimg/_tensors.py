@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,7 +52,9 @@ class _TensorSink:
     def start(self, lane: Lane) -> None:
         self.lane = lane
 
-    def handle(self, items: list[_Item], batch: ImageBatch) -> None:
+    def handle(self, items: list[_Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        """Runs on the process lane (``ready`` is already ordered there); ``done`` gets the
+        event after which ``batch`` is no longer read."""
         if self.size is not None and any(s[:2] != tuple(self.size) for s in batch.shapes):
             if self.resize is None:  # looked up late: only needed when sizes differ
                 from .pipeline import find_op
@@ -66,7 +68,9 @@ class _TensorSink:
         with self.run.timer("tensor"), self.lane.active():
             tensor = self.to_tensor(batch, mean=self.mean, std=self.std, out=out, stream=self.lane.stream)
         self.count += 1
-        self.out.put((tensor, [str(it.job.src) for it in items], self.lane.record(), k))
+        event = self.lane.record()
+        done(event)
+        self.out.put((tensor, [str(it.job.src) for it in items], event, k))
 
     def _slot(self, k: int, batch: ImageBatch) -> Any:
         """Ring tensor ``k`` of shape (batch_size, C, H, W) float32: allocated once per shape."""

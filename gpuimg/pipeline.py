@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import inspect
 import json
@@ -476,6 +477,7 @@ class _Processor:
     def __init__(self, steps: list[_Step]):
         self.steps = steps
         self.outputs: list[Any] = [None] * len(steps)
+        self.released: Any = None  # event: the sink has finished reading the last result
 
     def __call__(self, batch: ImageBatch, stream: Any) -> ImageBatch:
         x = batch
@@ -484,13 +486,19 @@ class _Processor:
         return x
 
 
+PROCESSORS = 2  # step-output sets: batch N+1 is processed while the sink reads batch N
+
+
 class _ProcessStage:
-    """Process thread: waits for a decoded batch (device-side), runs the steps, releases the
-    decode slot, and hands the result to a sink (encode + write, or tensors)."""
+    """Process thread: waits for a decoded batch (device-side), runs the steps into one of
+    two reused sets of outputs, releases the decode slot, and hands the result to a sink
+    (encode + write on the sink's own thread, or tensors)."""
 
     def __init__(self, run: _Run, device: str, steps: list[_Step], src: StageQueue, decode: _DecodeStage, sink: Any):
         self.run, self.device, self.src, self.decode, self.sink = run, device, src, decode, sink
-        self.processor = _Processor(steps)
+        self.free: StageQueue = StageQueue(0, run.stop)
+        for _ in range(PROCESSORS):
+            self.free.put(_Processor(steps))
         self._fallback_decoder: Any = None
 
     def __call__(self) -> None:
@@ -509,23 +517,40 @@ class _ProcessStage:
             if decoded.oom is not None:
                 self._split(decoded.items, lane, decoded.oom)
             return
+        proc = self._processor()
         try:
             with self.run.timer("process"), lane.active():
-                result = self.processor(decoded.slot.batch, lane.stream)
+                result = proc(decoded.slot.batch, lane.stream)
         except Exception as exc:
             self.decode.release(decoded.slot, lane.record())
+            self.free.put(proc)
             if not is_out_of_memory(exc):
                 raise
             self._split(decoded.items, lane, exc)
             return
-        if result is decoded.slot.batch:  # no steps: the sink reads the slot itself
-            self.sink.handle(decoded.items, result)
+        # No steps: the sink reads the decode slot itself, so it is released only after.
+        slot = decoded.slot if result is decoded.slot.batch else None
+        if slot is None:
+            # Decoded again once the steps queued so far have read it: the next decode
+            # overlaps this batch's encoding.
             self.decode.release(decoded.slot, lane.record())
-            return
-        # The slot may be decoded into again once the steps queued so far have read it,
-        # so the next decode overlaps this batch's encoding.
-        self.decode.release(decoded.slot, lane.record())
-        self.sink.handle(decoded.items, result)
+        self.sink.handle(decoded.items, result, lane.record(), self._on_done(proc, slot))
+
+    def _processor(self) -> _Processor:
+        proc = self.free.get()
+        Lane.host_wait(proc.released)  # its outputs are about to be overwritten
+        return proc
+
+    def _on_done(self, proc: _Processor, slot: _Slot | None) -> Callable[[Any], None]:
+        """The sink calls this with an event once it has queued its last read of the result."""
+
+        def done(event: Any) -> None:
+            proc.released = event
+            self.free.put(proc)
+            if slot is not None:
+                self.decode.release(slot, event)
+
+        return done
 
     def _split(self, items: list[_Item], lane: Lane, exc: BaseException) -> None:
         """Out of memory: free cached blocks, then redo the items in halves on this thread."""
@@ -538,37 +563,54 @@ class _ProcessStage:
             self._fallback_decoder = _new_decoder(self.device)
         half = len(items) // 2
         for part in (items[:half], items[half:]):
+            proc = self._processor()
             try:
                 with self.run.timer("process"), lane.active():
                     batch, good, failures = _decode(self._fallback_decoder, part, None, lane.stream)
-                    result = self.processor(batch, lane.stream)
+                    result = proc(batch, lane.stream)
             except Exception as sub_exc:
+                self.free.put(proc)
                 if not is_out_of_memory(sub_exc):
                     raise
                 self._split(part, lane, sub_exc)
                 continue
             for index, error in failures:
                 self.run.fail(part[index].job, "decode", error)
-            self.sink.handle([part[i] for i in good], result)
+            self.sink.handle([part[i] for i in good], result, lane.record(), self._on_done(proc, None))
 
 
 class _FileSink:
-    """Encodes processed batches and writes the files with a pool of writer threads."""
+    """Encode thread (own Encoder and stream) plus a pool of writer threads."""
 
     def __init__(self, run: _Run, device: str, fmt: str, quality: int, writers: int):
         self.run, self.device, self.fmt, self.quality, self.writers = run, device, fmt, quality, writers
         # Bounds the encoded bytes waiting for a writer (memory), like the queues do.
         self._slots = threading.BoundedSemaphore(8 * writers)
         self.pool: cf.ThreadPoolExecutor | None = None
+        self.thread: threading.Thread | None = None
+        self.queue = StageQueue(1, run.stop)
 
     def start(self, lane: Lane) -> None:
-        self.lane = lane
         self.pool = cf.ThreadPoolExecutor(self.writers, thread_name_prefix="gpuimg-write")
-        self.encoder = _new_encoder(self.device)
+        self.thread = start_thread("encode", self._encode_loop, self.run.fail_fatal)
 
-    def handle(self, items: list[_Item], batch: ImageBatch) -> None:
-        with self.run.timer("encode"), self.lane.active():
-            encoded = _encode(self.encoder, batch, self.fmt, self.quality, self.lane.stream)
+    def handle(self, items: list[_Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        self.queue.put((items, batch, ready, done))
+
+    def _encode_loop(self) -> None:
+        lane = Lane(self.device)
+        encoder = _new_encoder(self.device)
+        while (job := self.queue.get()) is not DONE:
+            items, batch, ready, done = job
+            lane.wait(ready)
+            try:
+                with self.run.timer("encode"), lane.active():
+                    encoded = _encode(encoder, batch, self.fmt, self.quality, lane.stream)
+            finally:
+                done(lane.record())
+            self._write_all(items, encoded)
+
+    def _write_all(self, items: list[_Item], encoded: list[bytes | BaseException]) -> None:
         for item, data in zip(items, encoded):
             if isinstance(data, BaseException):
                 self.run.fail(item.job, "encode", data)
@@ -592,6 +634,10 @@ class _FileSink:
         # Writes already handed over are finished even when stopping: they are atomic and
         # short, and a finished output is kept work.
         try:
+            if self.thread is not None:
+                with contextlib.suppress(Stopped):
+                    self.queue.put(DONE)
+                self.thread.join()
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
         finally:
