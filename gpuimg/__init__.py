@@ -45,6 +45,14 @@ _LAZY: dict[str, str] = {
     "show": "_display",
     # op families as subpackages
     "ops": "ops",
+    # ops/geometry.py
+    **{name: "ops.geometry" for name in (
+        "resize", "resize_shorter", "fit", "crop", "center_crop", "flip", "rotate90", "rotate", "pad", "warp_affine",
+    )},
+    # ops/filters.py
+    **{name: "ops.filters" for name in (
+        "gaussian_blur", "box_blur", "median_blur", "unsharp_mask", "sharpen", "convolve", "sobel",
+    )},
 }
 
 __all__ = [
