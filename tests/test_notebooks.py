@@ -2,7 +2,8 @@
 
 A cell that raises, or runs past CELL_TIMEOUT_S, fails the notebook's test. The kernel is
 python3 started in notebooks/ (as Jupyter would), with the checkout importable. Outputs
-are not written back: the committed notebooks stay without outputs.
+are not written back: the committed notebooks stay without outputs. To look at a run's
+outputs, set GPUIMG_EXECUTED_NOTEBOOKS to a folder: the executed notebooks go there.
 """
 
 from __future__ import annotations
@@ -54,5 +55,11 @@ def test_notebook_runs(path, monkeypatch):
         resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     start = time.perf_counter()
-    client.execute()  # raises CellExecutionError (with the traceback) when a cell fails
-    print(f"{path.name}: {time.perf_counter() - start:.1f} s")
+    try:
+        client.execute()  # raises CellExecutionError (with the traceback) when a cell fails
+    finally:
+        print(f"{path.name}: {time.perf_counter() - start:.1f} s")
+        keep = os.environ.get("GPUIMG_EXECUTED_NOTEBOOKS")  # a folder: keep the run's outputs to look at
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, Path(keep) / path.name)
