@@ -236,6 +236,45 @@ def allocation_check(xp: Any) -> int:
     return gpuimg.memory_stats()["allocations"]
 
 
+def profile_overhead(xp: Any) -> None:
+    """Where an op call's time goes: the kernels alone (launched directly) versus the whole
+    Python call, and a cProfile of the call path (printed; for tuning)."""
+    import cProfile
+    import pstats
+
+    from gpuimg.ops import pointwise
+
+    rgb = gpuimg.Image.from_array(xp.asarray(photo_4k(3)))
+    out = gpuimg.Image.empty(H, W, 3, device=rgb.device)
+    copy = harness.copy_time(rgb.nbytes).median
+    ops = {
+        "invert": lambda: color.invert(rgb, out=out),
+        "brightness": lambda: color.adjust_brightness(rgb, 1.2, out=out),
+        "contrast": lambda: color.adjust_contrast(rgb, 0.9, out=out),
+        "gamma": lambda: color.adjust_gamma(rgb, 0.8, out=out),
+        "threshold": lambda: color.threshold(rgb, 128, out=out),
+        "hue": lambda: color.adjust_hue(rgb, 0.1, out=out),
+        "to_gray": lambda: color.to_gray(rgb),
+    }
+    real_launch = pointwise.launch
+    for name, fn in ops.items():
+        recorded = []
+        pointwise.launch = lambda k, g, b, a, s=None, shared_mem=0: (recorded.append((k, g, b, a)), real_launch(k, g, b, a, s))
+        fn()
+        pointwise.launch = real_launch
+        kernels_only = harness.time_gpu(lambda: [k(g, b, a) for k, g, b, a in recorded], number=10).median
+        whole = harness.time_gpu(fn, number=10).median
+        host = harness.time_host(fn, number=50).median
+        print(f"{name:12s} kernels {kernels_only * 1e6:7.1f} us ({kernels_only / copy:5.2f} x copy) | whole call {whole * 1e6:7.1f} us"
+              f" | host-side call {host * 1e6:6.1f} us | grid {recorded[-1][1] if recorded else None}")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(300):
+        color.adjust_gamma(rgb, 0.8, out=out)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+
+
 def run(results: harness.Results, args: Any) -> None:
     """Add this script's figures to ``results`` (used by __main__ and by bench/ops.py)."""
     global H, W
@@ -245,6 +284,8 @@ def run(results: harness.Results, args: Any) -> None:
     else:  # a smoke run of the same code on the host (meaningless numbers)
         xp = np
 
+    if getattr(args, "profile", False):
+        profile_overhead(xp)
     torch, F = _torch()
     b = Bench(results, args)
     pointwise_figures(b, xp, torch, F)
@@ -255,7 +296,11 @@ def run(results: harness.Results, args: Any) -> None:
 
 
 if __name__ == "__main__":
-    arguments = harness.parse_args(lambda p: p.add_argument("--size", default="2160x3840", help="HxW of the test image"), description=__doc__)
+    def options(p: Any) -> None:
+        p.add_argument("--size", default="2160x3840", help="HxW of the test image")
+        p.add_argument("--profile", action="store_true", help="first print where an op call's time goes")
+
+    arguments = harness.parse_args(options, description=__doc__)
     res = harness.Results("colour, tensors and compositing (4K)")
     run(res, arguments)
     harness.report(res, arguments)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..image import Image, ImageBatch
-from .pointwise import BINS, Chain, Step, chain, gray_tv_numpy, new_tensor, run_steps
+from .pointwise import BINS, Chain, Step, chain, check_range, gray_tv_numpy, new_tensor, run_steps
 
 __all__ = [
     "to_gray",
@@ -66,12 +66,6 @@ def _colour_channels(channels: int) -> int:
     return 1 if channels == 1 else 3
 
 
-def _check_range(value: Any, name: str, low: float, high: float) -> None:
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
-
-
 # ----------------------------------------------------------------------------- the steps
 
 
@@ -95,10 +89,7 @@ class _Contrast(Step):
         return 1
 
     def prologue(self, c: int, p: str, hist: str, sh: str) -> str:
-        return (
-            f"if (threadIdx.x == 0) {{ double s = 0.0; for (int k = 0; k < {BINS}; ++k) s += (double)k * {hist}[k];"
-            f" {sh}[0] = (float)(s / (double)npix); }}"
-        )
+        return f"if (threadIdx.x == 0) {sh}[0] = (float)((double)*(const unsigned long long*){hist} / (double)npix);"
 
     def cuda(self, c: int, p: str, sh: str) -> str:
         return (
@@ -107,7 +98,7 @@ class _Contrast(Step):
         )
 
     def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
-        mean = np.float32((np.arange(BINS) * hist[0]).sum() / (v.shape[0] * v.shape[1]))
+        mean = np.float32(int(hist[0][0]) / (v.shape[0] * v.shape[1]))
         f = np.float32(p[0])
         v = v.copy()
         n = _colour_channels(v.shape[2])
@@ -148,8 +139,8 @@ const float hg = (maxc == g && maxc != r) ? ((rc + 2.f) - bc) : 0.f;
 const float hb = (maxc != g && maxc != r) ? ((gc + 4.f) - rc) : 0.f;
 float h = fmodf((hr + hg + hb) * (1.f / 6.f) + 1.f, 1.f);
 h = h + PARAM;
-h = h - floorf(h);
-const float h6 = h * 6.f, fi = floorf(h6), fr = h6 - fi;
+h = h - flr(h);
+const float h6 = h * 6.f, fi = flr(h6), fr = h6 - fi;
 const int i = ((int)fi) % 6;
 const float sxf = s * fr, oms = 1.f - s;
 const float q = fminf(fmaxf((1.f - sxf) * maxc, 0.f), 1.f);
@@ -164,7 +155,7 @@ switch (i) {
   case 4: ro = t; go = pp; bo = maxc; break;
   default: ro = maxc; go = pp; bo = q; break;
 }
-v[0] = truncf(ro * 255.999f); v[1] = truncf(go * 255.999f); v[2] = truncf(bo * 255.999f);
+v[0] = q_trunc(ro * 255.999f); v[1] = q_trunc(go * 255.999f); v[2] = q_trunc(bo * 255.999f);
 """
 
 
@@ -215,7 +206,7 @@ class _Gamma(Step):
         return (
             f"for (int k = 0; k < {_colour_channels(c)}; ++k) {{\n"
             f"  const float x = fminf(fmaxf(powf(v[k] / 255.f, {p}[0]) * {p}[1], 0.f), 1.f);\n"
-            "  v[k] = truncf(x * 255.999f);\n}"
+            "  v[k] = q_trunc(x * 255.999f);\n}"
         )
 
     def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
@@ -361,7 +352,7 @@ class _Equalize(Step):
         return _EQUALIZE_CUDA.replace("HISTP", hist).replace("SHP", sh).replace("NC", str(_colour_channels(c)))
 
     def cuda(self, c: int, p: str, sh: str) -> str:
-        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = {sh}[k * 256 + (int)v[k]];"
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = {sh}[k * 256 + f2b(v[k])];"
 
     def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
         v = v.copy()
@@ -415,7 +406,7 @@ class _Convert(Step):
         head = f"const float r = {r}, g = {g}, b = {b}, a = {a};\n"
         if self.dst_mode == "gray":
             w0, w1, w2 = _GRAY_WEIGHTS[self.weights]
-            return head + f"v[0] = (float)(((int)r * {w0} + (int)g * {w1} + (int)b * {w2} + 32768) >> 16);"
+            return head + f"v[0] = b2f((f2b(r) * {w0}u + f2b(g) * {w1}u + f2b(b) * {w2}u + 32768u) >> 16);"
         order = {"rgb": "r, g, b", "bgr": "b, g, r", "rgba": "r, g, b, a"}[self.dst_mode]
         names = order.split(", ")
         return head + " ".join(f"v[{k}] = {n};" for k, n in enumerate(names)) + " (void)a;"
@@ -470,28 +461,28 @@ class _StepBuilders:
 
     @staticmethod
     def brightness(factor: float | Sequence[float]) -> Step:
-        _check_range(factor, "factor", 0.0, np.inf)
+        check_range(factor, "factor", 0.0, np.inf)
         return _Brightness("brightness", (factor,))
 
     @staticmethod
     def contrast(factor: float | Sequence[float]) -> Step:
-        _check_range(factor, "factor", 0.0, np.inf)
-        return _Contrast("contrast", (factor,), stat="gray")
+        check_range(factor, "factor", 0.0, np.inf)
+        return _Contrast("contrast", (factor,), stat="gray_sum")
 
     @staticmethod
     def saturation(factor: float | Sequence[float]) -> Step:
-        _check_range(factor, "factor", 0.0, np.inf)
+        check_range(factor, "factor", 0.0, np.inf)
         return _Saturation("saturation", (factor,))
 
     @staticmethod
     def hue(factor: float | Sequence[float]) -> Step:
-        _check_range(factor, "factor", -0.5, 0.5)
+        check_range(factor, "factor", -0.5, 0.5)
         return _Hue("hue", (factor,))
 
     @staticmethod
     def gamma(gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0) -> Step:
-        _check_range(gamma, "gamma", 0.0, np.inf)
-        _check_range(gain, "gain", 0.0, np.inf)
+        check_range(gamma, "gamma", 0.0, np.inf)
+        check_range(gain, "gain", 0.0, np.inf)
         return _Gamma("gamma", (gamma, gain))
 
     @staticmethod
@@ -500,18 +491,18 @@ class _StepBuilders:
 
     @staticmethod
     def opacity(factor: float | Sequence[float]) -> Step:
-        _check_range(factor, "opacity", 0.0, 1.0)
+        check_range(factor, "opacity", 0.0, 1.0)
         return _Opacity("opacity", (factor,))
 
     @staticmethod
     def threshold(value: float | Sequence[float] | str, maxval: float = 255) -> Step:
-        _check_range(maxval, "maxval", 0, 255)
+        check_range(maxval, "maxval", 0, 255)
         level = float(np.rint(maxval))
         if isinstance(value, str):
             if value != "otsu":
                 raise ValueError(f"value={value!r} is not a threshold; give a number in [0, 255] or 'otsu'")
             return _Otsu("otsu", (level,), stat="gray")
-        _check_range(value, "value", -np.inf, np.inf)
+        check_range(value, "value", -np.inf, np.inf)
         return _Threshold("threshold", (np.floor(np.asarray(value, np.float64)), level))
 
     @staticmethod

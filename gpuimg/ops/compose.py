@@ -27,7 +27,7 @@ import numpy as np
 
 from ..image import Image, ImageBatch
 from ._common import check_src, launch, per_sample, prepare_out, raw_kernel, same_memory
-from .pointwise import upload
+from .pointwise import check_range, upload
 
 __all__ = ["fill", "gradient", "blend", "paste", "grid", "collage", "corner_radius", "drop_shadow", "stroke"]
 
@@ -480,7 +480,7 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
     per_layer = isinstance(dst, ImageBatch)
     if per_layer and len(dst) != len(layers):
         raise ValueError(f"src has {len(layers)} images and dst {len(dst)}; give one layer per image of a dst batch")
-    _check_range(opacity, "opacity", 0.0, 1.0)
+    check_range(opacity, "opacity", 0.0, 1.0)
     n = len(layers)
     rows = np.stack([per_sample(top, n, "top"), per_sample(left, n, "left"), per_sample(opacity, n, "opacity")], axis=1)
     out = _copied(dst, out, stream)
@@ -494,12 +494,6 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
         for i, layer in enumerate(layers):
             _place_numpy(layer.array, targets[i if per_layer else 0].array, int(rows[i, 0]), int(rows[i, 1]), float(rows[i, 2]), mode)
     return out
-
-
-def _check_range(value: Any, name: str, low: float, high: float) -> None:
-    arr = np.asarray(value, np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
 
 
 def _place_numpy(s: np.ndarray, d: np.ndarray, top: int, left: int, opacity: float, mode: str) -> None:
@@ -744,7 +738,7 @@ def drop_shadow(
     check_src(src, channels=(3, 4), dtypes=["uint8"])
     if not blur_sigma > 0:
         raise ValueError(f"blur_sigma={blur_sigma!r} must be positive")
-    _check_range(opacity, "opacity", 0.0, 1.0)
+    check_range(opacity, "opacity", 0.0, 1.0)
     dy, dx = (int(v) for v in offset)
     pad = int(math.ceil(3 * blur_sigma)) if expand else 0
     top, left = (max(0, pad - dy), max(0, pad - dx)) if expand else (0, 0)

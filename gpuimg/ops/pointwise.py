@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from ..image import Image, ImageBatch
 from ..memory import Buffer, scratch
 from ._common import check_src, get_stream, launch, per_sample, prepare_out, raw_kernel
 
-__all__ = ["Step", "Chain", "chain", "run_steps", "upload"]
+__all__ = ["Step", "Chain", "chain", "run_steps", "upload", "check_range"]
 
 BINS = 256
 _THREADS = 256
@@ -58,8 +59,9 @@ class Step:
     """One pointwise operation: CUDA snippet, NumPy twin, parameters and channel effect.
 
     Subclasses set ``kind`` (part of the kernel cache key), ``values`` (parameter values, each
-    a scalar or one per image) and implement ``cuda``/``numpy``. ``stat`` is None, "gray"
-    (histogram of torchvision's floored gray level) or "channels" (one histogram per channel).
+    a scalar or one per image) and implement ``cuda``/``numpy``. ``stat`` is None,
+    "gray_sum" (sum of torchvision's floored gray level), "gray" (its histogram) or
+    "channels" (one histogram per channel).
     """
 
     kind: str
@@ -100,8 +102,11 @@ class Step:
         return np.stack(cols, axis=1).astype(np.float32)
 
     def stat_bins(self, channels: int) -> int:
+        """u32 slots of the statistic: a 64-bit sum takes 2, a histogram 256 per channel."""
         if self.stat is None:
             return 0
+        if self.stat == "gray_sum":
+            return 2
         return BINS * (channels if self.stat == "channels" else 1)
 
 
@@ -111,12 +116,19 @@ _PREAMBLE = r"""
 typedef unsigned char u8;
 typedef long long i64;
 typedef unsigned int u32;
+// Conversions at full FP32 rate: I2F/F2I/FRND run at a quarter of it and would bound a
+// byte-wise kernel below the memory bandwidth. The 2^23 magic-number forms are exact for
+// the ranges used here (bytes; |x| < 2^22 for rounding).
+__device__ __forceinline__ float b2f(u32 b) { return __int_as_float(0x4B000000u | b) - 8388608.f; }
+__device__ __forceinline__ u32 f2b(float x) { return __float_as_uint(x + 8388608.f) & 0xFFu; }  // x integral, 0..255
+__device__ __forceinline__ float rnd(float x) { return (x + 12582912.f) - 12582912.f; }  // rint (ties to even)
+__device__ __forceinline__ float flr(float x) { const float r = rnd(x); return r > x ? r - 1.f : r; }
 // torchvision stores uint8 results by truncation after a clamp; Pillow/OpenCV round.
-__device__ __forceinline__ float q_trunc(float x) { return truncf(fminf(fmaxf(x, 0.f), 255.f)); }
-__device__ __forceinline__ float q_round(float x) { return rintf(fminf(fmaxf(x, 0.f), 255.f)); }
+__device__ __forceinline__ float q_trunc(float x) { return flr(fminf(fmaxf(x, 0.f), 255.f)); }
+__device__ __forceinline__ float q_round(float x) { return rnd(fminf(fmaxf(x, 0.f), 255.f)); }
 // torchvision's gray level (float weights 0.2989/0.587/0.114), floored as its uint8 ops do.
 __device__ __forceinline__ float tv_gray(float r, float g, float b) {
-    return floorf(r * 0.2989f + g * 0.587f + b * 0.114f);
+    return flr(r * 0.2989f + g * 0.587f + b * 0.114f);
 }
 __device__ __forceinline__ unsigned short f2h(float f) {
     unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
@@ -147,10 +159,41 @@ class _Output:
 
     def convert(self, expr: str) -> str:
         if self.dtype == "uint8":
-            return f"(u8)({expr})"
+            return f"(u8)f2b({expr})"
         if self.dtype == "float16":
             return f"f2h({expr})"
         return f"({expr})"
+
+
+_HIST_COPIES = 4  # warps spread over 4 shared histograms: less atomic contention on smooth images
+
+
+def _stat_code(step: Step, channels: int, offset: int, shared: list[str], prologue: list[str]) -> tuple[str, str, str]:
+    """(setup, per-pixel accumulation, block epilogue) of the statistic pass of ``step``."""
+    gray = "tv_gray(v[0], v[1], v[2])" if channels >= 3 else "v[0]"
+    if step.stat == "gray_sum":  # a sum: per-thread, then warp shuffles, one atomic per warp
+        shared.append("__shared__ unsigned long long SSUM;")
+        prologue.append("if (threadIdx.x == 0) SSUM = 0ull;")
+        epilogue = (
+            "for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);\n"
+            "if ((threadIdx.x & 31) == 0) atomicAdd(&SSUM, (unsigned long long)acc);\n"
+            f"__syncthreads();\nif (threadIdx.x == 0) atomicAdd((unsigned long long*)(HISTW + {offset}), SSUM);"
+        )
+        return "unsigned long long acc = 0;", f"acc += f2b({gray});", epilogue
+    bins = step.stat_bins(channels)
+    shared.append(f"__shared__ u32 SHIST[{_HIST_COPIES * bins}];")
+    prologue.append(f"for (int k = threadIdx.x; k < {_HIST_COPIES * bins}; k += blockDim.x) SHIST[k] = 0;")
+    setup = f"u32* const hcopy = SHIST + ((threadIdx.x >> 5) % {_HIST_COPIES}) * {bins};"
+    if step.stat == "gray":
+        acc = f"atomicAdd(&hcopy[f2b({gray})], 1u);"
+    else:
+        acc = " ".join(f"atomicAdd(&hcopy[{k * BINS} + f2b(v[{k}])], 1u);" for k in range(channels))
+    epilogue = (
+        f"__syncthreads();\nfor (int k = threadIdx.x; k < {bins}; k += blockDim.x) {{\n"
+        f"  u32 n = 0; for (int c = 0; c < {_HIST_COPIES}; ++c) n += SHIST[c * {bins} + k];\n"
+        f"  if (n) atomicAdd(HISTW + {offset} + k, n);\n}}"
+    )
+    return setup, acc, epilogue
 
 
 def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index: int, hist_stride: int) -> str:
@@ -179,23 +222,9 @@ def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index:
         c = step.out_channels(c)
 
     if output.kind == "hist":
-        stat_step = steps[stat_index]
-        bins = stat_step.stat_bins(cout)
-        shared.append(f"__shared__ u32 SHIST[{bins}];")
-        prologue.append(f"for (int k = threadIdx.x; k < {bins}; k += blockDim.x) SHIST[k] = 0;")
-        if stat_step.stat == "gray" and cout >= 3:
-            acc = "atomicAdd(&SHIST[(int)tv_gray(v[0], v[1], v[2])], 1u);"
-        elif stat_step.stat == "gray":
-            acc = "atomicAdd(&SHIST[(int)v[0]], 1u);"
-        else:
-            acc = " ".join(f"atomicAdd(&SHIST[{k * BINS} + (int)v[{k}]], 1u);" for k in range(cout))
-        group_store = one_store = acc
-        out_setup = ""
+        out_setup, group_store, epilogue = _stat_code(steps[stat_index], cout, hist_offsets[stat_index], shared, prologue)
+        one_store = group_store
         flat_ok = "true"
-        epilogue = (
-            f"__syncthreads();\nfor (int k = threadIdx.x; k < {bins}; k += blockDim.x) "
-            f"if (SHIST[k]) atomicAdd(HISTW + {hist_offsets[stat_index]} + k, SHIST[k]);"
-        )
         buf_decl = ""
     else:
         ot = output.ctype
@@ -243,8 +272,8 @@ def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index:
     # In the group loop, `group_store` runs per pixel (fills ob / accumulates), then the
     # vector store (image/tensor only) writes the group.
     group_tail = "" if output.kind == "hist" else store_group
-    load = " ".join(f"v[{k}] = (float)b[i * {cin} + {k}];" for k in range(cin))
-    load_one = " ".join(f"v[{k}] = (float)sp[{k}];" for k in range(cin))
+    load = " ".join(f"v[{k}] = b2f(b[i * {cin} + {k}]);" for k in range(cin))
+    load_one = " ".join(f"v[{k}] = b2f(sp[{k}]);" for k in range(cin))
     return f"""{_PREAMBLE}
 extern "C" __global__ void pointwise(const u8* __restrict__ src, const i64* __restrict__ stab,
         void* __restrict__ dst, const i64* __restrict__ dtab, const float* __restrict__ params,
@@ -328,9 +357,19 @@ def upload(rows: np.ndarray, name: str, device: str, stream: Any) -> Any:
     return buf.data
 
 
+@functools.lru_cache(maxsize=None)
+def _resident_blocks() -> int:
+    """Blocks of 256 threads the whole GPU holds at once (about 8 per SM): a grid-stride
+    grid of this size has no partly filled last wave."""
+    import cupy
+
+    return 8 * int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+
+
 def _grid(images: Sequence[Image]) -> tuple[int, int]:
     most = max(im.height * im.width for im in images)
-    blocks = min(_MAX_BLOCKS_PER_IMAGE, max(1, -(-most // (16 * _THREADS))))
+    cap = max(1, _resident_blocks() // len(images))
+    blocks = min(_MAX_BLOCKS_PER_IMAGE, cap, max(1, -(-most // (16 * _THREADS))))
     return blocks, len(images)
 
 
@@ -431,6 +470,16 @@ def _param_table(steps: Sequence[Step], count: int) -> np.ndarray:
     return np.concatenate(rows, axis=1) if rows else np.zeros((count, 0), np.float32)
 
 
+def _gpu_params(steps: Sequence[Step], count: int) -> tuple[np.ndarray, int]:
+    """The params table and its per-image stride: one shared row (stride 0) when every
+    value is a scalar, which skips building a row per image."""
+    values = [v for s in steps for v in s.values]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return np.array(values, np.float32)[None], 0
+    table = _param_table(steps, count)
+    return table, table.shape[1]
+
+
 def _hist_layout(steps: Sequence[Step], channels: int) -> tuple[list[int], int]:
     offsets, total, c = [], 0, channels
     for step in steps:
@@ -445,9 +494,8 @@ def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out:
 
     images = _as_images(src)
     count = len(images)
-    table = _param_table(steps, count)
+    table, pstride = _gpu_params(steps, count)
     params = upload(table, "pointwise.params", "cuda", stream)
-    pstride = table.shape[1]
     _, hist_stride = _hist_layout(steps, channels)
     hist = scratch("pointwise.hist", max(4, count * hist_stride * 4), "cuda")
     st = get_stream(stream)
@@ -526,9 +574,9 @@ def _run_cpu(steps: Sequence[Step], src: Image | ImageBatch, out: Any, tensor: A
 def _numpy_hist(v: np.ndarray, stat: str | None) -> np.ndarray | None:
     if stat is None:
         return None
-    if stat == "gray":
-        g = gray_tv_numpy(v) if v.shape[2] >= 3 else v[..., 0]
-        return np.bincount(g.astype(np.int64).ravel(), minlength=BINS)[None]
+    if stat in ("gray", "gray_sum"):
+        g = (gray_tv_numpy(v) if v.shape[2] >= 3 else v[..., 0]).astype(np.int64)
+        return np.array([[int(g.sum())]]) if stat == "gray_sum" else np.bincount(g.ravel(), minlength=BINS)[None]
     return np.stack([np.bincount(v[..., k].astype(np.int64).ravel(), minlength=BINS) for k in range(v.shape[2])])
 
 
@@ -536,6 +584,17 @@ def gray_tv_numpy(v: np.ndarray) -> np.ndarray:
     """torchvision's floored float gray level, in float32 like the CUDA ``tv_gray``."""
     f = np.float32
     return np.floor(v[..., 0] * f(0.2989) + v[..., 1] * f(0.587) + v[..., 2] * f(0.114))
+
+
+def check_range(value: Any, name: str, low: float, high: float) -> None:
+    """ValueError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
+    if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
+        if not low <= value <= high:
+            raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+        return
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
+        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
 
 
 def new_tensor(shape: tuple[int, ...], dtype: str, device: str) -> Any:
