@@ -108,13 +108,20 @@ def _draw_text(canvas: np.ndarray, text: str, top: int, left: int) -> None:
         region[mask[: region.shape[0], : region.shape[1]]] = 48
 
 
+CHECKER = 8  # pixels per square of the checkerboard shown under transparent pixels
+
+
 def _as_rgb(pixels: np.ndarray) -> np.ndarray:
-    """Gray becomes RGB; RGBA is composited over white, as a viewer would show it."""
+    """Gray becomes RGB; RGBA is composited over a light checkerboard, as image viewers show
+    transparency (over plain white, a white stroke or glow would be invisible)."""
     if pixels.shape[2] == 1:
         return np.repeat(pixels, 3, axis=2)
     if pixels.shape[2] == 4:
+        h, w = pixels.shape[:2]
+        squares = (np.arange(h)[:, None] // CHECKER + np.arange(w)[None, :] // CHECKER) % 2
+        backdrop = np.where(squares, 204.0, 255.0)[:, :, None]
         alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
-        return (pixels[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+        return (pixels[:, :, :3] * alpha + backdrop * (1.0 - alpha) + 0.5).astype(np.uint8)
     return pixels
 
 

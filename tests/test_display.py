@@ -55,8 +55,12 @@ def test_gray_and_rgba_images_show_as_rgb(device, name, mode):
     reference = np.asarray(PILImage.fromarray(pixels.squeeze()).convert("RGB")) if mode == "L" else None
     if reference is not None:
         assert np.abs(shown.astype(int) - _pillow_thumbnail(reference, 64)).max() <= 1
-    else:  # RGBA over white: a fully transparent corner is white
-        assert shown.shape[2] == 3 and (shown[0, 0] >= 250).all()
+    else:  # RGBA over a checkerboard: the fully transparent corner shows it, the opaque centre does not
+        c = _display.CHECKER
+        assert shown.shape[2] == 3
+        assert (shown[0, 0] == 255).all() and (shown[0, c] == 204).all() and (shown[c, c] == 255).all()
+        centre = _pillow_thumbnail(pixels, 64)[shown.shape[0] // 2, shown.shape[1] // 2]
+        assert centre[3] == 255 and np.abs(shown[shown.shape[0] // 2, shown.shape[1] // 2].astype(int) - centre[:3]).max() <= 1
 
 
 def test_only_the_thumbnail_crosses_to_the_host(device, monkeypatch):
