@@ -88,13 +88,15 @@ class Bench:
         gpuimg.reset_memory_stats()
         t = self.time(ours)
         allocs = gpuimg.memory_stats()["allocations"]
+        # Python's share: the same calls timed on the host without waiting for the GPU
+        host = harness.time_host(ours, warmup=1, repeat=3, number=10).median
         peer_x = None
         if peer is not None:
             try:
                 peer_x = self.time(peer) / copy_s
             except Exception as exc:  # a missing peer op must not lose our figures
                 print(f"peer {peer_name} failed for {name}: {exc}")
-        note = f"{t * 1e6:.1f} us, {launches} launch(es), {allocs} allocs"
+        note = f"{t * 1e6:.1f} us (host {host * 1e6:.0f} us), {launches} launch(es), {allocs} allocs"
         key = target_key or name.split(" (")[0]
         for tk, (target, cvcuda) in TARGETS.items():
             if key.endswith(tk):

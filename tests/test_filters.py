@@ -114,12 +114,23 @@ def test_gpu_matches_cpu(gpu, small_set):
             assert _max_diff(a, b) <= (0 if k == 6 else 1), k
 
 
+def test_gpu_two_pass_path_matches_cpu(gpu, small_set):
+    """Radii too large for the shared-memory tile take the two-pass kernels."""
+    cpu = ImageBatch.from_images(small_set, device="cpu")
+    cuda = ImageBatch.from_images(small_set, device=gpu)
+    for op in (lambda s: filters.gaussian_blur(s, 15.0, border="symmetric"),
+               lambda s: filters.unsharp_mask(s, 12.0, 0.7, threshold=3)):
+        for a, b in zip(op(cpu).numpy(), op(cuda).numpy()):
+            assert _max_diff(a, b) <= 1
+
+
 def test_out_reuse_allocates_nothing(device, small_set):
     batch = ImageBatch.from_images(small_set, device=device)
     out = filters.gaussian_blur(batch, 2.0)
     for op in (lambda o: filters.gaussian_blur(batch, 2.0, out=o), lambda o: filters.median_blur(batch, 3, out=o),
                lambda o: filters.sobel(batch, out=o), lambda o: filters.unsharp_mask(batch, 1.0, out=o)):
-        op(out)  # warm the workspace
+        op(out)  # warm the workspace (out of place and in place)
+        op(batch)
         gpuimg.reset_memory_stats()
         op(out)
         op(batch)  # in place too
@@ -129,7 +140,10 @@ def test_out_reuse_allocates_nothing(device, small_set):
 def test_one_launch_per_pass_for_a_batch(gpu, small_set):
     batch = ImageBatch.from_images(small_set, device=gpu)
     out = filters.gaussian_blur(batch, 2.0)
-    for op, passes in ((lambda: filters.gaussian_blur(batch, [1.0, 2.0, 3.0], out=out), 2),
+    big = 100.0  # radius 300: too big for the shared-memory tile, so the two-pass kernels run
+    for op, passes in ((lambda: filters.gaussian_blur(batch, [1.0, 2.0, 3.0], out=out), 1),
+                       (lambda: filters.gaussian_blur(batch, [1.0, 2.0, big], out=out), 2),
+                       (lambda: filters.unsharp_mask(batch, 2.0, out=out), 1),
                        (lambda: filters.median_blur(batch, 5, out=out), 1),
                        (lambda: filters.convolve(batch, np.ones((3, 3)) / 9, out=out), 1)):
         _common.reset_launch_stats()

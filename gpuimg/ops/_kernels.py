@@ -97,6 +97,11 @@ __device__ __forceinline__ int map_border(int i, int n, int mode) {
     }
     return -1;
 }
+// Integer pixels to float without the (quarter-rate) I2F instruction: OR the value into
+// the mantissa of 2^23 and subtract 2^23 (exact for values below 2^23).
+__device__ __forceinline__ float to_f(u8 v) { return __int_as_float(0x4B000000 | v) - 8388608.f; }
+__device__ __forceinline__ float to_f(u16 v) { return __int_as_float(0x4B000000 | v) - 8388608.f; }
+__device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ void store(u8* p, float v) { *p = (u8)fminf(fmaxf(rintf(v), 0.f), 255.f); }
 __device__ __forceinline__ void store(u16* p, float v) { *p = (u16)fminf(fmaxf(rintf(v), 0.f), 65535.f); }
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
@@ -153,17 +158,14 @@ def upload(name: str, host: np.ndarray, device: str, stream: Any = None, token: 
     if last is None:
         last = _uploaded.last = {}
     key = (device, name)
-    view = buf.view(0, host.shape, host.dtype, host.strides)
     prev = last.get(key)
-    fresh = prev is not None and prev[0] == buf.generation and prev[2].dtype == host.dtype and prev[2].shape == host.shape
-    if fresh and token is not None:
-        fresh = prev[1] is token
-    elif fresh:
-        fresh = np.array_equal(prev[2], host)
-    if not fresh:
-        view.set(host, stream=get_stream(stream))
-        # keep the token alive so its identity cannot be reused by another object
-        last[key] = (buf.generation, token, host if token is not None else host.copy())
+    same_layout = prev is not None and prev[0] == buf.generation and prev[2].dtype == host.dtype and prev[2].shape == host.shape
+    if same_layout and (prev[1] is token if token is not None else np.array_equal(prev[2], host)):
+        return prev[3]  # unchanged: no copy, and the device view is re-used (building one costs ~10 us)
+    view = prev[3] if same_layout else buf.view(0, host.shape, host.dtype, host.strides)
+    view.set(host, stream=get_stream(stream))
+    # keep the token alive so its identity cannot be reused by another object
+    last[key] = (buf.generation, token, host if token is not None else host.copy(), view)
     return view
 
 

@@ -294,7 +294,7 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
                 const T* p = row_ptr<T>(src, s, sy + ky) + (long long)(sx + kx) * C;
                 float wyk = wy[ky];
                 #pragma unroll
-                for (int c = 0; c < C; ++c) r[c] += wyk * (float)p[c];
+                for (int c = 0; c < C; ++c) r[c] += wyk * to_f(p[c]);
             }
             #pragma unroll
             for (int c = 0; c < C; ++c) acc[c] += wxk * round_row<T>(r[c]);
@@ -313,7 +313,7 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
         for (int kx = 0; kx < nx; ++kx) {
             float wxk = wx[kx];
             #pragma unroll
-            for (int c = 0; c < C; ++c) r[c] += wxk * (float)p[kx * C + c];
+            for (int c = 0; c < C; ++c) r[c] += wxk * to_f(p[kx * C + c]);
         }
         #pragma unroll
         for (int c = 0; c < C; ++c) acc[c] += wyk * (rounding ? round_row<T>(r[c]) : r[c]);

@@ -81,7 +81,7 @@ __device__ void sep_h(const void* src, const long long* tab, float* tmp, const f
         float wt = k[i + r];
         int j = map_border(x + i, (int)s.width, border);
         #pragma unroll
-        for (int c = 0; c < C; ++c) acc[c] += wt * (j < 0 ? cval : (float)row[(long long)j * C + c]);
+        for (int c = 0; c < C; ++c) acc[c] += wt * (j < 0 ? cval : to_f(row[(long long)j * C + c]));
     }
     float* out = tmp + s.offset / sizeof(T) + y * (s.pitch / sizeof(T)) + (long long)x * C;
     #pragma unroll
@@ -143,7 +143,7 @@ __device__ void conv2d(const void* src, const long long* tab, void* dst, const l
             float wt0 = w[ky * kw + kx], wt1 = nk > 1 ? w1[ky * kw + kx] : 0.f;
             #pragma unroll
             for (int c = 0; c < C; ++c) {
-                float v = (yy < 0 || xx < 0) ? cval : (float)row[(long long)xx * C + c];
+                float v = (yy < 0 || xx < 0) ? cval : to_f(row[(long long)xx * C + c]);
                 a0[c] += wt0 * v; a1[c] += wt1 * v;
             }
         }
@@ -187,6 +187,103 @@ def _module_source() -> str:
 
 def _kernel(name: str, dtype: np.dtype) -> Any:
     return raw_kernel(_module_source(), f"{name}_{dtype_suffix(dtype)}")
+
+
+# The fast path of separable filters: a shared-memory tile per block, the radius R a
+# compile-time constant (weights and sliding windows live in registers, loops unroll).
+# One small module per (R, dtype), built on first use.
+_TILE_SOURCE = r"""
+#define TILE_W 32
+#define TILE_H 16
+// A block loads its TILE_H x TILE_W tile plus the R-pixel halo ONCE (border-mapped, as
+// float), filters rows into shared memory, then columns straight to the output: one read
+// and one write of the image, one launch. Each thread computes a run of outputs from a
+// sliding window held in registers, so shared-memory reads per output are ~(run+2R)/run
+// instead of 2R+1. mode 1 adds the unsharp-mask epilogue (centre pixel from the tile).
+template <typename T, int C, int R>
+__device__ void sep_tile(const void* src, const long long* tab, void* dst, const long long* otab,
+                         const float* w, const int* taps, int border, float cval, int mode,
+                         const float* amount, const float* threshold) {
+    constexpr int N = 2 * R + 1, IW = TILE_W + 2 * R, IH = TILE_H + 2 * R;
+    constexpr int RH = 8, RV = 4, RUNS_H = TILE_W / RH, RUNS_V = TILE_H / RV;
+    extern __shared__ float smem[];
+    float* in = smem;                 // IH x IW x C
+    float* mid = smem + IH * IW * C;  // IH x TILE_W x C
+    int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
+    int x0 = blockIdx.x * TILE_W, y0 = blockIdx.y * TILE_H;
+    if (x0 >= s.width || y0 >= s.height) return;  // the whole block leaves together
+    int H = (int)s.height, W = (int)s.width, tid = threadIdx.x, nt = blockDim.x;
+    float wr[N];
+    #pragma unroll
+    for (int k = 0; k < N; ++k) wr[k] = w[taps[2 * b] + k];
+    for (int i = tid; i < IH * IW; i += nt) {
+        int row = i / IW, col = i - row * IW;
+        int gy = map_border(y0 - R + row, H, border), gx = map_border(x0 - R + col, W, border);
+        const T* p = (gy < 0 || gx < 0) ? (const T*)0 : row_ptr<T>(src, s, gy) + (long long)gx * C;
+        #pragma unroll
+        for (int c = 0; c < C; ++c) in[i * C + c] = p ? to_f(p[c]) : cval;
+    }
+    __syncthreads();
+    for (int i = tid; i < IH * C * RUNS_H; i += nt) {
+        int run = i % RUNS_H, t = i / RUNS_H, c = t % C, row = t / C;
+        const float* p = in + (row * IW + run * RH) * C + c;
+        float v[RH + 2 * R];
+        #pragma unroll
+        for (int j = 0; j < RH + 2 * R; ++j) v[j] = p[j * C];
+        #pragma unroll
+        for (int o = 0; o < RH; ++o) {
+            float acc = 0.f;
+            #pragma unroll
+            for (int k = 0; k < N; ++k) acc += wr[k] * v[o + k];
+            mid[(row * TILE_W + run * RH + o) * C + c] = acc;
+        }
+    }
+    __syncthreads();
+    float a = mode ? amount[b] : 0.f, th = mode ? threshold[b] : 0.f;
+    for (int i = tid; i < TILE_W * C * RUNS_V; i += nt) {
+        int cc = i % (TILE_W * C), run = i / (TILE_W * C), col = cc / C, c = cc - col * C;
+        const float* p = mid + run * RV * TILE_W * C + cc;
+        float v[RV + 2 * R];
+        #pragma unroll
+        for (int j = 0; j < RV + 2 * R; ++j) v[j] = p[j * TILE_W * C];
+        int gx = x0 + col;
+        #pragma unroll
+        for (int o = 0; o < RV; ++o) {
+            int row = run * RV + o, gy = y0 + row;
+            float acc = 0.f;
+            #pragma unroll
+            for (int k = 0; k < N; ++k) acc += wr[k] * v[o + k];
+            if (mode == 1) {
+                float orig = in[((row + R) * IW + col + R) * C + c], d = orig - acc;
+                acc = fabsf(d) >= th ? orig + a * d : orig;
+            }
+            if (gy < H && gx < W) store(row_ptr<T>(dst, so, gy) + (long long)gx * C + c, acc);
+        }
+    }
+}
+"""
+TILE = (32, 16)  # TILE_W, TILE_H of sep_tile
+MAX_TILE_RADIUS = 16
+_TILE_SMEM_LIMIT = 48 * 1024  # the default dynamic shared memory per block, no opt-in needed
+
+
+def tile_smem_bytes(radius: int, channels: int) -> int:
+    """Shared memory sep_tile needs: the haloed input tile and the row-filtered tile, float."""
+    tw, th = TILE
+    return 4 * channels * (th + 2 * radius) * ((tw + 2 * radius) + tw)
+
+
+def _tile_kernel(radius: int, dtype: np.dtype) -> Any:
+    suf = dtype_suffix(dtype)
+    args = "src, tab, dst, otab, w, taps, border, cval, mode, amount, threshold"
+    body = _DISPATCH.format(f="sep_tile", t=_CTYPES[suf], a=args, x=f", {radius}")
+    name = f"sep_tile{radius}_{suf}"
+    entry = (
+        f'extern "C" __global__ void {name}(const void* src, const long long* tab, void* dst, const long long* otab, '
+        "const float* w, const int* taps, int border, float cval, int mode, const float* amount, "
+        f"const float* threshold, int C) {{ {body} }}"
+    )
+    return raw_kernel(CUDA_PRELUDE + _TILE_SOURCE + entry, name)
 
 
 # The median is its own small module per (size, dtype): its unrolled windows are slow to
@@ -352,28 +449,40 @@ def _separable(
                 blurred = np.where(np.abs(diff) >= threshold, orig + amount * diff, orig)
             o.array[...] = store_numpy(blurred, o.dtype)
         return out
-    w, taps = _pack_weights(weights)
-    view, oview = batch_view(src, stream), batch_view(out, stream)
-    tmp = scratch("filters:separable", span_bytes(src) // src.dtype.itemsize * 4 + 4, "cuda")
+    channels = _channels_arg(src)
+    radius = max(len(w) // 2 for w in weights)
+    fused = radius <= MAX_TILE_RADIUS and tile_smem_bytes(radius, channels) <= _TILE_SMEM_LIMIT
+    # the tile kernel has one compile-time radius: smaller kernels are padded with zeros
+    w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
     w_dev = upload("filters:weights", w, "cuda", stream)
     taps_dev = upload("filters:taps", taps, "cuda", stream)
-    channels = _channels_arg(src)
+    mode, amount_ptr, threshold_ptr = 0, _ptr(w_dev.data.ptr), _ptr(w_dev.data.ptr)  # unread when mode is 0
+    if unsharp is not None:
+        params = upload("filters:unsharp", np.stack([unsharp[0], unsharp[1]]).astype(np.float32), "cuda", stream)
+        mode, amount_ptr, threshold_ptr = 1, _ptr(params.data.ptr), _ptr(params.data.ptr + 4 * params.shape[1])
+    if fused:
+        view = readable_source(src, out, stream)  # blocks read halos that other blocks write
+        oview = batch_view(out, stream)
+        grid = (-(-view.max_width // TILE[0]), -(-view.max_height // TILE[1]), view.count)
+        launch(
+            _tile_kernel(radius, src.dtype), grid, (256, 1, 1),
+            kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code,
+                        float(value), mode, amount_ptr, threshold_ptr, channels),
+            stream, shared_mem=tile_smem_bytes(radius, channels),
+        )
+        return out
+    view, oview = batch_view(src, stream), batch_view(out, stream)
+    tmp = scratch("filters:separable", span_bytes(src) // src.dtype.itemsize * 4 + 4, "cuda")
     grid = grid_for(view, _BLOCK)
     launch(
         _kernel("sep_h", src.dtype), grid, _BLOCK + (1,),
         kernel_args(_ptr(view.base), view.table, _ptr(tmp.ptr), w_dev, taps_dev, code, float(value), channels),
         stream,
     )
-    if unsharp is None:
-        mode, orig, amount_dev, threshold_dev = 0, view.base, w_dev, w_dev
-    else:
-        params = np.stack([unsharp[0], unsharp[1]]).astype(np.float32)
-        params_dev = upload("filters:unsharp", params, "cuda", stream)
-        mode, orig, amount_dev, threshold_dev = 1, view.base, params_dev[0], params_dev[1]
     launch(
         _kernel("sep_v", src.dtype), grid, _BLOCK + (1,),
         kernel_args(_ptr(tmp.ptr), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code, float(value),
-                    mode, _ptr(orig), amount_dev, threshold_dev, channels),
+                    mode, _ptr(view.base), amount_ptr, threshold_ptr, channels),
         stream,
     )
     return out
