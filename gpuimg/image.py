@@ -348,7 +348,11 @@ class Image:
         """
         if self._table is None:
             self._table = _KernelTable(self.device)
-        self._table.set(np.array([[0, self._height, self._width, self._pitch, self._channels]], np.int64))
+            self._table_key: tuple[int, ...] = ()
+        key = (self._height, self._width, self._pitch, self._channels)
+        if key != self._table_key:  # a tuple compare: cheaper than building and comparing arrays per op call
+            self._table.set(np.array([[0, *key]], np.int64))
+            self._table_key = key
         return self._table.on_device(stream)
 
     # ----------------------------------------------------------------- interop
