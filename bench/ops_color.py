@@ -71,13 +71,41 @@ class Bench:
     def time(self, fn: Callable[[], Any]) -> float:
         return harness.time_gpu(fn, repeat=self.args.repeat, number=10).median
 
-    def add(self, name: str, fn: Callable[[], Any], nbytes: int, peer: tuple[str, Callable[[], Any]] | None = None, note: str = "") -> float:
+    def kernels_only(self, fn: Callable[[], Any]) -> float | None:
+        """GPU time of the kernels ``fn`` launches, replayed without the Python call around
+        them (None when ``fn`` launches none through gpuimg's pointwise/compose modules)."""
+        from gpuimg.ops import pointwise
+
+        recorded: list[tuple[Any, ...]] = []
+        real = {m: m.launch for m in (pointwise, compose)}
+
+        def record(k: Any, g: Any, b: Any, a: Any, stream: Any = None, shared_mem: int = 0) -> None:
+            recorded.append((k, g, b, a))
+            real[pointwise](k, g, b, a, stream, shared_mem)
+
+        for m in real:
+            m.launch = record
+        try:
+            fn()
+        finally:
+            for m, f in real.items():
+                m.launch = f
+        if not recorded or not harness.gpu_available():
+            return None
+        return self.time(lambda: [k(g, b, a) for k, g, b, a in recorded])
+
+    def add(self, name: str, fn: Callable[[], Any], nbytes: int, peer: tuple[str, Callable[[], Any]] | None = None,
+            note: str = "", kernels: bool = True) -> float:
         copy = self.copy_of(nbytes)
         t = self.time(fn)
         peer_value = peer_name = None
         if peer is not None and peer[1] is not None:
             peer_name, peer_value = peer[0], self.time(peer[1]) / copy
-        self.results.add(name, t / copy, "x copy", peer_name, peer_value, note=note or f"{t * 1e6:.1f} us")
+        text = f"{t * 1e6:.1f} us per call"
+        k = self.kernels_only(fn) if kernels else None
+        if k is not None:
+            text += f"; kernels alone {k * 1e6:.1f} us = {k / copy:.2f}x copy"
+        self.results.add(name, t / copy, "x copy", peer_name, peer_value, note=f"{text}; {note}" if note else text)
         return t
 
 
@@ -205,7 +233,7 @@ def compose_figures(b: Bench, xp: Any, torch: Any, F: Any) -> None:
         return res
 
     b.add("drop_shadow sigma 6, 4K RGBA (expand)", lambda: compose.drop_shadow(src, (8, 8), sigma, out=shadow_out), nbytes,
-          ("torchvision blur + CuPy" if torch is not None else "CuPy gaussian_filter", peer_shadow))
+          ("torchvision blur + CuPy" if torch is not None else "CuPy gaussian_filter", peer_shadow), kernels=False)
     for width in (4, 16):
         def cupy_stroke(width: int = width):
             dist = ndi.distance_transform_edt(src.array[..., 3] < 128)

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -202,12 +203,20 @@ class _Hue(Step):
 
 @dataclass(frozen=True)
 class _Gamma(Step):
-    def cuda(self, c: int, p: str, sh: str) -> str:
+    """A 256-entry table per block (powf is too slow per pixel: 9x a copy at 4K)."""
+
+    def shared_floats(self, c: int) -> int:
+        return BINS
+
+    def prologue(self, c: int, p: str, hist: str, sh: str) -> str:
         return (
-            f"for (int k = 0; k < {_colour_channels(c)}; ++k) {{\n"
-            f"  const float x = fminf(fmaxf(powf(v[k] / 255.f, {p}[0]) * {p}[1], 0.f), 1.f);\n"
-            "  v[k] = q_trunc(x * 255.999f);\n}"
+            f"for (int k = threadIdx.x; k < {BINS}; k += blockDim.x) {{\n"
+            f"  const float x = fminf(fmaxf(powf(b2f(k) / 255.f, {p}[0]) * {p}[1], 0.f), 1.f);\n"
+            f"  {sh}[k] = q_trunc(x * 255.999f);\n}}"
         )
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = {sh}[f2b(v[k])];"
 
     def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
         v = v.copy()
@@ -711,13 +720,18 @@ class TensorSpec:
     dtype: str
     layout: str
 
-    def step(self) -> Step:
+    @functools.cached_property
+    def _step(self) -> Step:
         count = len(self.mean)
         mean = np.resize(np.asarray(self.mean, np.float64), 4)
         std = np.resize(np.asarray(self.std, np.float64), 4)
         scale = 1.0 / (255.0 * std)
         bias = -mean / std
         return _ToTensor("to_tensor", (*scale.tolist(), *bias.tolist()), given=count)
+
+    def step(self) -> Step:
+        """The to_tensor step (built once per spec)."""
+        return self._step
 
     def shape(self, src: Source, channels: int) -> tuple[int, ...]:
         if isinstance(src, ImageBatch):
@@ -753,7 +767,23 @@ class TensorSpec:
 
 
 def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    """Checked :class:`TensorSpec` (ValueError naming the bad argument)."""
+    """Checked :class:`TensorSpec` (ValueError naming the bad argument), cached per arguments."""
+    try:
+        return _tensor_spec_cached(_hashable(mean), _hashable(std), dtype, layout)
+    except TypeError:  # unhashable (an array of values): check without the cache
+        return _make_tensor_spec(mean, std, dtype, layout)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@functools.lru_cache(maxsize=64)
+def _tensor_spec_cached(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
+    return _make_tensor_spec(mean, std, dtype, layout)
+
+
+def _make_tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
     if dtype not in _TENSOR_DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; use one of {_TENSOR_DTYPES}")
     if layout not in _LAYOUTS:
