@@ -25,14 +25,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from ._common import Source, batch_view, launch, raw_kernel
 from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, kernel_args, pairs, store_numpy, upload
 
-__all__ = ["METHODS", "Spec", "check_method", "axis_weights", "resample"]
+__all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_plan", "resample"]
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 _BLOCK = (32, 8)
@@ -183,9 +183,9 @@ class Plan(NamedTuple):
 META_COLUMNS = 12
 
 
-@functools.lru_cache(maxsize=64)
-def make_plan(method: str, antialias: bool, round_rows: bool, shapes: tuple, specs: tuple[Spec, ...]) -> Plan:
-    """Pack the weights of every image (cached: a repeated call re-uses the same arrays)."""
+def make_plan(method: str, antialias: bool, round_rows: bool, shapes: Sequence[tuple[int, int]],
+              specs: Sequence[Spec]) -> Plan:
+    """Pack the weights of every image of a call into three arrays."""
     meta = np.zeros((len(specs), META_COLUMNS), np.int32)
     starts: list[np.ndarray] = []
     weights: list[np.ndarray] = []
@@ -208,10 +208,25 @@ def make_plan(method: str, antialias: bool, round_rows: bool, shapes: tuple, spe
     return Plan(meta, np.concatenate(starts), np.concatenate(weights))
 
 
-def _plan_for(src: Source, method: str, antialias: bool, specs: Sequence[Spec]) -> Plan:
-    shapes = tuple((s[0], s[1]) for s in (src.shapes if hasattr(src, "images") else [src.shape]))
-    round_rows = antialias and method in ("bilinear", "bicubic", "lanczos") and src.dtype.kind != "f"
-    return make_plan(method, bool(antialias), bool(round_rows), shapes, tuple(specs))
+_PLANS: dict[Any, Plan] = {}
+_MAX_PLANS = 64  # distinct (shapes, sizes, method) combinations kept; a pipeline repeats a few
+
+
+def cached_plan(key: Any, src: Source, method: str, antialias: bool, specs_fn: Callable[[], Sequence[Spec]]) -> Plan:
+    """The plan for ``key`` (which must determine the specs), built on first use only.
+
+    Steady-state calls (same shapes and sizes as before) do no per-image Python work: the
+    key is a few tuples, and the device copies of a cached plan are re-used by ``upload``.
+    """
+    full_key = (key, method, bool(antialias), src.dtype.kind)
+    plan = _PLANS.get(full_key)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        shapes = [(s[0], s[1]) for s in (src.shapes if hasattr(src, "images") else [src.shape])]
+        round_rows = antialias and method in ("bilinear", "bicubic", "lanczos") and src.dtype.kind != "f"
+        plan = _PLANS[full_key] = make_plan(method, bool(antialias), bool(round_rows), shapes, specs_fn())
+    return plan
 
 
 # ============================================================================ NumPy reference
@@ -337,14 +352,12 @@ def _module_source() -> str:
     return _SOURCE + "\n".join(entries)
 
 
-def resample(src: Source, out: Source, specs: Sequence[Spec], method: str, antialias: bool,
-             fill: np.ndarray, channels: int, stream: Any = None, read_base: int | None = None) -> Source:
+def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: int, stream: Any = None,
+             read_base: int | None = None) -> Source:
     """Run a plan: ``out`` already has its shapes; ``fill`` is 4 floats (the background).
 
     ``read_base``: where the GPU reads the source pixels (a workspace copy when in place).
     """
-    plan = _plan_for(src, method, antialias, specs)
-    fill = np.asarray(fill, np.float32)
     if src.device == "cpu":
         for s, o, i in pairs(src, out):
             o.array[...] = store_numpy(_resample_numpy(s.array, plan, i, o.shape, fill), o.dtype)

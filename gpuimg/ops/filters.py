@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -424,6 +424,32 @@ def _pack_weights(per_image: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(chunks).astype(np.float32), np.asarray(rows, np.int32)
 
 
+class _Packed(NamedTuple):
+    """Device-ready weights of one separable call (cached: the steady state re-uses it)."""
+
+    fused: bool
+    radius: int
+    weights: np.ndarray
+    taps: np.ndarray
+
+
+_PACKED: dict[Any, _Packed] = {}
+
+
+def _packed(key: Any, weights: Sequence[np.ndarray], channels: int) -> _Packed:
+    hit = _PACKED.get((key, channels))
+    if hit is not None:
+        return hit
+    radius = max(len(w) // 2 for w in weights)
+    fused = radius <= MAX_TILE_RADIUS and tile_smem_bytes(radius, channels) <= _TILE_SMEM_LIMIT
+    # the tile kernel has one compile-time radius: smaller kernels are padded with zeros
+    w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
+    if len(_PACKED) >= 64:
+        _PACKED.clear()
+    packed = _PACKED[(key, channels)] = _Packed(fused, radius, w, taps)
+    return packed
+
+
 def _separable(
     src: Source,
     weights: Sequence[np.ndarray],
@@ -432,10 +458,13 @@ def _separable(
     out: Source | None,
     stream: Any,
     unsharp: tuple[np.ndarray, np.ndarray] | None = None,
+    key: Any = None,
 ) -> Source:
     """Run a separable filter (same 1-D weights on both axes, one set per image).
 
     ``unsharp``: (amount, threshold) per image turns the second pass into unsharp masking.
+    ``key``: hashable identity of ``weights`` (e.g. the sigmas and radii), so the packed
+    device weights are built once per distinct call.
     """
     code = _check(src, border)
     out = prepare_out(src, out)
@@ -450,12 +479,10 @@ def _separable(
             o.array[...] = store_numpy(blurred, o.dtype)
         return out
     channels = _channels_arg(src)
-    radius = max(len(w) // 2 for w in weights)
-    fused = radius <= MAX_TILE_RADIUS and tile_smem_bytes(radius, channels) <= _TILE_SMEM_LIMIT
-    # the tile kernel has one compile-time radius: smaller kernels are padded with zeros
-    w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
-    w_dev = upload("filters:weights", w, "cuda", stream)
-    taps_dev = upload("filters:taps", taps, "cuda", stream)
+    packed = _packed(key, weights, channels)
+    fused, radius = packed.fused, packed.radius
+    w_dev = upload("filters:weights", packed.weights, "cuda", stream, token=packed)
+    taps_dev = upload("filters:taps", packed.taps, "cuda", stream, token=packed)
     mode, amount_ptr, threshold_ptr = 0, _ptr(w_dev.data.ptr), _ptr(w_dev.data.ptr)  # unread when mode is 0
     if unsharp is not None:
         params = upload("filters:unsharp", np.stack([unsharp[0], unsharp[1]]).astype(np.float32), "cuda", stream)
@@ -578,7 +605,7 @@ def gaussian_blur(
     _positive(sigmas, "sigma")
     radii = _radii(src, sigmas, radius)
     weights = [gaussian_kernel(float(s), int(r)) for s, r in zip(sigmas, radii)]
-    return _separable(src, weights, border, value, out, stream)
+    return _separable(src, weights, border, value, out, stream, key=("gauss", sigmas.tobytes(), radii.tobytes()))
 
 
 def box_blur(
@@ -602,7 +629,7 @@ def box_blur(
     if np.any(radii < 0) or np.any(radii != np.round(radii)):
         raise ValueError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
     weights = [np.full(2 * int(r) + 1, 1.0 / (2 * int(r) + 1)) for r in radii]
-    return _separable(src, weights, border, value, out, stream)
+    return _separable(src, weights, border, value, out, stream, key=("box", radii.tobytes()))
 
 
 def unsharp_mask(
@@ -638,7 +665,8 @@ def unsharp_mask(
         raise ValueError(f"amount must be finite and threshold >= 0, got {amounts.tolist()}, {thresholds.tolist()}")
     radii = _radii(src, sigmas, radius)
     weights = [gaussian_kernel(float(s), int(r)) for s, r in zip(sigmas, radii)]
-    return _separable(src, weights, border, 0.0, out, stream, unsharp=(amounts, thresholds))
+    key = ("gauss", sigmas.tobytes(), radii.tobytes())
+    return _separable(src, weights, border, 0.0, out, stream, unsharp=(amounts, thresholds), key=key)
 
 
 def _sharpen_kernel(amount: float) -> np.ndarray:

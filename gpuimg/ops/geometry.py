@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from ._kernels import (
     store_numpy,
     upload,
 )
-from ._resample import METHODS, Spec, check_method, resample
+from ._resample import METHODS, Spec, cached_plan, check_method, resample
 
 __all__ = [
     "resize",
@@ -77,11 +77,18 @@ def _check(src: Source) -> int:
 
 
 def _shapes(src: Source) -> list[tuple[int, int, int]]:
-    return list(src.shapes) if isinstance(src, ImageBatch) else [src.shape]
+    return src.shapes if isinstance(src, ImageBatch) else [src.shape]
+
+
+def _is_size(size: Any) -> bool:
+    return isinstance(size, tuple | list) and len(size) == 2 and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1 for v in size)
 
 
 def _sizes(size: Any, count: int, name: str = "size") -> list[tuple[int, int]]:
     """(height, width) per image from one pair or a list of pairs; ValueError otherwise."""
+    if _is_size(size):  # the common case, without NumPy's overhead
+        return [(int(size[0]), int(size[1]))] * count
     arr = np.asarray(size)
     if arr.ndim == 1:
         arr = np.broadcast_to(arr, (count, arr.shape[0]))
@@ -100,7 +107,13 @@ def _result(src: Source, out: Source | None, shapes: list[tuple[int, int, int]])
 
 
 def _fill(value: Any, name: str = "fill") -> np.ndarray:
-    """A scalar or per-channel background as 4 float32 values."""
+    """A scalar or per-channel background as 4 float32 values (cached: called per op call)."""
+    key = value if isinstance(value, int | float) else tuple(np.asarray(value, dtype=np.float64).reshape(-1).tolist())
+    return _fill_cached(key, name)
+
+
+@functools.lru_cache(maxsize=64)
+def _fill_cached(value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.size not in (1, 3, 4) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be a number or 3/4 channel values, got {value!r}")
@@ -113,14 +126,21 @@ def _fill(value: Any, name: str = "fill") -> np.ndarray:
 
 
 # ============================================================================ resize family
-def _run_resample(src: Source, out: Source | None, boxes: list, sizes: list, rects: list, method: str,
-                  antialias: bool, background: Any, stream: Any) -> Source:
+def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callable[[], tuple[list, list]],
+                  sizes: list[tuple[int, int]], method: str, antialias: bool, background: Any, stream: Any) -> Source:
+    """Resample ``src`` into ``sizes``; ``geometry_fn`` gives (boxes, rects) on a plan-cache miss."""
     channels = _check(src)
-    specs = [Spec(tuple(map(float, b)), s, r) for b, s, r in zip(boxes, sizes, rects)]
-    out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
+    shapes = _shapes(src)
+
+    def specs() -> list[Spec]:
+        boxes, rects = geometry_fn()
+        return [Spec(tuple(map(float, b)), s, r) for b, s, r in zip(boxes, sizes, rects)]
+
+    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs)
+    out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, shapes)])
     # Same size in place: the GPU reads a workspace copy (the CPU path computes, then writes).
     base = readable_source(src, out, stream).base if out is src and src.device == "cuda" else None
-    return resample(src, out, specs, method, antialias, _fill(background, "background"), channels, stream, base)
+    return resample(src, out, plan, _fill(background, "background"), channels, stream, base)
 
 
 def resize(
@@ -149,9 +169,11 @@ def resize(
     _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
-    boxes = [(0, 0, h, w) for h, w, _ in shapes]
-    rects = [(0, 0, h, w) for h, w in sizes]
-    return _run_resample(src, out, boxes, sizes, rects, method, antialias, 0, stream)
+
+    def geometry_fn() -> tuple[list, list]:
+        return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
+
+    return _run_resample(src, out, "resize", geometry_fn, sizes, method, antialias, 0, stream)
 
 
 def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int, int]:
@@ -241,9 +263,11 @@ def fit(
     _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
-    geo = [_fit_geometry(h, w, th, tw, mode) for (h, w, _), (th, tw) in zip(shapes, sizes)]
-    return _run_resample(src, out, [g[0] for g in geo], sizes, [g[1] for g in geo], method, antialias,
-                         background, stream)
+    def geometry_fn() -> tuple[list, list]:
+        geo = [_fit_geometry(h, w, th, tw, mode) for (h, w, _), (th, tw) in zip(shapes, sizes)]
+        return [g[0] for g in geo], [g[1] for g in geo]
+
+    return _run_resample(src, out, ("fit", mode), geometry_fn, sizes, method, antialias, background, stream)
 
 
 # ============================================================================ index-map kernel
