@@ -212,6 +212,59 @@ def ours_decode_only(datas: list[bytes], device: str) -> float:
     return len(datas) / (time.perf_counter() - t0)
 
 
+def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
+    """Each stage alone, single thread, in-memory (ms per image): where the time goes."""
+    from gpuimg.codec import Decoder, Encoder, info
+    from gpuimg.pipeline import _Processor, _Step
+
+    costs: dict[str, float] = {}
+    sample = datas[: 4 * BATCH]
+    t0 = time.perf_counter()
+    for d in sample:
+        info(d)
+    costs["header parse (codec.info)"] = (time.perf_counter() - t0) / len(sample) * 1e3
+    decoder, encoder = Decoder(device), Encoder(device)
+    batches = [decoder.decode_batch(sample[k : k + BATCH]).images for k in range(0, len(sample), BATCH)]
+    proc = _Processor([_Step(s) for s in W1_STEPS])
+    proc(batches[0], None)
+    _sync(device)
+    todo = batches[1:] or batches
+    for label in ("steps, new shapes each batch", "steps, same shapes again"):
+        t0 = time.perf_counter()
+        for b in todo:
+            result = proc(b, None)
+        _sync(device)
+        costs[label] = (time.perf_counter() - t0) / (len(todo) * BATCH) * 1e3
+    encoder.encode_batch(result, "jpeg", quality=90)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        encoder.encode_batch(result, "jpeg", quality=90)
+    costs["encode 512x512 JPEG q90"] = (time.perf_counter() - t0) / (3 * BATCH) * 1e3
+    return costs
+
+
+def sweep(files: list[Path], out: Path, device: str) -> None:
+    """W1 under a few settings (diagnostic lines, not in the table)."""
+    for label, kwargs, interval in (
+        ("readers 2, writers 2", dict(readers=2, writers=2), None),
+        ("readers 4, writers 4", dict(readers=4, writers=4), None),
+        ("batch 128", dict(batch_size=128), None),
+        ("switch interval 0.5 ms", {}, 0.0005),
+    ):
+        old = sys.getswitchinterval()
+        if interval:
+            sys.setswitchinterval(interval)
+        try:
+            kw = dict(batch_size=BATCH) | kwargs
+            s = Pipeline(W1_STEPS, device=device).run(files, out / label.replace(" ", "_"), **kw)
+        finally:
+            sys.setswitchinterval(old)
+        busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
+        print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
+    s = Pipeline([], device=device).run(files, out / "nosteps", batch_size=BATCH)
+    print(f"sweep decode -> encode (no steps, full-size JPEG): {s.images_per_second:,.0f} img/s", flush=True)
+
+
 # --------------------------------------------------------------------------- peers
 
 
@@ -339,6 +392,7 @@ def main() -> None:
     args = harness.parse_args(lambda p: (
         p.add_argument("--count", type=int, default=None, help="dataset files (default 2000, 128 with --quick)"),
         p.add_argument("--pillow-count", type=int, default=120, help="files for the (slow) Pillow peer"),
+        p.add_argument("--sweep", action="store_true", help="also: stages alone, W1 under other settings"),
     ))
     device = "cuda" if harness.gpu_available() else "cpu"
     count = args.count or (128 if args.quick else 2000)
@@ -356,6 +410,10 @@ def main() -> None:
         decode_only = ours_decode_only(datas, device)
         w1 = ours_w1(files, tmp / "ours", device)
         print(f"ours W1: {w1['summary']}", flush=True)
+        if args.sweep:
+            for stage, ms in stage_costs(datas, device).items():
+                print(f"stage alone: {stage}: {ms:.3f} ms/img", flush=True)
+            sweep(files, tmp / "sweep", device)
         tv1 = torchvision_w1(files, tmp / "tv") if _has_cuda_torch() else None
         cv1 = opencv_w1(files, tmp / "cv")
         pil1 = pillow_w1(files[: args.pillow_count], tmp / "pil")
