@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ class _Output:
     kind: str  # "image", "tensor" or "hist"
     dtype: str = "uint8"
     layout: str = "NHWC"
+    staged: bool = False  # NCHW tensors: stores through shared memory, fully coalesced
 
     @property
     def ctype(self) -> str:
@@ -195,6 +197,31 @@ def _stat_code(step: Step, channels: int, offset: int, shared: list[str], prolog
         f"  if (n) atomicAdd(HISTW + {offset} + k, n);\n}}"
     )
     return setup, acc, epilogue
+
+
+# Warp-staged NCHW stores: a warp's 32 x 16 values of one plane are contiguous in the
+# tensor; written through shared memory, each store instruction covers 512 contiguous bytes
+# instead of 32 pieces of 16 bytes at a 64-byte stride. Used when the whole warp is on
+# full groups (all but the last partial sweep).
+STAGED_TENSOR_STORES = os.environ.get("GPUIMG_STAGED_STORES", "1") != "0"
+
+
+def _staged_plane_store(ot: str, channels: int, per_plane: str, direct: str, shared: list[str]) -> str:
+    shared.append(f"__shared__ uint4 STAGE[{_THREADS} * {per_plane}];")
+    return (
+        f"const int lane = threadIdx.x & 31;\n"
+        f"if (g - lane + 31 < groups) {{\n"
+        f"  uint4* stg = STAGE + (threadIdx.x >> 5) * 32 * {per_plane};\n"
+        f"  #pragma unroll\n  for (int k = 0; k < {channels}; ++k) {{\n"
+        f"    {ot} plane[16];\n"
+        f"    #pragma unroll\n    for (int i = 0; i < 16; ++i) plane[i] = ob.e[i * {channels} + k];\n"
+        f"    #pragma unroll\n    for (int j = 0; j < {per_plane}; ++j) stg[lane * {per_plane} + j] = ((uint4*)plane)[j];\n"
+        f"    __syncwarp();\n"
+        f"    uint4* dq = (uint4*)(d + k * npix + (g - lane) * 16);\n"
+        f"    #pragma unroll\n    for (int j = 0; j < {per_plane}; ++j) dq[j * 32 + lane] = stg[j * 32 + lane];\n"
+        f"    __syncwarp();\n  }}\n"
+        f"}} else {{\n{direct}\n}}"
+    )
 
 
 def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index: int, hist_stride: int) -> str:
@@ -258,13 +285,14 @@ def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index:
                 f"const bool out_flat = (((size_t)d) & 15) == 0 && ((npix * sizeof({ot})) & 15) == 0;"
             )
             per_plane = f"(16 * sizeof({ot}) / 16)"
-            store_group = (
+            direct = (
                 f"#pragma unroll\nfor (int k = 0; k < {cout}; ++k) {{\n"
                 f"  {ot} plane[16];\n"
                 f"  #pragma unroll\n  for (int i = 0; i < 16; ++i) plane[i] = ob.e[i * {cout} + k];\n"
                 f"  uint4* dq = (uint4*)(d + k * npix + g * 16);\n"
                 f"  #pragma unroll\n  for (int j = 0; j < {per_plane}; ++j) dq[j] = ((uint4*)plane)[j];\n}}"
             )
+            store_group = _staged_plane_store(ot, cout, per_plane, direct, shared) if output.staged else direct
             one_store = " ".join(f"d[{k} * npix + p] = {conv(f'v[{k}]')};" for k in range(cout))
         group_store = group_store_px
         flat_ok = "out_flat"
@@ -497,7 +525,7 @@ def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out:
 
     images = _as_images(src)
     count = len(images)
-    output = _Output("tensor", tensor.dtype, tensor.layout) if tensor is not None else _IMAGE_OUT
+    output = _tensor_output(tensor) if tensor is not None else _IMAGE_OUT
     stat_kernels, main_kernel, hist_stride = _plan(steps, channels, output)
     table, pstride, key = _gpu_params(steps, count)
     params = upload(table, "pointwise.params", "cuda", stream, key)
@@ -518,6 +546,11 @@ def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out:
 
 _IMAGE_OUT = _Output("image")
 _plans: dict[tuple[Any, ...], tuple[list[Any], Any, int]] = {}
+
+
+def _tensor_output(tensor: Any) -> _Output:
+    staged = STAGED_TENSOR_STORES and tensor.layout == "NCHW"
+    return _Output("tensor", tensor.dtype, tensor.layout, staged)
 
 
 def _plan(steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
@@ -562,7 +595,7 @@ def source_of(chain_: Chain, channels: int) -> str:
     steps = chain_.all_steps()
     _, stride = _hist_layout(steps, channels)
     tensor = chain_.tensor
-    output = _Output("tensor", tensor.dtype, tensor.layout) if tensor is not None else _Output("image")
+    output = _tensor_output(tensor) if tensor is not None else _IMAGE_OUT
     return _kernel_source(steps, channels, output, -1, stride)
 
 
