@@ -7,8 +7,11 @@
 #   bash .ci/device.sh python3 bench/ops.py
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-if [ ! -d /tmp/site/nvidia ]; then
+# (re)install whenever the carried wheels differ from what a warm machine already has
+wheels=$(ls .whl 2>/dev/null)
+if [ "$wheels" != "$(cat /tmp/site/.carried 2>/dev/null)" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
+  echo "$wheels" > /tmp/site/.carried
 fi
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -21,7 +21,10 @@ SECTIONS = ("ops_geometry", "ops_color")
 
 
 def main() -> None:
-    args = harness.parse_args()
+    def options(parser) -> None:  # the sections' own options, with their defaults
+        parser.add_argument("--size", default="2160x3840", help="HxW of the colour/compose test image")
+
+    args = harness.parse_args(options, description=__doc__)
     results = harness.Results("operations", meta=dict(device=harness.device_name()))
     for name in SECTIONS:
         importlib.import_module(name).run(results, args)
