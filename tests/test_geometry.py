@@ -7,7 +7,9 @@ Tolerances (max absolute difference in uint8 levels), and why:
   neighbour (OpenCV's 16-bit fixed-point index picks the lower pixel at many exact ties
   of (x + 0.5) * scale; ours takes the pixel whose area holds the centre).
 - resize antialias=True vs Pillow (BILINEAR, BICUBIC, LANCZOS): max 2, mean < 0.3 (Pillow
-  rounds 22-bit fixed-point weights; we emulate its pass order and intermediate rounding).
+  rounds 22-bit fixed-point weights; we emulate its pass order and intermediate rounding,
+  as of Pillow 13; with older Pillow only the mean is checked where width grows and
+  height shrinks, because it orders the passes the other way there).
 - crop/flip/rotate90/pad vs NumPy: exact. warp_affine/rotate vs cv2.warpAffine: nearest
   >= 98 % identical; bilinear >= 99.5 % within 1 and max 8 (OpenCV rounds coordinates to
   1/32 pixel through a 1/1024 fixed point; where ours rounds the other way at an edge the
@@ -80,6 +82,12 @@ def test_resize_antialias_matches_pillow(device, coffee, method, size):
     got = geometry.resize(_image(coffee, device), size, method=method, antialias=True).numpy()
     ref = np.asarray(PIL.fromarray(coffee).resize(size[::-1], PIL_METHOD[method]))
     d = _diff(got, ref)
+    mixed = size[1] > 600 and size[0] < 400  # width grows, height shrinks
+    if mixed and int(PIL.__version__.split(".")[0]) < 13:
+        # We follow Pillow 13, which runs the vertical pass first here; older Pillow runs the
+        # horizontal one first, and the 8-bit rounding in between moves overshooting edges.
+        assert d.mean() < 0.3
+        return
     assert d.max() <= 2 and d.mean() < 0.3
 
 

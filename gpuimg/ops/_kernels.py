@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,6 +32,9 @@ __all__ = [
     "grid_for",
     "store_numpy",
     "span_bytes",
+    "Blob",
+    "pack",
+    "upload_blob",
     "pairs",
 ]
 
@@ -167,6 +170,38 @@ def upload(name: str, host: np.ndarray, device: str, stream: Any = None, token: 
     # keep the token alive so its identity cannot be reused by another object
     last[key] = (buf.generation, token, host if token is not None else host.copy(), view)
     return view
+
+
+class Blob(NamedTuple):
+    """Several small parameter arrays packed into one upload, and each one's byte offset."""
+
+    data: np.ndarray
+    offsets: tuple[int, ...]
+
+
+def pack(*arrays: np.ndarray) -> Blob:
+    """Pack ``arrays`` (each 16-byte aligned) into one uint8 array, so a call uploads once.
+
+    Example:
+        >>> b = pack(np.zeros(3, np.int32), np.ones(2, np.float32))
+        >>> b.offsets, b.data.size
+        ((0, 16), 24)
+    """
+    offsets, chunks, size = [], [], 0
+    for a in arrays:
+        raw = np.ascontiguousarray(a).view(np.uint8).reshape(-1)
+        pad = -size % 16
+        chunks += [np.zeros(pad, np.uint8), raw]
+        offsets.append(size + pad)
+        size += pad + raw.size
+    return Blob(np.concatenate(chunks) if chunks else np.zeros(0, np.uint8), tuple(offsets))
+
+
+def upload_blob(name: str, blob: Blob, device: str, stream: Any = None) -> tuple[np.uint64, ...]:
+    """Upload a cached :class:`Blob` (skipped when the same blob was the last one) -> pointers."""
+    view = upload(name, blob.data, device, stream, token=blob)
+    base = int(view.data.ptr)
+    return tuple(np.uint64(base + off) for off in blob.offsets)
 
 
 def span_bytes(src: Source) -> int:

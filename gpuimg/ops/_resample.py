@@ -30,7 +30,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from ._common import Source, batch_view, launch, raw_kernel
-from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, kernel_args, pairs, store_numpy, upload
+from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload_blob
 
 __all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_plan", "resample"]
 
@@ -365,15 +365,26 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     view, oview = batch_view(src, stream), batch_view(out, stream)
     if read_base is not None:
         view = view._replace(base=read_base)
-    meta = upload("resample:meta", plan.meta, "cuda", stream, token=plan)
-    starts = upload("resample:starts", plan.starts, "cuda", stream, token=plan)
-    weights = upload("resample:weights", plan.weights, "cuda", stream, token=plan)
-    fill_dev = upload("resample:fill", fill, "cuda", stream)
+    meta, starts, weights, fill_dev = upload_blob("resample:params", _blob(plan, fill), "cuda", stream)
     kernel = raw_kernel(_module_source(), f"resample_{dtype_suffix(src.dtype)}")
     launch(
         kernel, grid_for(oview, _BLOCK), _BLOCK + (1,),
-        kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights,
-                    fill_dev, channels),
+        (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights, fill_dev,
+         np.int32(channels)),
         stream,
     )
     return out
+
+
+_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob]] = {}
+
+
+def _blob(plan: Plan, fill: np.ndarray) -> Blob:
+    """The plan's arrays and the background in one upload (cached with the plan)."""
+    key = (id(plan), fill.tobytes())
+    hit = _BLOBS.get(key)
+    if hit is None or hit[0] is not plan:
+        if len(_BLOBS) >= 2 * _MAX_PLANS:
+            _BLOBS.clear()
+        hit = _BLOBS[key] = (plan, pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32)))
+    return hit[1]

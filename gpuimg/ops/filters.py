@@ -31,16 +31,19 @@ from ..memory import scratch
 from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel
 from ._kernels import (
     CUDA_PRELUDE,
+    Blob,
     border_index,
     check_border,
     dtype_suffix,
     grid_for,
     kernel_args,
+    pack,
     pairs,
     readable_source,
     span_bytes,
     store_numpy,
     upload,
+    upload_blob,
 )
 
 __all__ = [
@@ -216,12 +219,20 @@ __device__ void sep_tile(const void* src, const long long* tab, void* dst, const
     float wr[N];
     #pragma unroll
     for (int k = 0; k < N; ++k) wr[k] = w[taps[2 * b] + k];
-    for (int i = tid; i < IH * IW; i += nt) {
-        int row = i / IW, col = i - row * IW;
-        int gy = map_border(y0 - R + row, H, border), gx = map_border(x0 - R + col, W, border);
-        const T* p = (gy < 0 || gx < 0) ? (const T*)0 : row_ptr<T>(src, s, gy) + (long long)gx * C;
-        #pragma unroll
-        for (int c = 0; c < C; ++c) in[i * C + c] = p ? to_f(p[c]) : cval;
+    if (x0 >= R && y0 >= R && x0 + TILE_W + R <= W && y0 + TILE_H + R <= H) {
+        // interior tile (most of them): each haloed row is one contiguous run of bytes
+        for (int i = tid; i < IH * IW * C; i += nt) {
+            int row = i / (IW * C), e = i - row * IW * C;
+            in[i] = to_f(row_ptr<T>(src, s, y0 - R + row)[(long long)(x0 - R) * C + e]);
+        }
+    } else {
+        for (int i = tid; i < IH * IW; i += nt) {
+            int row = i / IW, col = i - row * IW;
+            int gy = map_border(y0 - R + row, H, border), gx = map_border(x0 - R + col, W, border);
+            const T* p = (gy < 0 || gx < 0) ? (const T*)0 : row_ptr<T>(src, s, gy) + (long long)gx * C;
+            #pragma unroll
+            for (int c = 0; c < C; ++c) in[i * C + c] = p ? to_f(p[c]) : cval;
+        }
     }
     __syncthreads();
     for (int i = tid; i < IH * C * RUNS_H; i += nt) {
@@ -488,8 +499,7 @@ class _Packed(NamedTuple):
 
     fused: bool
     radius: int
-    weights: np.ndarray
-    taps: np.ndarray
+    blob: Blob  # the weights (float32) and the per-image (offset, radius) rows (int32)
 
 
 _PACKED: dict[Any, _Packed] = {}
@@ -505,7 +515,7 @@ def _packed(key: Any, weights: Sequence[np.ndarray], channels: int) -> _Packed:
     w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
     if len(_PACKED) >= 64:
         _PACKED.clear()
-    packed = _PACKED[(key, channels)] = _Packed(fused, radius, w, taps)
+    packed = _PACKED[(key, channels)] = _Packed(fused, radius, pack(w, taps))
     return packed
 
 
@@ -540,9 +550,8 @@ def _separable(
     channels = _channels_arg(src)
     packed = _packed(key, weights, channels)
     fused, radius = packed.fused, packed.radius
-    w_dev = upload("filters:weights", packed.weights, "cuda", stream, token=packed)
-    taps_dev = upload("filters:taps", packed.taps, "cuda", stream, token=packed)
-    mode, amount_ptr, threshold_ptr = 0, _ptr(w_dev.data.ptr), _ptr(w_dev.data.ptr)  # unread when mode is 0
+    w_dev, taps_dev = upload_blob("filters:weights", packed.blob, "cuda", stream)
+    mode, amount_ptr, threshold_ptr = 0, w_dev, w_dev  # unread when mode is 0
     if unsharp is not None:
         params = upload("filters:unsharp", np.stack([unsharp[0], unsharp[1]]).astype(np.float32), "cuda", stream)
         mode, amount_ptr, threshold_ptr = 1, _ptr(params.data.ptr), _ptr(params.data.ptr + 4 * params.shape[1])

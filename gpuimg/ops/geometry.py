@@ -35,11 +35,14 @@ from ._kernels import (
     check_border,
     dtype_suffix,
     grid_for,
+    Blob,
     kernel_args,
+    pack,
     pairs,
     readable_source,
     store_numpy,
     upload,
+    upload_blob,
 )
 from ._resample import METHODS, Spec, cached_plan, check_method, resample
 
@@ -127,10 +130,12 @@ def _fill_cached(value: Any, name: str) -> np.ndarray:
 
 # ============================================================================ resize family
 def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callable[[], tuple[list, list]],
-                  sizes: list[tuple[int, int]], method: str, antialias: bool, background: Any, stream: Any) -> Source:
-    """Resample ``src`` into ``sizes``; ``geometry_fn`` gives (boxes, rects) on a plan-cache miss."""
-    channels = _check(src)
-    shapes = _shapes(src)
+                  shapes: list[tuple[int, int, int]], sizes: list[tuple[int, int]], channels: int, method: str,
+                  antialias: bool, background: Any, stream: Any) -> Source:
+    """Resample ``src`` (checked: ``shapes``, ``channels``) into ``sizes``.
+
+    ``geometry_fn`` gives (source boxes, destination rects) on a plan-cache miss only.
+    """
 
     def specs() -> list[Spec]:
         boxes, rects = geometry_fn()
@@ -166,14 +171,14 @@ def resize(
         (240, 320, 3)
     """
     check_method(method)
-    _check(src)
+    channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
 
     def geometry_fn() -> tuple[list, list]:
         return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
 
-    return _run_resample(src, out, "resize", geometry_fn, sizes, method, antialias, 0, stream)
+    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream)
 
 
 def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int, int]:
@@ -260,14 +265,15 @@ def fit(
     if mode not in FIT_MODES:
         raise ValueError(f"mode={mode!r} is not a fit mode; use one of {FIT_MODES}")
     check_method(method)
-    _check(src)
+    channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
     def geometry_fn() -> tuple[list, list]:
         geo = [_fit_geometry(h, w, th, tw, mode) for (h, w, _), (th, tw) in zip(shapes, sizes)]
         return [g[0] for g in geo], [g[1] for g in geo]
 
-    return _run_resample(src, out, ("fit", mode), geometry_fn, sizes, method, antialias, background, stream)
+    return _run_resample(src, out, ("fit", mode), geometry_fn, shapes, sizes, channels, method, antialias,
+                         background, stream)
 
 
 # ============================================================================ index-map kernel
@@ -385,17 +391,34 @@ def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes:
         return out
     view = readable_source(src, out, stream)
     oview = batch_view(out, stream)
+    coef_ptr, fill_ptr = upload_blob("geometry:remap", _remap_blob(coef, fill4), "cuda", stream)
     launch(
         raw_kernel(_source(), f"remap_{dtype_suffix(src.dtype)}"), grid_for(oview, _BLOCK), _BLOCK + (1,),
-        kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table,
-                    upload("geometry:coef", coef, "cuda", stream), code, upload("geometry:fill", fill4, "cuda", stream),
-                    channels),
+        (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, coef_ptr, np.int32(code), fill_ptr,
+         np.int32(channels)),
         stream,
     )
     return out
 
 
+_REMAP_BLOBS: dict[bytes, Blob] = {}
+
+
+def _remap_blob(coef: np.ndarray, fill: np.ndarray) -> Blob:
+    """Index-map rows and fill in one upload, cached by content (a pipeline repeats them)."""
+    key = coef.tobytes() + fill.tobytes()
+    blob = _REMAP_BLOBS.get(key)
+    if blob is None:
+        if len(_REMAP_BLOBS) >= 64:
+            _REMAP_BLOBS.clear()
+        blob = _REMAP_BLOBS[key] = pack(coef, fill)
+    return blob
+
+
 def _ints(value: Any, count: int, name: str) -> np.ndarray:
+    """One int per image from an int or a sequence (ValueError naming ``name`` otherwise)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return np.full(count, int(value), np.int64)
     arr = per_sample(value, count, name, np.float64)
     if np.any(arr != np.round(arr)):
         raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
