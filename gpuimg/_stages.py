@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .device import use_stream
 
-__all__ = ["DONE", "Stopped", "StageQueue", "start_thread", "Lane", "StageTimer", "batches_by_size", "is_out_of_memory"]
+__all__ = ["DONE", "Stopped", "StageQueue", "start_thread", "LaneCountdown", "pass_end", "Lane", "StageTimer", "batches_by_size", "is_out_of_memory"]
 
 T = TypeVar("T")
 DONE = object()  # end-of-stream marker passed down the queues
@@ -79,6 +79,34 @@ def start_thread(name: str, target: Callable[[], None], on_error: Callable[[Base
     thread = threading.Thread(target=body, name=f"gpuimg-{name}", daemon=True)
     thread.start()
     return thread
+
+
+class LaneCountdown:
+    """For N threads sharing one input queue: each passes the end marker on to its
+    siblings; only the last one to finish sends it downstream.
+
+    Example:
+        >>> c = LaneCountdown(2)
+        >>> c.finished(), c.finished()
+        (False, True)
+    """
+
+    def __init__(self, lanes: int):
+        self._left = lanes
+        self._lock = threading.Lock()
+
+    def finished(self) -> bool:
+        with self._lock:
+            self._left -= 1
+            return self._left == 0
+
+
+def pass_end(src: StageQueue, countdown: LaneCountdown, out: StageQueue | None) -> None:
+    """Called by a lane that took DONE from ``src``: hand it to the siblings, and downstream
+    (``out``) once every lane has finished."""
+    src.put(DONE)
+    if countdown.finished() and out is not None:
+        out.put(DONE)
 
 
 class Lane:

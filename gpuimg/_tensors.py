@@ -48,6 +48,7 @@ class _TensorSink:
         self.released: list[Any] = [None] * len(self.ring)
         self.resized: ImageBatch | None = None
         self.count = 0
+        self.lanes = 0  # runs on the process thread: no batch is read after handle() returns
 
     def start(self, lane: Lane) -> None:
         self.lane = lane

@@ -5,19 +5,21 @@ stages, and ``batches`` feeds a training loop:
 
     reader threads      read file bytes and parse headers (prefetching ahead)
     batcher             groups files by count AND decoded size (``max_batch_bytes``)
-    decode thread       its own CUDA stream and Decoder; decodes batch N+1 into a ring of
-                        reused ImageBatch arenas while batch N is processed
-    process thread      its own stream and Encoder; runs the steps batch-wise (one launch
-                        per op per batch) into per-step reused outputs, then encodes
+    decode threads (2)  each with its own CUDA stream and Decoder; decode batches into a
+                        ring of reused ImageBatch arenas while earlier batches are processed
+    process thread      runs the steps batch-wise (one launch per op per batch) into
+                        reused step outputs, on its own stream
+    encode threads (2)  each with its own stream and Encoder (reused CodeStreams)
     writer threads      write each output atomically (temporary name, then rename)
 
 Memory bound: a batch holds at most ``batch_size`` images and at most ``max_batch_bytes``
 bytes of decoded pixels (height x width x 3; an image larger than that alone forms a batch
-of one). The run holds ``DECODE_RING`` decoded batches plus one output buffer per step, so
-device memory stays under about ``(DECODE_RING + steps) x max_batch_bytes`` for steps that
-do not enlarge images. Buffers grow to the largest batch seen and are then reused: the
-steady state allocates nothing (see :func:`gpuimg.memory_stats`). A GPU out-of-memory
-error splits the batch in halves (down to single images) instead of ending the run.
+of one). The run holds ``DECODE_LANES x DECODE_RING`` decoded batches and ``1 +
+ENCODE_LANES`` sets of step outputs, so device memory stays under about ``(4 + 3 x
+steps) x max_batch_bytes`` for steps that do not enlarge images (lower ``max_batch_bytes``
+on a small GPU). Buffers grow to the largest batch seen and are then reused: the steady
+state allocates nothing (see :func:`gpuimg.memory_stats`). A GPU out-of-memory error
+splits the batch in halves (down to single images) instead of ending the run.
 
 Example:
     >>> import gpuimg
@@ -45,7 +47,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._files import FORMAT_SUFFIX, Job, atomic_write, is_done, plan_jobs
-from ._stages import DONE, Lane, StageQueue, StageTimer, Stopped, batches_by_size, is_out_of_memory, start_thread
+from ._stages import (
+    DONE,
+    Lane,
+    LaneCountdown,
+    StageQueue,
+    StageTimer,
+    Stopped,
+    batches_by_size,
+    is_out_of_memory,
+    pass_end,
+    start_thread,
+)
 from .device import resolve_device
 from .image import ImageBatch
 
@@ -56,7 +69,12 @@ __all__ = ["Pipeline", "Summary", "Failure", "available_ops", "load_steps", "DEF
 
 OP_MODULES = ("geometry", "filters", "color", "compose")
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
-DECODE_RING = 2  # decoded batches in flight: one being decoded, one being processed
+# Two decode and two encode threads, each with its own codec object and CUDA stream: one
+# codec call leaves the GPU and the CPU cores idle part of the time (header and Huffman
+# work, copies, Python), so two calls in flight keep them busier (measured on the H200).
+DECODE_LANES = 2
+ENCODE_LANES = 2
+DECODE_RING = 2  # decoded batches per decode lane: one being decoded, one being processed
 REPORT_NAME = "gpuimg-report.json"
 LOSSY_FORMATS = ("jpg", "webp", "jp2")  # the formats that take a quality
 
@@ -436,15 +454,20 @@ class _Decoded(NamedTuple):
 
 
 class _DecodeStage:
-    """Decode thread: its own Decoder and stream; decodes into a ring of reused batches."""
+    """Decode threads (``lanes``), each with its own Decoder and stream, decoding into a
+    shared ring of reused batches (``DECODE_RING`` per lane)."""
 
-    def __init__(self, run: _Run, device: str, src: StageQueue, out: StageQueue):
-        self.run, self.device, self.src, self.out = run, device, src, out
+    def __init__(self, run: _Run, device: str, src: StageQueue, out: StageQueue, lanes: int):
+        self.run, self.device, self.src, self.out, self.lanes = run, device, src, out, lanes
         self.free: StageQueue = StageQueue(0, run.stop)
-        for _ in range(DECODE_RING):
+        for _ in range(DECODE_RING * lanes):
             self.free.put(_Slot())
+        self._countdown = LaneCountdown(lanes)
 
-    def __call__(self) -> None:
+    def start(self) -> list[threading.Thread]:
+        return [start_thread(f"decode{i}", self._lane, self.run.fail_fatal) for i in range(self.lanes)]
+
+    def _lane(self) -> None:
         lane = Lane(self.device)
         decoder = _new_decoder(self.device)
         while (items := self.src.get()) is not DONE:
@@ -464,7 +487,7 @@ class _DecodeStage:
             for index, error in failures:
                 self.run.fail(items[index].job, "decode", error)
             self.out.put(_Decoded([items[i] for i in good], slot, lane.record()))
-        self.out.put(DONE)
+        pass_end(self.src, self._countdown, self.out)
 
     def release(self, slot: _Slot, event: Any) -> None:
         slot.released = event
@@ -486,18 +509,16 @@ class _Processor:
         return x
 
 
-PROCESSORS = 2  # step-output sets: batch N+1 is processed while the sink reads batch N
-
-
 class _ProcessStage:
     """Process thread: waits for a decoded batch (device-side), runs the steps into one of
-    two reused sets of outputs, releases the decode slot, and hands the result to a sink
-    (encode + write on the sink's own thread, or tensors)."""
+    a few reused sets of outputs, releases the decode slot, and hands the result to a sink
+    (encode + write on the sink's own threads, or tensors)."""
 
     def __init__(self, run: _Run, device: str, steps: list[_Step], src: StageQueue, decode: _DecodeStage, sink: Any):
         self.run, self.device, self.src, self.decode, self.sink = run, device, src, decode, sink
         self.free: StageQueue = StageQueue(0, run.stop)
-        for _ in range(PROCESSORS):
+        # One output set being written here plus one per batch the sink may be reading.
+        for _ in range(1 + sink.lanes):
             self.free.put(_Processor(steps))
         self._fallback_decoder: Any = None
 
@@ -580,19 +601,22 @@ class _ProcessStage:
 
 
 class _FileSink:
-    """Encode thread (own Encoder and stream) plus a pool of writer threads."""
+    """Encode threads (``lanes``, each with its own Encoder and stream) plus a pool of
+    writer threads."""
 
-    def __init__(self, run: _Run, device: str, fmt: str, quality: int, writers: int):
+    def __init__(self, run: _Run, device: str, fmt: str, quality: int, writers: int, lanes: int):
         self.run, self.device, self.fmt, self.quality, self.writers = run, device, fmt, quality, writers
+        self.lanes = lanes
         # Bounds the encoded bytes waiting for a writer (memory), like the queues do.
         self._slots = threading.BoundedSemaphore(8 * writers)
         self.pool: cf.ThreadPoolExecutor | None = None
-        self.thread: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
         self.queue = StageQueue(1, run.stop)
+        self._countdown = LaneCountdown(lanes)
 
     def start(self, lane: Lane) -> None:
         self.pool = cf.ThreadPoolExecutor(self.writers, thread_name_prefix="gpuimg-write")
-        self.thread = start_thread("encode", self._encode_loop, self.run.fail_fatal)
+        self.threads = [start_thread(f"encode{i}", self._encode_loop, self.run.fail_fatal) for i in range(self.lanes)]
 
     def handle(self, items: list[_Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
         self.queue.put((items, batch, ready, done))
@@ -609,6 +633,7 @@ class _FileSink:
             finally:
                 done(lane.record())
             self._write_all(items, encoded)
+        pass_end(self.queue, self._countdown, None)
 
     def _write_all(self, items: list[_Item], encoded: list[bytes | BaseException]) -> None:
         for item, data in zip(items, encoded):
@@ -634,10 +659,11 @@ class _FileSink:
         # Writes already handed over are finished even when stopping: they are atomic and
         # short, and a finished output is kept work.
         try:
-            if self.thread is not None:
+            if self.threads:
                 with contextlib.suppress(Stopped):
                     self.queue.put(DONE)
-                self.thread.join()
+                for thread in self.threads:
+                    thread.join()
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
         finally:
@@ -699,7 +725,7 @@ class Pipeline:
         include: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
         resume: bool = False,
-        readers: int = 8,
+        readers: int = 4,
         writers: int = 4,
         report: str | os.PathLike | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -723,7 +749,7 @@ class Pipeline:
         started = time.perf_counter()
         todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
         run = _Run()
-        sink = _FileSink(run, self.device, _codec_format(format), int(quality), writers)
+        sink = _FileSink(run, self.device, _codec_format(format), int(quality), writers, ENCODE_LANES)
         try:
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress)
         except KeyboardInterrupt:
@@ -775,12 +801,12 @@ class Pipeline:
     def _start(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int) -> list[threading.Thread]:
         to_decode = StageQueue(2, run.stop)
         to_process = StageQueue(1, run.stop)
-        decode = _DecodeStage(run, self.device, to_decode, to_process)
+        decode = _DecodeStage(run, self.device, to_decode, to_process, DECODE_LANES)
         process = _ProcessStage(run, self.device, self._steps, to_process, decode, sink)
         batcher = _Batcher(run, jobs, to_decode, readers, batch_size, max_bytes)
         return [
             start_thread("batch", batcher, run.fail_fatal),
-            start_thread("decode", decode, run.fail_fatal),
+            *decode.start(),
             start_thread("process", process, run.fail_fatal),
         ]
 
@@ -795,7 +821,7 @@ class Pipeline:
         std: Sequence[float] | None = None,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
-        readers: int = 8,
+        readers: int = 4,
         prefetch: int = 2,
     ) -> TensorIterator:
         """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
@@ -808,7 +834,8 @@ class Pipeline:
         taken (work the caller queued on its current stream before then is waited for):
         copy it to keep it longer. Files that fail are skipped; ``iterator.failures`` lists
         them. ``torch.from_dlpack(tensor)`` shares the memory. Fixed batch sizes: batches
-        are formed by count (the last one may be shorter), not by ``max_batch_bytes``.
+        are formed by count (the last one may be shorter), not by ``max_batch_bytes``. Two
+        decode threads run ahead, so batches may come in a different order than the files.
 
         Example:
             >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": (224, 224)})])  # doctest: +SKIP
