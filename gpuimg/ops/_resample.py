@@ -36,6 +36,7 @@ __all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_pl
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 _BLOCK = (32, 8)
+SMALL_TAPS = 8  # row windows up to this many taps use the unrolled kernel (2x downscale bilinear: 5)
 _CV_COEF_SCALE = 2048.0  # INTER_RESIZE_COEF_SCALE of OpenCV's fixed-point 8-bit resize
 
 
@@ -276,7 +277,7 @@ template <> __device__ __forceinline__ float round_row<u8>(float v) { return fmi
 template <> __device__ __forceinline__ float round_row<u16>(float v) { return fminf(fmaxf(rintf(v), 0.f), 65535.f); }
 
 // One output pixel per thread: ny source rows x nx taps, both axes' weights from the plan.
-template <typename T, int C>
+template <typename T, int C, int MAXT>
 __device__ void resample(const void* src, const long long* tab, void* dst, const long long* otab,
                          const int* meta, const int* starts, const float* weights, const float* fill) {
     int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
@@ -318,6 +319,13 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
         for (int c = 0; c < C; ++c) store(q + c, acc[c]);
         return;
     }
+    // MAXT > 0 (every row window has at most MAXT taps): the row weights stay in registers
+    // and the tap loop unrolls, instead of re-reading nx weights for each of the ny rows.
+    float wxr[MAXT > 0 ? MAXT : 1];
+    if constexpr (MAXT > 0) {
+        #pragma unroll
+        for (int kx = 0; kx < MAXT; ++kx) wxr[kx] = kx < nx ? wx[kx] : 0.f;
+    }
     for (int ky = 0; ky < ny; ++ky) {
         float wyk = wy[ky];
         if (wyk == 0.f) continue;  // padded taps: no memory traffic
@@ -325,10 +333,20 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
         float r[C];
         #pragma unroll
         for (int c = 0; c < C; ++c) r[c] = 0.f;
-        for (int kx = 0; kx < nx; ++kx) {
-            float wxk = wx[kx];
+        if constexpr (MAXT > 0) {
             #pragma unroll
-            for (int c = 0; c < C; ++c) r[c] += wxk * to_f(p[kx * C + c]);
+            for (int kx = 0; kx < MAXT; ++kx) {
+                if (kx < nx) {
+                    #pragma unroll
+                    for (int c = 0; c < C; ++c) r[c] += wxr[kx] * to_f(p[kx * C + c]);
+                }
+            }
+        } else {
+            for (int kx = 0; kx < nx; ++kx) {
+                float wxk = wx[kx];
+                #pragma unroll
+                for (int c = 0; c < C; ++c) r[c] += wxk * to_f(p[kx * C + c]);
+            }
         }
         #pragma unroll
         for (int c = 0; c < C; ++c) acc[c] += wyk * (rounding ? round_row<T>(r[c]) : r[c]);
@@ -346,9 +364,10 @@ def _module_source() -> str:
            "const int* starts, const float* weights, const float* fill, int C")
     args = "src, tab, dst, otab, meta, starts, weights, fill"
     for suf, t in (("u8", "u8"), ("u16", "u16"), ("f32", "float")):
-        body = (f"switch (C) {{ case 1: resample<{t}, 1>({args}); break; case 3: resample<{t}, 3>({args}); break; "
-                f"default: resample<{t}, 4>({args}); }}")
-        entries.append(f'extern "C" __global__ void resample_{suf}({sig}) {{ {body} }}')
+        for maxt, name in ((0, "resample"), (SMALL_TAPS, "resample_small")):
+            body = (f"switch (C) {{ case 1: resample<{t}, 1, {maxt}>({args}); break; "
+                    f"case 3: resample<{t}, 3, {maxt}>({args}); break; default: resample<{t}, 4, {maxt}>({args}); }}")
+            entries.append(f'extern "C" __global__ void {name}_{suf}({sig}) {{ {body} }}')
     return _SOURCE + "\n".join(entries)
 
 
@@ -365,8 +384,10 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     view, oview = batch_view(src, stream), batch_view(out, stream)
     if read_base is not None:
         view = view._replace(base=read_base)
-    meta, starts, weights, fill_dev = upload_blob("resample:params", _blob(plan, fill), "cuda", stream)
-    kernel = raw_kernel(_module_source(), f"resample_{dtype_suffix(src.dtype)}")
+    blob, small = _blob(plan, fill)
+    meta, starts, weights, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
+    name = "resample_small" if small else "resample"
+    kernel = raw_kernel(_module_source(), f"{name}_{dtype_suffix(src.dtype)}")
     launch(
         kernel, grid_for(oview, _BLOCK), _BLOCK + (1,),
         (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights, fill_dev,
@@ -376,15 +397,17 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     return out
 
 
-_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob]] = {}
+_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool]] = {}
 
 
-def _blob(plan: Plan, fill: np.ndarray) -> Blob:
-    """The plan's arrays and the background in one upload (cached with the plan)."""
+def _blob(plan: Plan, fill: np.ndarray) -> tuple[Blob, bool]:
+    """The plan's arrays and the background in one upload, and whether every row window
+    fits the register-unrolled kernel (cached with the plan)."""
     key = (id(plan), fill.tobytes())
     hit = _BLOBS.get(key)
     if hit is None or hit[0] is not plan:
         if len(_BLOBS) >= 2 * _MAX_PLANS:
             _BLOBS.clear()
-        hit = _BLOBS[key] = (plan, pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32)))
-    return hit[1]
+        small = int(plan.meta[:, 2].max()) <= SMALL_TAPS
+        hit = _BLOBS[key] = (plan, pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32)), small)
+    return hit[1], hit[2]
