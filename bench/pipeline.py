@@ -244,21 +244,27 @@ def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
 
 
 def sweep(files: list[Path], out: Path, device: str) -> None:
-    """W1 under a few settings (diagnostic lines, not in the table)."""
-    for label, kwargs, interval in (
-        ("readers 2, writers 2", dict(readers=2, writers=2), None),
-        ("readers 4, writers 4", dict(readers=4, writers=4), None),
-        ("batch 128", dict(batch_size=128), None),
-        ("switch interval 0.5 ms", {}, 0.0005),
+    """W1 under other settings (diagnostic lines, not in the table): lanes, readers,
+    codec CPU threads, batch size; and decode -> encode without steps."""
+    import gpuimg.pipeline as gp
+    from gpuimg.codec import Decoder, Encoder
+
+    defaults = (gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder)
+    few_threads = (lambda d: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
+    for label, lanes, codecs, kwargs in (
+        ("defaults again (plans cached now)", None, None, {}),
+        ("1 decode + 1 encode lane", (1, 1), None, {}),
+        ("3 decode + 2 encode lanes", (3, 2), None, {}),
+        ("readers 2, writers 2", None, None, dict(readers=2, writers=2)),
+        ("codec objects with 4 CPU threads", None, few_threads, {}),
+        ("batch 128", None, None, dict(batch_size=128)),
     ):
-        old = sys.getswitchinterval()
-        if interval:
-            sys.setswitchinterval(interval)
+        gp.DECODE_LANES, gp.ENCODE_LANES = lanes or defaults[:2]
+        gp._new_decoder, gp._new_encoder = codecs or defaults[2:]
         try:
-            kw = dict(batch_size=BATCH) | kwargs
-            s = Pipeline(W1_STEPS, device=device).run(files, out / label.replace(" ", "_"), **kw)
+            s = Pipeline(W1_STEPS, device=device).run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH) | kwargs))
         finally:
-            sys.setswitchinterval(old)
+            gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder = defaults
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
     s = Pipeline([], device=device).run(files, out / "nosteps", batch_size=BATCH)
