@@ -29,14 +29,17 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from ..memory import scratch
 from ._common import Source, batch_view, launch, raw_kernel
-from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload_blob
+from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload, upload_blob
 
 __all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_plan", "resample"]
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 _BLOCK = (32, 8)
 SMALL_TAPS = 8  # row windows up to this many taps use the unrolled kernel (2x downscale bilinear: 5)
+TWO_PASS_TAPS = 64  # windows of more taps (nx * ny) run as two 1-D passes (nx + ny taps per pixel)
+TWO_PASS = True  # False: always the fused one-pass kernel
 _CV_COEF_SCALE = 2048.0  # INTER_RESIZE_COEF_SCALE of OpenCV's fixed-point 8-bit resize
 
 
@@ -354,6 +357,62 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
     #pragma unroll
     for (int c = 0; c < C; ++c) store(q + c, acc[c]);
 }
+
+// Two-pass form for large windows (cost nx + ny taps per pixel instead of nx * ny): one
+// axis per launch, per-output start and weights from the same plan. Pass 1 writes a float
+// intermediate (rows-first: in_h x rw; columns-first, Pillow's order: rh x in_w), rounded to
+// the pixel type when the plan asks (as Pillow's 8-bit intermediate); pass 2 writes the
+// output, its rectangle and background. The arithmetic equals the fused kernel's.
+template <typename TI, typename TO, typename TR, int C>
+__device__ void resample_pass(const void* in, const long long* itab, void* out, const long long* otab,
+                              const int* meta, const int* starts, const float* weights, const float* fill,
+                              int pass) {
+    int b = blockIdx.z; Slot si = slot(itab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= so.width || y >= so.height) return;
+    const int* m = meta + 12 * b;
+    TO* q = row_ptr<TO>(out, so, y) + (long long)x * C;
+    int ox = x, oy = y;
+    if (pass == 2) {
+        ox = x - m[9]; oy = y - m[8];
+        if (ox < 0 || oy < 0 || ox >= m[11] || oy >= m[10]) {
+            #pragma unroll
+            for (int c = 0; c < C; ++c) store(q + c, fill[c]);
+            return;
+        }
+    }
+    int first = m[6] == 2 ? 1 : 0;                  // columns first in Pillow's mixed case
+    int axis = pass == 1 ? first : 1 - first;
+    float acc[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) acc[c] = 0.f;
+    if (axis == 0) {
+        int n = m[2], s0 = starts[m[0] + ox];
+        const float* w = weights + m[1] + (long long)ox * n;
+        const TI* p = row_ptr<TI>(in, si, oy) + (long long)s0 * C;
+        for (int k = 0; k < n; ++k) {
+            float wk = w[k];
+            #pragma unroll
+            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[k * C + c]);
+        }
+    } else {
+        int n = m[5], s0 = starts[m[3] + oy];
+        const float* w = weights + m[4] + (long long)oy * n;
+        for (int k = 0; k < n; ++k) {
+            float wk = w[k];
+            if (wk == 0.f) continue;
+            const TI* p = row_ptr<TI>(in, si, s0 + k) + (long long)ox * C;
+            #pragma unroll
+            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[c]);
+        }
+    }
+    if (pass == 1 && m[6] != 0) {
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] = round_row<TR>(acc[c]);
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+}
 """
 
 
@@ -368,6 +427,14 @@ def _module_source() -> str:
             body = (f"switch (C) {{ case 1: resample<{t}, 1, {maxt}>({args}); break; "
                     f"case 3: resample<{t}, 3, {maxt}>({args}); break; default: resample<{t}, 4, {maxt}>({args}); }}")
             entries.append(f'extern "C" __global__ void {name}_{suf}({sig}) {{ {body} }}')
+        psig = ("const void* in, const long long* itab, void* out, const long long* otab, const int* meta, "
+                "const int* starts, const float* weights, const float* fill, int pass, int C")
+        pargs = "in, itab, out, otab, meta, starts, weights, fill, pass"
+        for pas, (ti, to) in ((1, (t, "float")), (2, ("float", t))):
+            body = (f"switch (C) {{ case 1: resample_pass<{ti}, {to}, {t}, 1>({pargs}); break; "
+                    f"case 3: resample_pass<{ti}, {to}, {t}, 3>({pargs}); break; "
+                    f"default: resample_pass<{ti}, {to}, {t}, 4>({pargs}); }}")
+            entries.append(f'extern "C" __global__ void resample_pass{pas}_{suf}({psig}) {{ {body} }}')
     return _SOURCE + "\n".join(entries)
 
 
@@ -384,8 +451,11 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     view, oview = batch_view(src, stream), batch_view(out, stream)
     if read_base is not None:
         view = view._replace(base=read_base)
-    blob, small = _blob(plan, fill)
+    blob, small, two_pass = _blob(plan, fill)
     meta, starts, weights, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
+    if two_pass and TWO_PASS:
+        _two_passes(src, out, view, oview, plan, (meta, starts, weights, fill_dev), channels, stream)
+        return out
     name = "resample_small" if small else "resample"
     kernel = raw_kernel(_module_source(), f"{name}_{dtype_suffix(src.dtype)}")
     launch(
@@ -397,17 +467,61 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     return out
 
 
-_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool]] = {}
+_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool, bool]] = {}
 
 
-def _blob(plan: Plan, fill: np.ndarray) -> tuple[Blob, bool]:
-    """The plan's arrays and the background in one upload, and whether every row window
-    fits the register-unrolled kernel (cached with the plan)."""
+def _blob(plan: Plan, fill: np.ndarray) -> tuple[Blob, bool, bool]:
+    """The plan's arrays and the background in one upload; whether every row window fits
+    the register-unrolled kernel; whether the windows are big enough for two passes.
+    Cached with the plan."""
     key = (id(plan), fill.tobytes())
     hit = _BLOBS.get(key)
     if hit is None or hit[0] is not plan:
         if len(_BLOBS) >= 2 * _MAX_PLANS:
             _BLOBS.clear()
-        small = int(plan.meta[:, 2].max()) <= SMALL_TAPS
-        hit = _BLOBS[key] = (plan, pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32)), small)
-    return hit[1], hit[2]
+        nx, ny = int(plan.meta[:, 2].max()), int(plan.meta[:, 5].max())
+        data = pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32))
+        hit = _BLOBS[key] = (plan, data, nx <= SMALL_TAPS, nx * ny > TWO_PASS_TAPS)
+    return hit[1], hit[2], hit[3]
+
+
+_MID_TABLES: dict[tuple[int, tuple], tuple[Plan, np.ndarray, int, int, int]] = {}
+
+
+def _mid_table(plan: Plan, shapes: list[tuple[int, int, int]]) -> tuple[np.ndarray, int, int, int]:
+    """Kernel-table rows of the float intermediate of every image, its bytes, max h and w."""
+    key = (id(plan), tuple(shapes))
+    hit = _MID_TABLES.get(key)
+    if hit is None or hit[0] is not plan:
+        if len(_MID_TABLES) >= 2 * _MAX_PLANS:
+            _MID_TABLES.clear()
+        rows = np.zeros((len(shapes), 5), np.int64)
+        offset = 0
+        for i, (h, w, c) in enumerate(shapes):
+            order, rh, rw = int(plan.meta[i, 6]), int(plan.meta[i, 10]), int(plan.meta[i, 11])
+            mh, mw = (rh, w) if order == 2 else (h, rw)
+            rows[i] = (offset, mh, mw, mw * c * 4, c)
+            offset += -(-mh * mw * c * 4 // 256) * 256
+        hit = _MID_TABLES[key] = (plan, rows, max(offset, 4), int(rows[:, 1].max()), int(rows[:, 2].max()))
+    return hit[1], hit[2], hit[3], hit[4]
+
+
+def _two_passes(src: Source, out: Source, view: Any, oview: Any, plan: Plan, params: tuple, channels: int,
+                stream: Any) -> None:
+    """Pass 1 into a workspace intermediate, pass 2 into ``out``: two launches per batch."""
+    shapes = src.shapes if hasattr(src, "images") else [src.shape]
+    rows, nbytes, mh, mw = _mid_table(plan, shapes)
+    mid = scratch("resample:mid", nbytes, "cuda")
+    mid_tab = upload("resample:midtable", rows, "cuda", stream, token=rows)
+    suf = dtype_suffix(src.dtype)
+    source = _module_source()
+    for pas, (ibase, itab, obase, otab, grid_src) in enumerate(
+        ((view.base, view.table, mid.ptr, mid_tab, (mw, mh, view.count)),
+         (mid.ptr, mid_tab, oview.base, oview.table, (oview.max_width, oview.max_height, oview.count))),
+        start=1,
+    ):
+        launch(
+            raw_kernel(source, f"resample_pass{pas}_{suf}"), grid_for(grid_src, _BLOCK), _BLOCK + (1,),
+            (np.uint64(ibase), itab, np.uint64(obase), otab, *params, np.int32(pas), np.int32(channels)),
+            stream,
+        )
