@@ -216,11 +216,39 @@ def run(results: harness.Results, args: Any) -> harness.Results:
     return results
 
 
+def profile_host(calls: int = 300) -> None:
+    """Where the Python time of one call goes (cProfile over ``calls`` 4K flips and resizes)."""
+    import cProfile
+    import pstats
+
+    device = "cuda" if harness.gpu_available() else "cpu"
+    img = _photo(2160, 3840, device) if device == "cuda" else _photo(216, 384, device)
+    out = Image.empty(img.height, img.width, device=device)
+    half = Image.empty(img.height // 2, img.width // 2, device=device)
+    ops = {"flip": lambda: geometry.flip(img, horizontal=True, out=out),
+           "resize": lambda: geometry.resize(img, (img.height // 2, img.width // 2), "bilinear", False, out=half)}
+    for name, fn in ops.items():
+        fn()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(calls):
+            fn()
+        prof.disable()
+        print(f"--- host profile: {name}, {calls} calls (tottime per function, us per call)")
+        stats = pstats.Stats(prof).sort_stats("tottime")
+        for func, (_, ncalls, tottime, _, _) in sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]:
+            print(f"{tottime / calls * 1e6:7.2f} us  {ncalls // calls:3d}x  {func[2]} ({Path(func[0]).name}:{func[1]})")
+
+
 def main() -> None:
-    args = harness.parse_args(description=__doc__)
+    args = harness.parse_args(lambda p: p.add_argument("--profile-host", action="store_true",
+                                                       help="also profile the Python side of one call"),
+                              description=__doc__)
     results = harness.Results("ops: geometry and filters")
     run(results, args)
     harness.report(results, args)
+    if args.profile_host:
+        profile_host()
 
 
 if __name__ == "__main__":

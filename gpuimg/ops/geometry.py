@@ -68,8 +68,13 @@ WARP_METHODS = ("nearest", "bilinear")
 
 
 # ============================================================================ helpers
+_DTYPE_SET = frozenset(np.dtype(d) for d in _DTYPES)
+
+
 def _check(src: Source) -> int:
     """Validate src; the channel count a kernel launch dispatches on."""
+    if isinstance(src, Image) and src.dtype in _DTYPE_SET and src.channels in _CHANNELS:
+        return src.channels  # the common case, without check_src's list building
     check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
     if isinstance(src, Image):
         return src.channels
