@@ -34,7 +34,10 @@ __all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "ALIGNMENT
 ALIGNMENT = 512  # bytes; a multiple of every vector width and of CuPy's pool granularity
 GROWTH_FACTOR = 1.5
 
-_lock = threading.Lock()
+# Re-entrant: a Buffer's release is counted from a weakref finalizer, and the garbage
+# collector may run one (an ImageBatch is a reference cycle) inside a section that holds
+# this lock, in the same thread; a plain Lock deadlocks there.
+_lock = threading.RLock()
 _counters: dict[str, dict[str, int]] = {}
 
 
