@@ -53,6 +53,15 @@ _LAZY: dict[str, str] = {
     **{name: "ops.filters" for name in (
         "gaussian_blur", "box_blur", "median_blur", "unsharp_mask", "sharpen", "convolve", "sobel",
     )},
+    # ops/color.py (fusion: gpuimg.ops.color.chain / .step)
+    **{name: "ops.color" for name in (
+        "to_gray", "convert", "invert", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
+        "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor",
+    )},
+    # ops/compose.py
+    **{name: "ops.compose" for name in (
+        "fill", "gradient", "blend", "paste", "grid", "collage", "corner_radius", "drop_shadow", "stroke",
+    )},
 }
 
 __all__ = [
