@@ -284,6 +284,7 @@ def tile_smem_bytes(radius: int, channels: int) -> int:
     return 4 * channels * (th + 2 * radius) * ((tw + 2 * radius) + tw)
 
 
+@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
 def _tile_kernel(radius: int, dtype: np.dtype) -> Any:
     suf = dtype_suffix(dtype)
     args = "src, tab, dst, otab, w, taps, border, cval, mode, amount, threshold"
@@ -451,6 +452,7 @@ __device__ void median_u8x4(const void* src, const long long* tab, void* dst, co
 SIMD_MEDIAN = True  # the packed-byte uint8 kernel; False falls back to one thread per pixel
 
 
+@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
 def _median_simd_kernel(size: int) -> Any:
     name = f"median{size}_u8x4"
     entry = (
@@ -462,6 +464,7 @@ def _median_simd_kernel(size: int) -> Any:
     return raw_kernel(CUDA_PRELUDE + source + entry, name)
 
 
+@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
 def _median_kernel(size: int, dtype: np.dtype) -> Any:
     suf = dtype_suffix(dtype)
     body = _DISPATCH.format(f="median", t=_CTYPES[suf], a="src, tab, dst, otab", x=f", {size}")
