@@ -44,3 +44,23 @@ def test_scratch_is_reused_per_name(device):
 def test_bad_sizes():
     with pytest.raises(ValueError, match="nbytes"):
         Buffer(-1, "cpu")
+
+
+def test_release_inside_a_stats_call_does_not_deadlock():
+    """The GC may run a buffer's release finalizer while the stats lock is held (an
+    ImageBatch is a reference cycle, freed only by the collector) in the same thread."""
+    import gc
+    import threading
+
+    from gpuimg import ImageBatch
+    from gpuimg import memory
+
+    def hold_lock_and_collect():
+        ImageBatch.empty([(8, 8)] * 2, device="cpu")  # unreachable cycle, waits for the GC
+        with memory._lock:
+            gc.collect()  # runs the release finalizer, which takes the lock again
+
+    worker = threading.Thread(target=hold_lock_and_collect, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "releasing a buffer inside a stats call deadlocked"
