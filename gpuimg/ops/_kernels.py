@@ -36,6 +36,7 @@ __all__ = [
     "pack",
     "upload_blob",
     "pairs",
+    "kernel_args",
 ]
 
 # Border names (NumPy's np.pad names) and the OpenCV border each one is:
