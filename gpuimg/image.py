@@ -23,7 +23,7 @@ import numpy as np
 
 from ._png import encode_png
 from .device import Device, array_module, device_of_array, get_stream, resolve_device, use_stream
-from .memory import Buffer, strided_view
+from .memory import Buffer, address_of, strided_view
 
 __all__ = ["Image", "ImageBatch", "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS"]
 
@@ -111,6 +111,7 @@ class _Borrowed:
         self.data = raw
         self.owner = owner  # keeps the user's array (and so the memory) alive
         self.device = device
+        self.ptr = address_of(raw)
 
     @property
     def capacity(self) -> int:
@@ -283,9 +284,7 @@ class Image:
     @property
     def data_ptr(self) -> int:
         """Address of the first pixel (a device address on the GPU)."""
-        data = self._store.data
-        base = int(data.data.ptr) if self.device == "cuda" else int(data.ctypes.data)
-        return base + self._offset
+        return self._store.ptr + self._offset
 
     @property
     def xp(self) -> Any:
@@ -316,6 +315,10 @@ class Image:
             (50, 80, 4)
         """
         channels = self._channels if channels is None else channels
+        if (dtype is None or dtype is self._dtype) and (height, width, channels) == (
+            self._height, self._width, self._channels
+        ):
+            return self  # the common reuse case: nothing to check or change
         height, width, channels = _check_shape(height, width, channels)
         dt = self._dtype if dtype is None else _check_dtype(dtype)
         if (height, width, channels, dt) == (*self.shape, self._dtype):

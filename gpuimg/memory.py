@@ -147,10 +147,8 @@ class Buffer:
 
     @property
     def ptr(self) -> int:
-        """Address of the first byte (device address for cuda)."""
-        if self.device == "cuda":
-            return int(self.data.data.ptr)
-        return int(self.data.ctypes.data)
+        """Address of the first byte (device address for cuda); fixed until the next growth."""
+        return self._ptr
 
     @property
     def xp(self) -> Any:
@@ -170,6 +168,8 @@ class Buffer:
         _record_allocation(self.device, nbytes, growth)
         weakref.finalize(data, _record_release, self.device, nbytes)
         self.data = data
+        # cached: ops ask for it several times a call, and NumPy's ctypes lookup costs ~1 us
+        self._ptr = address_of(data)
         self.generation += 1
 
     def view(self, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
@@ -179,6 +179,13 @@ class Buffer:
     def __repr__(self) -> str:
         kind = "pinned " if self.pinned else ""
         return f"Buffer({self.capacity} bytes, {kind}{self.device})"
+
+
+def address_of(array: Any) -> int:
+    """The address of ``array``'s first element (a device address for CuPy arrays)."""
+    if isinstance(array, np.ndarray):
+        return int(array.__array_interface__["data"][0])
+    return int(array.data.ptr)
 
 
 def strided_view(raw: Any, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
