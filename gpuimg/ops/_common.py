@@ -25,6 +25,7 @@ from ..image import Image, ImageBatch
 __all__ = [
     "Source",
     "check_src",
+    "uniform_channels",
     "prepare_out",
     "same_memory",
     "batch_view",
@@ -53,6 +54,16 @@ def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None
         bad = have - set(channels)
         if bad:
             raise ValueError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}")
+
+
+def uniform_channels(src: Source) -> int:
+    """The channel count of ``src``: a kernel launch handles one, so a batch mixing them is refused."""
+    if isinstance(src, Image):
+        return src.channels
+    channels = src.uniform_channels
+    if channels is None:
+        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
+    return channels
 
 
 def prepare_out(

@@ -25,6 +25,7 @@ __all__ = [
     "CV2_BORDERS",
     "check_border",
     "border_index",
+    "BLOCK",
     "CUDA_PRELUDE",
     "upload",
     "readable_source",
@@ -87,6 +88,8 @@ def border_index(index: np.ndarray, n: int, border: str) -> np.ndarray:
 
 
 # The same map in CUDA (mode codes follow BORDERS), plus typed saturating stores.
+BLOCK = (32, 8)  # threads per block of the 2-D (x, y, image) kernels: a warp spans 32 pixels of a row
+
 CUDA_PRELUDE = r"""
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -136,7 +139,7 @@ def dtype_suffix(dtype: np.dtype) -> str:
     return {"uint8": "u8", "uint16": "u16", "float32": "f32"}[np.dtype(dtype).name]
 
 
-def grid_for(view: BatchView | tuple[int, int, int], block: tuple[int, int] = (32, 8)) -> tuple[int, int, int]:
+def grid_for(view: BatchView | tuple[int, int, int], block: tuple[int, int] = BLOCK) -> tuple[int, int, int]:
     """Grid covering (max width, max height, count) with ``block`` threads (one per pixel)."""
     if isinstance(view, BatchView):
         width, height, count = view.max_width, view.max_height, view.count

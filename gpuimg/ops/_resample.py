@@ -31,12 +31,11 @@ import numpy as np
 
 from ..memory import scratch
 from ._common import Source, batch_view, launch, raw_kernel
-from ._kernels import CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload, upload_blob
+from ._kernels import BLOCK, CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload, upload_blob
 
 __all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_plan", "resample"]
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
-_BLOCK = (32, 8)
 SMALL_TAPS = 8  # row windows up to this many taps use the unrolled kernel (2x downscale bilinear: 5)
 TWO_PASS = True  # False: always the fused one-pass kernel (else _two_pass_pays decides)
 _CV_COEF_SCALE = 2048.0  # INTER_RESIZE_COEF_SCALE of OpenCV's fixed-point 8-bit resize
@@ -458,7 +457,7 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     name = "resample_small" if small else "resample"
     kernel = raw_kernel(_module_source(), f"{name}_{dtype_suffix(src.dtype)}")
     launch(
-        kernel, grid_for(oview, _BLOCK), _BLOCK + (1,),
+        kernel, grid_for(oview, BLOCK), BLOCK + (1,),
         (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights, fill_dev,
          np.int32(channels)),
         stream,
@@ -534,7 +533,7 @@ def _two_passes(src: Source, out: Source, view: Any, oview: Any, plan: Plan, par
         start=1,
     ):
         launch(
-            raw_kernel(source, f"resample_pass{pas}_{suf}"), grid_for(grid_src, _BLOCK), _BLOCK + (1,),
+            raw_kernel(source, f"resample_pass{pas}_{suf}"), grid_for(grid_src, BLOCK), BLOCK + (1,),
             (np.uint64(ibase), itab, np.uint64(obase), otab, *params, np.int32(pas), np.int32(channels)),
             stream,
         )

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..image import Image, ImageBatch
+from ._common import Source, check_src, uniform_channels
 from .pointwise import BINS, Chain, Step, chain, check_range, gray_tv_numpy, new_tensor, run_steps
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "MODES",
 ]
 
-Source = Image | ImageBatch
 MODES = ("gray", "rgb", "bgr", "rgba")
 _MODE_CHANNELS = {"gray": 1, "rgb": 3, "bgr": 3, "rgba": 4}
 # 16-bit fixed-point luminance weights (sum 65536): Pillow's BT.601 and the BT.709 ones.
@@ -547,14 +547,8 @@ def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int |
 
 
 def _channels_of(src: Source) -> int:
-    if isinstance(src, ImageBatch):
-        c = src.uniform_channels
-        if c is None:
-            raise ValueError("src is a batch with mixed channel counts; convert needs one channel count per batch")
-        return c
-    if not isinstance(src, Image):
-        raise TypeError(f"src must be a gpuimg.Image or ImageBatch, got {type(src).__name__}")
-    return src.channels
+    check_src(src)
+    return uniform_channels(src)
 
 
 # ----------------------------------------------------------------------------- the ops

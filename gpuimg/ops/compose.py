@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..image import Image, ImageBatch
-from ._common import check_src, launch, per_sample, prepare_out, raw_kernel, same_memory
+from ._common import Source, check_src, launch, per_sample, prepare_out, raw_kernel, same_memory, uniform_channels
 from .pointwise import check_range, upload
 
 __all__ = ["fill", "gradient", "blend", "paste", "grid", "collage", "corner_radius", "drop_shadow", "stroke"]
 
-Source = Image | ImageBatch
 _THREADS = 256
 _MAX_BLOCKS = 2048
 ALPHA_SHAPE = 128  # a pixel belongs to the shape (for strokes) when its alpha is at least this
@@ -333,7 +332,7 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
     rows = [(top, left, top + h, left + w, *rgba)] * len(_images(out))
     if out.device == "cuda":
         prm = _params(rows, "fill", out, stream)
-        _launch("fill", _max_pixels(out), len(_images(out)), (out.data_ptr, out.kernel_table(stream), prm, np.int32(_channels(out))), stream)
+        _launch("fill", _max_pixels(out), len(_images(out)), (out.data_ptr, out.kernel_table(stream), prm, np.int32(uniform_channels(out))), stream)
     else:
         for im in _images(out):
             y0, x0 = max(0, top), max(0, left)
@@ -341,15 +340,6 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
             if y1 > y0 and x1 > x0:
                 im.array[y0:y1, x0:x1] = _store(np.array(rgba)[None, None], im.channels)
     return out
-
-
-def _channels(x: Source) -> int:
-    if isinstance(x, Image):
-        return x.channels
-    c = x.uniform_channels
-    if c is None:
-        raise ValueError("a batch with mixed channel counts cannot be drawn on in one call; use one channel count")
-    return c
 
 
 def _copied(dst: Source, out: Source | None, stream: Any) -> Source:
@@ -429,7 +419,7 @@ def gradient(
     if out.device == "cuda":
         prm = _params(rows, "gradient", out, stream)
         st = _params(table, "gradient.stops", out, stream)
-        args = (out.data_ptr, out.kernel_table(stream), prm, st, np.int32(len(table)), np.int32(_channels(out)))
+        args = (out.data_ptr, out.kernel_table(stream), prm, st, np.int32(len(table)), np.int32(uniform_channels(out)))
         _launch("gradient", _max_pixels(out), len(images), args, stream)
     else:
         for im, row in zip(images, rows):
@@ -471,7 +461,7 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
     check_src(src, "src", dtypes=["uint8"])
     if src.device != dst.device:
         raise ValueError(f"src is on {src.device!r} but dst is on {dst.device!r}")
-    cs, cd = _channels(src), _channels(dst)
+    cs, cd = uniform_channels(src), uniform_channels(dst)
     if mode == "over" and (cs, cd) not in _BLEND_CHANNELS:
         raise ValueError(f"src has {cs} channels and dst {cd}; blend takes RGB or RGBA for both (convert gray first)")
     if mode == "paste" and cs != cd and (cs, cd) not in _BLEND_CHANNELS:
@@ -655,7 +645,7 @@ def corner_radius(src: Source, radius: float | Sequence[float], *, out: Source |
     radii = np.minimum(radii, [min(im.height, im.width) / 2.0 for im in images]).astype(np.float32)
     shapes = [(im.height, im.width, 4) for im in images] if isinstance(src, ImageBatch) else (src.height, src.width, 4)
     out = prepare_out(src, out, shapes)
-    cs = _channels(src)
+    cs = uniform_channels(src)
     if src.device == "cuda":
         prm = _params(radii, "corners", src, stream)
         args = (src.data_ptr, src.kernel_table(stream), out.data_ptr, out.kernel_table(stream), prm, np.int32(cs))
@@ -750,7 +740,7 @@ def drop_shadow(
     shapes = [(h, w, 4) for h, w, _ in canvases]
     out = prepare_out(src, out, shapes if isinstance(src, ImageBatch) else shapes[0])
     rgba = _color(color, 4)
-    n, cs = len(images), _channels(src)
+    n, cs = len(images), uniform_channels(src)
     mask_rows = np.tile([top + dy, left + dx], (n, 1))
     comp_rows = np.tile([top, left, opacity, *rgba], (n, 1))
     if src.device == "cuda":
@@ -816,7 +806,7 @@ def stroke(
     out = prepare_out(src, out, shapes if isinstance(src, ImageBatch) else shapes[0])
     rows = np.tile([reach, float(inside), float(width), *rgba], (len(images), 1))
     if src.device == "cuda":
-        cs = _channels(src)
+        cs = uniform_channels(src)
         gplane = _work_images("stroke.g", src, [(im.height, im.width, 1) for im in images], "float32")
         stab = src.kernel_table(stream)
         prm = _params(rows, "stroke", src, stream)

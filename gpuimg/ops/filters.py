@@ -26,10 +26,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..image import Image
+from ..image import CHANNELS, DTYPES, Image
 from ..memory import scratch
-from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel
+from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel, uniform_channels
 from ._kernels import (
+    BLOCK,
     CUDA_PRELUDE,
     Blob,
     border_index,
@@ -57,9 +58,8 @@ __all__ = [
     "median_blur",
 ]
 
-_DTYPES = ("uint8", "uint16", "float32")
-_CHANNELS = (1, 3, 4)
-_BLOCK = (32, 8)
+_DTYPES = tuple(d.name for d in DTYPES)
+_CHANNELS = CHANNELS
 MAX_MEDIAN_SIZE = 9  # the per-thread window lives in registers/local memory: 81 values
 
 
@@ -481,16 +481,6 @@ def _ptr(value: int) -> np.uint64:
     return np.uint64(value)
 
 
-def _channels_arg(src: Source) -> int:
-    """The C dispatch value: one kernel handles one channel count per launch."""
-    if isinstance(src, Image):
-        return src.channels
-    channels = src.uniform_channels
-    if channels is None:
-        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
-    return channels
-
-
 # ============================================================================ NumPy reference
 def _sep_pass_numpy(arr: np.ndarray, weights: np.ndarray, axis: int, border: str, cval: float) -> np.ndarray:
     """One 1-D pass in float32, tap by tap in the kernel's order (so rounding agrees)."""
@@ -616,7 +606,7 @@ def _separable(
                 blurred = np.where(np.abs(diff) >= threshold, orig + amount * diff, orig)
             o.array[...] = store_numpy(blurred, o.dtype)
         return out
-    channels = _channels_arg(src)
+    channels = uniform_channels(src)
     packed = _packed(key, weights, channels)
     fused, radius = packed.fused, packed.radius
     w_dev, taps_dev = upload_blob("filters:weights", packed.blob, "cuda", stream)
@@ -637,14 +627,14 @@ def _separable(
         return out
     view, oview = batch_view(src, stream), batch_view(out, stream)
     tmp = scratch("filters:separable", span_bytes(src) // src.dtype.itemsize * 4 + 4, "cuda")
-    grid = grid_for(view, _BLOCK)
+    grid = grid_for(view, BLOCK)
     launch(
-        _kernel("sep_h", src.dtype), grid, _BLOCK + (1,),
+        _kernel("sep_h", src.dtype), grid, BLOCK + (1,),
         kernel_args(_ptr(view.base), view.table, _ptr(tmp.ptr), w_dev, taps_dev, code, float(value), channels),
         stream,
     )
     launch(
-        _kernel("sep_v", src.dtype), grid, _BLOCK + (1,),
+        _kernel("sep_v", src.dtype), grid, BLOCK + (1,),
         kernel_args(_ptr(tmp.ptr), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code, float(value),
                     mode, _ptr(view.base), amount_ptr, threshold_ptr, channels),
         stream,
@@ -666,9 +656,9 @@ def _conv(src: Source, kernels: np.ndarray, border: str, value: float, out: Sour
     w_dev = upload("filters:conv", kernels.reshape(-1), "cuda", stream)
     nk, kh, kw = kernels.shape
     launch(
-        _kernel("conv2d", src.dtype), grid_for(view, _BLOCK), _BLOCK + (1,),
+        _kernel("conv2d", src.dtype), grid_for(view, BLOCK), BLOCK + (1,),
         kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, w_dev, kh, kw, nk, code,
-                    float(value), _channels_arg(src)),
+                    float(value), uniform_channels(src)),
         stream,
     )
     return out
@@ -893,14 +883,14 @@ def median_blur(src: Source, size: int, out: Source | None = None, stream: Any =
         return out
     view = readable_source(src, out, stream)
     oview = batch_view(out, stream)
-    channels = _channels_arg(src)
+    channels = uniform_channels(src)
     if SIMD_MEDIAN and src.dtype == np.uint8:
-        grid = grid_for((-(-view.max_width * channels // 4), view.max_height, view.count), _BLOCK)
+        grid = grid_for((-(-view.max_width * channels // 4), view.max_height, view.count), BLOCK)
         args = (_ptr(view.base), view.table, _ptr(oview.base), oview.table)
-        launch(_median_simd_kernel(int(size)), grid, _BLOCK + (1,), args, stream)
+        launch(_median_simd_kernel(int(size)), grid, BLOCK + (1,), args, stream)
         return out
     launch(
-        _median_kernel(int(size), src.dtype), grid_for(view, _BLOCK), _BLOCK + (1,),
+        _median_kernel(int(size), src.dtype), grid_for(view, BLOCK), BLOCK + (1,),
         kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, channels),
         stream,
     )

@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..image import Image, ImageBatch
-from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel
+from ..image import CHANNELS, DTYPES, Image, ImageBatch
+from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel, uniform_channels
 from ._kernels import (
+    BLOCK,
     CUDA_PRELUDE,
     border_index,
     check_border,
@@ -60,9 +61,8 @@ __all__ = [
     "METHODS",
 ]
 
-_DTYPES = ("uint8", "uint16", "float32")
-_CHANNELS = (1, 3, 4)
-_BLOCK = (32, 8)
+_DTYPES = tuple(d.name for d in DTYPES)
+_CHANNELS = CHANNELS
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 WARP_METHODS = ("nearest", "bilinear")
 
@@ -76,12 +76,7 @@ def _check(src: Source) -> int:
     if isinstance(src, Image) and src.dtype in _DTYPE_SET and src.channels in _CHANNELS:
         return src.channels  # the common case, without check_src's list building
     check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
-    if isinstance(src, Image):
-        return src.channels
-    channels = src.uniform_channels
-    if channels is None:
-        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; use one per batch")
-    return channels
+    return uniform_channels(src)
 
 
 def _shapes(src: Source) -> list[tuple[int, int, int]]:
@@ -398,7 +393,7 @@ def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes:
     oview = batch_view(out, stream)
     coef_ptr, fill_ptr = upload_blob("geometry:remap", _remap_blob(coef, fill4), "cuda", stream)
     launch(
-        raw_kernel(_source(), f"remap_{dtype_suffix(src.dtype)}"), grid_for(oview, _BLOCK), _BLOCK + (1,),
+        raw_kernel(_source(), f"remap_{dtype_suffix(src.dtype)}"), grid_for(oview, BLOCK), BLOCK + (1,),
         (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, coef_ptr, np.int32(code), fill_ptr,
          np.int32(channels)),
         stream,
@@ -605,7 +600,7 @@ def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: st
     view = readable_source(src, out, stream)
     oview = batch_view(out, stream)
     launch(
-        raw_kernel(_source(), f"warp_{dtype_suffix(src.dtype)}"), grid_for(oview, _BLOCK), _BLOCK + (1,),
+        raw_kernel(_source(), f"warp_{dtype_suffix(src.dtype)}"), grid_for(oview, BLOCK), BLOCK + (1,),
         kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table,
                     upload("geometry:affine", inv.astype(np.float64), "cuda", stream), int(bilinear),
                     upload("geometry:fill", fill4, "cuda", stream), channels),

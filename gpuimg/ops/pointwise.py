@@ -42,7 +42,7 @@ import numpy as np
 
 from ..image import Image, ImageBatch
 from ..memory import Buffer, scratch
-from ._common import check_src, get_stream, launch, per_sample, prepare_out, raw_kernel
+from ._common import check_src, get_stream, launch, per_sample, prepare_out, raw_kernel, uniform_channels
 
 __all__ = ["Step", "Chain", "chain", "run_steps", "upload", "check_range"]
 
@@ -454,7 +454,7 @@ class Chain:
 
     def __call__(self, src: Image | ImageBatch, out: Any = None, stream: Any = None) -> Any:
         check_src(src, dtypes=_UINT8)
-        channels = _uniform_channels(src)
+        channels = uniform_channels(src)
         steps = self.all_steps()
         cout = channels
         for step in steps:
@@ -487,15 +487,6 @@ def chain(*steps: Step) -> Chain:
 def run_steps(src: Image | ImageBatch, steps: Sequence[Step], out: Any = None, stream: Any = None) -> Any:
     """Run ``steps`` fused on ``src``: what every pointwise op in :mod:`color` calls."""
     return Chain(*steps)(src, out=out, stream=stream)
-
-
-def _uniform_channels(src: Image | ImageBatch) -> int:
-    if isinstance(src, Image):
-        return src.channels
-    channels = src.uniform_channels
-    if channels is None:
-        raise ValueError("src is a batch with mixed channel counts; pointwise ops need one channel count per batch")
-    return channels
 
 
 def _param_table(steps: Sequence[Step], count: int) -> np.ndarray:
