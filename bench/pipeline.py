@@ -253,7 +253,7 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
     few_threads = (lambda d: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
     for label, lanes, codecs, kwargs in (
         ("defaults again (plans cached now)", None, None, {}),
-        ("1 decode + 1 encode lane", (1, 1), None, {}),
+        ("2 decode + 2 encode lanes", (2, 2), None, {}),
         ("3 decode + 2 encode lanes", (3, 2), None, {}),
         ("readers 2, writers 2", None, None, dict(readers=2, writers=2)),
         ("codec objects with 4 CPU threads", None, few_threads, {}),

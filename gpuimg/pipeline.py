@@ -5,17 +5,17 @@ stages, and ``batches`` feeds a training loop:
 
     reader threads      read file bytes and parse headers (prefetching ahead)
     batcher             groups files by count AND decoded size (``max_batch_bytes``)
-    decode threads (2)  each with its own CUDA stream and Decoder; decode batches into a
-                        ring of reused ImageBatch arenas while earlier batches are processed
+    decode thread       its own CUDA stream and Decoder; decodes batch N+1 into a ring of
+                        reused ImageBatch arenas while batch N is processed
     process thread      runs the steps batch-wise (one launch per op per batch) into
                         reused step outputs, on its own stream
-    encode threads (2)  each with its own stream and Encoder (reused CodeStreams)
+    encode thread       its own stream and Encoder (reused CodeStreams)
     writer threads      write each output atomically (temporary name, then rename)
 
 Memory bound: a batch holds at most ``batch_size`` images and at most ``max_batch_bytes``
 bytes of decoded pixels (height x width x 3; an image larger than that alone forms a batch
 of one). The run holds ``DECODE_LANES x DECODE_RING`` decoded batches and ``1 +
-ENCODE_LANES`` sets of step outputs, so device memory stays under about ``(4 + 3 x
+ENCODE_LANES`` sets of step outputs, so device memory stays under about ``(2 + 2 x
 steps) x max_batch_bytes`` for steps that do not enlarge images (lower ``max_batch_bytes``
 on a small GPU). Buffers grow to the largest batch seen and are then reused: the steady
 state allocates nothing (see :func:`gpuimg.memory_stats`). A GPU out-of-memory error
@@ -69,11 +69,12 @@ __all__ = ["Pipeline", "Summary", "Failure", "available_ops", "load_steps", "DEF
 
 OP_MODULES = ("geometry", "filters", "color", "compose")
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
-# Two decode and two encode threads, each with its own codec object and CUDA stream: one
-# codec call leaves the GPU and the CPU cores idle part of the time (header and Huffman
-# work, copies, Python), so two calls in flight keep them busier (measured on the H200).
-DECODE_LANES = 2
-ENCODE_LANES = 2
+# Decode and encode threads, each with its own codec object and CUDA stream. More than
+# one of each was slower on the H200 (bench/pipeline.py --sweep, W1: 1+1 lanes 635 img/s,
+# 2+2 578, 3+2 506): the host (GIL and CPU cores shared with nvImageCodec's own threads),
+# not the GPU, limits this pipeline today, so extra lanes only add contention.
+DECODE_LANES = 1
+ENCODE_LANES = 1
 DECODE_RING = 2  # decoded batches per decode lane: one being decoded, one being processed
 REPORT_NAME = "gpuimg-report.json"
 LOSSY_FORMATS = ("jpg", "webp", "jp2")  # the formats that take a quality
@@ -834,8 +835,8 @@ class Pipeline:
         taken (work the caller queued on its current stream before then is waited for):
         copy it to keep it longer. Files that fail are skipped; ``iterator.failures`` lists
         them. ``torch.from_dlpack(tensor)`` shares the memory. Fixed batch sizes: batches
-        are formed by count (the last one may be shorter), not by ``max_batch_bytes``. Two
-        decode threads run ahead, so batches may come in a different order than the files.
+        are formed by count (the last one may be shorter), not by ``max_batch_bytes``. With more than
+        one decode lane (``DECODE_LANES``) batches may come in a different order.
 
         Example:
             >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": (224, 224)})])  # doctest: +SKIP

@@ -298,6 +298,18 @@ def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Pat
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
 
+def test_several_decode_and_encode_lanes(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    from gpuimg import pipeline
+
+    monkeypatch.setattr(pipeline, "DECODE_LANES", 2)
+    monkeypatch.setattr(pipeline, "ENCODE_LANES", 2)
+    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=1)
+    assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
+    for rel, *_ in GOOD:
+        got = _decode_file((tmp_path / "o" / rel).with_suffix(".jpg"), device)
+        assert np.abs(got.astype(int) - _reference(tree / rel, BLUR, device)).max() <= 1, rel
+
+
 def test_steady_state_allocates_nothing(tmp_path: Path, device: str) -> None:
     """Allocations do not grow with the number of batches: buffers are reused."""
     src = tmp_path / "in"
