@@ -266,3 +266,17 @@ def test_batch_bad_input():
         ImageBatch.empty([(2, 2), (3,)], device="cpu")
     with pytest.raises(ValueError, match="channels"):
         ImageBatch.empty([(2, 2, 2)], device="cpu")
+
+
+def test_batch_relayout_moves_slot_views_with_their_offsets(device):
+    """Reusing a batch for new sizes (same count) must move each slot view to its new
+    offset: a stale offset makes one slot's writes land in another's pixels."""
+    batch = ImageBatch.empty([(10, 10), (10, 10), (10, 10)], device=device)
+    views = batch.images
+    batch.set_shapes([(40, 30), (5, 5), (20, 50)])
+    assert batch.images == views  # the same view objects are reused...
+    for i, (img, row) in enumerate(zip(batch, batch.table())):
+        assert img.data_ptr == batch.data_ptr + int(row[0])  # ...at the new offsets
+        img.array[...] = i + 1
+    for i, host in enumerate(batch.numpy()):
+        assert (host == i + 1).all(), f"slot {i} was overwritten by another slot"
