@@ -251,20 +251,25 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
 
     defaults = (gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder)
     few_threads = (lambda d: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
-    for label, lanes, codecs, kwargs in (
-        ("defaults again (plans cached now)", None, None, {}),
-        ("2 decode + 2 encode lanes", (2, 2), None, {}),
-        ("3 decode + 2 encode lanes", (3, 2), None, {}),
-        ("readers 2, writers 2", None, None, dict(readers=2, writers=2)),
-        ("codec objects with 4 CPU threads", None, few_threads, {}),
-        ("batch 128", None, None, dict(batch_size=128)),
+    interval = sys.getswitchinterval()
+    for label, lanes, codecs, kwargs, switch in (
+        ("defaults again (plans cached now)", None, None, {}, None),
+        ("GIL switch interval 0.5 ms", None, None, {}, 0.0005),
+        ("GIL switch interval 0.1 ms", None, None, {}, 0.0001),
+        ("2 decode + 2 encode lanes", (2, 2), None, {}, None),
+        ("2 decode + 2 encode lanes, switch 0.5 ms", (2, 2), None, {}, 0.0005),
+        ("readers 2, writers 2", None, None, dict(readers=2, writers=2), None),
+        ("codec objects with 4 CPU threads", None, few_threads, {}, None),
+        ("batch 128", None, None, dict(batch_size=128), None),
     ):
         gp.DECODE_LANES, gp.ENCODE_LANES = lanes or defaults[:2]
         gp._new_decoder, gp._new_encoder = codecs or defaults[2:]
+        sys.setswitchinterval(switch or interval)
         try:
             s = Pipeline(W1_STEPS, device=device).run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH) | kwargs))
         finally:
             gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder = defaults
+            sys.setswitchinterval(interval)
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
     s = Pipeline([], device=device).run(files, out / "nosteps", batch_size=BATCH)
