@@ -19,6 +19,7 @@ from .errors import (
     EncodeError,
     GpuImgError,
     ImageTooLargeError,
+    OutOfMemoryError,
     UnsupportedFormatError,
 )
 from .image import Image, ImageBatch
@@ -78,6 +79,7 @@ __all__ = [
     "EncodeError",
     "UnsupportedFormatError",
     "ImageTooLargeError",
+    "OutOfMemoryError",
     *_LAZY,
 ]
 

@@ -15,6 +15,7 @@ __all__ = [
     "EncodeError",
     "UnsupportedFormatError",
     "ImageTooLargeError",
+    "OutOfMemoryError",
 ]
 
 
@@ -45,3 +46,11 @@ class UnsupportedFormatError(GpuImgError, ValueError):
 
 class ImageTooLargeError(GpuImgError, ValueError):
     """An image's header claims more pixels than the configured limit (a decompression bomb guard)."""
+
+
+class OutOfMemoryError(GpuImgError, MemoryError):
+    """A buffer could not be allocated; the message says how many bytes, where, and for what.
+
+    A ``MemoryError`` too, so code that catches out-of-memory generically (and the
+    pipeline, which splits a batch on it) keeps working.
+    """

@@ -180,7 +180,8 @@ class Image:
         needed = height * width * channels * dt.itemsize
         if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
             raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
-        buffer = Buffer(max(needed, int(capacity or 0)), device)
+        purpose = f"a {height}x{width}x{channels} {dt.name} image"
+        buffer = Buffer(max(needed, int(capacity or 0)), device, purpose=purpose)
         return cls(buffer, height, width, channels, dt)
 
     @classmethod
@@ -538,7 +539,7 @@ class ImageBatch:
         rows, reserved, total = _layout(shapes, channels, dt)
         if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
             raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
-        batch = cls(Buffer(max(total, int(capacity or 0), 1), device), dt)
+        batch = cls(Buffer(max(total, int(capacity or 0), 1), device, purpose=f"a batch of {len(rows)} images"), dt)
         batch._install(rows, reserved)
         return batch
 

@@ -7,7 +7,8 @@ Growth policy (one for all buffers): a buffer asked to hold more than its capaci
 replaced by one of ``max(needed, 1.5 * capacity)`` bytes, rounded up to 512 bytes. A
 stream of ever larger images therefore causes O(log(max/min)) growths, and the
 steady state (no image larger than any before) allocates nothing. Buffers never shrink;
-the contents are not kept across a growth (a new logical shape re-lays out the pixels).
+the contents are not kept across a growth (a new logical shape re-lays out the pixels),
+nor across a growth that fails (OutOfMemoryError; the buffer keeps its old capacity).
 
 Example:
     >>> import gpuimg
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .device import array_module, resolve_device
+from .errors import OutOfMemoryError
 
 __all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "ALIGNMENT", "GROWTH_FACTOR"]
 
@@ -103,8 +105,19 @@ def _round_up(n: int, to: int = ALIGNMENT) -> int:
     return -(-n // to) * to
 
 
-def _allocate_bytes(nbytes: int, device: str, pinned: bool) -> Any:
-    """A fresh 1-D uint8 array of ``nbytes`` on ``device`` (pinned host memory if asked)."""
+def _allocate_bytes(nbytes: int, device: str, pinned: bool, purpose: str) -> Any:
+    """A fresh 1-D uint8 array of ``nbytes`` on ``device``; OutOfMemoryError if it cannot be had."""
+    try:
+        return _allocate_raw(nbytes, device, pinned)
+    except (MemoryError, ValueError) as exc:  # NumPy says "array is too big" with a ValueError
+        if isinstance(exc, ValueError) and device == "cuda":
+            raise
+        raise OutOfMemoryError(
+            f"cannot allocate {nbytes:,} bytes of {'pinned host' if pinned else device} memory for {purpose} ({exc})"
+        ) from exc
+
+
+def _allocate_raw(nbytes: int, device: str, pinned: bool) -> Any:
     if device == "cuda":
         import cupy
 
@@ -131,12 +144,13 @@ class Buffer:
         (True, True)
     """
 
-    def __init__(self, nbytes: int, device: str | None = None, *, pinned: bool = False):
+    def __init__(self, nbytes: int, device: str | None = None, *, pinned: bool = False, purpose: str = "a buffer"):
         self.device = resolve_device(device)
         if not isinstance(nbytes, int | np.integer) or nbytes < 0:
             raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
         self.pinned = bool(pinned) and self.device == "cpu" and _pinned_possible()
         self.generation = 0
+        self.purpose = purpose  # named in an out-of-memory error
         self.data: Any = None
         self._allocate(max(_round_up(int(nbytes)), ALIGNMENT), growth=False)
 
@@ -163,8 +177,14 @@ class Buffer:
         return True
 
     def _allocate(self, nbytes: int, growth: bool) -> None:
+        old_capacity = 0 if self.data is None else self.capacity
         self.data = None  # drop the old block first so the pool can reuse it
-        data = _allocate_bytes(nbytes, self.device, self.pinned)
+        try:
+            data = _allocate_bytes(nbytes, self.device, self.pinned, self.purpose)
+        except OutOfMemoryError:
+            if old_capacity:  # a failed growth leaves a usable buffer of the old capacity
+                self._allocate(old_capacity, growth=False)
+            raise
         _record_allocation(self.device, nbytes, growth)
         weakref.finalize(data, _record_release, self.device, nbytes)
         self.data = data
