@@ -25,7 +25,7 @@ from conftest import load_asset
 
 import gpuimg
 from gpuimg import Image, ImageBatch
-from gpuimg.ops import _common, geometry
+from gpuimg.ops import _common, _resample, geometry
 
 cv2 = pytest.importorskip("cv2")
 PIL = pytest.importorskip("PIL.Image")
@@ -107,13 +107,17 @@ def test_resize_gray_rgba_uint16(device):
 def test_resize_batch_equals_single_and_one_launch(device, mixed):
     sizes = [(224, 224), (100, 333), (301, 97)]
     batch = ImageBatch.from_images(mixed, device=device)
-    _common.reset_launch_stats()
     got = geometry.resize(batch, sizes, "bicubic").numpy()
-    if device == "cuda":  # one launch per pass: fused, or two 1-D passes for wide windows
-        assert _common.launch_stats()["count"] in (1, 2)
-        _common.reset_launch_stats()
-        geometry.resize(batch, sizes, "bilinear", antialias=False)
-        assert _common.launch_stats()["count"] == 1
+    if device == "cuda":
+        # One launch per pass (fused, or two 1-D passes for wide windows), plus one that
+        # computes the weight tables the first time a plan (these sizes) is used.
+        for method, antialias, passes in (("bicubic", True, (1, 2)), ("bilinear", False, (1,))):
+            _common.reset_launch_stats()
+            geometry.resize(batch, [(s[0] + 1, s[1]) for s in sizes], method, antialias=antialias)
+            first = _common.launch_stats()["count"]
+            _common.reset_launch_stats()
+            geometry.resize(batch, [(s[0] + 1, s[1]) for s in sizes], method, antialias=antialias)
+            assert _common.launch_stats()["count"] in passes and first == _common.launch_stats()["count"] + 1
     for arr, size, g in zip(mixed, sizes, got):
         assert np.array_equal(g, geometry.resize(_image(arr, device), size, "bicubic").numpy())
 
@@ -254,6 +258,40 @@ def test_gpu_matches_cpu(gpu, mixed):
     for k, op in enumerate(ops):
         for a, b in zip(op(cpu).numpy(), op(cuda).numpy()):
             assert a.shape == b.shape and _diff(a, b).max() <= 1, k
+
+
+@pytest.mark.parametrize("method", _resample.METHODS)
+@pytest.mark.parametrize("antialias", [True, False])
+def test_gpu_weight_tables_match_host(gpu, method, antialias):
+    """The GPU computes the resampling weights (one launch per new plan); they must be the
+    host formulas' (NumPy, float64 then float32): starts exact, weights within one float32
+    step (double rounding of the last bit), almost all bit-identical."""
+    import cupy
+
+    rng = np.random.default_rng(11)
+    shapes, specs = [], []
+    for k in range(48):
+        h, w = (int(v) for v in rng.integers(1, 3000, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 1200, 2))
+        if k % 3 == 0:  # a source box inside the image (crops, fit "cover")
+            by, bx = rng.uniform(0, h / 3), rng.uniform(0, w / 3)
+            box = (by, bx, rng.uniform(0.5, h - by), rng.uniform(0.5, w - bx))
+        else:
+            box = (0.0, 0.0, float(h), float(w))
+        shapes.append((h, w))
+        specs.append(_resample.Spec(tuple(float(v) for v in box), (oh, ow), (0, 0, oh, ow)))
+    plan = _resample.make_plan(method, antialias, False, shapes, specs)
+    axes = cupy.asarray(plan.axes)
+    starts_ptr, weights_ptr = _resample._device_weights(plan, np.uint64(axes.data.ptr), None)
+
+    def read(ptr, count, dtype):
+        mem = cupy.cuda.UnownedMemory(int(ptr), count * np.dtype(dtype).itemsize, None)
+        return cupy.ndarray((count,), dtype, cupy.cuda.MemoryPointer(mem, 0)).get()
+
+    starts, weights = read(starts_ptr, plan.n_starts, np.int32), read(weights_ptr, plan.n_weights, np.float32)
+    assert np.array_equal(starts, plan.starts)
+    assert np.abs(weights - plan.weights).max() <= 1.2e-7
+    assert (weights == plan.weights).mean() >= 0.999
 
 
 # --------------------------------------------------------------------------- bad arguments

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple
 
@@ -173,12 +174,80 @@ def axis_weights(method: str, antialias: bool, in_len: int, out_len: int, start:
 
 
 # ============================================================================ plan
-class Plan(NamedTuple):
-    """Packed parameters of one resample call: int32 rows, int32 starts, float32 weights."""
+# Kinds of axis, one code each (the GPU weights kernel switches on it):
+# Pillow taps 0 bilinear, 1 bicubic, 2 lanczos (+ _WIDEN when antialiased);
+# OpenCV taps 8 nearest, 9 area (overlap), 10 area (linear, a side grows), 11 bilinear, 12 bicubic.
+_PILLOW_KIND = {"bilinear": 0, "bicubic": 1, "lanczos": 2}
+_PILLOW_SUPPORT = (1.0, 2.0, 3.0)
+_WIDEN = 4
+_CV_KIND = {"nearest": 8, "bilinear": 11, "bicubic": 12}
+_CV_TAPS = {8: 1, 10: 2, 11: 2, 12: 4}
+# starts, weights, in_len, out_len, start, length, kind, taps after folding (n)
+AXIS_COLUMNS = 8
 
-    meta: np.ndarray
-    starts: np.ndarray
-    weights: np.ndarray
+
+def axis_kind(method: str, antialias: bool, area_overlap: bool) -> int:
+    """The axis code of a method (which formula family, see the table above)."""
+    if method in ("bilinear", "bicubic") and antialias or method == "lanczos":
+        return _PILLOW_KIND[method] + (_WIDEN if antialias else 0)
+    if method == "area":
+        return 9 if area_overlap else 10
+    return _CV_KIND[method]
+
+
+def axis_taps(kind: int, in_len: int, out_len: int, length: float) -> int:
+    """Weights per output coordinate after folding (what :func:`axis_weights` returns as
+    ``w.shape[1]``), from the window size alone: the host lays out the weight tables
+    without computing a weight."""
+    scale = length / out_len
+    if kind < 8:
+        filterscale = max(scale, 1.0) if kind & _WIDEN else 1.0
+        taps = int(math.ceil(_PILLOW_SUPPORT[kind & 3] * filterscale)) * 2 + 1
+    elif kind == 9:
+        taps = int(math.ceil(scale)) + 1
+    else:
+        taps = _CV_TAPS[kind]
+    return min(taps, in_len)
+
+
+class Plan:
+    """Parameters of one resample call: per image a row of ``meta`` (int32, see
+    META_COLUMNS), per axis a row of ``axes`` (float64, see AXIS_COLUMNS).
+
+    The weights themselves are computed where they are used: on the GPU by one small
+    kernel into the workspace (a batch of never-seen sizes costs one launch, not
+    milliseconds of host NumPy per image), on the CPU by :func:`axis_weights` on first
+    use of ``starts``/``weights`` (the reference the GPU kernel is tested against).
+    """
+
+    __slots__ = ("meta", "axes", "n_starts", "n_weights", "method", "antialias", "_host")
+
+    def __init__(self, meta: np.ndarray, axes: np.ndarray, method: str, antialias: bool):
+        self.meta, self.axes, self.method, self.antialias = meta, axes, method, antialias
+        self.n_starts = int(axes[:, 3].sum())
+        self.n_weights = int((axes[:, 3] * axes[:, 7]).sum())
+        self._host: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._host is None:
+            starts, weights = [], []
+            for row in self.axes:
+                s, w = axis_weights(self.method, self.antialias, int(row[2]), int(row[3]), float(row[4]),
+                                    float(row[5]), int(row[6]) != 10)
+                starts.append(s)
+                weights.append(w.reshape(-1).astype(np.float32))
+            self._host = (np.concatenate(starts), np.concatenate(weights))
+        return self._host
+
+    @property
+    def starts(self) -> np.ndarray:
+        """First source index of every output coordinate of every axis (int32, host)."""
+        return self._tables()[0]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The weights, ``n`` per output coordinate of every axis (float32, host)."""
+        return self._tables()[1]
 
 
 # xs_off, xw_off, nx, ys_off, yw_off, ny, rounding (0 none, 1 rows first, 2 columns first), pad, y0, x0, rh, rw
@@ -187,27 +256,26 @@ META_COLUMNS = 12
 
 def make_plan(method: str, antialias: bool, round_rows: bool, shapes: Sequence[tuple[int, int]],
               specs: Sequence[Spec]) -> Plan:
-    """Pack the weights of every image of a call into three arrays."""
+    """Lay out the weight tables of every image of a call (a few scalar steps per image)."""
     meta = np.zeros((len(specs), META_COLUMNS), np.int32)
-    starts: list[np.ndarray] = []
-    weights: list[np.ndarray] = []
+    axes = np.zeros((2 * len(specs), AXIS_COLUMNS), np.float64)
     n_starts = n_weights = 0
     for i, ((in_h, in_w), spec) in enumerate(zip(shapes, specs)):
         by, bx, bh, bw = spec.box
         y0, x0, rh, rw = spec.rect
         overlap = rh <= bh and rw <= bw  # OpenCV: area averaging only when no side grows
+        kind = axis_kind(method, antialias, overlap)
         row = []
-        for in_len, out_len, start, length in ((in_w, rw, bx, bw), (in_h, rh, by, bh)):
-            s, w = axis_weights(method, antialias, in_len, out_len, start, length, overlap)
-            row += [n_starts, n_weights, w.shape[1]]
-            starts.append(s)
-            weights.append(w.reshape(-1).astype(np.float32))
-            n_starts += len(s)
-            n_weights += w.size
+        for a, (in_len, out_len, start, length) in enumerate(((in_w, rw, bx, bw), (in_h, rh, by, bh))):
+            n = axis_taps(kind, in_len, out_len, float(length))
+            axes[2 * i + a] = (n_starts, n_weights, in_len, out_len, start, length, kind, n)
+            row += [n_starts, n_weights, n]
+            n_starts += out_len
+            n_weights += out_len * n
         # Pillow runs the vertical pass first when width grows and height shrinks
         order = 0 if not round_rows else (2 if rw > bw and rh < bh else 1)
         meta[i] = (*row, order, 0, y0, x0, rh, rw)
-    return Plan(meta, np.concatenate(starts), np.concatenate(weights))
+    return Plan(meta, axes, method, bool(antialias))
 
 
 _PLANS: dict[Any, Plan] = {}
@@ -414,6 +482,208 @@ __device__ void resample_pass(const void* in, const long long* itab, void* out, 
 """
 
 
+# The weights of every axis of a plan, on the GPU: the same formulas, in the same order
+# and in double precision, as _pillow_taps/_cv_taps + _fold (compiled without fused
+# multiply-adds so each step rounds as NumPy's does); NumPy's pairwise summation for the
+# Pillow normalisation. Float32 results agree with the host tables (tests/test_geometry.py).
+_WEIGHTS_SOURCE = r"""
+struct Axis { long long s_off, w_off; int in_len, out_len; double start, length; int kind, n; };
+
+__device__ Axis axis_at(const double* a) {
+    Axis x = {(long long)a[0], (long long)a[1], (int)a[2], (int)a[3], a[4], a[5], (int)a[6], (int)a[7]};
+    return x;
+}
+
+__device__ double pillow_filter(int f, double x) {
+    if (f == 0) return fmax(0.0, 1.0 - fabs(x));
+    if (f == 1) {
+        const double a = -0.5;
+        x = fabs(x);
+        double near_ = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+        double far_ = (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+        return x < 1.0 ? near_ : (x < 2.0 ? far_ : 0.0);
+    }
+    if (fabs(x) >= 3.0) return 0.0;
+    double y = 3.141592653589793 * (x == 0.0 ? 1.0e-20 : x);
+    double x3 = x / 3.0;
+    double y3 = 3.141592653589793 * (x3 == 0.0 ? 1.0e-20 : x3);
+    return (sin(y) / y) * (sin(y3) / y3);
+}
+
+struct Pillow { int f, ksize; long long xmin, xmax; double center, fs; };
+
+__device__ double pillow_tap(const Pillow& p, int k) {
+    if (k >= p.xmax) return 0.0;
+    return pillow_filter(p.f, (((double)(k + p.xmin) - p.center) + 0.5) / p.fs);
+}
+
+// numpy's pairwise_sum (the order np.sum adds a row in): blocks of up to 128 taps with 8
+// partial sums, split in halves (rounded to multiples of 8) above that. The halving is
+// walked with a small explicit stack (no device recursion, so no stack-size limit).
+__device__ double pairwise_leaf(const Pillow& p, int lo, int n) {
+    if (n < 8) {
+        double r = 0.0;
+        for (int i = 0; i < n; ++i) r += pillow_tap(p, lo + i);
+        return r;
+    }
+    double r[8];
+    for (int j = 0; j < 8; ++j) r[j] = pillow_tap(p, lo + j);
+    int i = 8;
+    for (; i < n - (n % 8); i += 8)
+        for (int j = 0; j < 8; ++j) r[j] += pillow_tap(p, lo + i + j);
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += pillow_tap(p, lo + i);
+    return res;
+}
+
+__device__ double pairwise(const Pillow& p, int lo, int n) {
+    if (n <= 128) return pairwise_leaf(p, lo, n);
+    int s_lo[32], s_n[32], s_state[32];
+    double vals[32];
+    int top = 0, vtop = 0;
+    s_lo[0] = lo; s_n[0] = n; s_state[0] = 0; top = 1;
+    while (top > 0) {
+        int k = top - 1;
+        if (s_n[k] <= 128) {
+            vals[vtop++] = pairwise_leaf(p, s_lo[k], s_n[k]);
+            --top;
+            continue;
+        }
+        int n2 = s_n[k] / 2;
+        n2 -= n2 % 8;
+        if (s_state[k] == 0) {
+            s_state[k] = 1;
+            s_lo[top] = s_lo[k]; s_n[top] = n2; s_state[top] = 0; ++top;
+        } else if (s_state[k] == 1) {
+            s_state[k] = 2;
+            s_lo[top] = s_lo[k] + n2; s_n[top] = s_n[k] - n2; s_state[top] = 0; ++top;
+        } else {
+            double b = vals[--vtop], a = vals[--vtop];
+            vals[vtop++] = a + b;
+            --top;
+        }
+    }
+    return vals[0];
+}
+
+__device__ double cv_quantise(double w) { return rint(w * 2048.0) / 2048.0; }
+
+// Raw taps of output o: first index, count, and weight k (before folding).
+struct Taps { long long first; int count; double w[4]; double lo, scale; int kind; Pillow p; double total; };
+
+__device__ double tap(const Taps& t, int k) {
+    if (t.kind < 8) {
+        double w = pillow_tap(t.p, k);
+        return t.total != 0.0 ? w / t.total : 0.0;
+    }
+    if (t.kind == 9) {
+        double idx = (double)(t.first + k);
+        double overlap = fmin(idx + 1.0, t.lo + t.scale) - fmax(idx, t.lo);
+        return fmax(overlap, 0.0) / t.scale;
+    }
+    return t.w[k];
+}
+
+__device__ Taps taps_of(const Axis& ax, int o) {
+    Taps t;
+    t.kind = ax.kind;
+    double scale = ax.length / ax.out_len;
+    t.scale = scale;
+    double od = (double)o;
+    if (ax.kind < 8) {
+        Pillow& p = t.p;
+        p.f = ax.kind & 3;
+        p.fs = (ax.kind & 4) ? fmax(scale, 1.0) : 1.0;
+        double support = (p.f == 0 ? 1.0 : (p.f == 1 ? 2.0 : 3.0)) * p.fs;
+        p.ksize = (int)ceil(support) * 2 + 1;
+        p.center = ax.start + (od + 0.5) * scale;
+        p.xmin = (long long)fmax(trunc(p.center - support + 0.5), 0.0);
+        p.xmax = (long long)fmin(trunc(p.center + support + 0.5), (double)ax.in_len) - p.xmin;
+        t.total = pairwise(p, 0, p.ksize);
+        t.first = p.xmin;
+        t.count = p.ksize;
+        return t;
+    }
+    if (ax.kind == 8) {
+        t.first = (long long)floor(ax.start + (od + 0.5) * scale);
+        t.count = 1;
+        t.w[0] = 1.0;
+        return t;
+    }
+    if (ax.kind == 9) {
+        t.lo = ax.start + od * scale;
+        t.first = (long long)floor(t.lo);
+        t.count = (int)ceil(scale) + 1;
+        return t;
+    }
+    long long sx;
+    double f;
+    if (ax.kind == 10) {
+        sx = (long long)floor(ax.start + od * scale);
+        f = (od + 1.0) - ((double)(sx + 1) - ax.start) / scale;
+        f = f <= 0.0 ? 0.0 : f - floor(f);
+    } else {
+        double fx = ax.start + (od + 0.5) * scale - 0.5;
+        sx = (long long)floor(fx);
+        f = fx - (double)sx;
+    }
+    if (ax.kind == 12) {
+        const double a = -0.75;
+        double x = f;
+        double w0 = ((a * (x + 1.0) - 5.0 * a) * (x + 1.0) + 8.0 * a) * (x + 1.0) - 4.0 * a;
+        double w1 = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+        double w2 = ((a + 2.0) * (1.0 - x) - (a + 3.0)) * (1.0 - x) * (1.0 - x) + 1.0;
+        double w3 = ((1.0 - w0) - w1) - w2;
+        t.w[0] = cv_quantise(w0); t.w[1] = cv_quantise(w1); t.w[2] = cv_quantise(w2); t.w[3] = cv_quantise(w3);
+        t.first = sx - 1;
+        t.count = 4;
+        return t;
+    }
+    if (sx < 0) f = 0.0;
+    if (sx < 0) sx = 0;
+    if (sx >= ax.in_len - 1) f = 0.0;
+    if (sx > ax.in_len - 1) sx = ax.in_len - 1;
+    t.w[0] = cv_quantise(1.0 - f);
+    t.w[1] = cv_quantise(f);
+    t.first = sx;
+    t.count = 2;
+    return t;
+}
+
+// One thread per output coordinate of one axis (blockIdx.y): its start and n weights.
+// Folding as _fold: indices clamp into the image, taps landing on one index add up (in
+// tap order, from 0.0, as np.add.at does), and zero-weight taps are left out.
+extern "C" __global__ void resample_weights(const double* axes, int* starts, float* weights) {
+    Axis ax = axis_at(axes + 8 * (long long)blockIdx.y);
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= ax.out_len) return;
+    Taps t = taps_of(ax, o);
+    int last = ax.in_len - 1;
+    long long i0 = t.first < 0 ? 0 : (t.first > last ? last : t.first);
+    long long st = i0 < (long long)(ax.in_len - ax.n) ? i0 : (long long)(ax.in_len - ax.n);
+    starts[ax.s_off + o] = (int)st;
+    float* w = weights + ax.w_off + (long long)o * ax.n;
+    for (int j = 0; j < ax.n; ++j) w[j] = 0.f;
+    long long run = -1;
+    double sum = 0.0;
+    for (int k = 0; k < t.count; ++k) {
+        double wk = tap(t, k);
+        if (wk == 0.0) continue;
+        long long idx = t.first + k;
+        idx = idx < 0 ? 0 : (idx > last ? last : idx);
+        long long rel = idx - st;
+        if (rel != run) {
+            if (run >= 0) w[run] = (float)sum;
+            run = rel;
+            sum = 0.0;
+        }
+        sum += wk;
+    }
+    if (run >= 0) w[run] = (float)sum;
+}
+"""
+
+
 @functools.lru_cache(maxsize=1)
 def _module_source() -> str:
     entries = []
@@ -450,7 +720,8 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     if read_base is not None:
         view = view._replace(base=read_base)
     blob, small, two_pass = _blob(plan, fill, src)
-    meta, starts, weights, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
+    meta, axes, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
+    starts, weights = _device_weights(plan, axes, stream)
     if two_pass and TWO_PASS:
         _two_passes(src, out, view, oview, plan, (meta, starts, weights, fill_dev), channels, stream)
         return out
@@ -463,6 +734,25 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
         stream,
     )
     return out
+
+
+_weights_held = threading.local()  # per thread, like the workspace: which plan its tables hold
+_WEIGHTS_BLOCK = 128
+
+
+def _device_weights(plan: Plan, axes: np.uint64, stream: Any) -> tuple[np.uint64, np.uint64]:
+    """Pointers to the plan's starts and weights in the workspace, computed there by one
+    launch of ``resample_weights`` unless the workspace already holds this plan's."""
+    starts_bytes = -(-4 * plan.n_starts // 256) * 256
+    buf = scratch("resample:weights", starts_bytes + 4 * max(plan.n_weights, 1), "cuda")
+    held = getattr(_weights_held, "value", None)
+    if held is None or held[0] is not plan or held[1] != buf.generation or held[2] != buf.ptr:
+        out_max = int(plan.axes[:, 3].max())
+        grid = (-(-out_max // _WEIGHTS_BLOCK), len(plan.axes), 1)
+        kernel = raw_kernel(_WEIGHTS_SOURCE, "resample_weights", ("--std=c++17", "--fmad=false"))
+        launch(kernel, grid, (_WEIGHTS_BLOCK, 1, 1), (axes, np.uint64(buf.ptr), np.uint64(buf.ptr + starts_bytes)), stream)
+        _weights_held.value = (plan, buf.generation, buf.ptr)  # holds the plan: its id stays unique
+    return np.uint64(buf.ptr), np.uint64(buf.ptr + starts_bytes)
 
 
 _BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool, bool]] = {}
@@ -491,7 +781,7 @@ def _blob(plan: Plan, fill: np.ndarray, src: Source) -> tuple[Blob, bool, bool]:
         if len(_BLOBS) >= 2 * _MAX_PLANS:
             _BLOBS.clear()
         shapes = src.shapes if hasattr(src, "images") else [src.shape]
-        data = pack(plan.meta, plan.starts, plan.weights, np.asarray(fill, np.float32))
+        data = pack(plan.meta, plan.axes, np.asarray(fill, np.float32))
         small = int(plan.meta[:, 2].max()) <= SMALL_TAPS
         hit = _BLOBS[key] = (plan, data, small, _two_pass_pays(plan, shapes))
     return hit[1], hit[2], hit[3]
