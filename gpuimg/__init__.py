@@ -38,6 +38,8 @@ _LAZY: dict[str, str] = {
     "read_batch": "codec",
     "info": "codec",
     "ImageInfo": "codec",
+    "parse": "codec",
+    "ParsedSource": "codec",
     "BatchResult": "codec",
     "BatchError": "codec",
     # pipeline.py

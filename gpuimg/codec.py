@@ -5,6 +5,8 @@ checks the pixel limit, gives the target :class:`~gpuimg.Image` or
 :class:`~gpuimg.ImageBatch` the decoded shape (growing its buffer only when it is too
 small) and lets nvImageCodec decode INTO that memory, a whole batch in one call.
 :class:`Encoder` encodes into pinned ``CodeStream`` objects it keeps and reuses.
+:func:`parse` reads a source and its header once, ahead of time (say on a reader thread):
+the decode methods take the :class:`ParsedSource` it returns without parsing again.
 
 Formats (nvImageCodec 0.9): JPEG, PNG, BMP, TIFF, JPEG 2000, WebP and PNM decode and
 encode. On the GPU, JPEG (nvJPEG, hardware or hybrid), JPEG 2000 (nvJPEG2000) and TIFF
@@ -61,12 +63,14 @@ __all__ = [
     "Decoder",
     "Encoder",
     "ImageInfo",
+    "ParsedSource",
     "BatchResult",
     "BatchError",
     "read",
     "read_batch",
     "write",
     "info",
+    "parse",
     "MAX_PIXELS",
     "MODES",
     "DEPTHS",
@@ -114,24 +118,69 @@ def _nvimgcodec() -> Any:
 # ============================================================================ sources
 
 
-class _Source:
-    """One input, loaded: its header, and what must stay alive until it is decoded."""
+class ParsedSource:
+    """One input, read and its header parsed once (made by :func:`parse`).
 
-    __slots__ = ("src", "stream", "orientation", "keep")
+    Pass it to :meth:`Decoder.decode` / :meth:`Decoder.decode_batch` (or :func:`read`,
+    :func:`read_batch`) in place of the original source: the file is not read and its
+    header not parsed again, so a reader thread can do that work once and hand the
+    object to a decode thread. ``src`` is the caller's original object (a path, bytes,
+    array or CodeStream); ``info`` its :class:`ImageInfo`. Decode results name the object
+    that was passed (``BatchResult.sources``, ``BatchError.source``: this ParsedSource);
+    error messages name ``src``. It keeps the encoded bytes alive until it is dropped and
+    may be decoded more than once; like the CodeStream it holds, use it from one thread
+    at a time (made on one thread, decoded on another is fine).
+
+    Example:
+        >>> parsed = parse("assets/rocket.jpg")                  # doctest: +SKIP
+        >>> parsed.info.width, parsed.src                       # doctest: +SKIP
+        (640, 'assets/rocket.jpg')
+        >>> img = read(parsed, device="cpu")                     # doctest: +SKIP
+    """
+
+    __slots__ = ("src", "stream", "orientation", "keep", "_info", "_checked")
 
     def __init__(self, src: Any, stream: Any, orientation: int, keep: Any):
-        self.src = src  # the caller's object (BatchResult.sources, BatchError.source)
+        self.src = src  # the caller's object (named in error messages)
         self.stream = stream  # nvimgcodec.CodeStream
         self.orientation = orientation  # EXIF orientation; 1 when unknown (CodeStream sources)
         self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
+        self._info: ImageInfo | None = None  # parsed on first use, then kept
+        self._checked = False  # the JPEG truncation check passed
 
     @property
     def label(self) -> str:
         """How error messages name the source (made only when an error needs it)."""
         return _label(self.src)
 
+    @property
+    def info(self) -> ImageInfo:
+        """The header facts (read on first use, then kept); raises DecodeError or
+        UnsupportedFormatError for a header nvImageCodec cannot read."""
+        if self._info is None:
+            self._info = _info_of(self)
+        return self._info
+
+    def _checked_info(self) -> ImageInfo:
+        """:attr:`info`, after the check that a JPEG is not truncated (done once).
+
+        nvJPEG on the GPU "decodes" a truncated file (grey rest) where libjpeg fails, so a
+        missing end-of-image marker is an error on every device.
+        """
+        info = self.info
+        if not self._checked:
+            if info.codec == "jpeg" and self.keep is not None and not _jpeg_complete(self.keep):
+                raise DecodeError(self.label, "the JPEG data is truncated (no end-of-image marker after the last scan)")
+            self._checked = True
+        return info
+
+    def __repr__(self) -> str:
+        return f"ParsedSource({self.label!r}, {self._info!r})"
+
 
 def _label(src: Any) -> str:
+    if isinstance(src, ParsedSource):
+        return src.label
     if isinstance(src, str | os.PathLike):
         return os.fspath(src) if isinstance(src, str) else str(src)
     if isinstance(src, np.ndarray):
@@ -157,25 +206,56 @@ def _read(src: Any) -> Any:
         return None
     raise TypeError(
         f"cannot decode a {type(src).__name__}: pass a path, bytes/bytearray/memoryview, "
-        "a NumPy uint8 array or an nvimgcodec.CodeStream"
+        "a NumPy uint8 array, an nvimgcodec.CodeStream or a gpuimg ParsedSource"
     )
 
 
-def _load(src: Any) -> _Source:
-    """Read ``src`` (path, bytes-like, uint8 array or CodeStream) and parse its header.
+def _load(src: Any) -> ParsedSource:
+    """Read ``src`` (path, bytes-like, uint8 array or CodeStream) and open its header;
+    a :class:`ParsedSource` comes back unchanged (already read).
 
     Raises FileNotFoundError, TypeError, UnsupportedFormatError or DecodeError.
     """
+    if isinstance(src, ParsedSource):
+        return src
     data = _read(src)
     if data is None:
-        return _Source(src, src, 1, None)
+        return ParsedSource(src, src, 1, None)
     if len(data) == 0:
         raise DecodeError(_label(src), "the data is empty (0 bytes)")
     try:
         stream = _nvimgcodec().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
         raise _unreadable(src, data, exc) from None
-    return _Source(src, stream, _exif.orientation(data), data)
+    return ParsedSource(src, stream, _exif.orientation(data), data)
+
+
+def parse(src: Any) -> ParsedSource:
+    """Read ``src`` and parse its header once, for a later decode that does not redo it.
+
+    ``src``: a path, bytes/bytearray/memoryview, a NumPy uint8 array of the encoded file
+    or an ``nvimgcodec.CodeStream`` (a ParsedSource comes back as it is). The result's
+    ``info`` holds the header facts; hand the result to :meth:`Decoder.decode`,
+    :meth:`Decoder.decode_batch`, :func:`read` or :func:`read_batch`. No pixels are
+    decoded and the pixel limit (a Decoder setting) is checked at decode time, but a
+    JPEG without its end-of-image marker is refused here, as a decode would refuse it.
+
+    Raises FileNotFoundError (or another OSError) for a file that cannot be read,
+    TypeError for an object that is not a source, :class:`~gpuimg.UnsupportedFormatError`
+    for a known format gpuimg cannot decode, and :class:`~gpuimg.DecodeError` naming the
+    source for empty, unreadable or truncated data.
+
+    Example:
+        >>> parsed = parse("assets/coffee.jpg")                       # doctest: +SKIP
+        >>> parsed.info.height, parsed.info.width                     # doctest: +SKIP
+        (400, 600)
+        >>> res = Decoder("cpu").decode_batch([parsed])               # doctest: +SKIP
+        >>> res.sources[0] is parsed                                  # doctest: +SKIP
+        True
+    """
+    loaded = _load(src)
+    loaded._checked_info()
+    return loaded
 
 
 def _unreadable(src: Any, data: Any, exc: Exception) -> GpuImgError:
@@ -222,7 +302,8 @@ class ImageInfo:
         return self.width * self.height
 
 
-def _info_of(loaded: _Source) -> ImageInfo:
+def _info_of(loaded: ParsedSource) -> ImageInfo:
+    """Read the header facts from the CodeStream (use ``loaded.info``: kept once read)."""
     cs = loaded.stream
     try:
         w, h, c = cs.width, cs.height, cs.num_channels
@@ -293,7 +374,7 @@ def _has_alpha(info: ImageInfo) -> bool:
 
 
 def _plan(
-    loaded: _Source, info: ImageInfo, mode: str, depth: str, apply_exif: bool, region: Any, max_pixels: int
+    loaded: ParsedSource, info: ImageInfo, mode: str, depth: str, apply_exif: bool, region: Any, max_pixels: int
 ) -> _Plan:
     """The item's decoded shape and parameters; raises ImageTooLargeError before any allocation."""
     if info.pixels > max_pixels:
@@ -410,7 +491,8 @@ class BatchResult:
     """What :meth:`Decoder.decode_batch` returns.
 
     ``images``: an ImageBatch holding ONLY the decoded items, in input order (slot ``k``
-    came from input ``indices[k]``, i.e. ``sources[k]``). ``errors``: one
+    came from input ``indices[k]``, i.e. ``sources[k]``: the objects the caller passed,
+    a :class:`ParsedSource` where one was passed). ``errors``: one
     :class:`BatchError` ``(index, source, error)`` per failed item, where ``error`` is a
     :class:`~gpuimg.DecodeError`, :class:`~gpuimg.UnsupportedFormatError` or
     :class:`~gpuimg.ImageTooLargeError` (a missing file is a DecodeError whose
@@ -515,7 +597,7 @@ class Decoder:
             >>> Decoder("cpu").info("assets/chelsea.jpg").width      # doctest: +SKIP
             451
         """
-        return _info_of(_load(src))
+        return _load(src).info
 
     def decode(
         self,
@@ -531,8 +613,9 @@ class Decoder:
         """Decode one image into ``out`` (reshaped, grown only if too small) or a new Image.
 
         ``src``: a path, bytes/bytearray/memoryview, a NumPy uint8 array of the encoded
-        file, or an ``nvimgcodec.CodeStream`` (its EXIF orientation is not read: decoded
-        as stored). ``mode``: one of :data:`MODES`. ``depth="any"`` keeps 16-bit PNG/TIFF
+        file, an ``nvimgcodec.CodeStream`` (its EXIF orientation is not read: decoded
+        as stored), or a :class:`ParsedSource` from :func:`parse` (not read or parsed
+        again). ``mode``: one of :data:`MODES`. ``depth="any"`` keeps 16-bit PNG/TIFF
         as uint16. ``region=(top, left, bottom, right)`` in decoded (oriented)
         coordinates: decoded whole, then cropped on the device (nvImageCodec 0.9's GPU
         ROI decode crashes on H100, so one path serves every codec). ``stream``: the
@@ -575,7 +658,8 @@ class Decoder:
     ) -> BatchResult:
         """Decode many images in ONE nvImageCodec call into ``out``'s arena (or a new batch).
 
-        Every header is read first; the arena is laid out for the good items and grown
+        Every header is read first (not again for :class:`ParsedSource` items, see
+        :func:`parse`); the arena is laid out for the good items and grown
         as a whole only when too small; nvImageCodec decodes into the slots. An item that
         fails (unreadable, unsupported, too large, corrupt data) is listed in
         ``result.errors`` and left out; every good item is kept, in input order. Options
@@ -596,7 +680,7 @@ class Decoder:
             raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
         mode, depth, region = _check_mode(mode), _check_depth(depth), _check_region(region)
         errors: list[BatchError] = []
-        good: list[tuple[int, _Source, _Plan]] = []
+        good: list[tuple[int, ParsedSource, _Plan]] = []
         for index, src in enumerate(srcs):
             try:
                 loaded = _load(src)
@@ -621,12 +705,9 @@ class Decoder:
         return BatchResult(batch, [i for i, _, _ in good], [srcs[i] for i, _, _ in good], errors)
 
     # ------------------------------------------------------------------ internals
-    def _plan_item(self, loaded: _Source, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
+    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
         exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
-        info = _info_of(loaded)
-        if info.codec == "jpeg" and loaded.keep is not None and not _jpeg_complete(loaded.keep):
-            # nvJPEG on the GPU "decodes" a truncated file (grey rest) where libjpeg fails.
-            raise DecodeError(loaded.label, "the JPEG data is truncated (no end-of-image marker after the last scan)")
+        info = loaded._checked_info()  # parsed and checked once per source (parse() may have done it)
         # Photos of a dataset share few header layouts: reuse their plans (microseconds per image).
         key = (info, mode, depth, exif, region)
         plan = self._plans.get(key)
@@ -662,7 +743,7 @@ class Decoder:
 
     def _run(
         self,
-        sources: list[_Source],
+        sources: list[ParsedSource],
         plans: list[_Plan],
         targets: list[Image],
         owners: list[Any],
@@ -750,7 +831,9 @@ def _default_backends(nv: Any) -> list[Any]:
     64, 7,871 vs 5,906 at 256, bench/codec.py). GPU_ONLY (nvJPEG2000, nvTIFF) and CPU_ONLY
     (PNG, WebP, BMP, PNM) keep the other formats. Without a hardware decoder the hybrid
     one takes every JPEG. Items may come from either JPEG decoder, which differ from each
-    other (and from libjpeg) by a level or two.
+    other (and from libjpeg) by a level or two. The hybrid share costs host CPU (about 4x
+    that of hardware-first decoding per image), so the dataset pipeline, which shares the
+    CPU with its other stages, asks for hardware-first instead (pipeline.DECODE_BACKENDS).
     """
     adaptive = nv.LoadHintPolicy.ADAPTIVE_MINIMIZE_IDLE_TIME
     return [
@@ -767,11 +850,11 @@ def _cupy_stream(stream: Any) -> Any:
     return get_stream(stream)
 
 
-def _full_hw(plan: _Plan, loaded: _Source, region: Any) -> tuple[int, int]:
+def _full_hw(plan: _Plan, loaded: ParsedSource, region: Any) -> tuple[int, int]:
     """The whole decoded (height, width) of a staged item (before the region crop)."""
     if region is None:
         return plan.height, plan.width
-    info = _info_of(loaded)
+    info = loaded.info
     h, w = info.height, info.width
     if not plan.apply_exif and _exif.swaps_axes(info.orientation):
         h, w = w, h
@@ -1101,4 +1184,4 @@ def info(src: Any) -> ImageInfo:
         >>> info("assets/rocket.jpg").codec                            # doctest: +SKIP
         'jpeg'
     """
-    return _info_of(_load(src))
+    return _load(src).info

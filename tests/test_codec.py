@@ -479,3 +479,87 @@ def test_batch_item_failing_inside_the_decode_call_is_dropped(dec):
     assert "could not decode" in str(res.errors[0].error)
     for img, name in zip(res, ("coffee.png", "camera_gray.png", "chelsea.png")):
         assert np.array_equal(img.numpy(), load_asset(name))
+
+
+# ---------------------------------------------------------------------------- parse once
+
+
+def _fixed_decoder(device: str) -> Decoder:
+    """Hardware-first fixed backends (the pipeline's): the same item always goes to the
+    same JPEG decoder, so two decodes of it are bit-identical on the GPU too."""
+    from gpuimg.pipeline import DECODE_BACKENDS
+
+    return Decoder(device, backends=DECODE_BACKENDS)
+
+
+def test_parse_then_decode_batch_equals_decode_batch_of_bytes(device, tmp_path, monkeypatch):
+    from gpuimg import codec
+
+    dec = _fixed_decoder(device)
+    rotated = tmp_path / "rotated.jpg"
+    with PILImage.open(ASSETS / "rocket.jpg") as im:
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(rotated, "JPEG", quality=90, exif=exif.tobytes())
+    names = ["chelsea.jpg", "coffee.png", "camera_gray.png", "coffee_rgba.png", "rocket.jpg"]
+    datas = [(ASSETS / n).read_bytes() for n in names] + [rotated.read_bytes()]
+    parsed = [gpuimg.parse(d) for d in datas]
+    assert all(isinstance(p, gpuimg.ParsedSource) for p in parsed)
+    assert [p.info for p in parsed] == [gpuimg.info(d) for d in datas]
+    assert parsed[-1].info.orientation == 6 and (parsed[-1].info.height, parsed[-1].info.width) == (640, 427)
+    assert parsed[0].src is datas[0] and gpuimg.parse(parsed[0]) is parsed[0]
+
+    want = dec.decode_batch(datas, mode="rgb")
+    # No second read or parse: the decode takes the parsed headers as they are.
+    monkeypatch.setattr(codec, "_read", lambda src: pytest.fail(f"read again: {src!r}"))
+    monkeypatch.setattr(codec, "_info_of", lambda src: pytest.fail(f"parsed again: {src!r}"))
+    got = dec.decode_batch(parsed, mode="rgb")
+    assert got.ok and got.indices == list(range(len(datas))) and got.sources == parsed
+    assert got.images.shapes == want.images.shapes
+    for a, b in zip(got, want):
+        assert np.array_equal(a.numpy(), b.numpy())
+    # Single decodes and reuse: a parsed source decodes again, identically.
+    assert np.array_equal(dec.decode(parsed[1]).numpy(), want[1].numpy())
+    assert np.array_equal(gpuimg.read(parsed[1], device=device).numpy(), want[1].numpy())
+
+
+def test_parse_errors_name_the_source(tmp_path):
+    jpeg = (ASSETS / "astronaut.jpg").read_bytes()
+    files = {
+        "truncated.jpg": (jpeg[: len(jpeg) // 3], gpuimg.DecodeError, "truncated"),
+        "corrupt.jpg": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, gpuimg.DecodeError, "header"),
+        "empty.jpg": (b"", gpuimg.DecodeError, "empty"),
+        "notes.jpg": (b"this is not an image\n" * 20, gpuimg.DecodeError, "header"),
+    }
+    for name, (data, error, reason) in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(error, match=reason) as info:
+            gpuimg.parse(path)
+        assert isinstance(info.value, gpuimg.GpuImgError) and str(path) in str(info.value), name
+    with pytest.raises(gpuimg.DecodeError, match="truncated"):
+        gpuimg.parse(jpeg[:-200])  # bytes are named by their size
+    gif = tmp_path / "a.gif"
+    PILImage.fromarray(load_asset("chelsea.png")).save(gif)
+    with pytest.raises(gpuimg.UnsupportedFormatError, match="GIF"):
+        gpuimg.parse(gif)
+    with pytest.raises(FileNotFoundError):
+        gpuimg.parse(tmp_path / "missing.jpg")
+    with pytest.raises(TypeError, match="ParsedSource"):
+        gpuimg.parse(12345)
+
+
+def test_parsed_sources_in_a_batch_keep_errors_per_item(dec):
+    """The pixel limit is the Decoder's: checked at decode, the error names the original
+    source, and BatchError.source / BatchResult.sources are the objects passed."""
+    huge = gpuimg.parse(_png_header(100_000, 100_000))
+    assert huge.info.pixels == 10**10
+    good = gpuimg.parse(ASSETS / "coffee.jpg")
+    assert good.src == ASSETS / "coffee.jpg"
+    res = dec.decode_batch([good, huge, ASSETS / "rocket.jpg"])
+    assert res.indices == [0, 2] and res.sources == [good, ASSETS / "rocket.jpg"]
+    assert res.errors[0].source is huge and isinstance(res.errors[0].error, gpuimg.ImageTooLargeError)
+    assert "bytes>" in str(res.errors[0].error)  # named by the original bytes, not the wrapper
+    with pytest.raises(gpuimg.ImageTooLargeError, match="100000x100000"):
+        dec.decode(huge)
+    _assert_jpeg_close(res[0].numpy(), load_asset("coffee.jpg"))

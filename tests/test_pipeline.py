@@ -381,3 +381,55 @@ def test_steps_from_json_and_errors(tmp_path: Path) -> None:
         Pipeline([], device="cpu").run([], tmp_path, format="gif")
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         Pipeline([], device="cpu").run([], tmp_path, batch_size=0)
+
+
+def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    """Headers are parsed once, on the reader threads: the decode lane gets the parsed
+    sources; a truncated or corrupt file fails there, per item, and never reaches it."""
+    from gpuimg import codec, pipeline
+
+    parsed: list[object] = []
+    real_info_of, real_decode = codec._info_of, pipeline._decode
+
+    def counting_info_of(loaded):
+        parsed.append(loaded)
+        return real_info_of(loaded)
+
+    decoded: list[str] = []
+
+    def recording_decode(decoder, items, out, stream):
+        assert all(isinstance(it.source, codec.ParsedSource) for it in items)
+        decoded.extend(it.job.src.name for it in items)
+        return real_decode(decoder, items, out, stream)
+
+    monkeypatch.setattr(codec, "_info_of", counting_info_of)
+    monkeypatch.setattr(pipeline, "_decode", recording_decode)
+    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3)
+    assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
+    # One header read per good file, plus at most one per bad file that has bytes
+    # (truncated, corrupt, notes): decoding did not parse again (it would double the count).
+    assert len(GOOD) + 1 <= len(parsed) <= len(GOOD) + 3
+    assert sorted(decoded) == sorted(Path(rel).name for rel, *_ in GOOD)
+    failed = {Path(f.path).name: f for f in summary.failures}
+    assert sorted(failed) == sorted(BAD)
+    assert failed["truncated.jpg"].stage == "decode" and "truncated" in failed["truncated.jpg"].reason
+    assert failed["corrupt.jpg"].stage == "decode" and "DecodeError" in failed["corrupt.jpg"].reason
+    assert failed["notes.jpg"].stage == "decode" and failed["empty.jpg"].stage == "read"
+    assert failed["locked.png"].stage == "read"
+
+
+def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
+    """Hardware-first JPEG backends (fixed load hints) build and decode on every device;
+    two writer threads by default."""
+    import inspect
+
+    from gpuimg import pipeline
+
+    dec = pipeline._new_decoder(device)
+    got = dec.decode_batch([ASSETS / "coffee.jpg", ASSETS / "coffee.png"], mode="rgb").raise_errors()
+    with PILImage.open(ASSETS / "coffee.jpg") as im:
+        want = np.asarray(im.convert("RGB"))
+    assert np.abs(got[0].numpy().astype(int) - want).max() <= 4
+    with PILImage.open(ASSETS / "coffee.png") as im:
+        assert np.array_equal(got[1].numpy(), np.asarray(im.convert("RGB")))
+    assert inspect.signature(Pipeline.run).parameters["writers"].default == 2
