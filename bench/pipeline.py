@@ -250,7 +250,7 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
     from gpuimg.codec import Decoder, Encoder
 
     defaults = (gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder)
-    few_threads = (lambda d: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
+    few_threads = (lambda d, hint=None: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
     interval = sys.getswitchinterval()
     for label, lanes, codecs, kwargs, switch in (
         ("defaults again (plans cached now)", None, None, {}, None),
