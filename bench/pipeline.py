@@ -193,11 +193,13 @@ def decode_ceiling(datas: list[bytes]) -> float:
     return len(datas) / (time.perf_counter() - t0)
 
 
-def ours_decode_only(datas: list[bytes], device: str) -> float:
-    """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only."""
+def ours_decode_only(datas: list[bytes], device: str, pipeline_decoder: bool = False) -> float:
+    """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only:
+    the Decoder's default backends, or the pipeline's hardware-first decoder."""
     from gpuimg.codec import Decoder
+    from gpuimg.pipeline import _new_decoder
 
-    decoder = Decoder(device)
+    decoder = _new_decoder(device) if pipeline_decoder else Decoder(device)
     batch = None
 
     def run(items: list[bytes]) -> None:
@@ -244,35 +246,43 @@ def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
 
 
 def sweep(files: list[Path], out: Path, device: str) -> None:
-    """W1 under other settings (diagnostic lines, not in the table): lanes, readers,
-    codec CPU threads, batch size; and decode -> encode without steps."""
+    """W1 under other settings (diagnostic lines, not in the table), each on a fresh
+    Pipeline warmed up like the main run: the codec gate, lanes, readers/writers, the GIL
+    switch interval, batch size, decoder backends and preallocation; and decode -> encode
+    without steps."""
     import gpuimg.pipeline as gp
-    from gpuimg.codec import Decoder, Encoder
+    from gpuimg.codec import Decoder
 
-    defaults = (gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder)
-    few_threads = (lambda d, hint=None: Decoder(d, guard_reuse=False, num_threads=4), lambda d: Encoder(d, num_threads=4))
+    saved = {name: getattr(gp, name) for name in
+             ("DECODE_LANES", "ENCODE_LANES", "SERIALIZE_CODECS", "_new_decoder", "_size_hint")}
+    adaptive = lambda d, hint=None: Decoder(d, guard_reuse=False)  # noqa: E731 - the Decoder's default backends
     interval = sys.getswitchinterval()
-    for label, lanes, codecs, kwargs, switch in (
-        ("defaults again (plans cached now)", None, None, {}, None),
-        ("GIL switch interval 0.5 ms", None, None, {}, 0.0005),
-        ("GIL switch interval 0.1 ms", None, None, {}, 0.0001),
-        ("2 decode + 2 encode lanes", (2, 2), None, {}, None),
-        ("2 decode + 2 encode lanes, switch 0.5 ms", (2, 2), None, {}, 0.0005),
-        ("readers 2, writers 2", None, None, dict(readers=2, writers=2), None),
-        ("codec objects with 4 CPU threads", None, few_threads, {}, None),
-        ("batch 128", None, None, dict(batch_size=128), None),
+    for label, patch, kwargs, switch in (
+        ("defaults again", {}, {}, None),
+        ("codec gate off (decode and encode overlap)", dict(SERIALIZE_CODECS=False), {}, None),
+        ("readers 2, writers 1", {}, dict(readers=2, writers=1), None),
+        ("2 decode + 2 encode lanes", dict(DECODE_LANES=2, ENCODE_LANES=2), {}, None),
+        ("GIL switch interval 0.5 ms", {}, {}, 0.0005),
+        ("batch 128, max_batch_bytes 1 GiB", {}, dict(batch_size=128, max_batch_bytes=2**30), None),
+        ("decoder: adaptive hardware+hybrid backends", dict(_new_decoder=adaptive), {}, None),
+        ("decoder: no preallocation hint", dict(_size_hint=lambda items: None), {}, None),
     ):
-        gp.DECODE_LANES, gp.ENCODE_LANES = lanes or defaults[:2]
-        gp._new_decoder, gp._new_encoder = codecs or defaults[2:]
+        for name, value in patch.items():
+            setattr(gp, name, value)
         sys.setswitchinterval(switch or interval)
         try:
-            s = Pipeline(W1_STEPS, device=device).run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH) | kwargs))
+            pipe = Pipeline(W1_STEPS, device=device)
+            pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH)
+            s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH) | kwargs))
         finally:
-            gp.DECODE_LANES, gp.ENCODE_LANES, gp._new_decoder, gp._new_encoder = defaults
+            for name, value in saved.items():
+                setattr(gp, name, value)
             sys.setswitchinterval(interval)
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
-    s = Pipeline([], device=device).run(files, out / "nosteps", batch_size=BATCH)
+    pipe = Pipeline([], device=device)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH)
+    s = pipe.run(files, out / "nosteps", batch_size=BATCH)
     print(f"sweep decode -> encode (no steps, full-size JPEG): {s.images_per_second:,.0f} img/s", flush=True)
 
 
@@ -419,6 +429,7 @@ def main() -> None:
 
         ceiling = decode_ceiling(datas) if device == "cuda" else None
         decode_only = ours_decode_only(datas, device)
+        decode_hw = ours_decode_only(datas, device, pipeline_decoder=True)
         w1 = ours_w1(files, tmp / "ours", device)
         print(f"ours W1: {w1['summary']}", flush=True)
         if args.sweep:
@@ -436,6 +447,8 @@ def main() -> None:
         res.add("W1 vs raw nvImageCodec decode only", w1["rate"], "img/s", "decode ceiling", ceiling,
                 note="target >= 0.8x")
         res.add("gpuimg Decoder.decode_batch only", decode_only, "img/s", "decode ceiling", ceiling,
+                note="in-memory bytes, reused batch, default backends")
+        res.add("pipeline's decoder (hardware-first) only", decode_hw, "img/s", "decode ceiling", ceiling,
                 note="in-memory bytes, reused batch")
         res.add("W1 vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
         res.add("W1 vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1, note=f"Pillow on {args.pillow_count} files")

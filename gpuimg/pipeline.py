@@ -10,8 +10,12 @@ stages, and ``batches`` feeds a training loop:
                         is processed
     process thread      runs the steps batch-wise (one launch per op per batch) into
                         reused step outputs, on its own stream
-    encode thread       its own stream and Encoder (reused CodeStreams)
+    encode thread       its own stream and Encoder (reused CodeStreams); its calls and the
+                        decoder's take turns (they slow each other down when they overlap)
     writer threads      write each output atomically (temporary name, then rename)
+
+The Decoder and Encoder live on the Pipeline and are reused by its later runs (a new
+decoder's first batches are slow: see ``_Codecs``).
 
 Memory bound: a batch holds at most ``batch_size`` images and at most ``max_batch_bytes``
 bytes of decoded pixels (height x width x 3; an image larger than that alone forms a batch
