@@ -432,4 +432,4 @@ def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
     assert np.abs(got[0].numpy().astype(int) - want).max() <= 4
     with PILImage.open(ASSETS / "coffee.png") as im:
         assert np.array_equal(got[1].numpy(), np.asarray(im.convert("RGB")))
-    assert inspect.signature(Pipeline.run).parameters["writers"].default == 2
+    assert inspect.signature(Pipeline.run).parameters["writers"].default == 1
