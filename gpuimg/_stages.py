@@ -63,6 +63,11 @@ class StageQueue:
     def get_nowait(self) -> Any:
         return self._q.get_nowait()
 
+    def put_nowait(self, item: Any) -> None:
+        """Put without looking at the stop flag (for unbounded queues that must still be fed
+        while a run is stopping); raises queue.Full on a full bounded queue."""
+        self._q.put_nowait(item)
+
 
 def start_thread(name: str, target: Callable[[], None], on_error: Callable[[BaseException], None]) -> threading.Thread:
     """Start a daemon thread running ``target``; an escaping exception goes to ``on_error``
@@ -160,6 +165,11 @@ class StageTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Count ``seconds`` of ``stage`` measured elsewhere (another process)."""
+        with self._lock:
+            self.seconds[stage] += seconds
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:

@@ -105,10 +105,10 @@ def _round_up(n: int, to: int = ALIGNMENT) -> int:
     return -(-n // to) * to
 
 
-def _allocate_bytes(nbytes: int, device: str, pinned: bool, purpose: str) -> Any:
+def _allocate_bytes(nbytes: int, device: str, pinned: bool, purpose: str, shareable: bool = False) -> Any:
     """A fresh 1-D uint8 array of ``nbytes`` on ``device``; OutOfMemoryError if it cannot be had."""
     try:
-        return _allocate_raw(nbytes, device, pinned)
+        return _allocate_raw(nbytes, device, pinned, shareable)
     except (MemoryError, ValueError) as exc:  # NumPy says "array is too big" with a ValueError
         if isinstance(exc, ValueError) and device == "cuda":
             raise
@@ -117,10 +117,12 @@ def _allocate_bytes(nbytes: int, device: str, pinned: bool, purpose: str) -> Any
         ) from exc
 
 
-def _allocate_raw(nbytes: int, device: str, pinned: bool) -> Any:
+def _allocate_raw(nbytes: int, device: str, pinned: bool, shareable: bool = False) -> Any:
     if device == "cuda":
         import cupy
 
+        if shareable:  # its own cudaMalloc, not a piece of a pool block: CUDA IPC exports whole allocations
+            return cupy.ndarray((nbytes,), dtype=np.uint8, memptr=cupy.cuda.MemoryPointer(cupy.cuda.Memory(nbytes), 0))
         return cupy.ndarray((nbytes,), dtype=np.uint8, memptr=cupy.cuda.alloc(nbytes))
     if pinned:
         import cupy
@@ -137,6 +139,8 @@ class Buffer:
     makes room for ``n`` bytes by the module's growth policy and bumps ``generation``
     (views made before a growth are stale). ``pinned=True`` asks for page-locked host
     memory (needs a CUDA device; falls back to pageable memory without one).
+    ``shareable=True`` (GPU) gives the buffer an allocation of its own, which another
+    process can map through :meth:`ipc_handle`.
 
     Example:
         >>> buf = Buffer(256, device="cpu")
@@ -144,8 +148,10 @@ class Buffer:
         (True, True)
     """
 
-    def __init__(self, nbytes: int, device: str | None = None, *, pinned: bool = False, purpose: str = "a buffer"):
+    def __init__(self, nbytes: int, device: str | None = None, *, pinned: bool = False, purpose: str = "a buffer",
+                 shareable: bool = False):
         self.device = resolve_device(device)
+        self.shareable = bool(shareable) and self.device == "cuda"
         if not isinstance(nbytes, int | np.integer) or nbytes < 0:
             raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
         self.pinned = bool(pinned) and self.device == "cpu" and _pinned_possible()
@@ -180,7 +186,7 @@ class Buffer:
         old_capacity = 0 if self.data is None else self.capacity
         self.data = None  # drop the old block first so the pool can reuse it
         try:
-            data = _allocate_bytes(nbytes, self.device, self.pinned, self.purpose)
+            data = _allocate_bytes(nbytes, self.device, self.pinned, self.purpose, self.shareable)
         except OutOfMemoryError:
             if old_capacity:  # a failed growth leaves a usable buffer of the old capacity
                 self._allocate(old_capacity, growth=False)
@@ -191,6 +197,14 @@ class Buffer:
         # cached: ops ask for it several times a call, and NumPy's ctypes lookup costs ~1 us
         self._ptr = address_of(data)
         self.generation += 1
+
+    def ipc_handle(self) -> bytes:
+        """The CUDA IPC handle of a ``shareable`` buffer (valid until its next growth)."""
+        if not self.shareable:
+            raise ValueError("only a Buffer made with shareable=True on the GPU has an IPC handle")
+        import cupy
+
+        return bytes(cupy.cuda.runtime.ipcGetMemHandle(self._ptr))
 
     def view(self, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
         """A typed view of the bytes from ``offset`` with the given shape and byte strides."""

@@ -82,6 +82,9 @@ DECODE_LANES = 1
 ENCODE_LANES = 1
 DECODE_RING = 2  # decoded batches per decode lane: one being decoded, one being processed
 SERIALIZE_CODECS = True  # decode and encode calls take turns (see _Codecs)
+# On the GPU, encode and write in a worker process, so decoding and encoding overlap
+# (gpuimg/_encode_worker.py; GPUIMG_ENCODE_WORKER=0 keeps them in this process).
+ENCODE_IN_WORKER = True
 REPORT_NAME = "gpuimg-report.json"
 LOSSY_FORMATS = ("jpg", "webp", "jp2")  # the formats that take a quality
 
@@ -766,6 +769,103 @@ class _FileSink:
             self.run.results.put(("end",))
 
 
+class _WorkerSink:
+    """Encode and write in the encode worker process (see :mod:`gpuimg._encode_worker`).
+
+    A sender thread copies each processed batch into a free staging slot (device to
+    device, then the step outputs are released) and sends its layout and output paths; a
+    receiver thread takes the worker's answers: slot released, per-item results (with the
+    worker's encode and write seconds for the stage timers). ``finish`` waits until the
+    worker has answered every batch sent, so the worker can serve the next run.
+    """
+
+    lanes = 1  # step-output sets held by this sink: the one being copied
+
+    def __init__(self, run: _Run, worker: Any, fmt: str, quality: int):
+        self.run, self.worker, self.fmt, self.quality = run, worker, fmt, quality
+        self.queue = StageQueue(1, run.stop)
+        self.free_slots = StageQueue(0, run.stop)
+        for slot in range(worker.SLOTS):
+            self.free_slots.put(slot)
+        self.pending: dict[int, list[_Item]] = {}
+        self.seq = 0
+        self.threads: list[threading.Thread] = []
+        self._answered = True  # every batch sent has been answered (the worker is reusable)
+
+    def start(self, lane: Lane) -> None:
+        self.threads = [start_thread("send", self._send_loop, self.run.fail_fatal),
+                        start_thread("receive", self._receive_loop, self.run.fail_fatal)]
+
+    def handle(self, items: list[_Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        self.queue.put((items, batch, ready, done))
+
+    def _send_loop(self) -> None:
+        import cupy
+
+        lane = Lane("cuda")
+        while (job := self.queue.get()) is not DONE:
+            items, batch, ready, done = job
+            slot = self.free_slots.get()
+            nbytes = batch.used_bytes
+            try:
+                staging = self.worker.stage(slot, nbytes)
+                lane.wait(ready)
+                cupy.cuda.runtime.memcpyAsync(staging.ptr, batch.data_ptr, nbytes, 3, lane.stream.ptr)
+            finally:
+                done(lane.record())
+            lane.synchronize()  # the worker reads the slot as soon as the message arrives
+            self.seq += 1
+            self.pending[self.seq] = items
+            self._answered = False
+            self.worker.send(("batch", self.seq, slot, batch.table()[:, :5].tolist(), batch.dtype.str,
+                              [str(it.job.dst) for it in items], self.fmt, self.quality))
+
+    def _receive_loop(self) -> None:
+        while True:
+            try:
+                msg = self.worker.recv()
+            except (EOFError, OSError):
+                raise RuntimeError("the encode worker process exited during the run") from None
+            kind = msg[0]
+            if kind == "released":
+                self.free_slots.put_nowait(msg[2])  # also while stopping: the flush still comes
+            elif kind == "results":
+                _, seq, results, encode_s, write_s = msg
+                self.run.timer.add("encode", encode_s)
+                self.run.timer.add("write", write_s)
+                for item, (status, value) in zip(self.pending.pop(seq), results):
+                    if status == "ok":
+                        self.run.results.put(("done", item.job, len(item.data), value))
+                    else:
+                        self.run.fail(item.job, status, value)
+            elif kind == "failed":
+                raise RuntimeError(f"the encode worker failed: {msg[1]}")
+            elif kind == "flushed":
+                self._answered = True
+                return
+
+    def finish(self) -> None:
+        # Batches already sent are encoded and written even when stopping (atomic writes:
+        # finished outputs are kept work); then the worker goes back for the next run.
+        try:
+            if self.threads:
+                with contextlib.suppress(Stopped):
+                    self.queue.put(DONE)
+                self.threads[0].join()
+                try:
+                    self.worker.send(("flush",))
+                except OSError:
+                    pass
+                self.threads[1].join()
+        finally:
+            from . import _encode_worker
+
+            if not self._answered:
+                self.worker.healthy = False
+            _encode_worker.give_back(self.worker)
+            self.run.results.put(("end",))
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -853,7 +953,7 @@ class Pipeline:
         started = time.perf_counter()
         todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
         run = _Run()
-        sink = _FileSink(run, self._codecs, _codec_format(format), int(quality), writers, ENCODE_LANES)
+        sink = self._sink(run, _codec_format(format), int(quality), writers)
         try:
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress)
         except KeyboardInterrupt:
@@ -864,6 +964,18 @@ class Pipeline:
             summary.report_path = str(Path(report) if report is not None else Path(output_dir) / REPORT_NAME)
             _write_report(summary, self.steps)
         return summary
+
+    def _sink(self, run: _Run, fmt: str, quality: int, writers: int) -> Any:
+        """Encode + write in the encode worker process where it can run (GPU), else here."""
+        from . import _encode_worker
+
+        if self.device == "cuda" and ENCODE_IN_WORKER and _encode_worker.enabled():
+            import cupy
+
+            worker = _encode_worker.take(cupy.cuda.Device().id)
+            if worker is not None:
+                return _WorkerSink(run, worker, fmt, quality)
+        return _FileSink(run, self._codecs, fmt, quality, writers, ENCODE_LANES)
 
     def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
         todo = []

@@ -303,6 +303,7 @@ def test_several_decode_and_encode_lanes(tree: Path, tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(pipeline, "DECODE_LANES", 2)
     monkeypatch.setattr(pipeline, "ENCODE_LANES", 2)
+    monkeypatch.setattr(pipeline, "ENCODE_IN_WORKER", False)  # encode lanes are the in-process path
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=1)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
     for rel, *_ in GOOD:
@@ -324,7 +325,9 @@ def test_steady_state_allocates_nothing(tmp_path: Path, device: str) -> None:
         return gpuimg.memory_stats(device)["allocations"]
 
     # 8 batches use every pooled buffer (decode ring, step-output sets) at least once;
-    # 20 batches then allocate nothing more.
+    # 20 batches then allocate nothing more. A first run warms the GPU encode worker,
+    # whose staging buffers outlive pipelines.
+    allocations(16)
     assert allocations(16) == allocations(40)
 
 
@@ -433,3 +436,63 @@ def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
     with PILImage.open(ASSETS / "coffee.png") as im:
         assert np.array_equal(got[1].numpy(), np.asarray(im.convert("RGB")))
     assert inspect.signature(Pipeline.run).parameters["writers"].default == 1
+
+
+# --------------------------------------------------------------------------- encode worker
+
+
+def test_gpu_encodes_in_the_worker_process_with_the_same_outputs(tree: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch, gpu: str) -> None:
+    """On the GPU the encode-and-write stage runs in a worker process (decode and encode
+    overlap there); its files are byte for byte those of the in-process path."""
+    from gpuimg import _encode_worker, pipeline
+
+    taken = []
+    real_take = _encode_worker.take
+    monkeypatch.setattr(_encode_worker, "take", lambda device_id: taken.append(real_take(device_id)) or taken[-1])
+    by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3)
+    assert taken and taken[0] is not None, _encode_worker._unavailable
+    monkeypatch.setattr(pipeline, "ENCODE_IN_WORKER", False)
+    in_process = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "here", batch_size=3)
+    assert (by_worker.processed, by_worker.failed) == (in_process.processed, in_process.failed) == (len(GOOD), len(BAD))
+    assert sorted((f.path, f.stage) for f in by_worker.failures) == sorted((f.path, f.stage) for f in in_process.failures)
+    for rel, *_ in GOOD:
+        dst = Path(rel).with_suffix(".jpg")
+        assert (tmp_path / "worker" / dst).read_bytes() == (tmp_path / "here" / dst).read_bytes(), rel
+    assert by_worker.stage_seconds["encode"] > 0 and by_worker.stage_seconds["write"] > 0
+
+
+def test_worker_reports_write_failures_per_item(tmp_path: Path, gpu: str) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        (src / f"{name}.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
+    (out / "b.jpg").mkdir(parents=True)  # the output path is taken by a folder
+    summary = Pipeline([], device=gpu).run(src, out)
+    assert (summary.processed, summary.failed) == (2, 1)
+    failure = summary.failures[0]
+    assert Path(failure.path).name == "b.jpg" and failure.stage == "write" and failure.reason
+    assert (out / "a.jpg").is_file() and (out / "c.jpg").is_file()
+    assert not list(out.rglob(f"*{_files.TMP_MARKER}*"))
+
+
+def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    device: str) -> None:
+    from gpuimg import _encode_worker
+
+    monkeypatch.setattr(_encode_worker, "take", lambda device_id: None)  # no worker can run here
+    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2)
+    assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
+
+
+def test_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting a worker without a usable GPU fails with WorkerUnavailable naming the cause
+    (the pipeline then encodes in-process); the switch turns workers off."""
+    from gpuimg import _encode_worker
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the child sees no GPU, on any machine
+    with pytest.raises(_encode_worker.WorkerUnavailable, match="could not start"):
+        _encode_worker.EncodeWorker(0)
+    assert _encode_worker.enabled()
+    monkeypatch.setenv("GPUIMG_ENCODE_WORKER", "0")
+    assert not _encode_worker.enabled()
