@@ -137,7 +137,8 @@ class _Sampler:
 
 def ours_w1(files: list[Path], out: Path, device: str) -> dict:
     pipe = Pipeline(W1_STEPS, device=device)
-    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH)  # compile kernels, codec init
+    # compile kernels, codec init, the encode worker started (a run uses it once ready)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, encode_worker=True)
     allocs: dict[str, int] = {}
     warm_at = max(1, len(files) // 10)
 
@@ -147,7 +148,7 @@ def ours_w1(files: list[Path], out: Path, device: str) -> dict:
 
     gpuimg.reset_memory_stats()
     with _Sampler() as util:
-        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress)
+        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, encode_worker=True)
     allocs["end"] = gpuimg.memory_stats(device)["allocations"]
     assert summary.failed == 0, summary.failures[:3]
     return {"rate": summary.images_per_second, "summary": summary, "allocs": allocs, "util": util.mean}
@@ -247,9 +248,9 @@ def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
 
 def sweep(files: list[Path], out: Path, device: str) -> None:
     """W1 under other settings (diagnostic lines, not in the table), each on a fresh
-    Pipeline warmed up like the main run: the codec gate, lanes, readers/writers, the GIL
-    switch interval, batch size, decoder backends and preallocation; and decode -> encode
-    without steps."""
+    Pipeline warmed up like the main run: encoding in this process (with and without the
+    codec gate) instead of the worker, readers/writers, lanes, batch size, decoder backends
+    and preallocation; and decode -> encode without steps."""
     import gpuimg.pipeline as gp
     from gpuimg.codec import Decoder
 
@@ -259,10 +260,10 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
     interval = sys.getswitchinterval()
     for label, patch, kwargs, switch in (
         ("defaults again", {}, {}, None),
-        ("codec gate off (decode and encode overlap)", dict(SERIALIZE_CODECS=False), {}, None),
-        ("readers 2, writers 1", {}, dict(readers=2, writers=1), None),
-        ("2 decode + 2 encode lanes", dict(DECODE_LANES=2, ENCODE_LANES=2), {}, None),
-        ("GIL switch interval 0.5 ms", {}, {}, 0.0005),
+        ("encode in this process (no worker; codec gate on)", {}, dict(encode_worker=False), None),
+        ("encode in this process, codec gate off", dict(SERIALIZE_CODECS=False), dict(encode_worker=False), None),
+        ("readers 4, writers 2", {}, dict(readers=4, writers=2), None),
+        ("2 decode lanes", dict(DECODE_LANES=2), {}, None),
         ("batch 128, max_batch_bytes 1 GiB", {}, dict(batch_size=128, max_batch_bytes=2**30), None),
         ("decoder: adaptive hardware+hybrid backends", dict(_new_decoder=adaptive), {}, None),
         ("decoder: no preallocation hint", dict(_size_hint=lambda items: None), {}, None),
@@ -272,8 +273,8 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
         sys.setswitchinterval(switch or interval)
         try:
             pipe = Pipeline(W1_STEPS, device=device)
-            pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH)
-            s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH) | kwargs))
+            pipe.run(files[: 2 * BATCH], out / "warm", **(dict(batch_size=BATCH, encode_worker=True) | kwargs))
+            s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH, encode_worker=True) | kwargs))
         finally:
             for name, value in saved.items():
                 setattr(gp, name, value)
@@ -281,8 +282,8 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
     pipe = Pipeline([], device=device)
-    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH)
-    s = pipe.run(files, out / "nosteps", batch_size=BATCH)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, encode_worker=True)
+    s = pipe.run(files, out / "nosteps", batch_size=BATCH, encode_worker=True)
     print(f"sweep decode -> encode (no steps, full-size JPEG): {s.images_per_second:,.0f} img/s", flush=True)
 
 

@@ -44,7 +44,7 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EncodeWorker", "WorkerUnavailable", "take", "give_back", "enabled"]
+__all__ = ["EncodeWorker", "WorkerUnavailable", "prestart", "take", "give_back", "enabled"]
 
 START_TIMEOUT_S = 120.0  # spawning, importing CuPy and nvImageCodec, creating a CUDA context
 
@@ -257,18 +257,12 @@ class EncodeWorker:
 
 _free: dict[int, list[EncodeWorker]] = {}
 _all: list[EncodeWorker] = []
+_starting: dict[int, threading.Event] = {}
 _unavailable: dict[int, str] = {}
 _lock = threading.Lock()
 
 
-def take(device_id: int) -> EncodeWorker | None:
-    """A free worker on ``device_id`` (started on first need), or None where workers cannot run."""
-    with _lock:
-        if device_id in _unavailable:
-            return None
-        free = _free.setdefault(device_id, [])
-        if free:
-            return free.pop()
+def _start(device_id: int) -> EncodeWorker | None:
     try:
         worker = EncodeWorker(device_id)
     except WorkerUnavailable as exc:
@@ -278,6 +272,47 @@ def take(device_id: int) -> EncodeWorker | None:
     with _lock:
         _all.append(worker)
     return worker
+
+
+def prestart(device_id: int) -> None:
+    """Start a worker on ``device_id`` in the background (if none is free or starting), so
+    that a later run finds it ready: starting one takes a few seconds."""
+    with _lock:
+        if device_id in _unavailable or _free.get(device_id) or device_id in _starting:
+            return
+        done = _starting[device_id] = threading.Event()
+
+    def start() -> None:
+        try:
+            worker = _start(device_id)
+            if worker is not None:
+                with _lock:
+                    _free.setdefault(device_id, []).append(worker)
+        finally:
+            with _lock:
+                _starting.pop(device_id, None)
+            done.set()
+
+    threading.Thread(target=start, name="gpuimg-start-encode-worker", daemon=True).start()
+
+
+def take(device_id: int, wait: bool = True) -> EncodeWorker | None:
+    """A free worker on ``device_id``, or None where workers cannot run. ``wait=False``:
+    only one that is ready now (one is started in the background for next time)."""
+    while True:
+        with _lock:
+            if device_id in _unavailable:
+                return None
+            free = _free.get(device_id)
+            if free:
+                return free.pop()
+            starting = _starting.get(device_id)
+        if not wait:
+            prestart(device_id)
+            return None
+        if starting is None:
+            return _start(device_id)
+        starting.wait()
 
 
 def give_back(worker: EncodeWorker) -> None:

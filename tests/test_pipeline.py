@@ -441,15 +441,27 @@ def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
 # --------------------------------------------------------------------------- encode worker
 
 
+@pytest.fixture
+def worker_ready(gpu: str) -> str:
+    """A started encode worker in the pool: a run of any size then uses it."""
+    from gpuimg import _encode_worker
+
+    worker = _encode_worker.take(0)
+    assert worker is not None, _encode_worker._unavailable
+    _encode_worker.give_back(worker)
+    return gpu
+
+
 def test_gpu_encodes_in_the_worker_process_with_the_same_outputs(tree: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch, gpu: str) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch, worker_ready: str) -> None:
     """On the GPU the encode-and-write stage runs in a worker process (decode and encode
     overlap there); its files are byte for byte those of the in-process path."""
     from gpuimg import _encode_worker, pipeline
 
     taken = []
     real_take = _encode_worker.take
-    monkeypatch.setattr(_encode_worker, "take", lambda device_id: taken.append(real_take(device_id)) or taken[-1])
+    monkeypatch.setattr(_encode_worker, "take", lambda device_id, wait=True: taken.append(real_take(device_id, wait)) or taken[-1])
+    gpu = worker_ready
     by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3)
     assert taken and taken[0] is not None, _encode_worker._unavailable
     monkeypatch.setattr(pipeline, "ENCODE_IN_WORKER", False)
@@ -462,14 +474,15 @@ def test_gpu_encodes_in_the_worker_process_with_the_same_outputs(tree: Path, tmp
     assert by_worker.stage_seconds["encode"] > 0 and by_worker.stage_seconds["write"] > 0
 
 
-def test_worker_reports_write_failures_per_item(tmp_path: Path, gpu: str) -> None:
+def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: str) -> None:
+    gpu = worker_ready
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     for name in ("a", "b", "c"):
         (src / f"{name}.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
     (out / "b.jpg").mkdir(parents=True)  # the output path is taken by a folder
     summary = Pipeline([], device=gpu).run(src, out)
-    assert (summary.processed, summary.failed) == (2, 1)
+    assert (summary.processed, summary.failed) == (2, 1), summary.failures
     failure = summary.failures[0]
     assert Path(failure.path).name == "b.jpg" and failure.stage == "write" and failure.reason
     assert (out / "a.jpg").is_file() and (out / "c.jpg").is_file()
@@ -480,9 +493,22 @@ def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, 
                                                     device: str) -> None:
     from gpuimg import _encode_worker
 
-    monkeypatch.setattr(_encode_worker, "take", lambda device_id: None)  # no worker can run here
+    monkeypatch.setattr(_encode_worker, "take", lambda device_id, wait=True: None)  # no worker can run here
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
+
+
+def test_encode_worker_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 worker_ready: str) -> None:
+    from gpuimg import _encode_worker
+
+    asked = []
+    real_take = _encode_worker.take
+    monkeypatch.setattr(_encode_worker, "take", lambda device_id, wait=True: asked.append(wait) or real_take(device_id, wait))
+    pipe = Pipeline([], device=worker_ready)
+    assert pipe.run(tree, tmp_path / "a", encode_worker=False).processed == len(GOOD) and asked == []
+    assert pipe.run(tree, tmp_path / "b", encode_worker=True).processed == len(GOOD) and asked == [True]
+    assert pipe.run(tree, tmp_path / "c").processed == len(GOOD) and asked == [True, False]  # small run: no waiting
 
 
 def test_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
