@@ -965,8 +965,9 @@ class Pipeline:
         started = time.perf_counter()
         todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
         run = _Run()
-        sink = self._sink(run, _codec_format(format), int(quality), writers, len(todo), encode_worker)
         try:
+            # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
+            sink = self._sink(run, _codec_format(format), int(quality), writers, len(todo), encode_worker)
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress)
         except KeyboardInterrupt:
             summary.interrupted = True
