@@ -138,7 +138,7 @@ class _Sampler:
 def ours_w1(files: list[Path], out: Path, device: str) -> dict:
     pipe = Pipeline(W1_STEPS, device=device)
     # compile kernels, codec init, the encode worker started (a run uses it once ready)
-    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, encode_worker=True)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, workers=True)
     allocs: dict[str, int] = {}
     warm_at = max(1, len(files) // 10)
 
@@ -148,7 +148,7 @@ def ours_w1(files: list[Path], out: Path, device: str) -> dict:
 
     gpuimg.reset_memory_stats()
     with _Sampler() as util:
-        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, encode_worker=True)
+        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, workers=True)
     allocs["end"] = gpuimg.memory_stats(device)["allocations"]
     assert summary.failed == 0, summary.failures[:3]
     return {"rate": summary.images_per_second, "summary": summary, "allocs": allocs, "util": util.mean}
@@ -156,11 +156,11 @@ def ours_w1(files: list[Path], out: Path, device: str) -> dict:
 
 def ours_w2(files: list[Path], device: str) -> float:
     pipe = Pipeline(W2_STEPS, device=device)
-    for _ in pipe.batches(files[: 2 * BATCH], BATCH, size=(224, 224), mean=MEAN, std=STD):
+    for _ in pipe.batches(files[: 2 * BATCH], BATCH, size=(224, 224), mean=MEAN, std=STD, workers=True):
         pass
     t0 = time.perf_counter()
     rows = 0
-    for tensor, paths in pipe.batches(files, BATCH, size=(224, 224), mean=MEAN, std=STD):
+    for tensor, paths in pipe.batches(files, BATCH, size=(224, 224), mean=MEAN, std=STD, workers=True):
         rows += len(paths)
     _sync(device)
     seconds = time.perf_counter() - t0
@@ -255,13 +255,14 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
     from gpuimg.codec import Decoder
 
     saved = {name: getattr(gp, name) for name in
-             ("DECODE_LANES", "ENCODE_LANES", "SERIALIZE_CODECS", "_new_decoder", "_size_hint")}
+             ("DECODE_LANES", "ENCODE_LANES", "SERIALIZE_CODECS", "DECODE_IN_WORKER", "_new_decoder", "_size_hint")}
     adaptive = lambda d, hint=None: Decoder(d, guard_reuse=False)  # noqa: E731 - the Decoder's default backends
     interval = sys.getswitchinterval()
     for label, patch, kwargs, switch in (
         ("defaults again", {}, {}, None),
-        ("encode in this process (no worker; codec gate on)", {}, dict(encode_worker=False), None),
-        ("encode in this process, codec gate off", dict(SERIALIZE_CODECS=False), dict(encode_worker=False), None),
+        ("encode worker only (no decode worker)", dict(DECODE_IN_WORKER=False), {}, None),
+        ("no worker processes (codec gate on)", {}, dict(workers=False), None),
+        ("no worker processes, codec gate off", dict(SERIALIZE_CODECS=False), dict(workers=False), None),
         ("readers 4, writers 2", {}, dict(readers=4, writers=2), None),
         ("2 decode lanes", dict(DECODE_LANES=2), {}, None),
         ("batch 128, max_batch_bytes 1 GiB", {}, dict(batch_size=128, max_batch_bytes=2**30), None),
@@ -273,8 +274,8 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
         sys.setswitchinterval(switch or interval)
         try:
             pipe = Pipeline(W1_STEPS, device=device)
-            pipe.run(files[: 2 * BATCH], out / "warm", **(dict(batch_size=BATCH, encode_worker=True) | kwargs))
-            s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH, encode_worker=True) | kwargs))
+            pipe.run(files[: 2 * BATCH], out / "warm", **(dict(batch_size=BATCH, workers=True) | kwargs))
+            s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH, workers=True) | kwargs))
         finally:
             for name, value in saved.items():
                 setattr(gp, name, value)
@@ -282,8 +283,8 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)
     pipe = Pipeline([], device=device)
-    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, encode_worker=True)
-    s = pipe.run(files, out / "nosteps", batch_size=BATCH, encode_worker=True)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, workers=True)
+    s = pipe.run(files, out / "nosteps", batch_size=BATCH, workers=True)
     print(f"sweep decode -> encode (no steps, full-size JPEG): {s.images_per_second:,.0f} img/s", flush=True)
 
 

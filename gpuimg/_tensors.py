@@ -102,7 +102,8 @@ class TensorIterator:
     """
 
     def __init__(self, pipeline: Pipeline, jobs: list[Job], batch_size: int, size: tuple[int, int] | None,
-                 mean: Sequence[float] | None, std: Sequence[float] | None, readers: int, prefetch: int):
+                 mean: Sequence[float] | None, std: Sequence[float] | None, readers: int, prefetch: int,
+                 workers: bool | None = None):
         from .pipeline import _Run
 
         if size is not None and (len(size) != 2 or min(size) < 1):
@@ -114,7 +115,7 @@ class TensorIterator:
         self._run = _Run()
         self._sink = _TensorSink(self._run, self.device, batch_size, size, mean, std, prefetch)
         # Fixed batch sizes for training: batches are formed by count only.
-        self._threads = pipeline._start(self._run, jobs, self._sink, batch_size, 2**62, readers)
+        self._threads = pipeline._start(self._run, jobs, self._sink, batch_size, 2**62, readers, workers)
         self._held: int | None = None
         self._done = False
 

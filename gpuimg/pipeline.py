@@ -51,6 +51,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
 from ._files import FORMAT_SUFFIX, Job, atomic_write, is_done, plan_jobs
 from ._stages import (
     DONE,
@@ -82,12 +84,15 @@ DECODE_LANES = 1
 ENCODE_LANES = 1
 DECODE_RING = 2  # decoded batches per decode lane: one being decoded, one being processed
 SERIALIZE_CODECS = True  # decode and encode calls take turns (see _Codecs)
-# On the GPU, encode and write in a worker process, so decoding and encoding overlap
-# (gpuimg/_encode_worker.py; GPUIMG_ENCODE_WORKER=0 keeps them in this process). A
-# Pipeline starts one in the background; a run uses it if it is ready, and waits for it
-# only when the run is long enough to repay the wait (a few seconds to start, against
-# ~0.18 ms saved per image: W1 ~2,050 img/s with the worker, ~1,530 without, H200).
+# On the GPU, encode and write in a worker process, so decoding and encoding overlap, and
+# decode part of the batches in a second worker with the hybrid decoder, which adds its
+# throughput to the hardware decoder's here (gpuimg/_workers.py; GPUIMG_ENCODE_WORKER=0 /
+# GPUIMG_DECODE_WORKER=0 keep that work in this process). A Pipeline starts them in the
+# background; a run uses them if they are ready, and waits for them only when the run is
+# long enough to repay the wait (a few seconds to start, against ~0.18 ms saved per image
+# by the encode worker alone: W1 ~2,050 img/s with it, ~1,530 without, H200).
 ENCODE_IN_WORKER = True
+DECODE_IN_WORKER = True
 WORKER_MIN_IMAGES = 10_000
 REPORT_NAME = "gpuimg-report.json"
 LOSSY_FORMATS = ("jpg", "webp", "jp2")  # the formats that take a quality
@@ -551,16 +556,21 @@ class _DecodeStage:
     """Decode threads (``lanes``), each with its own Decoder and stream, decoding into a
     shared ring of reused batches (``DECODE_RING`` per lane)."""
 
-    def __init__(self, run: _Run, codecs: _Codecs, src: StageQueue, out: StageQueue, lanes: int):
+    def __init__(self, run: _Run, codecs: _Codecs, src: StageQueue, out: StageQueue, lanes: int, worker: Any = None):
         self.run, self.codecs, self.src, self.out, self.lanes = run, codecs, src, out, lanes
+        self.worker = worker  # a decode worker process (its lane takes batches too), or None
         self.device = codecs.device
         self.free: StageQueue = StageQueue(0, run.stop)
-        for _ in range(DECODE_RING * lanes):
+        total = lanes + (worker is not None)
+        for _ in range(DECODE_RING * total):
             self.free.put(_Slot())
-        self._countdown = LaneCountdown(lanes)
+        self._countdown = LaneCountdown(total)
 
     def start(self) -> list[threading.Thread]:
-        return [start_thread(f"decode{i}", self._lane, self.run.fail_fatal) for i in range(self.lanes)]
+        threads = [start_thread(f"decode{i}", self._lane, self.run.fail_fatal) for i in range(self.lanes)]
+        if self.worker is not None:
+            threads.append(start_thread("decode-worker", self._worker_lane, self.run.fail_fatal))
+        return threads
 
     def _lane(self) -> None:
         lane = Lane(self.device)
@@ -588,9 +598,89 @@ class _DecodeStage:
             self.codecs.give_back("decode", decoder)
         pass_end(self.src, self._countdown, self.out)
 
+    def _worker_lane(self) -> None:
+        """Hands batches to the decode worker process (all lanes take from one queue, so
+        each decodes as many batches as its speed allows) and copies each result from the
+        staging slot into a ring slot's batch (one device-to-device copy)."""
+        import cupy
+
+        from . import _workers
+
+        lane, worker = Lane(self.device), self.worker
+        copied: list[Any] = [None] * worker.SLOTS  # event: the last copy out of staging slot k
+        seq, waiting = 0, False
+        try:
+            while (items := self.src.get()) is not DONE:
+                k = seq % worker.SLOTS
+                seq += 1
+                Lane.host_wait(copied[k])  # the worker may now overwrite staging slot k
+                worker.stage(k, _arena_bytes([it.shape for it in items]))
+                with self.run.timer("decode"):
+                    worker.send(("decode", seq, k, [str(it.job.src) for it in items]))
+                    waiting = True
+                    _, _, good, errors, rows, _ = _answer(worker, "decoded", seq)
+                    waiting = False
+                for index, stage, reason in errors:
+                    self.run.fail(items[index].job, stage, reason)
+                slot = self.free.get()
+                Lane.host_wait(slot.released)
+                kept = [items[i] for i in good]
+                if not kept:
+                    self.out.put(_Decoded([], slot, None))
+                    continue
+                try:
+                    shapes = [it.shape for it in kept]
+                    if slot.batch is None:
+                        slot.batch = ImageBatch.empty(shapes, dtype=np.uint8, device=self.device)
+                    else:
+                        slot.batch.set_shapes(shapes, dtype=np.uint8)
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    slot.batch = None
+                    self.out.put(_Decoded(kept, slot, None, exc))  # the process lane splits it
+                    continue
+                if slot.batch.table()[:, :5].tolist() != rows:  # same layout rules on both sides
+                    raise RuntimeError("the decode worker laid the batch out differently from this process")
+                with lane.active():
+                    cupy.cuda.runtime.memcpyAsync(slot.batch.data_ptr, worker.slots[k].ptr, slot.batch.used_bytes, 3,
+                                                  lane.stream.ptr)
+                copied[k] = lane.record()
+                self.out.put(_Decoded(kept, slot, copied[k]))
+        finally:
+            if waiting:  # stopped while the worker was decoding: it is reusable once it answered
+                try:
+                    _answer(worker, "decoded", seq)
+                except Exception:
+                    worker.healthy = False
+            _workers.give_back(worker)
+        pass_end(self.src, self._countdown, self.out)
+
     def release(self, slot: _Slot, event: Any) -> None:
         slot.released = event
         self.free.put(slot)
+
+
+def _arena_bytes(shapes: list[tuple[int, int, int]]) -> int:
+    """Arena bytes of an RGB uint8 batch of ``shapes`` (ImageBatch's layout rules)."""
+    from .image import _layout
+
+    return int(_layout(shapes, 3, np.dtype(np.uint8))[2])
+
+
+def _answer(worker: Any, kind: str, seq: int) -> tuple[Any, ...]:
+    """The worker's answer ``kind`` to request ``seq`` (map acknowledgements are skipped)."""
+    while True:
+        try:
+            msg = worker.recv()
+        except (EOFError, OSError):
+            worker.healthy = False
+            raise RuntimeError(f"the {worker.role} worker process exited during the run") from None
+        if msg[0] == "failed":
+            worker.healthy = False
+            raise RuntimeError(f"the {worker.role} worker failed: {msg[1]}")
+        if msg[0] == kind and msg[1] == seq:
+            return msg
 
 
 class _Processor:
@@ -774,7 +864,7 @@ class _FileSink:
 
 
 class _WorkerSink:
-    """Encode and write in the encode worker process (see :mod:`gpuimg._encode_worker`).
+    """Encode and write in the encode worker process (see :mod:`gpuimg._workers`).
 
     A sender thread copies each processed batch into a free staging slot (device to
     device, then the step outputs are released) and sends its layout and output paths; a
@@ -862,11 +952,11 @@ class _WorkerSink:
                     pass
                 self.threads[1].join()
         finally:
-            from . import _encode_worker
+            from . import _workers
 
             if not self._answered:
                 self.worker.healthy = False
-            _encode_worker.give_back(self.worker)
+            _workers.give_back(self.worker)
             self.run.results.put(("end",))
 
 
@@ -891,10 +981,10 @@ class Pipeline:
         self.device = resolve_device(device)
         self._steps = [_Step(s) for s in steps]
         self._codecs = _Codecs(self.device)  # kept between runs: see _Codecs
-        if self._use_worker():
-            from . import _encode_worker
+        for role in _workers_wanted(self.device):
+            from . import _workers
 
-            _encode_worker.prestart(_device_id())
+            _workers.prestart(role, _device_id())
 
     @property
     def steps(self) -> list[list[Any]]:
@@ -939,7 +1029,7 @@ class Pipeline:
         writers: int = 1,
         report: str | os.PathLike | None = None,
         progress: Callable[[int, int], None] | None = None,
-        encode_worker: bool | None = None,
+        workers: bool | None = None,
     ) -> Summary:
         """Process every input into ``output_dir``; returns a :class:`Summary`.
 
@@ -948,9 +1038,10 @@ class Pipeline:
         whose output exists and is at least as new. ``progress(done, total)`` is called
         from the calling thread after each finished item. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
-        ``encode_worker`` (GPU): encode and write in a worker process so decoding and
-        encoding overlap (True: wait for it to start; None: if it is ready, or the run has
-        at least WORKER_MIN_IMAGES inputs; False: in this process; see ENCODE_IN_WORKER).
+        ``workers`` (GPU): encode and write in a worker process, and decode part of the
+        batches in another, so the codecs overlap (True: wait for them to start; None: use
+        them if they are ready, or wait when the run has at least WORKER_MIN_IMAGES
+        inputs; False: everything in this process; see ENCODE_IN_WORKER).
         Ctrl-C stops the run cleanly:
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
@@ -967,8 +1058,8 @@ class Pipeline:
         run = _Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            sink = self._sink(run, _codec_format(format), int(quality), writers, len(todo), encode_worker)
-            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress)
+            sink = self._sink(run, _codec_format(format), int(quality), writers, len(todo), workers)
+            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -978,21 +1069,20 @@ class Pipeline:
             _write_report(summary, self.steps)
         return summary
 
-    def _use_worker(self) -> bool:
-        from . import _encode_worker
+    def _worker(self, role: str, count: int, workers: bool | None) -> Any:
+        """A ``role`` worker process for a run of ``count`` inputs, or None (see ``run``)."""
+        if workers is False or role not in _workers_wanted(self.device):
+            return None
+        from . import _workers
 
-        return self.device == "cuda" and ENCODE_IN_WORKER and _encode_worker.enabled()
+        return _workers.take(role, _device_id(), wait=bool(workers) or count >= WORKER_MIN_IMAGES)
 
-    def _sink(self, run: _Run, fmt: str, quality: int, writers: int, count: int, use_worker: bool | None) -> Any:
+    def _sink(self, run: _Run, fmt: str, quality: int, writers: int, count: int, workers: bool | None) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
-        or worth waiting for (``use_worker`` True, or ``count`` >= WORKER_MIN_IMAGES),
-        else in this process."""
-        if use_worker is not False and self._use_worker():
-            from . import _encode_worker
-
-            worker = _encode_worker.take(_device_id(), wait=bool(use_worker) or count >= WORKER_MIN_IMAGES)
-            if worker is not None:
-                return _WorkerSink(run, worker, fmt, quality)
+        or worth waiting for (see ``run``), else in this process."""
+        worker = self._worker("encode", count, workers)
+        if worker is not None:
+            return _WorkerSink(run, worker, fmt, quality)
         return _FileSink(run, self._codecs, fmt, quality, writers, ENCODE_LANES)
 
     def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
@@ -1008,8 +1098,8 @@ class Pipeline:
         return todo
 
     def _execute(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
-                 summary: Summary, progress: Callable[[int, int], None] | None) -> None:
-        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers)
+                 summary: Summary, progress: Callable[[int, int], None] | None, workers: bool | None) -> None:
+        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, workers)
         total, done = len(jobs), 0
         try:
             while True:
@@ -1032,10 +1122,12 @@ class Pipeline:
         if run.fatal is not None:
             raise run.fatal
 
-    def _start(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int) -> list[threading.Thread]:
+    def _start(self, run: _Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
+               workers: bool | None = None) -> list[threading.Thread]:
         to_decode = StageQueue(2, run.stop)
         to_process = StageQueue(1, run.stop)
-        decode = _DecodeStage(run, self._codecs, to_decode, to_process, DECODE_LANES)
+        decode = _DecodeStage(run, self._codecs, to_decode, to_process, DECODE_LANES,
+                              self._worker("decode", len(jobs), workers))
         process = _ProcessStage(run, self.device, self._steps, to_process, decode, sink)
         batcher = _Batcher(run, jobs, to_decode, readers, batch_size, max_bytes)
         return [
@@ -1057,6 +1149,7 @@ class Pipeline:
         exclude: Sequence[str] = (),
         readers: int = 2,
         prefetch: int = 2,
+        workers: bool | None = None,
     ) -> TensorIterator:
         """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
         CPU), normalised by ``mean``/``std`` (on the 0..1 scale), with their source paths.
@@ -1069,7 +1162,8 @@ class Pipeline:
         copy it to keep it longer. Files that fail are skipped; ``iterator.failures`` lists
         them. ``torch.from_dlpack(tensor)`` shares the memory. Fixed batch sizes: batches
         are formed by count (the last one may be shorter), not by ``max_batch_bytes``. With more than
-        one decode lane (``DECODE_LANES``) batches may come in a different order.
+        one decode lane (``DECODE_LANES``, or the decode worker: ``workers`` as in :meth:`run`)
+        batches may come in a different order; ``workers=False`` keeps the file order.
 
         Example:
             >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": (224, 224)})])  # doctest: +SKIP
@@ -1080,7 +1174,7 @@ class Pipeline:
 
         _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
-        return TensorIterator(self, jobs, batch_size, size, mean, std, readers, prefetch)
+        return TensorIterator(self, jobs, batch_size, size, mean, std, readers, prefetch, workers)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1090,6 +1184,16 @@ def _device_id() -> int:
     import cupy
 
     return int(cupy.cuda.Device().id)
+
+
+def _workers_wanted(device: str) -> list[str]:
+    """The worker roles pipelines on ``device`` use (see ENCODE_IN_WORKER)."""
+    from . import _workers
+
+    if device != "cuda":
+        return []
+    switches = {"encode": ENCODE_IN_WORKER, "decode": DECODE_IN_WORKER}
+    return [role for role in _workers.ROLES if switches[role] and _workers.enabled(role)]
 
 
 def _account(summary: Summary, event: tuple[Any, ...]) -> None:

@@ -1,0 +1,417 @@
+"""The pipeline's worker processes: one encodes and writes, one decodes, each with its
+own interpreter and CUDA context, fed through CUDA IPC staging buffers.
+
+Why processes and not threads: in one process nvImageCodec's hardware JPEG decoder and
+its CUDA JPEG encoder slow each other down (H200, batches of 64: decode 3,610 img/s
+alone, 1,473 beside an encoding thread; encode 5,643 alone, 1,074 beside a decoding
+thread); across two processes they do not (decode 3,321 alone, 3,260-3,369 beside an
+encoding process). Likewise a hybrid (CPU Huffman + CUDA) decoder in another process
+adds its throughput to the hardware decoder's (hardware 3,493 alone, 3,196 beside a
+hybrid-decoding process that ran 3,276). Pixels cross by CUDA IPC: the parent owns two
+shareable staging buffers per worker that the worker maps once; only layouts, paths and
+results go through the pipe.
+
+Protocol (pickled tuples over a ``multiprocessing`` Connection):
+
+    parent -> worker   ("map", slot, ipc_handle, nbytes)   staging buffer ``slot``
+                       ("batch", seq, slot, rows, dtype, dsts, fmt, quality)   (encode role)
+                       ("decode", seq, slot, paths)                            (decode role)
+                       ("flush",)                          answer once all before are done
+                       ("stop",)
+    worker -> parent   ("ready",) | ("failed", reason)     after starting
+                       ("mapped", slot) | ("failed", reason)
+                       ("released", seq, slot)             the slot's pixels were read
+                       ("results", seq, [(status, value)], encode_s, write_s)
+                       ("decoded", seq, good, errors, rows, seconds)
+                       ("flushed",)
+
+Encode: ``rows`` are the batch's kernel-table rows (offset, height, width, pitch,
+channels); ``status`` is "ok" (value: bytes written), "encode" or "write" (value: the
+reason). Decode: the worker reads ``paths``, decodes them to RGB into its own batch and
+copies that batch's arena into the staging slot; ``good`` are the decoded positions,
+``errors`` (position, stage, reason) the others, ``rows`` the layout in the slot.
+
+Example:
+    >>> worker = take("encode", 0)   # doctest: +SKIP
+    >>> give_back(worker)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Worker", "WorkerUnavailable", "ROLES", "prestart", "take", "give_back", "enabled"]
+
+ROLES = ("encode", "decode")
+READ_THREADS = 4  # the decode worker's file readers
+
+START_TIMEOUT_S = 120.0  # spawning, importing CuPy and nvImageCodec, creating a CUDA context
+
+
+class WorkerUnavailable(RuntimeError):
+    """The worker could not start here (no CUDA IPC, ...): the pipeline works in-process."""
+
+
+def enabled(role: str) -> bool:
+    """Whether pipelines may use a ``role`` worker (``GPUIMG_ENCODE_WORKER=0`` /
+    ``GPUIMG_DECODE_WORKER=0`` turn them off)."""
+    value = os.environ.get(f"GPUIMG_{role.upper()}_WORKER", "1")
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _image_view(cupy: Any, base: int, nbytes: int, row: Any, dtype: str) -> Any:
+    """An Image over one slot of a mapped staging buffer (no copy)."""
+    from .image import Image
+
+    offset, height, width, pitch, channels = (int(v) for v in row)
+    itemsize = int(cupy.dtype(dtype).itemsize)
+    memory = cupy.cuda.UnownedMemory(base, nbytes, None)
+    array = cupy.ndarray((height, width, channels), dtype, cupy.cuda.MemoryPointer(memory, offset),
+                         strides=(pitch, channels * itemsize, itemsize))
+    return Image.from_array(array, device="cuda")
+
+
+def _write_all(dsts: list[str], encoded: list[Any]) -> list[tuple[str, Any]]:
+    from ._files import atomic_write
+    from .pipeline import _reason
+
+    results: list[tuple[str, Any]] = []
+    for dst, data in zip(dsts, encoded):
+        if isinstance(data, BaseException):
+            results.append(("encode", _reason(data)))
+            continue
+        try:
+            results.append(("ok", atomic_write(dst, data)))
+        except Exception as exc:
+            results.append(("write", _reason(exc)))
+    return results
+
+
+def _read(path: str) -> Any:
+    """A file's bytes, or the exception reading it raised."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        return exc
+
+
+class _Encoding:
+    """The encode role: encode a staged batch, then write its files."""
+
+    def __init__(self, cupy: Any):
+        from .pipeline import _encode, _new_encoder
+
+        self.cupy, self.encode = cupy, _encode
+        self.encoder = _new_encoder("cuda")
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+
+    def __call__(self, conn: Any, msg: tuple[Any, ...], mapped: dict[int, tuple[int, int]]) -> None:
+        _, seq, slot, rows, dtype, dsts, fmt, quality = msg
+        base, nbytes = mapped[slot]
+        t0 = time.perf_counter()
+        try:
+            images = [_image_view(self.cupy, base, nbytes, row, dtype) for row in rows]
+            with self.stream:
+                views = self.encode(self.encoder, images, fmt, quality, self.stream)
+            # own copies before the encoder's buffers are reused by the next batch
+            encoded: list[Any] = [v if isinstance(v, BaseException) else bytes(v) for v in views]
+        except Exception as exc:  # a whole-batch failure is reported per item
+            encoded = [exc] * len(dsts)
+        t1 = time.perf_counter()
+        conn.send(("released", seq, slot))
+        results = _write_all(dsts, encoded)
+        conn.send(("results", seq, results, t1 - t0, time.perf_counter() - t1))
+
+
+class _Decoding:
+    """The decode role: read files, decode them to RGB with the hybrid (CPU Huffman +
+    CUDA) decoder into a local batch, copy its arena into the staging slot."""
+
+    def __init__(self, cupy: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .codec import Decoder
+
+        self.cupy = cupy
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=["hybrid", "gpu", "cpu"])
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="gpuimg-worker-read")
+        self.batch: Any = None
+
+    def __call__(self, conn: Any, msg: tuple[Any, ...], mapped: dict[int, tuple[int, int]]) -> None:
+        from .pipeline import _reason
+
+        _, seq, slot, paths = msg
+        base, nbytes = mapped[slot]
+        t0 = time.perf_counter()
+        datas = list(self.pool.map(_read, paths))
+        readable = [i for i, d in enumerate(datas) if not isinstance(d, BaseException)]
+        errors = [(i, "read", _reason(d)) for i, d in enumerate(datas) if isinstance(d, BaseException)]
+        good: list[int] = []
+        rows: list[Any] = []
+        if readable:
+            result = self.decoder.decode_batch([datas[i] for i in readable], self.batch, mode="rgb", stream=self.stream)
+            self.batch = result.images
+            good = [readable[k] for k in result.indices]
+            errors += [(readable[e.index], "decode", _reason(e.error)) for e in result.errors]
+            used = self.batch.used_bytes if good else 0
+            if used > nbytes:  # the parent sized the slot for every item: cannot happen
+                raise RuntimeError(f"decoded batch of {used} bytes does not fit the {nbytes}-byte staging slot")
+            if used:
+                self.cupy.cuda.runtime.memcpyAsync(base, self.batch.data_ptr, used, 3, self.stream.ptr)
+            self.stream.synchronize()
+            rows = self.batch.table()[:, :5].tolist() if good else []
+        conn.send(("decoded", seq, good, sorted(errors), rows, time.perf_counter() - t0))
+
+
+def _worker_main(conn: Any, role: str, device_id: int) -> None:
+    """The worker process: map staging buffers, serve its role's requests, report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the pipeline, which stops us
+    try:
+        import cupy
+
+        cupy.cuda.Device(device_id).use()
+        serve = {"encode": _Encoding, "decode": _Decoding}[role](cupy)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which falls back
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready",))
+    mapped: dict[int, tuple[int, int]] = {}  # slot -> (device pointer, bytes)
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                break
+            kind = msg[0]
+            if kind == "stop":
+                break
+            if kind == "flush":
+                conn.send(("flushed",))
+            elif kind == "map":
+                _, slot, handle, nbytes = msg
+                old = mapped.pop(slot, None)
+                try:
+                    if old is not None:
+                        cupy.cuda.runtime.ipcCloseMemHandle(old[0])
+                    mapped[slot] = (int(cupy.cuda.runtime.ipcOpenMemHandle(handle)), int(nbytes))
+                except Exception as exc:
+                    conn.send(("failed", f"cannot map a staging buffer: {type(exc).__name__}: {exc}"))
+                    continue
+                conn.send(("mapped", slot))
+            elif kind in ("batch", "decode"):
+                try:
+                    serve(conn, msg, mapped)
+                except Exception as exc:  # noqa: BLE001 - the parent stops the run with it
+                    conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        for ptr, _ in mapped.values():
+            try:
+                cupy.cuda.runtime.ipcCloseMemHandle(ptr)
+            except Exception:
+                pass
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class Worker:
+    """A started worker process (``role``) on one GPU and the staging buffers it mapped.
+
+    One run uses a worker at a time (take/give_back); ``slots`` are the two shareable
+    staging Buffers (None until first needed), ``retired`` the outgrown ones, kept until
+    the worker has mapped their replacements (it may still read them until then).
+    """
+
+    SLOTS = 2
+
+    def __init__(self, role: str, device_id: int):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        self.role, self.device_id = role, device_id
+        self.conn: Any = None
+        self.slots: list[Any] = [None] * self.SLOTS
+        self.retired: list[Any] = []
+        self.healthy = False
+        # A plain ``python -m`` child, not multiprocessing's spawn: spawn re-runs the
+        # caller's main script in the child, which breaks scripts without a main guard.
+        authkey = os.urandom(16)
+        listener = Listener(authkey=authkey)
+        env = dict(os.environ, GPUIMG_WORKER_AUTHKEY=authkey.hex())
+        root = str(Path(__file__).resolve().parent.parent)  # where this gpuimg is imported from
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gpuimg._workers", str(listener.address), role, str(device_id)],
+                env=env, stdin=subprocess.DEVNULL, start_new_session=os.name == "posix")
+        except OSError as exc:
+            listener.close()
+            raise WorkerUnavailable(f"cannot start the {role} worker: {exc}") from exc
+        accepted: list[Any] = []
+        acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+        acceptor.start()
+        acceptor.join(START_TIMEOUT_S)
+        listener.close()
+        if not accepted:
+            self.stop()
+            raise WorkerUnavailable(f"the {role} worker did not connect within {START_TIMEOUT_S:.0f} s")
+        self.conn = accepted[0]
+        try:
+            self._expect("ready")
+            self.stage(0, 1 << 20)  # proves CUDA IPC works here before a run relies on it
+            self._expect("mapped")
+        except BaseException:
+            self.stop()
+            raise
+        self.healthy = True
+
+    def _expect(self, kind: str) -> None:
+        if not self.conn.poll(START_TIMEOUT_S):
+            raise WorkerUnavailable(f"the {self.role} worker did not answer within {START_TIMEOUT_S:.0f} s")
+        try:
+            msg = self.conn.recv()
+        except EOFError:
+            raise WorkerUnavailable(f"the {self.role} worker exited while starting") from None
+        if msg[0] != kind:
+            raise WorkerUnavailable(f"the {self.role} worker could not start: {msg[1] if len(msg) > 1 else msg}")
+
+    def stage(self, slot: int, nbytes: int) -> Any:
+        """Staging Buffer ``slot`` with room for ``nbytes``; a replacement is mapped first.
+
+        Sends ("map", ...) when the slot is new or outgrown; its answer arrives on the
+        connection like every other message.
+        """
+        from .memory import Buffer
+
+        buf = self.slots[slot]
+        if buf is not None and buf.capacity >= nbytes:
+            return buf
+        if buf is not None:
+            self.retired.append(buf)
+        capacity = max(nbytes, 0 if buf is None else buf.capacity * 3 // 2)
+        buf = self.slots[slot] = Buffer(capacity, "cuda", shareable=True, purpose=f"the {self.role} worker's staging")
+        self.conn.send(("map", slot, buf.ipc_handle(), buf.capacity))
+        return buf
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self.conn.send(msg)
+
+    def recv(self) -> tuple[Any, ...]:
+        return self.conn.recv()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        self.healthy = False
+        if self.conn is not None:
+            try:
+                self.conn.send(("stop",))
+            except Exception:
+                pass
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        if self.conn is not None:
+            self.conn.close()
+
+
+Key = tuple[str, int]  # (role, device id)
+_free: dict[Key, list[Worker]] = {}
+_all: list[Worker] = []
+_starting: dict[Key, threading.Event] = {}
+_unavailable: dict[Key, str] = {}
+_lock = threading.Lock()
+
+
+def _start(key: Key) -> Worker | None:
+    try:
+        worker = Worker(*key)
+    except WorkerUnavailable as exc:
+        with _lock:
+            _unavailable[key] = str(exc)
+        return None
+    with _lock:
+        _all.append(worker)
+    return worker
+
+
+def prestart(role: str, device_id: int) -> None:
+    """Start a ``role`` worker on ``device_id`` in the background (if none is free or
+    starting), so that a later run finds it ready: starting one takes a few seconds."""
+    key = (role, device_id)
+    with _lock:
+        if key in _unavailable or _free.get(key) or key in _starting:
+            return
+        done = _starting[key] = threading.Event()
+
+    def start() -> None:
+        try:
+            worker = _start(key)
+            if worker is not None:
+                with _lock:
+                    _free.setdefault(key, []).append(worker)
+        finally:
+            with _lock:
+                _starting.pop(key, None)
+            done.set()
+
+    threading.Thread(target=start, name=f"gpuimg-start-{role}-worker", daemon=True).start()
+
+
+def take(role: str, device_id: int, wait: bool = True) -> Worker | None:
+    """A free ``role`` worker on ``device_id``, or None where workers cannot run.
+    ``wait=False``: only one that is ready now (one is started in the background)."""
+    key = (role, device_id)
+    while True:
+        with _lock:
+            if key in _unavailable:
+                return None
+            free = _free.get(key)
+            if free:
+                return free.pop()
+            starting = _starting.get(key)
+        if not wait:
+            prestart(role, device_id)
+            return None
+        if starting is None:
+            return _start(key)
+        starting.wait()
+
+
+def give_back(worker: Worker) -> None:
+    """Return a worker after a run; one left in an unknown state is stopped instead."""
+    worker.retired.clear()  # its replacements were mapped: the worker answered everything sent
+    if not worker.healthy or not worker.alive():
+        worker.stop()
+        return
+    with _lock:
+        _free.setdefault((worker.role, worker.device_id), []).append(worker)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for worker in list(_all):
+        try:
+            worker.stop()
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":  # a worker process: python -m gpuimg._workers ADDRESS ROLE DEVICE
+    _worker_main(Client(sys.argv[1], authkey=bytes.fromhex(os.environ.pop("GPUIMG_WORKER_AUTHKEY"))), sys.argv[2],
+                 int(sys.argv[3]))
