@@ -407,7 +407,8 @@ def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path:
 
     monkeypatch.setattr(codec, "_info_of", counting_info_of)
     monkeypatch.setattr(pipeline, "_decode", recording_decode)
-    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3)
+    # in-process lanes only: a decode worker process reads and parses its batches itself
+    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3, workers=False)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
     # One header read per good file, plus at most one per bad file that has bytes
     # (truncated, corrupt, notes): decoding did not parse again (it would double the count).
