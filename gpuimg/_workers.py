@@ -45,7 +45,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
@@ -56,14 +55,6 @@ ROLES = ("encode", "decode")
 READ_THREADS = 4  # the decode worker's file readers
 
 START_TIMEOUT_S = 120.0  # spawning, importing CuPy and nvImageCodec, creating a CUDA context
-
-
-def decode_threads() -> int:
-    """CPU threads of the decode worker's hybrid decoder: half the cores by default
-    (``GPUIMG_DECODE_WORKER_THREADS``), so its Huffman decoding leaves cores to the
-    pipeline's process and the encode worker."""
-    value = os.environ.get("GPUIMG_DECODE_WORKER_THREADS", "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else max(2, (os.cpu_count() or 4) // 2)
 
 
 class WorkerUnavailable(RuntimeError):
@@ -154,7 +145,7 @@ class _Decoding:
         from .codec import Decoder
 
         self.cupy = cupy
-        self.decoder = Decoder("cuda", guard_reuse=False, backends=["hybrid", "gpu", "cpu"], num_threads=decode_threads())
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=["hybrid", "gpu", "cpu"])
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="gpuimg-worker-read")
         self.batch: Any = None
@@ -353,9 +344,6 @@ def _start(key: Key) -> Worker | None:
     except WorkerUnavailable as exc:
         with _lock:
             _unavailable[key] = str(exc)
-        # once per role and device: the pipeline keeps working, in this process
-        warnings.warn(f"gpuimg: no {key[0]} worker process on GPU {key[1]} ({exc}); "
-                      "pipelines do that work in this process", RuntimeWarning, stacklevel=2)
         return None
     with _lock:
         _all.append(worker)
