@@ -293,14 +293,14 @@ class Worker:
         Sends ("map", ...) when the slot is new or outgrown; its answer arrives on the
         connection like every other message.
         """
-        from .memory import Buffer
+        from .memory import Buffer, grown_capacity
 
         buf = self.slots[slot]
         if buf is not None and buf.capacity >= nbytes:
             return buf
         if buf is not None:
             self.retired.append(buf)
-        capacity = max(nbytes, 0 if buf is None else buf.capacity * 3 // 2)
+        capacity = nbytes if buf is None else grown_capacity(buf.capacity, nbytes)
         buf = self.slots[slot] = Buffer(capacity, "cuda", shareable=True, purpose=f"the {self.role} worker's staging")
         self.conn.send(("map", slot, buf.ipc_handle(), buf.capacity))
         return buf

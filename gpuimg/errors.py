@@ -8,6 +8,11 @@ device), so existing ``except ValueError`` code keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
 __all__ = [
     "GpuImgError",
     "DeviceUnavailableError",
@@ -16,6 +21,7 @@ __all__ = [
     "UnsupportedFormatError",
     "ImageTooLargeError",
     "OutOfMemoryError",
+    "check_choice",
 ]
 
 
@@ -54,3 +60,28 @@ class OutOfMemoryError(GpuImgError, MemoryError):
     A ``MemoryError`` too, so code that catches out-of-memory generically (and the
     pipeline, which splits a batch on it) keeps working.
     """
+
+
+def check_choice(value: T, name: str, choices: Iterable[Any], what: str = "") -> T:
+    """``value`` if it is one of ``choices``, else a ValueError naming the argument, the
+    bad value and the allowed ones (the one spelling of every "use one of" check).
+
+    ``what`` names the kind of value ("a border mode") for a clearer message.
+
+    Example:
+        >>> check_choice("edge", "border", ("edge", "reflect"))
+        'edge'
+        >>> check_choice("mirror", "border", ("edge", "reflect"), "a border mode")
+        Traceback (most recent call last):
+        ...
+        ValueError: border='mirror' is not a border mode; use one of ('edge', 'reflect')
+    """
+    allowed = tuple(choices)
+    try:
+        ok = value in allowed
+    except TypeError:  # an unhashable or uncomparable value is not a choice either
+        ok = False
+    if not ok:
+        kind = f"is not {what}" if what else "is not supported"
+        raise ValueError(f"{name}={value!r} {kind}; use one of {allowed}")
+    return value

@@ -25,7 +25,7 @@ from ._png import encode_png
 from .device import Device, array_module, device_of_array, get_stream, resolve_device, use_stream
 from .memory import Buffer, address_of, strided_view
 
-__all__ = ["Image", "ImageBatch", "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS"]
+__all__ = ["Image", "ImageBatch", "images_of", "slot_layout", "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS"]
 
 CHANNELS = (1, 3, 4)
 DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -536,7 +536,7 @@ class ImageBatch:
             [(2, 2, 3), (3, 3, 1)]
         """
         dt = _check_dtype(dtype)
-        rows, reserved, total = _layout(shapes, channels, dt)
+        rows, reserved, total = slot_layout(shapes, channels, dt)
         if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
             raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
         batch = cls(Buffer(max(total, int(capacity or 0), 1), device, purpose=f"a batch of {len(rows)} images"), dt)
@@ -576,7 +576,7 @@ class ImageBatch:
             6
         """
         dt = self._dtype if dtype is None else _check_dtype(dtype)
-        rows, reserved, total = _layout(shapes, channels, dt)
+        rows, reserved, total = slot_layout(shapes, channels, dt)
         self._arena.ensure(total)
         self._dtype = dt
         self._install(rows, reserved)
@@ -731,8 +731,31 @@ class ImageBatch:
         )
 
 
-def _layout(shapes: Sequence[Sequence[int]], channels: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, int]:
-    """Kernel-table rows, reserved bytes per slot, and total arena bytes for ``shapes``."""
+def images_of(src: Image | ImageBatch | Iterable[Image]) -> list[Image]:
+    """The images of a source, as a list: an Image alone, each image of an ImageBatch, or
+    the items of a sequence of Images (the one spelling of "the images of a source").
+
+    Example:
+        >>> import gpuimg
+        >>> len(images_of(gpuimg.ImageBatch.empty([(2, 2), (3, 3)], device="cpu")))
+        2
+    """
+    if isinstance(src, Image):
+        return [src]
+    return list(src)
+
+
+def slot_layout(shapes: Sequence[Sequence[int]], channels: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """The arena layout of ImageBatch slots for ``shapes``: kernel-table rows
+    (:data:`TABLE_COLUMNS`), reserved bytes per slot, and total arena bytes. Each slot is
+    tightly pitched and starts at a multiple of :data:`SLOT_ALIGNMENT`.
+
+    Example:
+        >>> rows, reserved, total = slot_layout([(2, 3)], 3, "uint8")
+        >>> rows.tolist(), int(total)
+        ([[0, 2, 3, 9, 3]], 768)
+    """
+    dtype = np.dtype(dtype)
     if isinstance(shapes, np.ndarray):
         shapes = shapes.tolist()
     if not isinstance(shapes, Sequence) or isinstance(shapes, str):

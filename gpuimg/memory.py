@@ -31,7 +31,7 @@ import numpy as np
 from .device import array_module, resolve_device
 from .errors import OutOfMemoryError
 
-__all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "ALIGNMENT", "GROWTH_FACTOR"]
+__all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "grown_capacity", "ALIGNMENT", "GROWTH_FACTOR"]
 
 ALIGNMENT = 512  # bytes; a multiple of every vector width and of CuPy's pool granularity
 GROWTH_FACTOR = 1.5
@@ -99,6 +99,17 @@ def reset_memory_stats() -> None:
     with _lock:
         for c in _counters.values():
             c.update(allocations=0, growths=0, bytes_allocated=0, peak_bytes_reserved=c["bytes_reserved"])
+
+
+def grown_capacity(capacity: int, needed: int) -> int:
+    """The capacity a buffer of ``capacity`` bytes grows to when it must hold ``needed``
+    bytes: the one growth policy of every gpuimg buffer (see the module docstring).
+
+    Example:
+        >>> grown_capacity(1000, 1100), grown_capacity(1000, 4000)
+        (1536, 4096)
+    """
+    return _round_up(max(int(needed), int(capacity * GROWTH_FACTOR)))
 
 
 def _round_up(n: int, to: int = ALIGNMENT) -> int:
@@ -178,8 +189,7 @@ class Buffer:
         """Make the capacity at least ``nbytes``; returns True when the buffer grew."""
         if nbytes <= self.capacity:
             return False
-        new_capacity = _round_up(max(int(nbytes), int(self.capacity * GROWTH_FACTOR)))
-        self._allocate(new_capacity, growth=True)
+        self._allocate(grown_capacity(self.capacity, nbytes), growth=True)
         return True
 
     def _allocate(self, nbytes: int, growth: bool) -> None:

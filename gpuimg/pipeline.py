@@ -663,9 +663,9 @@ class _DecodeStage:
 
 def _arena_bytes(shapes: list[tuple[int, int, int]]) -> int:
     """Arena bytes of an RGB uint8 batch of ``shapes`` (ImageBatch's layout rules)."""
-    from .image import _layout
+    from .image import slot_layout
 
-    return int(_layout(shapes, 3, np.dtype(np.uint8))[2])
+    return int(slot_layout(shapes, 3, np.uint8)[2])
 
 
 def _answer(worker: Any, kind: str, seq: int) -> tuple[Any, ...]:

@@ -54,10 +54,10 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from . import _exif
-from .device import resolve_device, stream_ptr, use_stream
-from .errors import DecodeError, EncodeError, GpuImgError, ImageTooLargeError, UnsupportedFormatError
-from .image import Image, ImageBatch
+from .. import _exif
+from ..device import resolve_device, stream_ptr, use_stream
+from ..errors import DecodeError, EncodeError, GpuImgError, ImageTooLargeError, UnsupportedFormatError
+from ..image import Image, ImageBatch
 
 __all__ = [
     "Decoder",
@@ -845,7 +845,7 @@ def _default_backends(nv: Any) -> list[Any]:
 
 
 def _cupy_stream(stream: Any) -> Any:
-    from .device import get_stream
+    from ..device import get_stream
 
     return get_stream(stream)
 
@@ -883,7 +883,7 @@ def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
     Slots only move to lower offsets; the pixels go through a staging copy so that an
     overlapping move cannot corrupt them. Rare path (a corrupt item), per-slot copies.
     """
-    from .memory import scratch
+    from ..memory import scratch
 
     old = batch.table()
     shapes = [batch.shapes[k] for k in keep]

@@ -1,0 +1,93 @@
+"""The registry of public ops: what the pipeline, the command line and users may call by name.
+
+An op family marks each public op with :func:`register_op`; nothing is guessed from
+parameter names. ``gpuimg.ops`` imports every family, so once ``gpuimg.ops`` is imported
+the registry is complete. This module imports no family (families import it).
+
+Example:
+    >>> import gpuimg.ops
+    >>> from gpuimg.ops import registry
+    >>> info = registry.get_op("gaussian_blur")
+    >>> info.family, info.step
+    ('filters', True)
+    >>> "fill" in registry.available_ops()
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+__all__ = ["OpInfo", "register_op", "get_op", "available_ops", "registered"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """One registered op.
+
+    ``name``: the name steps and the command line use. ``fn``: the function, called as
+    ``fn(src, **params, out=..., stream=...)``. ``family``: color, geometry, filters or
+    compose. ``step``: usable as a pipeline step (takes one image or batch first and
+    returns the result). ``image_params``: parameters that take a second image (an overlay
+    for ``blend``/``paste``); a pipeline step may give a file path there, which the
+    pipeline decodes once.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    family: str
+    step: bool = True
+    image_params: tuple[str, ...] = ()
+
+
+_ops: dict[str, OpInfo] = {}
+
+
+@overload
+def register_op(fn: F, /) -> F: ...
+@overload
+def register_op(*, name: str | None = None, step: bool = True, image_params: tuple[str, ...] = ()) -> Callable[[F], F]: ...
+
+
+def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True,
+                image_params: tuple[str, ...] = ()) -> Any:
+    """Register ``fn`` as a public op (used bare, ``@register_op``, or with options).
+
+    A second registration under the same name by another function is a bug and raises.
+    """
+
+    def add(f: F) -> F:
+        op_name = name or f.__name__
+        family = f.__module__.split(".")[2] if f.__module__.startswith("gpuimg.ops.") else f.__module__
+        info = OpInfo(op_name, f, family, step, tuple(image_params))
+        old = _ops.get(op_name)
+        if old is not None and old.fn.__qualname__ != f.__qualname__:
+            raise ValueError(f"op {op_name!r} is registered twice ({old.fn.__module__} and {f.__module__})")
+        _ops[op_name] = info
+        return f
+
+    return add(fn) if fn is not None else add
+
+
+def get_op(name: str) -> OpInfo:
+    """The op registered as ``name``; a ValueError listing the available ones otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"an op name must be a string, got {name!r}")
+    info = _ops.get(name)
+    if info is None:
+        raise ValueError(f"unknown op {name!r}; available: {', '.join(available_ops(steps_only=False)) or '(none registered)'}")
+    return info
+
+
+def available_ops(steps_only: bool = True) -> list[str]:
+    """Sorted names of the registered ops (only those usable as pipeline steps by default)."""
+    return sorted(n for n, info in _ops.items() if info.step or not steps_only)
+
+
+def registered() -> dict[str, OpInfo]:
+    """A copy of the whole registry, name -> OpInfo."""
+    return dict(_ops)
