@@ -44,8 +44,8 @@ _LAZY: dict[str, str] = {
     "BatchError": "codec",
     # pipeline.py
     "Pipeline": "pipeline",
-    # display
-    "show": "_display",
+    # display.py
+    "show": "display",
     # op families as subpackages
     "ops": "ops",
     # ops/geometry.py

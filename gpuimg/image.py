@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._png import encode_png
+from ._pictures import batch_grid, encode_png, thumbnail
 from .device import Device, array_module, device_of_array, get_stream, resolve_device, use_stream
 from .memory import Buffer, address_of, strided_view
 
@@ -433,17 +433,13 @@ class Image:
 
     # ----------------------------------------------------------------- display
     def thumbnail(self, max_size: int = THUMBNAIL_SIZE) -> np.ndarray:
-        """A small uint8 host copy for display, averaged down on the device first."""
-        pixels = _to_display_uint8(self.array, self.xp)
-        factor = max(1, -(-max(self._height, self._width) // max_size))
-        if factor > 1:
-            h, w = self._height // factor, self._width // factor
-            if h and w:
-                block = pixels[: h * factor, : w * factor].reshape(h, factor, w, factor, self._channels)
-                pixels = block.mean(axis=(1, 3)).round().astype(np.uint8)
-            else:  # a sliver thinner than the factor: take every factor-th pixel instead
-                pixels = pixels[::factor, ::factor]
-        return pixels.get() if self.device == "cuda" else np.asarray(pixels)
+        """A small uint8 host copy for display, averaged down on the device first.
+
+        Example:
+            >>> Image.empty(1080, 1920, device="cpu").thumbnail().shape
+            (135, 240, 3)
+        """
+        return thumbnail(self.array, max_size)
 
     def _repr_png_(self) -> bytes:
         return encode_png(np.ascontiguousarray(self.thumbnail()))
@@ -453,14 +449,6 @@ class Image:
             f"Image({self._height}x{self._width}x{self._channels} {self._dtype.name}, {self.device}, "
             f"capacity={_human_bytes(self.capacity)})"
         )
-
-
-def _to_display_uint8(pixels: Any, xp: Any) -> Any:
-    if pixels.dtype == np.uint8:
-        return pixels
-    if pixels.dtype == np.uint16:
-        return (pixels >> 8).astype(np.uint8)
-    return (xp.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _human_bytes(n: int) -> str:
@@ -720,8 +708,6 @@ class ImageBatch:
         return out
 
     def _repr_png_(self) -> bytes:
-        from ._display import batch_grid  # display helpers live outside the data model
-
         return encode_png(batch_grid(self))
 
     def __repr__(self) -> str:

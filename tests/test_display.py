@@ -1,4 +1,4 @@
-"""Notebook display: Image/ImageBatch pictures, device-made thumbnails, gpuimg.show().
+"""Notebook display (gpuimg.display, gpuimg._pictures): Image/ImageBatch pictures, device-made thumbnails, gpuimg.show().
 
 Reference: Pillow decodes the PNGs we write and makes the box-filtered thumbnails
 (``PIL.Image.reduce``, a mean over factor x factor blocks) the pictures are checked against.
@@ -15,7 +15,7 @@ import pytest
 from conftest import load_asset
 
 import gpuimg
-from gpuimg import _display
+from gpuimg import _pictures, display
 from gpuimg.image import THUMBNAIL_SIZE, Image, ImageBatch
 
 PILImage = pytest.importorskip("PIL.Image")
@@ -51,12 +51,12 @@ def test_image_repr_png_is_the_thumbnail(device):
 @pytest.mark.parametrize("name, mode", [("camera_gray.png", "L"), ("coffee_rgba.png", "RGBA")])
 def test_gray_and_rgba_images_show_as_rgb(device, name, mode):
     pixels = load_asset(name, mode)
-    shown = _decode_png(_display.encode_png(_display._as_rgb(_on(device, pixels).thumbnail(64))))
+    shown = _decode_png(_pictures.encode_png(_pictures.as_rgb(_on(device, pixels).thumbnail(64))))
     reference = np.asarray(PILImage.fromarray(pixels.squeeze()).convert("RGB")) if mode == "L" else None
     if reference is not None:
         assert np.abs(shown.astype(int) - _pillow_thumbnail(reference, 64)).max() <= 1
     else:  # RGBA over a checkerboard: the fully transparent corner shows it, the opaque centre does not
-        c = _display.CHECKER
+        c = _pictures.CHECKER
         assert shown.shape[2] == 3
         assert (shown[0, 0] == 255).all() and (shown[0, c] == 204).all() and (shown[c, c] == 255).all()
         centre = _pillow_thumbnail(pixels, 64)[shown.shape[0] // 2, shown.shape[1] // 2]
@@ -90,32 +90,32 @@ def test_batch_repr_png_is_a_captioned_grid(device):
     photos = [load_asset(n) for n in names]
     batch = ImageBatch.from_images(photos, device=device)
     grid = _decode_png(batch._repr_png_())
-    cell, gap = _display.GRID_CELL, _display.GRID_GAP
+    cell, gap = _pictures.GRID_CELL, _pictures.GRID_GAP
     step_x = cell + gap  # captions ("2: 600x400", 10 chars) fit in a cell
-    assert grid.shape == (cell + _display._CAPTION_H + gap, 3 * step_x + gap, 3)
+    assert grid.shape == (cell + _pictures._CAPTION_H + gap, 3 * step_x + gap, 3)
     for i, photo in enumerate(photos):
         expected = _pillow_thumbnail(photo, cell)
         h, w = expected.shape[:2]
         tile = grid[gap : gap + h, gap + i * step_x : gap + i * step_x + w]
         assert np.abs(tile.astype(int) - expected).max() <= 1, names[i]
-    caption_rows = grid[gap + cell : gap + cell + _display._CAPTION_H]
+    caption_rows = grid[gap + cell : gap + cell + _pictures._CAPTION_H]
     assert (caption_rows < 128).any(), "captions are drawn"
 
 
 def test_caption_text_is_drawn_with_the_bitmap_font():
     canvas = np.full((20, 100, 3), 255, np.uint8)
-    _display._draw_text(canvas, "1", 0, 0)
-    expected = np.array([[b == "1" for b in row] for row in _display._GLYPHS["1"]]).repeat(2, 0).repeat(2, 1)
+    _pictures._draw_text(canvas, "1", 0, 0)
+    expected = np.array([[b == "1" for b in row] for row in _pictures._GLYPHS["1"]]).repeat(2, 0).repeat(2, 1)
     np.testing.assert_array_equal(canvas[:10, :6, 0] < 128, expected)
     assert (canvas[10:] == 255).all() and (canvas[:, 8:] == 255).all()
 
 
 def test_large_batch_grid_says_how_many_are_left_out():
-    tiny = [np.full((8, 8, 3), i, np.uint8) for i in range(_display.GRID_MAX_IMAGES + 5)]
+    tiny = [np.full((8, 8, 3), i, np.uint8) for i in range(_pictures.GRID_MAX_IMAGES + 5)]
     batch = ImageBatch.from_images(tiny, device="cpu")
-    grid = _display.batch_grid(batch, columns=10, cell=16)
-    cells = _display.GRID_MAX_IMAGES + 1
-    assert grid.shape[0] == -(-cells // 10) * (16 + _display._CAPTION_H) + _display.GRID_GAP
+    grid = display.batch_grid(batch, columns=10, cell=16)
+    cells = _pictures.GRID_MAX_IMAGES + 1
+    assert grid.shape[0] == -(-cells // 10) * (16 + _pictures._CAPTION_H) + _pictures.GRID_GAP
 
 
 def _image_list(device):
@@ -128,7 +128,7 @@ def test_show_without_matplotlib_publishes_html(device, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     published = []
-    monkeypatch.setattr(_display, "_publish", published.append)
+    monkeypatch.setattr(display, "_publish", published.append)
     gpuimg.show(_image_list(device), titles=["cat", "coffee", "camera <gray>", "rocket"], columns=2)
     (grid,) = published
     page = grid._repr_html_()
@@ -136,7 +136,7 @@ def test_show_without_matplotlib_publishes_html(device, monkeypatch):
     assert re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", page) == ["cat", "coffee", "camera &lt;gray&gt;", "rocket"]
     pngs = [_decode_png(__import__("base64").b64decode(d)) for d in re.findall(r"base64,([^\"]+)", page)]
     sources = [load_asset("chelsea.jpg"), load_asset("coffee.jpg"), load_asset("camera_gray.png"), load_asset("rocket.jpg")]
-    assert [p.shape for p in pngs] == [_pillow_thumbnail(s, _display.SHOW_SIZE).shape for s in sources]
+    assert [p.shape for p in pngs] == [_pillow_thumbnail(s, display.SHOW_SIZE).shape for s in sources]
     assert "cat" in repr(grid)
 
 
@@ -179,3 +179,13 @@ def test_show_with_matplotlib_draws_one_titled_panel_per_image(device):
 def test_show_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         gpuimg.show(**kwargs)
+
+
+def test_image_never_imports_display():
+    # display.py builds on image.py; the other way round would be an import circle.
+    import subprocess
+
+    code = "import sys, gpuimg.image; assert 'gpuimg.display' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    source = (__import__("pathlib").Path(gpuimg.image.__file__)).read_text()
+    assert "display" not in "".join(line for line in source.splitlines() if "import" in line)

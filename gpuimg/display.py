@@ -3,10 +3,15 @@
 Only thumbnails cross to the host: each is averaged down on the device first
 (:meth:`gpuimg.Image.thumbnail`), so showing a batch of 4K images moves kilobytes.
 
-- ``ImageBatch._repr_png_`` -> :func:`batch_grid`: a grid of thumbnails, each captioned
-  with its index and size (drawn with a tiny built-in bitmap font: no imaging library).
+- :func:`batch_grid` (what ``ImageBatch._repr_png_`` shows): a grid of thumbnails, each
+  captioned with its index and size (drawn with a tiny built-in bitmap font: no imaging
+  library).
 - :func:`show`: images side by side with titles, through matplotlib where it is
   installed, else as HTML (PNG thumbnails with captions) in IPython, else as text.
+
+The pieces an Image needs to show itself (thumbnail, grid, PNG writer) live in
+``gpuimg._pictures``, below :mod:`gpuimg.image`: this module builds on image.py, and
+nothing below imports it.
 
 Example:
     >>> import gpuimg, numpy as np
@@ -20,109 +25,16 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._png import encode_png
-
-if TYPE_CHECKING:
-    from .image import Image, ImageBatch
+from ._pictures import GRID_CELL, GRID_MAX_IMAGES, as_rgb, batch_grid, encode_png
+from .image import Image, ImageBatch
 
 __all__ = ["show", "batch_grid", "SHOW_SIZE", "GRID_CELL", "GRID_MAX_IMAGES"]
 
-GRID_CELL = 160  # longest side of each thumbnail in a batch grid
-GRID_GAP = 4
-GRID_MAX_IMAGES = 64  # a batch grid shows the first 64 images and says how many more there are
 SHOW_SIZE = 512  # longest side of each picture in show()
-
-# A 3x5 bitmap font for captions ("12: 451x300", "+936"), drawn at 2x: enough to label a
-# grid without Pillow or matplotlib, which gpuimg does not depend on.
-_GLYPHS = {
-    "0": ("111", "101", "101", "101", "111"),
-    "1": ("010", "110", "010", "010", "111"),
-    "2": ("111", "001", "111", "100", "111"),
-    "3": ("111", "001", "111", "001", "111"),
-    "4": ("101", "101", "111", "001", "001"),
-    "5": ("111", "100", "111", "001", "111"),
-    "6": ("111", "100", "111", "101", "111"),
-    "7": ("111", "001", "001", "001", "001"),
-    "8": ("111", "101", "111", "101", "111"),
-    "9": ("111", "101", "111", "001", "111"),
-    "x": ("000", "101", "010", "101", "000"),
-    "+": ("000", "010", "111", "010", "000"),
-    ":": ("000", "010", "000", "010", "000"),
-    " ": ("000", "000", "000", "000", "000"),
-}
-_FONT_SCALE = 2
-_CHAR_W = 4 * _FONT_SCALE  # 3 columns + 1 column of spacing
-_CAPTION_H = 5 * _FONT_SCALE + 2 * GRID_GAP
-
-
-# ---------------------------------------------------------------------------- batch grid
-def batch_grid(batch: ImageBatch, columns: int = 8, cell: int = GRID_CELL) -> np.ndarray:
-    """An (H, W, 3) uint8 host picture of the batch: thumbnails captioned "index: WxH".
-
-    At most ``GRID_MAX_IMAGES`` are drawn; a last cell says how many were left out.
-
-    Example:
-        >>> import gpuimg, numpy as np
-        >>> b = gpuimg.ImageBatch.from_images([np.zeros((20, 30, 3), np.uint8)])
-        >>> batch_grid(b, cell=32).shape
-        (54, 72, 3)
-    """
-    shown = min(len(batch), GRID_MAX_IMAGES)
-    cells = [(_as_rgb(batch[i].thumbnail(cell)), f"{i}: {batch[i].width}x{batch[i].height}") for i in range(shown)]
-    if len(batch) > shown:
-        cells.append((None, f"+{len(batch) - shown}"))
-    return _compose_grid(cells, columns, cell)
-
-
-def _compose_grid(cells: list[tuple[np.ndarray | None, str]], columns: int, cell: int) -> np.ndarray:
-    """Lay out (thumbnail or None, caption) cells on a white canvas, captions under pictures."""
-    columns = max(1, min(columns, len(cells)))
-    rows = -(-len(cells) // columns)
-    cell_w = max(cell, max(len(text) for _, text in cells) * _CHAR_W)
-    step_y, step_x = cell + _CAPTION_H, cell_w + GRID_GAP
-    canvas = np.full((rows * step_y + GRID_GAP, columns * step_x + GRID_GAP, 3), 255, np.uint8)
-    for i, (thumb, text) in enumerate(cells):
-        top = GRID_GAP + (i // columns) * step_y
-        left = GRID_GAP + (i % columns) * step_x
-        if thumb is not None:
-            h, w = thumb.shape[:2]
-            canvas[top : top + h, left : left + w] = thumb
-        _draw_text(canvas, text, top + cell + GRID_GAP, left)
-    return canvas
-
-
-def _draw_text(canvas: np.ndarray, text: str, top: int, left: int) -> None:
-    """Draw ``text`` in dark gray; characters outside the tiny font are skipped."""
-    for k, char in enumerate(text):
-        glyph = _GLYPHS.get(char)
-        if glyph is None:
-            continue
-        mask = np.array([[bit == "1" for bit in row] for row in glyph])
-        mask = mask.repeat(_FONT_SCALE, axis=0).repeat(_FONT_SCALE, axis=1)
-        x = left + k * _CHAR_W
-        region = canvas[top : top + mask.shape[0], x : x + mask.shape[1]]
-        region[mask[: region.shape[0], : region.shape[1]]] = 48
-
-
-CHECKER = 8  # pixels per square of the checkerboard shown under transparent pixels
-
-
-def _as_rgb(pixels: np.ndarray) -> np.ndarray:
-    """Gray becomes RGB; RGBA is composited over a light checkerboard, as image viewers show
-    transparency (over plain white, a white stroke or glow would be invisible)."""
-    if pixels.shape[2] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if pixels.shape[2] == 4:
-        h, w = pixels.shape[:2]
-        squares = (np.arange(h)[:, None] // CHECKER + np.arange(w)[None, :] // CHECKER) % 2
-        backdrop = np.where(squares, 204.0, 255.0)[:, :, None]
-        alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
-        return (pixels[:, :, :3] * alpha + backdrop * (1.0 - alpha) + 0.5).astype(np.uint8)
-    return pixels
 
 
 # ---------------------------------------------------------------------------- show()
@@ -141,10 +53,11 @@ def show(
     where it is installed (one figure, shown with ``plt.show()``), otherwise HTML with
     PNG thumbnails in IPython/Jupyter, otherwise prints a text summary.
 
-    Example:
-        >>> import gpuimg
-        >>> img = gpuimg.read("assets/chelsea.jpg")                        # doctest: +SKIP
-        >>> gpuimg.show([img, gpuimg.ops.gray(img)], titles=["photo", "gray"])  # doctest: +SKIP
+    Example (the last line is skipped here: it draws a figure, which needs a notebook or
+    a window to be seen):
+        >>> import gpuimg, numpy as np
+        >>> photo = gpuimg.Image.from_array(np.zeros((300, 451, 3), np.uint8))
+        >>> gpuimg.show([photo, gpuimg.invert(photo)], titles=["photo", "inverted"])  # doctest: +SKIP
     """
     panels, sizes = _panels(images, size)
     labels = _titles(titles, sizes)
@@ -161,8 +74,6 @@ def show(
 def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """Host RGB thumbnails of everything ``images`` holds (made on its device), and the
     (width, height) of each full image."""
-    from .image import Image, ImageBatch
-
     if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive int (pixels of the longer side), got {size!r}")
     if isinstance(images, Image | ImageBatch) or hasattr(images, "shape"):
@@ -186,7 +97,7 @@ def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, i
             f"show() draws at most {GRID_MAX_IMAGES} pictures, got {len(flat)}; pass a part, e.g. "
             f"batch.images[:{GRID_MAX_IMAGES}], or display the batch itself (a grid of small thumbnails)"
         )
-    return [_as_rgb(img.thumbnail(size)) for img in flat], [(img.width, img.height) for img in flat]
+    return [as_rgb(img.thumbnail(size)) for img in flat], [(img.width, img.height) for img in flat]
 
 
 def _titles(titles: Sequence[str] | None, sizes: list[tuple[int, int]]) -> list[str]:
