@@ -22,7 +22,7 @@ from typing import Any, ContextManager, Literal
 
 import numpy as np
 
-from .errors import DeviceUnavailableError
+from .errors import DeviceUnavailableError, check_choice
 
 __all__ = [
     "Device",
@@ -31,6 +31,7 @@ __all__ = [
     "resolve_device",
     "array_module",
     "device_of_array",
+    "device_key",
     "get_stream",
     "stream_ptr",
     "use_stream",
@@ -83,8 +84,7 @@ def resolve_device(device: str | None = None, *, _source: str = "device") -> Dev
     name = device.strip().lower()
     if name in ("gpu", "cuda:0"):
         name = "cuda"
-    if name not in _DEVICES:
-        raise ValueError(f"{_source}={device!r} is not a device; use one of {_DEVICES}")
+    check_choice(name, _source, _DEVICES, "a device")
     if name == "cuda":
         usable, reason = _cuda_probe()
         if not usable:
@@ -111,6 +111,22 @@ def device_of_array(array: Any) -> Device | None:
     if type(array).__module__.startswith("cupy") and hasattr(array, "data") and hasattr(array, "device"):
         return "cuda"
     return None
+
+
+def device_key(device: str) -> tuple[str, int]:
+    """What a per-device cache is keyed by: ``("cpu", -1)``, or ``("cuda", id)`` with the id
+    of CuPy's current CUDA device (memory and compiled kernels of one GPU are of no use on
+    another).
+
+    Example:
+        >>> device_key("cpu")
+        ('cpu', -1)
+    """
+    if device != "cuda":
+        return ("cpu", -1)
+    import cupy
+
+    return ("cuda", int(cupy.cuda.runtime.getDevice()))
 
 
 def get_stream(stream: Any = None) -> Any:

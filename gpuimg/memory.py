@@ -28,10 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from .device import array_module, resolve_device
+from .device import array_module, cuda_available, device_key, resolve_device
 from .errors import OutOfMemoryError
 
-__all__ = ["Buffer", "memory_stats", "reset_memory_stats", "scratch", "grown_capacity", "ALIGNMENT", "GROWTH_FACTOR"]
+__all__ = [
+    "Buffer", "memory_stats", "reset_memory_stats", "scratch", "grown_capacity", "round_up", "address_of",
+    "strided_view", "ALIGNMENT", "GROWTH_FACTOR",
+]
 
 ALIGNMENT = 512  # bytes; a multiple of every vector width and of CuPy's pool granularity
 GROWTH_FACTOR = 1.5
@@ -109,10 +112,16 @@ def grown_capacity(capacity: int, needed: int) -> int:
         >>> grown_capacity(1000, 1100), grown_capacity(1000, 4000)
         (1536, 4096)
     """
-    return _round_up(max(int(needed), int(capacity * GROWTH_FACTOR)))
+    return round_up(max(int(needed), int(capacity * GROWTH_FACTOR)))
 
 
-def _round_up(n: int, to: int = ALIGNMENT) -> int:
+def round_up(n: int, to: int = ALIGNMENT) -> int:
+    """``n`` rounded up to a multiple of ``to`` (default: :data:`ALIGNMENT`).
+
+    Example:
+        >>> round_up(1), round_up(1000, 768)
+        (512, 1536)
+    """
     return -(-n // to) * to
 
 
@@ -165,11 +174,11 @@ class Buffer:
         self.shareable = bool(shareable) and self.device == "cuda"
         if not isinstance(nbytes, int | np.integer) or nbytes < 0:
             raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
-        self.pinned = bool(pinned) and self.device == "cpu" and _pinned_possible()
+        self.pinned = bool(pinned) and self.device == "cpu" and cuda_available()  # page-locking needs a CUDA driver
         self.generation = 0
         self.purpose = purpose  # named in an out-of-memory error
         self.data: Any = None
-        self._allocate(max(_round_up(int(nbytes)), ALIGNMENT), growth=False)
+        self._allocate(max(round_up(int(nbytes)), ALIGNMENT), growth=False)
 
     @property
     def capacity(self) -> int:
@@ -204,7 +213,7 @@ class Buffer:
         _record_allocation(self.device, nbytes, growth)
         weakref.finalize(data, _record_release, self.device, nbytes)
         self.data = data
-        # cached: ops ask for it several times a call, and NumPy's ctypes lookup costs ~1 us
+        # cached: ops ask for it several times a call, and NumPy's address lookup is not free
         self._ptr = address_of(data)
         self.generation += 1
 
@@ -245,17 +254,6 @@ def strided_view(raw: Any, offset: int, shape: tuple[int, ...], dtype: Any, stri
     return xp.lib.stride_tricks.as_strided(typed, shape=shape, strides=strides)
 
 
-_pinned_state: list[bool] = []
-
-
-def _pinned_possible() -> bool:
-    if not _pinned_state:
-        from .device import cuda_available
-
-        _pinned_state.append(cuda_available())
-    return _pinned_state[0]
-
-
 _workspace = threading.local()
 
 
@@ -275,7 +273,7 @@ def scratch(name: str, nbytes: int, device: str) -> Buffer:
     buffers = getattr(_workspace, "buffers", None)
     if buffers is None:
         buffers = _workspace.buffers = {}
-    key = (device, name)
+    key = (device_key(device), name)  # a buffer of one GPU is of no use on another
     buf = buffers.get(key)
     if buf is None:
         buf = buffers[key] = Buffer(nbytes, device)
