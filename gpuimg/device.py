@@ -58,12 +58,22 @@ def _cuda_probe() -> tuple[bool, str]:
 
 
 def cuda_available() -> bool:
-    """True when CuPy is importable and at least one CUDA device can be used."""
+    """True when CuPy is importable and at least one CUDA device can be used.
+
+    Example:
+        >>> cuda_available() in (True, False)
+        True
+    """
     return _cuda_probe()[0]
 
 
 def default_device() -> Device:
-    """The device used when none is given: ``GPUIMG_DEVICE`` if set, else cuda when usable."""
+    """The device used when none is given: ``GPUIMG_DEVICE`` if set, else cuda when usable.
+
+    Example:
+        >>> default_device() == ("cuda" if cuda_available() else "cpu") or "GPUIMG_DEVICE" in os.environ
+        True
+    """
     env = os.environ.get("GPUIMG_DEVICE", "").strip().lower()
     if env:
         return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
@@ -96,7 +106,12 @@ def resolve_device(device: str | None = None, *, _source: str = "device") -> Dev
 
 
 def array_module(device: str) -> ModuleType:
-    """``cupy`` for "cuda", ``numpy`` for "cpu"."""
+    """``cupy`` for "cuda", ``numpy`` for "cpu".
+
+    Example:
+        >>> array_module("cpu").__name__
+        'numpy'
+    """
     if device == "cuda":
         import cupy
 
@@ -105,7 +120,12 @@ def array_module(device: str) -> ModuleType:
 
 
 def device_of_array(array: Any) -> Device | None:
-    """"cuda" for CuPy arrays, "cpu" for NumPy arrays, None for anything else."""
+    """"cuda" for CuPy arrays, "cpu" for NumPy arrays, None for anything else.
+
+    Example:
+        >>> device_of_array(np.zeros(3)), device_of_array([1, 2])
+        ('cpu', None)
+    """
     if isinstance(array, np.ndarray):
         return "cpu"
     if type(array).__module__.startswith("cupy") and hasattr(array, "data") and hasattr(array, "device"):
@@ -134,6 +154,12 @@ def get_stream(stream: Any = None) -> Any:
 
     Accepts a ``cupy.cuda.Stream``, a raw ``cudaStream_t`` as int, or any object with a
     ``cuda_stream`` (PyTorch) or ``ptr`` attribute.
+
+    Example (needs a GPU):
+        >>> import cupy                                   # doctest: +SKIP
+        >>> s = cupy.cuda.Stream()                        # doctest: +SKIP
+        >>> get_stream(s) is s, get_stream(s.ptr).ptr == s.ptr  # doctest: +SKIP
+        (True, True)
     """
     import cupy
 
@@ -155,7 +181,12 @@ def get_stream(stream: Any = None) -> Any:
 
 
 def stream_ptr(stream: Any = None) -> int:
-    """The raw ``cudaStream_t`` of ``stream`` (None: the current CuPy stream) as an int."""
+    """The raw ``cudaStream_t`` of ``stream`` (None: the current CuPy stream) as an int.
+
+    Example (needs a GPU):
+        >>> stream_ptr() == int(__import__("cupy").cuda.get_current_stream().ptr)  # doctest: +SKIP
+        True
+    """
     return int(get_stream(stream).ptr)
 
 

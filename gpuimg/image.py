@@ -345,6 +345,10 @@ class Image:
         """This image as a one-row kernel table (``TABLE_COLUMNS``, offsets from ``data_ptr``).
 
         Lets one batch kernel serve single images too; uploaded only when the shape changed.
+
+        Example:
+            >>> Image.empty(2, 5, device="cpu").kernel_table().tolist()
+            [[0, 2, 5, 15, 3]]
         """
         if self._table is None:
             self._table = _KernelTable(self.device)
@@ -659,19 +663,39 @@ class ImageBatch:
         return channels.pop() if len(channels) == 1 else None
 
     def table(self) -> np.ndarray:
-        """The host copy of the kernel table: int64 rows of ``TABLE_COLUMNS``."""
+        """The host copy of the kernel table: int64 rows of ``TABLE_COLUMNS``.
+
+        Example:
+            >>> ImageBatch.empty([(2, 3), (4, 5, 1)], device="cpu").table().tolist()
+            [[0, 2, 3, 9, 3], [768, 4, 5, 5, 1]]
+        """
         return self._rows.copy()
 
     def kernel_table(self, stream: Any = None) -> Any:
-        """The kernel table on the batch's device (uploaded only after a layout change)."""
+        """The kernel table on the batch's device (uploaded only after a layout change).
+
+        Example:
+            >>> ImageBatch.empty([(2, 3)], device="cpu").kernel_table().shape
+            (1, 5)
+        """
         return self._table.on_device(stream)
 
     def max_shape(self) -> tuple[int, int]:
-        """(largest height, largest width) over the slots: the grid a batch kernel covers."""
+        """(largest height, largest width) over the slots: the grid a batch kernel covers.
+
+        Example:
+            >>> ImageBatch.empty([(2, 9), (7, 3)], device="cpu").max_shape()
+            (7, 9)
+        """
         return int(self._rows[:, 1].max()), int(self._rows[:, 2].max())
 
     def numpy(self) -> list[np.ndarray]:
-        """Host copies of every image (one device-to-host copy of the arena)."""
+        """Host copies of every image (one device-to-host copy of the arena).
+
+        Example:
+            >>> [a.shape for a in ImageBatch.empty([(2, 3), (4, 5)], device="cpu").numpy()]
+            [(2, 3, 3), (4, 5, 3)]
+        """
         arena = self.arena.get() if self.device == "cuda" else np.asarray(self.arena)
         out = []
         for offset, h, w, pitch, c in self._rows.tolist():
@@ -680,7 +704,13 @@ class ImageBatch:
         return out
 
     def to(self, device: str) -> ImageBatch:
-        """This batch on ``device``: itself if already there, else a copy."""
+        """This batch on ``device``: itself if already there, else a copy.
+
+        Example:
+            >>> b = ImageBatch.empty([(2, 3)], device="cpu")
+            >>> b.to("cpu") is b
+            True
+        """
         target = resolve_device(device)
         if target == self.device:
             return self
@@ -692,7 +722,13 @@ class ImageBatch:
         return out
 
     def copy(self, out: ImageBatch | None = None, stream: Any = None) -> ImageBatch:
-        """A device-side copy of the whole batch (one copy of the arena)."""
+        """A device-side copy of the whole batch (one copy of the arena).
+
+        Example:
+            >>> b = ImageBatch.empty([(2, 3), (4, 5)], device="cpu")
+            >>> b.copy().shapes == b.shapes
+            True
+        """
         if out is None:
             out = ImageBatch.empty(self.shapes, dtype=self._dtype, device=self.device)
         elif out.device != self.device:

@@ -195,7 +195,13 @@ class Buffer:
         return array_module(self.device)
 
     def ensure(self, nbytes: int) -> bool:
-        """Make the capacity at least ``nbytes``; returns True when the buffer grew."""
+        """Make the capacity at least ``nbytes``; returns True when the buffer grew.
+
+        Example:
+            >>> buf = Buffer(512, device="cpu")
+            >>> buf.ensure(100), buf.ensure(1000), buf.capacity
+            (False, True, 1024)
+        """
         if nbytes <= self.capacity:
             return False
         self._allocate(grown_capacity(self.capacity, nbytes), growth=True)
@@ -218,7 +224,12 @@ class Buffer:
         self.generation += 1
 
     def ipc_handle(self) -> bytes:
-        """The CUDA IPC handle of a ``shareable`` buffer (valid until its next growth)."""
+        """The CUDA IPC handle of a ``shareable`` buffer (valid until its next growth).
+
+        Example (needs a GPU):
+            >>> len(Buffer(1 << 20, "cuda", shareable=True).ipc_handle())  # doctest: +SKIP
+            64
+        """
         if not self.shareable:
             raise ValueError("only a Buffer made with shareable=True on the GPU has an IPC handle")
         import cupy
@@ -226,7 +237,12 @@ class Buffer:
         return bytes(cupy.cuda.runtime.ipcGetMemHandle(self._ptr))
 
     def view(self, offset: int, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...]) -> Any:
-        """A typed view of the bytes from ``offset`` with the given shape and byte strides."""
+        """A typed view of the bytes from ``offset`` with the given shape and byte strides.
+
+        Example:
+            >>> Buffer(512, device="cpu").view(8, (2, 3), np.uint16, (6, 2)).shape
+            (2, 3)
+        """
         return strided_view(self.data, offset, shape, dtype, strides)
 
     def __repr__(self) -> str:
@@ -235,7 +251,13 @@ class Buffer:
 
 
 def address_of(array: Any) -> int:
-    """The address of ``array``'s first element (a device address for CuPy arrays)."""
+    """The address of ``array``'s first element (a device address for CuPy arrays).
+
+    Example:
+        >>> a = np.zeros(8, np.uint8)
+        >>> address_of(a[4:]) - address_of(a)
+        4
+    """
     if isinstance(array, np.ndarray):
         return int(array.__array_interface__["data"][0])
     return int(array.data.ptr)
@@ -245,6 +267,11 @@ def strided_view(raw: Any, offset: int, shape: tuple[int, ...], dtype: Any, stri
     """A view of the 1-D uint8 array ``raw`` from byte ``offset``, typed, shaped and strided.
 
     Works the same for NumPy and CuPy; no copy. The caller guarantees the view fits.
+
+    Example:
+        >>> raw = np.arange(16, dtype=np.uint8)
+        >>> strided_view(raw, 2, (2, 3), np.uint8, (8, 1)).tolist()
+        [[2, 3, 4], [10, 11, 12]]
     """
     dtype = np.dtype(dtype)
     xp = array_module("cuda" if not isinstance(raw, np.ndarray) else "cpu")
