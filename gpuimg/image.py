@@ -21,100 +21,25 @@ from typing import Any
 
 import numpy as np
 
+from ._layout import (
+    CHANNELS,
+    DTYPES,
+    SLOT_ALIGNMENT,
+    TABLE_COLUMNS,
+    Borrowed,
+    KernelTable,
+    borrow,
+    check_dtype,
+    check_shape,
+    slot_layout,
+)
 from ._pictures import batch_grid, encode_png, thumbnail
-from .device import Device, array_module, device_of_array, get_stream, resolve_device, use_stream
-from .errors import check_choice
-from .memory import Buffer, address_of, round_up, strided_view
+from .device import Device, array_module, resolve_device, use_stream
+from .memory import Buffer, strided_view
 
 __all__ = ["Image", "ImageBatch", "images_of", "slot_layout", "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS"]
 
-CHANNELS = (1, 3, 4)
-DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-
-# Slots of an ImageBatch start at multiples of 768 bytes: a multiple of 256 (vector loads,
-# nvImageCodec's alignment) AND of every pixel size (1, 3, 4 channels x 1, 2, 4 bytes), so
-# a flat element index over the arena still tells the channel (index % channels) and a
-# pointwise op can treat the whole arena as one array: one launch for the whole batch.
-SLOT_ALIGNMENT = 768
-
-# Columns of the kernel table (int64, one row per image): what a batch kernel indexes.
-TABLE_COLUMNS = ("offset", "height", "width", "pitch", "channels")
-
 THUMBNAIL_SIZE = 256  # longest side of the picture a notebook shows
-
-
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:  # not a dtype at all: named as given in the error
-        dt = None
-    if dt not in DTYPES:
-        check_choice(dtype if dt is None else dt.name, "dtype", [d.name for d in DTYPES])
-    return dt
-
-
-def _check_shape(height: Any, width: Any, channels: Any) -> tuple[int, int, int]:
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    check_choice(channels, "channels", CHANNELS)
-    return int(height), int(width), int(channels)
-
-
-class _KernelTable:
-    """Host rows ``TABLE_COLUMNS`` and their device copy, uploaded only after a change."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.rows = np.zeros((0, len(TABLE_COLUMNS)), np.int64)
-        self._buffer: Buffer | None = None
-        self._dirty = True
-        self._view: Any = None  # the device view, kept: building a CuPy view per op call is slow
-        self._view_key: tuple[Any, ...] = ()
-
-    def set(self, rows: np.ndarray) -> None:
-        if rows.shape != self.rows.shape or not np.array_equal(rows, self.rows):
-            self.rows = rows
-            self._dirty = True
-
-    def on_device(self, stream: Any = None) -> Any:
-        if self.device != "cuda":
-            return self.rows
-        nbytes = self.rows.nbytes
-        if self._buffer is None:
-            self._buffer = Buffer(max(nbytes, 1), "cuda")
-        elif self._buffer.ensure(nbytes):
-            self._dirty = True
-        key = (self._buffer.generation, self.rows.shape)
-        if self._view_key != key:
-            self._view = self._buffer.view(0, self.rows.shape, np.int64, (self.rows.shape[1] * 8, 8))
-            self._view_key = key
-        table = self._view
-        if self._dirty:
-            # A pageable-memory copy is staged before the call returns, so later host
-            # edits of `rows` cannot race it; it is ordered on `stream` like the kernels.
-            table.set(self.rows, stream=get_stream(stream))
-            self._dirty = False
-        return table
-
-
-class _Borrowed:
-    """Memory an Image wraps but does not own (a user's array): it cannot grow."""
-
-    generation = 0
-
-    def __init__(self, raw: Any, owner: Any, device: str):
-        self.data = raw
-        self.owner = owner  # keeps the user's array (and so the memory) alive
-        self.device = device
-        self.ptr = address_of(raw)
-
-    @property
-    def capacity(self) -> int:
-        return int(self.data.size)
-
-    def ensure(self, nbytes: int) -> bool:
-        raise AssertionError("borrowed memory never grows")  # Image checks before calling
 
 
 class Image:
@@ -132,7 +57,7 @@ class Image:
 
     def __init__(
         self,
-        store: Buffer | _Borrowed,
+        store: Buffer | Borrowed,
         height: int,
         width: int,
         channels: int,
@@ -145,14 +70,14 @@ class Image:
     ):
         self._store = store
         self._offset = int(offset)
-        self._height, self._width, self._channels = _check_shape(height, width, channels)
-        self._dtype = _check_dtype(dtype)
+        self._height, self._width, self._channels = check_shape(height, width, channels)
+        self._dtype = check_dtype(dtype)
         self._pitch = int(pitch) if pitch is not None else self.row_bytes
         self._batch = _batch
         self._index = _index
         self._view: Any = None
         self._view_generation = -1
-        self._table: _KernelTable | None = None
+        self._table: KernelTable | None = None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -171,8 +96,8 @@ class Image:
             >>> Image.empty(720, 1280, capacity=1920 * 1080 * 3, device="cpu").capacity >= 6220800
             True
         """
-        height, width, channels = _check_shape(height, width, channels)
-        dt = _check_dtype(dtype)
+        height, width, channels = check_shape(height, width, channels)
+        dt = check_dtype(dtype)
         needed = height * width * channels * dt.itemsize
         if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
             raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
@@ -195,35 +120,8 @@ class Image:
             >>> int(a[0, 0, 0])
             7
         """
-        arr, dev = _as_xp_array(array)
-        if device is not None and resolve_device(device) != dev:
-            raise ValueError(
-                f"device={device!r} but the array lives on {dev!r}; from_array never copies, "
-                f"use Image.from_array(a).to({device!r})"
-            )
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if arr.ndim != 3:
-            raise ValueError(f"array must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
-        height, width, channels = (int(s) for s in arr.shape)
-        _check_shape(height, width, channels)
-        dt = _check_dtype(arr.dtype)
-        isz = dt.itemsize
-        row_stride, px_stride, ch_stride = (int(s) for s in arr.strides)
-        row_bytes = width * channels * isz
-        if height == 1:
-            row_stride = row_bytes
-        packed_pixels = (ch_stride == isz or channels == 1) and (px_stride == channels * isz or width == 1)
-        if not packed_pixels or row_stride < row_bytes or row_stride % isz:
-            raise ValueError(
-                f"array strides {tuple(arr.strides)} cannot be expressed as rows of packed pixels "
-                f"with a pitch (need channel stride {isz}, pixel stride {channels * isz}, row stride >= "
-                f"{row_bytes}); pass a contiguous copy (numpy.ascontiguousarray / cupy.ascontiguousarray)"
-            )
-        span = (height - 1) * row_stride + row_bytes
-        xp = array_module(dev)
-        raw = xp.lib.stride_tricks.as_strided(arr, shape=(span // isz,), strides=(isz,)).view(np.uint8)
-        return cls(_Borrowed(raw, array, dev), height, width, channels, dt, pitch=row_stride)
+        store, height, width, channels, dt, pitch = borrow(array, device)
+        return cls(store, height, width, channels, dt, pitch=pitch)
 
     # ----------------------------------------------------------------- properties
     @property
@@ -316,8 +214,8 @@ class Image:
             self._height, self._width, self._channels
         ):
             return self  # the common reuse case: nothing to check or change
-        height, width, channels = _check_shape(height, width, channels)
-        dt = self._dtype if dtype is None else _check_dtype(dtype)
+        height, width, channels = check_shape(height, width, channels)
+        dt = self._dtype if dtype is None else check_dtype(dtype)
         if (height, width, channels, dt) == (*self.shape, self._dtype):
             return self
         pitch = width * channels * dt.itemsize
@@ -328,7 +226,7 @@ class Image:
                     f"image {self._index} of a batch holds {self.capacity} bytes, {height}x{width}x{channels} "
                     f"{dt.name} needs {needed}; resize the whole batch with ImageBatch.set_shapes"
                 )
-            if isinstance(self._store, _Borrowed):
+            if isinstance(self._store, Borrowed):
                 raise ValueError(
                     f"this image wraps a caller's array of {self.capacity} bytes, {height}x{width}x{channels} "
                     f"{dt.name} needs {needed}; wrapped memory cannot grow (use Image.empty for growable images)"
@@ -351,7 +249,7 @@ class Image:
             [[0, 2, 5, 15, 3]]
         """
         if self._table is None:
-            self._table = _KernelTable(self.device)
+            self._table = KernelTable(self.device)
             self._table_key: tuple[int, ...] = ()
         key = (self._height, self._width, self._pitch, self._channels)
         if key != self._table_key:  # a tuple compare: cheaper than building and comparing arrays per op call
@@ -459,29 +357,6 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _as_xp_array(array: Any) -> tuple[Any, Device]:
-    """(cupy or numpy array sharing ``array``'s memory, its device)."""
-    dev = device_of_array(array)
-    if dev is not None:
-        return array, dev
-    if hasattr(array, "__dlpack__") and hasattr(array, "__dlpack_device__"):
-        kind = int(array.__dlpack_device__()[0])
-        if kind in (2, 3):  # kDLCUDA, kDLCUDAHost... CUDA memory: CuPy shares it
-            import cupy
-
-            # DLPack, not __cuda_array_interface__: the CAI path host-synchronises (ANCHORS.md)
-            return cupy.from_dlpack(array), "cuda"
-        if kind == 1:
-            return np.from_dlpack(array), "cpu"
-    if hasattr(array, "__cuda_array_interface__"):
-        import cupy
-
-        return cupy.asarray(array), "cuda"
-    if hasattr(array, "__array_interface__") or hasattr(array, "__array__"):
-        return np.asarray(array), "cpu"
-    raise TypeError(f"cannot wrap {type(array).__name__}: pass a NumPy/CuPy array or a DLPack tensor")
-
-
 class ImageBatch:
     """N images of different sizes in ONE arena allocation, with a kernel table.
 
@@ -501,10 +376,10 @@ class ImageBatch:
 
     def __init__(self, arena: Buffer, dtype: Any):
         self._arena = arena
-        self._dtype = _check_dtype(dtype)
+        self._dtype = check_dtype(dtype)
         self._rows = np.zeros((0, len(TABLE_COLUMNS)), np.int64)
         self._reserved = np.zeros(0, np.int64)
-        self._table = _KernelTable(arena.device)
+        self._table = KernelTable(arena.device)
         self._views: list[Image] = []
 
     # ----------------------------------------------------------------- construction
@@ -523,7 +398,7 @@ class ImageBatch:
             >>> ImageBatch.empty([(2, 2), (3, 3, 1)], device="cpu").shapes
             [(2, 2, 3), (3, 3, 1)]
         """
-        dt = _check_dtype(dtype)
+        dt = check_dtype(dtype)
         rows, reserved, total = slot_layout(shapes, channels, dt)
         if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
             raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
@@ -563,7 +438,7 @@ class ImageBatch:
             >>> len(b.set_shapes([(50, 60)] * 6))
             6
         """
-        dt = self._dtype if dtype is None else _check_dtype(dtype)
+        dt = self._dtype if dtype is None else check_dtype(dtype)
         rows, reserved, total = slot_layout(shapes, channels, dt)
         self._arena.ensure(total)
         self._dtype = dt
@@ -761,33 +636,3 @@ def images_of(src: Image | ImageBatch | Iterable[Image]) -> list[Image]:
     if isinstance(src, Image):
         return [src]
     return list(src)
-
-
-def slot_layout(shapes: Sequence[Sequence[int]], channels: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    """The arena layout of ImageBatch slots for ``shapes``: kernel-table rows
-    (:data:`TABLE_COLUMNS`), reserved bytes per slot, and total arena bytes. Each slot is
-    tightly pitched and starts at a multiple of :data:`SLOT_ALIGNMENT`.
-
-    Example:
-        >>> rows, reserved, total = slot_layout([(2, 3)], 3, "uint8")
-        >>> rows.tolist(), int(total)
-        ([[0, 2, 3, 9, 3]], 768)
-    """
-    dtype = np.dtype(dtype)
-    if isinstance(shapes, np.ndarray):
-        shapes = shapes.tolist()
-    if not isinstance(shapes, Sequence) or isinstance(shapes, str):
-        raise ValueError(f"shapes must be a list of (height, width[, channels]), got {shapes!r}")
-    rows = np.zeros((len(shapes), len(TABLE_COLUMNS)), np.int64)
-    reserved = np.zeros(len(shapes), np.int64)
-    offset = 0
-    for i, shape in enumerate(shapes):
-        if not isinstance(shape, Sequence) or len(shape) not in (2, 3):
-            raise ValueError(f"shapes[{i}]={shape!r} must be (height, width) or (height, width, channels)")
-        h, w, c = _check_shape(shape[0], shape[1], shape[2] if len(shape) == 3 else channels)
-        pitch = w * c * dtype.itemsize
-        size = round_up(h * pitch, SLOT_ALIGNMENT)
-        rows[i] = (offset, h, w, pitch, c)
-        reserved[i] = size
-        offset += size
-    return rows, reserved, offset
