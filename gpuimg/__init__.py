@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 # Names exported from modules that load on first use: importing gpuimg stays fast (no
 # nvImageCodec or kernel compilation until needed), and the layers stay independent.
 _LAZY: dict[str, str] = {
-    # codec.py
+    # the codec package (gpuimg.codec)
     "Decoder": "codec",
     "Encoder": "codec",
     "read": "codec",
@@ -42,9 +42,9 @@ _LAZY: dict[str, str] = {
     "ParsedSource": "codec",
     "BatchResult": "codec",
     "BatchError": "codec",
-    # pipeline.py
+    # the pipeline (gpuimg.pipeline)
     "Pipeline": "pipeline",
-    # display.py
+    # gpuimg.display
     "show": "display",
     # op families as subpackages
     "ops": "ops",

@@ -49,3 +49,20 @@ def test_stream_helpers(gpu):
         assert stream_ptr() == s.ptr
     with pytest.raises(TypeError, match="not a CUDA stream"):
         get_stream("fast")
+
+
+def test_import_gpuimg_is_light_and_every_exported_name_resolves():
+    # `import gpuimg` loads neither CuPy nor nvImageCodec nor the op families: they load
+    # on first use of a name that needs them (gpuimg.__init__'s lazy map).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpuimg\n"
+        "heavy = [m for m in ('cupy', 'nvidia.nvimgcodec', 'gpuimg.codec', 'gpuimg.ops', 'gpuimg.display',"
+        " 'gpuimg.pipeline') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in gpuimg.__all__ if getattr(gpuimg, n, None) is None]\n"
+        "assert not missing, missing\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "GPUIMG_DEVICE": "cpu"})
