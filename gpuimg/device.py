@@ -28,6 +28,7 @@ __all__ = [
     "Device",
     "cuda_available",
     "default_device",
+    "device_report",
     "resolve_device",
     "array_module",
     "device_of_array",
@@ -78,6 +79,26 @@ def default_device() -> Device:
     if env:
         return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
     return "cuda" if cuda_available() else "cpu"
+
+
+def device_report() -> str:
+    """The one line saying which device runs by default and, when it is the CPU, why not
+    the GPU (what test skips, the command line and bug reports quote).
+
+    Example:
+        >>> device_report().split()[0] in ("cpu", "cuda")
+        True
+    """
+    usable, reason = _cuda_probe()
+    if default_device() == "cuda":
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        return f"cuda ({name})"
+    if usable:
+        return "cpu (GPUIMG_DEVICE=cpu; a GPU is usable)"
+    return f"cpu (no GPU: {reason})"
 
 
 def resolve_device(device: str | None = None, *, _source: str = "device") -> Device:

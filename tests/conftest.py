@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 
 import gpuimg
-from gpuimg.device import _cuda_probe
+from gpuimg.device import cuda_available, device_report
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEVICES = ("cpu", "cuda")
 
 
 def _skip_without_gpu(device: str) -> None:
-    usable, reason = _cuda_probe()
-    if device == "cuda" and not usable:
-        pytest.skip(f"GPU variant: {reason}")
+    if device == "cuda" and not cuda_available():
+        pytest.skip(f"GPU variant: {device_report()}")
 
 
 @pytest.fixture(params=DEVICES)
