@@ -78,6 +78,7 @@ class Image:
         self._view: Any = None
         self._view_generation = -1
         self._table: KernelTable | None = None
+        self._table_key: tuple[int, ...] = ()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -250,7 +251,6 @@ class Image:
         """
         if self._table is None:
             self._table = KernelTable(self.device)
-            self._table_key: tuple[int, ...] = ()
         key = (self._height, self._width, self._pitch, self._channels)
         if key != self._table_key:  # a tuple compare: cheaper than building and comparing arrays per op call
             self._table.set(np.array([[0, *key]], np.int64))
