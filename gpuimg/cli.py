@@ -383,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gpuimg`` console script; returns the exit code.
 
     Example:
-        >>> main(["process"])  # doctest: +SKIP
+        >>> main(["process"])  # usage message on stderr
         2
     """
     parser = build_parser()

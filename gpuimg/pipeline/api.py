@@ -257,9 +257,10 @@ class Pipeline:
         batches may come in a different order; ``workers=False`` keeps the file order.
 
         Example:
-            >>> p = Pipeline([("resize_shorter", {"size": 256}), ("center_crop", {"size": (224, 224)})])  # doctest: +SKIP
-            >>> for x, paths in p.batches("train/", 128, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):  # doctest: +SKIP
-            ...     loss = model(torch.from_dlpack(x))
+            >>> p = Pipeline([("resize_shorter", {"size": 64}), ("center_crop", {"size": (56, 56)})], device="cpu")
+            >>> for x, paths in p.batches("assets/", 2, size=(56, 56), mean=(0.485, 0.456, 0.406), include=["coffee.*"]):
+            ...     print(x.shape, x.dtype)  # in training: model(torch.from_dlpack(x))
+            (2, 3, 56, 56) float32
         """
         _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
