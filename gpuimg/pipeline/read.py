@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-
 from ..codec import ParsedSource, parse
 from .files import Job
 from .results import Run
