@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import gpuimg
 import harness  # noqa: E402
 
 import gpuimg  # noqa: E402
-from gpuimg.pipeline import Pipeline  # noqa: E402
+from gpuimg.pipeline import Pipeline, PipelineConfig  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SOURCES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "camera_gray.png")
@@ -198,9 +198,9 @@ def ours_decode_only(datas: list[bytes], device: str, pipeline_decoder: bool = F
     """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only:
     the Decoder's default backends, or the pipeline's hardware-first decoder."""
     from gpuimg.codec import Decoder
-    from gpuimg.pipeline import _new_decoder
+    from gpuimg.pipeline.codecs import new_decoder
 
-    decoder = _new_decoder(device) if pipeline_decoder else Decoder(device)
+    decoder = new_decoder(device, PipelineConfig()) if pipeline_decoder else Decoder(device)
     batch = None
 
     def run(items: list[bytes]) -> None:
@@ -218,7 +218,8 @@ def ours_decode_only(datas: list[bytes], device: str, pipeline_decoder: bool = F
 def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
     """Each stage alone, single thread, in-memory (ms per image): where the time goes."""
     from gpuimg.codec import Decoder, Encoder, info
-    from gpuimg.pipeline import _Processor, _Step
+    from gpuimg.pipeline.process import Processor
+    from gpuimg.pipeline.steps import Step
 
     costs: dict[str, float] = {}
     sample = datas[: 4 * BATCH]
@@ -228,7 +229,7 @@ def stage_costs(datas: list[bytes], device: str) -> dict[str, float]:
     costs["header parse (codec.info)"] = (time.perf_counter() - t0) / len(sample) * 1e3
     decoder, encoder = Decoder(device), Encoder(device)
     batches = [decoder.decode_batch(sample[k : k + BATCH]).images for k in range(0, len(sample), BATCH)]
-    proc = _Processor([_Step(s) for s in W1_STEPS])
+    proc = Processor([Step(s, device) for s in W1_STEPS])
     proc(batches[0], None)
     _sync(device)
     todo = batches[1:] or batches
@@ -251,34 +252,25 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
     Pipeline warmed up like the main run: encoding in this process (with and without the
     codec gate) instead of the worker, readers/writers, lanes, batch size, decoder backends
     and preallocation; and decode -> encode without steps."""
-    import gpuimg.pipeline as gp
-    from gpuimg.codec import Decoder
-
-    saved = {name: getattr(gp, name) for name in
-             ("DECODE_LANES", "ENCODE_LANES", "SERIALIZE_CODECS", "DECODE_IN_WORKER", "_new_decoder", "_size_hint")}
-    adaptive = lambda d, hint=None: Decoder(d, guard_reuse=False)  # noqa: E731 - the Decoder's default backends
     interval = sys.getswitchinterval()
-    for label, patch, kwargs, switch in (
-        ("defaults again", {}, {}, None),
-        ("encode worker only (no decode worker)", dict(DECODE_IN_WORKER=False), {}, None),
-        ("no worker processes (codec gate on)", {}, dict(workers=False), None),
-        ("no worker processes, codec gate off", dict(SERIALIZE_CODECS=False), dict(workers=False), None),
-        ("readers 4, writers 2", {}, dict(readers=4, writers=2), None),
-        ("2 decode lanes", dict(DECODE_LANES=2), {}, None),
-        ("batch 128, max_batch_bytes 1 GiB", {}, dict(batch_size=128, max_batch_bytes=2**30), None),
-        ("decoder: adaptive hardware+hybrid backends", dict(_new_decoder=adaptive), {}, None),
-        ("decoder: no preallocation hint", dict(_size_hint=lambda items: None), {}, None),
+    for label, config, kwargs, switch in (
+        ("defaults again", PipelineConfig(), {}, None),
+        ("encode worker only (no decode worker)", PipelineConfig(decode_in_worker=False), {}, None),
+        ("no worker processes (codec gate on)", PipelineConfig(), dict(workers=False), None),
+        ("no worker processes, codec gate off", PipelineConfig(serialize_codecs=False), dict(workers=False), None),
+        ("readers 4, writers 2", PipelineConfig(), dict(readers=4, writers=2), None),
+        ("2 decode lanes", PipelineConfig(decode_lanes=2), {}, None),
+        ("batch 128, max_batch_bytes 1 GiB", PipelineConfig(), dict(batch_size=128, max_batch_bytes=2**30), None),
+        # the Decoder's default backends, no preallocation hint (as the adaptive variant was)
+        ("decoder: adaptive hardware+hybrid backends", PipelineConfig(decode_backends=None, preallocate_max_bytes=0), {}, None),
+        ("decoder: no preallocation hint", PipelineConfig(preallocate_max_bytes=0), {}, None),
     ):
-        for name, value in patch.items():
-            setattr(gp, name, value)
         sys.setswitchinterval(switch or interval)
         try:
-            pipe = Pipeline(W1_STEPS, device=device)
+            pipe = Pipeline(W1_STEPS, config=config, device=device)
             pipe.run(files[: 2 * BATCH], out / "warm", **(dict(batch_size=BATCH, workers=True) | kwargs))
             s = pipe.run(files, out / label.replace(" ", "_"), **(dict(batch_size=BATCH, workers=True) | kwargs))
         finally:
-            for name, value in saved.items():
-                setattr(gp, name, value)
             sys.setswitchinterval(interval)
         busy = ", ".join(f"{k} {v * 1e3 / len(files):.2f}" for k, v in sorted(s.stage_seconds.items()))
         print(f"sweep W1 {label}: {s.images_per_second:,.0f} img/s; busy ms/img: {busy}", flush=True)

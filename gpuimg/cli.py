@@ -7,6 +7,7 @@ Example:
     $ gpuimg process assets/ out/                       # re-encode every image as JPEG q90
     $ gpuimg process photos/ small/ --resize-shorter 512 --center-crop 512 --sharpen 0.5
     $ gpuimg process photos/ out/ --pipeline steps.json --format png --resume
+    $ gpuimg process photos/ marked/ --resize-shorter 512 --blend logo.png@10,10,0.5
     $ gpuimg info assets/chelsea.jpg
     $ gpuimg bench --count 256
 """
@@ -22,10 +23,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import check_choice
+from .pipeline.files import OUTPUT_FORMATS
+
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-FORMATS = ("jpeg", "png", "webp", "tiff", "jp2", "bmp")
+# --format takes every spelling of an output format (gpuimg.codec.formats); the help
+# shows one per format, the first that is also a file extension (jpeg, ..., jp2, bmp).
+_FORMAT_CHOICES = sorted(alias for f in OUTPUT_FORMATS for alias in f.aliases)
+_FORMAT_SHOWN = "{" + ",".join(f.extensions[0].lstrip(".") for f in OUTPUT_FORMATS) + "}"
 
 
 class UsageError(Exception):
@@ -80,9 +87,39 @@ def _box(text: str) -> tuple[int, int, int, int]:
 
 
 def _flip_axis(text: str) -> str:
-    if text not in ("h", "v", "hv"):
-        raise argparse.ArgumentTypeError(f"expected h (horizontal), v (vertical) or hv, got {text!r}")
-    return text
+    try:
+        return check_choice(text, "--flip", ("h", "v", "hv"), "h (horizontal), v (vertical) or hv")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _overlay(text: str, with_opacity: bool) -> dict[str, Any]:
+    """'FILE', 'FILE@TOP,LEFT' (or with ',OPACITY' for blend) as the op's parameters."""
+    path, at, place = text.rpartition("@")
+    if not at:
+        path, place = text, ""
+    counts = (0, 2, 3) if with_opacity else (0, 2)
+    try:
+        values = [float(v) for v in place.split(",")] if place else []
+        ok = bool(path) and len(values) in counts and all(v == int(v) for v in values[:2]) \
+            and (len(values) < 3 or 0 <= values[2] <= 1)
+    except ValueError:
+        ok = False
+    if not ok:
+        form = "FILE[@TOP,LEFT[,OPACITY]] (opacity in 0..1)" if with_opacity else "FILE[@TOP,LEFT]"
+        raise argparse.ArgumentTypeError(f"expected {form}, e.g. logo.png@10,20, got {text!r}")
+    params: dict[str, Any] = {"src": path, "top": int(values[0]) if values else 0, "left": int(values[1]) if values else 0}
+    if len(values) == 3:
+        params["opacity"] = values[2]
+    return params
+
+
+def _blend_overlay(text: str) -> dict[str, Any]:
+    return _overlay(text, True)
+
+
+def _paste_overlay(text: str) -> dict[str, Any]:
+    return _overlay(text, False)
 
 
 # --------------------------------------------------------------------------- op flags
@@ -103,6 +140,11 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      lambda v: ("gaussian_blur", {"sigma": v})),
     ("--sharpen", "A", _positive_float, "sharpen (unsharp mask) of amount A", lambda v: ("sharpen", {"amount": v})),
     ("--gray", None, None, "convert to grayscale", lambda v: ("to_gray", {})),
+    ("--blend", "FILE[@T,L[,OP]]", _blend_overlay,
+     "alpha-blend image FILE over each image at (top T, left L; default 0,0), its alpha scaled by "
+     "opacity OP in 0..1 (a watermark); FILE is decoded once", lambda v: ("blend", v)),
+    ("--paste", "FILE[@T,L]", _paste_overlay, "copy image FILE into each image at (top T, left L) without blending",
+     lambda v: ("paste", v)),
 )
 
 
@@ -159,9 +201,13 @@ def _add_process(sub: Any) -> None:
             ops.add_argument(flag, dest="steps", nargs=0, action=_AppendStep, build=build, help=help_text)
         else:
             ops.add_argument(flag, dest="steps", metavar=metavar, type=parse, action=_AppendStep, build=build, help=help_text)
-    ops.add_argument("--pipeline", metavar="FILE", help="JSON file of steps: [[name, {params}], ...] (after any op flags)")
+    ops.add_argument("--pipeline", metavar="FILE", help="JSON file of steps: [[name, {params}], ...] (after any op flags); "
+                     "any registered op, e.g. [[\"fill\", {\"color\": [0, 0, 0], \"region\": [0, 0, 20, 4000]}]] or "
+                     "[[\"gradient\", {\"stops\": [[0, 0, 0], [255, 255, 255]], \"angle\": 90}]]; a blend/paste "
+                     "\"src\" may be an image file path")
     out = p.add_argument_group("output")
-    out.add_argument("--format", choices=FORMATS, default="jpeg", help="output format (default jpeg)")
+    out.add_argument("--format", choices=_FORMAT_CHOICES, metavar=_FORMAT_SHOWN, default="jpeg",
+                     help="output format (default jpeg; aliases such as jpg, tif, jpeg2000 work too)")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
     out.add_argument("--report", metavar="FILE", help=f"failure report path (default DST/gpuimg-report.json)")
     run = p.add_argument_group("run")
@@ -337,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gpuimg`` console script; returns the exit code.
 
     Example:
-        >>> main(["process"])  # doctest: +SKIP
+        >>> main(["process"])  # usage message on stderr
         2
     """
     parser = build_parser()

@@ -166,3 +166,42 @@ def test_readme_quick_start_command(tmp_path: Path, device: str, capsys: pytest.
     for path in written:
         with PILImage.open(path) as im:
             assert im.format == "JPEG" and im.mode == "RGB"
+
+
+def test_blend_and_paste_flags(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--blend FILE@T,L,OPACITY (a watermark) and --paste FILE@T,L: steps in flag order,
+    the overlay decoded once; pixels equal the ops on single images."""
+    from gpuimg.codec import Decoder
+    from gpuimg.ops import compose
+
+    mark = tmp_path / "logo.png"
+    with PILImage.open(ASSETS / "coffee_rgba.png") as im:
+        im.crop((250, 150, 274, 166)).save(mark)
+    args = cli.build_parser().parse_args(["process", "a", "b", "--gray", "--blend", f"{mark}@4,6,0.5", "--paste", str(mark)])
+    assert args.steps == [("to_gray", {}), ("blend", {"src": str(mark), "top": 4, "left": 6, "opacity": 0.5}),
+                          ("paste", {"src": str(mark), "top": 0, "left": 0})]
+    out = tmp_path / "out"
+    argv = ["process", str(small), str(out), "--blend", f"{mark}@4,-6,0.5", "--paste", f"{mark}@30,2", "--format", "png",
+            "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_OK
+    layer = Decoder("cpu").decode(mark.read_bytes(), mode="rgba")
+    img = Decoder("cpu").decode((small / "coffee.jpg").read_bytes(), mode="rgb")
+    want = compose.paste(compose.blend(img, layer, top=4, left=-6, opacity=0.5), layer, top=30, left=2).numpy()
+    with PILImage.open(out / "coffee.png") as im:
+        assert np.array_equal(np.asarray(im), want)
+    for bad in (f"{mark}@1", f"{mark}@1,2,3", "@1,2"):
+        assert cli.main(["process", "a", "b", "--blend", bad]) == cli.EXIT_USAGE
+        assert "expected FILE[@TOP,LEFT[,OPACITY]]" in capsys.readouterr().err
+    assert cli.main(["process", "a", "b", "--paste", f"{mark}@1,2,0.5"]) == cli.EXIT_USAGE
+    assert cli.main(["process", str(small), str(out), "--blend", str(tmp_path / "nope.png"), "--device", "cpu"]) == cli.EXIT_USAGE
+    assert "cannot be read as an image" in capsys.readouterr().err
+
+
+def test_format_aliases_and_fill_through_pipeline_json(small: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "steps.json"
+    spec.write_text(json.dumps([["fill", {"color": [255, 0, 0]}]]))
+    out = tmp_path / "out"
+    assert cli.main(["process", str(small), str(out), "--pipeline", str(spec), "--format", "tif", "--device", "cpu",
+                     "--no-progress"]) == cli.EXIT_OK
+    with PILImage.open(out / "chelsea.tif") as im:
+        assert im.format == "TIFF" and np.asarray(im.convert("RGB"))[0, 0].tolist() == [255, 0, 0]

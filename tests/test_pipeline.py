@@ -17,9 +17,12 @@ import pytest
 from PIL import Image as PILImage
 
 import gpuimg
-from gpuimg import _files
 from gpuimg.codec import Decoder, Encoder
-from gpuimg.pipeline import Pipeline, available_ops, load_steps
+from gpuimg.ops import registry
+from gpuimg.pipeline import Pipeline, PipelineConfig, available_ops, load_steps
+from gpuimg.pipeline import codecs as pipeline_codecs
+from gpuimg.pipeline import files as _files
+from gpuimg.pipeline import workers as _workers
 
 from conftest import ASSETS
 
@@ -83,16 +86,9 @@ def _reference(src: Path, steps: list, device: str) -> np.ndarray:
     """The same ops one image at a time: decode, ops on the Image, encode, decode."""
     img = Decoder(device).decode(src.read_bytes(), mode="rgb")
     for name, kwargs in steps:
-        img = getattr(_op_module(name), name)(img, **kwargs)
+        img = registry.get_op(name).fn(img, **kwargs)
     encoded = Encoder(device).encode(img, "jpeg", quality=90)
     return Decoder(device).decode(encoded).numpy()
-
-
-def _op_module(name: str):
-    from gpuimg.pipeline import find_op
-    import importlib
-
-    return importlib.import_module(find_op(name).__module__)
 
 
 BLUR = [("gaussian_blur", {"sigma": 1.5})]
@@ -284,27 +280,22 @@ def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
 
 
 def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpuimg import pipeline
-
-    real = pipeline._decode
+    real = pipeline_codecs.decode_items
 
     def small_only(decoder, items, out, stream):
         if len(items) > 2:
             raise MemoryError("out of memory (simulated)")
         return real(decoder, items, out, stream)
 
-    monkeypatch.setattr(pipeline, "_decode", small_only)
+    monkeypatch.setattr(pipeline_codecs, "decode_items", small_only)
     summary = Pipeline([], device="cpu").run(tree, tmp_path / "o", batch_size=8)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
 
-def test_several_decode_and_encode_lanes(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
-    from gpuimg import pipeline
-
-    monkeypatch.setattr(pipeline, "DECODE_LANES", 2)
-    monkeypatch.setattr(pipeline, "ENCODE_LANES", 2)
-    monkeypatch.setattr(pipeline, "ENCODE_IN_WORKER", False)  # encode lanes are the in-process path
-    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=1)
+def test_several_decode_and_encode_lanes(tree: Path, tmp_path: Path, device: str) -> None:
+    # encode lanes are the in-process path
+    config = PipelineConfig(decode_lanes=2, encode_lanes=2, encode_in_worker=False)
+    summary = Pipeline(BLUR, config=config, device=device).run(tree, tmp_path / "o", batch_size=1)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
     for rel, *_ in GOOD:
         got = _decode_file((tmp_path / "o" / rel).with_suffix(".jpg"), device)
@@ -389,10 +380,14 @@ def test_steps_from_json_and_errors(tmp_path: Path) -> None:
 def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str) -> None:
     """Headers are parsed once, on the reader threads: the decode lane gets the parsed
     sources; a truncated or corrupt file fails there, per item, and never reaches it."""
-    from gpuimg import codec, pipeline
+    from gpuimg import codec
 
+    try:  # where headers are parsed once the codec package is split
+        from gpuimg.codec import sources
+    except ImportError:  # TODO(merge): drop this fallback once gpuimg.codec.sources exists
+        sources = codec
     parsed: list[object] = []
-    real_info_of, real_decode = codec._info_of, pipeline._decode
+    real_info_of, real_decode = sources._info_of, pipeline_codecs.decode_items
 
     def counting_info_of(loaded):
         parsed.append(loaded)
@@ -405,8 +400,8 @@ def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path:
         decoded.extend(it.job.src.name for it in items)
         return real_decode(decoder, items, out, stream)
 
-    monkeypatch.setattr(codec, "_info_of", counting_info_of)
-    monkeypatch.setattr(pipeline, "_decode", recording_decode)
+    monkeypatch.setattr(sources, "_info_of", counting_info_of)
+    monkeypatch.setattr(pipeline_codecs, "decode_items", recording_decode)
     # in-process lanes only: a decode worker process reads and parses its batches itself
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3, workers=False)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
@@ -427,9 +422,7 @@ def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
     two writer threads by default."""
     import inspect
 
-    from gpuimg import pipeline
-
-    dec = pipeline._new_decoder(device)
+    dec = pipeline_codecs.new_decoder(device, PipelineConfig())
     got = dec.decode_batch([ASSETS / "coffee.jpg", ASSETS / "coffee.png"], mode="rgb").raise_errors()
     with PILImage.open(ASSETS / "coffee.jpg") as im:
         want = np.asarray(im.convert("RGB"))
@@ -445,10 +438,8 @@ def test_pipeline_decoder_and_writer_defaults(device: str) -> None:
 @pytest.fixture
 def worker_ready(gpu: str) -> str:
     """A started encode worker in the pool: a run of any size then uses it."""
-    from gpuimg import _workers
-
     for role in _workers.ROLES:
-        worker = _workers.take(role, 0)
+        worker = _workers.take(role, 0, PipelineConfig())
         assert worker is not None, _workers._unavailable
         _workers.give_back(worker)
     return gpu
@@ -459,11 +450,9 @@ def test_gpu_codecs_in_worker_processes_with_the_same_outputs(tree: Path, tmp_pa
     """On the GPU the encode-and-write stage runs in a worker process and a second worker
     decodes part of the batches (the codecs overlap there); the files are byte for byte
     those of the in-process path, and the same files fail at the same stage."""
-    from gpuimg import _workers
-
     taken = []
     real_take = _workers.take
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, wait=True: taken.append(real_take(role, device_id, wait)) or taken[-1])
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: taken.append(real_take(role, device_id, config, wait)) or taken[-1])
     gpu = worker_ready
     by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3)
     assert len(taken) == 2 and None not in taken, _workers._unavailable
@@ -497,20 +486,16 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
 
 def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     device: str) -> None:
-    from gpuimg import _workers
-
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, wait=True: None)  # no worker can run here
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: None)  # no worker can run here
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
 
 def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            worker_ready: str) -> None:
-    from gpuimg import _workers
-
     asked = []
     real_take = _workers.take
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, wait=True: asked.append((role, wait)) or real_take(role, device_id, wait))
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: asked.append((role, wait)) or real_take(role, device_id, config, wait))
     pipe = Pipeline([], device=worker_ready)
     assert pipe.run(tree, tmp_path / "a", workers=False).processed == len(GOOD) and asked == []
     assert pipe.run(tree, tmp_path / "b", workers=True).processed == len(GOOD)
@@ -523,12 +508,85 @@ def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypat
 def test_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """Starting a worker without a usable GPU fails with WorkerUnavailable naming the cause
     (the pipeline then encodes in-process); the switch turns workers off."""
-    from gpuimg import _workers
-
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the child sees no GPU, on any machine
     for role in _workers.ROLES:
         with pytest.raises(_workers.WorkerUnavailable, match=f"{role} worker could not start"):
             _workers.Worker(role, 0)
-    assert _workers.enabled("encode") and _workers.enabled("decode")
-    monkeypatch.setenv("GPUIMG_DECODE_WORKER", "0")
-    assert _workers.enabled("encode") and not _workers.enabled("decode")
+    monkeypatch.delenv("GPUIMG_ENCODE_WORKER", raising=False)
+    monkeypatch.delenv("GPUIMG_DECODE_WORKER", raising=False)
+    assert PipelineConfig().encode_in_worker and PipelineConfig().decode_in_worker
+    monkeypatch.setenv("GPUIMG_DECODE_WORKER", "0")  # read into the default config
+    assert PipelineConfig().encode_in_worker and not PipelineConfig().decode_in_worker
+    assert PipelineConfig().worker_roles("cuda") == ["encode"] and PipelineConfig(decode_in_worker=True).worker_roles("cuda") == ["encode", "decode"]
+
+
+# --------------------------------------------------------------------------- registry steps
+
+
+def _png_tree(root: Path, count: int = 3) -> Path:
+    root.mkdir(parents=True)
+    for i in range(count):
+        with PILImage.open(ASSETS / "chelsea.png") as im:
+            im.convert("RGB").crop((10 * i, 0, 10 * i + 96, 64 + 8 * i)).save(root / f"{i}.png")
+    return root
+
+
+def test_overlay_steps_decode_the_file_once_and_match_the_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              device: str) -> None:
+    """blend/paste name their overlay by path: decoded once when the Pipeline is made, then
+    layered over every image of every batch; pixels equal the op on single images (PNG)."""
+    from gpuimg.ops import compose
+    from gpuimg.pipeline import steps as steps_module
+
+    src = _png_tree(tmp_path / "in")
+    mark = tmp_path / "mark.png"
+    with PILImage.open(ASSETS / "coffee_rgba.png") as im:
+        im.crop((250, 150, 282, 174)).save(mark)
+    reads: list[object] = []
+    real_read = steps_module.read
+    monkeypatch.setattr(steps_module, "read", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    spec = [("blend", {"src": str(mark), "top": 5, "left": -3, "opacity": 0.5}), ("paste", {"src": str(mark), "top": 40})]
+    pipe = Pipeline(spec, device=device)
+    assert len(reads) == 2 and pipe.steps == [list(s) for s in spec]
+    summary = pipe.run(src, tmp_path / "out", format="png", batch_size=2)
+    assert (summary.processed, summary.failed) == (3, 0) and len(reads) == 2
+    layer = Decoder(device).decode(mark.read_bytes(), mode="rgba")
+    for path in sorted(src.glob("*.png")):
+        img = Decoder(device).decode(path.read_bytes(), mode="rgb")
+        want = compose.paste(compose.blend(img, layer, top=5, left=-3, opacity=0.5), layer, top=40).numpy()
+        assert np.array_equal(_decode_file(tmp_path / "out" / path.name, device), want), path.name
+    with pytest.raises(ValueError, match="step 'blend': src='.*missing.png' cannot be read"):
+        Pipeline([("blend", {"src": str(tmp_path / "missing.png")})], device=device)
+
+
+def test_fill_and_gradient_from_json_steps(tmp_path: Path, device: str) -> None:
+    from gpuimg.ops import compose
+
+    src = _png_tree(tmp_path / "in", 2)
+    spec = tmp_path / "p.json"
+    spec.write_text(json.dumps([{"op": "gradient", "stops": [[0, 0, 0], [255, 128, 0]], "angle": 90},
+                                ["fill", {"color": [9, 9, 9], "region": [0, 0, 4, 8]}]]))
+    summary = Pipeline(load_steps(spec), device=device).run(src, tmp_path / "out", format="png")
+    assert (summary.processed, summary.failed) == (2, 0)
+    for path in sorted(src.glob("*.png")):
+        img = Decoder(device).decode(path.read_bytes(), mode="rgb")
+        want = compose.fill(compose.gradient(img, [[0, 0, 0], [255, 128, 0]], angle=90), [9, 9, 9], region=[0, 0, 4, 8])
+        assert np.array_equal(_decode_file(tmp_path / "out" / path.name, device), want.numpy()), path.name
+    assert {"fill", "gradient", "blend", "paste"} <= set(available_ops()) and "grid" not in available_ops()
+    with pytest.raises(ValueError, match="unknown step 'grid'"):
+        Pipeline([("grid", {"columns": 2})], device="cpu")
+
+
+def test_config_is_checked_and_frozen() -> None:
+    import dataclasses
+
+    cfg = PipelineConfig()
+    assert (cfg.decode_lanes, cfg.encode_lanes, cfg.decode_ring, cfg.serialize_codecs) == (1, 1, 2, True)
+    assert cfg.worker_roles("cpu") == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.decode_lanes = 2  # type: ignore[misc]
+    with pytest.raises(ValueError, match="decode_lanes must be an int >= 1"):
+        PipelineConfig(decode_lanes=0)
+    with pytest.raises(TypeError, match="config must be a PipelineConfig"):
+        Pipeline([], config={"decode_lanes": 2}, device="cpu")  # type: ignore[arg-type]
+    assert pipeline_codecs.size_hint([(100, 200, 3)] * 8, 0) is None  # no preallocation

@@ -1,7 +1,7 @@
 """Plumbing of the pipeline's overlapping stages: stoppable queues and threads, CUDA lanes
 (one stream per stage thread, events between them), batching by size, stage timers.
 
-Nothing here knows about images or files; :mod:`gpuimg.pipeline` wires the stages.
+Nothing here knows about images or files; :mod:`gpuimg.pipeline.process` wires the stages.
 
 Example:
     >>> list(batches_by_size([("a", 10), ("b", 10), ("c", 30)], max_count=8, max_bytes=25))
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .device import use_stream
+from ..device import use_stream
 
 __all__ = ["DONE", "Stopped", "StageQueue", "start_thread", "LaneCountdown", "pass_end", "Lane", "StageTimer", "batches_by_size", "is_out_of_memory"]
 

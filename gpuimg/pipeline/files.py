@@ -1,7 +1,8 @@
 """Files for the pipeline: input discovery, output path mapping, atomic writes, resume.
 
 Only :mod:`gpuimg.pipeline` and :mod:`gpuimg.cli` know about folders (DESIGN.md); this
-module is their file-system half, with no pixels in it.
+module is their file-system half, with no pixels in it. Format knowledge (which suffixes
+are images, what suffix an output gets) comes from :mod:`gpuimg.codec.formats`.
 
 Example:
     >>> import tempfile, pathlib
@@ -24,9 +25,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codec import formats
+from ..errors import check_choice
+
 __all__ = [
-    "IMAGE_PATTERNS",
-    "FORMAT_SUFFIX",
+    "OUTPUT_FORMATS",
+    "output_format",
     "Job",
     "discover",
     "plan_jobs",
@@ -35,18 +39,23 @@ __all__ = [
     "TMP_MARKER",
 ]
 
-# What a folder scan picks up by default: files that look like images. A README or a
-# .DS_Store in a photo folder is not a failure; a corrupt "photo.jpg" is.
-IMAGE_PATTERNS = (
-    "*.jpg", "*.jpeg", "*.jpe", "*.png", "*.webp", "*.tif", "*.tiff", "*.bmp",
-    "*.jp2", "*.j2k", "*.jpx", "*.pnm", "*.ppm", "*.pgm", "*.pbm",
-)
+# Formats the pipeline writes: every format of the table but PNM (never offered as an
+# output). A folder scan picks up files whose extension is one gpuimg decodes
+# (formats.image_patterns()): a README or a .DS_Store in a photo folder is not a
+# failure; a corrupt "photo.jpg" is.
+OUTPUT_FORMATS: tuple[formats.Format, ...] = tuple(f for f in formats.FORMATS if f.name != "pnm")
+_OUTPUT_SPELLINGS = tuple(sorted(alias for f in OUTPUT_FORMATS for alias in f.aliases))
 
-# Output file suffix of each encoder format name the pipeline accepts.
-FORMAT_SUFFIX = {
-    "jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "webp": ".webp",
-    "tiff": ".tif", "tif": ".tif", "jp2": ".jp2", "jpeg2000": ".jp2", "bmp": ".bmp",
-}
+
+def output_format(fmt: str) -> formats.Format:
+    """The output format called ``fmt`` (any alias, any case); ValueError naming the choices.
+
+    Example:
+        >>> output_format("JPG").suffix, output_format("jpeg2000").suffix
+        ('.jpg', '.jp2')
+    """
+    check_choice(str(fmt).lower(), "format", _OUTPUT_SPELLINGS, "an output format")
+    return formats.lookup(str(fmt))
 
 # Temporary outputs are hidden files carrying this marker; they are never taken for outputs.
 TMP_MARKER = ".gpuimg-tmp"
@@ -110,7 +119,7 @@ def _discover(
     exclude: Sequence[str],
     skip_dir: str | os.PathLike | None,
 ) -> tuple[list[str], str]:
-    include = IMAGE_PATTERNS if include is None else tuple(include)
+    include = formats.image_patterns() if include is None else tuple(include)
     skip = os.path.realpath(skip_dir) if skip_dir is not None else None
     if isinstance(inputs, str | os.PathLike):
         path = Path(inputs).expanduser()

@@ -2,12 +2,9 @@
 own interpreter and CUDA context, fed through CUDA IPC staging buffers.
 
 Why processes and not threads: in one process nvImageCodec's hardware JPEG decoder and
-its CUDA JPEG encoder slow each other down (H200, batches of 64: decode 3,610 img/s
-alone, 1,473 beside an encoding thread; encode 5,643 alone, 1,074 beside a decoding
-thread); across two processes they do not (decode 3,321 alone, 3,260-3,369 beside an
-encoding process). Likewise a hybrid (CPU Huffman + CUDA) decoder in another process
-adds its throughput to the hardware decoder's (hardware 3,493 alone, 3,196 beside a
-hybrid-decoding process that ran 3,276). Pixels cross by CUDA IPC: the parent owns two
+its CUDA JPEG encoder slow each other down; across two processes they do not. Likewise
+a hybrid (CPU Huffman + CUDA) decoder in another process adds its throughput to the
+hardware decoder's (figures in BENCHMARKS.md). Pixels cross by CUDA IPC: the parent owns two
 shareable staging buffers per worker that the worker maps once; only layouts, paths and
 results go through the pipe.
 
@@ -31,9 +28,13 @@ reason). Decode: the worker reads ``paths``, decodes them to RGB into its own ba
 copies that batch's arena into the staging slot; ``good`` are the decoded positions,
 ``errors`` (position, stage, reason) the others, ``rows`` the layout in the slot.
 
+The parent launches ``python -m gpuimg.pipeline.workers ADDRESS ROLE DEVICE READ_THREADS
+ENCODER_THREADS`` with this checkout on PYTHONPATH. The pool keeps started workers per
+(role, device, the config's worker settings), so a run finds one ready.
+
 Example:
-    >>> worker = take("encode", 0)   # doctest: +SKIP
-    >>> give_back(worker)            # doctest: +SKIP
+    >>> take("encode", 0, PipelineConfig(), wait=False) is None  # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
@@ -49,23 +50,25 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Worker", "WorkerUnavailable", "ROLES", "prestart", "take", "give_back", "enabled"]
+from ..codec import Decoder
+from ..errors import check_choice
+from ..image import Image
+from ..memory import Buffer, grown_capacity
+from .codecs import encode_images, new_encoder
+from .config import WORKER_ROLES as ROLES
+from .config import PipelineConfig
+from .files import atomic_write, output_format
+from .results import reason
 
-ROLES = ("encode", "decode")
-READ_THREADS = 4  # the decode worker's file readers
+__all__ = ["Worker", "WorkerUnavailable", "ROLES", "prestart", "take", "give_back"]
 
-START_TIMEOUT_S = 120.0  # spawning, importing CuPy and nvImageCodec, creating a CUDA context
+# The decode worker's backends: the hybrid (CPU Huffman + CUDA) JPEG decoder, beside the
+# parent's hardware-first one.
+WORKER_DECODE_BACKENDS = ("hybrid", "gpu", "cpu")
 
 
 class WorkerUnavailable(RuntimeError):
     """The worker could not start here (no CUDA IPC, ...): the pipeline works in-process."""
-
-
-def enabled(role: str) -> bool:
-    """Whether pipelines may use a ``role`` worker (``GPUIMG_ENCODE_WORKER=0`` /
-    ``GPUIMG_DECODE_WORKER=0`` turn them off)."""
-    value = os.environ.get(f"GPUIMG_{role.upper()}_WORKER", "1")
-    return value.strip().lower() not in ("0", "false", "no", "off")
 
 
 # --------------------------------------------------------------------------- worker side
@@ -73,8 +76,6 @@ def enabled(role: str) -> bool:
 
 def _image_view(cupy: Any, base: int, nbytes: int, row: Any, dtype: str) -> Any:
     """An Image over one slot of a mapped staging buffer (no copy)."""
-    from .image import Image
-
     offset, height, width, pitch, channels = (int(v) for v in row)
     itemsize = int(cupy.dtype(dtype).itemsize)
     memory = cupy.cuda.UnownedMemory(base, nbytes, None)
@@ -84,18 +85,15 @@ def _image_view(cupy: Any, base: int, nbytes: int, row: Any, dtype: str) -> Any:
 
 
 def _write_all(dsts: list[str], encoded: list[Any]) -> list[tuple[str, Any]]:
-    from ._files import atomic_write
-    from .pipeline import _reason
-
     results: list[tuple[str, Any]] = []
     for dst, data in zip(dsts, encoded):
         if isinstance(data, BaseException):
-            results.append(("encode", _reason(data)))
+            results.append(("encode", reason(data)))
             continue
         try:
             results.append(("ok", atomic_write(dst, data)))
         except Exception as exc:
-            results.append(("write", _reason(exc)))
+            results.append(("write", reason(exc)))
     return results
 
 
@@ -110,11 +108,9 @@ def _read(path: str) -> Any:
 class _Encoding:
     """The encode role: encode a staged batch, then write its files."""
 
-    def __init__(self, cupy: Any):
-        from .pipeline import _encode, _new_encoder
-
-        self.cupy, self.encode = cupy, _encode
-        self.encoder = _new_encoder("cuda")
+    def __init__(self, cupy: Any, config: PipelineConfig):
+        self.cupy = cupy
+        self.encoder = new_encoder("cuda", config)
         self.stream = cupy.cuda.Stream(non_blocking=True)
 
     def __call__(self, conn: Any, msg: tuple[Any, ...], mapped: dict[int, tuple[int, int]]) -> None:
@@ -124,7 +120,7 @@ class _Encoding:
         try:
             images = [_image_view(self.cupy, base, nbytes, row, dtype) for row in rows]
             with self.stream:
-                views = self.encode(self.encoder, images, fmt, quality, self.stream)
+                views = encode_images(self.encoder, images, fmt, quality, output_format(fmt).lossy, self.stream)
             # own copies before the encoder's buffers are reused by the next batch
             encoded: list[Any] = [v if isinstance(v, BaseException) else bytes(v) for v in views]
         except Exception as exc:  # a whole-batch failure is reported per item
@@ -139,33 +135,29 @@ class _Decoding:
     """The decode role: read files, decode them to RGB with the hybrid (CPU Huffman +
     CUDA) decoder into a local batch, copy its arena into the staging slot."""
 
-    def __init__(self, cupy: Any):
+    def __init__(self, cupy: Any, config: PipelineConfig):
         from concurrent.futures import ThreadPoolExecutor
 
-        from .codec import Decoder
-
         self.cupy = cupy
-        self.decoder = Decoder("cuda", guard_reuse=False, backends=["hybrid", "gpu", "cpu"])
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=WORKER_DECODE_BACKENDS)
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="gpuimg-worker-read")
+        self.pool = ThreadPoolExecutor(config.worker_read_threads, thread_name_prefix="gpuimg-worker-read")
         self.batch: Any = None
 
     def __call__(self, conn: Any, msg: tuple[Any, ...], mapped: dict[int, tuple[int, int]]) -> None:
-        from .pipeline import _reason
-
         _, seq, slot, paths = msg
         base, nbytes = mapped[slot]
         t0 = time.perf_counter()
         datas = list(self.pool.map(_read, paths))
         readable = [i for i, d in enumerate(datas) if not isinstance(d, BaseException)]
-        errors = [(i, "read", _reason(d)) for i, d in enumerate(datas) if isinstance(d, BaseException)]
+        errors = [(i, "read", reason(d)) for i, d in enumerate(datas) if isinstance(d, BaseException)]
         good: list[int] = []
         rows: list[Any] = []
         if readable:
             result = self.decoder.decode_batch([datas[i] for i in readable], self.batch, mode="rgb", stream=self.stream)
             self.batch = result.images
             good = [readable[k] for k in result.indices]
-            errors += [(readable[e.index], "decode", _reason(e.error)) for e in result.errors]
+            errors += [(readable[e.index], "decode", reason(e.error)) for e in result.errors]
             used = self.batch.used_bytes if good else 0
             if used > nbytes:  # the parent sized the slot for every item: cannot happen
                 raise RuntimeError(f"decoded batch of {used} bytes does not fit the {nbytes}-byte staging slot")
@@ -176,14 +168,14 @@ class _Decoding:
         conn.send(("decoded", seq, good, sorted(errors), rows, time.perf_counter() - t0))
 
 
-def _worker_main(conn: Any, role: str, device_id: int) -> None:
+def _worker_main(conn: Any, role: str, device_id: int, config: PipelineConfig) -> None:
     """The worker process: map staging buffers, serve its role's requests, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the pipeline, which stops us
     try:
         import cupy
 
         cupy.cuda.Device(device_id).use()
-        serve = {"encode": _Encoding, "decode": _Decoding}[role](cupy)
+        serve = {"encode": _Encoding, "decode": _Decoding}[role](cupy, config)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which falls back
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
@@ -233,14 +225,16 @@ class Worker:
     One run uses a worker at a time (take/give_back); ``slots`` are the two shareable
     staging Buffers (None until first needed), ``retired`` the outgrown ones, kept until
     the worker has mapped their replacements (it may still read them until then).
+    ``config``: its worker settings (read threads, encoder threads, start timeout).
     """
 
     SLOTS = 2
 
-    def __init__(self, role: str, device_id: int):
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        self.role, self.device_id = role, device_id
+    def __init__(self, role: str, device_id: int, config: PipelineConfig | None = None):
+        check_choice(role, "role", ROLES, "a worker role")
+        config = config or PipelineConfig()
+        self.role, self.device_id, self.config = role, device_id, config
+        timeout = config.worker_start_timeout_s
         self.conn: Any = None
         self.slots: list[Any] = [None] * self.SLOTS
         self.retired: list[Any] = []
@@ -250,11 +244,12 @@ class Worker:
         authkey = os.urandom(16)
         listener = Listener(authkey=authkey)
         env = dict(os.environ, GPUIMG_WORKER_AUTHKEY=authkey.hex())
-        root = str(Path(__file__).resolve().parent.parent)  # where this gpuimg is imported from
+        root = str(Path(__file__).resolve().parents[2])  # where this gpuimg is imported from
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gpuimg._workers", str(listener.address), role, str(device_id)],
+                [sys.executable, "-m", "gpuimg.pipeline.workers", str(listener.address), role, str(device_id),
+                 str(config.worker_read_threads), str(config.encoder_threads)],
                 env=env, stdin=subprocess.DEVNULL, start_new_session=os.name == "posix")
         except OSError as exc:
             listener.close()
@@ -262,11 +257,11 @@ class Worker:
         accepted: list[Any] = []
         acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
         acceptor.start()
-        acceptor.join(START_TIMEOUT_S)
+        acceptor.join(timeout)
         listener.close()
         if not accepted:
             self.stop()
-            raise WorkerUnavailable(f"the {role} worker did not connect within {START_TIMEOUT_S:.0f} s")
+            raise WorkerUnavailable(f"the {role} worker did not connect within {timeout:.0f} s")
         self.conn = accepted[0]
         try:
             self._expect("ready")
@@ -278,8 +273,9 @@ class Worker:
         self.healthy = True
 
     def _expect(self, kind: str) -> None:
-        if not self.conn.poll(START_TIMEOUT_S):
-            raise WorkerUnavailable(f"the {self.role} worker did not answer within {START_TIMEOUT_S:.0f} s")
+        timeout = self.config.worker_start_timeout_s
+        if not self.conn.poll(timeout):
+            raise WorkerUnavailable(f"the {self.role} worker did not answer within {timeout:.0f} s")
         try:
             msg = self.conn.recv()
         except EOFError:
@@ -293,8 +289,6 @@ class Worker:
         Sends ("map", ...) when the slot is new or outgrown; its answer arrives on the
         connection like every other message.
         """
-        from .memory import Buffer, grown_capacity
-
         buf = self.slots[slot]
         if buf is not None and buf.capacity >= nbytes:
             return buf
@@ -304,6 +298,21 @@ class Worker:
         buf = self.slots[slot] = Buffer(capacity, "cuda", shareable=True, purpose=f"the {self.role} worker's staging")
         self.conn.send(("map", slot, buf.ipc_handle(), buf.capacity))
         return buf
+
+    def answer(self, kind: str, seq: int) -> tuple[Any, ...]:
+        """The answer ``kind`` to request ``seq`` (map acknowledgements are skipped); a
+        RuntimeError (and the worker marked unhealthy) when it failed or exited."""
+        while True:
+            try:
+                msg = self.recv()
+            except (EOFError, OSError):
+                self.healthy = False
+                raise RuntimeError(f"the {self.role} worker process exited during the run") from None
+            if msg[0] == "failed":
+                self.healthy = False
+                raise RuntimeError(f"the {self.role} worker failed: {msg[1]}")
+            if msg[0] == kind and msg[1] == seq:
+                return msg
 
     def send(self, msg: tuple[Any, ...]) -> None:
         self.conn.send(msg)
@@ -330,12 +339,20 @@ class Worker:
             self.conn.close()
 
 
-Key = tuple[str, int]  # (role, device id)
+Key = tuple[str, int, PipelineConfig]  # (role, device id, the config's worker settings)
 _free: dict[Key, list[Worker]] = {}
 _all: list[Worker] = []
 _starting: dict[Key, threading.Event] = {}
 _unavailable: dict[Key, str] = {}
 _lock = threading.Lock()
+
+
+def _key(role: str, device_id: int, config: PipelineConfig) -> Key:
+    """Workers are shared by pipelines whose configs agree on the worker settings."""
+    settings = PipelineConfig(worker_read_threads=config.worker_read_threads, encoder_threads=config.encoder_threads,
+                              worker_start_timeout_s=config.worker_start_timeout_s, encode_in_worker=True,
+                              decode_in_worker=True)
+    return role, device_id, settings
 
 
 def _start(key: Key) -> Worker | None:
@@ -350,10 +367,10 @@ def _start(key: Key) -> Worker | None:
     return worker
 
 
-def prestart(role: str, device_id: int) -> None:
+def prestart(role: str, device_id: int, config: PipelineConfig) -> None:
     """Start a ``role`` worker on ``device_id`` in the background (if none is free or
     starting), so that a later run finds it ready: starting one takes a few seconds."""
-    key = (role, device_id)
+    key = _key(role, device_id, config)
     with _lock:
         if key in _unavailable or _free.get(key) or key in _starting:
             return
@@ -373,10 +390,11 @@ def prestart(role: str, device_id: int) -> None:
     threading.Thread(target=start, name=f"gpuimg-start-{role}-worker", daemon=True).start()
 
 
-def take(role: str, device_id: int, wait: bool = True) -> Worker | None:
-    """A free ``role`` worker on ``device_id``, or None where workers cannot run.
-    ``wait=False``: only one that is ready now (one is started in the background)."""
-    key = (role, device_id)
+def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True) -> Worker | None:
+    """A free ``role`` worker on ``device_id`` with ``config``'s worker settings, or None
+    where workers cannot run. ``wait=False``: only one that is ready now (one is started
+    in the background)."""
+    key = _key(role, device_id, config)
     while True:
         with _lock:
             if key in _unavailable:
@@ -386,7 +404,7 @@ def take(role: str, device_id: int, wait: bool = True) -> Worker | None:
                 return free.pop()
             starting = _starting.get(key)
         if not wait:
-            prestart(role, device_id)
+            prestart(role, device_id, config)
             return None
         if starting is None:
             return _start(key)
@@ -400,7 +418,7 @@ def give_back(worker: Worker) -> None:
         worker.stop()
         return
     with _lock:
-        _free.setdefault((worker.role, worker.device_id), []).append(worker)
+        _free.setdefault(_key(worker.role, worker.device_id, worker.config), []).append(worker)
 
 
 @atexit.register
@@ -412,6 +430,6 @@ def _stop_all() -> None:
             pass
 
 
-if __name__ == "__main__":  # a worker process: python -m gpuimg._workers ADDRESS ROLE DEVICE
+if __name__ == "__main__":  # python -m gpuimg.pipeline.workers ADDRESS ROLE DEVICE READ_THREADS ENCODER_THREADS
     _worker_main(Client(sys.argv[1], authkey=bytes.fromhex(os.environ.pop("GPUIMG_WORKER_AUTHKEY"))), sys.argv[2],
-                 int(sys.argv[3]))
+                 int(sys.argv[3]), PipelineConfig(worker_read_threads=int(sys.argv[4]), encoder_threads=int(sys.argv[5])))

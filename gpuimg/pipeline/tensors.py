@@ -3,7 +3,8 @@
 Built from the same stages as :meth:`gpuimg.Pipeline.run` (reader threads, a decode lane,
 a process lane); only the last stage differs: instead of encoding, the processed batch is
 resized to the requested size where needed and converted by the ``to_tensor`` op into a
-ring of reused tensors, handed to the caller's stream with an event (no host sync).
+ring of reused tensors, handed to the caller's stream with an event (no host sync). The
+Pipeline passes in how to start its stages, so this module knows nothing of it.
 
 Example:
     >>> import gpuimg
@@ -20,28 +21,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._files import Job
-from ._stages import DONE, Lane, StageQueue, Stopped
-from .memory import Buffer
+from ..memory import Buffer
+from ..ops.color import to_tensor
+from ..ops.geometry import resize
+from .read import Item
+from .results import Failure, Run, failure_of
+from .stages import DONE, Lane, StageQueue, Stopped
 
 if TYPE_CHECKING:
-    from .image import ImageBatch
-    from .pipeline import Failure, Pipeline, _Item, _Run
+    import threading
 
-__all__ = ["TensorIterator"]
+    from ..image import ImageBatch
+
+__all__ = ["TensorIterator", "TensorSink"]
+
+StartStages = Callable[[Run, Any], "list[threading.Thread]"]
 
 
-class _TensorSink:
+class TensorSink:
     """Process-lane sink: resize to ``size`` if needed, then ``to_tensor`` into a ring slot."""
 
-    def __init__(self, run: _Run, device: str, batch_size: int, size: tuple[int, int] | None,
+    def __init__(self, run: Run, device: str, batch_size: int, size: tuple[int, int] | None,
                  mean: Sequence[float] | None, std: Sequence[float] | None, prefetch: int):
-        from .pipeline import find_op
-
         self.run, self.device, self.batch_size, self.size = run, device, batch_size, size
         self.mean, self.std = mean, std
-        self.to_tensor = find_op("to_tensor")
-        self.resize: Any = None
         self.out = StageQueue(prefetch, run.stop)
         # prefetch queued + one held by the caller + one being written: none overwritten early.
         self.ring: list[Any] = [None] * (prefetch + 2)
@@ -53,21 +56,17 @@ class _TensorSink:
     def start(self, lane: Lane) -> None:
         self.lane = lane
 
-    def handle(self, items: list[_Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+    def handle(self, items: list[Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
         """Runs on the process lane (``ready`` is already ordered there); ``done`` gets the
         event after which ``batch`` is no longer read."""
         if self.size is not None and any(s[:2] != tuple(self.size) for s in batch.shapes):
-            if self.resize is None:  # looked up late: only needed when sizes differ
-                from .pipeline import find_op
-
-                self.resize = find_op("resize")
-            self.resized = self.resize(batch, size=tuple(self.size), out=self.resized, stream=self.lane.stream)
+            self.resized = resize(batch, size=tuple(self.size), out=self.resized, stream=self.lane.stream)
             batch = self.resized
         k = self.count % len(self.ring)
         Lane.host_wait(self.released[k])  # the caller has finished with this slot's last tensor
         out = self._slot(k, batch)[: len(batch)]
         with self.run.timer("tensor"), self.lane.active():
-            tensor = self.to_tensor(batch, mean=self.mean, std=self.std, out=out, stream=self.lane.stream)
+            tensor = to_tensor(batch, mean=self.mean, std=self.std, out=out, stream=self.lane.stream)
         self.count += 1
         event = self.lane.record()
         done(event)
@@ -98,24 +97,23 @@ class TensorIterator:
     context manager, or call :meth:`close`, to stop the background stages early.
 
     Example:
-        >>> it = TensorIterator.__new__(TensorIterator)  # made by Pipeline.batches
+        >>> import gpuimg
+        >>> with gpuimg.Pipeline([], device="cpu").batches([], 4) as it:
+        ...     list(it), it.failures
+        ([], [])
     """
 
-    def __init__(self, pipeline: Pipeline, jobs: list[Job], batch_size: int, size: tuple[int, int] | None,
-                 mean: Sequence[float] | None, std: Sequence[float] | None, readers: int, prefetch: int,
-                 workers: bool | None = None):
-        from .pipeline import _Run
-
+    def __init__(self, start: StartStages, device: str, batch_size: int, size: tuple[int, int] | None,
+                 mean: Sequence[float] | None, std: Sequence[float] | None, prefetch: int):
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ValueError(f"size must be (height, width) of positive ints or None, got {size!r}")
         if not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
         self.failures: list[Failure] = []
-        self.device = pipeline.device
-        self._run = _Run()
-        self._sink = _TensorSink(self._run, self.device, batch_size, size, mean, std, prefetch)
-        # Fixed batch sizes for training: batches are formed by count only.
-        self._threads = pipeline._start(self._run, jobs, self._sink, batch_size, 2**62, readers, workers)
+        self.device = device
+        self._run = Run()
+        self._sink = TensorSink(self._run, self.device, batch_size, size, mean, std, prefetch)
+        self._threads = start(self._run, self._sink)
         self._held: int | None = None
         self._done = False
 
@@ -158,11 +156,9 @@ class TensorIterator:
         self._held = None
 
     def _collect_failures(self) -> None:
-        from .pipeline import Failure
-
         for event in self._run.drain():
             if event[0] == "fail":
-                self.failures.append(Failure(str(event[1].src), event[2], event[3]))
+                self.failures.append(failure_of(event))
 
     def close(self) -> None:
         """Stop the background stages (safe to call twice)."""

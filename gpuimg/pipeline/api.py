@@ -1,0 +1,291 @@
+"""Dataset pipeline: folders of files -> decode -> ops -> encode -> files (or tensors).
+
+``Pipeline(steps)`` holds the op calls; ``run`` processes a dataset with overlapping
+stages, and ``batches`` feeds a training loop:
+
+    reader threads      read file bytes and parse headers, once (prefetching ahead)
+    batcher             groups files by count AND decoded size (``max_batch_bytes``)
+    decode thread       its own CUDA stream and Decoder (hardware-first JPEG); decodes
+                        batch N+1 into a ring of reused ImageBatch arenas while batch N
+                        is processed
+    process thread      runs the steps batch-wise (one launch per op per batch) into
+                        reused step outputs, on its own stream
+    encode thread       its own stream and Encoder (reused CodeStreams); its calls and the
+                        decoder's take turns (they slow each other down when they overlap)
+    writer threads      write each output atomically (temporary name, then rename)
+
+The Decoder and Encoder live on the Pipeline and are reused by its later runs (a new
+decoder's first batches are slow: see :class:`~gpuimg.pipeline.codecs.CodecPool`). How it
+runs (lanes, ring, worker processes, codec settings) is a :class:`PipelineConfig`.
+
+Memory bound: a batch holds at most ``batch_size`` images and at most ``max_batch_bytes``
+bytes of decoded pixels (height x width x 3; an image larger than that alone forms a batch
+of one). The run holds ``decode_lanes x decode_ring`` decoded batches and ``1 +
+encode_lanes`` sets of step outputs, so device memory stays under about ``(2 + 2 x
+steps) x max_batch_bytes`` for steps that do not enlarge images (lower ``max_batch_bytes``
+on a small GPU). Buffers grow to the largest batch seen and are then reused: the steady
+state allocates nothing (see :func:`gpuimg.memory_stats`). A GPU out-of-memory error
+splits the batch in halves (down to single images) instead of ending the run.
+
+Example:
+    >>> import gpuimg, tempfile
+    >>> p = gpuimg.Pipeline([("resize_shorter", {"size": 64})], device="cpu")
+    >>> summary = p.run("assets/", tempfile.mkdtemp(), include=["coffee.*"], format="jpeg", quality=90)
+    >>> summary.processed, summary.failed
+    (2, 0)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..device import resolve_device
+from . import workers as worker_pool
+from .codecs import CodecPool
+from .config import PipelineConfig
+from .files import Job, is_done, output_format, plan_jobs
+from .process import start
+from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
+from .sinks import FileSink, WorkerSink
+from .steps import Step, StepSpec
+from .tensors import TensorIterator
+
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
+
+DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
+
+
+class Pipeline:
+    """A sequence of op calls applied batch-wise to datasets.
+
+    ``steps``: callables taking and returning an ImageBatch (``out=``/``stream=`` are
+    passed when they accept them), or ``(name, kwargs)`` pairs naming a registered op of
+    :mod:`gpuimg.ops` (see :func:`~gpuimg.pipeline.available_ops`), so a pipeline can come
+    from a JSON file (:func:`~gpuimg.pipeline.load_steps`). An image parameter of an op
+    (the overlay of ``blend``/``paste``) may be a file path: it is decoded once, here.
+    ``config``: how it runs (:class:`PipelineConfig`; default: ``PipelineConfig()``).
+    ``device``: "cpu", "cuda" or None for the default.
+
+    Example:
+        >>> p = Pipeline([("invert", {})], config=PipelineConfig(decode_lanes=1), device="cpu")
+        >>> p.steps
+        [['invert', {}]]
+    """
+
+    def __init__(self, steps: Iterable[StepSpec] = (), config: PipelineConfig | None = None, device: str | None = None):
+        self.device = resolve_device(device)
+        self.config = config if config is not None else PipelineConfig()
+        if not isinstance(self.config, PipelineConfig):
+            raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
+        self._steps = [Step(s, self.device) for s in steps]
+        self._codecs = CodecPool(self.device, self.config)  # kept between runs: see CodecPool
+        for role in self.config.worker_roles(self.device):
+            worker_pool.prestart(role, _device_id(), self.config)
+
+    @property
+    def steps(self) -> list[list[Any]]:
+        """The steps as ``[name, kwargs]`` lists (what a pipeline JSON file holds)."""
+        return [s.describe() for s in self._steps]
+
+    def plan(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        *,
+        format: str = "jpeg",
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Job]:
+        """The jobs a run would do: each input and its output path (None: refused).
+
+        Example:
+            >>> Pipeline([], device="cpu").plan([], "out")
+            []
+        """
+        return plan_jobs(inputs, output_dir, output_format(format).suffix, include, exclude)
+
+    def run(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        *,
+        format: str = "jpeg",
+        quality: int = 90,
+        batch_size: int = 64,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        resume: bool = False,
+        # Two readers and one writer: on a warm page cache more threads only compete with
+        # the codec threads for the interpreter, and more writers wait on the directory
+        # lock (BENCHMARKS.md). Raise ``readers`` for storage with latency (network file
+        # systems, cold disks).
+        readers: int = 2,
+        writers: int = 1,
+        report: str | os.PathLike | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        workers: bool | None = None,
+    ) -> Summary:
+        """Process every input into ``output_dir``; returns a :class:`Summary`.
+
+        Failures are per item (listed in the summary and in the JSON report, by default
+        ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
+        whose output exists and is at least as new. ``progress(done, total)`` is called
+        from the calling thread after each finished item. ``readers``/``writers``: threads
+        reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
+        ``workers`` (GPU): encode and write in a worker process, and decode part of the
+        batches in another, so the codecs overlap (True: wait for them to start; None: use
+        them if they are ready, or wait when the run has at least
+        ``config.worker_min_images`` inputs; False: everything in this process; see
+        :class:`PipelineConfig`).
+        Ctrl-C stops the run cleanly:
+        finished outputs are kept, no partial file is left, and the summary says
+        ``interrupted``.
+
+        Example:
+            >>> s = Pipeline([], device="cpu").run([], "/tmp/gpuimg-doc-out")
+            >>> s.processed, s.failed
+            (0, 0)
+        """
+        _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
+        summary = Summary()
+        started = time.perf_counter()
+        todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
+        run = Run()
+        try:
+            # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
+            sink = self._sink(run, output_format(format), int(quality), writers, len(todo), workers)
+            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            summary.seconds = time.perf_counter() - started
+            summary.stage_seconds = {k: round(v, 4) for k, v in run.timer.seconds.items()}
+            summary.report_path = str(Path(report) if report is not None else Path(output_dir) / REPORT_NAME)
+            write_report(summary, self.steps)
+        return summary
+
+    def _worker(self, role: str, count: int, workers: bool | None) -> Any:
+        """A ``role`` worker process for a run of ``count`` inputs, or None (see ``run``)."""
+        if workers is False or role not in self.config.worker_roles(self.device):
+            return None
+        wait = bool(workers) or count >= self.config.worker_min_images
+        return worker_pool.take(role, _device_id(), self.config, wait=wait)
+
+    def _sink(self, run: Run, fmt: Any, quality: int, writers: int, count: int, workers: bool | None) -> Any:
+        """Encode + write in the encode worker process where one can run (GPU) and is ready
+        or worth waiting for (see ``run``), else in this process."""
+        worker = self._worker("encode", count, workers)
+        if worker is not None:
+            return WorkerSink(run, worker, fmt, quality)
+        return FileSink(run, self._codecs, fmt, quality, writers)
+
+    def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
+        todo = []
+        for job in jobs:
+            if job.dst is None:
+                summary.failures.append(Failure(str(job.src), "plan", "output path would overwrite an input or leave output_dir"))
+                summary.failed += 1
+            elif resume and is_done(job):
+                summary.skipped += 1
+            else:
+                todo.append(job)
+        return todo
+
+    def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
+                 summary: Summary, progress: Callable[[int, int], None] | None, workers: bool | None) -> None:
+        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, workers)
+        total, done = len(jobs), 0
+        try:
+            while True:
+                event = run.next_event()
+                if event is None or event[0] == "end":
+                    break
+                done += 1
+                account(summary, event)
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            run.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            for event in run.drain():
+                if event[0] != "end":
+                    account(summary, event)
+        if run.fatal is not None:
+            raise run.fatal
+
+    def _start(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
+               workers: bool | None = None) -> list[threading.Thread]:
+        return start(run, jobs, sink, self._codecs, self._steps, batch_size, max_bytes, readers,
+                     self._worker("decode", len(jobs), workers))
+
+    # ----------------------------------------------------------------- ML exit
+    def batches(
+        self,
+        inputs: str | os.PathLike | Iterable[str | os.PathLike],
+        batch_size: int = 64,
+        *,
+        size: tuple[int, int] | None = (224, 224),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        readers: int = 2,
+        prefetch: int = 2,
+        workers: bool | None = None,
+    ) -> TensorIterator:
+        """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
+        CPU), normalised by ``mean``/``std`` (on the 0..1 scale), with their source paths.
+
+        After the steps, images not of ``size`` (height, width) are resized to it, so every
+        tensor row has one shape. Decoding and processing of the next batches run ahead
+        (``prefetch`` batches) while the caller trains. A yielded tensor is ordered on the
+        caller's current CUDA stream (no host sync) and stays valid until the next batch is
+        taken (work the caller queued on its current stream before then is waited for):
+        copy it to keep it longer. Files that fail are skipped; ``iterator.failures`` lists
+        them. ``torch.from_dlpack(tensor)`` shares the memory. Fixed batch sizes: batches
+        are formed by count (the last one may be shorter), not by ``max_batch_bytes``. With more than
+        one decode lane (``config.decode_lanes``, or the decode worker: ``workers`` as in :meth:`run`)
+        batches may come in a different order; ``workers=False`` keeps the file order.
+
+        Example:
+            >>> p = Pipeline([("resize_shorter", {"size": 64}), ("center_crop", {"size": (56, 56)})], device="cpu")
+            >>> for x, paths in p.batches("assets/", 2, size=(56, 56), mean=(0.485, 0.456, 0.406), include=["coffee.*"]):
+            ...     print(x.shape, x.dtype)  # in training: model(torch.from_dlpack(x))
+            (2, 3, 56, 56) float32
+        """
+        _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
+        jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
+
+        def start_stages(run: Run, sink: Any) -> list[threading.Thread]:
+            # Fixed batch sizes for training: batches are formed by count only.
+            return self._start(run, jobs, sink, batch_size, 2**62, readers, workers)
+
+        return TensorIterator(start_stages, self.device, batch_size, size, mean, std, prefetch)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _device_id() -> int:
+    import cupy
+
+    return int(cupy.cuda.Device().id)
+
+
+def _check_run_args(fmt: str, quality: Any, batch_size: Any, max_batch_bytes: Any, readers: Any, writers: Any) -> None:
+    output_format(fmt)
+    for name, value, low in (("quality", quality, 1), ("batch_size", batch_size, 1), ("max_batch_bytes", max_batch_bytes, 1),
+                             ("readers", readers, 1), ("writers", writers, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if quality > 100:
+        raise ValueError(f"quality must be in 1..100, got {quality!r}")

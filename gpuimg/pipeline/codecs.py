@@ -1,0 +1,175 @@
+"""The pipeline's use of the codecs: its Decoders and Encoders (made, kept from run to
+run), the gate that keeps decode and encode calls from overlapping, batch decode and
+encode with per-item failures.
+
+Example:
+    >>> from gpuimg.pipeline.codecs import CodecPool
+    >>> from gpuimg.pipeline.config import PipelineConfig
+    >>> pool = CodecPool("cpu", PipelineConfig())
+    >>> enc = pool.take("encode"); pool.give_back("encode", enc)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..codec import Decoder, Encoder
+from ..errors import EncodeError
+from .config import PipelineConfig
+
+if TYPE_CHECKING:
+    from ..image import ImageBatch
+    from .read import Item
+
+__all__ = ["CodecPool", "new_decoder", "new_encoder", "size_hint", "decode_items", "encode_images", "free_cached_memory"]
+
+SizeHint = tuple[int, int, int]
+
+
+def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = None) -> Decoder:
+    """The pipeline's Decoder (``config.decode_backends``). ``hint`` = (batch size, height,
+    width) of the largest batch expected: nvJPEG's hardware decoder then allocates its
+    buffers for that at once instead of growing them batch after batch through a run of
+    new sizes (faster first pass, BENCHMARKS.md).
+
+    Example:
+        >>> new_decoder("cpu", PipelineConfig()).device
+        'cpu'
+    """
+    options = ""
+    if hint is not None and device == "cuda":
+        batch, height, width = hint
+        options = " ".join(f"nvjpeg_hw_decoder:{k}={v}" for k, v in (
+            ("preallocate_batch_size", batch), ("preallocate_height_hint", height), ("preallocate_width_hint", width)))
+    # The decode lane host-waits for each ring slot's release event before decoding into
+    # it, so the Decoder's own whole-stream guard would only cost overlap (gpuimg.codec).
+    return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options)
+
+
+def new_encoder(device: str, config: PipelineConfig) -> Encoder:
+    """The pipeline's Encoder: ``config.encoder_threads`` CPU threads (a few encode the
+    pipeline's batches faster than one per core).
+
+    Example:
+        >>> new_encoder("cpu", PipelineConfig()).device
+        'cpu'
+    """
+    return Encoder(device, num_threads=config.encoder_threads)
+
+
+def size_hint(shapes: list[tuple[int, int, int]], max_bytes: int) -> SizeHint | None:
+    """(batch size, height, width) covering every image of ``shapes`` (see
+    :func:`new_decoder`), the batch count lowered so the hint asks for at most
+    ``max_bytes``; None when ``max_bytes`` is 0 (no preallocation).
+
+    Example:
+        >>> size_hint([(10, 20, 3), (30, 5, 3)], 2**30)
+        (2, 30, 20)
+    """
+    if max_bytes <= 0:
+        return None
+    height, width = max(s[0] for s in shapes), max(s[1] for s in shapes)
+    return max(1, min(len(shapes), max_bytes // (3 * height * width))), height, width
+
+
+class CodecPool:
+    """The Decoders and Encoders of one Pipeline, kept from run to run (and shared by its
+    tensor iterators), plus the gate that keeps decode and encode calls from overlapping.
+
+    Kept: nvImageCodec's decoder spends a long while on its first batch and grows its
+    internal buffers over its first pass through new sizes, so a fresh decoder per run made
+    every run pay that again. Each object is used by one thread at a time (they are not
+    thread-safe) and goes back here only when its lane finished normally.
+
+    Gate: the nvJPEG hardware decoder and the CUDA JPEG encoder slow each other down when
+    they run at the same time, which is worse than taking turns (BENCHMARKS.md).
+    ``config.serialize_codecs`` makes them take turns.
+
+    Example:
+        >>> pool = CodecPool("cpu", PipelineConfig(serialize_codecs=False))
+        >>> with pool.gate:
+        ...     pass
+    """
+
+    def __init__(self, device: str, config: PipelineConfig):
+        self.device, self.config = device, config
+        self._free: dict[str, list[Any]] = {"decode": [], "encode": []}
+        self._lock = threading.Lock()
+        self.gate: Any = threading.Lock() if config.serialize_codecs else contextlib.nullcontext()
+
+    def take(self, kind: str, shapes: list[tuple[int, int, int]] | None = None) -> Any:
+        """A kept codec of ``kind`` ("decode"/"encode"), or a new one (a new decoder is
+        sized for ``shapes``, the first batch's: see :func:`size_hint`)."""
+        with self._lock:
+            if self._free[kind]:
+                return self._free[kind].pop()
+        if kind == "encode":
+            return new_encoder(self.device, self.config)
+        hint = size_hint(shapes, self.config.preallocate_max_bytes) if shapes else None
+        return new_decoder(self.device, self.config, hint)
+
+    def give_back(self, kind: str, codec: Any) -> None:
+        """Keep ``codec`` for the next lane of its ``kind``."""
+        with self._lock:
+            self._free[kind].append(codec)
+
+
+def decode_items(decoder: Decoder, items: list[Item], out: ImageBatch | None, stream: Any) -> tuple[ImageBatch, list[int], list[tuple[int, Any]]]:
+    """Decode ``items`` to RGB into ``out`` (reused); (batch of the good ones, their
+    indices, failures). The items' sources were parsed by the reader threads: their
+    headers are not read again.
+
+    Example:
+        >>> from gpuimg.pipeline.read import read_item
+        >>> from gpuimg.pipeline.files import plan_jobs
+        >>> item = read_item(plan_jobs(["assets/coffee.jpg"], None, "")[0])
+        >>> batch, good, failed = decode_items(Decoder("cpu"), [item], None, None)
+        >>> batch.shapes, good, failed
+        ([(400, 600, 3)], [0], [])
+    """
+    result = decoder.decode_batch([it.source for it in items], out, mode="rgb", stream=stream)
+    return result.images, list(result.indices), [(e.index, e.error) for e in result.errors]
+
+
+def encode_images(encoder: Encoder, images: Any, fmt: str, quality: int, lossy: bool, stream: Any) -> list[bytes | memoryview | BaseException]:
+    """Encoded files of every image of ``images`` (a batch or a list); a per-image error
+    where one fails. ``lossy``: the format takes ``quality``.
+
+    The files are views of the encoder's reused output buffers (copied by the caller,
+    outside the codec gate, before the encoder's next call). The Encoder fails a whole
+    batch for one bad image; then each image is retried alone so only that image fails
+    (rare path; those come as bytes).
+
+    Example:
+        >>> import gpuimg
+        >>> img = gpuimg.Image.empty(8, 8, device="cpu")
+        >>> files = encode_images(Encoder("cpu"), [img], "png", 90, False, None)
+        >>> bytes(files[0][:4])
+        b'\\x89PNG'
+    """
+    kwargs = {"quality": quality} if lossy else {}
+    try:
+        return list(encoder.encode_batch(images, fmt, stream=stream, copy=False, **kwargs))
+    except EncodeError:
+        pass
+    out: list[bytes | BaseException] = []
+    for img in images:
+        try:
+            out.append(encoder.encode(img, fmt, stream=stream, **kwargs))
+        except EncodeError as exc:
+            out.append(exc)
+    return out
+
+
+def free_cached_memory(device: str) -> None:
+    """Give CuPy's cached blocks back before retrying a batch that ran out of memory.
+
+    Example:
+        >>> free_cached_memory("cpu")
+    """
+    if device == "cuda":
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()

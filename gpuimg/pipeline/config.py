@@ -1,0 +1,106 @@
+"""PipelineConfig: the tuning of a Pipeline (lanes, ring, codecs, worker processes).
+
+Example:
+    >>> from gpuimg.pipeline import PipelineConfig
+    >>> PipelineConfig().decode_lanes, PipelineConfig(decode_lanes=2).decode_lanes
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch"]
+
+WORKER_ROLES = ("encode", "decode")
+
+# Hardware-first JPEG decoding: the nvJPEG hardware decoder takes every JPEG it can and
+# the hybrid one (CPU Huffman + CUDA IDCT) only what it cannot (progressive JPEGs, for
+# instance); "gpu" and "cpu" keep the other formats. The pipeline shares the CPU with its
+# readers, writers and the encoder, and the Decoder's default (hardware and hybrid sharing
+# each batch adaptively) costs about four times the CPU per image for no more throughput
+# (BENCHMARKS.md). Without a hardware decoder nvImageCodec registers none and the hybrid
+# one takes every JPEG; on the CPU device the Decoder ignores backends. FIXED load hints.
+DECODE_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu", "cpu")
+
+
+def worker_switch(role: str) -> bool:
+    """Whether the environment lets pipelines use a ``role`` worker process
+    (``GPUIMG_ENCODE_WORKER=0`` / ``GPUIMG_DECODE_WORKER=0`` turn them off).
+
+    Example:
+        >>> worker_switch("encode") in (True, False)
+        True
+    """
+    value = os.environ.get(f"GPUIMG_{role.upper()}_WORKER", "1")
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How a :class:`~gpuimg.pipeline.Pipeline` runs; the defaults are the measured best
+    (bench/pipeline.py ``--sweep``, figures in BENCHMARKS.md).
+
+    ``decode_lanes`` / ``encode_lanes``: decode and (in-process) encode threads, each with
+    its own codec object and CUDA stream. One of each: the host (GIL, cores shared with
+    nvImageCodec's own threads), not the GPU, limits the pipeline, so more only contend.
+    ``decode_ring``: decoded batches per decode lane (one being decoded, one processed).
+    ``serialize_codecs``: in-process decode and encode calls take turns (the hardware
+    JPEG decoder and the CUDA encoder slow each other down when they overlap).
+    ``encode_in_worker`` / ``decode_in_worker`` (GPU): encode and write in a worker process,
+    and decode part of the batches in another with the hybrid decoder, so the codecs
+    overlap; their defaults come from the environment when the config is made
+    (``GPUIMG_ENCODE_WORKER=0`` / ``GPUIMG_DECODE_WORKER=0`` turn them off).
+    ``worker_min_images``: a run of at least this many inputs waits for the workers to
+    start (a few seconds), a shorter one uses them only if they are ready.
+    ``worker_read_threads``: the decode worker's file readers. ``worker_start_timeout_s``:
+    how long a worker may take to start (spawn, import CuPy and nvImageCodec, a CUDA
+    context). ``encoder_threads``: CPU threads of the JPEG encoder (a few beat one per
+    core). ``decode_backends``: the in-process decoder's backends (None: the Decoder's
+    adaptive default; see :data:`DECODE_BACKENDS`). ``preallocate_max_bytes``: the most a
+    decoder's first-batch size hint may ask nvJPEG's hardware decoder to preallocate (0:
+    no hint; the decoder then grows its buffers batch by batch).
+
+    Example:
+        >>> cfg = PipelineConfig(encode_in_worker=False)
+        >>> cfg.encode_in_worker, cfg.decode_ring
+        (False, 2)
+    """
+
+    decode_lanes: int = 1
+    encode_lanes: int = 1
+    decode_ring: int = 2
+    serialize_codecs: bool = True
+    encode_in_worker: bool = field(default_factory=lambda: worker_switch("encode"))
+    decode_in_worker: bool = field(default_factory=lambda: worker_switch("decode"))
+    worker_min_images: int = 10_000
+    worker_read_threads: int = 4
+    worker_start_timeout_s: float = 120.0
+    encoder_threads: int = 4
+    decode_backends: tuple[Any, ...] | None = DECODE_BACKENDS
+    preallocate_max_bytes: int = 2**30
+
+    def __post_init__(self) -> None:
+        for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_images", 0),
+                          ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if not self.worker_start_timeout_s > 0:
+            raise ValueError(f"worker_start_timeout_s must be positive, got {self.worker_start_timeout_s!r}")
+        if self.decode_backends is not None:
+            object.__setattr__(self, "decode_backends", tuple(self.decode_backends))
+
+    def worker_roles(self, device: str) -> list[str]:
+        """The worker roles a pipeline on ``device`` uses (only on the GPU).
+
+        Example:
+            >>> PipelineConfig().worker_roles("cpu")
+            []
+        """
+        if device != "cuda":
+            return []
+        wanted = {"encode": self.encode_in_worker, "decode": self.decode_in_worker}
+        return [role for role in WORKER_ROLES if wanted[role]]

@@ -1,0 +1,155 @@
+"""The decode stage: decode lanes (each its own Decoder and CUDA stream) and, on the GPU,
+a lane feeding the decode worker process, all decoding into one ring of reused batches.
+
+Example:
+    >>> from gpuimg.pipeline.decode import arena_bytes
+    >>> arena_bytes([(2, 2, 3)]) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..image import ImageBatch, slot_layout
+from . import codecs, workers
+from .read import Item
+from .results import Run
+from .stages import DONE, Lane, LaneCountdown, StageQueue, is_out_of_memory, pass_end, start_thread
+
+__all__ = ["Slot", "Decoded", "DecodeStage", "arena_bytes"]
+
+
+class Slot:
+    """A decode ring entry: a reused ImageBatch and the event after which it is free."""
+
+    def __init__(self) -> None:
+        self.batch: ImageBatch | None = None
+        self.released: Any = None
+
+
+class Decoded(NamedTuple):
+    """A decoded batch handed to the process stage."""
+
+    items: list[Item]  # the items that decoded, in slot order (all of them after an OOM)
+    slot: Slot
+    ready: Any  # event: the decode finished on the decode lane
+    oom: BaseException | None = None  # the batch ran out of memory while decoding
+
+
+def arena_bytes(shapes: list[tuple[int, int, int]]) -> int:
+    """Arena bytes of an RGB uint8 batch of ``shapes`` (ImageBatch's layout rules)."""
+    return int(slot_layout(shapes, 3, np.uint8)[2])
+
+
+class DecodeStage:
+    """Decode threads (``config.decode_lanes``), each with its own Decoder and stream,
+    decoding into a shared ring of reused batches (``config.decode_ring`` per lane), plus
+    the decode worker's lane when ``worker`` is given."""
+
+    def __init__(self, run: Run, pool: codecs.CodecPool, src: StageQueue, out: StageQueue, worker: Any = None):
+        self.run, self.pool, self.src, self.out = run, pool, src, out
+        self.lanes = pool.config.decode_lanes
+        self.worker = worker  # a decode worker process (its lane takes batches too), or None
+        self.device = pool.device
+        self.free: StageQueue = StageQueue(0, run.stop)
+        total = self.lanes + (worker is not None)
+        for _ in range(pool.config.decode_ring * total):
+            self.free.put(Slot())
+        self._countdown = LaneCountdown(total)
+
+    def start(self) -> list[threading.Thread]:
+        threads = [start_thread(f"decode{i}", self._lane, self.run.fail_fatal) for i in range(self.lanes)]
+        if self.worker is not None:
+            threads.append(start_thread("decode-worker", self._worker_lane, self.run.fail_fatal))
+        return threads
+
+    def _lane(self) -> None:
+        lane = Lane(self.device)
+        decoder = None
+        while (items := self.src.get()) is not DONE:
+            if decoder is None:  # made for the first batch's sizes (a kept one is reused)
+                decoder = self.pool.take("decode", [it.shape for it in items])
+            slot = self.free.get()
+            # Host wait on the consumer's event, not just a stream wait: the nvJPEG
+            # hardware decoder may write before earlier stream work ends (ANCHORS.md).
+            Lane.host_wait(slot.released)
+            try:
+                with self.pool.gate, self.run.timer("decode"), lane.active():
+                    slot.batch, good, failures = codecs.decode_items(decoder, items, slot.batch, lane.stream)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                slot.batch = None  # a failed growth leaves the arena empty: start afresh
+                self.out.put(Decoded(items, slot, None, exc))  # the process lane splits it
+                continue
+            for index, error in failures:
+                self.run.fail(items[index].job, "decode", error)
+            self.out.put(Decoded([items[i] for i in good], slot, lane.record()))
+        if decoder is not None:
+            self.pool.give_back("decode", decoder)
+        pass_end(self.src, self._countdown, self.out)
+
+    def _worker_lane(self) -> None:
+        """Hands batches to the decode worker process (all lanes take from one queue, so
+        each decodes as many batches as its speed allows) and copies each result from the
+        staging slot into a ring slot's batch (one device-to-device copy)."""
+        import cupy
+
+        lane, worker = Lane(self.device), self.worker
+        copied: list[Any] = [None] * worker.SLOTS  # event: the last copy out of staging slot k
+        seq, waiting = 0, False
+        try:
+            while (items := self.src.get()) is not DONE:
+                k = seq % worker.SLOTS
+                seq += 1
+                Lane.host_wait(copied[k])  # the worker may now overwrite staging slot k
+                worker.stage(k, arena_bytes([it.shape for it in items]))
+                with self.run.timer("decode"):
+                    worker.send(("decode", seq, k, [str(it.job.src) for it in items]))
+                    waiting = True
+                    _, _, good, errors, rows, _ = worker.answer("decoded", seq)
+                    waiting = False
+                for index, stage, reason in errors:
+                    self.run.fail(items[index].job, stage, reason)
+                slot = self.free.get()
+                Lane.host_wait(slot.released)
+                kept = [items[i] for i in good]
+                if not kept:
+                    self.out.put(Decoded([], slot, None))
+                    continue
+                try:
+                    shapes = [it.shape for it in kept]
+                    if slot.batch is None:
+                        slot.batch = ImageBatch.empty(shapes, dtype=np.uint8, device=self.device)
+                    else:
+                        slot.batch.set_shapes(shapes, dtype=np.uint8)
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    slot.batch = None
+                    self.out.put(Decoded(kept, slot, None, exc))  # the process lane splits it
+                    continue
+                if slot.batch.table()[:, :5].tolist() != rows:  # same layout rules on both sides
+                    raise RuntimeError("the decode worker laid the batch out differently from this process")
+                with lane.active():
+                    cupy.cuda.runtime.memcpyAsync(slot.batch.data_ptr, worker.slots[k].ptr, slot.batch.used_bytes, 3,
+                                                  lane.stream.ptr)
+                copied[k] = lane.record()
+                self.out.put(Decoded(kept, slot, copied[k]))
+        finally:
+            if waiting:  # stopped while the worker was decoding: it is reusable once it answered
+                try:
+                    worker.answer("decoded", seq)
+                except Exception:
+                    worker.healthy = False
+            workers.give_back(worker)
+        pass_end(self.src, self._countdown, self.out)
+
+    def release(self, slot: Slot, event: Any) -> None:
+        """``slot`` may be decoded into again once ``event`` completed."""
+        slot.released = event
+        self.free.put(slot)

@@ -1,0 +1,103 @@
+"""The read stage: reader threads read each file and parse its header once; a batcher
+groups the items by count and decoded size.
+
+Example:
+    >>> from gpuimg.pipeline.files import plan_jobs
+    >>> item = read_item(plan_jobs(["assets/coffee.jpg"], None, "")[0])
+    >>> item.shape
+    (400, 600, 3)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..codec import ParsedSource, parse
+from .files import Job
+from .results import Run
+from .stages import DONE, StageQueue, Stopped, batches_by_size
+
+__all__ = ["Item", "ItemError", "read_item", "Batcher"]
+
+
+@dataclass
+class Item:
+    """One input on its way through the stages.
+
+    ``shape``: decoded (height, width, 3), for the batch byte bound (the pipeline decodes
+    to RGB whatever the file stores). ``source``: the parsed ``data`` the decode lane decodes.
+    """
+
+    job: Job
+    data: bytes = b""
+    shape: tuple[int, int, int] = (0, 0, 0)
+    source: ParsedSource | None = None
+
+
+class ItemError(Exception):
+    """A per-item failure in a reader thread, with the stage it belongs to."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(str(error))
+        self.stage, self.error = stage, error
+
+
+def read_item(job: Job) -> Item:
+    """Reader-thread work: the file's bytes, parsed once (:func:`gpuimg.codec.parse`) for
+    both the decoded shape and the decode itself; ItemError (with its stage) otherwise."""
+    try:
+        data = job.src.read_bytes()
+    except OSError as exc:
+        raise ItemError("read", exc) from None
+    if not data:
+        raise ItemError("read", ValueError("empty file (0 bytes)"))
+    try:  # header parsed once, truncation checked
+        source = parse(data)
+    except Exception as exc:  # not an image, unsupported format, bad header, truncated JPEG
+        raise ItemError("decode", exc) from None
+    return Item(job, data, (source.info.height, source.info.width, 3), source)
+
+
+class Batcher:
+    """Reads files ahead with a thread pool and emits batches bounded in count and bytes."""
+
+    def __init__(self, run: Run, jobs: list[Job], out: StageQueue, readers: int, batch_size: int, max_bytes: int):
+        self.run, self.jobs, self.out = run, jobs, out
+        self.readers, self.batch_size, self.max_bytes = readers, batch_size, max_bytes
+
+    def __call__(self) -> None:
+        items = ((item, item.shape[0] * item.shape[1] * item.shape[2]) for item in self._read_all())
+        for batch in batches_by_size(items, self.batch_size, self.max_bytes):
+            self.out.put(batch)
+        self.out.put(DONE)
+
+    def _read_all(self) -> Iterator[Item]:
+        window = max(2 * self.batch_size, 4 * self.readers)  # files read ahead of the decoder
+        with cf.ThreadPoolExecutor(self.readers, thread_name_prefix="gpuimg-read") as pool:
+            pending: deque[tuple[Job, cf.Future]] = deque()
+            jobs = iter(self.jobs)
+            try:
+                while True:
+                    while len(pending) < window and (job := next(jobs, None)) is not None:
+                        pending.append((job, pool.submit(self._timed_read, job)))
+                    if not pending:
+                        return
+                    if self.run.stop.is_set():
+                        raise Stopped
+                    job, fut = pending.popleft()
+                    try:
+                        yield fut.result()
+                    except ItemError as exc:
+                        self.run.fail(job, exc.stage, exc.error)
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+
+    def _timed_read(self, job: Job) -> Item:
+        with self.run.timer("read"):
+            return read_item(job)
+
+

@@ -1,0 +1,209 @@
+"""Where processed batches go in a run: encoded and written by this process's encode
+lanes and writer threads (:class:`FileSink`), or by the encode worker process
+(:class:`WorkerSink`). A sink has ``lanes`` (step-output sets it may hold), ``start``,
+``handle(items, batch, ready, done)`` and ``finish``.
+
+Example:
+    >>> from gpuimg.pipeline.sinks import FileSink
+    >>> FileSink.__name__
+    'FileSink'
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..codec import formats
+from ..image import ImageBatch
+from . import workers
+from .codecs import CodecPool, encode_images
+from .files import atomic_write
+from .read import Item
+from .results import Run
+from .stages import DONE, Lane, LaneCountdown, StageQueue, Stopped, pass_end, start_thread
+
+__all__ = ["FileSink", "WorkerSink", "codec_name"]
+
+
+def codec_name(fmt: formats.Format) -> str:
+    """The name the encoder is given for ``fmt`` (its output suffix without the dot).
+
+    Example:
+        >>> codec_name(formats.lookup("jpeg2000"))
+        'jp2'
+    """
+    return fmt.suffix.lstrip(".")
+
+
+class FileSink:
+    """Encode threads (``pool.config.encode_lanes``, each with its own Encoder and stream)
+    plus a pool of writer threads."""
+
+    def __init__(self, run: Run, pool: CodecPool, fmt: formats.Format, quality: int, writers: int):
+        self.run, self.pool, self.quality, self.writers = run, pool, quality, writers
+        self.fmt, self.lossy = codec_name(fmt), fmt.lossy
+        self.device = pool.device
+        self.lanes = pool.config.encode_lanes
+        # Bounds the encoded bytes waiting for a writer (memory), like the queues do.
+        self._slots = threading.BoundedSemaphore(8 * writers)
+        self.writer_pool: cf.ThreadPoolExecutor | None = None
+        self.threads: list[threading.Thread] = []
+        self.queue = StageQueue(1, run.stop)
+        self._countdown = LaneCountdown(self.lanes)
+
+    def start(self, lane: Lane) -> None:
+        self.writer_pool = cf.ThreadPoolExecutor(self.writers, thread_name_prefix="gpuimg-write")
+        self.threads = [start_thread(f"encode{i}", self._encode_loop, self.run.fail_fatal) for i in range(self.lanes)]
+
+    def handle(self, items: list[Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        self.queue.put((items, batch, ready, done))
+
+    def _encode_loop(self) -> None:
+        lane = Lane(self.device)
+        encoder = self.pool.take("encode")
+        while (job := self.queue.get()) is not DONE:
+            items, batch, ready, done = job
+            lane.wait(ready)
+            try:
+                with self.pool.gate, self.run.timer("encode"), lane.active():
+                    views = encode_images(encoder, batch, self.fmt, self.quality, self.lossy, lane.stream)
+            finally:
+                done(lane.record())
+            # Own copies for the writers, made after the gate opened for the decoder.
+            encoded = [v if isinstance(v, BaseException) else bytes(v) for v in views]
+            self._write_all(items, encoded)
+        self.pool.give_back("encode", encoder)
+        pass_end(self.queue, self._countdown, None)
+
+    def _write_all(self, items: list[Item], encoded: list[bytes | BaseException]) -> None:
+        for item, data in zip(items, encoded):
+            if isinstance(data, BaseException):
+                self.run.fail(item.job, "encode", data)
+                continue
+            while not self._slots.acquire(timeout=0.05):
+                if self.run.stop.is_set():
+                    raise Stopped
+            self.writer_pool.submit(self._write, item, data)  # type: ignore[union-attr]
+
+    def _write(self, item: Item, data: bytes) -> None:
+        try:
+            with self.run.timer("write"):
+                nbytes = atomic_write(item.job.dst, data)  # type: ignore[arg-type]
+            self.run.results.put(("done", item.job, len(item.data), nbytes))
+        except Exception as exc:
+            self.run.fail(item.job, "write", exc)
+        finally:
+            self._slots.release()
+
+    def finish(self) -> None:
+        # Writes already handed over are finished even when stopping: they are atomic and
+        # short, and a finished output is kept work.
+        try:
+            if self.threads:
+                with contextlib.suppress(Stopped):
+                    self.queue.put(DONE)
+                for thread in self.threads:
+                    thread.join()
+            if self.writer_pool is not None:
+                self.writer_pool.shutdown(wait=True)
+        finally:
+            self.run.results.put(("end",))
+
+
+class WorkerSink:
+    """Encode and write in the encode worker process (see :mod:`gpuimg.pipeline.workers`).
+
+    A sender thread copies each processed batch into a free staging slot (device to
+    device, then the step outputs are released) and sends its layout and output paths; a
+    receiver thread takes the worker's answers: slot released, per-item results (with the
+    worker's encode and write seconds for the stage timers). ``finish`` waits until the
+    worker has answered every batch sent, so the worker can serve the next run.
+    """
+
+    lanes = 1  # step-output sets held by this sink: the one being copied
+
+    def __init__(self, run: Run, worker: Any, fmt: formats.Format, quality: int):
+        self.run, self.worker, self.fmt, self.quality = run, worker, codec_name(fmt), quality
+        self.queue = StageQueue(1, run.stop)
+        self.free_slots = StageQueue(0, run.stop)
+        for slot in range(worker.SLOTS):
+            self.free_slots.put(slot)
+        self.pending: dict[int, list[Item]] = {}
+        self.seq = 0
+        self.threads: list[threading.Thread] = []
+        self._answered = True  # every batch sent has been answered (the worker is reusable)
+
+    def start(self, lane: Lane) -> None:
+        self.threads = [start_thread("send", self._send_loop, self.run.fail_fatal),
+                        start_thread("receive", self._receive_loop, self.run.fail_fatal)]
+
+    def handle(self, items: list[Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        self.queue.put((items, batch, ready, done))
+
+    def _send_loop(self) -> None:
+        import cupy
+
+        lane = Lane("cuda")
+        while (job := self.queue.get()) is not DONE:
+            items, batch, ready, done = job
+            slot = self.free_slots.get()
+            nbytes = batch.used_bytes
+            try:
+                staging = self.worker.stage(slot, nbytes)
+                lane.wait(ready)
+                cupy.cuda.runtime.memcpyAsync(staging.ptr, batch.data_ptr, nbytes, 3, lane.stream.ptr)
+            finally:
+                done(lane.record())
+            lane.synchronize()  # the worker reads the slot as soon as the message arrives
+            self.seq += 1
+            self.pending[self.seq] = items
+            self._answered = False
+            self.worker.send(("batch", self.seq, slot, batch.table()[:, :5].tolist(), batch.dtype.str,
+                              [str(it.job.dst) for it in items], self.fmt, self.quality))
+
+    def _receive_loop(self) -> None:
+        while True:
+            try:
+                msg = self.worker.recv()
+            except (EOFError, OSError):
+                raise RuntimeError("the encode worker process exited during the run") from None
+            kind = msg[0]
+            if kind == "released":
+                self.free_slots.put_nowait(msg[2])  # also while stopping: the flush still comes
+            elif kind == "results":
+                _, seq, results, encode_s, write_s = msg
+                self.run.timer.add("encode", encode_s)
+                self.run.timer.add("write", write_s)
+                for item, (status, value) in zip(self.pending.pop(seq), results):
+                    if status == "ok":
+                        self.run.results.put(("done", item.job, len(item.data), value))
+                    else:
+                        self.run.fail(item.job, status, value)
+            elif kind == "failed":
+                raise RuntimeError(f"the encode worker failed: {msg[1]}")
+            elif kind == "flushed":
+                self._answered = True
+                return
+
+    def finish(self) -> None:
+        # Batches already sent are encoded and written even when stopping (atomic writes:
+        # finished outputs are kept work); then the worker goes back for the next run.
+        try:
+            if self.threads:
+                with contextlib.suppress(Stopped):
+                    self.queue.put(DONE)
+                self.threads[0].join()
+                try:
+                    self.worker.send(("flush",))
+                except OSError:
+                    pass
+                self.threads[1].join()
+        finally:
+            if not self._answered:
+                self.worker.healthy = False
+            workers.give_back(self.worker)
+            self.run.results.put(("end",))
