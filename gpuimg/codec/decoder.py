@@ -155,7 +155,8 @@ class BatchResult:
     Example:
         >>> from pathlib import Path
         >>> import gpuimg
-        >>> res = Decoder("cpu").decode_batch([Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg", "missing.jpg"])
+        >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+        >>> res = Decoder("cpu").decode_batch([assets / "rocket.jpg", "missing.jpg"])
         >>> len(res), res.indices, res.errors[0].index
         (1, [0], 1)
     """
@@ -254,7 +255,8 @@ class Decoder:
         Example:
             >>> from pathlib import Path
             >>> import gpuimg
-            >>> Decoder("cpu").info(Path(gpuimg.__file__).parent.parent / "assets" / "chelsea.jpg").width
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> Decoder("cpu").info(assets / "chelsea.jpg").width
             451
         """
         return sources._load(src).info
@@ -287,15 +289,12 @@ class Decoder:
         Example:
             >>> from pathlib import Path
             >>> import gpuimg
-            >>> img = Decoder("cpu").decode(Path(gpuimg.__file__).parent.parent / "assets" / "camera_gray.png", mode="gray")
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> img = Decoder("cpu").decode(assets / "camera_gray.png", mode="gray")
             >>> img.shape
             (512, 512, 1)
         """
-        if out is not None and not isinstance(out, Image):
-            raise TypeError(f"out must be a gpuimg.Image, got {type(out).__name__}")
-        if out is not None and out.device != self.device:
-            raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
-        mode, depth, region = check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
+        mode, depth, region = self._check_call(out, Image, mode, depth, region)
         loaded = sources._load(src)
         plan = self._plan_item(loaded, mode, depth, apply_exif, region)
         if out is None:
@@ -332,17 +331,14 @@ class Decoder:
             >>> from pathlib import Path
             >>> import gpuimg
             >>> dec = Decoder("cpu")
-            >>> res = dec.decode_batch([Path(gpuimg.__file__).parent.parent / "assets" / "coffee.jpg", b"junk"])
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> res = dec.decode_batch([assets / "coffee.jpg", b"junk"])
             >>> len(res.images), [e.index for e in res.errors]
             (1, [1])
         """
         if isinstance(srcs, str | bytes | os.PathLike) or not isinstance(srcs, Sequence):
             raise TypeError(f"srcs must be a list of sources, got {type(srcs).__name__}")
-        if out is not None and not isinstance(out, ImageBatch):
-            raise TypeError(f"out must be a gpuimg.ImageBatch, got {type(out).__name__}")
-        if out is not None and out.device != self.device:
-            raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
-        mode, depth, region = check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
+        mode, depth, region = self._check_call(out, ImageBatch, mode, depth, region)
         errors: list[BatchError] = []
         good: list[tuple[int, ParsedSource, _Plan]] = []
         for index, src in enumerate(srcs):
@@ -369,6 +365,15 @@ class Decoder:
         return BatchResult(batch, [i for i, _, _ in good], [srcs[i] for i, _, _ in good], errors)
 
     # ------------------------------------------------------------------ internals
+    def _check_call(self, out: Any, kind: type, mode: Any, depth: Any, region: Any) -> tuple[str, str, Any]:
+        """The checks both decode methods start with: ``out`` (None or a ``kind`` on this
+        Decoder's device), then ``mode``, ``depth`` and ``region``."""
+        if out is not None and not isinstance(out, kind):
+            raise TypeError(f"out must be a gpuimg.{kind.__name__}, got {type(out).__name__}")
+        if out is not None and out.device != self.device:
+            raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
+        return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
+
     def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
         exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
         info = loaded._checked_info()  # parsed and checked once per source (parse() may have done it)
