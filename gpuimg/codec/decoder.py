@@ -172,7 +172,13 @@ class BatchResult:
         return not self.errors
 
     def raise_errors(self) -> BatchResult:
-        """Raise the first failed item's error; return self when every item decoded."""
+        """Raise the first failed item's error; return self when every item decoded.
+
+        Example:
+            >>> Decoder("cpu").decode_batch([b"junk"]).raise_errors()  # doctest: +IGNORE_EXCEPTION_DETAIL
+            Traceback (most recent call last):
+            gpuimg.errors.DecodeError: cannot decode <bytes of 4 bytes>
+        """
         if self.errors:
             raise self.errors[0].error
         return self

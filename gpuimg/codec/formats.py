@@ -128,17 +128,32 @@ def for_path(path: str) -> Format | None:
 
 
 def names() -> list[str]:
-    """The canonical format names, in table order."""
+    """The canonical format names, in table order.
+
+    Example:
+        >>> names()
+        ['jpeg', 'png', 'webp', 'tiff', 'jpeg2k', 'bmp', 'pnm']
+    """
     return [fmt.name for fmt in FORMATS]
 
 
 def aliases() -> list[str]:
-    """Every accepted spelling, sorted."""
+    """Every accepted spelling, sorted.
+
+    Example:
+        >>> aliases()[:4]
+        ['bmp', 'j2c', 'j2k', 'jp2']
+    """
     return sorted(_BY_ALIAS)
 
 
 def image_patterns() -> tuple[str, ...]:
-    """Glob patterns (``*.jpg``, ...) of every extension gpuimg can decode."""
+    """Glob patterns (``*.jpg``, ...) of every extension gpuimg can decode.
+
+    Example:
+        >>> image_patterns()[:3]
+        ('*.jpeg', '*.jpg', '*.jpe')
+    """
     return tuple("*" + ext for fmt in FORMATS for ext in fmt.extensions)
 
 
