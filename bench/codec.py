@@ -33,7 +33,8 @@ import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gpuimg  # noqa: E402
-from gpuimg.codec import Decoder, Encoder, _default_backends  # noqa: E402
+from gpuimg.codec import Decoder, Encoder  # noqa: E402
+from gpuimg.codec.decoder import _default_backends  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.png", "rocket.jpg")
 SIZE = (1920, 1080)

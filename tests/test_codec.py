@@ -493,7 +493,7 @@ def _fixed_decoder(device: str) -> Decoder:
 
 
 def test_parse_then_decode_batch_equals_decode_batch_of_bytes(device, tmp_path, monkeypatch):
-    from gpuimg import codec
+    from gpuimg.codec import sources
 
     dec = _fixed_decoder(device)
     rotated = tmp_path / "rotated.jpg"
@@ -511,8 +511,8 @@ def test_parse_then_decode_batch_equals_decode_batch_of_bytes(device, tmp_path, 
 
     want = dec.decode_batch(datas, mode="rgb")
     # No second read or parse: the decode takes the parsed headers as they are.
-    monkeypatch.setattr(codec, "_read", lambda src: pytest.fail(f"read again: {src!r}"))
-    monkeypatch.setattr(codec, "_info_of", lambda src: pytest.fail(f"parsed again: {src!r}"))
+    monkeypatch.setattr(sources, "_read", lambda src: pytest.fail(f"read again: {src!r}"))
+    monkeypatch.setattr(sources, "_info_of", lambda src: pytest.fail(f"parsed again: {src!r}"))
     got = dec.decode_batch(parsed, mode="rgb")
     assert got.ok and got.indices == list(range(len(datas))) and got.sources == parsed
     assert got.images.shapes == want.images.shapes

@@ -38,7 +38,14 @@ class Format:
     with. ``aliases``: every name and file extension (without the dot, lower case) that
     means this format, ``name`` and the suffix included. ``lossy``: takes a ``quality``.
     ``channels`` / ``dtypes``: what the format can store (1 gray, 3 RGB, 4 RGBA; uint8,
-    uint16). ``magic``: byte strings a file of this format starts with.
+    uint16). ``magic``: byte strings a file of this format starts with. ``title``: how
+    messages name it ("JPEG 2000"). ``encode_options``: the keyword options the encoder
+    takes for it besides ``quality``.
+
+    Example:
+        >>> fmt = lookup("png")
+        >>> fmt.title, fmt.lossy, fmt.encode_options
+        ('PNG', False, ('compression_level',))
     """
 
     name: str
@@ -48,6 +55,8 @@ class Format:
     channels: tuple[int, ...]
     dtypes: tuple[str, ...]
     magic: tuple[bytes, ...] = ()
+    title: str = ""
+    encode_options: tuple[str, ...] = ()
 
     @property
     def keeps_alpha(self) -> bool:
@@ -68,15 +77,17 @@ class Format:
 _NAMES_ONLY = frozenset({"jpeg2k", "jpeg2000"})
 
 FORMATS: tuple[Format, ...] = (
-    Format("jpeg", ".jpg", ("jpeg", "jpg", "jpe"), True, (1, 3), ("uint8",), (b"\xff\xd8\xff",)),
-    Format("png", ".png", ("png",), False, (1, 3, 4), ("uint8", "uint16"), (b"\x89PNG\r\n\x1a\n",)),
-    Format("webp", ".webp", ("webp",), True, (3, 4), ("uint8",), (b"RIFF",)),
-    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*")),
+    Format("jpeg", ".jpg", ("jpeg", "jpg", "jpe"), True, (1, 3), ("uint8",), (b"\xff\xd8\xff",),
+           "JPEG", ("chroma_subsampling", "progressive", "optimized_huffman")),
+    Format("png", ".png", ("png",), False, (1, 3, 4), ("uint8", "uint16"), (b"\x89PNG\r\n\x1a\n",),
+           "PNG", ("compression_level",)),
+    Format("webp", ".webp", ("webp",), True, (3, 4), ("uint8",), (b"RIFF",), "WebP", ("lossless",)),
+    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF"),
     Format("jpeg2k", ".jp2", ("jpeg2k", "jpeg2000", "jp2", "j2k", "j2c", "jpx"), True, (1, 3, 4), ("uint8", "uint16"),
-           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")),
-    Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",)),
+           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr")),
+    Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",), "BMP"),
     Format("pnm", ".pnm", ("pnm", "ppm", "pgm", "pbm"), False, (1, 3), ("uint8", "uint16"),
-           (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")),
+           (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"), "PNM"),
 )  # fmt: skip
 
 _BY_ALIAS = {alias: fmt for fmt in FORMATS for alias in fmt.aliases}
@@ -117,17 +128,32 @@ def for_path(path: str) -> Format | None:
 
 
 def names() -> list[str]:
-    """The canonical format names, in table order."""
+    """The canonical format names, in table order.
+
+    Example:
+        >>> names()
+        ['jpeg', 'png', 'webp', 'tiff', 'jpeg2k', 'bmp', 'pnm']
+    """
     return [fmt.name for fmt in FORMATS]
 
 
 def aliases() -> list[str]:
-    """Every accepted spelling, sorted."""
+    """Every accepted spelling, sorted.
+
+    Example:
+        >>> aliases()[:4]
+        ['bmp', 'j2c', 'j2k', 'jp2']
+    """
     return sorted(_BY_ALIAS)
 
 
 def image_patterns() -> tuple[str, ...]:
-    """Glob patterns (``*.jpg``, ...) of every extension gpuimg can decode."""
+    """Glob patterns (``*.jpg``, ...) of every extension gpuimg can decode.
+
+    Example:
+        >>> image_patterns()[:3]
+        ('*.jpeg', '*.jpg', '*.jpe')
+    """
     return tuple("*" + ext for fmt in FORMATS for ext in fmt.extensions)
 
 

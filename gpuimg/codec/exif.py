@@ -25,7 +25,12 @@ _SCAN_LIMIT = 1 << 20  # EXIF sits in the first segments; never walk a whole hug
 
 
 def swaps_axes(value: int) -> bool:
-    """True for the orientations (5-8) that transpose the image: width and height swap."""
+    """True for the orientations (5-8) that transpose the image: width and height swap.
+
+    Example:
+        >>> [v for v in range(1, 9) if swaps_axes(v)]
+        [5, 6, 7, 8]
+    """
     return value in (5, 6, 7, 8)
 
 

@@ -1,0 +1,45 @@
+"""nvImageCodec glue shared by the sources, the decoder and the encoder (private).
+
+The module is imported on first use only (its import prints loader noise and needs no
+GPU until a codec object is made), and every cache of nvImageCodec objects is keyed by
+:func:`device_key`, the device an object was made for.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_module: list[Any] = []
+
+
+def load() -> Any:
+    """The nvImageCodec module, imported on first use (its import prints loader noise)."""
+    if not _module:
+        # nvImageCodec logs every failed batch item; gpuimg reports each as an exception
+        # naming the source instead, so its log is quiet unless the user asked for it
+        # (PYNVIMGCODEC_VERBOSITY is read once, at import).
+        os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
+        from nvidia import nvimgcodec
+
+        _module.append(nvimgcodec)
+    return _module[0]
+
+
+def device_key(device: str) -> tuple[str, int]:
+    """The device an nvImageCodec object is made for: ("cpu", -1) or ("cuda", the
+    current CUDA device's id), so objects and caches never cross GPUs."""
+    if device == "cpu":
+        return ("cpu", -1)
+    import cupy
+
+    return ("cuda", int(cupy.cuda.Device().id))
+
+
+def format_of(nvimgcodec: Any, channels: int, mode: str = "rgb") -> tuple[Any, Any]:
+    """nvImageCodec's (sample format, colour spec) for pixels of ``channels`` in ``mode``."""
+    if channels == 1:
+        return nvimgcodec.I_Y, nvimgcodec.GRAY
+    if channels == 4:
+        return nvimgcodec.I_RGBA, nvimgcodec.SRGB
+    return (nvimgcodec.I_BGR if mode == "bgr" else nvimgcodec.I_RGB), nvimgcodec.SRGB

@@ -1,0 +1,574 @@
+"""Decode straight into reused Images and ImageBatches (nvImageCodec).
+
+:class:`Decoder` reads each header first (``nvimgcodec.CodeStream``: no pixels), checks
+the pixel limit, gives the target :class:`~gpuimg.Image` or :class:`~gpuimg.ImageBatch`
+the decoded shape (growing its buffer only when it is too small) and lets nvImageCodec
+decode INTO that memory, a whole batch in one call.
+
+Formats (nvImageCodec 0.9, :mod:`gpuimg.codec.formats`): on the GPU, JPEG (nvJPEG,
+hardware or hybrid), JPEG 2000 (nvJPEG2000) and TIFF (nvTIFF) run on the device; PNG,
+WebP, BMP and PNM run on the CPU inside nvImageCodec and land in device memory. Without a
+GPU every codec runs on nvImageCodec's CPU backends. GIF, HEIC/HEIF, AVIF, JPEG XL, ICO,
+PSD and anything else raise :class:`~gpuimg.UnsupportedFormatError`.
+
+Modes: ``"rgb"``, ``"bgr"``, ``"gray"`` (ITU-R 601 luma, as Pillow's "L") and
+``"rgba"`` come straight from nvImageCodec, except ``"rgba"`` from a source without alpha:
+nvImageCodec refuses it, so such items decode as RGB into a staging buffer and get an
+opaque alpha channel on the device (one copy). ``"unchanged"`` keeps gray as 1 channel,
+alpha as 4 channels and everything else as RGB.
+
+Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
+listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
+is an error on every device (nvJPEG on the GPU would return it with a grey remainder).
+nvImageCodec's own log is quiet unless ``PYNVIMGCODEC_VERBOSITY`` is set before import.
+
+Example:
+    >>> from pathlib import Path
+    >>> import gpuimg
+    >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+    >>> Decoder("cpu").decode(assets / "chelsea.png").shape
+    (300, 451, 3)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+
+from ..device import get_stream, resolve_device, stream_ptr, use_stream
+from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
+from ..image import Image, ImageBatch
+from ..memory import scratch
+from . import _nvimgcodec, sources
+from .exif import swaps_axes
+from ._wrappers import Wrappers
+from .sources import ImageInfo, ParsedSource
+
+__all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS"]
+
+# Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): familiar to users.
+MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
+MODES = ("rgb", "bgr", "rgba", "gray", "unchanged")
+DEPTHS = ("uint8", "any")
+
+
+class _Plan(NamedTuple):
+    """How one item decodes: the target shape and nvImageCodec's parameters."""
+
+    height: int
+    width: int
+    channels: int  # channels of the result
+    dtype: np.dtype
+    decode_channels: int  # channels nvImageCodec writes (3 when alpha is added afterwards)
+    apply_exif: bool
+    staged: bool  # decoded into the staging batch, then copied/converted into the result
+
+
+def _check_region(region: Any) -> tuple[int, int, int, int] | None:
+    if region is None:
+        return None
+    ok = isinstance(region, Sequence) and len(region) == 4 and all(isinstance(v, int | np.integer) for v in region)
+    if not ok or not (0 <= region[0] < region[2] and 0 <= region[1] < region[3]):
+        raise ValueError(
+            f"region={region!r} must be (top, left, bottom, right) ints with 0 <= top < bottom and 0 <= left < right"
+        )
+    return tuple(int(v) for v in region)  # type: ignore[return-value]
+
+
+def _has_alpha(info: ImageInfo) -> bool:
+    # A 4-channel JPEG is CMYK, not colour + alpha.
+    return info.channels in (2, 4) and info.codec != "jpeg"
+
+
+def _plan(
+    loaded: ParsedSource, info: ImageInfo, mode: str, depth: str, apply_exif: bool, region: Any, max_pixels: int
+) -> _Plan:
+    """The item's decoded shape and parameters; raises ImageTooLargeError before any allocation."""
+    if info.pixels > max_pixels:
+        raise ImageTooLargeError(
+            f"cannot decode {loaded.label}: its header claims {info.width}x{info.height} = {info.pixels:,} pixels, "
+            f"over the limit of {max_pixels:,} (Decoder(max_pixels=...) raises it)"
+        )
+    h, w = _decoded_hw(info, apply_exif)
+    if mode == "unchanged":
+        channels = 1 if info.channels == 1 else (4 if _has_alpha(info) else 3)
+    else:
+        channels = {"rgb": 3, "bgr": 3, "rgba": 4, "gray": 1}[mode]
+    decode_channels = 3 if channels == 4 and not _has_alpha(info) else channels
+    dtype = np.dtype(np.uint16 if depth == "any" and info.dtype == "uint16" else np.uint8)
+    staged = region is not None or decode_channels != channels
+    if region is not None:
+        top, left, bottom, right = region
+        if bottom > h or right > w:
+            raise DecodeError(loaded.label, f"region={region} reaches outside the {w}x{h} image")
+        out_hw = (bottom - top, right - left)
+    else:
+        out_hw = (h, w)
+    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, apply_exif, staged)
+
+
+def _decoded_hw(info: ImageInfo, apply_exif: bool) -> tuple[int, int]:
+    """The whole decoded (height, width): the header's oriented size, or the stored size
+    when the EXIF orientation is not applied."""
+    if not apply_exif and swaps_axes(info.orientation):
+        return info.width, info.height
+    return info.height, info.width
+
+
+def _decode_params(nvimgcodec: Any, mode: str, channels: int, apply_exif: bool, any_depth: bool) -> Any:
+    fmt, spec = _nvimgcodec.format_of(nvimgcodec, channels, mode)
+    return nvimgcodec.DecodeParams(
+        apply_exif_orientation=apply_exif, color_spec=spec, allow_any_depth=any_depth, sample_format=fmt
+    )
+
+
+class BatchError(NamedTuple):
+    """One failed item of a batch: its position in the input, the source, the error.
+
+    Example:
+        >>> err = Decoder("cpu").decode_batch([b"junk"]).errors[0]
+        >>> err.index, err.source, type(err.error).__name__
+        (0, b'junk', 'DecodeError')
+    """
+
+    index: int
+    source: Any
+    error: GpuImgError
+
+
+@dataclass
+class BatchResult:
+    """What :meth:`Decoder.decode_batch` returns.
+
+    ``images``: an ImageBatch holding ONLY the decoded items, in input order (slot ``k``
+    came from input ``indices[k]``, i.e. ``sources[k]``: the objects the caller passed,
+    a :class:`ParsedSource` where one was passed). ``errors``: one
+    :class:`BatchError` ``(index, source, error)`` per failed item, where ``error`` is a
+    :class:`~gpuimg.DecodeError`, :class:`~gpuimg.UnsupportedFormatError` or
+    :class:`~gpuimg.ImageTooLargeError` (a missing file is a DecodeError whose
+    ``__cause__`` is the FileNotFoundError). Iterating yields the good Images.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import gpuimg
+        >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+        >>> res = Decoder("cpu").decode_batch([assets / "rocket.jpg", "missing.jpg"])
+        >>> len(res), res.indices, res.errors[0].index
+        (1, [0], 1)
+    """
+
+    images: ImageBatch
+    indices: list[int] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
+    errors: list[BatchError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every item decoded."""
+        return not self.errors
+
+    def raise_errors(self) -> BatchResult:
+        """Raise the first failed item's error; return self when every item decoded.
+
+        Example:
+            >>> Decoder("cpu").decode_batch([b"junk"]).raise_errors()  # doctest: +IGNORE_EXCEPTION_DETAIL
+            Traceback (most recent call last):
+            gpuimg.errors.DecodeError: cannot decode <bytes of 4 bytes>
+        """
+        if self.errors:
+            raise self.errors[0].error
+        return self
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self.images)
+
+    def __getitem__(self, k: int) -> Image:
+        return self.images[k]
+
+
+class Decoder:
+    """Decodes into gpuimg Images/ImageBatches on one device (not thread-safe: one per thread).
+
+    ``max_pixels``: headers claiming more pixels raise ImageTooLargeError before any
+    allocation (default: Pillow's limit, about 89 megapixels). ``num_threads``: CPU
+    threads nvImageCodec may use (0: one per core). ``guard_reuse``: on the GPU, wait
+    (host side) for the work already queued on the stream before decoding into a buffer,
+    because the nvJPEG hardware decoder on H100 has been seen writing its output before
+    earlier kernels on the same stream finished (ANCHORS.md); the wait costs the overlap
+    of the header/Huffman work with those kernels only. Turn it off when nothing earlier
+    on the stream reads the target (e.g. double-buffered batches on their own stream).
+    ``backends``: None for gpuimg's choice on the GPU (hardware and hybrid JPEG decoders
+    sharing each batch, see :func:`_default_backends`), or a list of "hw", "hybrid",
+    "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects; ignored
+    on the CPU. ``options``: nvImageCodec's decoder option string, passed through.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import gpuimg
+        >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+        >>> dec = Decoder("cpu")
+        >>> img = dec.decode(assets / "coffee.jpg")
+        >>> img = dec.decode(assets / "chelsea.jpg", out=img)  # reuses img's buffer
+        >>> img.shape
+        (300, 451, 3)
+    """
+
+    def __init__(
+        self,
+        device: str | None = None,
+        *,
+        max_pixels: int = MAX_PIXELS,
+        num_threads: int = 0,
+        guard_reuse: bool = True,
+        backends: Sequence[Any] | None = None,
+        options: str = "",
+    ):
+        self.device = resolve_device(device)
+        if not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
+            raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+        self.max_pixels = int(max_pixels)
+        self.guard_reuse = bool(guard_reuse)
+        self._nv = _nvimgcodec.load()
+        self._device_key = _nvimgcodec.device_key(self.device)
+        self._decoder = self._make(num_threads, backends, options)
+        self._wrappers = Wrappers(self._device_key)
+        self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
+        self._plans: dict[tuple, _Plan] = {}
+        self._event: Any = None
+
+    def _make(self, num_threads: int, backends: Sequence[Any] | None, options: str) -> Any:
+        nv = self._nv
+        if self.device == "cpu":
+            # The default arguments need a CUDA runtime (ANCHORS.md): ask for the CPU backends.
+            return nv.Decoder(
+                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
+            )
+        chosen = _default_backends(nv) if backends is None else [_backend(nv, b) for b in backends]
+        device_id = self._device_key[1]
+        return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
+
+    # ------------------------------------------------------------------ public API
+    def info(self, src: Any) -> ImageInfo:
+        """Header facts of ``src`` without decoding pixels (see :class:`ImageInfo`).
+
+        Example:
+            >>> from pathlib import Path
+            >>> import gpuimg
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> Decoder("cpu").info(assets / "chelsea.jpg").width
+            451
+        """
+        return sources._load(src).info
+
+    def decode(
+        self,
+        src: Any,
+        out: Image | None = None,
+        *,
+        mode: str = "rgb",
+        apply_exif: bool = True,
+        depth: str = "uint8",
+        region: tuple[int, int, int, int] | None = None,
+        stream: Any = None,
+    ) -> Image:
+        """Decode one image into ``out`` (reshaped, grown only if too small) or a new Image.
+
+        ``src``: a path, bytes/bytearray/memoryview, a NumPy uint8 array of the encoded
+        file, an ``nvimgcodec.CodeStream`` (its EXIF orientation is not read: decoded
+        as stored), or a :class:`ParsedSource` from :func:`parse` (not read or parsed
+        again). ``mode``: one of :data:`MODES`. ``depth="any"`` keeps 16-bit PNG/TIFF
+        as uint16. ``region=(top, left, bottom, right)`` in decoded (oriented)
+        coordinates: decoded whole, then cropped on the device (nvImageCodec 0.9's GPU
+        ROI decode crashes on H100, so one path serves every codec). ``stream``: the
+        CUDA stream the decode is ordered on (default: CuPy's current stream).
+
+        Raises FileNotFoundError, DecodeError, UnsupportedFormatError, ImageTooLargeError,
+        ValueError (bad mode/depth/region).
+
+        Example:
+            >>> from pathlib import Path
+            >>> import gpuimg
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> img = Decoder("cpu").decode(assets / "camera_gray.png", mode="gray")
+            >>> img.shape
+            (512, 512, 1)
+        """
+        mode, depth, region = self._check_call(out, Image, mode, depth, region)
+        loaded = sources._load(src)
+        plan = self._plan_item(loaded, mode, depth, apply_exif, region)
+        if out is None:
+            out = Image.empty(plan.height, plan.width, plan.channels, plan.dtype, device=self.device)
+        else:
+            out.set_shape(plan.height, plan.width, plan.channels, plan.dtype)
+        failed = self._run([loaded], [plan], [out], [out], mode, depth, region, stream)
+        if failed:
+            raise failed[0][1]
+        return out
+
+    def decode_batch(
+        self,
+        srcs: Sequence[Any],
+        out: ImageBatch | None = None,
+        *,
+        mode: str = "rgb",
+        apply_exif: bool = True,
+        depth: str = "uint8",
+        region: tuple[int, int, int, int] | None = None,
+        stream: Any = None,
+    ) -> BatchResult:
+        """Decode many images in ONE nvImageCodec call into ``out``'s arena (or a new batch).
+
+        Every header is read first (not again for :class:`ParsedSource` items, see
+        :func:`parse`); the arena is laid out for the good items and grown
+        as a whole only when too small; nvImageCodec decodes into the slots. An item that
+        fails (unreadable, unsupported, too large, corrupt data) is listed in
+        ``result.errors`` and left out; every good item is kept, in input order. Options
+        as in :meth:`decode` (``region`` applies to every item). With ``depth="any"`` a
+        batch holds one dtype: items whose depth differs from the first good item's fail.
+
+        Example:
+            >>> from pathlib import Path
+            >>> import gpuimg
+            >>> dec = Decoder("cpu")
+            >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+            >>> res = dec.decode_batch([assets / "coffee.jpg", b"junk"])
+            >>> len(res.images), [e.index for e in res.errors]
+            (1, [1])
+        """
+        if isinstance(srcs, str | bytes | os.PathLike) or not isinstance(srcs, Sequence):
+            raise TypeError(f"srcs must be a list of sources, got {type(srcs).__name__}")
+        mode, depth, region = self._check_call(out, ImageBatch, mode, depth, region)
+        errors: list[BatchError] = []
+        good: list[tuple[int, ParsedSource, _Plan]] = []
+        for index, src in enumerate(srcs):
+            try:
+                loaded = sources._load(src)
+                plan = self._plan_item(loaded, mode, depth, apply_exif, region)
+                if good and plan.dtype != good[0][2].dtype:
+                    raise DecodeError(loaded.label, f"it is {plan.dtype.name} but this batch holds {good[0][2].dtype.name}")
+            except (GpuImgError, OSError) as exc:
+                errors.append(BatchError(index, src, _as_item_error(src, exc)))
+                continue
+            good.append((index, loaded, plan))
+        batch = self._layout(out, [p for _, _, p in good])
+        failed = self._run(
+            [s for _, s, _ in good], [p for _, _, p in good], list(batch), [batch] * len(good), mode, depth, region, stream
+        )
+        if failed:
+            bad = {k for k, _ in failed}
+            errors += [BatchError(good[k][0], srcs[good[k][0]], err) for k, err in failed]
+            errors.sort(key=lambda e: e.index)
+            keep = [k for k in range(len(good)) if k not in bad]
+            _compact(batch, keep, stream)
+            good = [good[k] for k in keep]
+        return BatchResult(batch, [i for i, _, _ in good], [srcs[i] for i, _, _ in good], errors)
+
+    # ------------------------------------------------------------------ internals
+    def _check_call(self, out: Any, kind: type, mode: Any, depth: Any, region: Any) -> tuple[str, str, Any]:
+        """The checks both decode methods start with: ``out`` (None or a ``kind`` on this
+        Decoder's device), then ``mode``, ``depth`` and ``region``."""
+        if out is not None and not isinstance(out, kind):
+            raise TypeError(f"out must be a gpuimg.{kind.__name__}, got {type(out).__name__}")
+        if out is not None and out.device != self.device:
+            raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
+        return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
+
+    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
+        exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
+        info = loaded._checked_info()  # parsed and checked once per source (parse() may have done it)
+        # Photos of a dataset share few header layouts: reuse their plans (planning is per-image host time).
+        key = (info, mode, depth, exif, region)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _plan(loaded, info, mode, depth, exif, region, self.max_pixels)
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def _layout(self, out: ImageBatch | None, plans: list[_Plan]) -> ImageBatch:
+        shapes = [(p.height, p.width, p.channels) for p in plans]
+        dtype = plans[0].dtype if plans else np.dtype(np.uint8)
+        if out is None:
+            return ImageBatch.empty(shapes, dtype=dtype, device=self.device)
+        if out.dtype == dtype and len(out) == len(shapes) and len(shapes):
+            if np.array_equal(out.table()[:, [1, 2, 4]], np.array(shapes)):
+                return out  # same layout as last time: nothing to redo (the steady state)
+        return out.set_shapes(shapes, dtype=dtype)
+
+    def _staging_views(self, plans: list[_Plan], full: list[tuple[int, int]]) -> list[Image | None]:
+        """Staging Images (whole decoded size, decode channels) for the staged items."""
+        shapes = [(*hw, p.decode_channels) for p, hw in zip(plans, full) if p.staged]
+        if not shapes:
+            return [None] * len(plans)
+        dtype = next(p.dtype for p in plans if p.staged)
+        if self._staging is None:
+            self._staging = ImageBatch.empty(shapes, dtype=dtype, device=self.device)
+        else:
+            self._staging.set_shapes(shapes, dtype=dtype)
+        views = iter(self._staging)
+        return [next(views) if p.staged else None for p in plans]
+
+    def _run(
+        self,
+        loaded: list[ParsedSource],
+        plans: list[_Plan],
+        targets: list[Image],
+        owners: list[Any],
+        mode: str,
+        depth: str,
+        region: Any,
+        stream: Any,
+    ) -> list[tuple[int, GpuImgError]]:
+        """Decode ``loaded`` into ``targets``; returns (position, error) of failed items."""
+        if not loaded:
+            return []
+        ptr = stream_ptr(stream) if self.device == "cuda" else 0
+        staging = self._staging_views(plans, [_full_hw(p, s, region) for p, s in zip(plans, loaded)])
+        # One nvImageCodec call per parameter set: a single one unless modes mix in the batch.
+        groups: dict[tuple, list[int]] = {}
+        for k, p in enumerate(plans):
+            groups.setdefault((p.decode_channels, p.apply_exif, p.staged), []).append(k)
+        self._wait_for_stream(stream)
+        failed: list[tuple[int, GpuImgError]] = []
+        for (channels, exif, staged), members in groups.items():
+            params = _decode_params(self._nv, mode, channels, exif, depth == "any")
+            wrapped = self._wrap(members, staged, staging, targets, owners, ptr, _nvimgcodec.format_of(self._nv, channels, mode))
+            try:
+                results = self._decoder.decode([loaded[k].stream for k in members], images=wrapped, params=params, cuda_stream=ptr)
+            except Exception as exc:  # an argument error fails the whole call: report it per item
+                results = [None] * len(members)
+                reason = f"nvImageCodec refused the batch ({exc})"
+            else:
+                reason = "nvImageCodec could not decode it (corrupt or truncated data, or an unsupported variant)"
+            for k, result in zip(members, results):
+                if result is None:
+                    failed.append((k, DecodeError(loaded[k].label, reason)))
+        bad = {k for k, _ in failed}
+        finishing = [k for k, p in enumerate(plans) if p.staged and k not in bad]
+        if finishing:
+            with use_stream(self.device, stream):
+                for k in finishing:
+                    _finish(staging[k], targets[k], region)
+        return sorted(failed, key=lambda f: f[0])
+
+    def _wrap(
+        self, members: list[int], staged: bool, staging: list[Any], targets: list[Image], owners: list[Any], ptr: int, fmt: tuple
+    ) -> list[Any]:
+        """nvImageCodec wrappers of the decode targets of ``members`` (cached, see Wrappers)."""
+        if staged:
+            slots = [staging[k]._index for k in members]
+            return self._wrappers.for_slots(self._staging, slots, ptr, *fmt)
+        owner = owners[members[0]]
+        if isinstance(owner, ImageBatch):
+            return self._wrappers.for_slots(owner, [targets[k]._index for k in members], ptr, *fmt)
+        return [self._wrappers.get(owners[k], targets[k], ptr, *fmt) for k in members]
+
+    def _wait_for_stream(self, stream: Any) -> None:
+        """The H100 hardware-decoder guard: let earlier work on ``stream`` finish first."""
+        if self.device != "cuda" or not self.guard_reuse:
+            return
+        import cupy
+
+        if self._event is None:
+            self._event = cupy.cuda.Event(block=False, disable_timing=True)
+        self._event.record(cupy.cuda.get_current_stream() if stream is None else get_stream(stream))
+        self._event.synchronize()
+
+
+_BACKENDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
+
+
+def _backend(nv: Any, spec: Any) -> Any:
+    """An nvimgcodec.Backend from itself, a name in _BACKENDS, or (name, load_hint)."""
+    if isinstance(spec, nv.Backend):
+        return spec
+    name, hint = (spec, 1.0) if isinstance(spec, str) else tuple(spec)
+    check_choice(name, "backend", _BACKENDS, "a backend name (or pass an nvimgcodec.Backend)")
+    kind = getattr(nv, _BACKENDS[name])
+    return nv.Backend(kind, load_hint=float(hint), load_hint_policy=nv.LoadHintPolicy.FIXED)
+
+
+def _default_backends(nv: Any) -> list[Any]:
+    """The GPU decoder's backends: the JPEG hardware decoder AND the hybrid CUDA decoder.
+
+    nvImageCodec's default sends a JPEG batch to the hardware decoder alone; sharing it
+    with the hybrid decoder (CPU Huffman + CUDA IDCT), the hardware share adapted to keep
+    both busy, decodes 1080p batches faster (bench/codec.py, BENCHMARKS.md). GPU_ONLY (nvJPEG2000, nvTIFF) and CPU_ONLY
+    (PNG, WebP, BMP, PNM) keep the other formats. Without a hardware decoder the hybrid
+    one takes every JPEG. Items may come from either JPEG decoder, which differ from each
+    other (and from libjpeg) by a level or two. The hybrid share costs more host CPU per
+    image than hardware-first decoding, so the dataset pipeline, which shares the
+    CPU with its other stages, asks for hardware-first instead (pipeline.DECODE_BACKENDS).
+    """
+    adaptive = nv.LoadHintPolicy.ADAPTIVE_MINIMIZE_IDLE_TIME
+    return [
+        nv.Backend(nv.HW_GPU_ONLY, load_hint=0.5, load_hint_policy=adaptive),
+        nv.Backend(nv.HYBRID_CPU_GPU),
+        nv.Backend(nv.GPU_ONLY),
+        nv.Backend(nv.CPU_ONLY),
+    ]
+
+
+def _full_hw(plan: _Plan, loaded: ParsedSource, region: Any) -> tuple[int, int]:
+    """The whole decoded (height, width) of a staged item (before the region crop)."""
+    if region is None:
+        return plan.height, plan.width
+    return _decoded_hw(loaded.info, plan.apply_exif)
+
+
+def _finish(staged: Image, out: Image, region: Any) -> None:
+    """Copy a staged decode into ``out``: crop to ``region``, add opaque alpha if needed."""
+    src = staged.array
+    if region is not None:
+        top, left, bottom, right = region
+        src = src[top:bottom, left:right]
+    dst = out.array
+    xp = out.xp
+    if src.shape[2] == dst.shape[2]:
+        xp.copyto(dst, src)
+        return
+    # RGB decoded for an RGBA result (nvImageCodec cannot add alpha): colour, then opaque alpha.
+    xp.copyto(dst[..., :3], src)
+    dst[..., 3] = np.iinfo(out.dtype).max
+
+
+def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
+    """Drop failed slots from ``batch``: move the kept slots down, re-lay out in place.
+
+    Slots only move to lower offsets; the pixels go through a staging copy so that an
+    overlapping move cannot corrupt them. Rare path (a corrupt item), per-slot copies.
+    """
+    old = batch.table()
+    shapes = [batch.shapes[k] for k in keep]
+    xp = batch.xp
+    with use_stream(batch.device, stream):
+        arena = batch.arena  # the used part, which covers every old slot
+        spans = [(int(old[k, 0]), int(old[k, 1] * old[k, 3])) for k in keep]
+        total = sum(n for _, n in spans)
+        tmp = scratch("codec.compact", max(total, 1), batch.device).data
+        pos = 0
+        for start, n in spans:
+            xp.copyto(tmp[pos : pos + n], arena[start : start + n])
+            pos += n
+        batch.set_shapes(shapes, dtype=batch.dtype)  # shrinks the layout: no growth, same memory
+        arena, new = batch.arena, batch.table()
+        pos = 0
+        for row, (_, n) in zip(new, spans):
+            xp.copyto(arena[int(row[0]) : int(row[0]) + n], tmp[pos : pos + n])
+            pos += n
+
+
+def _as_item_error(src: Any, exc: Exception) -> GpuImgError:
+    if isinstance(exc, GpuImgError):
+        return exc
+    err = DecodeError(sources._label(src), f"it cannot be read ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc))
+    err.__cause__ = exc
+    return err

@@ -1,0 +1,244 @@
+"""Reading a source: path, bytes-like, uint8 array or CodeStream -> a ParsedSource.
+
+:func:`parse` reads a source and its header once, ahead of time (say on a reader thread);
+the decode methods take the :class:`ParsedSource` it returns without parsing again. The
+one function that turns a loaded source into :class:`ImageInfo` is :func:`_info_of`;
+callers look it up here at call time (tests patch it to count header parses), as they do
+:func:`_read`, the raw read.
+
+Example:
+    >>> from pathlib import Path
+    >>> import gpuimg
+    >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
+    >>> parse(assets / "coffee.jpg").info.codec
+    'jpeg'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DecodeError, GpuImgError, UnsupportedFormatError
+from . import _nvimgcodec, exif, formats
+
+__all__ = ["ParsedSource", "ImageInfo", "parse"]
+
+
+class ParsedSource:
+    """One input, read and its header parsed once (made by :func:`parse`).
+
+    Pass it to :meth:`Decoder.decode` / :meth:`Decoder.decode_batch` (or :func:`read`,
+    :func:`read_batch`) in place of the original source: the file is not read and its
+    header not parsed again, so a reader thread can do that work once and hand the
+    object to a decode thread. ``src`` is the caller's original object (a path, bytes,
+    array or CodeStream); ``info`` its :class:`ImageInfo`. Decode results name the object
+    that was passed (``BatchResult.sources``, ``BatchError.source``: this ParsedSource);
+    error messages name ``src``. It keeps the encoded bytes alive until it is dropped and
+    may be decoded more than once; like the CodeStream it holds, use it from one thread
+    at a time (made on one thread, decoded on another is fine).
+
+    Example:
+        >>> from pathlib import Path
+        >>> import gpuimg
+        >>> data = (Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg").read_bytes()
+        >>> parsed = parse(data)
+        >>> parsed.info.width, parsed.src is data
+        (640, True)
+        >>> gpuimg.read(parsed, device="cpu").shape
+        (427, 640, 3)
+    """
+
+    __slots__ = ("src", "stream", "orientation", "keep", "_info", "_checked")
+
+    def __init__(self, src: Any, stream: Any, orientation: int, keep: Any):
+        self.src = src  # the caller's object (named in error messages)
+        self.stream = stream  # nvimgcodec.CodeStream
+        self.orientation = orientation  # EXIF orientation; 1 when unknown (CodeStream sources)
+        self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
+        self._info: ImageInfo | None = None  # parsed on first use, then kept
+        self._checked = False  # the JPEG truncation check passed
+
+    @property
+    def label(self) -> str:
+        """How error messages name the source (made only when an error needs it)."""
+        return _label(self.src)
+
+    @property
+    def info(self) -> ImageInfo:
+        """The header facts (read on first use, then kept); raises DecodeError or
+        UnsupportedFormatError for a header nvImageCodec cannot read."""
+        if self._info is None:
+            self._info = _info_of(self)
+        return self._info
+
+    def _checked_info(self) -> ImageInfo:
+        """:attr:`info`, after the check that a JPEG is not truncated (done once).
+
+        nvJPEG on the GPU "decodes" a truncated file (grey rest) where libjpeg fails, so a
+        missing end-of-image marker is an error on every device.
+        """
+        info = self.info
+        if not self._checked:
+            if info.codec == "jpeg" and self.keep is not None and not _jpeg_complete(self.keep):
+                raise DecodeError(self.label, "the JPEG data is truncated (no end-of-image marker after the last scan)")
+            self._checked = True
+        return info
+
+    def __repr__(self) -> str:
+        return f"ParsedSource({self.label!r}, {self._info!r})"
+
+
+def _label(src: Any) -> str:
+    if isinstance(src, ParsedSource):
+        return src.label
+    if isinstance(src, str | os.PathLike):
+        return os.fspath(src) if isinstance(src, str) else str(src)
+    if isinstance(src, np.ndarray):
+        return f"<array of {src.nbytes} bytes>"
+    if isinstance(src, bytes | bytearray | memoryview):
+        return f"<{type(src).__name__} of {memoryview(src).nbytes} bytes>"
+    return f"<{type(src).__name__}>"
+
+
+def _read(src: Any) -> Any:
+    """The encoded bytes of ``src`` as bytes or a 1-D uint8 array (None for a CodeStream)."""
+    if isinstance(src, bytes):
+        return src
+    if isinstance(src, str | os.PathLike):
+        return Path(src).read_bytes()  # FileNotFoundError names the path
+    if isinstance(src, bytearray | memoryview):
+        return np.frombuffer(src, np.uint8)
+    if isinstance(src, np.ndarray):
+        if src.dtype != np.uint8:
+            raise TypeError(f"an encoded image array must have dtype uint8, got {src.dtype}")
+        return np.ascontiguousarray(src).reshape(-1)
+    if isinstance(src, _nvimgcodec.load().CodeStream):
+        return None
+    raise TypeError(
+        f"cannot decode a {type(src).__name__}: pass a path, bytes/bytearray/memoryview, "
+        "a NumPy uint8 array, an nvimgcodec.CodeStream or a gpuimg ParsedSource"
+    )
+
+
+def _load(src: Any) -> ParsedSource:
+    """Read ``src`` (path, bytes-like, uint8 array or CodeStream) and open its header;
+    a :class:`ParsedSource` comes back unchanged (already read).
+
+    Raises FileNotFoundError, TypeError, UnsupportedFormatError or DecodeError.
+    """
+    if isinstance(src, ParsedSource):
+        return src
+    data = _read(src)
+    if data is None:
+        return ParsedSource(src, src, 1, None)
+    if len(data) == 0:
+        raise DecodeError(_label(src), "the data is empty (0 bytes)")
+    try:
+        stream = _nvimgcodec.load().CodeStream(data)
+    except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
+        raise _unreadable(src, data, exc) from None
+    return ParsedSource(src, stream, exif.orientation(data), data)
+
+
+def parse(src: Any) -> ParsedSource:
+    """Read ``src`` and parse its header once, for a later decode that does not redo it.
+
+    ``src``: a path, bytes/bytearray/memoryview, a NumPy uint8 array of the encoded file
+    or an ``nvimgcodec.CodeStream`` (a ParsedSource comes back as it is). The result's
+    ``info`` holds the header facts; hand the result to :meth:`Decoder.decode`,
+    :meth:`Decoder.decode_batch`, :func:`read` or :func:`read_batch`. No pixels are
+    decoded and the pixel limit (a Decoder setting) is checked at decode time, but a
+    JPEG without its end-of-image marker is refused here, as a decode would refuse it.
+
+    Raises FileNotFoundError (or another OSError) for a file that cannot be read,
+    TypeError for an object that is not a source, :class:`~gpuimg.UnsupportedFormatError`
+    for a known format gpuimg cannot decode, and :class:`~gpuimg.DecodeError` naming the
+    source for empty, unreadable or truncated data.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import gpuimg
+        >>> parsed = parse(Path(gpuimg.__file__).parent.parent / "assets" / "coffee.jpg")
+        >>> parsed.info.height, parsed.info.width
+        (400, 600)
+        >>> res = gpuimg.Decoder("cpu").decode_batch([parsed])
+        >>> res.sources[0] is parsed
+        True
+    """
+    loaded = _load(src)
+    loaded._checked_info()
+    return loaded
+
+
+def _unreadable(src: Any, data: Any, exc: Exception) -> GpuImgError:
+    """The error for a header nvImageCodec cannot read: a known unsupported format, or junk."""
+    head = bytes(memoryview(data)[:16]) if data is not None else b""
+    name = formats.unsupported_format_name(head)
+    if name is not None:
+        return UnsupportedFormatError(f"cannot decode {_label(src)}: {name} is not supported; use {_supported_text()}")
+    return DecodeError(_label(src), f"its header is not a readable {_supported_text()} header ({exc})")
+
+
+def _supported_text() -> str:
+    """The formats gpuimg decodes, as messages name them ("JPEG, PNG, ... or PNM")."""
+    titles = [fmt.title for fmt in formats.FORMATS]
+    return ", ".join(titles[:-1]) + " or " + titles[-1]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a header says, without decoding pixels.
+
+    ``width``/``height`` are the decoded size with the EXIF ``orientation`` applied (as
+    :meth:`Decoder.decode` returns it by default); ``channels`` is what the file stores
+    (1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha or CMYK); ``dtype`` is "uint8" or
+    "uint16"; ``codec`` is nvImageCodec's name ("jpeg", "png", "tiff", ...).
+
+    Example:
+        >>> ImageInfo(640, 480, 3, "jpeg", "uint8", 1).pixels
+        307200
+    """
+
+    width: int
+    height: int
+    channels: int
+    codec: str
+    dtype: str
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def _info_of(loaded: ParsedSource) -> ImageInfo:
+    """Read the header facts from the CodeStream (use ``loaded.info``: kept once read)."""
+    cs = loaded.stream
+    try:
+        w, h, c = cs.width, cs.height, cs.num_channels
+        codec = cs.codec_name
+        precision = cs.precision or 8
+    except Exception as exc:  # CodeStream parses lazily: junk often fails only here
+        raise _unreadable(loaded.src, loaded.keep, exc) from None
+    if w < 1 or h < 1:
+        raise DecodeError(loaded.label, f"its header gives an empty size {w}x{h}")
+    if exif.swaps_axes(loaded.orientation):
+        w, h = h, w
+    return ImageInfo(w, h, c, codec, "uint16" if precision > 8 else "uint8", loaded.orientation)
+
+
+def _jpeg_complete(data: Any) -> bool:
+    """True when a JPEG ends with its end-of-image marker (after the last scan).
+
+    The common case costs one look at the last bytes; files with data after the marker
+    (some cameras append metadata) take a search of the whole file.
+    """
+    buf = data if isinstance(data, bytes) else bytes(memoryview(data))
+    if buf.find(b"\xff\xd9", max(0, len(buf) - 64)) >= 0:
+        return True
+    return buf.rfind(b"\xff\xd9") > buf.rfind(b"\xff\xda") >= 0
