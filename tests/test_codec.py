@@ -487,9 +487,9 @@ def test_batch_item_failing_inside_the_decode_call_is_dropped(dec):
 def _fixed_decoder(device: str) -> Decoder:
     """Hardware-first fixed backends (the pipeline's): the same item always goes to the
     same JPEG decoder, so two decodes of it are bit-identical on the GPU too."""
-    from gpuimg.pipeline import DECODE_BACKENDS
+    from gpuimg.pipeline import PipelineConfig
 
-    return Decoder(device, backends=DECODE_BACKENDS)
+    return Decoder(device, backends=PipelineConfig().decode_backends)
 
 
 def test_parse_then_decode_batch_equals_decode_batch_of_bytes(device, tmp_path, monkeypatch):

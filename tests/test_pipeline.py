@@ -381,11 +381,7 @@ def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path:
     """Headers are parsed once, on the reader threads: the decode lane gets the parsed
     sources; a truncated or corrupt file fails there, per item, and never reaches it."""
     from gpuimg import codec
-
-    try:  # where headers are parsed once the codec package is split
-        from gpuimg.codec import sources
-    except ImportError:  # TODO(merge): drop this fallback once gpuimg.codec.sources exists
-        sources = codec
+    from gpuimg.codec import sources  # the one place a header becomes an ImageInfo
     parsed: list[object] = []
     real_info_of, real_decode = sources._info_of, pipeline_codecs.decode_items
 

@@ -506,7 +506,7 @@ def _default_backends(nv: Any) -> list[Any]:
     one takes every JPEG. Items may come from either JPEG decoder, which differ from each
     other (and from libjpeg) by a level or two. The hybrid share costs more host CPU per
     image than hardware-first decoding, so the dataset pipeline, which shares the
-    CPU with its other stages, asks for hardware-first instead (pipeline.DECODE_BACKENDS).
+    CPU with its other stages, asks for hardware-first instead (PipelineConfig.decode_backends).
     """
     adaptive = nv.LoadHintPolicy.ADAPTIVE_MINIMIZE_IDLE_TIME
     return [

@@ -31,16 +31,11 @@ _LAZY = {
     "available_ops": "steps",
     "load_steps": "steps",
 }
-# Not public: the default of PipelineConfig.decode_backends, kept under its old name for
-# tests/test_codec.py until it reads PipelineConfig().decode_backends (changing it changes
-# nothing: the pipeline reads its config).
-_COMPAT = {"DECODE_BACKENDS": "config"}
-
 __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name) or _COMPAT.get(name)
+    module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module_name}", __name__), name)
