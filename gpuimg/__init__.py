@@ -44,24 +44,25 @@ _LAZY: dict[str, str] = {
     "BatchError": "codec",
     # the pipeline (gpuimg.pipeline)
     "Pipeline": "pipeline",
+    "PipelineConfig": "pipeline",
     # gpuimg.display
     "show": "display",
     # op families as subpackages
     "ops": "ops",
-    # ops/geometry.py
+    # gpuimg.ops.geometry
     **{name: "ops.geometry" for name in (
         "resize", "resize_shorter", "fit", "crop", "center_crop", "flip", "rotate90", "rotate", "pad", "warp_affine",
     )},
-    # ops/filters.py
+    # gpuimg.ops.filters
     **{name: "ops.filters" for name in (
         "gaussian_blur", "box_blur", "median_blur", "unsharp_mask", "sharpen", "convolve", "sobel",
     )},
-    # ops/color.py (fusion: gpuimg.ops.color.chain / .step)
+    # gpuimg.ops.color (fusion: gpuimg.ops.color.chain / .step)
     **{name: "ops.color" for name in (
         "to_gray", "convert", "invert", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
         "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor",
     )},
-    # ops/compose.py
+    # gpuimg.ops.compose
     **{name: "ops.compose" for name in (
         "fill", "gradient", "blend", "paste", "grid", "collage", "corner_radius", "drop_shadow", "stroke",
     )},
