@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from ..image import Image, ImageBatch
-from ._common import Source, check_src, uniform_channels
-from .pointwise import BINS, Chain, Step, chain, check_range, gray_tv_numpy, new_tensor, run_steps
+from .registry import register_op
+from ._engine.args import Source, check_range, check_src, uniform_channels
+from .pointwise import BINS, Chain, Step, chain, gray_tv_numpy, new_tensor, run_steps
 
 __all__ = [
     "to_gray",
@@ -554,6 +555,7 @@ def _channels_of(src: Source) -> int:
 # ----------------------------------------------------------------------------- the ops
 
 
+@register_op
 def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, stream: Any = None) -> Source:
     """Gray level (1 channel) of an RGB/RGBA image or batch; alpha is ignored.
 
@@ -572,6 +574,7 @@ def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, s
     return run_steps(src, [_convert_step("gray", None, weights, channels)], out, stream)
 
 
+@register_op
 def convert(src: Source, mode: str, *, src_mode: str | None = None, weights: str = "bt601", out: Source | None = None, stream: Any = None) -> Source:
     """Convert among "gray", "rgb", "bgr" and "rgba" (alpha added as 255 or dropped).
 
@@ -587,6 +590,7 @@ def convert(src: Source, mode: str, *, src_mode: str | None = None, weights: str
     return run_steps(src, [_convert_step(mode, src_mode, weights, _channels_of(src))], out, stream)
 
 
+@register_op
 def invert(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
     """``255 - v`` on the colour channels (alpha kept).
 
@@ -598,6 +602,7 @@ def invert(src: Source, *, out: Source | None = None, stream: Any = None) -> Sou
     return run_steps(src, [step.invert()], out, stream)
 
 
+@register_op
 def adjust_brightness(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Multiply by ``factor`` (>= 0, one per image allowed), as torchvision's adjust_brightness.
 
@@ -610,6 +615,7 @@ def adjust_brightness(src: Source, factor: float | Sequence[float], *, out: Sour
     return run_steps(src, [step.brightness(factor)], out, stream)
 
 
+@register_op
 def adjust_contrast(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Blend with the image's mean gray level, as torchvision's adjust_contrast (2 launches).
 
@@ -622,6 +628,7 @@ def adjust_contrast(src: Source, factor: float | Sequence[float], *, out: Source
     return run_steps(src, [step.contrast(factor)], out, stream)
 
 
+@register_op
 def adjust_saturation(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Blend with the gray image (0: gray, 1: unchanged), as torchvision's adjust_saturation.
 
@@ -634,6 +641,7 @@ def adjust_saturation(src: Source, factor: float | Sequence[float], *, out: Sour
     return run_steps(src, [step.saturation(factor)], out, stream)
 
 
+@register_op
 def adjust_hue(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Rotate the hue by ``factor`` turns (in [-0.5, 0.5]), as torchvision's adjust_hue.
 
@@ -646,6 +654,7 @@ def adjust_hue(src: Source, factor: float | Sequence[float], *, out: Source | No
     return run_steps(src, [step.hue(factor)], out, stream)
 
 
+@register_op
 def adjust_gamma(src: Source, gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0, *, out: Source | None = None, stream: Any = None) -> Source:
     """``255.999 * clamp(gain * (v / 255) ** gamma)``, truncated, as torchvision's adjust_gamma.
 
@@ -658,6 +667,7 @@ def adjust_gamma(src: Source, gamma: float | Sequence[float], gain: float | Sequ
     return run_steps(src, [step.gamma(gamma, gain)], out, stream)
 
 
+@register_op
 def opacity(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Scale the alpha of an RGBA image by ``factor`` in [0, 1] (rounded).
 
@@ -670,6 +680,7 @@ def opacity(src: Source, factor: float | Sequence[float], *, out: Source | None 
     return run_steps(src, [step.opacity(factor)], out, stream)
 
 
+@register_op
 def threshold(src: Source, value: float | Sequence[float] | str, maxval: float = 255, *, out: Source | None = None, stream: Any = None) -> Source:
     """Binary threshold as ``cv2.threshold(THRESH_BINARY)``: ``v > value ? maxval : 0``.
 
@@ -685,6 +696,7 @@ def threshold(src: Source, value: float | Sequence[float] | str, maxval: float =
     return run_steps(src, [step.threshold(value, maxval)], out, stream)
 
 
+@register_op
 def equalize_histogram(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
     """Histogram equalisation as ``cv2.equalizeHist``; RGB(A) images per colour channel.
 
@@ -803,6 +815,7 @@ def _vector(value: Any, name: str) -> tuple[float, ...]:
     return tuple(arr.tolist())
 
 
+@register_op
 def to_tensor(
     src: Source,
     mean: Any = None,
