@@ -30,6 +30,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from ..errors import check_choice
 from ..image import slot_layout
 from ..memory import scratch
 from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
@@ -53,8 +54,7 @@ class Spec(NamedTuple):
 
 
 def check_method(method: Any) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not a resize method; use one of {METHODS}")
+    check_choice(method, "method", METHODS, "a resize method")
     return method
 
 

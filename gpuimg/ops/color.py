@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import check_choice
 from ..image import Image, ImageBatch
 from .registry import register_op
 from ._engine.args import Source, check_range, check_src, uniform_channels
@@ -532,15 +533,13 @@ step = _StepBuilders()
 
 
 def _check_mode(mode: Any, name: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"{name}={mode!r} is not a colour mode; use one of {MODES}")
+    check_choice(mode, name, MODES, "a colour mode")
     return mode
 
 
 def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int | None) -> Step:
     _check_mode(mode, "mode")
-    if weights not in _GRAY_WEIGHTS:
-        raise ValueError(f"weights={weights!r} is not supported; use one of {tuple(_GRAY_WEIGHTS)}")
+    check_choice(weights, "weights", tuple(_GRAY_WEIGHTS))
     if src_mode is None:
         src_mode = {1: "gray", 3: "rgb", 4: "rgba"}[channels or 3]
     _check_mode(src_mode, "src_mode")
@@ -790,10 +789,8 @@ def _tensor_spec_cached(mean: Any, std: Any, dtype: str, layout: str) -> TensorS
 
 
 def _make_tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    if dtype not in _TENSOR_DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use one of {_TENSOR_DTYPES}")
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not supported; use one of {_LAYOUTS}")
+    check_choice(dtype, "dtype", _TENSOR_DTYPES)
+    check_choice(layout, "layout", _LAYOUTS)
     mean_t = _vector(0.0 if mean is None else mean, "mean")
     std_t = _vector(1.0 if std is None else std, "std")
     if any(s <= 0 for s in std_t):

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import check_choice
 from ..image import CHANNELS, DTYPES, Image, ImageBatch
 from .registry import register_op
 from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
@@ -253,8 +254,7 @@ def fit(
         >>> r.shape, int(r.array[0, 112, 0]), int(r.array[112, 0, 0])
         ((224, 224, 3), 0, 200)
     """
-    if mode not in FIT_MODES:
-        raise ValueError(f"mode={mode!r} is not a fit mode; use one of {FIT_MODES}")
+    check_choice(mode, "mode", FIT_MODES, "a fit mode")
     check_method(method)
     channels = _check(src)
     shapes = _shapes(src)
@@ -511,8 +511,7 @@ def pad(src: Source, top: Any = 0, bottom: Any = 0, left: Any = 0, right: Any = 
         >>> pad(img, 1, 1, 2, 2).shape
         (4, 6, 1)
     """
-    if mode not in PAD_MODES:
-        raise ValueError(f"mode={mode!r} is not a pad mode; use one of {PAD_MODES}")
+    check_choice(mode, "mode", PAD_MODES, "a pad mode")
     _check(src)
     shapes = _shapes(src)
     n = len(shapes)
@@ -575,8 +574,7 @@ def _warp_numpy(arr: np.ndarray, inv: np.ndarray, out_hw: tuple[int, int], bilin
 
 def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: str, fill: Any, out: Source | None,
           stream: Any) -> Source:
-    if method not in WARP_METHODS:
-        raise ValueError(f"method={method!r} is not a warp method; use one of {WARP_METHODS}")
+    check_choice(method, "method", WARP_METHODS, "a warp method")
     channels = _check(src)
     fill4 = _fill(fill)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
