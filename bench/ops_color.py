@@ -27,7 +27,7 @@ import harness  # noqa: E402
 
 import gpuimg  # noqa: E402
 from gpuimg.ops import color, compose  # noqa: E402
-from gpuimg.ops._common import launch_stats, reset_launch_stats  # noqa: E402
+from gpuimg.ops import launch_stats, reset_launch_stats  # noqa: E402
 
 H, W = 2160, 3840
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

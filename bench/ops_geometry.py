@@ -23,7 +23,8 @@ import harness  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import gpuimg  # noqa: E402
 from gpuimg import Image, ImageBatch  # noqa: E402
-from gpuimg.ops import _common, filters, geometry  # noqa: E402
+from gpuimg import ops as _common  # noqa: E402
+from gpuimg.ops import filters, geometry  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

@@ -16,7 +16,7 @@ from PIL import ImageOps
 
 import gpuimg
 from gpuimg.ops import color
-from gpuimg.ops._common import launch_stats, reset_launch_stats
+from gpuimg.ops import launch_stats, reset_launch_stats
 
 from conftest import load_asset
 

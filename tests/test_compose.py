@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 import gpuimg
 from gpuimg.ops import compose
-from gpuimg.ops._common import launch_stats, reset_launch_stats
+from gpuimg.ops import launch_stats, reset_launch_stats
 
 from conftest import load_asset
 

@@ -17,7 +17,8 @@ import pytest
 
 import gpuimg
 from gpuimg import Image, ImageBatch
-from gpuimg.ops import _common, filters
+from gpuimg import ops as _common
+from gpuimg.ops import filters
 from conftest import load_asset
 
 cv2 = pytest.importorskip("cv2")
@@ -255,3 +256,93 @@ def test_per_sample_count_checked():
     batch = ImageBatch.empty([(8, 8), (9, 9)], device="cpu")
     with pytest.raises(ValueError, match="sigma"):
         filters.gaussian_blur(batch, [1.0, 2.0, 3.0])
+
+
+# ---------------------------------------------------------------- the op registry and kernel sources
+
+
+def test_registry_lists_exactly_the_public_ops_of_the_four_families() -> None:
+    import inspect
+
+    from gpuimg.ops import color, compose, geometry, registry
+
+    expected = {}
+    for family in (color, compose, filters, geometry):
+        for name in family.__all__:
+            fn = getattr(family, name)
+            if inspect.isfunction(fn) and "out" in inspect.signature(fn).parameters and "stream" in inspect.signature(fn).parameters:
+                expected[name] = family.__name__.rsplit(".", 1)[1]
+    ops = registry.registered()
+    assert {n: i.family for n, i in ops.items()} == expected
+    for info in ops.values():
+        params = inspect.signature(info.fn).parameters
+        assert params["out"].kind is inspect.Parameter.KEYWORD_ONLY and params["stream"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert not ops["grid"].step and not ops["collage"].step
+    assert ops["blend"].image_params == ("src",) and ops["paste"].image_params == ("src",)
+    assert {"fill", "gradient", "blend", "paste"} <= set(registry.available_ops())
+
+
+def test_every_generated_kernel_source_compiles_with_nvrtc() -> None:
+    """Every CUDA source the ops can generate compiles (NVRTC needs no GPU)."""
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc", reason="NVRTC (cupy) is not installed")
+    import os
+
+    import cupy
+
+    include = "-I" + os.path.join(os.path.dirname(cupy.__file__), "_core", "include")
+    try:
+        nvrtc.getVersion()
+    except Exception as exc:  # pragma: no cover - no NVRTC library
+        pytest.skip(f"NVRTC is not usable here: {exc}")
+    for label, source, options in kernel_sources():
+        prog = nvrtc.createProgram(source, "check.cu", [], [])
+        try:
+            nvrtc.compileProgram(prog, ["-arch=compute_90", "--std=c++17", include, *options])
+        except Exception as exc:
+            pytest.fail(f"{label} does not compile: {exc}\n{nvrtc.getProgramLog(prog)}")
+
+
+def kernel_sources() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(label, CUDA source, NVRTC options) of every kernel variant the ops can generate:
+    each module, each tile radius, median size and dtype, and the fused pointwise kernel
+    for every step kind, channel count and output (image, tensor dtype/layout, statistic)."""
+    from gpuimg.ops import _resample, color, compose, geometry, pointwise
+
+    fmad = ("--fmad=false",)
+    out = [
+        ("filters", filters._module_source(), ()),
+        ("geometry", geometry._source(), ()),
+        ("resample", _resample._module_source(8), ()),
+        ("resample weights", _resample._WEIGHTS_SOURCE, fmad),
+        ("compose", compose.CUDA_PRELUDE + compose._PRELUDE + compose._KERNELS, fmad),
+    ]
+    dtypes = [np.dtype(d) for d in ("uint8", "uint16", "float32")]
+    for d in dtypes:
+        out += [(f"sep_tile{r} {d}", filters._tile_source(r, d), ()) for r in range(1, filters.MAX_TILE_RADIUS + 1)]
+        out += [(f"median{k} {d}", filters._median_source(k, d), ()) for k in range(3, filters.MAX_MEDIAN_SIZE + 1, 2)]
+    out += [(f"median{k} u8x4", filters._median_simd_source(k), ()) for k in range(3, filters.MAX_MEDIAN_SIZE + 1, 2)]
+    S = color.step
+    per_channels = {
+        1: [S.brightness(1.2), S.contrast(0.9), S.gamma(0.8), S.invert(), S.threshold(100), S.threshold("otsu"), S.equalize(),
+            S.saturation(0.5), S.hue(0.1), S.convert("rgb"), S.convert("rgba")],
+        3: [S.brightness(1.2), S.contrast(0.9), S.saturation(0.5), S.hue(0.1), S.gamma(0.8), S.invert(), S.threshold(100),
+            S.equalize(), S.to_gray(), S.to_gray("bt709"), S.convert("bgr"), S.convert("rgba"), S.convert("gray", "bgr")],
+        4: [S.brightness(1.2), S.contrast(0.9), S.opacity(0.5), S.hue(0.1), S.equalize(), S.to_gray(src_mode="rgba"),
+            S.convert("rgb"), S.convert("bgr", "rgba")],
+    }
+    tensors = [color.tensor_spec(0.5, 0.5, dt, lay) for dt in ("float32", "float16") for lay in ("NCHW", "NHWC")]
+    for channels, steps in per_channels.items():
+        for st in steps:
+            for tensor in [None, *tensors]:
+                all_steps = (st,) + ((tensor.step(),) if tensor is not None else ())
+                output = pointwise._tensor_output(tensor) if tensor is not None else pointwise._IMAGE_OUT
+                _, stride = pointwise._hist_layout(all_steps, channels)
+                label = f"pointwise {st.kind} c={channels} {output}"
+                out.append((label, pointwise._kernel_source(all_steps, channels, output, -1, stride), fmad))
+                for i, s in enumerate(all_steps):
+                    if s.stat:
+                        out.append((label + " stat", pointwise._kernel_source(all_steps, channels, pointwise._Output("hist"), i, stride), fmad))
+    long_chain = (S.brightness(1.1), S.contrast(0.9), S.saturation(1.2), S.hue(0.05), S.gamma(0.9), S.equalize(), tensors[0].step())
+    _, stride = pointwise._hist_layout(long_chain, 3)
+    out.append(("pointwise long chain", pointwise._kernel_source(long_chain, 3, pointwise._tensor_output(tensors[0]), -1, stride), fmad))
+    return out

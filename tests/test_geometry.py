@@ -25,7 +25,8 @@ from conftest import load_asset
 
 import gpuimg
 from gpuimg import Image, ImageBatch
-from gpuimg.ops import _common, _resample, geometry
+from gpuimg import ops as _common
+from gpuimg.ops import _resample, geometry
 
 cv2 = pytest.importorskip("cv2")
 PIL = pytest.importorskip("PIL.Image")

@@ -1,6 +1,22 @@
 """Image operations, one module per family: geometry, filters, color, compose.
 
-Every op follows one calling convention: ``op(src, ..., out=None, stream=None)`` with an
+Every op follows one calling convention: ``op(src, ..., *, out=None, stream=None)`` with an
 Image or ImageBatch in; ``out=src`` works in place where the shape allows; a given ``out``
 is reused without allocation (its logical shape is set, growing only when needed).
+Importing this package imports every family, so :mod:`.registry` lists every op.
+
+Example:
+    >>> from gpuimg import ops
+    >>> "resize" in ops.registry.available_ops()
+    True
+    >>> with ops.kernel_config(simd_median=False) as cfg:
+    ...     cfg.simd_median
+    False
 """
+
+from . import registry
+from ._engine.batch import launch_stats, reset_launch_stats
+from ._engine.kernels import KernelConfig, kernel_config
+from . import color, compose, filters, geometry  # noqa: E402  (fills the registry)
+
+__all__ = ["color", "compose", "filters", "geometry", "registry", "launch_stats", "reset_launch_stats", "KernelConfig", "kernel_config"]

@@ -30,15 +30,17 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from ..errors import check_choice
+from ..image import slot_layout
 from ..memory import scratch
-from ._common import Source, batch_view, launch, raw_kernel
-from ._kernels import BLOCK, CUDA_PRELUDE, dtype_suffix, grid_for, pack, pairs, store_numpy, upload, upload_blob
+from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
+from ._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, same_memory, span_bytes
+from ._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from ._engine.params import Blob, pack, upload, upload_blob
 
 __all__ = ["METHODS", "Spec", "Plan", "check_method", "axis_weights", "cached_plan", "resample"]
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
-SMALL_TAPS = 8  # row windows up to this many taps use the unrolled kernel (2x downscale bilinear: 5)
-TWO_PASS = True  # False: always the fused one-pass kernel (else _two_pass_pays decides)
 _CV_COEF_SCALE = 2048.0  # INTER_RESIZE_COEF_SCALE of OpenCV's fixed-point 8-bit resize
 
 
@@ -52,8 +54,7 @@ class Spec(NamedTuple):
 
 
 def check_method(method: Any) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not a resize method; use one of {METHODS}")
+    check_choice(method, "method", METHODS, "a resize method")
     return method
 
 
@@ -684,25 +685,20 @@ extern "C" __global__ void resample_weights(const double* axes, int* starts, flo
 """
 
 
-@functools.lru_cache(maxsize=1)
-def _module_source() -> str:
-    entries = []
-    sig = ("const void* src, const long long* tab, void* dst, const long long* otab, const int* meta, "
-           "const int* starts, const float* weights, const float* fill, int C")
+@functools.lru_cache(maxsize=None)  # built once per small_taps value
+def _module_source(small_taps: int) -> str:
+    params = ("const void* src, const long long* tab, void* dst, const long long* otab, const int* meta, "
+              "const int* starts, const float* weights, const float* fill")
     args = "src, tab, dst, otab, meta, starts, weights, fill"
-    for suf, t in (("u8", "u8"), ("u16", "u16"), ("f32", "float")):
-        for maxt, name in ((0, "resample"), (SMALL_TAPS, "resample_small")):
-            body = (f"switch (C) {{ case 1: resample<{t}, 1, {maxt}>({args}); break; "
-                    f"case 3: resample<{t}, 3, {maxt}>({args}); break; default: resample<{t}, 4, {maxt}>({args}); }}")
-            entries.append(f'extern "C" __global__ void {name}_{suf}({sig}) {{ {body} }}')
-        psig = ("const void* in, const long long* itab, void* out, const long long* otab, const int* meta, "
-                "const int* starts, const float* weights, const float* fill, int pass, int C")
-        pargs = "in, itab, out, otab, meta, starts, weights, fill, pass"
-        for pas, (ti, to) in ((1, (t, "float")), (2, ("float", t))):
-            body = (f"switch (C) {{ case 1: resample_pass<{ti}, {to}, {t}, 1>({pargs}); break; "
-                    f"case 3: resample_pass<{ti}, {to}, {t}, 3>({pargs}); break; "
-                    f"default: resample_pass<{ti}, {to}, {t}, 4>({pargs}); }}")
-            entries.append(f'extern "C" __global__ void resample_pass{pas}_{suf}({psig}) {{ {body} }}')
+    ppar = ("const void* in, const long long* itab, void* out, const long long* otab, const int* meta, "
+            "const int* starts, const float* weights, const float* fill, int pass")
+    pargs = "in, itab, out, otab, meta, starts, weights, fill, pass"
+    entries = [
+        dtype_entries("resample", "resample", params, args, "{t}, {c}, 0"),
+        dtype_entries("resample_small", "resample", params, args, "{t}, {c}, %d" % small_taps),
+        dtype_entries("resample_pass1", "resample_pass", ppar, pargs, "{t}, float, {t}, {c}"),
+        dtype_entries("resample_pass2", "resample_pass", ppar, pargs, "float, {t}, {t}, {c}"),
+    ]
     return _SOURCE + "\n".join(entries)
 
 
@@ -722,11 +718,12 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     blob, small, two_pass = _blob(plan, fill, src)
     meta, axes, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
     starts, weights = _device_weights(plan, axes, stream)
-    if two_pass and TWO_PASS:
+    config = current_config()
+    if two_pass and config.two_pass:
         _two_passes(src, out, view, oview, plan, (meta, starts, weights, fill_dev), channels, stream)
         return out
     name = "resample_small" if small else "resample"
-    kernel = raw_kernel(_module_source(), f"{name}_{dtype_suffix(src.dtype)}")
+    kernel = raw_kernel(_module_source(config.small_taps), f"{name}_{dtype_suffix(src.dtype)}")
     launch(
         kernel, grid_for(oview, BLOCK), BLOCK + (1,),
         (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights, fill_dev,
@@ -761,7 +758,7 @@ _BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool, bool]] = {}
 def _two_pass_pays(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> bool:
     """Cost model: taps of the fused kernel (nx * ny per output) against two passes (nx + ny,
     plus the intermediate's write and read, counted as 4 taps a value), with a margin of 2
-    for the second launch. Measured on an H200: bicubic/lanczos 2x downscales of 4K gain
+    for the second launch. Measured: bicubic/lanczos 2x downscales of 4K gain
     1.6x/2.8x; bilinear 2x and a batch to 224x224 stay fused."""
     fused = two = 0
     for (h, w, *_), m in zip(shapes, plan.meta.tolist()):
@@ -782,7 +779,7 @@ def _blob(plan: Plan, fill: np.ndarray, src: Source) -> tuple[Blob, bool, bool]:
             _BLOBS.clear()
         shapes = src.shapes if hasattr(src, "images") else [src.shape]
         data = pack(plan.meta, plan.axes, np.asarray(fill, np.float32))
-        small = int(plan.meta[:, 2].max()) <= SMALL_TAPS
+        small = int(plan.meta[:, 2].max()) <= current_config().small_taps
         hit = _BLOBS[key] = (plan, data, small, _two_pass_pays(plan, shapes))
     return hit[1], hit[2], hit[3]
 
@@ -797,14 +794,12 @@ def _mid_table(plan: Plan, shapes: list[tuple[int, int, int]]) -> tuple[np.ndarr
     if hit is None or hit[0] is not plan:
         if len(_MID_TABLES) >= 2 * _MAX_PLANS:
             _MID_TABLES.clear()
-        rows = np.zeros((len(shapes), 5), np.int64)
-        offset = 0
+        mids = []
         for i, (h, w, c) in enumerate(shapes):
             order, rh, rw = int(plan.meta[i, 6]), int(plan.meta[i, 10]), int(plan.meta[i, 11])
-            mh, mw = (rh, w) if order == 2 else (h, rw)
-            rows[i] = (offset, mh, mw, mw * c * 4, c)
-            offset += -(-mh * mw * c * 4 // 256) * 256
-        hit = _MID_TABLES[key] = (plan, rows, max(offset, 4), int(rows[:, 1].max()), int(rows[:, 2].max()))
+            mids.append(((rh, w) if order == 2 else (h, rw)) + (c,))
+        rows, _, total = slot_layout(mids, 1, np.float32)
+        hit = _MID_TABLES[key] = (plan, rows, max(int(total), 4), int(rows[:, 1].max()), int(rows[:, 2].max()))
     return hit[1], hit[2], hit[3], hit[4]
 
 
@@ -814,9 +809,9 @@ def _two_passes(src: Source, out: Source, view: Any, oview: Any, plan: Plan, par
     shapes = src.shapes if hasattr(src, "images") else [src.shape]
     rows, nbytes, mh, mw = _mid_table(plan, shapes)
     mid = scratch("resample:mid", nbytes, "cuda")
-    mid_tab = upload("resample:midtable", rows, "cuda", stream, token=rows)
+    mid_tab = upload("resample:midtable", rows, "cuda", stream, key=rows)
     suf = dtype_suffix(src.dtype)
-    source = _module_source()
+    source = _module_source(current_config().small_taps)
     for pas, (ibase, itab, obase, otab, grid_src) in enumerate(
         ((view.base, view.table, mid.ptr, mid_tab, (mw, mh, view.count)),
          (mid.ptr, mid_tab, oview.base, oview.table, (oview.max_width, oview.max_height, oview.count))),

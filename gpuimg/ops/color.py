@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import check_choice
 from ..image import Image, ImageBatch
-from ._common import Source, check_src, uniform_channels
-from .pointwise import BINS, Chain, Step, chain, check_range, gray_tv_numpy, new_tensor, run_steps
+from .registry import register_op
+from ._engine.args import Source, check_range, check_src, uniform_channels
+from .pointwise import BINS, Chain, Step, TensorSpec, chain, gray_tv_numpy, run_steps, tensor_spec
 
 __all__ = [
     "to_gray",
@@ -432,27 +434,6 @@ class _Convert(Step):
         return np.stack(planes, axis=-1).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class _ToTensor(Step):
-    """``v * scale + bias`` per channel: (v / 255 - mean) / std folded into one multiply-add."""
-
-    given: int = 1  # how many mean/std values the caller gave (1 or the channel count)
-
-    def check(self, c: int) -> None:
-        if self.given not in (1, c):
-            raise ValueError(f"mean/std have {self.given} values for an image of {c} channels; give 1 or {c}")
-
-    def cuda(self, c: int, p: str, sh: str) -> str:
-        return f"for (int k = 0; k < {c}; ++k) v[k] = v[k] * {p}[k] + {p}[4 + k];"
-
-    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
-        c = v.shape[2]
-        return v * p[:c] + p[4 : 4 + c]
-
-    def key(self, c: int) -> tuple[Any, ...]:
-        return (self.kind, c)
-
-
 # ----------------------------------------------------------------------------- step builders
 
 
@@ -531,15 +512,13 @@ step = _StepBuilders()
 
 
 def _check_mode(mode: Any, name: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"{name}={mode!r} is not a colour mode; use one of {MODES}")
+    check_choice(mode, name, MODES, "a colour mode")
     return mode
 
 
 def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int | None) -> Step:
     _check_mode(mode, "mode")
-    if weights not in _GRAY_WEIGHTS:
-        raise ValueError(f"weights={weights!r} is not supported; use one of {tuple(_GRAY_WEIGHTS)}")
+    check_choice(weights, "weights", tuple(_GRAY_WEIGHTS))
     if src_mode is None:
         src_mode = {1: "gray", 3: "rgb", 4: "rgba"}[channels or 3]
     _check_mode(src_mode, "src_mode")
@@ -554,6 +533,7 @@ def _channels_of(src: Source) -> int:
 # ----------------------------------------------------------------------------- the ops
 
 
+@register_op
 def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, stream: Any = None) -> Source:
     """Gray level (1 channel) of an RGB/RGBA image or batch; alpha is ignored.
 
@@ -572,6 +552,7 @@ def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, s
     return run_steps(src, [_convert_step("gray", None, weights, channels)], out, stream)
 
 
+@register_op
 def convert(src: Source, mode: str, *, src_mode: str | None = None, weights: str = "bt601", out: Source | None = None, stream: Any = None) -> Source:
     """Convert among "gray", "rgb", "bgr" and "rgba" (alpha added as 255 or dropped).
 
@@ -587,6 +568,7 @@ def convert(src: Source, mode: str, *, src_mode: str | None = None, weights: str
     return run_steps(src, [_convert_step(mode, src_mode, weights, _channels_of(src))], out, stream)
 
 
+@register_op
 def invert(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
     """``255 - v`` on the colour channels (alpha kept).
 
@@ -598,6 +580,7 @@ def invert(src: Source, *, out: Source | None = None, stream: Any = None) -> Sou
     return run_steps(src, [step.invert()], out, stream)
 
 
+@register_op
 def adjust_brightness(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Multiply by ``factor`` (>= 0, one per image allowed), as torchvision's adjust_brightness.
 
@@ -610,6 +593,7 @@ def adjust_brightness(src: Source, factor: float | Sequence[float], *, out: Sour
     return run_steps(src, [step.brightness(factor)], out, stream)
 
 
+@register_op
 def adjust_contrast(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Blend with the image's mean gray level, as torchvision's adjust_contrast (2 launches).
 
@@ -622,6 +606,7 @@ def adjust_contrast(src: Source, factor: float | Sequence[float], *, out: Source
     return run_steps(src, [step.contrast(factor)], out, stream)
 
 
+@register_op
 def adjust_saturation(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Blend with the gray image (0: gray, 1: unchanged), as torchvision's adjust_saturation.
 
@@ -634,6 +619,7 @@ def adjust_saturation(src: Source, factor: float | Sequence[float], *, out: Sour
     return run_steps(src, [step.saturation(factor)], out, stream)
 
 
+@register_op
 def adjust_hue(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Rotate the hue by ``factor`` turns (in [-0.5, 0.5]), as torchvision's adjust_hue.
 
@@ -646,6 +632,7 @@ def adjust_hue(src: Source, factor: float | Sequence[float], *, out: Source | No
     return run_steps(src, [step.hue(factor)], out, stream)
 
 
+@register_op
 def adjust_gamma(src: Source, gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0, *, out: Source | None = None, stream: Any = None) -> Source:
     """``255.999 * clamp(gain * (v / 255) ** gamma)``, truncated, as torchvision's adjust_gamma.
 
@@ -658,6 +645,7 @@ def adjust_gamma(src: Source, gamma: float | Sequence[float], gain: float | Sequ
     return run_steps(src, [step.gamma(gamma, gain)], out, stream)
 
 
+@register_op
 def opacity(src: Source, factor: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Scale the alpha of an RGBA image by ``factor`` in [0, 1] (rounded).
 
@@ -670,6 +658,7 @@ def opacity(src: Source, factor: float | Sequence[float], *, out: Source | None 
     return run_steps(src, [step.opacity(factor)], out, stream)
 
 
+@register_op
 def threshold(src: Source, value: float | Sequence[float] | str, maxval: float = 255, *, out: Source | None = None, stream: Any = None) -> Source:
     """Binary threshold as ``cv2.threshold(THRESH_BINARY)``: ``v > value ? maxval : 0``.
 
@@ -685,6 +674,7 @@ def threshold(src: Source, value: float | Sequence[float] | str, maxval: float =
     return run_steps(src, [step.threshold(value, maxval)], out, stream)
 
 
+@register_op
 def equalize_histogram(src: Source, *, out: Source | None = None, stream: Any = None) -> Source:
     """Histogram equalisation as ``cv2.equalizeHist``; RGB(A) images per colour channel.
 
@@ -701,108 +691,7 @@ def equalize_histogram(src: Source, *, out: Source | None = None, stream: Any = 
 
 # ----------------------------------------------------------------------------- to_tensor
 
-_TENSOR_DTYPES = ("float32", "float16")
-_LAYOUTS = ("NCHW", "NHWC")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """How a chain ends in a tensor: normalisation, dtype and layout (checked)."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    dtype: str
-    layout: str
-
-    @functools.cached_property
-    def _step(self) -> Step:
-        count = len(self.mean)
-        mean = np.resize(np.asarray(self.mean, np.float64), 4)
-        std = np.resize(np.asarray(self.std, np.float64), 4)
-        scale = 1.0 / (255.0 * std)
-        bias = -mean / std
-        return _ToTensor("to_tensor", (*scale.tolist(), *bias.tolist()), given=count)
-
-    def step(self) -> Step:
-        """The to_tensor step (built once per spec)."""
-        return self._step
-
-    def shape(self, src: Source, channels: int) -> tuple[int, ...]:
-        if isinstance(src, ImageBatch):
-            sizes = {(h, w) for h, w, _ in src.shapes}
-            if len(sizes) != 1:
-                raise ValueError(f"src is a batch of {len(sizes)} different sizes; to_tensor needs equal-size images (resize first)")
-            (h, w), n = sizes.pop(), len(src)
-            return (n, channels, h, w) if self.layout == "NCHW" else (n, h, w, channels)
-        h, w = src.height, src.width
-        return (channels, h, w) if self.layout == "NCHW" else (h, w, channels)
-
-    def prepare(self, src: Source, channels: int, out: Any) -> Any:
-        shape = self.shape(src, channels)
-        if out is None:
-            return new_tensor(shape, self.dtype, src.device)
-        xp = src.xp
-        if not isinstance(out, xp.ndarray):
-            raise TypeError(f"out must be a {xp.__name__}.ndarray on {src.device!r}, got {type(out).__name__}")
-        if tuple(out.shape) != shape or out.dtype != np.dtype(self.dtype) or not out.flags.c_contiguous:
-            raise ValueError(
-                f"out has shape {tuple(out.shape)} {out.dtype}; to_tensor needs a C-contiguous {shape} {self.dtype} array"
-            )
-        return out
-
-    def store_cpu(self, out: np.ndarray, index: int, v: np.ndarray, batched: bool) -> None:
-        arr = v.astype(self.dtype)
-        if self.layout == "NCHW":
-            arr = arr.transpose(2, 0, 1)
-        if batched:
-            out[index] = arr
-        else:
-            out[...] = arr
-
-
-def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    """Checked :class:`TensorSpec` (ValueError naming the bad argument), cached per arguments."""
-    try:
-        return _tensor_spec_cached(_hashable(mean), _hashable(std), dtype, layout)
-    except TypeError:  # unhashable (an array of values): check without the cache
-        return _make_tensor_spec(mean, std, dtype, layout)
-
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-@functools.lru_cache(maxsize=64)
-def _tensor_spec_cached(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    return _make_tensor_spec(mean, std, dtype, layout)
-
-
-def _make_tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    if dtype not in _TENSOR_DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use one of {_TENSOR_DTYPES}")
-    if layout not in _LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not supported; use one of {_LAYOUTS}")
-    mean_t = _vector(0.0 if mean is None else mean, "mean")
-    std_t = _vector(1.0 if std is None else std, "std")
-    if any(s <= 0 for s in std_t):
-        raise ValueError(f"std={std!r} must be positive")
-    if len(mean_t) != len(std_t):
-        if len(mean_t) == 1:
-            mean_t = mean_t * len(std_t)
-        elif len(std_t) == 1:
-            std_t = std_t * len(mean_t)
-        else:
-            raise ValueError(f"mean has {len(mean_t)} values and std {len(std_t)}; give the same count (or one)")
-    return TensorSpec(mean_t, std_t, dtype, layout)
-
-
-def _vector(value: Any, name: str) -> tuple[float, ...]:
-    arr = np.atleast_1d(np.asarray(value, np.float64))
-    if arr.ndim != 1 or not 1 <= arr.size <= 4 or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}={value!r} must be a number or 1 to 4 finite numbers (one per channel)")
-    return tuple(arr.tolist())
-
-
+@register_op
 def to_tensor(
     src: Source,
     mean: Any = None,

@@ -25,9 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ..image import Image, ImageBatch
-from ._common import Source, check_src, launch, per_sample, prepare_out, raw_kernel, same_memory, uniform_channels
-from .pointwise import check_range, upload
+from ..image import Image, ImageBatch, images_of
+from .registry import register_op
+from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
+from ._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, same_memory, span_bytes
+from ._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from ._engine.params import Blob, pack, upload, upload_blob
 
 __all__ = ["fill", "gradient", "blend", "paste", "grid", "collage", "corner_radius", "drop_shadow", "stroke"]
 
@@ -38,11 +41,6 @@ ALPHA_SHAPE = 128  # a pixel belongs to the shape (for strokes) when its alpha i
 # ----------------------------------------------------------------------------- CUDA
 
 _PRELUDE = r"""
-typedef unsigned char u8; typedef long long i64; typedef unsigned int u32;
-struct Slot { u8* p; i64 h, w, pitch; };
-__device__ __forceinline__ Slot slot(const u8* base, const i64* tab, int i) {
-    const i64* r = tab + i * 5; Slot s; s.p = (u8*)base + r[0]; s.h = r[1]; s.w = r[2]; s.pitch = r[3]; return s;
-}
 #define DIV255(a) ((((a) >> 8) + (a)) >> 8)
 // Pillow's AlphaComposite.c (PRECISION_BITS 7): s over d, straight alpha, all uint8.
 __device__ __forceinline__ void over(const u32 s[4], u32 d[4]) {
@@ -70,7 +68,7 @@ _KERNELS = r"""
 extern "C" __global__ void fill(u8* dst, const i64* dtab, const float* prm, int c) {
     const Slot d = slot(dst, dtab, blockIdx.y); const float* P = prm + blockIdx.y * 8;
     const i64 y0 = max((i64)0, (i64)P[0]), x0 = max((i64)0, (i64)P[1]);
-    const i64 y1 = min(d.h, (i64)P[2]), x1 = min(d.w, (i64)P[3]);
+    const i64 y1 = min(d.height, (i64)P[2]), x1 = min(d.width, (i64)P[3]);
     if (y1 <= y0 || x1 <= x0) return;
     const i64 cw = x1 - x0;
     u32 v[4] = {(u32)P[4], (u32)P[5], (u32)P[6], (u32)P[7]};
@@ -81,8 +79,8 @@ extern "C" __global__ void fill(u8* dst, const i64* dtab, const float* prm, int 
 // stops rows: position, c0..c3 (sorted by position).
 extern "C" __global__ void gradient(u8* dst, const i64* dtab, const float* prm, const float* stops, int nstops, int c) {
     const Slot d = slot(dst, dtab, blockIdx.y); const float* P = prm + blockIdx.y * 6;
-    GRID_LOOP(d.h * d.w) {
-        const i64 y = i / d.w, x = i % d.w;
+    GRID_LOOP(d.height * d.width) {
+        const i64 y = i / d.width, x = i % d.width;
         const float dx = ((float)x + 0.5f) - P[3], dy = ((float)y + 0.5f) - P[4];
         float t = P[0] == 0.f ? (dx * P[1] + dy * P[2] + P[5]) / (2.f * P[5]) : sqrtf(dx * dx + dy * dy) / P[5];
         const float* a = stops; const float* b = stops;
@@ -107,7 +105,7 @@ extern "C" __global__ void composite(const u8* src, const i64* stab, u8* dst, co
     const Slot s = slot(src, stab, L), d = slot(dst, dtab, per_layer ? L : 0);
     const i64 top = (i64)prm[L * 3], left = (i64)prm[L * 3 + 1]; const float op = prm[L * 3 + 2];
     const i64 y0 = max((i64)0, -top), x0 = max((i64)0, -left);
-    const i64 y1 = min(s.h, d.h - top), x1 = min(s.w, d.w - left);
+    const i64 y1 = min(s.height, d.height - top), x1 = min(s.width, d.width - left);
     if (y1 <= y0 || x1 <= x0) return;
     const i64 cw = x1 - x0;
     GRID_LOOP((y1 - y0) * cw) {
@@ -127,11 +125,11 @@ extern "C" __global__ void composite(const u8* src, const i64* stab, u8* dst, co
 extern "C" __global__ void corners(const u8* src, const i64* stab, u8* dst, const i64* dtab, const float* prm, int cs) {
     const Slot s = slot(src, stab, blockIdx.y), d = slot(dst, dtab, blockIdx.y);
     const float r = prm[blockIdx.y];
-    GRID_LOOP(s.h * s.w) {
-        const i64 y = i / s.w, x = i % s.w;
+    GRID_LOOP(s.height * s.width) {
+        const i64 y = i / s.width, x = i % s.width;
         u32 v[4]; load(s.p + y * s.pitch + x * cs, cs, v);
         const float px = (float)x + 0.5f, py = (float)y + 0.5f;
-        const float cx = fminf(fmaxf(px, r), (float)s.w - r), cy = fminf(fmaxf(py, r), (float)s.h - r);
+        const float cx = fminf(fmaxf(px, r), (float)s.width - r), cy = fminf(fmaxf(py, r), (float)s.height - r);
         const float dist = sqrtf((px - cx) * (px - cx) + (py - cy) * (py - cy));
         const float cov = dist > 0.f ? fminf(fmaxf(r + 0.5f - dist, 0.f), 1.f) : 1.f;
         v[3] = (u32)rintf((float)v[3] * cov);
@@ -143,11 +141,11 @@ extern "C" __global__ void corners(const u8* src, const i64* stab, u8* dst, cons
 extern "C" __global__ void shadow_mask(const u8* src, const i64* stab, u8* dst, const i64* dtab, const float* prm, int cs) {
     const Slot s = slot(src, stab, blockIdx.y), d = slot(dst, dtab, blockIdx.y);
     const i64 sy = (i64)prm[blockIdx.y * 2], sx = (i64)prm[blockIdx.y * 2 + 1];
-    GRID_LOOP(d.h * d.w) {
-        const i64 y = i / d.w - sy, x = i % d.w - sx;
+    GRID_LOOP(d.height * d.width) {
+        const i64 y = i / d.width - sy, x = i % d.width - sx;
         u8 a = 0;
-        if (y >= 0 && y < s.h && x >= 0 && x < s.w) a = cs == 4 ? s.p[y * s.pitch + x * 4 + 3] : 255;
-        d.p[(i / d.w) * d.pitch + i % d.w] = a;
+        if (y >= 0 && y < s.height && x >= 0 && x < s.width) a = cs == 4 ? s.p[y * s.pitch + x * 4 + 3] : 255;
+        d.p[(i / d.width) * d.pitch + i % d.width] = a;
     }
 }
 
@@ -158,12 +156,12 @@ extern "C" __global__ void shadow_compose(const u8* src, const i64* stab, const 
     const Slot s = slot(src, stab, blockIdx.y), m = slot(mask, mtab, blockIdx.y), d = slot(dst, dtab, blockIdx.y);
     const float* P = prm + blockIdx.y * 7;
     const i64 iy = (i64)P[0], ix = (i64)P[1];
-    GRID_LOOP(d.h * d.w) {
-        const i64 y = i / d.w, x = i % d.w;
+    GRID_LOOP(d.height * d.width) {
+        const i64 y = i / d.width, x = i % d.width;
         u32 b[4] = {(u32)P[3], (u32)P[4], (u32)P[5], 0};
         b[3] = (u32)rintf((float)m.p[y * m.pitch + x] * P[2] * (P[6] / 255.f));
         const i64 yy = y - iy, xx = x - ix;
-        if (yy >= 0 && yy < s.h && xx >= 0 && xx < s.w) { u32 a[4]; load(s.p + yy * s.pitch + xx * cs, cs, a); over(a, b); }
+        if (yy >= 0 && yy < s.height && xx >= 0 && xx < s.width) { u32 a[4]; load(s.p + yy * s.pitch + xx * cs, cs, a); over(a, b); }
         store(d.p + y * d.pitch + x * 4, 4, b);
     }
 }
@@ -172,15 +170,15 @@ extern "C" __global__ void shadow_compose(const u8* src, const i64* stab, const 
 // its column. Features: shape pixels (outside stroke) or non-shape pixels and the rows just
 // beyond the image (inside stroke). prm rows: R, inside, width, c0..c3.
 __device__ __forceinline__ bool feature(const Slot& s, int cs, i64 y, i64 x, bool inside) {
-    if (y < 0 || y >= s.h || x < 0 || x >= s.w) return inside;
+    if (y < 0 || y >= s.height || x < 0 || x >= s.width) return inside;
     const bool shape = cs == 4 ? s.p[y * s.pitch + x * 4 + 3] >= ALPHA_SHAPE : true;
     return inside ? !shape : shape;
 }
 extern "C" __global__ void stroke_cols(const u8* src, const i64* stab, u8* gbuf, const i64* gtab, const float* prm, int cs) {
     const Slot s = slot(src, stab, blockIdx.y), g = slot(gbuf, gtab, blockIdx.y);
     const float* P = prm + blockIdx.y * 7; const int R = (int)P[0]; const bool inside = P[1] != 0.f;
-    GRID_LOOP(s.h * s.w) {
-        const i64 y = i / s.w, x = i % s.w;
+    GRID_LOOP(s.height * s.width) {
+        const i64 y = i / s.width, x = i % s.width;
         float best = 1e9f;
         for (int k = 0; k <= R; ++k) {
             if (feature(s, cs, y - k, x, inside) || feature(s, cs, y + k, x, inside)) { best = (float)k; break; }
@@ -196,15 +194,15 @@ extern "C" __global__ void stroke_rows(const u8* src, const i64* stab, const u8*
     const Slot s = slot(src, stab, blockIdx.y), g = slot(gbuf, gtab, blockIdx.y), d = slot(dst, dtab, blockIdx.y);
     const float* P = prm + blockIdx.y * 7; const int R = (int)P[0]; const bool inside = P[1] != 0.f;
     const float width = P[2];
-    GRID_LOOP(s.h * s.w) {
-        const i64 y = i / s.w, x = i % s.w;
+    GRID_LOOP(s.height * s.width) {
+        const i64 y = i / s.width, x = i % s.width;
         const float* grow = (const float*)(g.p + y * g.pitch);
         float best = 1e18f;
         for (int k = 0; k <= R && (float)(k * k) < best; ++k) {
             for (int sgn = -1; sgn <= 1; sgn += 2) {
                 const i64 xx = x + sgn * k;
                 float gy;
-                if (xx < 0 || xx >= s.w) { if (!inside) continue; gy = 0.f; } else gy = grow[xx];
+                if (xx < 0 || xx >= s.width) { if (!inside) continue; gy = 0.f; } else gy = grow[xx];
                 best = fminf(best, (float)(k * k) + gy * gy);
             }
         }
@@ -235,7 +233,7 @@ extern "C" __global__ void stroke_rows(const u8* src, const i64* stab, const u8*
 
 def _kernel(name: str) -> Any:
     # --fmad=false: the same float rounding as the NumPy twins (no fused multiply-adds).
-    return raw_kernel(_PRELUDE + _KERNELS, name, ("--std=c++17", "--fmad=false"))
+    return raw_kernel(CUDA_PRELUDE + _PRELUDE + _KERNELS, name, ("--std=c++17", "--fmad=false"))
 
 
 def _grid(work: int, count: int) -> tuple[int, int]:
@@ -246,16 +244,12 @@ def _launch(name: str, work: int, count: int, args: tuple[Any, ...], stream: Any
     launch(_kernel(name), _grid(work, count), (_THREADS,), args, stream)
 
 
-def _images(x: Source) -> list[Image]:
-    return list(x) if isinstance(x, ImageBatch) else [x]
-
-
 def _max_pixels(x: Source) -> int:
-    return max(im.height * im.width for im in _images(x))
+    return max(im.height * im.width for im in images_of(x))
 
 
 def _params(rows: Any, name: str, src: Source, stream: Any) -> Any:
-    return upload(np.asarray(rows, np.float32), f"compose.{name}", src.device, stream)
+    return upload(f"compose.{name}", np.asarray(rows, np.float32).reshape(-1), src.device, stream)
 
 
 # ----------------------------------------------------------------------------- NumPy twins
@@ -311,6 +305,7 @@ def _color(color: Any, channels: int, name: str = "color") -> tuple[int, int, in
 # ----------------------------------------------------------------------------- fill and gradient
 
 
+@register_op
 def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = None, *, out: Source | None = None, stream: Any = None) -> Source:
     """Fill ``region`` = (top, left, height, width) (default: everything, clipped) with ``color``.
 
@@ -329,12 +324,12 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
     if h < 0 or w < 0:
         raise ValueError(f"region={region!r} needs a non-negative height and width")
     rgba = _color(color, 4)
-    rows = [(top, left, top + h, left + w, *rgba)] * len(_images(out))
+    rows = [(top, left, top + h, left + w, *rgba)] * len(images_of(out))
     if out.device == "cuda":
         prm = _params(rows, "fill", out, stream)
-        _launch("fill", _max_pixels(out), len(_images(out)), (out.data_ptr, out.kernel_table(stream), prm, np.int32(uniform_channels(out))), stream)
+        _launch("fill", _max_pixels(out), len(images_of(out)), (out.data_ptr, out.kernel_table(stream), prm, np.int32(uniform_channels(out))), stream)
     else:
-        for im in _images(out):
+        for im in images_of(out):
             y0, x0 = max(0, top), max(0, left)
             y1, x1 = min(im.height, top + h), min(im.width, left + w)
             if y1 > y0 and x1 > x0:
@@ -382,6 +377,7 @@ def _gradient_rows(images: list[Image], kind: str, angle: float, center: Any, ra
     return np.asarray(rows, np.float32)
 
 
+@register_op
 def gradient(
     dst: Source,
     stops: Sequence[Any],
@@ -414,7 +410,7 @@ def gradient(
         raise ValueError(f"radius={radius!r} must be positive")
     table = _stops(stops)
     out = prepare_out(dst, out)
-    images = _images(out)
+    images = images_of(out)
     rows = _gradient_rows(images, kind, float(angle), center, radius)
     if out.device == "cuda":
         prm = _params(rows, "gradient", out, stream)
@@ -466,7 +462,7 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
         raise ValueError(f"src has {cs} channels and dst {cd}; blend takes RGB or RGBA for both (convert gray first)")
     if mode == "paste" and cs != cd and (cs, cd) not in _BLEND_CHANNELS:
         raise ValueError(f"src has {cs} channels and dst {cd}; paste needs the same count (or RGB/RGBA)")
-    layers = _images(src)
+    layers = images_of(src)
     per_layer = isinstance(dst, ImageBatch)
     if per_layer and len(dst) != len(layers):
         raise ValueError(f"src has {len(layers)} images and dst {len(dst)}; give one layer per image of a dst batch")
@@ -480,7 +476,7 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
                 np.int32(per_layer), np.int32(cs), np.int32(cd), np.int32(mode == "over"))
         _launch("composite", _max_pixels(src), n, args, stream)
     else:
-        targets = _images(out)
+        targets = images_of(out)
         for i, layer in enumerate(layers):
             _place_numpy(layer.array, targets[i if per_layer else 0].array, int(rows[i, 0]), int(rows[i, 1]), float(rows[i, 2]), mode)
     return out
@@ -500,6 +496,7 @@ def _place_numpy(s: np.ndarray, d: np.ndarray, top: int, left: int, opacity: flo
     region[...] = _store(a, d.shape[2])
 
 
+@register_op(image_params=("src",))
 def blend(
     dst: Source,
     src: Source,
@@ -528,6 +525,7 @@ def blend(
     return _place(dst, src, top, left, opacity, "over", out, stream)
 
 
+@register_op(image_params=("src",))
 def paste(
     dst: Source,
     src: Source,
@@ -549,6 +547,7 @@ def paste(
     return _place(dst, src, top, left, 1.0, "paste", out, stream)
 
 
+@register_op(step=False)
 def grid(
     images: ImageBatch | Sequence[Image],
     columns: int,
@@ -568,7 +567,7 @@ def grid(
         >>> grid(b, columns=2, spacing=1).shape
         (5, 5, 3)
     """
-    items = _images(images) if isinstance(images, ImageBatch) else list(images)
+    items = images_of(images) if isinstance(images, ImageBatch) else list(images)
     if not items:
         raise ValueError("images must hold at least one image")
     if not isinstance(columns, int) or columns < 1:
@@ -590,6 +589,7 @@ def grid(
     return canvas
 
 
+@register_op(step=False)
 def collage(
     images: Sequence[Image],
     positions: Sequence[tuple[int, int]],
@@ -624,6 +624,7 @@ def collage(
 # ----------------------------------------------------------------------------- corner radius
 
 
+@register_op
 def corner_radius(src: Source, radius: float | Sequence[float], *, out: Source | None = None, stream: Any = None) -> Source:
     """Round the corners: alpha times the pixel's coverage by the rounded rectangle (antialiased).
 
@@ -638,7 +639,7 @@ def corner_radius(src: Source, radius: float | Sequence[float], *, out: Source |
         (0, 255)
     """
     check_src(src, channels=(3, 4), dtypes=["uint8"])
-    images = _images(src)
+    images = images_of(src)
     radii = per_sample(radius, len(images), "radius", np.float64)
     if np.any(radii < 0) or not np.all(np.isfinite(radii)):
         raise ValueError(f"radius={radius!r} must be non-negative")
@@ -651,7 +652,7 @@ def corner_radius(src: Source, radius: float | Sequence[float], *, out: Source |
         args = (src.data_ptr, src.kernel_table(stream), out.data_ptr, out.kernel_table(stream), prm, np.int32(cs))
         _launch("corners", _max_pixels(src), len(images), args, stream)
     else:
-        for im, o, r in zip(images, _images(out), radii):
+        for im, o, r in zip(images, images_of(out), radii):
             o.array[...] = _corners_numpy(im.array, float(r))
     return out
 
@@ -698,6 +699,7 @@ def _work_images(name: str, like: Source, shapes: list[tuple[int, int, int]], dt
     return item.set_shape(*shapes[0], dtype=dtype)
 
 
+@register_op
 def drop_shadow(
     src: Source,
     offset: tuple[int, int] = (8, 8),
@@ -733,7 +735,7 @@ def drop_shadow(
     pad = int(math.ceil(3 * blur_sigma)) if expand else 0
     top, left = (max(0, pad - dy), max(0, pad - dx)) if expand else (0, 0)
     bottom, right = (max(0, pad + dy), max(0, pad + dx)) if expand else (0, 0)
-    images = _images(src)
+    images = images_of(src)
     canvases = [(im.height + top + bottom, im.width + left + right, 1) for im in images]
     mask = _work_images("shadow.mask", src, canvases, "uint8")
     blurred = _work_images("shadow.blurred", src, canvases, "uint8")
@@ -752,12 +754,12 @@ def drop_shadow(
         args = (src.data_ptr, stab, blurred.data_ptr, blurred.kernel_table(stream), out.data_ptr, out.kernel_table(stream), prm, np.int32(cs))
         _launch("shadow_compose", max(h * w for h, w, _ in canvases), n, args, stream)
         return out
-    for im, m in zip(images, _images(mask)):
+    for im, m in zip(images, images_of(mask)):
         m.array[...] = 0
         alpha = im.array[..., 3:4] if cs == 4 else np.full(im.shape[:2] + (1,), 255, np.uint8)
         _place_numpy(alpha, m.array, top + dy, left + dx, 1.0, "paste")
     gaussian_blur(mask, blur_sigma, border="constant", value=0.0, out=blurred)
-    for im, b, o in zip(images, _images(blurred), _images(out)):
+    for im, b, o in zip(images, images_of(blurred), images_of(out)):
         shadow = np.empty(o.shape, np.int64)
         shadow[..., :3] = rgba[:3]
         shadow[..., 3] = np.rint(b.array[..., 0].astype(np.float32) * np.float32(opacity) * np.float32(rgba[3] / 255.0))
@@ -769,6 +771,7 @@ def drop_shadow(
 # ----------------------------------------------------------------------------- stroke
 
 
+@register_op
 def stroke(
     src: Source,
     width: float,
@@ -799,7 +802,7 @@ def stroke(
     if not np.isfinite(width) or width < 0:
         raise ValueError(f"width={width!r} must be a non-negative number of pixels")
     rgba = _color(color, 4)
-    images = _images(src)
+    images = images_of(src)
     reach = int(math.ceil(width)) + 1
     inside = position == "inside"
     shapes = [(im.height, im.width, 4) for im in images]
@@ -815,7 +818,7 @@ def stroke(
         args = (src.data_ptr, stab, gplane.data_ptr, gtab, out.data_ptr, out.kernel_table(stream), prm, np.int32(cs))
         _launch("stroke_rows", _max_pixels(src), len(images), args, stream)
         return out
-    for im, o in zip(images, _images(out)):
+    for im, o in zip(images, images_of(out)):
         o.array[...] = _stroke_numpy(im.array, float(width), rgba, inside, reach)
     return out
 

@@ -5,7 +5,7 @@ or float32) and follows ``op(src, ..., out=None, stream=None)``. On the GPU a wh
 is one kernel launch per pass, indexing the batch's table; the NumPy code beside each
 kernel is the CPU fallback and the oracle the kernels are tested against.
 
-Borders (``border=``) and the OpenCV border each one matches (see ``_kernels.BORDERS``):
+Borders (``border=``) and the OpenCV border each one matches (see ``_engine.args.BORDERS``):
 "reflect" = cv2.BORDER_REFLECT_101 (the default, as in OpenCV), "symmetric" =
 cv2.BORDER_REFLECT, "edge" = cv2.BORDER_REPLICATE, "wrap" = cv2.BORDER_WRAP, "constant"
 = cv2.BORDER_CONSTANT with ``value``.
@@ -27,25 +27,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..image import CHANNELS, DTYPES, Image
+from .registry import register_op
+from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
+from ._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, same_memory, span_bytes
+from ._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from ._engine.params import Blob, pack, upload, upload_blob
 from ..memory import scratch
-from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel, uniform_channels
-from ._kernels import (
-    BLOCK,
-    CUDA_PRELUDE,
-    Blob,
-    border_index,
-    check_border,
-    dtype_suffix,
-    grid_for,
-    kernel_args,
-    pack,
-    pairs,
-    readable_source,
-    span_bytes,
-    store_numpy,
-    upload,
-    upload_blob,
-)
 
 __all__ = [
     "gaussian_blur",
@@ -161,26 +148,19 @@ __device__ void conv2d(const void* src, const long long* tab, void* dst, const l
 # One extern "C" entry per (kernel, dtype), dispatching on the channel count at run time.
 
 
-_DISPATCH = "switch (C) {{ case 1: {f}<{t}, 1{x}>({a}); break; case 3: {f}<{t}, 3{x}>({a}); break; default: {f}<{t}, 4{x}>({a}); }}"
-_CTYPES = {"u8": "u8", "u16": "u16", "f32": "float"}
+_SIGNATURES = {
+    "sep_h": ("const void* src, const long long* tab, float* tmp, const float* w, const int* taps, int border, float cval",
+              "src, tab, tmp, w, taps, border, cval"),
+    "sep_v": ("const float* tmp, const long long* tab, void* dst, const long long* otab, const float* w, const int* taps, "
+              "int border, float cval, int mode, const void* orig, const float* amount, const float* threshold",
+              "tmp, tab, dst, otab, w, taps, border, cval, mode, orig, amount, threshold"),
+    "conv2d": ("const void* src, const long long* tab, void* dst, const long long* otab, const float* w, int kh, int kw, "
+               "int nk, int border, float cval", "src, tab, dst, otab, w, kh, kw, nk, border, cval"),
+}
 
 
 def _instances() -> str:
-    parts = []
-    for suf, t in _CTYPES.items():
-        sigs = {
-            "sep_h": ("const void* src, const long long* tab, float* tmp, const float* w, const int* taps, int border, float cval",
-                      "src, tab, tmp, w, taps, border, cval"),
-            "sep_v": ("const float* tmp, const long long* tab, void* dst, const long long* otab, const float* w, const int* taps, "
-                      "int border, float cval, int mode, const void* orig, const float* amount, const float* threshold",
-                      "tmp, tab, dst, otab, w, taps, border, cval, mode, orig, amount, threshold"),
-            "conv2d": ("const void* src, const long long* tab, void* dst, const long long* otab, const float* w, int kh, int kw, "
-                       "int nk, int border, float cval", "src, tab, dst, otab, w, kh, kw, nk, border, cval"),
-        }
-        for name, (sig, args) in sigs.items():
-            body = _DISPATCH.format(f=name, t=t, a=args, x="")
-            parts.append(f'extern "C" __global__ void {name}_{suf}({sig}, int C) {{ {body} }}')
-    return "\n".join(parts)
+    return "\n".join(dtype_entries(name, name, sig, args) for name, (sig, args) in _SIGNATURES.items())
 
 
 @functools.lru_cache(maxsize=1)
@@ -284,18 +264,23 @@ def tile_smem_bytes(radius: int, channels: int) -> int:
     return 4 * channels * (th + 2 * radius) * ((tw + 2 * radius) + tw)
 
 
-@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
-def _tile_kernel(radius: int, dtype: np.dtype) -> Any:
+def _one_dtype(entries: str, dtype: np.dtype) -> str:
+    """The entry of ``dtype`` among :func:`dtype_entries`' three (a variant module holds one)."""
     suf = dtype_suffix(dtype)
+    return next(line for line in entries.splitlines() if f"_{suf}(" in line)
+
+
+@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
+def _tile_source(radius: int, dtype: np.dtype) -> str:
+    params = ("const void* src, const long long* tab, void* dst, const long long* otab, const float* w, const int* taps, "
+              "int border, float cval, int mode, const float* amount, const float* threshold")
     args = "src, tab, dst, otab, w, taps, border, cval, mode, amount, threshold"
-    body = _DISPATCH.format(f="sep_tile", t=_CTYPES[suf], a=args, x=f", {radius}")
-    name = f"sep_tile{radius}_{suf}"
-    entry = (
-        f'extern "C" __global__ void {name}(const void* src, const long long* tab, void* dst, const long long* otab, '
-        "const float* w, const int* taps, int border, float cval, int mode, const float* amount, "
-        f"const float* threshold, int C) {{ {body} }}"
-    )
-    return raw_kernel(CUDA_PRELUDE + _TILE_SOURCE + entry, name)
+    entry = _one_dtype(dtype_entries(f"sep_tile{radius}", "sep_tile", params, args, "{t}, {c}, %d" % radius), dtype)
+    return CUDA_PRELUDE + _TILE_SOURCE + entry
+
+
+def _tile_kernel(radius: int, dtype: np.dtype) -> Any:
+    return raw_kernel(_tile_source(radius, dtype), f"sep_tile{radius}_{dtype_suffix(dtype)}")
 
 
 # The median is its own small module per (size, dtype), with the selection network for
@@ -449,36 +434,32 @@ __device__ void median_u8x4(const void* src, const long long* tab, void* dst, co
         if (ob + i < rowbytes) q[i] = (u8)(med >> (8 * i));
 }
 """
-SIMD_MEDIAN = True  # the packed-byte uint8 kernel; False falls back to one thread per pixel
 
 
 @functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
-def _median_simd_kernel(size: int) -> Any:
-    name = f"median{size}_u8x4"
+def _median_simd_source(size: int) -> str:
     entry = (
-        f'extern "C" __global__ void {name}(const void* src, const long long* tab, void* dst, '
+        f'extern "C" __global__ void median{size}_u8x4(const void* src, const long long* tab, void* dst, '
         f"const long long* otab) {{ median_u8x4<{size}>(src, tab, dst, otab); }}"
     )
     network = "\n    ".join(median_network(size * size)[0])
-    source = _MEDIAN_SIMD_SOURCE.replace("MEDIAN_NETWORK", network)
-    return raw_kernel(CUDA_PRELUDE + source + entry, name)
+    return CUDA_PRELUDE + _MEDIAN_SIMD_SOURCE.replace("MEDIAN_NETWORK", network) + entry
+
+
+def _median_simd_kernel(size: int) -> Any:
+    return raw_kernel(_median_simd_source(size), f"median{size}_u8x4")
 
 
 @functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
-def _median_kernel(size: int, dtype: np.dtype) -> Any:
-    suf = dtype_suffix(dtype)
-    body = _DISPATCH.format(f="median", t=_CTYPES[suf], a="src, tab, dst, otab", x=f", {size}")
-    entry = (
-        f'extern "C" __global__ void median{size}_{suf}(const void* src, const long long* tab, void* dst, '
-        f"const long long* otab, int C) {{ {body} }}"
-    )
+def _median_source(size: int, dtype: np.dtype) -> str:
+    params = "const void* src, const long long* tab, void* dst, const long long* otab"
+    entry = _one_dtype(dtype_entries(f"median{size}", "median", params, "src, tab, dst, otab", "{t}, {c}, %d" % size), dtype)
     network = "\n        ".join(median_network(size * size)[0])
-    source = _MEDIAN_SOURCE.replace("MEDIAN_NETWORK", network)
-    return raw_kernel(CUDA_PRELUDE + source + entry, f"median{size}_{suf}")
+    return CUDA_PRELUDE + _MEDIAN_SOURCE.replace("MEDIAN_NETWORK", network) + entry
 
 
-def _ptr(value: int) -> np.uint64:
-    return np.uint64(value)
+def _median_kernel(size: int, dtype: np.dtype) -> Any:
+    return raw_kernel(_median_source(size, dtype), f"median{size}_{dtype_suffix(dtype)}")
 
 
 # ============================================================================ NumPy reference
@@ -613,14 +594,14 @@ def _separable(
     mode, amount_ptr, threshold_ptr = 0, w_dev, w_dev  # unread when mode is 0
     if unsharp is not None:
         params = upload("filters:unsharp", np.stack([unsharp[0], unsharp[1]]).astype(np.float32), "cuda", stream)
-        mode, amount_ptr, threshold_ptr = 1, _ptr(params.data.ptr), _ptr(params.data.ptr + 4 * params.shape[1])
+        mode, amount_ptr, threshold_ptr = 1, np.uint64(params.data.ptr), np.uint64(params.data.ptr + 4 * params.shape[1])
     if fused:
         view = readable_source(src, out, stream)  # blocks read halos that other blocks write
         oview = batch_view(out, stream)
         grid = (-(-view.max_width // TILE[0]), -(-view.max_height // TILE[1]), view.count)
         launch(
             _tile_kernel(radius, src.dtype), grid, (256, 1, 1),
-            kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code,
+            kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, w_dev, taps_dev, code,
                         float(value), mode, amount_ptr, threshold_ptr, channels),
             stream, shared_mem=tile_smem_bytes(radius, channels),
         )
@@ -630,13 +611,13 @@ def _separable(
     grid = grid_for(view, BLOCK)
     launch(
         _kernel("sep_h", src.dtype), grid, BLOCK + (1,),
-        kernel_args(_ptr(view.base), view.table, _ptr(tmp.ptr), w_dev, taps_dev, code, float(value), channels),
+        kernel_args(np.uint64(view.base), view.table, np.uint64(tmp.ptr), w_dev, taps_dev, code, float(value), channels),
         stream,
     )
     launch(
         _kernel("sep_v", src.dtype), grid, BLOCK + (1,),
-        kernel_args(_ptr(tmp.ptr), view.table, _ptr(oview.base), oview.table, w_dev, taps_dev, code, float(value),
-                    mode, _ptr(view.base), amount_ptr, threshold_ptr, channels),
+        kernel_args(np.uint64(tmp.ptr), view.table, np.uint64(oview.base), oview.table, w_dev, taps_dev, code, float(value),
+                    mode, np.uint64(view.base), amount_ptr, threshold_ptr, channels),
         stream,
     )
     return out
@@ -657,7 +638,7 @@ def _conv(src: Source, kernels: np.ndarray, border: str, value: float, out: Sour
     nk, kh, kw = kernels.shape
     launch(
         _kernel("conv2d", src.dtype), grid_for(view, BLOCK), BLOCK + (1,),
-        kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, w_dev, kh, kw, nk, code,
+        kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, w_dev, kh, kw, nk, code,
                     float(value), uniform_channels(src)),
         stream,
     )
@@ -704,13 +685,14 @@ def _radii(src: Source, sigmas: np.ndarray, radius: Any) -> np.ndarray:
     return radii.astype(np.int64)
 
 
+@register_op
 def gaussian_blur(
     src: Source,
     sigma: float | Sequence[float],
     radius: int | Sequence[int] | None = None,
     border: str = "reflect",
     value: float = 0.0,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Gaussian blur, separable (two passes), any sigma; matches ``cv2.GaussianBlur``.
@@ -735,12 +717,13 @@ def gaussian_blur(
     return _separable(src, weights, border, value, out, stream, key=("gauss", sigmas.tobytes(), radii.tobytes()))
 
 
+@register_op
 def box_blur(
     src: Source,
     radius: int | Sequence[int],
     border: str = "reflect",
     value: float = 0.0,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Mean over a (2 * radius + 1) square; matches ``cv2.blur(a, (k, k))`` (k = 2r + 1).
@@ -759,6 +742,7 @@ def box_blur(
     return _separable(src, weights, border, value, out, stream, key=("box", radii.tobytes()))
 
 
+@register_op
 def unsharp_mask(
     src: Source,
     sigma: float | Sequence[float] = 1.0,
@@ -766,7 +750,7 @@ def unsharp_mask(
     threshold: float | Sequence[float] = 0.0,
     radius: int | Sequence[int] | None = None,
     border: str = "reflect",
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """``src + amount * (src - gaussian_blur(src, sigma))`` where the difference >= threshold.
@@ -803,7 +787,8 @@ def _sharpen_kernel(amount: float) -> np.ndarray:
     return k
 
 
-def sharpen(src: Source, amount: float = 1.0, border: str = "reflect", out: Source | None = None, stream: Any = None) -> Source:
+@register_op
+def sharpen(src: Source, amount: float = 1.0, border: str = "reflect", *, out: Source | None = None, stream: Any = None) -> Source:
     """3x3 sharpening: ``c + amount * (c - mean(8 neighbours))``.
 
     ``amount=1`` is Pillow's ``ImageFilter.SHARPEN`` kernel (32 centre, -2 around, / 16).
@@ -819,12 +804,13 @@ def sharpen(src: Source, amount: float = 1.0, border: str = "reflect", out: Sour
     return _conv(src, _sharpen_kernel(float(amount))[None], border, 0.0, out, stream)
 
 
+@register_op
 def convolve(
     src: Source,
     kernel: Any,
     border: str = "reflect",
     value: float = 0.0,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Correlate with a small 2-D ``kernel`` (anchor at its centre), like ``cv2.filter2D``.
@@ -847,7 +833,8 @@ def convolve(
 _SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float64)
 
 
-def sobel(src: Source, border: str = "reflect", out: Source | None = None, stream: Any = None) -> Source:
+@register_op
+def sobel(src: Source, border: str = "reflect", *, out: Source | None = None, stream: Any = None) -> Source:
     """Edge magnitude ``sqrt(gx**2 + gy**2)`` of the 3x3 Sobel derivatives, per channel.
 
     gx and gy are ``cv2.Sobel(a, cv2.CV_32F, 1, 0)`` and ``(0, 1)`` (same border); the
@@ -862,7 +849,8 @@ def sobel(src: Source, border: str = "reflect", out: Source | None = None, strea
     return _conv(src, np.stack([_SOBEL_X, _SOBEL_X.T]), border, 0.0, out, stream)
 
 
-def median_blur(src: Source, size: int, out: Source | None = None, stream: Any = None) -> Source:
+@register_op
+def median_blur(src: Source, size: int, *, out: Source | None = None, stream: Any = None) -> Source:
     """Median of each ``size`` x ``size`` window (odd, 3..9), replicated borders.
 
     Matches ``cv2.medianBlur(a, size)`` exactly (which also replicates borders).
@@ -884,14 +872,14 @@ def median_blur(src: Source, size: int, out: Source | None = None, stream: Any =
     view = readable_source(src, out, stream)
     oview = batch_view(out, stream)
     channels = uniform_channels(src)
-    if SIMD_MEDIAN and src.dtype == np.uint8:
+    if current_config().simd_median and src.dtype == np.uint8:
         grid = grid_for((-(-view.max_width * channels // 4), view.max_height, view.count), BLOCK)
-        args = (_ptr(view.base), view.table, _ptr(oview.base), oview.table)
+        args = (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table)
         launch(_median_simd_kernel(int(size)), grid, BLOCK + (1,), args, stream)
         return out
     launch(
         _median_kernel(int(size), src.dtype), grid_for(view, BLOCK), BLOCK + (1,),
-        kernel_args(_ptr(view.base), view.table, _ptr(oview.base), oview.table, channels),
+        kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, channels),
         stream,
     )
     return out

@@ -27,24 +27,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import check_choice
 from ..image import CHANNELS, DTYPES, Image, ImageBatch
-from ._common import Source, batch_view, check_src, launch, per_sample, prepare_out, raw_kernel, uniform_channels
-from ._kernels import (
-    BLOCK,
-    CUDA_PRELUDE,
-    border_index,
-    check_border,
-    dtype_suffix,
-    grid_for,
-    Blob,
-    kernel_args,
-    pack,
-    pairs,
-    readable_source,
-    store_numpy,
-    upload,
-    upload_blob,
-)
+from .registry import register_op
+from ._engine.args import Source, check_border, check_range, check_src, per_sample, uniform_channels
+from ._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, same_memory, span_bytes
+from ._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from ._engine.params import Blob, pack, upload, upload_blob
 from ._resample import METHODS, Spec, cached_plan, check_method, resample
 
 __all__ = [
@@ -148,12 +137,13 @@ def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callab
     return resample(src, out, plan, _fill(background, "background"), channels, stream, base)
 
 
+@register_op
 def resize(
     src: Source,
     size: tuple[int, int] | Sequence[tuple[int, int]],
     method: str = "bilinear",
     antialias: bool = True,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize to ``size`` = (height, width) (or one size per image of a batch).
@@ -190,13 +180,14 @@ def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int,
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
+@register_op
 def resize_shorter(
     src: Source,
     size: int | Sequence[int],
     method: str = "bilinear",
     antialias: bool = True,
     max_size: int | None = None,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize keeping the aspect ratio so the shorter side is ``size`` (torchvision's rule).
@@ -214,7 +205,7 @@ def resize_shorter(
     if np.any(targets < 1):
         raise ValueError(f"size must be a positive int (or one per image), got {size!r}")
     sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
-    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out, stream)
+    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out=out, stream=stream)
 
 
 FIT_MODES = ("contain", "cover")
@@ -239,6 +230,7 @@ def _fit_geometry(h: int, w: int, th: int, tw: int, mode: str) -> tuple[tuple, t
     return ((h - bh) / 2, (w - bw) / 2, bh, bw), (0, 0, th, tw)
 
 
+@register_op
 def fit(
     src: Source,
     size: tuple[int, int] | Sequence[tuple[int, int]],
@@ -246,7 +238,7 @@ def fit(
     background: Any = 0,
     method: str = "bilinear",
     antialias: bool = True,
-    out: Source | None = None,
+    *, out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Scale into a (height, width) container and centre it: "contain" (letterbox) or "cover".
@@ -262,8 +254,7 @@ def fit(
         >>> r.shape, int(r.array[0, 112, 0]), int(r.array[112, 0, 0])
         ((224, 224, 3), 0, 200)
     """
-    if mode not in FIT_MODES:
-        raise ValueError(f"mode={mode!r} is not a fit mode; use one of {FIT_MODES}")
+    check_choice(mode, "mode", FIT_MODES, "a fit mode")
     check_method(method)
     channels = _check(src)
     shapes = _shapes(src)
@@ -347,20 +338,12 @@ __device__ void warp(const void* src, const long long* tab, void* dst, const lon
 
 @functools.lru_cache(maxsize=1)
 def _source() -> str:
-    entries = []
     kinds = {
         "remap": ("const int* coef, int border, const float* fill", "coef, border, fill"),
         "warp": ("const double* inv, int bilinear, const float* fill", "inv, bilinear, fill"),
     }
-    for suf, t in (("u8", "u8"), ("u16", "u16"), ("f32", "float")):
-        for name, (sig, args) in kinds.items():
-            a = f"src, tab, dst, otab, {args}"
-            body = (f"switch (C) {{ case 1: {name}<{t}, 1>({a}); break; case 3: {name}<{t}, 3>({a}); break; "
-                    f"default: {name}<{t}, 4>({a}); }}")
-            entries.append(
-                f'extern "C" __global__ void {name}_{suf}(const void* src, const long long* tab, void* dst, '
-                f"const long long* otab, {sig}, int C) {{ {body} }}"
-            )
+    head = "const void* src, const long long* tab, void* dst, const long long* otab, "
+    entries = [dtype_entries(name, name, head + sig, f"src, tab, dst, otab, {args}") for name, (sig, args) in kinds.items()]
     return _REMAP_SOURCE + "\n".join(entries)
 
 
@@ -425,7 +408,8 @@ def _ints(value: Any, count: int, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def crop(src: Source, top: Any, left: Any, height: Any, width: Any, out: Source | None = None,
+@register_op
+def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Source | None = None,
          stream: Any = None) -> Source:
     """The rectangle (top, left, height, width) of each image (ints, or one per image).
 
@@ -451,7 +435,8 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, out: Source 
     return _remap(src, out, coefs, [(int(a), int(b)) for a, b in zip(hh, ww)], stream=stream)
 
 
-def center_crop(src: Source, size: tuple[int, int] | Sequence[tuple[int, int]], out: Source | None = None,
+@register_op
+def center_crop(src: Source, size: tuple[int, int] | Sequence[tuple[int, int]], *, out: Source | None = None,
                 stream: Any = None) -> Source:
     """The centred (height, width) window; top = round((H - h) / 2) as torchvision.
 
@@ -466,10 +451,11 @@ def center_crop(src: Source, size: tuple[int, int] | Sequence[tuple[int, int]], 
     sizes = _sizes(size, len(shapes))
     tops = [int(round((H - h) / 2.0)) for (H, _, _), (h, _) in zip(shapes, sizes)]
     lefts = [int(round((W - w) / 2.0)) for (_, W, _), (_, w) in zip(shapes, sizes)]
-    return crop(src, tops, lefts, [s[0] for s in sizes], [s[1] for s in sizes], out, stream)
+    return crop(src, tops, lefts, [s[0] for s in sizes], [s[1] for s in sizes], out=out, stream=stream)
 
 
-def flip(src: Source, horizontal: bool = False, vertical: bool = False, out: Source | None = None,
+@register_op
+def flip(src: Source, horizontal: bool = False, vertical: bool = False, *, out: Source | None = None,
          stream: Any = None) -> Source:
     """Mirror left-right (``horizontal``), top-bottom (``vertical``), or both.
 
@@ -486,7 +472,8 @@ def flip(src: Source, horizontal: bool = False, vertical: bool = False, out: Sou
     return _remap(src, out, coefs, [(h, w) for h, w, _ in shapes], stream=stream)
 
 
-def rotate90(src: Source, k: int = 1, out: Source | None = None, stream: Any = None) -> Source:
+@register_op
+def rotate90(src: Source, k: int = 1, *, out: Source | None = None, stream: Any = None) -> Source:
     """Rotate by k * 90 degrees counter-clockwise, as ``numpy.rot90(a, k)``.
 
     Example:
@@ -510,8 +497,9 @@ def rotate90(src: Source, k: int = 1, out: Source | None = None, stream: Any = N
     return _remap(src, out, [g[0] for g in geo], [g[1] for g in geo], stream=stream)
 
 
+@register_op
 def pad(src: Source, top: Any = 0, bottom: Any = 0, left: Any = 0, right: Any = 0, mode: str = "constant",
-        value: Any = 0, out: Source | None = None, stream: Any = None) -> Source:
+        value: Any = 0, *, out: Source | None = None, stream: Any = None) -> Source:
     """Add borders: ``mode`` "constant" (``value``), "edge", "reflect" (also "symmetric", "wrap").
 
     Modes are numpy.pad's: "reflect" mirrors without repeating the edge pixel
@@ -523,8 +511,7 @@ def pad(src: Source, top: Any = 0, bottom: Any = 0, left: Any = 0, right: Any = 
         >>> pad(img, 1, 1, 2, 2).shape
         (4, 6, 1)
     """
-    if mode not in PAD_MODES:
-        raise ValueError(f"mode={mode!r} is not a pad mode; use one of {PAD_MODES}")
+    check_choice(mode, "mode", PAD_MODES, "a pad mode")
     _check(src)
     shapes = _shapes(src)
     n = len(shapes)
@@ -587,8 +574,7 @@ def _warp_numpy(arr: np.ndarray, inv: np.ndarray, out_hw: tuple[int, int], bilin
 
 def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: str, fill: Any, out: Source | None,
           stream: Any) -> Source:
-    if method not in WARP_METHODS:
-        raise ValueError(f"method={method!r} is not a warp method; use one of {WARP_METHODS}")
+    check_choice(method, "method", WARP_METHODS, "a warp method")
     channels = _check(src)
     fill4 = _fill(fill)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
@@ -609,8 +595,9 @@ def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: st
     return out
 
 
+@register_op
 def warp_affine(src: Source, matrix: Any, size: Any = None, method: str = "bilinear", fill: Any = 0,
-                out: Source | None = None, stream: Any = None) -> Source:
+                *, out: Source | None = None, stream: Any = None) -> Source:
     """Affine warp with a forward 2x3 ``matrix`` (dst = M @ [x, y, 1]), as ``cv2.warpAffine``.
 
     ``size``: output (height, width), default the source's; ``method``: "nearest" or
@@ -656,8 +643,9 @@ def _rotation(h: int, w: int, angle: float, expand: bool) -> tuple[np.ndarray, t
     return m, (out_h, out_w)
 
 
+@register_op
 def rotate(src: Source, angle: Any, expand: bool = False, fill: Any = 0, method: str = "bilinear",
-           out: Source | None = None, stream: Any = None) -> Source:
+           *, out: Source | None = None, stream: Any = None) -> Source:
     """Rotate by ``angle`` degrees counter-clockwise about the centre (one angle or one per image).
 
     ``expand=False`` keeps the size (corners are cut, uncovered areas get ``fill``);

@@ -32,19 +32,22 @@ Example:
 from __future__ import annotations
 
 import functools
-import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..image import Image, ImageBatch
+from ..image import Image, ImageBatch, images_of
 from ..memory import Buffer, scratch
-from ._common import check_src, get_stream, launch, per_sample, prepare_out, raw_kernel, uniform_channels
+from ..device import get_stream
+from ..errors import check_choice
+from ._engine.args import check_range, check_src, per_sample, uniform_channels
+from ._engine.batch import launch, prepare_out
+from ._engine.kernels import PRELUDE, compiled
+from ._engine.params import upload
 
-__all__ = ["Step", "Chain", "chain", "run_steps", "upload", "check_range"]
+__all__ = ["Step", "Chain", "chain", "run_steps", "TensorSpec", "tensor_spec"]
 
 BINS = 256
 _UINT8 = (np.dtype(np.uint8),)
@@ -114,31 +117,9 @@ class Step:
 
 # ----------------------------------------------------------------------------- code generation
 
-_PREAMBLE = r"""
-typedef unsigned char u8;
-typedef long long i64;
-typedef unsigned int u32;
-// Conversions at full FP32 rate: I2F/F2I/FRND run at a quarter of it and would bound a
-// byte-wise kernel below the memory bandwidth. The 2^23 magic-number forms are exact for
-// the ranges used here (bytes; |x| < 2^22 for rounding).
-__device__ __forceinline__ float b2f(u32 b) { return __int_as_float(0x4B000000u | b) - 8388608.f; }
-__device__ __forceinline__ u32 f2b(float x) { return __float_as_uint(x + 8388608.f) & 0xFFu; }  // x integral, 0..255
-__device__ __forceinline__ float rnd(float x) { return (x + 12582912.f) - 12582912.f; }  // rint (ties to even)
-__device__ __forceinline__ float flr(float x) { const float r = rnd(x); return r > x ? r - 1.f : r; }
-// torchvision stores uint8 results by truncation after a clamp; Pillow/OpenCV round.
-__device__ __forceinline__ float q_trunc(float x) { return flr(fminf(fmaxf(x, 0.f), 255.f)); }
-__device__ __forceinline__ float q_round(float x) { return rnd(fminf(fmaxf(x, 0.f), 255.f)); }
-// torchvision's gray level (float weights 0.2989/0.587/0.114), floored as its uint8 ops do.
-__device__ __forceinline__ float tv_gray(float r, float g, float b) {
-    return flr(r * 0.2989f + g * 0.587f + b * 0.114f);
-}
-__device__ __forceinline__ unsigned short f2h(float f) {
-    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
-}
-"""
 
 
-def _pixel_code(steps: Sequence[Step], channels: int, offsets: Sequence[int], hist_offsets: Sequence[int]) -> tuple[str, int]:
+def _pixel_code(steps: Sequence[Step], channels: int, offsets: Sequence[int]) -> tuple[str, int]:
     """The statements of ``steps`` in order, and the channel count they leave."""
     code, c = [], channels
     for i, step in enumerate(steps):
@@ -154,7 +135,6 @@ class _Output:
     kind: str  # "image", "tensor" or "hist"
     dtype: str = "uint8"
     layout: str = "NHWC"
-    staged: bool = False  # NCHW tensors: stores through shared memory, fully coalesced
 
     @property
     def ctype(self) -> str:
@@ -199,33 +179,6 @@ def _stat_code(step: Step, channels: int, offset: int, shared: list[str], prolog
     return setup, acc, epilogue
 
 
-# Warp-staged NCHW stores: a warp's 32 x 16 values of one plane are contiguous in the
-# tensor; written through shared memory, each store instruction covers 512 contiguous bytes
-# instead of 32 pieces of 16 bytes at a 64-byte stride. Used when the whole warp is on
-# full groups (all but the last partial sweep). Off by default: it passed the GPU tests but
-# its speed is not measured yet (it needs 80 registers against 48); GPUIMG_STAGED_STORES=1
-# turns it on for a comparison with bench/ops_color.py.
-STAGED_TENSOR_STORES = os.environ.get("GPUIMG_STAGED_STORES", "0") == "1"
-
-
-def _staged_plane_store(ot: str, channels: int, per_plane: str, direct: str, shared: list[str]) -> str:
-    shared.append(f"__shared__ uint4 STAGE[{_THREADS} * {per_plane}];")
-    return (
-        f"const int lane = threadIdx.x & 31;\n"
-        f"if (g - lane + 31 < groups) {{\n"
-        f"  uint4* stg = STAGE + (threadIdx.x >> 5) * 32 * {per_plane};\n"
-        f"  #pragma unroll\n  for (int k = 0; k < {channels}; ++k) {{\n"
-        f"    {ot} plane[16];\n"
-        f"    #pragma unroll\n    for (int i = 0; i < 16; ++i) plane[i] = ob.e[i * {channels} + k];\n"
-        f"    #pragma unroll\n    for (int j = 0; j < {per_plane}; ++j) stg[lane * {per_plane} + j] = ((uint4*)plane)[j];\n"
-        f"    __syncwarp();\n"
-        f"    uint4* dq = (uint4*)(d + k * npix + (g - lane) * 16);\n"
-        f"    #pragma unroll\n    for (int j = 0; j < {per_plane}; ++j) dq[j * 32 + lane] = stg[j * 32 + lane];\n"
-        f"    __syncwarp();\n  }}\n"
-        f"}} else {{\n{direct}\n}}"
-    )
-
-
 def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index: int, hist_stride: int) -> str:
     """CUDA source of the fused kernel (``output.kind == "hist"``: the statistic pass of
     ``steps[stat_index]``, running only the steps before it)."""
@@ -238,7 +191,7 @@ def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index:
         h += step.stat_bins(c)
         c = step.out_channels(c)
     run = steps if output.kind != "hist" else steps[:stat_index]
-    body, cout = _pixel_code(run, cin, offsets, hist_offsets)
+    body, cout = _pixel_code(run, cin, offsets)
     shared = []
     prologue = []
     c = cin
@@ -294,18 +247,17 @@ def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index:
                 f"  uint4* dq = (uint4*)(d + k * npix + g * 16);\n"
                 f"  #pragma unroll\n  for (int j = 0; j < {per_plane}; ++j) dq[j] = ((uint4*)plane)[j];\n}}"
             )
-            store_group = _staged_plane_store(ot, cout, per_plane, direct, shared) if output.staged else direct
+            store_group = direct
             one_store = " ".join(f"d[{k} * npix + p] = {conv(f'v[{k}]')};" for k in range(cout))
         group_store = group_store_px
         flat_ok = "out_flat"
         epilogue = ""
-        one_store = one_store
     # In the group loop, `group_store` runs per pixel (fills ob / accumulates), then the
     # vector store (image/tensor only) writes the group.
     group_tail = "" if output.kind == "hist" else store_group
     load = " ".join(f"v[{k}] = b2f(b[i * {cin} + {k}]);" for k in range(cin))
     load_one = " ".join(f"v[{k}] = b2f(sp[{k}]);" for k in range(cin))
-    return f"""{_PREAMBLE}
+    return f"""{PRELUDE}
 extern "C" __global__ void pointwise(const u8* __restrict__ src, const i64* __restrict__ stab,
         void* __restrict__ dst, const i64* __restrict__ dtab, const float* __restrict__ params,
         const int pstride, u32* __restrict__ hist) {{
@@ -360,36 +312,6 @@ extern "C" __global__ void pointwise(const u8* __restrict__ src, const i64* __re
 # ----------------------------------------------------------------------------- running
 
 
-def _as_images(x: Image | ImageBatch) -> list[Image]:
-    return list(x) if isinstance(x, ImageBatch) else [x]
-
-
-_upload_state = threading.local()
-
-
-def upload(rows: np.ndarray, name: str, device: str, stream: Any, key: Any = None) -> Any:
-    """``rows`` (float32) in the per-thread device scratch buffer ``name``, as a flat array.
-
-    The copy is skipped when the bytes (or the caller's hashable ``key`` for them) equal the
-    last upload into that buffer, so an op called again with the same parameters does no
-    host-to-device work. The copy is ordered on ``stream`` (from pageable memory it is
-    staged at once: no device sync).
-    """
-    flat = np.ascontiguousarray(rows, np.float32).reshape(-1)
-    buf = scratch(name, max(flat.nbytes, 4), device)
-    cache = getattr(_upload_state, "last", None)
-    if cache is None:
-        cache = _upload_state.last = {}
-    where = (buf.ptr, buf.generation)
-    last = cache.get(name)
-    same = last is not None and last[0] == where and (last[1] == key if key is not None else np.array_equal(last[2], flat))
-    if not same:
-        if flat.size:
-            buf.data[: flat.nbytes].set(flat.view(np.uint8), stream=get_stream(stream))
-        cache[name] = (where, key, flat.copy())
-    return buf.data
-
-
 @functools.lru_cache(maxsize=None)
 def _resident_blocks() -> int:
     """Blocks of 256 threads the whole GPU holds at once (about 8 per SM): a grid-stride
@@ -438,8 +360,6 @@ class Chain:
 
     def to_tensor(self, mean: Any = None, std: Any = None, dtype: str = "float32", layout: str = "NCHW") -> Chain:
         """This chain ending in a normalised float tensor (one kernel for all of it)."""
-        from .color import tensor_spec  # the spec and its checks live with to_tensor
-
         if self.tensor is not None:
             raise ValueError("this chain already ends in to_tensor")
         return Chain(*self.steps, tensor=tensor_spec(mean, std, dtype, layout))
@@ -516,12 +436,12 @@ def _hist_layout(steps: Sequence[Step], channels: int) -> tuple[list[int], int]:
 def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out: Any, tensor: Any, stream: Any) -> None:
     import cupy
 
-    images = _as_images(src)
+    images = images_of(src)
     count = len(images)
     output = _tensor_output(tensor) if tensor is not None else _IMAGE_OUT
     stat_kernels, main_kernel, hist_stride = _plan(steps, channels, output)
     table, pstride, key = _gpu_params(steps, count)
-    params = upload(table, "pointwise.params", "cuda", stream, key)
+    params = upload("pointwise.params", np.asarray(table, np.float32).reshape(-1), "cuda", stream, key)
     hist = scratch("pointwise.hist", max(8, count * hist_stride * 4), "cuda")
     if hist_stride:
         # A memset is a copy-engine operation, not a kernel: ordered on the stream.
@@ -542,14 +462,15 @@ _plans: dict[tuple[Any, ...], tuple[list[Any], Any, int]] = {}
 
 
 def _tensor_output(tensor: Any) -> _Output:
-    staged = STAGED_TENSOR_STORES and tensor.layout == "NCHW"
-    return _Output("tensor", tensor.dtype, tensor.layout, staged)
+    return _Output("tensor", tensor.dtype, tensor.layout)
 
 
 def _plan(steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
     """(statistic kernels, main kernel, histogram stride) of a chain structure, made once."""
     structure = tuple(s.key(c) for s, c in zip(steps, _channel_trace(steps, channels)))
-    key = (structure, channels, output)
+    import cupy
+
+    key = (cupy.cuda.runtime.getDevice(), structure, channels, output)  # compiled kernels belong to a device
     plan = _plans.get(key)
     if plan is None:
         _, hist_stride = _hist_layout(steps, channels)
@@ -566,37 +487,29 @@ def _channel_trace(steps: Sequence[Step], channels: int) -> list[int]:
     return trace
 
 
-_compile_lock = threading.Lock()
-_kernels: dict[tuple[Any, ...], Any] = {}
-
-
 def _compiled(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output, stat_index: int, hist_stride: int) -> Any:
-    """The kernel for this chain structure and output, generated and compiled once."""
+    """The kernel for this chain structure and output, generated once, compiled once per device."""
+    source = _source_for(structure, steps, channels, output, stat_index, hist_stride)
+    # --fmad=false: the same float rounding as the NumPy twin (no fused multiply-adds).
+    return compiled(source, "pointwise", ("--std=c++17", "--fmad=false"))
+
+
+_sources: dict[tuple[Any, ...], str] = {}
+
+
+def _source_for(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output, stat_index: int, hist_stride: int) -> str:
     key = (structure, channels, output, stat_index, hist_stride)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        source = _kernel_source(steps, channels, output, stat_index, hist_stride)
-        # --fmad=false: the same float rounding as the NumPy twin (no fused multiply-adds).
-        kernel = raw_kernel(source, "pointwise", ("--std=c++17", "--fmad=false"))
-        with _compile_lock:
-            _kernels[key] = kernel
-    return kernel
-
-
-def source_of(chain_: Chain, channels: int) -> str:
-    """The generated CUDA source of ``chain_`` for ``channels`` input channels (for reading)."""
-    steps = chain_.all_steps()
-    _, stride = _hist_layout(steps, channels)
-    tensor = chain_.tensor
-    output = _tensor_output(tensor) if tensor is not None else _IMAGE_OUT
-    return _kernel_source(steps, channels, output, -1, stride)
+    source = _sources.get(key)
+    if source is None:
+        source = _sources[key] = _kernel_source(steps, channels, output, stat_index, hist_stride)
+    return source
 
 
 def _run_cpu(steps: Sequence[Step], src: Image | ImageBatch, out: Any, tensor: Any) -> None:
-    images = _as_images(src)
+    images = images_of(src)
     table = _param_table(steps, len(images))
     offsets = np.cumsum([0] + [len(s.values) for s in steps])
-    outs = None if tensor is not None else _as_images(out)
+    outs = None if tensor is not None else images_of(out)
     for i, im in enumerate(images):
         v = np.asarray(im.array, dtype=np.float32)
         for k, step in enumerate(steps):
@@ -624,17 +537,6 @@ def gray_tv_numpy(v: np.ndarray) -> np.ndarray:
     return np.floor(v[..., 0] * f(0.2989) + v[..., 1] * f(0.587) + v[..., 2] * f(0.114))
 
 
-def check_range(value: Any, name: str, low: float, high: float) -> None:
-    """ValueError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
-    if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
-        if not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
-        return
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
-
-
 def new_tensor(shape: tuple[int, ...], dtype: str, device: str) -> Any:
     """A fresh tensor-shaped array on ``device`` from a counted :class:`Buffer`."""
     dt = np.dtype(dtype)
@@ -650,3 +552,127 @@ def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
         strides.append(acc)
         acc *= n
     return tuple(reversed(strides))
+
+
+# ----------------------------------------------------------------------------- the tensor ending
+
+
+@dataclass(frozen=True)
+class _ToTensor(Step):
+    """``v * scale + bias`` per channel: (v / 255 - mean) / std folded into one multiply-add."""
+
+    given: int = 1  # how many mean/std values the caller gave (1 or the channel count)
+
+    def check(self, c: int) -> None:
+        if self.given not in (1, c):
+            raise ValueError(f"mean/std have {self.given} values for an image of {c} channels; give 1 or {c}")
+
+    def cuda(self, c: int, p: str, sh: str) -> str:
+        return f"for (int k = 0; k < {c}; ++k) v[k] = v[k] * {p}[k] + {p}[4 + k];"
+
+    def numpy(self, v: np.ndarray, p: np.ndarray, hist: Any) -> np.ndarray:
+        c = v.shape[2]
+        return v * p[:c] + p[4 : 4 + c]
+
+    def key(self, c: int) -> tuple[Any, ...]:
+        return (self.kind, c)
+
+
+_TENSOR_DTYPES = ("float32", "float16")
+_LAYOUTS = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """How a chain ends in a tensor: normalisation, dtype and layout (checked)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dtype: str
+    layout: str
+
+    @functools.cached_property
+    def _step(self) -> Step:
+        count = len(self.mean)
+        mean = np.resize(np.asarray(self.mean, np.float64), 4)
+        std = np.resize(np.asarray(self.std, np.float64), 4)
+        scale = 1.0 / (255.0 * std)
+        bias = -mean / std
+        return _ToTensor("to_tensor", (*scale.tolist(), *bias.tolist()), given=count)
+
+    def step(self) -> Step:
+        """The to_tensor step (built once per spec)."""
+        return self._step
+
+    def shape(self, src: Source, channels: int) -> tuple[int, ...]:
+        if isinstance(src, ImageBatch):
+            sizes = {(h, w) for h, w, _ in src.shapes}
+            if len(sizes) != 1:
+                raise ValueError(f"src is a batch of {len(sizes)} different sizes; to_tensor needs equal-size images (resize first)")
+            (h, w), n = sizes.pop(), len(src)
+            return (n, channels, h, w) if self.layout == "NCHW" else (n, h, w, channels)
+        h, w = src.height, src.width
+        return (channels, h, w) if self.layout == "NCHW" else (h, w, channels)
+
+    def prepare(self, src: Source, channels: int, out: Any) -> Any:
+        shape = self.shape(src, channels)
+        if out is None:
+            return new_tensor(shape, self.dtype, src.device)
+        xp = src.xp
+        if not isinstance(out, xp.ndarray):
+            raise TypeError(f"out must be a {xp.__name__}.ndarray on {src.device!r}, got {type(out).__name__}")
+        if tuple(out.shape) != shape or out.dtype != np.dtype(self.dtype) or not out.flags.c_contiguous:
+            raise ValueError(
+                f"out has shape {tuple(out.shape)} {out.dtype}; to_tensor needs a C-contiguous {shape} {self.dtype} array"
+            )
+        return out
+
+    def store_cpu(self, out: np.ndarray, index: int, v: np.ndarray, batched: bool) -> None:
+        arr = v.astype(self.dtype)
+        if self.layout == "NCHW":
+            arr = arr.transpose(2, 0, 1)
+        if batched:
+            out[index] = arr
+        else:
+            out[...] = arr
+
+
+def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
+    """Checked :class:`TensorSpec` (ValueError naming the bad argument), cached per arguments."""
+    try:
+        return _tensor_spec_cached(_hashable(mean), _hashable(std), dtype, layout)
+    except TypeError:  # unhashable (an array of values): check without the cache
+        return _make_tensor_spec(mean, std, dtype, layout)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@functools.lru_cache(maxsize=64)
+def _tensor_spec_cached(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
+    return _make_tensor_spec(mean, std, dtype, layout)
+
+
+def _make_tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
+    check_choice(dtype, "dtype", _TENSOR_DTYPES)
+    check_choice(layout, "layout", _LAYOUTS)
+    mean_t = _vector(0.0 if mean is None else mean, "mean")
+    std_t = _vector(1.0 if std is None else std, "std")
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"std={std!r} must be positive")
+    if len(mean_t) != len(std_t):
+        if len(mean_t) == 1:
+            mean_t = mean_t * len(std_t)
+        elif len(std_t) == 1:
+            std_t = std_t * len(mean_t)
+        else:
+            raise ValueError(f"mean has {len(mean_t)} values and std {len(std_t)}; give the same count (or one)")
+    return TensorSpec(mean_t, std_t, dtype, layout)
+
+
+def _vector(value: Any, name: str) -> tuple[float, ...]:
+    arr = np.atleast_1d(np.asarray(value, np.float64))
+    if arr.ndim != 1 or not 1 <= arr.size <= 4 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}={value!r} must be a number or 1 to 4 finite numbers (one per channel)")
+    return tuple(arr.tolist())
