@@ -74,14 +74,14 @@ class Bench:
     def kernels_only(self, fn: Callable[[], Any]) -> float | None:
         """GPU time of the kernels ``fn`` launches, replayed without the Python call around
         them (None when ``fn`` launches none through gpuimg's pointwise/compose modules)."""
-        from gpuimg.ops import pointwise
+        from gpuimg.ops.color import fusion
 
         recorded: list[tuple[Any, ...]] = []
-        real = {m: m.launch for m in (pointwise, compose)}
+        real = {m: m.launch for m in (fusion, compose)}
 
         def record(k: Any, g: Any, b: Any, a: Any, stream: Any = None, shared_mem: int = 0) -> None:
             recorded.append((k, g, b, a))
-            real[pointwise](k, g, b, a, stream, shared_mem)
+            real[fusion](k, g, b, a, stream, shared_mem)
 
         for m in real:
             m.launch = record
@@ -270,7 +270,7 @@ def profile_overhead(xp: Any) -> None:
     import cProfile
     import pstats
 
-    from gpuimg.ops import pointwise
+    from gpuimg.ops.color import fusion
 
     rgb = gpuimg.Image.from_array(xp.asarray(photo_4k(3)))
     out = gpuimg.Image.empty(H, W, 3, device=rgb.device)
@@ -284,12 +284,12 @@ def profile_overhead(xp: Any) -> None:
         "hue": lambda: color.adjust_hue(rgb, 0.1, out=out),
         "to_gray": lambda: color.to_gray(rgb),
     }
-    real_launch = pointwise.launch
+    real_launch = fusion.launch
     for name, fn in ops.items():
         recorded = []
-        pointwise.launch = lambda k, g, b, a, s=None, shared_mem=0: (recorded.append((k, g, b, a)), real_launch(k, g, b, a, s))
+        fusion.launch = lambda k, g, b, a, s=None, shared_mem=0: (recorded.append((k, g, b, a)), real_launch(k, g, b, a, s))
         fn()
-        pointwise.launch = real_launch
+        fusion.launch = real_launch
         kernels_only = harness.time_gpu(lambda: [k(g, b, a) for k, g, b, a in recorded], number=10).median
         whole = harness.time_gpu(fn, number=10).median
         host = harness.time_host(fn, number=50).median

@@ -1,4 +1,4 @@
-"""Colour ops and fusion (gpuimg.ops.color / pointwise) against outside references.
+"""Colour ops and fusion (gpuimg.ops.color, its fusion engine) against outside references.
 
 References: Pillow (convert "L", ImageOps.invert), OpenCV (cvtColor, threshold with Otsu,
 equalizeHist), torchvision.transforms.v2.functional where installed, else torchvision's

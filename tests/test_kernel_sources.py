@@ -76,7 +76,8 @@ def compose_sources() -> list[tuple[str, str, tuple[str, ...]]]:
 def color_sources() -> list[tuple[str, str, tuple[str, ...]]]:
     """The fused pointwise kernel for every step kind, channel count and output (image,
     tensor dtype/layout, statistic pass)."""
-    from gpuimg.ops import color, pointwise
+    from gpuimg.ops import color
+    from gpuimg.ops.color import fusion, kernel_source
 
     out: list[tuple[str, str, tuple[str, ...]]] = []
     S = color.step
@@ -93,14 +94,14 @@ def color_sources() -> list[tuple[str, str, tuple[str, ...]]]:
         for st in steps:
             for tensor in [None, *tensors]:
                 all_steps = (st,) + ((tensor.step(),) if tensor is not None else ())
-                output = pointwise._tensor_output(tensor) if tensor is not None else pointwise._IMAGE_OUT
-                _, stride = pointwise._hist_layout(all_steps, channels)
+                output = fusion._tensor_output(tensor) if tensor is not None else fusion._IMAGE_OUT
+                _, stride = fusion._hist_layout(all_steps, channels)
                 label = f"pointwise {st.kind} c={channels} {output}"
-                out.append((label, pointwise._kernel_source(all_steps, channels, output, -1, stride), FMAD))
+                out.append((label, kernel_source._kernel_source(all_steps, channels, output, -1, stride), FMAD))
                 for i, s in enumerate(all_steps):
                     if s.stat:
-                        out.append((label + " stat", pointwise._kernel_source(all_steps, channels, pointwise._Output("hist"), i, stride), FMAD))
+                        out.append((label + " stat", kernel_source._kernel_source(all_steps, channels, kernel_source._Output("hist"), i, stride), FMAD))
     long_chain = (S.brightness(1.1), S.contrast(0.9), S.saturation(1.2), S.hue(0.05), S.gamma(0.9), S.equalize(), tensors[0].step())
-    _, stride = pointwise._hist_layout(long_chain, 3)
-    out.append(("pointwise long chain", pointwise._kernel_source(long_chain, 3, pointwise._tensor_output(tensors[0]), -1, stride), FMAD))
+    _, stride = fusion._hist_layout(long_chain, 3)
+    out.append(("pointwise long chain", kernel_source._kernel_source(long_chain, 3, fusion._tensor_output(tensors[0]), -1, stride), FMAD))
     return out
