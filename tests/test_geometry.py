@@ -26,7 +26,8 @@ from conftest import load_asset
 import gpuimg
 from gpuimg import Image, ImageBatch
 from gpuimg import ops as _common
-from gpuimg.ops import _resample, geometry
+from gpuimg.ops import geometry
+from gpuimg.ops.geometry import _plan, resample_weights
 
 cv2 = pytest.importorskip("cv2")
 PIL = pytest.importorskip("PIL.Image")
@@ -261,7 +262,7 @@ def test_gpu_matches_cpu(gpu, mixed):
             assert a.shape == b.shape and _diff(a, b).max() <= 1, k
 
 
-@pytest.mark.parametrize("method", _resample.METHODS)
+@pytest.mark.parametrize("method", _plan.METHODS)
 @pytest.mark.parametrize("antialias", [True, False])
 def test_gpu_weight_tables_match_host(gpu, method, antialias):
     """The GPU computes the resampling weights (one launch per new plan); they must be the
@@ -280,10 +281,10 @@ def test_gpu_weight_tables_match_host(gpu, method, antialias):
         else:
             box = (0.0, 0.0, float(h), float(w))
         shapes.append((h, w))
-        specs.append(_resample.Spec(tuple(float(v) for v in box), (oh, ow), (0, 0, oh, ow)))
-    plan = _resample.make_plan(method, antialias, False, shapes, specs)
+        specs.append(_plan.Spec(tuple(float(v) for v in box), (oh, ow), (0, 0, oh, ow)))
+    plan = _plan.make_plan(method, antialias, False, shapes, specs)
     axes = cupy.asarray(plan.axes)
-    starts_ptr, weights_ptr = _resample._device_weights(plan, np.uint64(axes.data.ptr), None)
+    starts_ptr, weights_ptr = resample_weights._device_weights(plan, np.uint64(axes.data.ptr), None)
 
     def read(ptr, count, dtype):
         mem = cupy.cuda.UnownedMemory(int(ptr), count * np.dtype(dtype).itemsize, None)

@@ -51,12 +51,12 @@ def filters_sources() -> list[tuple[str, str, tuple[str, ...]]]:
 
 def geometry_sources() -> list[tuple[str, str, tuple[str, ...]]]:
     """The remap/warp module, the resampler and its weight tables."""
-    from gpuimg.ops import _resample, geometry
+    from gpuimg.ops.geometry import resample, resample_weights, warp
 
     return [
-        ("geometry", geometry._source(), ()),
-        ("resample", _resample._module_source(8), ()),
-        ("resample weights", _resample._WEIGHTS_SOURCE, FMAD),
+        ("geometry", warp._source(), ()),
+        ("resample", resample._module_source(8), ()),
+        ("resample weights", resample_weights._WEIGHTS_SOURCE, FMAD),
     ]
 
 

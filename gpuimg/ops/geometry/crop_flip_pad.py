@@ -1,0 +1,143 @@
+"""Integer index-map ops: crop, center_crop, flip, rotate90 and pad (one remap launch each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import check_choice
+from ..registry import register_op
+from .._engine.args import Source, per_sample
+from ._common import _check, _shapes, _sizes
+from .warp import _remap
+
+__all__ = ["crop", "center_crop", "flip", "rotate90", "pad", "PAD_MODES"]
+
+PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
+def _ints(value: Any, count: int, name: str) -> np.ndarray:
+    """One int per image from an int or a sequence (ValueError naming ``name`` otherwise)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return np.full(count, int(value), np.int64)
+    arr = per_sample(value, count, name, np.float64)
+    if np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+    return arr.astype(np.int64)
+
+
+@register_op
+def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Source | None = None,
+         stream: Any = None) -> Source:
+    """The rectangle (top, left, height, width) of each image (ints, or one per image).
+
+    A rectangle outside the image raises ValueError naming the image's bounds.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.zeros((300, 400, 3), np.uint8), device="cpu")
+        >>> crop(img, 10, 20, 100, 200).shape
+        (100, 200, 3)
+    """
+    _check(src)
+    shapes = _shapes(src)
+    n = len(shapes)
+    t, l, hh, ww = (_ints(v, n, k) for v, k in ((top, "top"), (left, "left"), (height, "height"), (width, "width")))
+    for i, (H, W, _) in enumerate(shapes):
+        if hh[i] < 1 or ww[i] < 1 or t[i] < 0 or l[i] < 0 or t[i] + hh[i] > H or l[i] + ww[i] > W:
+            raise ValueError(
+                f"crop (top={t[i]}, left={l[i]}, height={hh[i]}, width={ww[i]}) of image {i} is outside its bounds "
+                f"0 <= top, top + height <= {H}, 0 <= left, left + width <= {W} (height, width >= 1)"
+            )
+    coefs = [(1, 0, int(t[i]), 0, 1, int(l[i])) for i in range(n)]
+    return _remap(src, out, coefs, [(int(a), int(b)) for a, b in zip(hh, ww)], stream=stream)
+
+
+@register_op
+def center_crop(src: Source, size: tuple[int, int] | Sequence[tuple[int, int]], *, out: Source | None = None,
+                stream: Any = None) -> Source:
+    """The centred (height, width) window; top = round((H - h) / 2) as torchvision.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.zeros((256, 341, 3), np.uint8), device="cpu")
+        >>> center_crop(img, (224, 224)).shape
+        (224, 224, 3)
+    """
+    _check(src)
+    shapes = _shapes(src)
+    sizes = _sizes(size, len(shapes))
+    tops = [int(round((H - h) / 2.0)) for (H, _, _), (h, _) in zip(shapes, sizes)]
+    lefts = [int(round((W - w) / 2.0)) for (_, W, _), (_, w) in zip(shapes, sizes)]
+    return crop(src, tops, lefts, [s[0] for s in sizes], [s[1] for s in sizes], out=out, stream=stream)
+
+
+@register_op
+def flip(src: Source, horizontal: bool = False, vertical: bool = False, *, out: Source | None = None,
+         stream: Any = None) -> Source:
+    """Mirror left-right (``horizontal``), top-bottom (``vertical``), or both.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> a = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
+        >>> flip(gpuimg.Image.from_array(a, device="cpu"), horizontal=True).array[0, :, 0].tolist()
+        [2, 1, 0]
+    """
+    _check(src)
+    shapes = _shapes(src)
+    coefs = [(-1 if vertical else 1, 0, h - 1 if vertical else 0, 0, -1 if horizontal else 1, w - 1 if horizontal else 0)
+             for h, w, _ in shapes]
+    return _remap(src, out, coefs, [(h, w) for h, w, _ in shapes], stream=stream)
+
+
+@register_op
+def rotate90(src: Source, k: int = 1, *, out: Source | None = None, stream: Any = None) -> Source:
+    """Rotate by k * 90 degrees counter-clockwise, as ``numpy.rot90(a, k)``.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.zeros((2, 5, 3), np.uint8), device="cpu")
+        >>> rotate90(img).shape
+        (5, 2, 3)
+    """
+    if not isinstance(k, int | np.integer):
+        raise ValueError(f"k must be an int (quarter turns), got {k!r}")
+    k = int(k) % 4
+    _check(src)
+    shapes = _shapes(src)
+    table = {
+        0: lambda h, w: ((1, 0, 0, 0, 1, 0), (h, w)),
+        1: lambda h, w: ((0, 1, 0, -1, 0, w - 1), (w, h)),
+        2: lambda h, w: ((-1, 0, h - 1, 0, -1, w - 1), (h, w)),
+        3: lambda h, w: ((0, -1, h - 1, 1, 0, 0), (w, h)),
+    }
+    geo = [table[k](h, w) for h, w, _ in shapes]
+    return _remap(src, out, [g[0] for g in geo], [g[1] for g in geo], stream=stream)
+
+
+@register_op
+def pad(src: Source, top: Any = 0, bottom: Any = 0, left: Any = 0, right: Any = 0, mode: str = "constant",
+        value: Any = 0, *, out: Source | None = None, stream: Any = None) -> Source:
+    """Add borders: ``mode`` "constant" (``value``), "edge", "reflect" (also "symmetric", "wrap").
+
+    Modes are numpy.pad's: "reflect" mirrors without repeating the edge pixel
+    (cv2.BORDER_REFLECT_101), "symmetric" repeats it (cv2.BORDER_REFLECT).
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.ones((2, 2, 1), np.uint8), device="cpu")
+        >>> pad(img, 1, 1, 2, 2).shape
+        (4, 6, 1)
+    """
+    check_choice(mode, "mode", PAD_MODES, "a pad mode")
+    _check(src)
+    shapes = _shapes(src)
+    n = len(shapes)
+    t, b, l, r = (_ints(v, n, k) for v, k in ((top, "top"), (bottom, "bottom"), (left, "left"), (right, "right")))
+    if min(t.min(), b.min(), l.min(), r.min()) < 0:
+        raise ValueError(f"top, bottom, left and right must be >= 0, got {top!r}, {bottom!r}, {left!r}, {right!r}")
+    coefs = [(1, 0, -int(t[i]), 0, 1, -int(l[i])) for i in range(n)]
+    sizes = [(h + int(t[i] + b[i]), w + int(l[i] + r[i])) for i, (h, w, _) in enumerate(shapes)]
+    return _remap(src, out, coefs, sizes, border=mode, fill=value, stream=stream)

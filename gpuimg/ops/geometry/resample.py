@@ -1,0 +1,328 @@
+"""The one resize kernel: runs a plan (see _plan) with the weights of resample_weights.
+
+The kernel applies both axes in one pass: each output pixel sums ``ny`` rows of ``nx``
+weighted taps, reading the source once and writing the result once (no intermediate
+image, one launch per batch); large windows may run as two passes when that pays.
+The NumPy reference does the kernel's arithmetic on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...image import slot_layout
+from ...memory import scratch
+from .._engine.args import Source
+from .._engine.batch import BLOCK, batch_view, grid_for, launch, pairs
+from .._engine.kernels import PRELUDE as CUDA_PRELUDE, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from .._engine.params import Blob, pack, upload, upload_blob
+from ._plan import _MAX_PLANS, Plan
+from .resample_weights import _device_weights
+
+__all__ = ["resample"]
+
+
+# ============================================================================ NumPy reference
+def _resample_numpy(arr: np.ndarray, plan: Plan, i: int, out_shape: tuple[int, int, int], fill: np.ndarray) -> np.ndarray:
+    """The kernel's arithmetic in float32: rows first (rounded if asked), then columns."""
+    xs_off, xw_off, nx, ys_off, yw_off, ny, round_rows, _, y0, x0, rh, rw = (int(v) for v in plan.meta[i])
+    sx = plan.starts[xs_off : xs_off + rw]
+    wx = plan.weights[xw_off : xw_off + rw * nx].reshape(rw, nx)
+    sy = plan.starts[ys_off : ys_off + rh]
+    wy = plan.weights[yw_off : yw_off + rh * ny].reshape(rh, ny)
+    src = arr.astype(np.float32)
+    if round_rows == 2:  # vertical first: the same arithmetic on the transposed image
+        cols = np.zeros((rh, arr.shape[1], arr.shape[2]), np.float32)
+        for k in range(ny):
+            cols += wy[:, k][:, None, None] * src[sy + k]
+        info = np.iinfo(arr.dtype)
+        cols = np.clip(np.rint(cols), info.min, info.max)
+        acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
+        for k in range(nx):
+            acc += wx[:, k][None, :, None] * cols[:, sx + k]
+        return _place(acc, out_shape, (y0, x0, rh, rw), fill)
+    rows = np.zeros((arr.shape[0], rw, arr.shape[2]), np.float32)
+    for k in range(nx):
+        rows += wx[:, k][None, :, None] * src[:, sx + k]
+    if round_rows:
+        info = np.iinfo(arr.dtype)
+        rows = np.clip(np.rint(rows), info.min, info.max)
+    acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
+    for k in range(ny):
+        acc += wy[:, k][:, None, None] * rows[sy + k]
+    return _place(acc, out_shape, (y0, x0, rh, rw), fill)
+
+
+def _place(acc: np.ndarray, out_shape: tuple[int, int, int], rect: tuple[int, int, int, int], fill: np.ndarray) -> np.ndarray:
+    """The output image: background everywhere, ``acc`` in the rectangle."""
+    y0, x0, rh, rw = rect
+    result = np.empty(out_shape, np.float32)
+    result[...] = fill[: out_shape[2]]
+    result[y0 : y0 + rh, x0 : x0 + rw] = acc
+    return result
+
+
+# ============================================================================ CUDA
+_SOURCE = CUDA_PRELUDE + r"""
+template <typename T> __device__ __forceinline__ float round_row(float v) { return v; }
+template <> __device__ __forceinline__ float round_row<u8>(float v) { return fminf(fmaxf(rintf(v), 0.f), 255.f); }
+template <> __device__ __forceinline__ float round_row<u16>(float v) { return fminf(fmaxf(rintf(v), 0.f), 65535.f); }
+
+// One output pixel per thread: ny source rows x nx taps, both axes' weights from the plan.
+template <typename T, int C, int MAXT>
+__device__ void resample(const void* src, const long long* tab, void* dst, const long long* otab,
+                         const int* meta, const int* starts, const float* weights, const float* fill) {
+    int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= so.width || y >= so.height) return;
+    const int* m = meta + 12 * b;
+    T* q = row_ptr<T>(dst, so, y) + (long long)x * C;
+    int xr = x - m[9], yr = y - m[8];
+    if (xr < 0 || yr < 0 || xr >= m[11] || yr >= m[10]) {
+        #pragma unroll
+        for (int c = 0; c < C; ++c) store(q + c, fill[c]);
+        return;
+    }
+    int nx = m[2], ny = m[5];
+    bool rounding = m[6] == 1;
+    int sx = starts[m[0] + xr], sy = starts[m[3] + yr];
+    const float* wx = weights + m[1] + (long long)xr * nx;
+    const float* wy = weights + m[4] + (long long)yr * ny;
+    float acc[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) acc[c] = 0.f;
+    if (m[6] == 2) {  // Pillow's vertical-first order: columns rounded, then the row
+        for (int kx = 0; kx < nx; ++kx) {
+            float wxk = wx[kx];
+            if (wxk == 0.f) continue;
+            float r[C];
+            #pragma unroll
+            for (int c = 0; c < C; ++c) r[c] = 0.f;
+            for (int ky = 0; ky < ny; ++ky) {
+                const T* p = row_ptr<T>(src, s, sy + ky) + (long long)(sx + kx) * C;
+                float wyk = wy[ky];
+                #pragma unroll
+                for (int c = 0; c < C; ++c) r[c] += wyk * to_f(p[c]);
+            }
+            #pragma unroll
+            for (int c = 0; c < C; ++c) acc[c] += wxk * round_row<T>(r[c]);
+        }
+        #pragma unroll
+        for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+        return;
+    }
+    // MAXT > 0 (every row window has at most MAXT taps): the row weights stay in registers
+    // and the tap loop unrolls, instead of re-reading nx weights for each of the ny rows.
+    float wxr[MAXT > 0 ? MAXT : 1];
+    if constexpr (MAXT > 0) {
+        #pragma unroll
+        for (int kx = 0; kx < MAXT; ++kx) wxr[kx] = kx < nx ? wx[kx] : 0.f;
+    }
+    for (int ky = 0; ky < ny; ++ky) {
+        float wyk = wy[ky];
+        if (wyk == 0.f) continue;  // padded taps: no memory traffic
+        const T* p = row_ptr<T>(src, s, sy + ky) + (long long)sx * C;
+        float r[C];
+        #pragma unroll
+        for (int c = 0; c < C; ++c) r[c] = 0.f;
+        if constexpr (MAXT > 0) {
+            #pragma unroll
+            for (int kx = 0; kx < MAXT; ++kx) {
+                if (kx < nx) {
+                    #pragma unroll
+                    for (int c = 0; c < C; ++c) r[c] += wxr[kx] * to_f(p[kx * C + c]);
+                }
+            }
+        } else {
+            for (int kx = 0; kx < nx; ++kx) {
+                float wxk = wx[kx];
+                #pragma unroll
+                for (int c = 0; c < C; ++c) r[c] += wxk * to_f(p[kx * C + c]);
+            }
+        }
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] += wyk * (rounding ? round_row<T>(r[c]) : r[c]);
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+}
+
+// Two-pass form for large windows (cost nx + ny taps per pixel instead of nx * ny): one
+// axis per launch, per-output start and weights from the same plan. Pass 1 writes a float
+// intermediate (rows-first: in_h x rw; columns-first, Pillow's order: rh x in_w), rounded to
+// the pixel type when the plan asks (as Pillow's 8-bit intermediate); pass 2 writes the
+// output, its rectangle and background. The arithmetic equals the fused kernel's.
+template <typename TI, typename TO, typename TR, int C>
+__device__ void resample_pass(const void* in, const long long* itab, void* out, const long long* otab,
+                              const int* meta, const int* starts, const float* weights, const float* fill,
+                              int pass) {
+    int b = blockIdx.z; Slot si = slot(itab, b); Slot so = slot(otab, b);
+    int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= so.width || y >= so.height) return;
+    const int* m = meta + 12 * b;
+    TO* q = row_ptr<TO>(out, so, y) + (long long)x * C;
+    int ox = x, oy = y;
+    if (pass == 2) {
+        ox = x - m[9]; oy = y - m[8];
+        if (ox < 0 || oy < 0 || ox >= m[11] || oy >= m[10]) {
+            #pragma unroll
+            for (int c = 0; c < C; ++c) store(q + c, fill[c]);
+            return;
+        }
+    }
+    int first = m[6] == 2 ? 1 : 0;                  // columns first in Pillow's mixed case
+    int axis = pass == 1 ? first : 1 - first;
+    float acc[C];
+    #pragma unroll
+    for (int c = 0; c < C; ++c) acc[c] = 0.f;
+    if (axis == 0) {
+        int n = m[2], s0 = starts[m[0] + ox];
+        const float* w = weights + m[1] + (long long)ox * n;
+        const TI* p = row_ptr<TI>(in, si, oy) + (long long)s0 * C;
+        for (int k = 0; k < n; ++k) {
+            float wk = w[k];
+            #pragma unroll
+            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[k * C + c]);
+        }
+    } else {
+        int n = m[5], s0 = starts[m[3] + oy];
+        const float* w = weights + m[4] + (long long)oy * n;
+        for (int k = 0; k < n; ++k) {
+            float wk = w[k];
+            if (wk == 0.f) continue;
+            const TI* p = row_ptr<TI>(in, si, s0 + k) + (long long)ox * C;
+            #pragma unroll
+            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[c]);
+        }
+    }
+    if (pass == 1 && m[6] != 0) {
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] = round_row<TR>(acc[c]);
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+}
+"""
+
+@functools.lru_cache(maxsize=None)  # built once per small_taps value
+def _module_source(small_taps: int) -> str:
+    params = ("const void* src, const long long* tab, void* dst, const long long* otab, const int* meta, "
+              "const int* starts, const float* weights, const float* fill")
+    args = "src, tab, dst, otab, meta, starts, weights, fill"
+    ppar = ("const void* in, const long long* itab, void* out, const long long* otab, const int* meta, "
+            "const int* starts, const float* weights, const float* fill, int pass")
+    pargs = "in, itab, out, otab, meta, starts, weights, fill, pass"
+    entries = [
+        dtype_entries("resample", "resample", params, args, "{t}, {c}, 0"),
+        dtype_entries("resample_small", "resample", params, args, "{t}, {c}, %d" % small_taps),
+        dtype_entries("resample_pass1", "resample_pass", ppar, pargs, "{t}, float, {t}, {c}"),
+        dtype_entries("resample_pass2", "resample_pass", ppar, pargs, "float, {t}, {t}, {c}"),
+    ]
+    return _SOURCE + "\n".join(entries)
+
+
+def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: int, stream: Any = None,
+             read_base: int | None = None) -> Source:
+    """Run a plan: ``out`` already has its shapes; ``fill`` is 4 floats (the background).
+
+    ``read_base``: where the GPU reads the source pixels (a workspace copy when in place).
+    """
+    if src.device == "cpu":
+        for s, o, i in pairs(src, out):
+            o.array[...] = store_numpy(_resample_numpy(s.array, plan, i, o.shape, fill), o.dtype)
+        return out
+    view, oview = batch_view(src, stream), batch_view(out, stream)
+    if read_base is not None:
+        view = view._replace(base=read_base)
+    blob, small, two_pass = _blob(plan, fill, src)
+    meta, axes, fill_dev = upload_blob("resample:params", blob, "cuda", stream)
+    starts, weights = _device_weights(plan, axes, stream)
+    config = current_config()
+    if two_pass and config.two_pass:
+        _two_passes(src, out, view, oview, plan, (meta, starts, weights, fill_dev), channels, stream)
+        return out
+    name = "resample_small" if small else "resample"
+    kernel = raw_kernel(_module_source(config.small_taps), f"{name}_{dtype_suffix(src.dtype)}")
+    launch(
+        kernel, grid_for(oview, BLOCK), BLOCK + (1,),
+        (np.uint64(view.base), view.table, np.uint64(oview.base), oview.table, meta, starts, weights, fill_dev,
+         np.int32(channels)),
+        stream,
+    )
+    return out
+
+
+_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool, bool]] = {}
+
+
+def _two_pass_pays(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> bool:
+    """Cost model: taps of the fused kernel (nx * ny per output) against two passes (nx + ny,
+    plus the intermediate's write and read, counted as 4 taps a value), with a margin of 2
+    for the second launch. Measured: bicubic/lanczos 2x downscales of 4K gain
+    1.6x/2.8x; bilinear 2x and a batch to 224x224 stay fused."""
+    fused = two = 0
+    for (h, w, *_), m in zip(shapes, plan.meta.tolist()):
+        nx, ny, order, rh, rw = m[2], m[5], m[6], m[10], m[11]
+        fused += rh * rw * nx * ny
+        mid = rh * w if order == 2 else h * rw
+        two += (mid * ny + rh * rw * nx if order == 2 else mid * nx + rh * rw * ny) + 4 * mid
+    return 2 * two < fused
+
+
+def _blob(plan: Plan, fill: np.ndarray, src: Source) -> tuple[Blob, bool, bool]:
+    """The plan's arrays and the background in one upload; whether every row window fits
+    the register-unrolled kernel; whether two passes pay. Cached with the plan."""
+    key = (id(plan), fill.tobytes())
+    hit = _BLOBS.get(key)
+    if hit is None or hit[0] is not plan:
+        if len(_BLOBS) >= 2 * _MAX_PLANS:
+            _BLOBS.clear()
+        shapes = src.shapes if hasattr(src, "images") else [src.shape]
+        data = pack(plan.meta, plan.axes, np.asarray(fill, np.float32))
+        small = int(plan.meta[:, 2].max()) <= current_config().small_taps
+        hit = _BLOBS[key] = (plan, data, small, _two_pass_pays(plan, shapes))
+    return hit[1], hit[2], hit[3]
+
+
+_MID_TABLES: dict[tuple[int, tuple], tuple[Plan, np.ndarray, int, int, int]] = {}
+
+
+def _mid_table(plan: Plan, shapes: list[tuple[int, int, int]]) -> tuple[np.ndarray, int, int, int]:
+    """Kernel-table rows of the float intermediate of every image, its bytes, max h and w."""
+    key = (id(plan), tuple(shapes))
+    hit = _MID_TABLES.get(key)
+    if hit is None or hit[0] is not plan:
+        if len(_MID_TABLES) >= 2 * _MAX_PLANS:
+            _MID_TABLES.clear()
+        mids = []
+        for i, (h, w, c) in enumerate(shapes):
+            order, rh, rw = int(plan.meta[i, 6]), int(plan.meta[i, 10]), int(plan.meta[i, 11])
+            mids.append(((rh, w) if order == 2 else (h, rw)) + (c,))
+        rows, _, total = slot_layout(mids, 1, np.float32)
+        hit = _MID_TABLES[key] = (plan, rows, max(int(total), 4), int(rows[:, 1].max()), int(rows[:, 2].max()))
+    return hit[1], hit[2], hit[3], hit[4]
+
+
+def _two_passes(src: Source, out: Source, view: Any, oview: Any, plan: Plan, params: tuple, channels: int,
+                stream: Any) -> None:
+    """Pass 1 into a workspace intermediate, pass 2 into ``out``: two launches per batch."""
+    shapes = src.shapes if hasattr(src, "images") else [src.shape]
+    rows, nbytes, mh, mw = _mid_table(plan, shapes)
+    mid = scratch("resample:mid", nbytes, "cuda")
+    mid_tab = upload("resample:midtable", rows, "cuda", stream, key=rows)
+    suf = dtype_suffix(src.dtype)
+    source = _module_source(current_config().small_taps)
+    for pas, (ibase, itab, obase, otab, grid_src) in enumerate(
+        ((view.base, view.table, mid.ptr, mid_tab, (mw, mh, view.count)),
+         (mid.ptr, mid_tab, oview.base, oview.table, (oview.max_width, oview.max_height, oview.count))),
+        start=1,
+    ):
+        launch(
+            raw_kernel(source, f"resample_pass{pas}_{suf}"), grid_for(grid_src, BLOCK), BLOCK + (1,),
+            (np.uint64(ibase), itab, np.uint64(obase), otab, *params, np.int32(pas), np.int32(channels)),
+            stream,
+        )

@@ -1,0 +1,169 @@
+"""Resize family: resize, resize_shorter and fit, all through the fused resampler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import check_choice
+from ...image import Image, ImageBatch
+from ..registry import register_op
+from .._engine.args import Source, per_sample
+from .._engine.batch import readable_source
+from ._common import _check, _fill, _result, _shapes, _sizes
+from ._plan import Spec, cached_plan, check_method
+from .resample import resample
+
+__all__ = ["resize", "resize_shorter", "fit", "FIT_MODES"]
+
+
+# ============================================================================ resize family
+def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callable[[], tuple[list, list]],
+                  shapes: list[tuple[int, int, int]], sizes: list[tuple[int, int]], channels: int, method: str,
+                  antialias: bool, background: Any, stream: Any) -> Source:
+    """Resample ``src`` (checked: ``shapes``, ``channels``) into ``sizes``.
+
+    ``geometry_fn`` gives (source boxes, destination rects) on a plan-cache miss only.
+    """
+
+    def specs() -> list[Spec]:
+        boxes, rects = geometry_fn()
+        return [Spec(tuple(map(float, b)), s, r) for b, s, r in zip(boxes, sizes, rects)]
+
+    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs)
+    out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, shapes)])
+    # Same size in place: the GPU reads a workspace copy (the CPU path computes, then writes).
+    base = readable_source(src, out, stream).base if out is src and src.device == "cuda" else None
+    return resample(src, out, plan, _fill(background, "background"), channels, stream, base)
+
+
+@register_op
+def resize(
+    src: Source,
+    size: tuple[int, int] | Sequence[tuple[int, int]],
+    method: str = "bilinear",
+    antialias: bool = True,
+    *, out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Resize to ``size`` = (height, width) (or one size per image of a batch).
+
+    ``method``: "nearest", "bilinear", "bicubic", "area", "lanczos"; pixel centres at
+    half-pixel. ``antialias=True`` widens the filter when shrinking, exactly as Pillow's
+    ``Image.resize`` (BILINEAR/BICUBIC/LANCZOS); ``antialias=False`` is ``cv2.resize``
+    (INTER_LINEAR/INTER_CUBIC); "nearest" and "area" are OpenCV's INTER_NEAREST_EXACT and
+    INTER_AREA either way. One launch for a whole batch; no intermediate image.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.zeros((480, 640, 3), np.uint8), device="cpu")
+        >>> resize(img, (240, 320), method="area").shape
+        (240, 320, 3)
+    """
+    check_method(method)
+    channels = _check(src)
+    shapes = _shapes(src)
+    sizes = _sizes(size, len(shapes))
+
+    def geometry_fn() -> tuple[list, list]:
+        return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
+
+    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream)
+
+
+def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int, int]:
+    """torchvision's rule: the shorter side becomes ``size``, the longer int(size * long / short)."""
+    short, long = (h, w) if h <= w else (w, h)
+    new_short, new_long = size, int(size * long / short)
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_short, new_long) if h <= w else (new_long, new_short)
+
+
+@register_op
+def resize_shorter(
+    src: Source,
+    size: int | Sequence[int],
+    method: str = "bilinear",
+    antialias: bool = True,
+    max_size: int | None = None,
+    *, out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Resize keeping the aspect ratio so the shorter side is ``size`` (torchvision's rule).
+
+    The longer side is ``int(size * long / short)``, as ``torchvision.transforms.v2.Resize(size)``.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.zeros((400, 600, 3), np.uint8), device="cpu")
+        >>> resize_shorter(img, 256).shape
+        (256, 384, 3)
+    """
+    shapes = _shapes(src) if isinstance(src, Image | ImageBatch) else []
+    targets = per_sample(size, len(shapes) or 1, "size", np.int64)
+    if np.any(targets < 1):
+        raise ValueError(f"size must be a positive int (or one per image), got {size!r}")
+    sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
+    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out=out, stream=stream)
+
+
+FIT_MODES = ("contain", "cover")
+
+
+def _fit_geometry(h: int, w: int, th: int, tw: int, mode: str) -> tuple[tuple, tuple]:
+    """(source box, destination rect) that fit (h, w) into (th, tw) without a 1-pixel gap.
+
+    contain: the scaled image's size is rounded, and the side that limits the scale is
+    set to the container's exactly (a truncated product would leave a gap). cover: the
+    source box of the container's aspect ratio is cut from the centre, so the output is
+    filled edge to edge by construction.
+    """
+    if mode == "contain":
+        if th * w <= tw * h:  # height limits: full height
+            rh, rw = th, min(tw, max(1, round(w * th / h)))
+        else:
+            rh, rw = min(th, max(1, round(h * tw / w))), tw
+        return (0, 0, h, w), ((th - rh) // 2, (tw - rw) // 2, rh, rw)
+    scale = max(th / h, tw / w)
+    bh, bw = min(h, th / scale), min(w, tw / scale)
+    return ((h - bh) / 2, (w - bw) / 2, bh, bw), (0, 0, th, tw)
+
+
+@register_op
+def fit(
+    src: Source,
+    size: tuple[int, int] | Sequence[tuple[int, int]],
+    mode: str = "contain",
+    background: Any = 0,
+    method: str = "bilinear",
+    antialias: bool = True,
+    *, out: Source | None = None,
+    stream: Any = None,
+) -> Source:
+    """Scale into a (height, width) container and centre it: "contain" (letterbox) or "cover".
+
+    "contain" shows the whole image with ``background`` around it; "cover" fills the
+    container and crops the overflow. Either way there is no one-pixel gap from
+    truncation (see :func:`_fit_geometry`). Resampling and background fill: one launch.
+
+    Example:
+        >>> import numpy as np, gpuimg
+        >>> img = gpuimg.Image.from_array(np.full((300, 451, 3), 200, np.uint8), device="cpu")
+        >>> r = fit(img, (224, 224), "contain", background=0)
+        >>> r.shape, int(r.array[0, 112, 0]), int(r.array[112, 0, 0])
+        ((224, 224, 3), 0, 200)
+    """
+    check_choice(mode, "mode", FIT_MODES, "a fit mode")
+    check_method(method)
+    channels = _check(src)
+    shapes = _shapes(src)
+    sizes = _sizes(size, len(shapes))
+    def geometry_fn() -> tuple[list, list]:
+        geo = [_fit_geometry(h, w, th, tw, mode) for (h, w, _), (th, tw) in zip(shapes, sizes)]
+        return [g[0] for g in geo], [g[1] for g in geo]
+
+    return _run_resample(src, out, ("fit", mode), geometry_fn, shapes, sizes, channels, method, antialias,
+                         background, stream)
