@@ -172,7 +172,7 @@ def test_median_network_selects_the_median(size):
     """The generated comparator network (run in NumPy) equals numpy.median, ties included."""
     rng = np.random.default_rng(size)
     values = rng.integers(0, 6, (4000, size * size)).astype(np.uint8)  # few levels: many ties
-    assert np.array_equal(filters._median_numpy_network(values), np.median(values, axis=1).astype(np.uint8))
+    assert np.array_equal(filters.median._median_numpy_network(values), np.median(values, axis=1).astype(np.uint8))
     n = size * size
     assert filters.median_network(n)[1] < sum(n - 1 - i for i in range(n // 2 + 1))  # fewer than a selection sort
 

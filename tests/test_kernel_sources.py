@@ -36,13 +36,13 @@ def test_every_generated_kernel_source_compiles_with_nvrtc() -> None:
 
 def filters_sources() -> list[tuple[str, str, tuple[str, ...]]]:
     """Each module, each tile radius, median size and dtype."""
-    from gpuimg.ops import filters
+    from gpuimg.ops.filters import _common, median, separable
 
-    out = [("filters", filters._module_source(), ())]
+    out = [("filters", _common._module_source(), ())]
     for d in DTYPES:
-        out += [(f"sep_tile{r} {d}", filters._tile_source(r, d), ()) for r in range(1, filters.MAX_TILE_RADIUS + 1)]
-        out += [(f"median{k} {d}", filters._median_source(k, d), ()) for k in range(3, filters.MAX_MEDIAN_SIZE + 1, 2)]
-    out += [(f"median{k} u8x4", filters._median_simd_source(k), ()) for k in range(3, filters.MAX_MEDIAN_SIZE + 1, 2)]
+        out += [(f"sep_tile{r} {d}", separable._tile_source(r, d), ()) for r in range(1, separable.MAX_TILE_RADIUS + 1)]
+        out += [(f"median{k} {d}", median._median_source(k, d), ()) for k in range(3, median.MAX_MEDIAN_SIZE + 1, 2)]
+    out += [(f"median{k} u8x4", median._median_simd_source(k), ()) for k in range(3, median.MAX_MEDIAN_SIZE + 1, 2)]
     return out
 
 
