@@ -65,9 +65,9 @@ def geometry_sources() -> list[tuple[str, str, tuple[str, ...]]]:
 
 def compose_sources() -> list[tuple[str, str, tuple[str, ...]]]:
     """The compositing module."""
-    from gpuimg.ops import compose
+    from gpuimg.ops.compose import _kernels
 
-    return [("compose", compose.CUDA_PRELUDE + compose._PRELUDE + compose._KERNELS, FMAD)]
+    return [("compose", _kernels.CUDA_PRELUDE + _kernels._PRELUDE + _kernels._KERNELS, FMAD)]
 
 
 # ---------------------------------------------------------------------------- color
