@@ -1,4 +1,4 @@
-"""Image operations, one module per family: geometry, filters, color, compose.
+"""Image operations, one package per family: geometry, filters, color, compose.
 
 Every op follows one calling convention: ``op(src, ..., *, out=None, stream=None)`` with an
 Image or ImageBatch in; ``out=src`` works in place where the shape allows; a given ``out``
