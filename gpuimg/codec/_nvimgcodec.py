@@ -2,7 +2,7 @@
 
 The module is imported on first use only (its import prints loader noise and needs no
 GPU until a codec object is made), and every cache of nvImageCodec objects is keyed by
-:func:`device_key`, the device an object was made for.
+:func:`gpuimg.device.device_key`, the device an object was made for.
 """
 
 from __future__ import annotations
@@ -24,16 +24,6 @@ def load() -> Any:
 
         _module.append(nvimgcodec)
     return _module[0]
-
-
-def device_key(device: str) -> tuple[str, int]:
-    """The device an nvImageCodec object is made for: ("cpu", -1) or ("cuda", the
-    current CUDA device's id), so objects and caches never cross GPUs."""
-    if device == "cpu":
-        return ("cpu", -1)
-    import cupy
-
-    return ("cuda", int(cupy.cuda.Device().id))
 
 
 def format_of(nvimgcodec: Any, channels: int, mode: str = "rgb") -> tuple[Any, Any]:

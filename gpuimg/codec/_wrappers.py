@@ -30,7 +30,7 @@ class Wrappers:
     """Cached ``nvimgcodec.as_image`` wrappers of Image memory, per owner Image/ImageBatch.
 
     One cache per Decoder/Encoder, so per thread, and keyed by ``device`` (the
-    :func:`~gpuimg.codec._nvimgcodec.device_key` of that codec object): a device pointer
+    :func:`~gpuimg.device.device_key` of that codec object): a device pointer
     means nothing on another GPU. A wrapper keeps its memory alive, so the cache is keyed
     weakly by the owner and emptied when the owner's base address changes (its buffer
     grew) or it holds more than a few entries per slot.

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..device import resolve_device
+from ..device import device_key, resolve_device
 from ..image import Image, ImageBatch
-from . import _nvimgcodec, sources
+from . import sources
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
 from .sources import ImageInfo
@@ -36,7 +36,7 @@ def _thread_codec(kind: type, device: str | None) -> Any:
     codecs = getattr(_local, "codecs", None)
     if codecs is None:
         codecs = _local.codecs = {}
-    key = (kind, _nvimgcodec.device_key(dev))
+    key = (kind, device_key(dev))
     codec = codecs.get(key)
     if codec is None:
         codec = codecs[key] = kind(dev)

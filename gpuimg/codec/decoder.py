@@ -39,7 +39,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ..device import get_stream, resolve_device, stream_ptr, use_stream
+from ..device import device_key, get_stream, resolve_device, stream_ptr, use_stream
 from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
 from ..image import Image, ImageBatch
 from ..memory import scratch
@@ -236,7 +236,7 @@ class Decoder:
         self.max_pixels = int(max_pixels)
         self.guard_reuse = bool(guard_reuse)
         self._nv = _nvimgcodec.load()
-        self._device_key = _nvimgcodec.device_key(self.device)
+        self._device_key = device_key(self.device)
         self._decoder = self._make(num_threads, backends, options)
         self._wrappers = Wrappers(self._device_key)
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..device import resolve_device, stream_ptr
+from ..device import device_key, resolve_device, stream_ptr
 from ..errors import EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
 from . import _nvimgcodec, formats
@@ -66,7 +66,7 @@ class Encoder:
     def __init__(self, device: str | None = None, *, num_threads: int = 0):
         self.device = resolve_device(device)
         self._nv = _nvimgcodec.load()
-        self._device_key = _nvimgcodec.device_key(self.device)
+        self._device_key = device_key(self.device)
         nv = self._nv
         if self.device == "cpu":
             self._encoder = nv.Encoder(

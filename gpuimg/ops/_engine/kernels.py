@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ...device import device_key
+
 __all__ = [
     "PRELUDE",
     "CTYPES",
@@ -133,9 +135,7 @@ _compile_lock = threading.Lock()
 def compiled(source: str, name: str, options: tuple[str, ...] = ("--std=c++17",)) -> Any:
     """The kernel ``name`` of CUDA ``source``, compiled once per device (NVRTC) and cached
     under (device id, source, options)."""
-    import cupy
-
-    device = cupy.cuda.runtime.getDevice()
+    device = device_key("cuda")
     key = (device, source, options, name)
     fn = _functions.get(key)
     if fn is None:
@@ -145,6 +145,8 @@ def compiled(source: str, name: str, options: tuple[str, ...] = ("--std=c++17",)
                 mkey = (device, source, options)
                 module = _modules.get(mkey)
                 if module is None:
+                    import cupy
+
                     module = _modules[mkey] = cupy.RawModule(code=source, options=options)
                 fn = _functions[key] = module.get_function(name)
     return fn

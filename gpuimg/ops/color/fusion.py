@@ -40,7 +40,7 @@ import numpy as np
 
 from ...image import Image, ImageBatch, images_of
 from ...memory import scratch
-from ...device import get_stream
+from ...device import device_key, get_stream
 from .._engine.args import check_src, uniform_channels
 from .._engine.batch import launch, prepare_out
 from .._engine.kernels import compiled
@@ -215,9 +215,7 @@ def _tensor_output(tensor: Any) -> _Output:
 def _plan(steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
     """(statistic kernels, main kernel, histogram stride) of a chain structure, made once."""
     structure = tuple(s.key(c) for s, c in zip(steps, _channel_trace(steps, channels)))
-    import cupy
-
-    key = (cupy.cuda.runtime.getDevice(), structure, channels, output)  # compiled kernels belong to a device
+    key = (device_key("cuda"), structure, channels, output)  # compiled kernels belong to a device
     plan = _plans.get(key)
     if plan is None:
         _, hist_stride = _hist_layout(steps, channels)
