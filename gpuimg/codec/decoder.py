@@ -33,6 +33,8 @@ Example:
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
@@ -43,8 +45,8 @@ from ..device import device_key, get_stream, resolve_device, stream_ptr, use_str
 from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
 from ..image import Image, ImageBatch
 from ..memory import scratch
-from . import _nvimgcodec, sources
-from .exif import swaps_axes
+from . import _nvimgcodec, formats, isolation, sources
+from .exif import oriented, swaps_axes
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
 
@@ -64,7 +66,7 @@ class _Plan(NamedTuple):
     channels: int  # channels of the result
     dtype: np.dtype
     decode_channels: int  # channels nvImageCodec writes (3 when alpha is added afterwards)
-    apply_exif: bool
+    orientation: int  # the EXIF orientation gpuimg applies after decoding (1: none)
     staged: bool  # decoded into the staging batch, then copied/converted into the result
 
 
@@ -100,7 +102,8 @@ def _plan(
         channels = {"rgb": 3, "bgr": 3, "rgba": 4, "gray": 1}[mode]
     decode_channels = 3 if channels == 4 and not _has_alpha(info) else channels
     dtype = np.dtype(np.uint16 if depth == "any" and info.dtype == "uint16" else np.uint8)
-    staged = region is not None or decode_channels != channels
+    orientation = info.orientation if apply_exif else 1
+    staged = region is not None or decode_channels != channels or orientation != 1
     if region is not None:
         top, left, bottom, right = region
         if bottom > h or right > w:
@@ -108,7 +111,7 @@ def _plan(
         out_hw = (bottom - top, right - left)
     else:
         out_hw = (h, w)
-    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, apply_exif, staged)
+    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, orientation, staged)
 
 
 def _decoded_hw(info: ImageInfo, apply_exif: bool) -> tuple[int, int]:
@@ -119,10 +122,11 @@ def _decoded_hw(info: ImageInfo, apply_exif: bool) -> tuple[int, int]:
     return info.height, info.width
 
 
-def _decode_params(nvimgcodec: Any, mode: str, channels: int, apply_exif: bool, any_depth: bool) -> Any:
+def _decode_params(nvimgcodec: Any, mode: str, channels: int, any_depth: bool) -> Any:
     fmt, spec = _nvimgcodec.format_of(nvimgcodec, channels, mode)
+    # Always the stored orientation: gpuimg applies EXIF itself (see gpuimg.codec.exif).
     return nvimgcodec.DecodeParams(
-        apply_exif_orientation=apply_exif, color_spec=spec, allow_any_depth=any_depth, sample_format=fmt
+        apply_exif_orientation=False, color_spec=spec, allow_any_depth=any_depth, sample_format=fmt
     )
 
 
@@ -207,7 +211,13 @@ class Decoder:
     ``backends``: None for gpuimg's choice on the GPU (hardware and hybrid JPEG decoders
     sharing each batch, see :func:`_default_backends`), or a list of "hw", "hybrid",
     "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects; ignored
-    on the CPU. ``options``: nvImageCodec's decoder option string, passed through.
+    on the CPU; with isolation on, the CPU backend is left out of the in-process decoder
+    and what the GPU decoders cannot do goes to the child. ``options``: nvImageCodec's
+    decoder option string, passed through. ``isolation``: an
+    :class:`~gpuimg.codec.isolation.Isolation` (or False for none): the CPU codecs (every
+    codec on the CPU device; PNG, WebP, BMP, PNM and GPU fallbacks on a GPU) run in a
+    supervised child process, so a crash, hang or memory runaway on one file fails that
+    item only.
 
     Example:
         >>> from pathlib import Path
@@ -229,6 +239,7 @@ class Decoder:
         guard_reuse: bool = True,
         backends: Sequence[Any] | None = None,
         options: str = "",
+        isolation: Isolation | bool = True,
     ):
         self.device = resolve_device(device)
         if not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
@@ -237,6 +248,8 @@ class Decoder:
         self.guard_reuse = bool(guard_reuse)
         self._nv = _nvimgcodec.load()
         self._device_key = device_key(self.device)
+        self.isolation = _isolation_of(isolation)
+        self._num_threads = int(num_threads)
         self._decoder = self._make(num_threads, backends, options)
         self._wrappers = Wrappers(self._device_key)
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
@@ -251,6 +264,8 @@ class Decoder:
                 device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
             )
         chosen = _default_backends(nv) if backends is None else [_backend(nv, b) for b in backends]
+        if self.isolation.active:  # the CPU codecs run in the child, not here
+            chosen = [b for b in chosen if b.backend_kind != nv.CPU_ONLY] or chosen
         device_id = self._device_key[1]
         return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
 
@@ -431,33 +446,86 @@ class Decoder:
         if not loaded:
             return []
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
-        staging = self._staging_views(plans, [_full_hw(p, s, region) for p, s in zip(plans, loaded)])
+        staging = self._staging_views(plans, [_stored_hw(s.info) for s in loaded])
         # One nvImageCodec call per parameter set: a single one unless modes mix in the batch.
         groups: dict[tuple, list[int]] = {}
         for k, p in enumerate(plans):
-            groups.setdefault((p.decode_channels, p.apply_exif, p.staged), []).append(k)
+            groups.setdefault((p.decode_channels, p.staged), []).append(k)
         self._wait_for_stream(stream)
         failed: list[tuple[int, GpuImgError]] = []
-        for (channels, exif, staged), members in groups.items():
-            params = _decode_params(self._nv, mode, channels, exif, depth == "any")
-            wrapped = self._wrap(members, staged, staging, targets, owners, ptr, _nvimgcodec.format_of(self._nv, channels, mode))
-            try:
-                results = self._decoder.decode([loaded[k].stream for k in members], images=wrapped, params=params, cuda_stream=ptr)
-            except Exception as exc:  # an argument error fails the whole call: report it per item
-                results = [None] * len(members)
-                reason = f"nvImageCodec refused the batch ({exc})"
-            else:
-                reason = "nvImageCodec could not decode it (corrupt or truncated data, or an unsupported variant)"
-            for k, result in zip(members, results):
-                if result is None:
-                    failed.append((k, DecodeError(loaded[k].label, reason)))
+        for (channels, staged), members in groups.items():
+            params = _decode_params(self._nv, mode, channels, depth == "any")
+            fmt = _nvimgcodec.format_of(self._nv, channels, mode)
+            local = [k for k in members if not self._isolates(loaded[k])]
+            away = [k for k in members if self._isolates(loaded[k])]
+            if local:
+                wrapped = self._wrap(local, staged, staging, targets, owners, ptr, fmt)
+                try:
+                    results = self._decoder.decode([loaded[k].stream for k in local], images=wrapped, params=params, cuda_stream=ptr)
+                except Exception as exc:  # an argument error fails the whole call: report it per item
+                    results = [None] * len(local)
+                    reason = f"nvImageCodec refused the batch ({exc})"
+                else:
+                    reason = _UNDECODABLE
+                for k, result in zip(local, results):
+                    if result is None and self.isolation.active and loaded[k].keep is not None:
+                        away.append(k)  # what the GPU decoders cannot do, the CPU codecs try (isolated)
+                    elif result is None:
+                        failed.append((k, DecodeError(loaded[k].label, reason)))
+            if away:
+                dest = [staging[k] if staged else targets[k] for k in away]
+                failed += self._decode_isolated(away, [loaded[k] for k in away], dest, fmt, depth == "any", stream)
         bad = {k for k, _ in failed}
         finishing = [k for k, p in enumerate(plans) if p.staged and k not in bad]
         if finishing:
             with use_stream(self.device, stream):
                 for k in finishing:
-                    _finish(staging[k], targets[k], region)
+                    _finish(staging[k], targets[k], region, plans[k].orientation)
         return sorted(failed, key=lambda f: f[0])
+
+    def _isolates(self, loaded: ParsedSource) -> bool:
+        """True when ``loaded`` decodes in the isolated child (a CPU codec, bytes at hand)."""
+        if not self.isolation.active or loaded.keep is None:
+            return False
+        return self.device == "cpu" or loaded.info.codec not in _GPU_CODECS
+
+    def _decode_isolated(
+        self, positions: list[int], loaded: list[ParsedSource], dest: list[Image], fmt: tuple, any_depth: bool, stream: Any
+    ) -> list[tuple[int, GpuImgError]]:
+        """Decode ``loaded`` in the isolated child into ``dest``; (position, error) of failures."""
+        failed: list[tuple[int, GpuImgError]] = []
+        items, where = [], []
+        for k, src, img in zip(positions, loaded, dest):
+            problem = _cpu_codec_problem(src)
+            if problem:
+                failed.append((k, DecodeError(src.label, problem)))
+                continue
+            h, w, c = img.shape
+            items.append(isolation.IsolatedItem(src.keep, h, w, c, img.dtype, fmt[0].name, fmt[1].name, any_depth, src.label))
+            where.append((k, img, src))
+        if not items:
+            return failed
+        try:
+            reasons = isolation.decode(items, lambda j, px: _put(where[j][1], px, stream), self.isolation, self._num_threads)
+        except isolation.IsolationUnavailable as exc:
+            _warn_once(f"gpuimg: {exc}; CPU codecs run in this process (no crash containment)")
+            self.isolation = isolation.Isolation(enabled=False)
+            return failed + self._decode_here(where, fmt, any_depth, stream)
+        return failed + [(where[j][0], DecodeError(items[j].label, r)) for j, r in enumerate(reasons) if r is not None]
+
+    def _decode_here(self, where: list[tuple[int, Image, ParsedSource]], fmt: tuple, any_depth: bool, stream: Any) -> list[tuple[int, GpuImgError]]:
+        """The CPU codecs in this process, one item at a time (isolation unavailable: rare)."""
+        nv = self._nv
+        cpu = nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, backends=[nv.Backend(nv.CPU_ONLY)])
+        params = nv.DecodeParams(apply_exif_orientation=False, color_spec=fmt[1], allow_any_depth=any_depth, sample_format=fmt[0])
+        failed: list[tuple[int, GpuImgError]] = []
+        for k, img, src in where:
+            result = cpu.decode(src.stream, params=params)
+            if result is None or tuple(result.shape) != img.shape:
+                failed.append((k, DecodeError(src.label, _UNDECODABLE)))
+            else:
+                _put(img, np.asarray(result.cpu()), stream)
+        return failed
 
     def _wrap(
         self, members: list[int], staged: bool, staging: list[Any], targets: list[Image], owners: list[Any], ptr: int, fmt: tuple
@@ -481,6 +549,61 @@ class Decoder:
             self._event = cupy.cuda.Event(block=False, disable_timing=True)
         self._event.record(cupy.cuda.get_current_stream() if stream is None else get_stream(stream))
         self._event.synchronize()
+
+
+_UNDECODABLE = "nvImageCodec could not decode it (corrupt or truncated data, or an unsupported variant)"
+_GPU_CODECS = frozenset(fmt.name for fmt in formats.FORMATS if fmt.gpu_decode)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _isolation_of(value: Any) -> isolation.Isolation:
+    if isinstance(value, isolation.Isolation):
+        return value
+    if isinstance(value, bool):
+        return isolation.Isolation(enabled=value)
+    raise TypeError(f"isolation must be a gpuimg.codec.isolation.Isolation or a bool, got {type(value).__name__}")
+
+
+_RESERVED_MARKER = re.compile(rb"\xff[\x01-\xbf]")
+
+
+def _cpu_codec_problem(src: ParsedSource) -> str | None:
+    """A reason to refuse ``src`` before a CPU codec sees it, or None.
+
+    libjpeg decodes a JPEG whose scan holds a reserved marker (0xFF01-0xFFBF, never valid
+    in a JPEG) by ending the scan there and filling the rest of the image in grey, with a
+    warning only: pixels it never decoded. The scan check costs a pass over the file, so it
+    runs on the CPU codec path only.
+    """
+    if src.info.codec != "jpeg":
+        return None
+    data = src.keep if isinstance(src.keep, bytes) else bytes(memoryview(src.keep))
+    start, end = data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    if start < 0:
+        return "the JPEG has no scan (start-of-scan marker missing)"
+    hit = _RESERVED_MARKER.search(data, start, max(end, start))
+    if hit is not None:
+        return f"the JPEG scan data is corrupt (reserved marker 0x{hit.group().hex().upper()} at byte {hit.start():,})"
+    return None
+
+
+def _put(img: Image, pixels: np.ndarray, stream: Any) -> None:
+    """Copy host ``pixels`` (the target's shape) into ``img`` on its device."""
+    if img.device == "cpu":
+        np.copyto(img.array, pixels)
+        return
+    with use_stream(img.device, stream):
+        dst = img.array
+        if img.is_contiguous:
+            dst.set(pixels)
+        else:
+            dst[...] = img.xp.asarray(pixels)
 
 
 _BACKENDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
@@ -517,16 +640,15 @@ def _default_backends(nv: Any) -> list[Any]:
     ]
 
 
-def _full_hw(plan: _Plan, loaded: ParsedSource, region: Any) -> tuple[int, int]:
-    """The whole decoded (height, width) of a staged item (before the region crop)."""
-    if region is None:
-        return plan.height, plan.width
-    return _decoded_hw(loaded.info, plan.apply_exif)
+def _stored_hw(info: ImageInfo) -> tuple[int, int]:
+    """The (height, width) as stored, before any EXIF orientation: what nvImageCodec writes."""
+    return _decoded_hw(info, False)
 
 
-def _finish(staged: Image, out: Image, region: Any) -> None:
-    """Copy a staged decode into ``out``: crop to ``region``, add opaque alpha if needed."""
-    src = staged.array
+def _finish(staged: Image, out: Image, region: Any, orientation: int) -> None:
+    """Copy a staged decode into ``out``: orient it, crop to ``region``, add opaque alpha
+    if needed (one strided copy; the orientation and the crop are views)."""
+    src = oriented(staged.array, orientation)
     if region is not None:
         top, left, bottom, right = region
         src = src[top:bottom, left:right]

@@ -1,10 +1,13 @@
-"""The EXIF orientation of an encoded image, read from its first bytes (no decoding).
+"""The EXIF orientation of an encoded image: read from its first bytes, applied as a view.
 
-nvImageCodec applies the EXIF orientation while decoding but its header (``CodeStream``)
-reports the stored, unrotated width and height, and its metadata query fails on the CPU
-backends. The codec must know the decoded shape BEFORE decoding (it sizes the target
-buffer from it), so this module reads the one tag it needs: 0x0112 in IFD0 of the EXIF
-block of a JPEG (APP1), PNG (eXIf chunk), WebP (EXIF chunk) or TIFF file.
+gpuimg reads the orientation itself and applies it itself, for every container, so the
+size it plans and the pixels it returns follow ONE reading of the tag. nvImageCodec's own
+reading differs from its decoders' on malformed EXIF (a JPEG whose IFD entry count is
+wrong made its CPU decoder write past the target buffer; a WebP EXIF chunk with the
+``Exif\0\0`` prefix was sized rotated but decoded unrotated), so the decoder always asks
+nvImageCodec for the stored orientation and copies through :func:`oriented`. This module
+reads the one tag it needs: 0x0112 in IFD0 of the EXIF block of a JPEG (APP1), PNG (eXIf
+chunk), WebP (EXIF chunk, with or without the prefix) or TIFF file.
 
 Example:
     >>> orientation(b"not an image")
@@ -18,7 +21,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["orientation", "swaps_axes"]
+__all__ = ["orientation", "swaps_axes", "oriented"]
 
 _TAG_ORIENTATION = 0x0112
 _SCAN_LIMIT = 1 << 20  # EXIF sits in the first segments; never walk a whole huge file
@@ -32,6 +35,37 @@ def swaps_axes(value: int) -> bool:
         [5, 6, 7, 8]
     """
     return value in (5, 6, 7, 8)
+
+
+def oriented(array: Any, value: int) -> Any:
+    """A view of ``array`` (H, W, C; NumPy or CuPy) as the EXIF ``value`` says to show it.
+
+    No pixels move: flips and transposes are strided views, so copying the view into a
+    target applies the orientation in that one copy. The views match Pillow's
+    ``ImageOps.exif_transpose`` (2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate
+    90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise).
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.arange(6).reshape(2, 3, 1)
+        >>> oriented(a, 6)[..., 0].tolist()
+        [[3, 0], [4, 1], [5, 2]]
+    """
+    if value == 2:
+        return array[:, ::-1]
+    if value == 3:
+        return array[::-1, ::-1]
+    if value == 4:
+        return array[::-1]
+    if value == 5:
+        return array.transpose(1, 0, 2)
+    if value == 6:
+        return array.transpose(1, 0, 2)[:, ::-1]
+    if value == 7:
+        return array.transpose(1, 0, 2)[::-1, ::-1]
+    if value == 8:
+        return array.transpose(1, 0, 2)[::-1]
+    return array
 
 
 def orientation(data: bytes | memoryview | Any) -> int:

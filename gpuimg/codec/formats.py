@@ -40,7 +40,8 @@ class Format:
     ``channels`` / ``dtypes``: what the format can store (1 gray, 3 RGB, 4 RGBA; uint8,
     uint16). ``magic``: byte strings a file of this format starts with. ``title``: how
     messages name it ("JPEG 2000"). ``encode_options``: the keyword options the encoder
-    takes for it besides ``quality``.
+    takes for it besides ``quality``. ``gpu_decode``: nvImageCodec has a GPU decoder for it
+    (the others decode on the CPU, which gpuimg runs in an isolated child process).
 
     Example:
         >>> fmt = lookup("png")
@@ -57,6 +58,7 @@ class Format:
     magic: tuple[bytes, ...] = ()
     title: str = ""
     encode_options: tuple[str, ...] = ()
+    gpu_decode: bool = False
 
     @property
     def keeps_alpha(self) -> bool:
@@ -78,13 +80,13 @@ _NAMES_ONLY = frozenset({"jpeg2k", "jpeg2000"})
 
 FORMATS: tuple[Format, ...] = (
     Format("jpeg", ".jpg", ("jpeg", "jpg", "jpe"), True, (1, 3), ("uint8",), (b"\xff\xd8\xff",),
-           "JPEG", ("chroma_subsampling", "progressive", "optimized_huffman")),
+           "JPEG", ("chroma_subsampling", "progressive", "optimized_huffman"), gpu_decode=True),
     Format("png", ".png", ("png",), False, (1, 3, 4), ("uint8", "uint16"), (b"\x89PNG\r\n\x1a\n",),
            "PNG", ("compression_level",)),
     Format("webp", ".webp", ("webp",), True, (3, 4), ("uint8",), (b"RIFF",), "WebP", ("lossless",)),
-    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF"),
+    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF", gpu_decode=True),
     Format("jpeg2k", ".jp2", ("jpeg2k", "jpeg2000", "jp2", "j2k", "j2c", "jpx"), True, (1, 3, 4), ("uint8", "uint16"),
-           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr")),
+           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr"), gpu_decode=True),
     Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",), "BMP"),
     Format("pnm", ".pnm", ("pnm", "ppm", "pgm", "pbm"), False, (1, 3), ("uint8", "uint16"),
            (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"), "PNM"),

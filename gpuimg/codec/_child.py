@@ -1,0 +1,183 @@
+"""The isolated decoder's child process (private; started by :mod:`gpuimg.codec.isolation`).
+
+It runs nvImageCodec's CPU backends on encoded files the parent placed in a shared memory
+block and decodes them into that block, so that a crash, a runaway allocation or a hang in
+a third-party codec costs this process, never the caller's. It imports only NumPy and
+nvImageCodec: a restart after a crash is quick.
+
+Protocol (pickled tuples over the socket the parent passed as fd ``argv[1]``):
+
+    parent -> child   ("map", nbytes) + the memfd sent with SCM_RIGHTS    the shared block
+                      ("decode", items, budget)   items: (in_off, in_len, out_off, h, w, c,
+                                                  dtype, sample_format, color_spec, any_depth)
+                      ("stop",)
+    child -> parent   ("ready",) after start; ("mapped",); ("decoded", statuses)
+
+With ``GPUIMG_ISOLATION_SELFTEST=1`` in its environment, an input holding
+``gpuimg-selftest-crash``, ``-hang`` or ``-memory`` makes the child crash, hang or allocate
+past its limit while decoding it, as a hostile file would (the containment tests use it).
+
+A status is "ok", "failed" (nvImageCodec returned nothing), "memory" (the decode hit the
+address-space budget) or ("unwritten", bytes): the decoder reported success but left that
+many bytes of the target as they were. Before decoding, each target is filled with a
+random pattern made at start; any aligned 32-byte block still equal to it afterwards was
+not written (a real image matches 32 random bytes with probability 2**-256).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+_BLOCK = 32
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+
+class _Child:
+    def __init__(self, threads: int):
+        from nvidia import nvimgcodec as nv
+
+        self.nv = nv
+        self.decoder = nv.Decoder(
+            device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=threads, backends=[nv.Backend(nv.CPU_ONLY)]
+        )
+        self.block: np.ndarray | None = None
+        self.canary = np.random.default_rng(int.from_bytes(os.urandom(8), "little")).integers(
+            0, 256, 1 << 16, dtype=np.uint8
+        )
+
+    def map(self, fd: int, nbytes: int) -> None:
+        self.block = None  # the old mapping goes when its last view does
+        self.block = np.frombuffer(mmap.mmap(fd, nbytes), np.uint8)
+        os.close(fd)
+
+    def fill(self, flat: np.ndarray) -> None:
+        n, k = flat.size, self.canary.size
+        whole = n // k * k
+        if whole:
+            flat[:whole].reshape(-1, k)[:] = self.canary
+        flat[whole:] = self.canary[: n - whole]
+
+    def unwritten(self, flat: np.ndarray) -> int:
+        n = flat.size // _BLOCK * _BLOCK
+        if not n:
+            return 0
+        k = self.canary.size
+        reps = -(-n // k)
+        pattern = np.broadcast_to(self.canary, (reps, k)).reshape(-1)[:n] if reps > 1 else self.canary[:n]
+        same = (flat[:n] == pattern).reshape(-1, _BLOCK).all(axis=1)
+        return int(same.sum()) * _BLOCK
+
+    def decode(self, items: list[tuple], budget: int) -> list:
+        nv, block = self.nv, self.block
+        assert block is not None
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = _vm_size() + budget
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        try:
+            groups: dict[tuple, list[int]] = {}
+            for k, item in enumerate(items):
+                groups.setdefault(item[6:], []).append(k)
+            statuses: list = ["failed"] * len(items)
+            for (dtype, fmt, spec, any_depth), members in groups.items():
+                streams, images, flats = [], [], []
+                for k in members:
+                    in_off, in_len, out_off, h, w, c = items[k][:6]
+                    itemsize = np.dtype(dtype).itemsize
+                    flat = block[out_off : out_off + h * w * c * itemsize]
+                    self.fill(flat)
+                    flats.append(flat)
+                    streams.append(nv.CodeStream(block[in_off : in_off + in_len]))
+                    images.append(nv.as_image(flat.view(dtype).reshape(h, w, c)))
+                params = nv.DecodeParams(
+                    apply_exif_orientation=False,
+                    color_spec=getattr(nv.ColorSpec, spec),
+                    allow_any_depth=any_depth,
+                    sample_format=getattr(nv.SampleFormat, fmt),
+                )
+                peak = _vm_peak()
+                try:
+                    if _SELFTEST:
+                        _selftest([block[items[k][0] : items[k][0] + items[k][1]] for k in members], limit)
+                    results = self.decoder.decode(streams, images=images, params=params)
+                except MemoryError:
+                    results = ["memory"] * len(members)
+                except Exception:
+                    results = [None] * len(members)
+                # A refused allocation is the likely reason for a failure when this call
+                # pushed the address space to within 64 MB of the limit.
+                after = _vm_peak()
+                near_limit = after > peak and after > limit - (64 << 20)
+                for k, flat, result in zip(members, flats, results):
+                    if result is None:
+                        statuses[k] = "memory" if near_limit else "failed"
+                    elif isinstance(result, str):
+                        statuses[k] = result
+                    else:
+                        missing = self.unwritten(flat)
+                        statuses[k] = ("unwritten", missing) if missing else "ok"
+            return statuses
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+_SELFTEST = os.environ.get("GPUIMG_ISOLATION_SELFTEST") == "1"
+
+
+def _selftest(inputs: list[np.ndarray], limit: int) -> None:
+    for data in inputs:
+        raw = data.tobytes()
+        if b"gpuimg-selftest-crash" in raw:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if b"gpuimg-selftest-hang" in raw:
+            while True:
+                time.sleep(60)
+        if b"gpuimg-selftest-memory" in raw:
+            bytearray(limit)  # more than the budget left: MemoryError
+
+
+def _vm_peak() -> int:
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmPeak:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    conn = Connection(os.dup(sock.fileno()))
+    child = _Child(int(sys.argv[2]))
+    conn.send(("ready",))
+    while True:
+        msg = conn.recv()
+        if msg[0] == "map":
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+            child.map(fds[0], msg[1])
+            conn.send(("mapped",))
+        elif msg[0] == "decode":
+            conn.send(("decoded", child.decode(msg[1], msg[2])))
+        else:
+            return
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Hostile and broken files: correct pixels or a clean gpuimg error, never a dead process.
+
+The files in tests/repro/ each broke gpuimg 0.1.0 (see its README). Every one is read on
+every device; a crash inside a CPU codec is contained in the isolated child process
+(gpuimg.codec.isolation), a partial decode is an error, EXIF orientation follows one
+reading for every container, and memory stays bounded. Pillow is the outside reference
+for the pixels that do decode.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ASSETS, load_asset
+
+import gpuimg
+from gpuimg.codec import Decoder, isolation
+
+PIL = pytest.importorskip("PIL")
+from PIL import Image as PILImage  # noqa: E402
+from PIL import ImageOps  # noqa: E402
+
+REPRO = Path(__file__).resolve().parent / "repro"
+ROOT = Path(__file__).resolve().parent.parent
+
+# file -> the words the DecodeError must contain (None: the file decodes, as Pillow shows it)
+EXPECTED = {
+    "jpeg-exif-count-heap.jpg": "corrupt",
+    "png-idat-length-4gb.png": "",
+    "tiff-two-widths-stale.tif": "",
+    "jp2-truncated-segv.jp2": "",
+    "webp-exif-prefix-orientation6.webp": None,
+}
+
+
+def _pillow_oriented(data: bytes) -> np.ndarray:
+    with PILImage.open(io.BytesIO(data)) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def test_every_repro_file_is_covered():
+    assert sorted(p.name for p in REPRO.iterdir() if p.suffix != ".md") == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_repro_file_gives_pixels_or_a_clean_error(device, name):
+    path = REPRO / name
+    words = EXPECTED[name]
+    if words is None:
+        got = gpuimg.read(path, device=device).numpy()
+        ref = _pillow_oriented(path.read_bytes())
+        assert got.shape == ref.shape
+        assert np.abs(got.astype(int) - ref).max() <= 4  # lossy WebP: decoders round apart
+        return
+    with pytest.raises(gpuimg.DecodeError) as err:
+        gpuimg.read(path, device=device)
+    assert name in str(err.value) and words in str(err.value)
+
+
+def test_batch_with_a_crashing_file_keeps_every_good_file(device):
+    good = [ASSETS / "chelsea.png", ASSETS / "coffee.jpg", ASSETS / "camera_gray.png"]
+    srcs = [good[0], REPRO / "jp2-truncated-segv.jp2", good[1], REPRO / "png-idat-length-4gb.png", good[2]]
+    res = gpuimg.read_batch(srcs, device=device)
+    assert res.indices == [0, 2, 4]
+    assert [e.index for e in res.errors] == [1, 3]
+    assert all(isinstance(e.error, gpuimg.DecodeError) for e in res.errors)
+    for img, path in zip(res.images, good):
+        alone = gpuimg.read(path, device=device).numpy()
+        assert np.array_equal(img.numpy(), alone)
+
+
+def _png_with_text(arr: np.ndarray, text: bytes) -> bytes:
+    """A PNG of ``arr`` (RGB uint8) carrying a tEXt chunk with ``text``."""
+    h, w, _ = arr.shape
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"tEXt", b"Comment\x00" + text)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def selftest_children(monkeypatch):
+    """Children started with the self-test hooks on (a marker in the data crashes, hangs
+    or over-allocates inside the child, as a hostile file would)."""
+    isolation._stop_all()
+    monkeypatch.setenv("GPUIMG_ISOLATION_SELFTEST", "1")
+    yield
+    isolation._stop_all()
+
+
+@pytest.mark.parametrize("kind", ["crash", "hang", "memory"])
+def test_child_crash_hang_and_memory_cost_one_item(selftest_children, kind):
+    arr = load_asset("chelsea.png")[:40, :60]
+    bad = _png_with_text(arr, b"gpuimg-selftest-" + kind.encode())
+    good = _png_with_text(arr, b"fine")
+    dec = Decoder("cpu", isolation=isolation.Isolation(timeout_s=2.0))
+    res = dec.decode_batch([good, good, bad, good, good, good])
+    assert res.indices == [0, 1, 3, 4, 5]
+    assert [e.index for e in res.errors] == [2]
+    message = str(res.errors[0].error)
+    assert {"crash": "SIGSEGV", "hang": "did not finish within", "memory": "memory bound"}[kind] in message
+    for img in res.images:
+        assert np.array_equal(img.numpy(), arr)
+    assert np.array_equal(dec.decode(good).numpy(), arr)  # the next call finds a working child
+
+
+def test_isolation_can_be_turned_off():
+    dec = Decoder("cpu", isolation=False)
+    assert not dec.isolation.active
+    assert np.array_equal(dec.decode(ASSETS / "chelsea.png").numpy(), load_asset("chelsea.png"))
+    with pytest.raises(TypeError, match="isolation"):
+        Decoder("cpu", isolation="yes")
+    with pytest.raises(ValueError, match="timeout_s"):
+        isolation.Isolation(timeout_s=0)
+
+
+def test_unwritten_pixels_are_an_error_not_stale_content(device):
+    """Decode a photo into a buffer, then the two-width TIFF into the same buffer: the old
+    photo must not come back as the TIFF's pixels."""
+    dec = Decoder(device)
+    img = dec.decode(ASSETS / "coffee.png")
+    with pytest.raises(gpuimg.DecodeError):
+        dec.decode(REPRO / "tiff-two-widths-stale.tif", out=img)
+
+
+def test_corrupt_jpeg_scan_is_refused_on_the_cpu_codec_path():
+    data = bytearray((ASSETS / "chelsea.jpg").read_bytes())
+    sos = data.find(b"\xff\xda")
+    data[sos + 400 : sos + 402] = b"\xff\x05"
+    with pytest.raises(gpuimg.DecodeError, match="reserved marker 0xFF05"):
+        gpuimg.read(bytes(data), device="cpu")
+
+
+def _webp_with_exif(arr: np.ndarray, orientation: int, prefix: bool) -> bytes:
+    """A lossless WebP whose EXIF chunk holds ``orientation`` (with the JPEG-style
+    ``Exif\\0\\0`` prefix when ``prefix``; Pillow writes it without)."""
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, "WEBP", lossless=True, exif=exif.tobytes())
+    data = buf.getvalue()
+    pos, chunks = 12, []
+    while pos < len(data):
+        kind, n = struct.unpack_from("<4sI", data, pos)
+        body = data[pos + 8 : pos + 8 + n]
+        if kind == b"EXIF" and prefix:
+            body = b"Exif\x00\x00" + body
+        chunks.append(kind + struct.pack("<I", len(body)) + body + b"\x00" * (len(body) & 1))
+        pos += 8 + n + (n & 1)
+    payload = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(payload)) + payload
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_webp_exif_orientation_matches_pillow(device, orientation, prefix):
+    arr = load_asset("chelsea.png")[:40, :64]
+    data = _webp_with_exif(arr, orientation, prefix)
+    got = gpuimg.read(data, device=device).numpy()
+    assert np.array_equal(got, _pillow_oriented(data))
+    stored = gpuimg.read(data, device=device, apply_exif=False).numpy()
+    assert np.array_equal(stored, arr)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7, 8])
+def test_tiff_orientation_and_region_after_orientation(device, orientation):
+    arr = load_asset("coffee.png")[:40, :64]
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, "TIFF", exif=exif)
+    data = buf.getvalue()
+    ref = _pillow_oriented(data)
+    assert np.array_equal(gpuimg.read(data, device=device).numpy(), ref)
+    region = (3, 5, 20, 31)
+    got = gpuimg.read(data, device=device, region=region).numpy()
+    assert np.array_equal(got, ref[3:20, 5:31])
+
+
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (MAX_BYTES, MAX_BYTES))
+    import gpuimg
+    from gpuimg.codec import Decoder
+    dec = Decoder("cpu", isolation=ISOLATION)
+    try:
+        dec.decode(sys.argv[1])
+    except gpuimg.DecodeError as exc:
+        print("clean:", exc)
+    else:
+        print("decoded")
+    """
+)
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_png_with_a_4gb_chunk_fails_cleanly_under_an_address_space_limit(isolated):
+    """Under a 1.5 GB address-space limit the 4 GB IDAT claim is refused with a clean error,
+    in the child (isolated) and in this process (the structure check runs first)."""
+    script = _MEMORY_SCRIPT.replace("MAX_BYTES", str(1536 << 20)).replace("ISOLATION", str(isolated))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REPRO / "png-idat-length-4gb.png")], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "clean:" in done.stdout and "png-idat-length-4gb.png" in done.stdout
+
+
+def test_memory_of_a_hostile_png_stays_bounded(device):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(gpuimg.DecodeError):
+        gpuimg.read(REPRO / "png-idat-length-4gb.png", device=device)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200
+
+
+def test_odd_file_names_are_named_in_errors(device, tmp_path):
+    path = tmp_path / "bad name é [1] (copy).png"
+    path.write_bytes((REPRO / "png-idat-length-4gb.png").read_bytes())
+    with pytest.raises(gpuimg.DecodeError, match=r"bad name é \[1\] \(copy\)\.png"):
+        gpuimg.read(path, device=device)
