@@ -1,0 +1,80 @@
+"""What crash containment costs: CPU codecs in the supervised child vs in this process.
+
+Data: the asset photos resized with Pillow bicubic and saved in memory as PNG, lossless
+WebP, BMP (1080p and 256x256) and JPEG q90 (1080p), repeated to batches of 64. Each figure
+is ``Decoder.decode_batch`` into one reused ImageBatch, in images/s, with
+``Isolation()`` (the default: CPU codecs in the child process) against
+``isolation=False`` (the same nvImageCodec CPU decoders in this process), measured in
+the same run, alternating. On a GPU the JPEG figure is the GPU decoder path, which
+containment does not touch: its ratio should be 1.0.
+
+Usage: python bench/isolation.py [--quick] [--json PATH] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # import gpuimg from the checkout
+
+import harness  # noqa: E402
+
+from gpuimg.codec import Decoder  # noqa: E402
+
+PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.png", "rocket.jpg")
+SETS = (
+    ("PNG 1080p", "PNG", (1920, 1080), {}),
+    ("PNG 256", "PNG", (256, 256), {}),
+    ("WebP lossless 1080p", "WEBP", (1920, 1080), {"lossless": True}),
+    ("BMP 1080p", "BMP", (1920, 1080), {}),
+    ("JPEG q90 1080p", "JPEG", (1920, 1080), {"quality": 90}),
+)
+
+
+def make_files(fmt: str, size: tuple[int, int], options: dict, count: int) -> list[bytes]:
+    from PIL import Image as PILImage
+
+    files = []
+    for name in PHOTOS:
+        with PILImage.open(ROOT / "assets" / name) as im:
+            big = im.convert("RGB").resize(size, PILImage.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        big.save(buf, fmt, **options)
+        files.append(buf.getvalue())
+    return [files[i % len(files)] for i in range(count)]
+
+
+def main() -> None:
+    args = harness.parse_args(lambda p: p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if usable)"))
+    device = args.device or ("cuda" if harness.gpu_available() else "cpu")
+    batch = 16 if args.quick else 64
+    res = harness.Results(f"crash containment cost ({device}, batch {batch})")
+    res.meta.update(device=harness.device_name() if device == "cuda" else "cpu", batch=batch)
+    sync = None
+    if device == "cuda":
+        import cupy
+
+        sync = cupy.cuda.Device().synchronize
+    for label, fmt, size, options in SETS:
+        files = make_files(fmt, size, options, batch)
+        timings = {}
+        for isolated in (True, False):
+            dec = Decoder(device, isolation=isolated)
+            out = dec.decode_batch(files).raise_errors().images
+            timings[isolated] = (dec, out)
+        samples = {True: [], False: []}
+        for _ in range(args.repeat):  # alternate, so drift hits both alike
+            for isolated in (True, False):
+                dec, out = timings[isolated]
+                t = harness.time_host(lambda: dec.decode_batch(files, out=out), warmup=0, repeat=1, sync=sync)
+                samples[isolated].append(t.median)
+        med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+        res.add(f"decode_batch {label}", batch / med[True], "img/s", "in-process CPU codecs", batch / med[False])
+    harness.report(res, args)
+
+
+if __name__ == "__main__":
+    main()
