@@ -291,7 +291,7 @@ def test_buffers_offsets_and_missing_last_padding():
 
 
 def test_large_image_paths_are_vectorised():
-    """Several conversion chunks (1M pixels each) and both top-down and bottom-up rows."""
+    """Several conversion chunks (256K pixels each) and both top-down and bottom-up rows."""
     pix = _random(1100, 1000, 32)
     for masks in (BGRA, ODD_MASKS["rgba32-1010102"][1]):
         data = _bmp(pix, 32, 3, masks, 124, top_down=masks == BGRA)

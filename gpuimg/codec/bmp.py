@@ -53,7 +53,7 @@ __all__ = ["BmpHeader", "needs_own_decoder", "header", "decode"]
 BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS = 0, 3, 6
 _HEADER_SIZES = (40, 52, 56, 108, 124)  # BITMAPINFOHEADER, V2, V3, V4, V5; 12 and 64 are OS/2
 _MAX_BYTES = 2**31  # decoded size limit: far above any real BMP, below a bomb's allocation
-_CHUNK_PIXELS = 1 << 20  # pixels converted per step: bounds the temporaries to a few MB
+_CHUNK_PIXELS = 1 << 18  # pixels converted per step: bounds the temporaries to a few MB
 
 # The masks a BI_RGB file implies (Pillow: "BGR;15" and "BGRX").
 _RGB_MASKS = {16: (0x7C00, 0x03E0, 0x001F, 0), 32: (0xFF0000, 0xFF00, 0xFF, 0)}
@@ -242,20 +242,26 @@ def decode(data: Any, label: str) -> np.ndarray:
             label, f"the BMP pixel data is truncated ({len(buf):,} bytes, {need:,} needed; {rows} of {head.height} rows)"
         )
     raw = np.frombuffer(buf, np.uint8)
-    rows = np.ndarray((head.height, row_bytes), np.uint8, raw, lay.offset, (lay.stride, 1))
+    byte_of = _byte_channels(head.masks, head.bits)
+    # The stored rows, read in place; 16/32-bit pixels as (possibly unaligned) integers.
+    if byte_of is None and head.bits != 24:
+        shape, dtype, strides = (head.height, head.width), np.dtype(f"<u{nbytes}"), (lay.stride, nbytes)
+    else:
+        shape, dtype, strides = (head.height, head.width, nbytes), np.dtype(np.uint8), (lay.stride, nbytes, 1)
+    rows = np.ndarray(shape, dtype, raw, lay.offset, strides)
     if not lay.top_down:
         rows = rows[::-1]  # bottom-up: the last stored row is the top one
     out = np.empty((head.height, head.width, head.channels), np.uint8)
-    byte_of = _byte_channels(head.masks, head.bits)
+    tables = None if byte_of is not None else _tables(head.masks, head.bits, head.channels)
     step = max(1, _CHUNK_PIXELS // head.width)
     for y in range(0, head.height, step):
-        block = rows[y : y + step].reshape(-1, head.width, nbytes)
-        target = out[y : y + step]
+        block, target = rows[y : y + step], out[y : y + step]
         if byte_of is not None:
             for c in range(head.channels):
                 target[..., c] = block[..., byte_of[c]]
         else:
-            _convert(_pixels(block, head.bits), head.masks, target)
+            # (A copy of the chunk: the rows are seldom aligned, and unaligned integer math is slow.)
+            _convert(_pixels(block) if head.bits == 24 else block.copy(), head.masks, tables, target)
     return out
 
 
@@ -275,15 +281,11 @@ def _byte_channels(masks: tuple[int, ...], bits: int) -> list[int] | None:
     return index if len(index) == (4 if masks[3] else 3) else None
 
 
-def _pixels(block: np.ndarray, bits: int) -> np.ndarray:
-    """The (rows, width) pixel integers of a (rows, width, bytes) block (little endian)."""
-    if bits == 16:
-        return block[..., 0].astype(np.uint32) | (block[..., 1].astype(np.uint32) << 8)
+def _pixels(block: np.ndarray) -> np.ndarray:
+    """The (rows, width) pixel integers of a (rows, width, 3) block of 24-bit pixels."""
     pix = block[..., 0].astype(np.uint32)
     pix |= block[..., 1].astype(np.uint32) << 8
     pix |= block[..., 2].astype(np.uint32) << 16
-    if bits == 32:
-        pix |= block[..., 3].astype(np.uint32) << 24
     return pix
 
 
@@ -293,15 +295,35 @@ def _scale_table(width: int) -> np.ndarray:
     return (np.arange(top + 1, dtype=np.uint64) * 255 // top).astype(np.uint8)
 
 
-def _convert(pix: np.ndarray, masks: tuple[int, ...], target: np.ndarray) -> None:
-    """Write each mask's channel of ``pix`` into ``target[..., c]``, scaled to 8 bits."""
+def _tables(masks: tuple[int, ...], bits: int, channels: int) -> list[np.ndarray | None]:
+    """Per channel, the table that gives its uint8 values: indexed by the whole pixel for
+    16-bit files (one gather a channel, no shifts), by the channel's bits otherwise; None
+    for a channel without bits or wider than 16 bits (computed)."""
+    whole = np.arange(1 << 16, dtype=np.uint32) if bits == 16 else None
+    tables: list[np.ndarray | None] = []
+    for c in range(channels):
+        shift, width = _mask_bits(masks[c])
+        if width == 0 or (whole is None and width > 16):
+            tables.append(None)
+        elif whole is not None:
+            tables.append(_scale_table(width)[(whole >> shift) & ((1 << width) - 1)])
+        else:
+            tables.append(_scale_table(width))
+    return tables
+
+
+def _convert(pix: np.ndarray, masks: tuple[int, ...], tables: list[np.ndarray | None], target: np.ndarray) -> None:
+    """Write each mask's channel of the pixel integers ``pix`` into ``target[..., c]``,
+    scaled to 8 bits (``tables`` from :func:`_tables`)."""
     for c in range(target.shape[-1]):
         shift, width = _mask_bits(masks[c])
+        table = tables[c]
         if width == 0:
             target[..., c] = 0  # a colour channel without bits
-        elif width <= 16:
-            # A table lookup: one gather instead of a multiply and divide per pixel.
-            target[..., c] = _scale_table(width)[(pix >> shift) & ((1 << width) - 1)]
+        elif table is not None and table.size == 1 << 16 and pix.dtype == np.uint16:
+            target[..., c] = table[pix]
+        elif table is not None:
+            target[..., c] = table[(pix >> shift) & ((1 << width) - 1)]
         else:
             top = (1 << width) - 1
             target[..., c] = ((pix >> shift) & top).astype(np.uint64) * 255 // top
