@@ -352,6 +352,8 @@ def _tiff(buf: Any, width: int, height: int) -> str | None:
     tiled = 322 in ifd.first or 324 in ifd.first
     where, lengths, block = (324, 325, "tile") if tiled else (273, 279, "strip")
     if where not in ifd.first:
+        if 513 in ifd.first:  # old-style JPEG: the data is found through JPEGInterchangeFormat
+            return None
         return f"the TIFF has no {_TIFF_SINGLE[where]} tag (no image data)"
     offsets = ifd.values(where)
     counts = ifd.values(lengths) if lengths in ifd.first else np.zeros(0, np.uint64)
