@@ -89,6 +89,14 @@ class _Child:
             same += int((part == self.canary[: len(part)]).all(axis=1).sum())
         return same * _BLOCK
 
+    def _alone(self, stream: object, image: object, params: object) -> object:
+        try:
+            return self.decoder.decode([stream], images=[image], params=params)[0]
+        except MemoryError:
+            return "memory"
+        except Exception:
+            return None
+
     def decode(self, items: list[tuple], budget: int) -> list:
         nv, block = self.nv, self.block
         assert block is not None
@@ -125,8 +133,8 @@ class _Child:
                     results = self.decoder.decode(streams, images=images, params=params)
                 except MemoryError:
                     results = ["memory"] * len(members)
-                except Exception:
-                    results = [None] * len(members)
+                except Exception:  # an argument error fails the call: try each item alone
+                    results = [self._alone(cs, img, params) for cs, img in zip(streams, images)]
                 # A refused allocation is the likely reason for a failure when this call
                 # pushed the address space to within 64 MB of the limit.
                 after = _vm_peak()

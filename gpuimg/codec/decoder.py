@@ -45,7 +45,7 @@ from ..device import device_key, get_stream, resolve_device, stream_ptr, use_str
 from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
 from ..image import Image, ImageBatch
 from ..memory import scratch
-from . import _nvimgcodec, formats, isolation, sources
+from . import _nvimgcodec, bmp, checks, formats, isolation, sources
 from .exif import oriented, swaps_axes
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
@@ -67,6 +67,7 @@ class _Plan(NamedTuple):
     dtype: np.dtype
     decode_channels: int  # channels nvImageCodec writes (3 when alpha is added afterwards)
     orientation: int  # the EXIF orientation gpuimg applies after decoding (1: none)
+    premultiplied: bool  # associated alpha: decoded as RGBA, un-premultiplied, then converted
     staged: bool  # decoded into the staging batch, then copied/converted into the result
 
 
@@ -101,9 +102,12 @@ def _plan(
     else:
         channels = {"rgb": 3, "bgr": 3, "rgba": 4, "gray": 1}[mode]
     decode_channels = 3 if channels == 4 and not _has_alpha(info) else channels
+    premultiplied = info.premultiplied and channels in (3, 4)
+    if premultiplied:
+        decode_channels = 4  # colour is only right after dividing by the alpha
     dtype = np.dtype(np.uint16 if depth == "any" and info.dtype == "uint16" else np.uint8)
     orientation = info.orientation if apply_exif else 1
-    staged = region is not None or decode_channels != channels or orientation != 1
+    staged = region is not None or decode_channels != channels or orientation != 1 or premultiplied
     if region is not None:
         top, left, bottom, right = region
         if bottom > h or right > w:
@@ -111,7 +115,7 @@ def _plan(
         out_hw = (bottom - top, right - left)
     else:
         out_hw = (h, w)
-    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, orientation, staged)
+    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, orientation, premultiplied, staged)
 
 
 def _decoded_hw(info: ImageInfo, apply_exif: bool) -> tuple[int, int]:
@@ -456,8 +460,13 @@ class Decoder:
         for (channels, staged), members in groups.items():
             params = _decode_params(self._nv, mode, channels, depth == "any")
             fmt = _nvimgcodec.format_of(self._nv, channels, mode)
-            local = [k for k in members if not self._isolates(loaded[k])]
-            away = [k for k in members if self._isolates(loaded[k])]
+            own = [k for k in members if _own_bmp(loaded[k])]
+            for k in own:  # no native code: decoded here (gpuimg.codec.bmp)
+                error = _decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
+                if error is not None:
+                    failed.append((k, error))
+            local = [k for k in members if k not in own and not self._isolates(loaded[k])]
+            away = [k for k in members if k not in own and self._isolates(loaded[k])]
             if local:
                 wrapped = self._wrap(local, staged, staging, targets, owners, ptr, fmt)
                 try:
@@ -480,7 +489,9 @@ class Decoder:
         if finishing:
             with use_stream(self.device, stream):
                 for k in finishing:
-                    _finish(staging[k], targets[k], region, plans[k].orientation)
+                    if plans[k].premultiplied:
+                        checks.unpremultiply(staging[k].array, out=staging[k].array)
+                    _finish(staging[k], targets[k], region, plans[k].orientation, mode)
         return sorted(failed, key=lambda f: f[0])
 
     def _isolates(self, loaded: ParsedSource) -> bool:
@@ -593,6 +604,29 @@ def _cpu_codec_problem(src: ParsedSource) -> str | None:
     return None
 
 
+def _own_bmp(src: ParsedSource) -> bool:
+    return src.keep is not None and src.info.codec == "bmp" and bmp.needs_own_decoder(src.keep)
+
+
+def _decode_bmp(src: ParsedSource, img: Image, mode: str, stream: Any) -> GpuImgError | None:
+    """Decode a BMP nvImageCodec gets wrong (gpuimg.codec.bmp) into ``img`` (its decode
+    layout: 1, 3 or 4 channels, RGB or BGR order as ``mode`` says)."""
+    try:
+        rgb = bmp.decode(src.keep, src.label)
+    except GpuImgError as exc:
+        return exc
+    channels = img.channels
+    if channels == 1:  # ITU-R 601 luma, rounded, as Pillow's "L"
+        r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+        px = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)[..., None]
+    elif channels == 3:
+        px = rgb[..., 2::-1] if mode == "bgr" else rgb[..., :3]
+    else:
+        px = rgb
+    _put(img, np.ascontiguousarray(px), stream)
+    return None
+
+
 def _put(img: Image, pixels: np.ndarray, stream: Any) -> None:
     """Copy host ``pixels`` (the target's shape) into ``img`` on its device."""
     if img.device == "cpu":
@@ -645,9 +679,9 @@ def _stored_hw(info: ImageInfo) -> tuple[int, int]:
     return _decoded_hw(info, False)
 
 
-def _finish(staged: Image, out: Image, region: Any, orientation: int) -> None:
+def _finish(staged: Image, out: Image, region: Any, orientation: int, mode: str) -> None:
     """Copy a staged decode into ``out``: orient it, crop to ``region``, add opaque alpha
-    if needed (one strided copy; the orientation and the crop are views)."""
+    or drop it as needed (one strided copy; the orientation and the crop are views)."""
     src = oriented(staged.array, orientation)
     if region is not None:
         top, left, bottom, right = region
@@ -656,6 +690,9 @@ def _finish(staged: Image, out: Image, region: Any, orientation: int) -> None:
     xp = out.xp
     if src.shape[2] == dst.shape[2]:
         xp.copyto(dst, src)
+        return
+    if src.shape[2] == 4:  # RGBA decoded (premultiplied alpha) for an RGB/BGR result
+        xp.copyto(dst, src[..., 2::-1] if mode == "bgr" else src[..., :3])
         return
     # RGB decoded for an RGBA result (nvImageCodec cannot add alpha): colour, then opaque alpha.
     xp.copyto(dst[..., :3], src)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DecodeError, GpuImgError, UnsupportedFormatError
-from . import _nvimgcodec, exif, formats
+from . import _nvimgcodec, apng, bmp, checks, exif, formats
 
 __all__ = ["ParsedSource", "ImageInfo", "parse"]
 
@@ -86,6 +86,12 @@ class ParsedSource:
         if not self._checked:
             if info.codec == "jpeg" and self.keep is not None and not _jpeg_complete(self.keep):
                 raise DecodeError(self.label, "the JPEG data is truncated (no end-of-image marker after the last scan)")
+            if info.codec != "jpeg" and self.keep is not None:
+                # The header nvImageCodec read must describe the data its decoder will see:
+                # lengths inside the file, one value per size tag, the same dimensions.
+                problem = checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height)
+                if problem:
+                    raise DecodeError(self.label, problem)
             self._checked = True
         return info
 
@@ -138,6 +144,11 @@ def _load(src: Any) -> ParsedSource:
         return ParsedSource(src, src, 1, None)
     if len(data) == 0:
         raise DecodeError(_label(src), "the data is empty (0 bytes)")
+    # An APNG decodes as its default image (what still-image readers and Pillow show);
+    # nvImageCodec would return an animation frame.
+    default = apng.default_image(data) if bytes(memoryview(data)[:4]) == b"\x89PNG" else None
+    if default is not None:
+        data = default
     try:
         stream = _nvimgcodec.load().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
@@ -197,7 +208,9 @@ class ImageInfo:
     ``width``/``height`` are the decoded size with the EXIF ``orientation`` applied (as
     :meth:`Decoder.decode` returns it by default); ``channels`` is what the file stores
     (1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha or CMYK); ``dtype`` is "uint8" or
-    "uint16"; ``codec`` is nvImageCodec's name ("jpeg", "png", "tiff", ...).
+    "uint16"; ``codec`` is nvImageCodec's name ("jpeg", "png", "tiff", ...);
+    ``premultiplied``: the alpha is associated (a TIFF with ExtraSamples = 1), which
+    the decoder un-premultiplies, as Pillow does.
 
     Example:
         >>> ImageInfo(640, 480, 3, "jpeg", "uint8", 1).pixels
@@ -210,6 +223,7 @@ class ImageInfo:
     codec: str
     dtype: str
     orientation: int = 1
+    premultiplied: bool = False
 
     @property
     def pixels(self) -> int:
@@ -227,9 +241,15 @@ def _info_of(loaded: ParsedSource) -> ImageInfo:
         raise _unreadable(loaded.src, loaded.keep, exc) from None
     if w < 1 or h < 1:
         raise DecodeError(loaded.label, f"its header gives an empty size {w}x{h}")
+    premultiplied = False
+    if loaded.keep is not None and codec == "bmp" and bmp.needs_own_decoder(loaded.keep):
+        # gpuimg decodes these BMPs itself (gpuimg.codec.bmp); nvImageCodec miscounts their channels.
+        c = bmp.header(loaded.keep, loaded.label).channels
+    elif loaded.keep is not None and codec == "tiff" and c == 4:
+        premultiplied = checks.tiff_associated_alpha(loaded.keep)
     if exif.swaps_axes(loaded.orientation):
         w, h = h, w
-    return ImageInfo(w, h, c, codec, "uint16" if precision > 8 else "uint8", loaded.orientation)
+    return ImageInfo(w, h, c, codec, "uint16" if precision > 8 else "uint8", loaded.orientation, premultiplied)
 
 
 def _jpeg_complete(data: Any) -> bool:
