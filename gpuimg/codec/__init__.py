@@ -11,7 +11,14 @@ The package, one job per module:
 - :mod:`~gpuimg.codec.encoder`: :class:`Encoder` and its parameters;
 - :mod:`~gpuimg.codec.api`: :func:`read`, :func:`read_batch`, :func:`write`, :func:`info`
   with one Decoder/Encoder per thread and device;
-- :mod:`~gpuimg.codec.exif`: the EXIF orientation read from the first bytes.
+- :mod:`~gpuimg.codec.exif`: the EXIF orientation read from the first bytes, applied
+  by gpuimg itself (one reading for every container);
+- :mod:`~gpuimg.codec.isolation`: the CPU codecs in a supervised child process
+  (:mod:`~gpuimg.codec._child`), so a crash, hang or memory runaway costs one item;
+- :mod:`~gpuimg.codec.checks`: structural checks of a file against its header before
+  any decoder sees it, and un-premultiplying associated alpha;
+- :mod:`~gpuimg.codec.bmp` and :mod:`~gpuimg.codec.apng`: the BMP variants gpuimg
+  decodes itself, and an APNG's default image.
 
 Speed (bench/codec.py, BENCHMARKS.md): on the GPU a JPEG batch is shared between the
 hardware decoder and the hybrid CUDA decoder, the target arena and its ``as_image``

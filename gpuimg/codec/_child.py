@@ -42,10 +42,11 @@ _BLOCK = 32
 _STRIDE = 512
 
 
-def _vm_size() -> int:
+def _status_bytes(field: bytes) -> int:
+    """A size from /proc/self/status (``b"VmSize:"``, ``b"VmPeak:"``) in bytes."""
     with open("/proc/self/status", "rb") as f:
         for line in f:
-            if line.startswith(b"VmSize:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -101,7 +102,7 @@ class _Child:
         nv, block = self.nv, self.block
         assert block is not None
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = _vm_size() + budget
+        limit = _status_bytes(b"VmSize:") + budget
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
@@ -126,7 +127,7 @@ class _Child:
                     allow_any_depth=any_depth,
                     sample_format=getattr(nv.SampleFormat, fmt),
                 )
-                peak = _vm_peak()
+                peak = _status_bytes(b"VmPeak:")
                 try:
                     if _SELFTEST:
                         _selftest([block[items[k][0] : items[k][0] + items[k][1]] for k in members], limit)
@@ -137,7 +138,7 @@ class _Child:
                     results = [self._alone(cs, img, params) for cs, img in zip(streams, images)]
                 # A refused allocation is the likely reason for a failure when this call
                 # pushed the address space to within 64 MB of the limit.
-                after = _vm_peak()
+                after = _status_bytes(b"VmPeak:")
                 near_limit = after > peak and after > limit - (64 << 20)
                 for k, flat, result in zip(members, flats, results):
                     if result is None:
@@ -165,14 +166,6 @@ def _selftest(inputs: list[np.ndarray], limit: int) -> None:
                 time.sleep(60)
         if b"gpuimg-selftest-memory" in raw:
             bytearray(limit)  # more than the budget left: MemoryError
-
-
-def _vm_peak() -> int:
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmPeak:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:

@@ -18,19 +18,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from ._bytes import byte_view
+
 __all__ = ["default_image"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ANIMATION = frozenset({b"acTL", b"fcTL", b"fdAT"})
 _MAX_LENGTH = 2**31 - 1  # the PNG specification's limit on a chunk's length
-
-
-def _as_buffer(data: Any) -> Any:
-    """``data`` as something struct.unpack_from reads and slices as bytes (no copy)."""
-    if isinstance(data, bytes):
-        return memoryview(data)  # slices of a memoryview are views, not copies
-    view = memoryview(data)
-    return view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
 
 
 def _animated(buf: Any) -> bool:
@@ -70,7 +64,7 @@ def default_image(data: Any) -> bytes | None:
         True
     """
     try:
-        buf = _as_buffer(data)
+        buf = byte_view(data)
     except TypeError:  # not a byte buffer
         return None
     if bytes(buf[:8]) != _SIGNATURE or not _animated(buf):

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import DecodeError
+from ._bytes import byte_view
 
 __all__ = ["BmpHeader", "needs_own_decoder", "header", "decode"]
 
@@ -92,14 +93,6 @@ class _Layout(NamedTuple):
     stride: int
 
 
-def _as_buffer(data: Any) -> Any:
-    """``data`` as something struct.unpack_from and np.frombuffer read as bytes (no copy)."""
-    if isinstance(data, bytes):
-        return data
-    view = memoryview(data)
-    return view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
-
-
 def _owned(buf: Any) -> bool:
     if len(buf) < 34 or bytes(buf[:2]) != b"BM":
         return False
@@ -122,7 +115,7 @@ def needs_own_decoder(data: Any) -> bool:
         (False, False)
     """
     try:
-        return _owned(_as_buffer(data))
+        return _owned(byte_view(data))
     except (TypeError, ValueError):  # not a byte buffer
         return False
 
@@ -203,7 +196,7 @@ def header(data: Any, label: str = "<BMP data>") -> BmpHeader | None:
         >>> head.width, head.height, head.channels
         (3, 2, 3)
     """
-    buf = _as_buffer(data)
+    buf = byte_view(data)
     if not _owned(buf):
         return None
     return _layout(buf, label).head
@@ -228,7 +221,7 @@ def decode(data: Any, label: str) -> np.ndarray:
         >>> decode(data, "red.bmp").tolist()
         [[[255, 0, 0, 128]]]
     """
-    buf = _as_buffer(data)
+    buf = byte_view(data)
     if not _owned(buf):
         raise DecodeError(label, "it is not a 16/32-bit or bitfields BMP")
     lay = _layout(buf, label)

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ._bytes import byte_view
+
 __all__ = ["structure_problem", "tiff_associated_alpha", "unpremultiply"]
 
 
@@ -63,7 +65,7 @@ def structure_problem(data: bytes | memoryview | Any, codec: str, width: int, he
     check = _CHECKS.get(codec)
     if check is None:
         return None
-    buf = _buffer(data)
+    buf = byte_view(data)
     try:
         return check(buf, int(width), int(height))
     except (struct.error, IndexError, ValueError, OverflowError) as exc:
@@ -84,7 +86,7 @@ def tiff_associated_alpha(data: bytes | memoryview | Any) -> bool:
         (True, False)
     """
     try:
-        buf = _buffer(data)
+        buf = byte_view(data)
         ifd = _tiff_ifd0(buf)
         if isinstance(ifd, str) or 338 not in ifd.first:
             return False
@@ -153,18 +155,6 @@ def unpremultiply(arr: Any, out: Any = None) -> Any:
 # --- shared helpers ----------------------------------------------------------------------
 
 _TITLES = {"png": "PNG", "tiff": "TIFF", "webp": "WebP", "jpeg2k": "JPEG 2000", "bmp": "BMP", "pnm": "PNM"}
-
-
-def _buffer(data: Any) -> Any:
-    """``data`` as something unpack_from and len() read as bytes, without copying."""
-    if isinstance(data, bytes):
-        return data
-    view = memoryview(data)
-    if view.ndim == 1 and view.format in ("B", "b", "c") and view.c_contiguous:
-        return view if view.format == "B" else view.cast("B")
-    if view.c_contiguous:
-        return view.cast("B")
-    return view.tobytes()  # a strided view: copy once rather than refuse
 
 
 def _array_module(arr: Any) -> Any:

@@ -17,6 +17,14 @@ nvImageCodec refuses it, so such items decode as RGB into a staging buffer and g
 opaque alpha channel on the device (one copy). ``"unchanged"`` keeps gray as 1 channel,
 alpha as 4 channels and everything else as RGB.
 
+Hostile files: before any decoder sees a file, :mod:`~gpuimg.codec.checks` compares its
+structure with its header (chunk and box lengths inside the file, one value per size
+tag, the same dimensions); the CPU codecs run in a supervised child process
+(:mod:`~gpuimg.codec.isolation`), where a crash, a hang or an allocation beyond
+4 x the decoded size + 200 MB fails that item only; and a CPU decode that leaves part
+of its target unwritten is an error, not an image. EXIF orientation is read and applied
+by gpuimg for every container (:mod:`~gpuimg.codec.exif`).
+
 Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
 listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
 is an error on every device (nvJPEG on the GPU would return it with a grey remainder).
