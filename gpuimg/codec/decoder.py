@@ -473,8 +473,15 @@ class Decoder:
                 error = _decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
                 if error is not None:
                     failed.append((k, error))
-            local = [k for k in members if k not in own and not self._isolates(loaded[k])]
-            away = [k for k in members if k not in own and self._isolates(loaded[k])]
+            # CodeStream sources of CPU codecs on a GPU: no bytes to hand to the child, and
+            # the in-process GPU decoder has no CPU backend: decoded here, uncontained.
+            here = [k for k in members if k not in own and self._cpu_codec_here(loaded[k])]
+            rest = [k for k in members if k not in own and k not in here]
+            local = [k for k in rest if not self._isolates(loaded[k])]
+            away = [k for k in rest if self._isolates(loaded[k])]
+            if here:
+                where = [(k, staging[k] if staged else targets[k], loaded[k]) for k in here]
+                failed += self._decode_here(where, fmt, depth == "any", stream)
             if local:
                 wrapped = self._wrap(local, staged, staging, targets, owners, ptr, fmt)
                 try:
@@ -508,6 +515,9 @@ class Decoder:
             return False
         return self.device == "cpu" or loaded.info.codec not in _GPU_CODECS
 
+    def _cpu_codec_here(self, loaded: ParsedSource) -> bool:
+        return self.isolation.active and self.device == "cuda" and loaded.keep is None and loaded.info.codec not in _GPU_CODECS
+
     def _decode_isolated(
         self, positions: list[int], loaded: list[ParsedSource], dest: list[Image], fmt: tuple, any_depth: bool, stream: Any
     ) -> list[tuple[int, GpuImgError]]:
@@ -524,8 +534,13 @@ class Decoder:
             where.append((k, img, src))
         if not items:
             return failed
+        on_gpu = self.device == "cuda"
+        sync = (lambda: get_stream(stream).synchronize()) if on_gpu else None
         try:
-            reasons = isolation.decode(items, lambda j, px: _put(where[j][1], px, stream), self.isolation, self._num_threads)
+            reasons = isolation.decode(
+                items, lambda j, px: _put(where[j][1], px, stream, pinned=on_gpu), self.isolation, self._num_threads,
+                for_gpu=on_gpu, delivered=sync,
+            )
         except isolation.IsolationUnavailable as exc:
             _warn_once(f"gpuimg: {exc}; CPU codecs run in this process (no crash containment)")
             self.isolation = isolation.Isolation(enabled=False)
@@ -635,14 +650,20 @@ def _decode_bmp(src: ParsedSource, img: Image, mode: str, stream: Any) -> GpuImg
     return None
 
 
-def _put(img: Image, pixels: np.ndarray, stream: Any) -> None:
-    """Copy host ``pixels`` (the target's shape) into ``img`` on its device."""
+def _put(img: Image, pixels: np.ndarray, stream: Any, pinned: bool = False) -> None:
+    """Copy host ``pixels`` (the target's shape) into ``img`` on its device; from
+    page-locked ``pinned`` memory the copy is asynchronous on ``stream`` (the caller
+    synchronises before the memory is reused)."""
     if img.device == "cpu":
         np.copyto(img.array, pixels)
         return
     with use_stream(img.device, stream):
         dst = img.array
-        if img.is_contiguous:
+        if pinned and img.is_contiguous and pixels.flags.c_contiguous:
+            import cupy
+
+            cupy.cuda.runtime.memcpyAsync(img.data_ptr, pixels.ctypes.data, pixels.nbytes, 1, get_stream(stream).ptr)  # 1: H2D
+        elif img.is_contiguous:
             dst.set(pixels)
         else:
             dst[...] = img.xp.asarray(pixels)

@@ -152,6 +152,7 @@ class _Child:
         theirs.close()
         self.block: np.ndarray | None = None
         self.capacity = 0
+        self.pinned = False  # the block is page-locked for fast copies to a GPU
         try:
             self._expect("ready", config.start_timeout_s)
         except _Crashed as exc:
@@ -199,9 +200,27 @@ class _Child:
             finally:
                 os.close(fd)
             self._expect("mapped", timeout)
+            self._unpin()
             self.block, self.capacity = block, capacity
         assert self.block is not None
         return self.block
+
+    def pin(self) -> None:
+        """Page-lock the block (for every CUDA context), so copies to a GPU run at DMA
+        speed; kept until the block is replaced."""
+        if self.pinned or self.block is None:
+            return
+        import cupy
+
+        cupy.cuda.runtime.hostRegister(self.block.ctypes.data, self.capacity, 1)  # 1: portable
+        self.pinned = True
+
+    def _unpin(self) -> None:
+        if self.pinned and self.block is not None:
+            import cupy
+
+            cupy.cuda.runtime.hostUnregister(self.block.ctypes.data)
+        self.pinned = False
 
     def call(self, items: list[IsolatedItem], config: Isolation) -> tuple[list[Any], np.ndarray, list[int]]:
         """Decode ``items``; returns (statuses, shared block, output offsets)."""
@@ -237,6 +256,10 @@ class _Child:
         self.close()
 
     def close(self) -> None:
+        try:
+            self._unpin()
+        except Exception:  # the CUDA runtime may be gone at exit
+            pass
         self.conn.close()
         self.sock.close()
 
@@ -292,11 +315,19 @@ def _stop_all() -> None:
 
 
 def decode(
-    items: Sequence[IsolatedItem], deliver: Callable[[int, np.ndarray], None], config: Isolation, threads: int = 0
+    items: Sequence[IsolatedItem],
+    deliver: Callable[[int, np.ndarray], None],
+    config: Isolation,
+    threads: int = 0,
+    *,
+    for_gpu: bool = False,
+    delivered: Callable[[], None] | None = None,
 ) -> list[str | None]:
     """Decode ``items`` in a child process; ``deliver(k, pixels)`` gets each good item's
-    pixels (a host array, valid only during the call: copy it out); returns, per item,
-    None (delivered) or the reason it failed.
+    pixels (a host array, valid only until ``delivered()`` returns: copy it out, e.g. with
+    asynchronous copies that ``delivered`` waits for); returns, per item, None
+    (delivered) or the reason it failed. ``for_gpu``: the pixels go to a GPU, so the
+    shared block is page-locked (fast, asynchronous copies).
 
     A child that dies or hangs is replaced and its batch bisected, so the items that did
     not cause it are still decoded (each bisection step costs a child start).
@@ -321,6 +352,8 @@ def decode(
             if child is None:
                 child = holder[0] = _take(threads, config)
             statuses, block, offs = child.call([items[k] for k in members], config)
+            if for_gpu:
+                child.pin()
         except _Crashed as crash:
             if holder[0] is not None:
                 holder[0].kill()
@@ -342,6 +375,8 @@ def decode(
                 again.append(k)  # one item may have taken the whole call's budget: each alone
             else:
                 reasons[k] = _reason(status, item, config)
+        if delivered is not None:
+            delivered()  # the block is reused by the next call
         for k in again:
             run([k])
 
