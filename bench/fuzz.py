@@ -36,7 +36,8 @@ deletes, splices of two seeds, and format-aware field edits: PNG chunks, JPEG se
 and EXIF, RIFF/VP8X, TIFF tags, BMP headers, JP2 boxes and SIZ, PNM header numbers).
 
 Memory limits: the parent samples each busy worker's RSS (/proc/PID/status, every 20 ms)
-and kills it past ``--memory-mb`` (default 3000): a ``memory`` result. Each worker also
+and kills it when it passes its idle RSS by ``--memory-mb`` (default 3000): a ``memory``
+result. Each worker also
 sets RLIMIT_AS to ``--address-space-mb`` (default 16000) on the CPU as a backstop (not
 with ``--device cuda``: the CUDA driver reserves far more address space than it uses).
 RLIMIT_AS alone would hide the worst inputs: under a 3000 MB RLIMIT_AS the 4 GB
@@ -45,11 +46,17 @@ clean DecodeError, so the address-space cap sits well above the RSS limit. An id
 worker (gpuimg + nvImageCodec imported, every seed decoded once) holds about 225 MB of
 address space and 56 MB RSS.
 
+Workers are started once and reused; a crashed, hung or oversized one is replaced. With
+``--spares N`` (default 2 on cuda, 0 on cpu) N standby workers are started ahead, so a
+replacement is at hand at once: a GPU worker's start (CUDA context, codec load) takes
+seconds, a CPU worker's about 0.3 s. The report gives the start time (``worker_start_s``)
+and the restarts.
+
 Exit status 1 when any crash, hang, memory, unwritten, batch-lost or other occurred.
 
 Usage: python bench/fuzz.py [--count N] [--seed S] [--device cpu|cuda] [--workers N]
        [--formats jpeg,png,...] [--timeout S] [--memory-mb MB] [--address-space-mb MB]
-       [--pipeline-every K]
+       [--pipeline-every K] [--spares N] [--progress]
        [--extra DIR] [--save DIR] [--json PATH]
 Python API: ``run_fuzz(count=..., ...) -> dict`` (what ``--json`` writes).
 """
@@ -786,14 +793,15 @@ class _Worker:
 
         self.np, self.gpuimg, self.device = np, gpuimg, device
         self.selftest = os.environ.get(SELFTEST_ENV) == "1"
-        self.good: list[tuple[str, str, bytes, Any]] = []  # seeds that decode (rgb), with their pixels
-        for name, fmt, data in seeds:
-            if name.startswith("extra:"):
-                continue
-            try:
-                self.good.append((name, fmt, data, gpuimg.read(data, device=device).numpy().copy()))
-            except Exception:
-                pass
+        # the generated seeds are the good files of the batch and pipeline checks; each is
+        # decoded alone (the reference pixels) when first picked, not at start-up: a GPU
+        # worker's start is what a crash costs, so it is kept short
+        self.candidates = [s for s in seeds if not s[0].startswith("extra:")]
+        self.refs: dict[str, Any] = {}
+        t = time.perf_counter()
+        if self.candidates:  # one decode now: the codec is loaded before the first input
+            self._ref(self.candidates[0])
+        self.first_decode_s = round(time.perf_counter() - t, 3)
         try:
             open("/proc/self/clear_refs", "w").write("5")
             self.hwm_reset = True
@@ -830,7 +838,7 @@ class _Worker:
         events: list[dict[str, Any]] = []
         decoded_bytes = 0
         for mode in ("rgb", "unchanged"):
-            stage(f"read mode={mode}")
+            stage(f"read {mode}")
             decoded_bytes = max(decoded_bytes, self._read(data, mode, events, stage))
         stage("read_batch")
         self._batch(task, events)
@@ -867,7 +875,7 @@ class _Worker:
         shape, dtype = ref.shape, ref.dtype
         del img
         outs = []
-        stage(f"read mode={mode} into out=")
+        stage(f"read {mode} out=")
         for fill in (0, 255):
             try:
                 out = gi.Image.empty(shape[0], shape[1], shape[2], dtype, device=self.device)
@@ -894,12 +902,28 @@ class _Worker:
             events.append({"op": op, "class": "decoded", "shape": list(shape), "dtype": str(dtype)})
         return nbytes
 
+    def _ref(self, seed: tuple[str, str, bytes]) -> Any:
+        """The seed's pixels decoded alone (rgb), or None where it does not decode."""
+        if seed[0] not in self.refs:
+            try:
+                self.refs[seed[0]] = self.gpuimg.read(seed[2], device=self.device).numpy().copy()
+            except Exception:
+                self.refs[seed[0]] = None
+        return self.refs[seed[0]]
+
     def _pick_good(self, task: dict[str, Any]) -> list[tuple[str, str, bytes, Any]]:
-        if not self.good:
-            return []
+        """Two good seeds for ``task``: one of its format where one decodes, one of any."""
         rng = random.Random(task["index"])
-        same = [g for g in self.good if g[1] == task["format"]] or self.good
-        return [rng.choice(same), rng.choice(self.good)]
+        picked = []
+        for pool in ([s for s in self.candidates if s[1] == task["format"]], self.candidates):
+            pool = list(pool)
+            rng.shuffle(pool)
+            for s in pool:
+                ref = self._ref(s)
+                if ref is not None:
+                    picked.append((*s, ref))
+                    break
+        return picked if len(picked) == 2 else []
 
     def _batch(self, task: dict[str, Any], events: list[dict[str, Any]]) -> None:
         np = self.np
@@ -1008,10 +1032,14 @@ def worker_main(device: str, address_mb: int) -> int:
         lim = address_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     sys.path.insert(0, str(ROOT))
+    t = time.perf_counter()
+    import gpuimg  # noqa: F401  (timed: the import is part of what a restart costs)
+
+    import_s = time.perf_counter() - t
     init = _read_frame(inp)
     w = _Worker(device, init["seeds"])
     _write_frame(out, {"type": "ready", "vm_kb": _status_kb("VmSize"), "rss_kb": _status_kb("VmRSS"),
-                       "good": len(w.good)})
+                       "import_s": round(import_s, 3), "first_decode_s": w.first_decode_s})
     while True:
         task = _read_frame(inp)
         if task is None:
@@ -1037,6 +1065,7 @@ class _Child:
             [sys.executable, str(Path(__file__).resolve()), "--worker", "--device", device, "--address-space-mb", str(address_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.fd = self.proc.stdout.fileno()
+        self.spawned = time.monotonic()
         _write_frame(self.proc.stdin, {"seeds": seeds})
         self.task: dict[str, Any] | None = None
         self.started = 0.0
@@ -1103,6 +1132,7 @@ def run_fuzz(
     save: str | os.PathLike | None = None,
     inject: Sequence[bytes] = (),
     progress: bool = False,
+    spares: int | None = None,
 ) -> dict[str, Any]:
     """Run ``count`` inputs (after ``inject``, raw inputs tried first) and return the report:
     ``counts`` (class -> n), ``by_format`` (format -> class -> n), ``findings`` (every
@@ -1118,6 +1148,7 @@ def run_fuzz(
     seeds = make_seeds(seed, formats) + extra_seeds(extra, formats)
     seed_seconds = time.perf_counter() - t0
     workers = max(1, workers or os.cpu_count() or 1)
+    spares = (2 if device == "cuda" else 0) if spares is None else max(0, spares)
     tasks: list[dict[str, Any]] = [
         {"index": -1 - k, "seed": "inject", "format": sniff(b) or formats[0], "mutations": ["injected"], "data": b}
         for k, b in enumerate(inject)
@@ -1128,6 +1159,7 @@ def run_fuzz(
         save_dir.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     by_format: dict[str, Counter[str]] = defaultdict(Counter)
+    by_op: dict[str, Counter[str]] = defaultdict(Counter)
     findings: list[dict[str, Any]] = []
     restarts = 0
     peak_rss = 0.0
@@ -1155,6 +1187,8 @@ def run_fuzz(
         cls = classify(res["events"])
         counts[cls] += 1
         by_format[task["format"]][cls] += 1
+        for e in res["events"]:
+            by_op[e["op"].split(" out=")[0]][e["class"]] += 1
         peak_rss = max(peak_rss, res.get("peak_rss_mb", 0.0))
         if cls not in ("decoded", "clean"):
             entry = {k: task[k] for k in ("index", "format", "seed", "mutations")}
@@ -1184,10 +1218,27 @@ def run_fuzz(
         return True
 
     ready_info: list[dict[str, Any]] = []
-    try:
-        for _ in range(workers):
+    pending = True
+
+    def promote() -> None:
+        """Give inputs to started, idle workers while fewer than ``workers`` are busy."""
+        nonlocal pending
+        for c in list(children):
+            if pending and c.ready is not None and c.task is None and sum(x.task is not None for x in children) < workers:
+                pending = feed(c)
+
+    def lost(c: _Child) -> None:
+        """``c`` died or was killed: a new standby worker starts, a started one takes over."""
+        nonlocal restarts
+        retire(c)
+        restarts += 1
+        if pending:
             spawn()
-        pending = True
+        promote()
+
+    try:
+        for _ in range(workers + spares):
+            spawn()
         while children:
             now = time.monotonic()
             wait = min([c.started + timeout - now for c in children if c.task is not None] + [timeout])
@@ -1195,54 +1246,46 @@ def run_fuzz(
                 wait = min(wait, 0.02)
             for key, _ in sel.select(timeout=max(0.01, wait)):
                 c: _Child = key.data
+                if c not in children:
+                    continue
                 try:
                     msg = _read_frame(c.fd)
                 except Exception:
                     msg = None
                 if msg is None:  # EOF: the child died
                     why = _death(c.proc)
-                    retire(c)
-                    restarts += 1
                     if c.task is not None:
                         record(c, {"events": [{"op": c.stage, "class": "crash", "detail": f"worker {why} in {c.stage}"}]})
-                    elif c.ready is None:
+                    elif c.ready is None and not ready_info:
                         raise RuntimeError(f"fuzz worker failed to start ({why})")
-                    if pending:
-                        spawn()
+                    lost(c)
                     continue
                 if msg["type"] == "ready":
+                    msg["start_s"] = round(time.monotonic() - c.spawned, 3)
                     c.ready = msg
                     ready_info.append(msg)
-                    pending = feed(c) and pending
-                    if not pending and c.task is None:
-                        retire(c); c.close()  # noqa: E702
+                    promote()
                 elif msg["type"] == "stage":
                     c.stage = msg["stage"]
                 else:
                     record(c, msg)
-                    if not feed(c):
-                        pending = False
-                        retire(c)
-                        c.close()
+                    if pending:
+                        pending = feed(c)
             now = time.monotonic()
             for c in list(children):
-                rss = c.rss_kb() if memory_mb > 0 and c.task is not None else 0
-                if rss > memory_mb * 1024:
-                    retire(c)
+                if c.task is None:
+                    continue
+                rss = c.rss_kb() if memory_mb > 0 else 0
+                if rss > memory_mb * 1024 + (c.ready or {}).get("rss_kb", 0):
                     c.kill()
-                    restarts += 1
                     record(c, {"events": [{"op": c.stage, "class": "memory",
-                                           "detail": f"worker RSS {rss // 1024} MB > --memory-mb {memory_mb} in {c.stage}"}],
+                                           "detail": f"worker RSS {rss // 1024} MB, over idle + --memory-mb {memory_mb}, in {c.stage}"}],
                                "peak_rss_mb": rss / 1024})
-                    if pending:
-                        spawn()
-                elif c.task is not None and now - c.started > timeout:
-                    retire(c)
+                    lost(c)
+                elif now - c.started > timeout:
                     c.kill()
-                    restarts += 1
                     record(c, {"events": [{"op": c.stage, "class": "hang", "detail": f"no answer in {timeout:g} s in {c.stage}"}]})
-                    if pending:
-                        spawn()
+                    lost(c)
             if not pending and all(c.task is None for c in children):
                 for c in list(children):
                     retire(c)
@@ -1255,14 +1298,16 @@ def run_fuzz(
     total = sum(counts.values())
     return {
         "device": device, "count": count, "seed": seed, "workers": workers, "formats": list(formats),
-        "seeds": [s[0] for s in seeds], "timeout": timeout, "memory_mb": memory_mb, "address_space_mb": address_space_mb, "pipeline_every": pipeline_every,
+        "spares": spares, "seeds": [s[0] for s in seeds], "timeout": timeout, "memory_mb": memory_mb, "address_space_mb": address_space_mb, "pipeline_every": pipeline_every,
         "inputs": total, "counts": {c: counts.get(c, 0) for c in CLASSES},
         "by_format": {f: {c: by_format[f].get(c, 0) for c in CLASSES} for f in sorted(by_format)},
+        "by_op": {o: dict(by_op[o]) for o in sorted(by_op)},
         "bad": sum(counts.get(c, 0) for c in BAD), "findings": findings, "restarts": restarts,
         "seconds": round(wall, 2), "seed_seconds": round(seed_seconds, 2),
         "inputs_per_second": round(total / wall, 1) if wall else 0.0,
         "inputs_per_second_per_worker": round(total / busy, 1) if busy else 0.0,
-        "worker_idle": ready_info[:1], "peak_rss_mb": peak_rss,
+        "worker_idle": ready_info[:1], "worker_start_s": round(sum(r["start_s"] for r in ready_info) / len(ready_info), 2)
+        if ready_info else None, "peak_rss_mb": round(peak_rss, 1),
     }
 
 
@@ -1276,6 +1321,8 @@ def print_report(rep: dict[str, Any], file: Any = sys.stdout) -> None:
     rows = list(rep["by_format"].items()) + [("all", rep["counts"])]
     for fmt, cnt in rows:
         print(f"{fmt:<{w}} " + " ".join(f"{v:>10}" for v in [sum(cnt.values()), *(cnt[c] for c in CLASSES)]), file=file)
+    ops = ", ".join(f"{o}: " + "/".join(f"{k} {v}" for k, v in sorted(c.items())) for o, c in rep["by_op"].items())
+    print(f"per call: {ops}", file=file)
     for f in rep["findings"]:
         det = next((e.get("detail", "") for e in f["events"] if e["class"] == f["class"]), "")
         print(f"  {f['class']:10s} #{f['index']} {f['format']} from {f['seed']} {f['mutations']}: {det}"[:400], file=file)
@@ -1289,12 +1336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: CPU count)")
     p.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {','.join(FORMATS)}")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per input before it counts as a hang")
-    p.add_argument("--memory-mb", type=int, default=3000, help="kill a worker whose RSS passes this: 'memory' (0: off)")
+    p.add_argument("--memory-mb", type=int, default=3000, help="kill a worker whose RSS grows this much over idle: 'memory' (0: off)")
     p.add_argument("--address-space-mb", type=int, default=16000, help="RLIMIT_AS of each worker on the CPU (0: none)")
     p.add_argument("--pipeline-every", type=int, default=50, help="run the pipeline on every Kth input (0: never)")
     p.add_argument("--extra", default=None, help="folder of extra seed files (default ../shared/repro if present; '' none)")
     p.add_argument("--save", default=None, help="folder to save every non-clean input and findings.jsonl in")
     p.add_argument("--json", default=None, help="write the report as JSON here")
+    p.add_argument("--spares", type=int, default=None,
+                   help="standby workers started ahead, to replace a crashed one at once (default: 2 on cuda, 0 on cpu)")
     p.add_argument("--progress", action="store_true", help="print each finding as it happens (stderr)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -1303,7 +1352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = "default" if a.extra is None else (a.extra or None)
     rep = run_fuzz(a.count, seed=a.seed, device=a.device, workers=a.workers, formats=[f for f in a.formats.split(",") if f],
                    timeout=a.timeout, memory_mb=a.memory_mb, address_space_mb=a.address_space_mb, pipeline_every=a.pipeline_every, extra=extra, save=a.save,
-                   progress=a.progress)
+                   progress=a.progress, spares=a.spares)
     print_report(rep)
     if a.json:
         Path(a.json).write_text(json.dumps(rep, indent=1) + "\n")
