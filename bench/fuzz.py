@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import pickle
@@ -740,15 +741,17 @@ def mutate(rng: random.Random, data: bytes, fmt: str, others: Sequence[bytes] = 
         if not d:
             break
         r = rng.random()
-        if r < 0.5:
-            steps.append(FORMAT_MUTATORS[fmt](rng, d, fmt))
-        elif r < 0.56 and others:
+        if r < 0.56 and not (r < 0.5) and others:
             o = rng.choice(others)
             a, b = rng.randrange(len(d) + 1), rng.randrange(len(o) + 1)
             d = d[:a] + bytearray(o[b:])
             steps.append(f"splice {a}+other[{b}:]")
-        else:
-            steps.append(rng.choice(GENERIC)(rng, d, fmt))
+            continue
+        fn = FORMAT_MUTATORS[fmt] if r < 0.5 else rng.choice(GENERIC)
+        try:
+            steps.append(fn(rng, d, fmt))
+        except (IndexError, ValueError, OverflowError, struct.error) as exc:  # a field past a cut end
+            steps.append(f"{fn.__name__} stopped ({type(exc).__name__})")
     return bytes(d), steps
 
 
@@ -1153,7 +1156,7 @@ def run_fuzz(
         {"index": -1 - k, "seed": "inject", "format": sniff(b) or formats[0], "mutations": ["injected"], "data": b}
         for k, b in enumerate(inject)
     ]
-    todo = iter(tasks + list(generate(seeds, count, seed)))
+    todo = itertools.chain(tasks, generate(seeds, count, seed))  # lazy: 100,000 inputs are not held
     save_dir = Path(save) if save else None
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -1219,6 +1222,7 @@ def run_fuzz(
 
     ready_info: list[dict[str, Any]] = []
     pending = True
+    interrupted = False
 
     def promote() -> None:
         """Give inputs to started, idle workers while fewer than ``workers`` are busy."""
@@ -1290,6 +1294,8 @@ def run_fuzz(
                 for c in list(children):
                     retire(c)
                     c.close()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see main): report what was done
+        interrupted = True
     finally:
         for c in list(children):
             c.kill()
@@ -1299,7 +1305,7 @@ def run_fuzz(
     return {
         "device": device, "count": count, "seed": seed, "workers": workers, "formats": list(formats),
         "spares": spares, "seeds": [s[0] for s in seeds], "timeout": timeout, "memory_mb": memory_mb, "address_space_mb": address_space_mb, "pipeline_every": pipeline_every,
-        "inputs": total, "counts": {c: counts.get(c, 0) for c in CLASSES},
+        "inputs": total, "interrupted": interrupted, "counts": {c: counts.get(c, 0) for c in CLASSES},
         "by_format": {f: {c: by_format[f].get(c, 0) for c in CLASSES} for f in sorted(by_format)},
         "by_op": {o: dict(by_op[o]) for o in sorted(by_op)},
         "bad": sum(counts.get(c, 0) for c in BAD), "findings": findings, "restarts": restarts,
@@ -1314,7 +1320,7 @@ def run_fuzz(
 def print_report(rep: dict[str, Any], file: Any = sys.stdout) -> None:
     cols = ("inputs",) + CLASSES
     w = max(8, *(len(f) for f in rep["by_format"]))
-    print(f"fuzz: {rep['inputs']} inputs on {rep['device']}, {rep['workers']} workers, seed {rep['seed']}: "
+    print(f"fuzz: {rep['inputs']} inputs{' (interrupted)' if rep['interrupted'] else ''} on {rep['device']}, {rep['workers']} workers, seed {rep['seed']}: "
           f"{rep['seconds']} s ({rep['inputs_per_second']} inputs/s, {rep['inputs_per_second_per_worker']} per worker), "
           f"{rep['restarts']} worker restarts, peak worker RSS {rep['peak_rss_mb']} MB", file=file)
     print(f"{'format':<{w}} " + " ".join(f"{c:>10}" for c in cols), file=file)
@@ -1350,6 +1356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.worker:
         return worker_main(a.device, a.address_space_mb)
     extra = "default" if a.extra is None else (a.extra or None)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout` ends a run with its report
     rep = run_fuzz(a.count, seed=a.seed, device=a.device, workers=a.workers, formats=[f for f in a.formats.split(",") if f],
                    timeout=a.timeout, memory_mb=a.memory_mb, address_space_mb=a.address_space_mb, pipeline_every=a.pipeline_every, extra=extra, save=a.save,
                    progress=a.progress, spares=a.spares)
