@@ -47,10 +47,22 @@ worker (gpuimg + nvImageCodec imported, every seed decoded once) holds about 225
 address space and 56 MB RSS.
 
 Workers are started once and reused; a crashed, hung or oversized one is replaced. With
-``--spares N`` (default 2 on cuda, 0 on cpu) N standby workers are started ahead, so a
-replacement is at hand at once: a GPU worker's start (CUDA context, codec load) takes
-seconds, a CPU worker's about 0.3 s. The report gives the start time (``worker_start_s``)
-and the restarts.
+``--spares N`` (default 4 on cuda, 0 on cpu) N standby workers are started ahead, so a
+replacement is at hand at once: a CPU worker starts in about 0.3 s, a GPU worker in 8-27 s
+(its first decode loads the GPU codecs: 7.5-10 s; more while 16 others run). The report
+gives the start time (``worker_start_s``) and the restarts.
+
+Measured (gpuimg at b4748b8, with its open decode bugs):
+- 2-core CPU machine, 2 workers: 300 inputs in 10-11 s with the ../shared/repro seeds
+  (their mutations crash the decoder or grow to the memory limit; ~16 restarts), 1.7 s
+  without them (176 inputs/s, 134 per busy worker); 3,000 inputs in 68 s with them.
+- one H200 + 16 cores, 16 workers, --device cuda: 65 inputs/s without the repro seeds
+  (6,739 inputs in 103 s, 29 restarts, start-up included), 18-33 inputs/s with them. The
+  restarts (crashes, memory kills) bound the GPU rate: while those bugs are open a
+  100,000-input GPU run takes about 25 minutes (or more), not 8.
+
+A saved input replays with ``gpuimg.read(Path(file).read_bytes(), device=...)``; its line
+in findings.jsonl says which call (``op``/stage) failed and how.
 
 Exit status 1 when any crash, hang, memory, unwritten, batch-lost or other occurred.
 
@@ -1153,7 +1165,7 @@ def run_fuzz(
     seeds = make_seeds(seed, formats) + extra_seeds(extra, formats)
     seed_seconds = time.perf_counter() - t0
     workers = max(1, workers or os.cpu_count() or 1)
-    spares = (2 if device == "cuda" else 0) if spares is None else max(0, spares)
+    spares = (4 if device == "cuda" else 0) if spares is None else max(0, spares)
     tasks: list[dict[str, Any]] = [
         {"index": -1 - k, "seed": "inject", "format": sniff(b) or formats[0], "mutations": ["injected"], "data": b}
         for k, b in enumerate(inject)
@@ -1285,7 +1297,8 @@ def run_fuzz(
                 if rss > memory_mb * 1024 + (c.ready or {}).get("rss_kb", 0):
                     c.kill()
                     record(c, {"events": [{"op": c.stage, "class": "memory",
-                                           "detail": f"worker RSS {rss // 1024} MB, over idle + --memory-mb {memory_mb}, in {c.stage}"}],
+                                           "detail": f"worker RSS {rss // 1024} MB, over idle + --memory-mb "
+                                                     f"{memory_mb}, in {c.stage}"}],
                                "peak_rss_mb": rss / 1024})
                     lost(c)
                 elif now - c.started > timeout:
@@ -1306,7 +1319,8 @@ def run_fuzz(
     total = sum(counts.values())
     return {
         "device": device, "count": count, "seed": seed, "workers": workers, "formats": list(formats),
-        "spares": spares, "seeds": [s[0] for s in seeds], "timeout": timeout, "memory_mb": memory_mb, "address_space_mb": address_space_mb, "pipeline_every": pipeline_every,
+        "spares": spares, "seeds": [s[0] for s in seeds], "timeout": timeout, "memory_mb": memory_mb,
+        "address_space_mb": address_space_mb, "pipeline_every": pipeline_every,
         "inputs": total, "interrupted": interrupted, "counts": {c: counts.get(c, 0) for c in CLASSES},
         "by_format": {f: {c: by_format[f].get(c, 0) for c in CLASSES} for f in sorted(by_format)},
         "by_op": {o: dict(by_op[o]) for o in sorted(by_op)},
@@ -1322,7 +1336,8 @@ def run_fuzz(
 def print_report(rep: dict[str, Any], file: Any = sys.stdout) -> None:
     cols = ("inputs",) + CLASSES
     w = max(8, *(len(f) for f in rep["by_format"]))
-    print(f"fuzz: {rep['inputs']} inputs{' (interrupted)' if rep['interrupted'] else ''} on {rep['device']}, {rep['workers']} workers, seed {rep['seed']}: "
+    stopped = " (interrupted)" if rep["interrupted"] else ""
+    print(f"fuzz: {rep['inputs']} inputs{stopped} on {rep['device']}, {rep['workers']} workers, seed {rep['seed']}: "
           f"{rep['seconds']} s ({rep['inputs_per_second']} inputs/s, {rep['inputs_per_second_per_worker']} per worker), "
           f"{rep['restarts']} worker restarts, peak worker RSS {rep['peak_rss_mb']} MB", file=file)
     print(f"{'format':<{w}} " + " ".join(f"{c:>10}" for c in cols), file=file)
@@ -1351,7 +1366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--save", default=None, help="folder to save every non-clean input and findings.jsonl in")
     p.add_argument("--json", default=None, help="write the report as JSON here")
     p.add_argument("--spares", type=int, default=None,
-                   help="standby workers started ahead, to replace a crashed one at once (default: 2 on cuda, 0 on cpu)")
+                   help="standby workers started ahead, to replace a crashed one at once (default: 4 on cuda, 0 on cpu)")
     p.add_argument("--progress", action="store_true", help="print each finding as it happens (stderr)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -1360,7 +1375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = "default" if a.extra is None else (a.extra or None)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout` ends a run with its report
     rep = run_fuzz(a.count, seed=a.seed, device=a.device, workers=a.workers, formats=[f for f in a.formats.split(",") if f],
-                   timeout=a.timeout, memory_mb=a.memory_mb, address_space_mb=a.address_space_mb, pipeline_every=a.pipeline_every, extra=extra, save=a.save,
+                   timeout=a.timeout, memory_mb=a.memory_mb, address_space_mb=a.address_space_mb,
+                   pipeline_every=a.pipeline_every, extra=extra, save=a.save,
                    progress=a.progress, spares=a.spares)
     print_report(rep)
     if a.json:
