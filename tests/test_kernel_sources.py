@@ -22,13 +22,20 @@ def test_every_generated_kernel_source_compiles_with_nvrtc() -> None:
         nvrtc.getVersion()
     except Exception as exc:  # pragma: no cover - no NVRTC library
         pytest.skip(f"NVRTC is not usable here: {exc}")
-    sources = filters_sources() + geometry_sources() + compose_sources() + color_sources()
+    sources = filters_sources() + geometry_sources() + compose_sources() + color_sources() + codec_sources()
     for label, source, options in sources:
         prog = nvrtc.createProgram(source, "check.cu", [], [])
         try:
             nvrtc.compileProgram(prog, ["-arch=compute_90", "--std=c++17", include, *options])
         except Exception as exc:
             pytest.fail(f"{label} does not compile: {exc}\n{nvrtc.getProgramLog(prog)}")
+
+
+def codec_sources() -> list[tuple[str, str, tuple[str, ...]]]:
+    """The decode canary (gpuimg.codec._canary)."""
+    from gpuimg.codec import _canary
+
+    return [("codec canary", _canary.SOURCE, _canary.OPTIONS)]
 
 
 # ---------------------------------------------------------------------------- filters

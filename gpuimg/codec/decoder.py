@@ -229,7 +229,10 @@ class Decoder:
     :class:`~gpuimg.codec.isolation.Isolation` (or False for none): the CPU codecs (every
     codec on the CPU device; PNG, WebP, BMP, PNM and GPU fallbacks on a GPU) run in a
     supervised child process, so a crash, hang or memory runaway on one file fails that
-    item only.
+    item only. ``check_written``: on the GPU, prove that each decode wrote its whole
+    target (:mod:`~gpuimg.codec._canary`: two batched kernels and one small copy per
+    call); a decode that did not is a DecodeError instead of an image holding what the
+    buffer held before. The CPU codecs are always checked (in the child).
 
     Example:
         >>> from pathlib import Path
@@ -252,6 +255,7 @@ class Decoder:
         backends: Sequence[Any] | None = None,
         options: str = "",
         isolation: Isolation | bool = True,
+        check_written: bool = True,
     ):
         self.device = resolve_device(device)
         if not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
@@ -262,6 +266,8 @@ class Decoder:
         self._device_key = device_key(self.device)
         self.isolation = _isolation_of(isolation)
         self._num_threads = int(num_threads)
+        self.check_written = bool(check_written)
+        self._canary: Any = None
         self._decoder = self._make(num_threads, backends, options)
         self._wrappers = Wrappers(self._device_key)
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
@@ -484,6 +490,8 @@ class Decoder:
                 failed += self._decode_here(where, fmt, depth == "any", stream)
             if local:
                 wrapped = self._wrap(local, staged, staging, targets, owners, ptr, fmt)
+                dest = [staging[k] if staged else targets[k] for k in local]
+                canary = self._mark(dest, stream)
                 try:
                     results = self._decoder.decode([loaded[k].stream for k in local], images=wrapped, params=params, cuda_stream=ptr)
                 except Exception as exc:  # an argument error fails the whole call: report it per item
@@ -491,8 +499,11 @@ class Decoder:
                     reason = f"nvImageCodec refused the batch ({exc})"
                 else:
                     reason = _UNDECODABLE
-                for k, result in zip(local, results):
-                    if result is None and self.isolation.active and loaded[k].keep is not None:
+                missing = canary.unwritten(get_stream(stream)) if canary is not None else [0] * len(local)
+                for k, result, gap, img in zip(local, results, missing, dest):
+                    if result is not None and gap:
+                        failed.append((k, DecodeError(loaded[k].label, isolation.unwritten_reason(img.width, img.height, gap, img.nbytes))))
+                    elif result is None and self.isolation.active and loaded[k].keep is not None:
                         away.append(k)  # what the GPU decoders cannot do, the CPU codecs try (isolated)
                     elif result is None:
                         failed.append((k, DecodeError(loaded[k].label, reason)))
@@ -514,6 +525,17 @@ class Decoder:
         if not self.isolation.active or loaded.keep is None:
             return False
         return self.device == "cpu" or loaded.info.codec not in _GPU_CODECS
+
+    def _mark(self, dest: list[Image], stream: Any) -> Any:
+        """The canary set on ``dest`` before a GPU decode (None: no check here)."""
+        if self.device != "cuda" or not self.check_written or not all(img.is_contiguous for img in dest):
+            return None
+        if self._canary is None:
+            from ._canary import Canary
+
+            self._canary = Canary(self.device)
+        self._canary.fill([(img.data_ptr, img.nbytes) for img in dest], get_stream(stream))
+        return self._canary
 
     def _cpu_codec_here(self, loaded: ParsedSource) -> bool:
         return self.isolation.active and self.device == "cuda" and loaded.keep is None and loaded.info.codec not in _GPU_CODECS

@@ -394,9 +394,18 @@ def _reason(status: Any, item: IsolatedItem, config: Isolation) -> str:
         mb = config.memory_budget(item.height * item.width * item.channels * item.dtype.itemsize) >> 20
         return f"its decoder needed more than the memory bound ({mb:,} MB: Isolation.memory_factor x decoded size + memory_extra_mb)"
     if isinstance(status, tuple | list) and status[0] == "unwritten":
-        total = item.height * item.width * item.channels * item.dtype.itemsize
-        return (
-            f"the decoder reported success but wrote only part of the {item.width}x{item.height} image "
-            f"(at least {status[1]:,} of {total:,} bytes unwritten: corrupt data or a header that does not match it)"
-        )
+        return unwritten_reason(item.width, item.height, status[1], item.height * item.width * item.channels * item.dtype.itemsize)
     return "nvImageCodec could not decode it (corrupt or truncated data, or an unsupported variant)"
+
+
+def unwritten_reason(width: int, height: int, missing: int, total: int) -> str:
+    """The error text for a decode that left ``missing`` of ``total`` bytes unwritten.
+
+    Example:
+        >>> unwritten_reason(4, 2, 8, 24)[:45]
+        'the decoder reported success but wrote only p'
+    """
+    return (
+        f"the decoder reported success but wrote only part of the {width}x{height} image "
+        f"(at least {missing:,} of {total:,} bytes unwritten: corrupt data or a header that does not match it)"
+    )
