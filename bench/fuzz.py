@@ -10,7 +10,8 @@ What is measured, per input (counts per class and per format, inputs/s):
 - ``crash``: the worker died (signal or exit status); it is restarted, the run goes on.
 - ``hang``: no answer within ``--timeout`` s; the worker is killed and restarted.
 - ``memory``: MemoryError, or the worker's peak RSS during the input grew by more than
-  ``4 x decoded bytes + 200 MB`` (peak from VmHWM in /proc/self/status, reset before each
+  ``4 x decoded bytes + 200 MB`` plus the harness's own copies of the result
+  (``HARNESS_COPIES`` x decoded bytes; peak from VmHWM in /proc/self/status, reset before each
   input through /proc/self/clear_refs; ru_maxrss where that is refused).
 - ``unwritten``: a decode reported success but not every pixel was written by the
   decoder: the input is decoded again into an ``out=`` Image pre-filled with 0x00 and
@@ -101,6 +102,7 @@ CLASSES = ("decoded", "clean", "other", "batch-lost", "unwritten", "memory", "ha
 BAD = ("crash", "hang", "memory", "unwritten", "batch-lost", "other")
 _RANK = {c: i for i, c in enumerate(("clean", "decoded", "other", "batch-lost", "unwritten", "memory", "hang", "crash"))}
 SELFTEST_ENV = "GPUIMG_FUZZ_SELFTEST"
+HARNESS_COPIES = 5  # decoded copies a worker holds at once while checking one read
 SELFTEST_PREFIX = b"GPUIMG-FUZZ-SELFTEST:"
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.jpg", "rocket.jpg", "coffee.png")
 
@@ -862,7 +864,9 @@ class _Worker:
             self._pipeline(task, events)
         peak = self._peak_kb()
         grown_mb = (peak - (rss0 if self.hwm_reset else peak0)) / 1024
-        limit_mb = 4 * decoded_bytes / 2**20 + 200
+        # gpuimg's bound (4 x decoded + 200 MB) plus the copies this worker holds itself:
+        # the fresh decode, its NumPy copy, the two pre-filled out= images and their copies.
+        limit_mb = (4 + HARNESS_COPIES) * decoded_bytes / 2**20 + 200
         if grown_mb > limit_mb:
             events.append({"op": "memory", "class": "memory", "detail": f"peak RSS +{grown_mb:.0f} MB > {limit_mb:.0f} MB"})
         return {"events": events, "peak_rss_mb": round(peak / 1024, 1), "grown_mb": round(grown_mb, 1),

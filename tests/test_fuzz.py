@@ -4,8 +4,8 @@ clean gpuimg error, never a crash, hang, other exception, unwritten pixels, runa
 memory or a lost batch. Plus the harness's own classifier (crash, hang) on self-test
 inputs.
 
-Known to fail while the decode-robustness bugs of ../shared/repro are open: the run
-includes those files as seeds; the failure message lists the findings.
+The run includes the files of ../shared/repro as seeds where that folder exists (a clean
+run then also shows their mutations handled); the failure message lists any findings.
 """
 
 from __future__ import annotations
