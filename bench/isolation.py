@@ -6,7 +6,8 @@ is ``Decoder.decode_batch`` into one reused ImageBatch, in images/s, with
 ``Isolation()`` (the default: CPU codecs in the child process) against
 ``isolation=False`` (the same nvImageCodec CPU decoders in this process), measured in
 the same run, alternating. On a GPU the JPEG figure is the GPU decoder path, which
-containment does not touch: its ratio should be 1.0.
+containment does not touch: its ratio should be 1.0; beside it, the GPU decode's
+written-pixels check (``check_written``, on by default) against none.
 
 Usage: python bench/isolation.py [--quick] [--json PATH] [--device cpu|cuda]
 """
@@ -60,20 +61,26 @@ def main() -> None:
         sync = cupy.cuda.Device().synchronize
     for label, fmt, size, options in SETS:
         files = make_files(fmt, size, options, batch)
-        timings = {}
-        for isolated in (True, False):
-            dec = Decoder(device, isolation=isolated)
-            out = dec.decode_batch(files).raise_errors().images
-            timings[isolated] = (dec, out)
-        samples = {True: [], False: []}
-        for _ in range(args.repeat):  # alternate, so drift hits both alike
-            for isolated in (True, False):
-                dec, out = timings[isolated]
-                t = harness.time_host(lambda: dec.decode_batch(files, out=out), warmup=0, repeat=1, sync=sync)
-                samples[isolated].append(t.median)
-        med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+        decoders = {iso: Decoder(device, isolation=iso) for iso in (True, False)}
+        med = _alternate(decoders, files, args.repeat, sync)
         res.add(f"decode_batch {label}", batch / med[True], "img/s", "in-process CPU codecs", batch / med[False])
+        if device == "cuda" and fmt == "JPEG":
+            # The GPU decode's written-pixels check (two kernels, one small copy) against none.
+            checks = {check: Decoder("cuda", check_written=check) for check in (True, False)}
+            med = _alternate(checks, files, args.repeat, sync)
+            res.add(f"decode_batch {label}, written check", batch / med[True], "img/s", "check_written=False", batch / med[False])
     harness.report(res, args)
+
+
+def _alternate(decoders: dict, files: list[bytes], repeat: int, sync) -> dict:
+    """Median seconds per batch of each decoder, timed in turn (drift hits all alike)."""
+    outs = {key: dec.decode_batch(files).raise_errors().images for key, dec in decoders.items()}
+    samples: dict = {key: [] for key in decoders}
+    for _ in range(repeat):
+        for key, dec in decoders.items():
+            t = harness.time_host(lambda: dec.decode_batch(files, out=outs[key]), warmup=0, repeat=1, sync=sync)
+            samples[key].append(t.median)
+    return {key: sorted(v)[len(v) // 2] for key, v in samples.items()}
 
 
 if __name__ == "__main__":
