@@ -521,11 +521,21 @@ def _j2k_codestream(buf: Any, start: int, end: int, width: int, height: int) -> 
     soc, siz, lsiz = struct.unpack_from(">HHH", buf, start)
     if soc != 0xFF4F or siz != 0xFF51:
         return "the JPEG 2000 codestream does not start with SOC and SIZ markers"
-    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, _, _, csiz = struct.unpack_from(">8IH", buf, start + 8)
+    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz, csiz = struct.unpack_from(">8IH", buf, start + 8)
     if lsiz != 38 + 3 * csiz or csiz == 0 or start + 4 + lsiz > end:
         return f"the JPEG 2000 SIZ marker is corrupt or cut off (length {lsiz}, {csiz} components)"
     if xsiz <= xosiz or ysiz <= yosiz or xtsiz == 0 or ytsiz == 0:
         return f"the JPEG 2000 SIZ marker gives an empty image or tile ({xsiz}-{xosiz} x {ysiz}-{yosiz})"
+    # The constraints of ITU-T T.800 A.5.1: decoders divide by these and index tiles with them.
+    if xtosiz > xosiz or ytosiz > yosiz or xtsiz + xtosiz <= xosiz or ytsiz + ytosiz <= yosiz:
+        return f"the JPEG 2000 SIZ marker places its tile grid outside the image (tile offset {xtosiz},{ytosiz})"
+    tiles = -(-(xsiz - xtosiz) // xtsiz) * -(-(ysiz - ytosiz) // ytsiz)
+    if tiles > 65535:
+        return f"the JPEG 2000 SIZ marker asks for {tiles:,} tiles (at most 65,535)"
+    for c in range(csiz):
+        ssiz, xrsiz, yrsiz = struct.unpack_from(">BBB", buf, start + 42 + 3 * c)
+        if (ssiz & 0x7F) > 37 or xrsiz == 0 or yrsiz == 0:
+            return f"the JPEG 2000 SIZ marker gives component {c} an impossible depth or subsampling ({ssiz}, {xrsiz}x{yrsiz})"
     problem = _size_mismatch("JPEG 2000 SIZ marker", xsiz - xosiz, ysiz - yosiz, width, height)
     if problem:
         return problem
@@ -538,6 +548,10 @@ def _j2k_codestream(buf: Any, start: int, end: int, width: int, height: int) -> 
             break
         if marker >> 8 != 0xFF or length < 2:
             return f"the JPEG 2000 main header is corrupt at byte {pos} (marker {marker:#06x})"
+        if marker == 0xFF52:  # COD: the coding style every tile uses
+            problem = _j2k_cod(buf, pos, length, end)
+            if problem:
+                return problem
         pos += 2 + length
     parts, to_end = 0, False
     while pos + 12 <= end and struct.unpack_from(">H", buf, pos)[0] == 0xFF90:
@@ -559,6 +573,19 @@ def _j2k_codestream(buf: Any, start: int, end: int, width: int, height: int) -> 
     if end - start >= 2 and buf[end - 2 : end] == b"\xff\xd9":
         return None
     return "the JPEG 2000 codestream is truncated (no EOC marker after its tile data)"
+
+
+def _j2k_cod(buf: Any, pos: int, length: int, end: int) -> str | None:
+    """The COD marker's limits (T.800 A.6.1): layers, decomposition levels, code-blocks."""
+    if length < 12 or pos + 2 + length > end:
+        return f"the JPEG 2000 COD marker at byte {pos} is corrupt or cut off"
+    layers, _, levels, xcb, ycb, _, transform = struct.unpack_from(">HBBBBBB", buf, pos + 6)
+    if layers == 0 or levels > 32 or xcb > 8 or ycb > 8 or xcb + ycb > 8 or transform > 1:
+        return (
+            f"the JPEG 2000 COD marker at byte {pos} is out of range ({layers} layers, {levels} levels, "
+            f"code-block exponents {xcb}+{ycb}, transform {transform})"
+        )
+    return None
 
 
 # --- BMP ---------------------------------------------------------------------------------

@@ -268,6 +268,10 @@ class Decoder:
         self._num_threads = int(num_threads)
         self.check_written = bool(check_written)
         self._canary: Any = None
+        if self.device == "cuda" and self.check_written:
+            from ._canary import Canary
+
+            self._canary = Canary(self.device)  # its buffers are made once, with the Decoder
         self._decoder = self._make(num_threads, backends, options)
         self._wrappers = Wrappers(self._device_key)
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
@@ -489,24 +493,21 @@ class Decoder:
                 where = [(k, staging[k] if staged else targets[k], loaded[k]) for k in here]
                 failed += self._decode_here(where, fmt, depth == "any", stream)
             if local:
-                wrapped = self._wrap(local, staged, staging, targets, owners, ptr, fmt)
-                dest = [staging[k] if staged else targets[k] for k in local]
-                canary = self._mark(dest, stream)
-                try:
-                    results = self._decoder.decode([loaded[k].stream for k in local], images=wrapped, params=params, cuda_stream=ptr)
-                except Exception as exc:  # an argument error fails the whole call: report it per item
-                    results = [None] * len(local)
-                    reason = f"nvImageCodec refused the batch ({exc})"
-                else:
-                    reason = _UNDECODABLE
-                missing = canary.unwritten(get_stream(stream)) if canary is not None else [0] * len(local)
-                for k, result, gap, img in zip(local, results, missing, dest):
-                    if result is not None and gap:
-                        failed.append((k, DecodeError(loaded[k].label, isolation.unwritten_reason(img.width, img.height, gap, img.nbytes))))
-                    elif result is None and self.isolation.active and loaded[k].keep is not None:
+                status = self._decode_local(local, loaded, staged, staging, targets, owners, ptr, fmt, params, stream)
+                if len(local) > 1:  # one bad item can spoil a GPU batch for others: each alone again
+                    for k in [k for k in local if status[k] is not None]:
+                        status.update(self._decode_local([k], loaded, staged, staging, targets, owners, ptr, fmt, params, stream))
+                for k in local:
+                    st = status[k]
+                    if st is None:
+                        continue
+                    if isinstance(st, int):
+                        img = staging[k] if staged else targets[k]
+                        failed.append((k, DecodeError(loaded[k].label, isolation.unwritten_reason(img.width, img.height, st, img.nbytes))))
+                    elif self.isolation.active and loaded[k].keep is not None:
                         away.append(k)  # what the GPU decoders cannot do, the CPU codecs try (isolated)
-                    elif result is None:
-                        failed.append((k, DecodeError(loaded[k].label, reason)))
+                    else:
+                        failed.append((k, DecodeError(loaded[k].label, st)))
             if away:
                 dest = [staging[k] if staged else targets[k] for k in away]
                 failed += self._decode_isolated(away, [loaded[k] for k in away], dest, fmt, depth == "any", stream)
@@ -526,14 +527,30 @@ class Decoder:
             return False
         return self.device == "cpu" or loaded.info.codec not in _GPU_CODECS
 
+    def _decode_local(
+        self, members: list[int], loaded: list[ParsedSource], staged: bool, staging: list[Any], targets: list[Image],
+        owners: list[Any], ptr: int, fmt: tuple, params: Any, stream: Any,
+    ) -> dict[int, Any]:
+        """Decode ``members`` with this process's decoder. Per item: None (decoded and, on
+        the GPU, proven fully written), an int (bytes left unwritten) or a str (why
+        nvImageCodec returned nothing)."""
+        wrapped = self._wrap(members, staged, staging, targets, owners, ptr, fmt)
+        dest = [staging[k] if staged else targets[k] for k in members]
+        canary = self._mark(dest, stream)
+        try:
+            results = self._decoder.decode([loaded[k].stream for k in members], images=wrapped, params=params, cuda_stream=ptr)
+        except Exception as exc:  # an argument error fails the whole call: report it per item
+            results = [None] * len(members)
+            reason = f"nvImageCodec refused the batch ({exc})"
+        else:
+            reason = _UNDECODABLE
+        missing = canary.unwritten(get_stream(stream)) if canary is not None else [0] * len(members)
+        return {k: reason if result is None else (gap or None) for k, result, gap in zip(members, results, missing)}
+
     def _mark(self, dest: list[Image], stream: Any) -> Any:
         """The canary set on ``dest`` before a GPU decode (None: no check here)."""
-        if self.device != "cuda" or not self.check_written or not all(img.is_contiguous for img in dest):
+        if self._canary is None or not all(img.is_contiguous for img in dest):
             return None
-        if self._canary is None:
-            from ._canary import Canary
-
-            self._canary = Canary(self.device)
         self._canary.fill([(img.data_ptr, img.nbytes) for img in dest], get_stream(stream))
         return self._canary
 
