@@ -38,12 +38,15 @@ from ._bytes import byte_view
 __all__ = ["structure_problem", "tiff_associated_alpha", "unpremultiply"]
 
 
-def structure_problem(data: bytes | memoryview | Any, codec: str, width: int, height: int) -> str | None:
+def structure_problem(data: bytes | memoryview | Any, codec: str, width: int = -1, height: int = -1) -> str | None:
     """Why ``data`` must not be decoded, or None when its structure looks sound.
 
     ``codec`` is nvImageCodec's codec name ("png", "tiff", "webp", "bmp", "pnm",
     "jpeg2k", "jpeg"); ``width`` / ``height`` the STORED size its header reported
-    (before any EXIF rotation). The checks are structural and cheap (no decompression,
+    (before any EXIF rotation; -1: not known yet, so not compared: the decoder checks
+    the structure before nvImageCodec's own header parser sees the data, whose divisions
+    and allocations hostile files target, and the size once that parser has read it).
+    The checks are structural and cheap (no decompression,
     no CRCs): every length and offset must lie inside the data, the size the container
     states must be the one nvImageCodec reported, and the tags or chunks that decide the
     size must not appear twice. JPEG and unknown codecs return None (the JPEG fast path
@@ -169,7 +172,7 @@ def _array_module(arr: Any) -> Any:
 
 
 def _size_mismatch(what: str, w: int, h: int, width: int, height: int) -> str | None:
-    if (w, h) == (width, height):
+    if (w, h) == (width, height) or width < 0:
         return None
     return f"the {what} says {w}x{h}, the header was read as {width}x{height}"
 

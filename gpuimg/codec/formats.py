@@ -27,6 +27,7 @@ __all__ = [
     "aliases",
     "image_patterns",
     "unsupported_format_name",
+    "sniff",
 ]
 
 
@@ -157,6 +158,21 @@ def image_patterns() -> tuple[str, ...]:
         ('*.jpeg', '*.jpg', '*.jpe')
     """
     return tuple("*" + ext for fmt in FORMATS for ext in fmt.extensions)
+
+
+def sniff(head: bytes) -> Format | None:
+    """The supported format whose magic number ``head`` (a file's first bytes) starts with.
+
+    Example:
+        >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n...").name, sniff(b"GIF89a")
+        ('png', None)
+    """
+    for fmt in FORMATS:
+        if any(head.startswith(magic) for magic in fmt.magic):
+            if fmt.name == "webp" and head[8:12] != b"WEBP":
+                continue
+            return fmt
+    return None
 
 
 def unsupported_format_name(head: bytes) -> str | None:

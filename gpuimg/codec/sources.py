@@ -146,9 +146,18 @@ def _load(src: Any) -> ParsedSource:
         raise DecodeError(_label(src), "the data is empty (0 bytes)")
     # An APNG decodes as its default image (what still-image readers and Pillow show);
     # nvImageCodec would return an animation frame.
-    default = apng.default_image(data) if bytes(memoryview(data)[:4]) == b"\x89PNG" else None
+    head = bytes(memoryview(data)[:16])
+    default = apng.default_image(data) if head[:4] == b"\x89PNG" else None
     if default is not None:
         data = default
+    # nvImageCodec's header parser is native code too (a JPEG 2000 tile size of 0 made it
+    # divide by zero, a WebP chunk size of 3 GB made it allocate that): the structure is
+    # checked before it sees the data, the size once it has read it (_checked_info).
+    fmt = formats.sniff(head)
+    if fmt is not None and fmt.name != "jpeg":
+        problem = checks.structure_problem(data, fmt.name)
+        if problem:
+            raise DecodeError(_label(src), problem)
     try:
         stream = _nvimgcodec.load().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
