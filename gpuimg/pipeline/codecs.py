@@ -29,7 +29,7 @@ SizeHint = tuple[int, int, int]
 
 
 def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = None) -> Decoder:
-    """The pipeline's Decoder (``config.decode_backends``). ``hint`` = (batch size, height,
+    """The pipeline's Decoder (``config.decode_backends``, ``config.isolation``). ``hint`` = (batch size, height,
     width) of the largest batch expected: nvJPEG's hardware decoder then allocates its
     buffers for that at once instead of growing them batch after batch through a run of
     new sizes (faster first pass, BENCHMARKS.md).
@@ -45,7 +45,7 @@ def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = Non
             ("preallocate_batch_size", batch), ("preallocate_height_hint", height), ("preallocate_width_hint", width)))
     # The decode lane host-waits for each ring slot's release event before decoding into
     # it, so the Decoder's own whole-stream guard would only cost overlap (gpuimg.codec).
-    return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options)
+    return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation)
 
 
 def new_encoder(device: str, config: PipelineConfig) -> Encoder:

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codec.isolation import Isolation
+
 __all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch"]
 
 WORKER_ROLES = ("encode", "decode")
@@ -61,7 +63,9 @@ class PipelineConfig:
     core). ``decode_backends``: the in-process decoder's backends (None: the Decoder's
     adaptive default; see :data:`DECODE_BACKENDS`). ``preallocate_max_bytes``: the most a
     decoder's first-batch size hint may ask nvJPEG's hardware decoder to preallocate (0:
-    no hint; the decoder then grows its buffers batch by batch).
+    no hint; the decoder then grows its buffers batch by batch). ``isolation``: how the
+    CPU codecs are contained (:class:`gpuimg.codec.isolation.Isolation`: time and memory
+    limits of the child process; ``Isolation(enabled=False)`` runs them in this process).
 
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
@@ -81,6 +85,7 @@ class PipelineConfig:
     encoder_threads: int = 4
     decode_backends: tuple[Any, ...] | None = DECODE_BACKENDS
     preallocate_max_bytes: int = 2**30
+    isolation: Isolation = field(default_factory=Isolation)
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_images", 0),

@@ -139,7 +139,7 @@ class _Decoding:
         from concurrent.futures import ThreadPoolExecutor
 
         self.cupy = cupy
-        self.decoder = Decoder("cuda", guard_reuse=False, backends=WORKER_DECODE_BACKENDS)
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=WORKER_DECODE_BACKENDS, isolation=config.isolation)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = ThreadPoolExecutor(config.worker_read_threads, thread_name_prefix="gpuimg-worker-read")
         self.batch: Any = None
