@@ -88,6 +88,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -1325,8 +1326,14 @@ def run_fuzz(
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see main): report what was done
         interrupted = True
     finally:
-        for c in list(children):
-            c.kill()
+        # A second signal during the clean-up (a scheduler repeating SIGTERM) must not
+        # cost the report: the workers are killed with signals ignored.
+        previous = _ignore_stop_signals()
+        try:
+            for c in list(children):
+                c.kill()
+        finally:
+            _restore_signals(previous)
         sel.close()
     wall = time.perf_counter() - t_start
     total = sum(counts.values())
@@ -1362,6 +1369,17 @@ def print_report(rep: dict[str, Any], file: Any = sys.stdout) -> None:
     for f in rep["findings"]:
         det = next((e.get("detail", "") for e in f["events"] if e["class"] == f["class"]), "")
         print(f"  {f['class']:10s} #{f['index']} {f['format']} from {f['seed']} {f['mutations']}: {det}"[:400], file=file)
+
+
+def _ignore_stop_signals() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
