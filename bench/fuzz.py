@@ -468,16 +468,25 @@ def _exif_ifd(d: bytes, tiff: int) -> tuple[bool, int] | None:
     return big, tiff + _get(d, tiff + 4, 4, big)
 
 
-def _tiff_edit(rng: random.Random, d: bytearray, tiff: int, what: str) -> str:
-    """Edit an IFD0 entry (count, type, value, orientation) of the TIFF at ``tiff``."""
+def _ifd_entries(d: bytearray, tiff: int, limit: int) -> tuple[bool, int, list[int]] | None:
+    """(big-endian, IFD0 offset, offsets of its first ``limit`` whole entries) of the TIFF
+    structure at ``tiff``, or None where there is none."""
     r = _exif_ifd(d, tiff)
     if r is None:
-        return "no-op"
+        return None
     big, ifd = r
     if ifd + 2 > len(d):
-        return "no-op"
+        return None
     n = _get(d, ifd, 2, big)
-    entries = [ifd + 2 + 12 * i for i in range(min(n, 200)) if ifd + 14 + 12 * i <= len(d)]
+    return big, ifd, [ifd + 2 + 12 * i for i in range(min(n, limit)) if ifd + 14 + 12 * i <= len(d)]
+
+
+def _tiff_edit(rng: random.Random, d: bytearray, tiff: int, what: str) -> str:
+    """Edit an IFD0 entry (count, type, value, orientation) of the TIFF at ``tiff``."""
+    r = _ifd_entries(d, tiff, 200)
+    if r is None:
+        return "no-op"
+    big, ifd, entries = r
     op = rng.choice(("count", "entry-count", "entry-type", "entry-value", "orientation", "orientation", "tag"))
     if op == "count" or not entries:
         return f"{what} IFD entry count " + _edit_int(rng, d, ifd, 2, big)
@@ -595,14 +604,10 @@ def m_webp(rng: random.Random, d: bytearray, fmt: str) -> str:
 
 # --- TIFF
 def m_tiff(rng: random.Random, d: bytearray, fmt: str) -> str:
-    r = _exif_ifd(d, 0)
+    r = _ifd_entries(d, 0, 500)
     if r is None:
         return "no-op"
-    big, ifd = r
-    if ifd + 2 > len(d):
-        return "no-op"
-    n = _get(d, ifd, 2, big)
-    entries = [ifd + 2 + 12 * i for i in range(min(n, 500)) if ifd + 14 + 12 * i <= len(d)]
+    big, ifd, entries = r
     op = rng.choice(("generic", "dims", "dims", "strips", "strips", "dup", "bits"))
     by_tag = {_get(d, e, 2, big): e for e in entries}
     if op == "dims":

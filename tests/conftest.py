@@ -6,7 +6,10 @@ CI (CPU only) shows them as skipped rather than silently missing them.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ import gpuimg
 from gpuimg.device import cuda_available, device_report
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEVICES = ("cpu", "cuda")
 
 
@@ -66,3 +70,14 @@ def photos() -> dict[str, np.ndarray]:
     if not names:
         pytest.fail("assets/ holds no JPEG photos")
     return {name: load_asset(name) for name in names}
+
+
+def load_bench(name: str) -> ModuleType:
+    """The script ``bench/<name>.py`` as a module (bench/ is not a package: scripts import
+    each other from their own folder); registered in sys.modules while it executes, as
+    dataclasses and pickle need."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,28 +1,16 @@
 """bench/harness.py works on a machine without a GPU (and on one with a GPU)."""
 
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-HARNESS_PATH = Path(__file__).resolve().parents[1] / "bench" / "harness.py"
-
-
-def _load_harness():
-    # bench/ is not a package (scripts import harness from their own folder), so load it
-    # by path; dataclasses needs the module registered in sys.modules while it executes.
-    spec = importlib.util.spec_from_file_location("bench_harness", HARNESS_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_bench
 
 
-harness = _load_harness()
+
+harness = load_bench("harness")
 
 
 @pytest.mark.parametrize("timer", [harness.time_host, harness.time_gpu])

@@ -10,28 +10,17 @@ run then also shows their mutations handled); the failure message lists any find
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 from gpuimg.device import cuda_available, device_report
 
-FUZZ_PATH = Path(__file__).resolve().parents[1] / "bench" / "fuzz.py"
 
 
-def _load_fuzz():
-    # bench/ is not a package: load the script by path (registered, for dataclasses/pickle)
-    spec = importlib.util.spec_from_file_location("bench_fuzz", FUZZ_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fuzz = _load_fuzz()
+fuzz = load_bench("fuzz")
 
 
 def _findings(rep: dict) -> str:

@@ -174,7 +174,10 @@ def main() -> None:
     child = _Child(int(sys.argv[2]))
     conn.send(("ready",))
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: nothing to answer
+            return
         if msg[0] == "map":
             _, fds, _, _ = socket.recv_fds(sock, 1, 1)
             child.map(fds[0], msg[1])
