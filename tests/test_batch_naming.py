@@ -137,16 +137,20 @@ def test_stale_temp_files_are_removed_by_the_next_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     dead = _dead_pid()
-    stale = [out / f"{_files.TMP_MARKER}-{dead}-0123456789abcdef",
-             out / "sub" / f"{_files.TMP_MARKER}-{dead}-fedcba9876543210",
-             out / "sub" / f".a.jpg{_files.TMP_MARKER}-{dead}-140000"]  # an older gpuimg's name
-    alive = out / f"{_files.TMP_MARKER}-{os.getppid()}-0123456789abcdef"  # its writer still runs
+    other_host = "000000" if _files._HOST != "000000" else "111111"
+    stale = [out / _files._tmp_name(dead), out / "sub" / _files._tmp_name(dead),
+             out / "sub" / f".a.jpg{_files.TMP_MARKER}-{dead}-140000",  # an older gpuimg's name
+             out / f"{_files.TMP_MARKER}-{other_host}-1-0123456789abcdef"]  # another machine's, a day old
+    alive = out / _files._tmp_name(os.getppid())  # its writer still runs
+    recent = out / f"{_files.TMP_MARKER}-{other_host}-1-fedcba9876543210"  # another machine's, recent
     foreign = out / "sub" / "notes.gpuimg-tmp.txt"  # not gpuimg's pattern
-    for path in (*stale, alive, foreign):
+    for path in (*stale, alive, recent, foreign):
         path.write_bytes(b"partial")
+    day_old = time.time() - 25 * 3600
+    os.utime(stale[-1], (day_old, day_old))
     assert _process(str(src), str(out)) == cli.EXIT_OK
     assert not any(p.exists() for p in stale)
-    assert alive.exists() and foreign.exists() and (out / "sub" / "a.jpg").exists()
+    assert alive.exists() and recent.exists() and foreign.exists() and (out / "sub" / "a.jpg").exists()
 
 
 def test_name_that_is_not_utf8_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import os
 import re
 import secrets
+import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,14 +64,24 @@ def output_format(fmt: str) -> formats.Format:
     check_choice(str(fmt).lower(), "format", _OUTPUT_SPELLINGS, "an output format")
     return formats.lookup(str(fmt))
 
-# Temporary outputs are hidden files named TMP_MARKER + "-<pid>-<16 hex>" in the output's
-# own folder: short whatever the output's name (a name at the 255-byte limit plus a
-# suffix would not fit), recognisable (a later run of the same folder removes the ones a
-# killed run left), never taken for inputs or outputs.
+# Temporary outputs are hidden files named TMP_MARKER + "-<host>-<pid>-<16 hex>" in the
+# output's own folder: short whatever the output's name (a name at the 255-byte limit plus
+# a suffix would not fit), recognisable (a later run of the same folder removes the ones a
+# killed run left: see remove_stale_temps), never taken for inputs or outputs. <host> is a
+# short hash of the machine's name: a pid means something on its own machine only (a
+# folder on a network file system is shared).
 TMP_MARKER = ".gpuimg-tmp"
-_TMP_NAME = re.compile(re.escape(TMP_MARKER) + r"-(\d+)-[0-9a-f]{16}")
+_HOST = hashlib.blake2b(socket.gethostname().encode(errors="surrogateescape"), digest_size=3).hexdigest()
+_TMP_NAME = re.compile(re.escape(TMP_MARKER) + r"-([0-9a-f]{6})-(\d+)-[0-9a-f]{16}")
 # The names of older gpuimg versions: ".<output name>.gpuimg-tmp-<pid>-<thread id>".
 _OLD_TMP_NAME = re.compile(r"\..+" + re.escape(TMP_MARKER) + r"-(\d+)-\d+")
+# Another machine's temporary file is taken for stale only when it is this old.
+_FOREIGN_STALE_SECONDS = 24 * 3600
+
+
+def _tmp_name(pid: int) -> str:
+    """A temporary file name of this machine's process ``pid`` (random, under 50 bytes)."""
+    return f"{TMP_MARKER}-{_HOST}-{pid}-{secrets.token_hex(8)}"
 
 
 @dataclass
@@ -250,7 +263,8 @@ def plan_jobs(
     * two or more inputs of the run map to one output (``a.jpg`` and ``a.png`` both to
       ``a.jpg``; names differing only in case count as one): none of them is written,
       each one's reason names the others, whatever their order;
-    * the output would be an input (output folder = input folder, same suffix);
+    * the output would be an input (output folder = input folder, same suffix; here too
+      names differing only in case count as one);
     * the output would leave ``output_dir`` (a symlinked folder inside it).
 
     Example:
@@ -340,8 +354,10 @@ def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> No
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # another run of this process may be writing now
+    if pid == os.getpid() or os.name == "nt":
+        # This process may be writing now (another run); on Windows os.kill(pid, 0) would
+        # terminate the process, so every pid counts as running there.
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -351,15 +367,32 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _stale(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a temporary file a killed gpuimg run left: gpuimg's name, and
+    its process no longer runs (this machine's), or a day old (another machine's)."""
+    if (match := _TMP_NAME.fullmatch(entry.name)) is not None:
+        host, pid = match.group(1), int(match.group(2))
+    elif (match := _OLD_TMP_NAME.fullmatch(entry.name)) is not None:
+        host, pid = _HOST, int(match.group(1))
+    else:
+        return False
+    if not entry.is_file(follow_symlinks=False):
+        return False
+    if host != _HOST:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > _FOREIGN_STALE_SECONDS
+    return not _pid_alive(pid)
+
+
 def remove_stale_temps(folders: Iterable[str | os.PathLike], keep: Iterable[str | os.PathLike] = ()) -> int:
     """Remove the temporary files killed gpuimg runs left in ``folders`` (only names of
-    gpuimg's own pattern whose writing process no longer runs on this machine, and never
-    a path in ``keep``, the run's inputs); returns how many were removed.
+    gpuimg's own pattern whose process no longer runs on this machine, or that another
+    machine left a day ago, and never a path in ``keep``, the run's inputs); returns how
+    many were removed. One directory listing per folder.
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> _ = (d / f"{TMP_MARKER}-999999999-0123456789abcdef").write_bytes(b"x")
+        >>> _ = (d / _tmp_name(999999999)).write_bytes(b"x")  # a pid no process has
         >>> remove_stale_temps([d]), list(d.iterdir())
         (1, [])
     """
@@ -371,11 +404,8 @@ def remove_stale_temps(folders: Iterable[str | os.PathLike], keep: Iterable[str 
         except OSError:  # not made yet, or unreadable: nothing of ours in it
             continue
         for entry in entries:
-            match = _TMP_NAME.fullmatch(entry.name) or _OLD_TMP_NAME.fullmatch(entry.name)
-            if match is None or _pid_alive(int(match.group(1))) or _key(os.path.abspath(entry.path)) in kept:
-                continue
-            with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+                if _stale(entry) and _key(os.path.abspath(entry.path)) not in kept:
                     os.unlink(entry.path)
                     removed += 1
     return removed
@@ -413,7 +443,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
     folder = os.path.dirname(path)
     # A short random name: fits beside any valid output name; O_EXCL never opens a file
     # that exists (an input that happens to have this name stays untouched).
-    tmp = os.path.join(folder, f"{TMP_MARKER}-{os.getpid()}-{secrets.token_hex(8)}")
+    tmp = os.path.join(folder, _tmp_name(os.getpid()))
     fd = _create(tmp, folder)  # before the try: a name we did not create is never removed
     try:
         try:
