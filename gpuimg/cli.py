@@ -295,7 +295,7 @@ def _sigterm_stops() -> Any:
     a namespace whose ``raised`` says whether it came (the pipeline reports the stop as
     ``interrupted`` either way)."""
     state = argparse.Namespace(raised=False)
-    previous = getattr(signal, "getsignal", lambda _: None)(getattr(signal, "SIGTERM", None))
+    previous = signal.getsignal(signal.SIGTERM)
 
     def handler(signum: int, frame: Any) -> None:
         if not state.raised:
@@ -304,13 +304,13 @@ def _sigterm_stops() -> Any:
 
     try:
         signal.signal(signal.SIGTERM, handler)
-    except (ValueError, AttributeError, TypeError):  # not the main thread, or no SIGTERM here
+    except ValueError:  # not the main thread: the caller handles its signals
         yield state
         return
     try:
         yield state
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)  # None: set outside Python
 
 
 def _say(text: str) -> None:
@@ -341,10 +341,12 @@ def _check_paths(args: argparse.Namespace, jobs: list[Any]) -> None:
     try:
         if not args.in_place:
             check_output_dir(args.src, args.dst)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (give --in-place to write there anyway)") from None
+    try:
         check_run_files(jobs, args.report if args.report is not None else Path(args.dst) / REPORT_NAME)
     except ValueError as exc:
-        hint = " (give --in-place to write there anyway)" if "output folder" in str(exc) else ""
-        raise UsageError(f"{exc}{hint}") from None
+        raise UsageError(str(exc)) from None
 
 
 def cmd_process(args: argparse.Namespace) -> int:
