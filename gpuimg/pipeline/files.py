@@ -396,16 +396,17 @@ def remove_stale_temps(folders: Iterable[str | os.PathLike], keep: Iterable[str 
         >>> remove_stale_temps([d]), list(d.iterdir())
         (1, [])
     """
-    kept = {_key(os.path.abspath(p)) for p in keep}
+    kept = {_key(f) for f in _real_files([os.path.abspath(p) for p in keep])}
     removed = 0
     for folder in folders:
         try:
             entries = list(os.scandir(folder))
         except OSError:  # not made yet, or unreadable: nothing of ours in it
             continue
+        real = os.path.realpath(folder)
         for entry in entries:
             with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
-                if _stale(entry) and _key(os.path.abspath(entry.path)) not in kept:
+                if _stale(entry) and _key(os.path.join(real, entry.name)) not in kept:
                     os.unlink(entry.path)
                     removed += 1
     return removed
@@ -426,7 +427,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
 
     The rename is atomic on POSIX and Windows: a reader (or a resumed run) sees the old
     file or the whole new one, never a partial one; an interrupted write leaves at most
-    the temporary file (``TMP_MARKER-<pid>-<random>`` in the same folder), which is
+    the temporary file (``TMP_MARKER-<host>-<pid>-<random>`` in the same folder), which is
     removed here when the interruption is an exception, and by :func:`remove_stale_temps`
     (the next run of the folder) when the process was killed.
     Missing folders are made. Returns the number of bytes written.
