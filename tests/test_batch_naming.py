@@ -68,6 +68,9 @@ def test_clashing_inputs_are_all_refused_whatever_the_order(tmp_path: Path, caps
         jobs = _files.plan_jobs([src / n for n in order], tmp_path / "o2", ".jpg")
         assert {j.src.name: (j.dst.name if j.dst else None) for j in jobs} == \
             {"a.jpg": None, "a.png": None, "a.png.jpg": "a.png.jpg"}
+    capsys.readouterr()
+    assert _process(str(src), str(tmp_path / "o4"), "--dry-run") == cli.EXIT_OK  # the dry run says why
+    assert "a.png -> (refused: a.jpg and a.png would both write" in capsys.readouterr().out
     # Names that differ only in case are one file on macOS and Windows: a clash everywhere.
     jobs = _files.plan_jobs([src / "a.jpg", src / "A.png"], tmp_path / "o3", ".jpg")
     assert [j.dst for j in jobs] == [None, None] and "would both write" in (jobs[0].refused or "")
@@ -151,6 +154,17 @@ def test_stale_temp_files_are_removed_by_the_next_run(tmp_path: Path) -> None:
     assert _process(str(src), str(out)) == cli.EXIT_OK
     assert not any(p.exists() for p in stale)
     assert alive.exists() and recent.exists() and foreign.exists() and (out / "sub" / "a.jpg").exists()
+
+
+def test_stale_temp_removal_never_touches_an_input(tmp_path: Path) -> None:
+    """An input that happens to carry a temporary file's name, in an output folder."""
+    from gpuimg.pipeline import Pipeline
+
+    out = tmp_path / "out"
+    odd = _photo(out / _files._tmp_name(_dead_pid()))
+    data = odd.read_bytes()
+    summary = Pipeline([], device="cpu").run([odd], out, report=tmp_path / "r.json")
+    assert summary.processed == 1 and odd.read_bytes() == data
 
 
 def test_name_that_is_not_utf8_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
