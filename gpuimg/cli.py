@@ -1,10 +1,13 @@
 """The ``gpuimg`` command: ``process`` folders of images, ``info`` on files, ``bench``.
 
 Exit codes: 0 all items succeeded, 1 some items failed (the report lists them), 2 usage
-errors (bad flags, unknown op, missing input), 130 interrupted by Ctrl-C.
+errors (bad flags, unknown op, missing input, DST inside SRC without ``--in-place``, a
+``--report`` path that is an input), 130 interrupted by Ctrl-C, 143 stopped by SIGTERM
+(what ``timeout`` and job schedulers send; the run stops as on Ctrl-C: finished outputs
+kept, summary printed, report written).
 
 Example:
-    $ gpuimg process assets/ out/                       # re-encode every image as JPEG q90
+    $ gpuimg process assets/ out/ --include "*.jpg"     # re-encode the JPEGs (JPEG q90)
     $ gpuimg process photos/ small/ --resize-shorter 512 --center-crop 512 --sharpen 0.5
     $ gpuimg process photos/ out/ --pipeline steps.json --format png --resume
     $ gpuimg process photos/ marked/ --resize-shorter 512 --blend logo.png@10,10,0.5
@@ -15,7 +18,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -24,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import check_choice
-from .pipeline.files import OUTPUT_FORMATS
+from .pipeline.files import OUTPUT_FORMATS, output_format
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# --format takes every spelling of an output format (gpuimg.codec.formats); the help
-# shows one per format, the first that is also a file extension (jpeg, ..., jp2, bmp).
-_FORMAT_CHOICES = sorted(alias for f in OUTPUT_FORMATS for alias in f.aliases)
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+# --format takes every spelling of an output format, any case (files.output_format, from
+# gpuimg.codec.formats); the help shows one per format, the first that is also a file
+# extension (jpeg, ..., jp2, bmp).
 _FORMAT_SHOWN = "{" + ",".join(f.extensions[0].lstrip(".") for f in OUTPUT_FORMATS) + "}"
 
 
@@ -84,6 +90,14 @@ def _box(text: str) -> tuple[int, int, int, int]:
         return int(top), int(left), height, width
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected TOP,LEFT,HxW (e.g. 10,20,224x224), got {text!r}") from None
+
+
+def _format_name(text: str) -> str:
+    """An output format's canonical name from any of its spellings (``jpg`` -> ``jpeg``)."""
+    try:
+        return output_format(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({exc})") from None
 
 
 def _flip_axis(text: str) -> str:
@@ -206,10 +220,13 @@ def _add_process(sub: Any) -> None:
                      "[[\"gradient\", {\"stops\": [[0, 0, 0], [255, 255, 255]], \"angle\": 90}]]; a blend/paste "
                      "\"src\" may be an image file path")
     out = p.add_argument_group("output")
-    out.add_argument("--format", choices=_FORMAT_CHOICES, metavar=_FORMAT_SHOWN, default="jpeg",
+    out.add_argument("--format", type=_format_name, metavar=_FORMAT_SHOWN, default="jpeg",
                      help="output format (default jpeg; aliases such as jpg, tif, jpeg2000 work too)")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
-    out.add_argument("--report", metavar="FILE", help=f"failure report path (default DST/gpuimg-report.json)")
+    out.add_argument("--report", metavar="FILE", help="failure report path (default DST/gpuimg-report.json; "
+                     "refused when it is an input or output file)")
+    out.add_argument("--in-place", action="store_true", help="allow DST to be SRC or a folder inside it (outputs "
+                     "that would replace an input are still refused, per item)")
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
     run.add_argument("--max-batch-mb", type=_positive_int, default=512, help="decoded pixels per batch, MB (default 512)")
@@ -267,45 +284,112 @@ def _progress_bar(total: int, enabled: bool) -> tuple[Any, Callable[[int, int], 
     return bar, update
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the pipeline stops on it as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Any:
+    """SIGTERM (``timeout``, job schedulers) raises _Terminated once, in the main thread;
+    later ones are ignored, so the clean stop (summary, report) is not cut short. Yields
+    a namespace whose ``raised`` says whether it came (the pipeline reports the stop as
+    ``interrupted`` either way)."""
+    state = argparse.Namespace(raised=False)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        if not state.raised:
+            state.raised = True
+            raise _Terminated
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: the caller handles its signals
+        yield state
+        return
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)  # None: set outside Python
+
+
+def _say(text: str) -> None:
+    """Print a line that may hold any file name, to a stdout that may be gone.
+
+    A name that is not valid UTF-8 (held as surrogate escapes) or not in the terminal's
+    encoding is shown with backslash escapes; a closed pipe (``gpuimg process ... | head``)
+    ends the printing, never the command (the run's exit code stands).
+    """
+    stream = sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    text = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        # Later writes (and the interpreter's flush at exit) go nowhere instead of failing.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+
+
+def _check_paths(args: argparse.Namespace, jobs: list[Any]) -> None:
+    """Refuse, before anything is written, a DST inside SRC (unless --in-place) and a
+    --report path that is an input or an output of the run."""
+    from .pipeline.files import check_output_dir, check_run_files
+    from .pipeline.results import REPORT_NAME
+
+    try:
+        if not args.in_place:
+            check_output_dir(args.src, args.dst)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (give --in-place to write there anyway)") from None
+    try:
+        check_run_files(jobs, args.report if args.report is not None else Path(args.dst) / REPORT_NAME)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     if not Path(args.src).exists():
         raise UsageError(f"SRC {args.src!r} does not exist")
     pipeline = _make_pipeline(_steps_of(args), args.device)
     jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
+    _check_paths(args, jobs)
     if args.dry_run:
         return _dry_run(pipeline, jobs)
     bar, progress = _progress_bar(len(jobs), not args.no_progress)
     try:
-        summary = pipeline.run(
-            args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
-            max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
-            resume=args.resume, report=args.report, progress=progress,
-        )
+        with _sigterm_stops() as sigterm:
+            summary = pipeline.run(
+                args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
+                max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
+                resume=args.resume, report=args.report, progress=progress,
+            )
     finally:
         if bar is not None:
             bar.close()
-    print(summary)
+    _say(str(summary))
     for failure in summary.failures[:10]:
-        print(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
+        _say(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
     if summary.failed:
         more = f" (and {summary.failed - 10} more)" if summary.failed > 10 else ""
-        print(f"{summary.failed} failed{more}; report: {summary.report_path}")
+        _say(f"{summary.failed} failed{more}; report: {summary.report_path}")
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if sigterm.raised else EXIT_INTERRUPTED
     return EXIT_FAILURES if summary.failed else EXIT_OK
 
 
 def _dry_run(pipeline: Any, jobs: list[Any]) -> int:
     steps = " -> ".join(f"{name}({', '.join(f'{k}={v!r}' for k, v in kw.items())})" for name, kw in pipeline.steps)
-    print(f"steps: decode -> {steps + ' -> ' if steps else ''}encode on {pipeline.device}")
+    _say(f"steps: decode -> {steps + ' -> ' if steps else ''}encode on {pipeline.device}")
     refused = 0
     for job in jobs:
         if job.dst is None:
             refused += 1
-            print(f"{job.src} -> (refused: would overwrite an input or leave DST)")
+            _say(f"{job.src} -> (refused: {job.refused})")
         else:
-            print(f"{job.src} -> {job.dst}")
-    print(f"{len(jobs)} inputs, {refused} refused (dry run: nothing written)")
+            _say(f"{job.src} -> {job.dst}")
+    _say(f"{len(jobs)} inputs, {refused} refused (dry run: nothing written)")
     return EXIT_OK
 
 
@@ -396,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"gpuimg {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

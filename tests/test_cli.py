@@ -107,6 +107,7 @@ def test_pipeline_file_and_dry_run(small: Path, tmp_path: Path, capsys: pytest.C
         (["process", "a", "b", "--center-crop", "2x2x2"], "expected a size HxW"),
         (["process", "a", "b", "--quality", "101"], "quality in 1..100"),
         (["process", "a", "b", "--format", "gif"], "invalid choice: 'gif'"),
+        (["process", "a", "b", "--format", "pnm"], "invalid choice: 'pnm'"),  # decoded, never written
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "required: COMMAND"),
     ],
@@ -157,10 +158,12 @@ def test_console_script_module_entry(tmp_path: Path) -> None:
 
 
 def test_readme_quick_start_command(tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
-    """`gpuimg process assets/ out/`: every bundled photo re-encoded as JPEG, exit 0."""
+    """`gpuimg process assets/ out/ --include "*.jpg"`: every bundled JPEG re-encoded, exit 0
+    (without the filter chelsea.jpg and chelsea.png would both write chelsea.jpg: refused)."""
     out = tmp_path / "out"
-    assert cli.main(["process", str(ASSETS), str(out), "--device", device, "--no-progress"]) == cli.EXIT_OK
-    images = [p for p in ASSETS.iterdir() if p.suffix in (".jpg", ".png")]
+    argv = ["process", str(ASSETS), str(out), "--include", "*.jpg", "--device", device, "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_OK
+    images = [p for p in ASSETS.iterdir() if p.suffix == ".jpg"]
     written = list(out.glob("*.jpg"))
     assert len(written) == len(images) and not (out / "README.jpg").exists()
     for path in written:

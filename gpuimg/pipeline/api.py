@@ -30,7 +30,7 @@ splits the batch in halves (down to single images) instead of ending the run.
 Example:
     >>> import gpuimg, tempfile
     >>> p = gpuimg.Pipeline([("resize_shorter", {"size": 64})], device="cpu")
-    >>> summary = p.run("assets/", tempfile.mkdtemp(), include=["coffee.*"], format="jpeg", quality=90)
+    >>> summary = p.run("assets/", tempfile.mkdtemp(), include=["coffee.jpg", "chelsea.jpg"], format="jpeg", quality=90)
     >>> summary.processed, summary.failed
     (2, 0)
 """
@@ -48,7 +48,7 @@ from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
-from .files import Job, is_done, output_format, plan_jobs
+from .files import Job, check_run_files, is_done, output_format, plan_jobs, remove_stale_temps
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
 from .sinks import FileSink, WorkerSink
@@ -147,6 +147,12 @@ class Pipeline:
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
 
+        Output names follow one rule (:func:`~gpuimg.pipeline.files.plan_jobs`): the input's
+        relative path with its extension replaced by the format's suffix; inputs that would
+        share an output, or overwrite an input, are per-item failures decided before any
+        write. ValueError (nothing written) when ``report`` is an input or output file of
+        the run. Temporary files that killed runs left in the output folders are removed.
+
         Example:
             >>> s = Pipeline([], device="cpu").run([], "/tmp/gpuimg-doc-out")
             >>> s.processed, s.failed
@@ -155,7 +161,13 @@ class Pipeline:
         _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
         summary = Summary()
         started = time.perf_counter()
-        todo = self._triage(self.plan(inputs, output_dir, format=format, include=include, exclude=exclude), resume, summary)
+        report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
+        jobs = self.plan(inputs, output_dir, format=format, include=include, exclude=exclude)
+        check_run_files(jobs, report_path)  # before anything is written
+        out_dirs = {os.path.dirname(j.dst) for j in jobs if j.dst is not None}
+        remove_stale_temps(out_dirs | {os.fspath(output_dir), os.path.dirname(os.path.abspath(report_path))},
+                           keep=[j.src for j in jobs])
+        todo = self._triage(jobs, resume, summary)
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
@@ -166,7 +178,7 @@ class Pipeline:
         finally:
             summary.seconds = time.perf_counter() - started
             summary.stage_seconds = {k: round(v, 4) for k, v in run.timer.seconds.items()}
-            summary.report_path = str(Path(report) if report is not None else Path(output_dir) / REPORT_NAME)
+            summary.report_path = str(report_path)
             write_report(summary, self.steps)
         return summary
 
@@ -189,7 +201,7 @@ class Pipeline:
         todo = []
         for job in jobs:
             if job.dst is None:
-                summary.failures.append(Failure(str(job.src), "plan", "output path would overwrite an input or leave output_dir"))
+                summary.failures.append(Failure(str(job.src), "plan", job.refused or "no output path"))
                 summary.failed += 1
             elif resume and is_done(job):
                 summary.skipped += 1

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import os
 import re
-import threading
+import secrets
+import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,10 @@ __all__ = [
     "is_done",
     "atomic_write",
     "TMP_MARKER",
+    "output_name",
+    "check_output_dir",
+    "check_run_files",
+    "remove_stale_temps",
 ]
 
 # Formats the pipeline writes: every format of the table but PNM (never offered as an
@@ -57,18 +64,36 @@ def output_format(fmt: str) -> formats.Format:
     check_choice(str(fmt).lower(), "format", _OUTPUT_SPELLINGS, "an output format")
     return formats.lookup(str(fmt))
 
-# Temporary outputs are hidden files carrying this marker; they are never taken for outputs.
+# Temporary outputs are hidden files named TMP_MARKER + "-<host>-<pid>-<16 hex>" in the
+# output's own folder: short whatever the output's name (a name at the 255-byte limit plus
+# a suffix would not fit), recognisable (a later run of the same folder removes the ones a
+# killed run left: see remove_stale_temps), never taken for inputs or outputs. <host> is a
+# short hash of the machine's name: a pid means something on its own machine only (a
+# folder on a network file system is shared).
 TMP_MARKER = ".gpuimg-tmp"
+_HOST = hashlib.blake2b(socket.gethostname().encode(errors="surrogateescape"), digest_size=3).hexdigest()
+_TMP_NAME = re.compile(re.escape(TMP_MARKER) + r"-([0-9a-f]{6})-(\d+)-[0-9a-f]{16}")
+# The names of older gpuimg versions: ".<output name>.gpuimg-tmp-<pid>-<thread id>".
+_OLD_TMP_NAME = re.compile(r"\..+" + re.escape(TMP_MARKER) + r"-(\d+)-\d+")
+# Another machine's temporary file is taken for stale only when it is this old.
+_FOREIGN_STALE_SECONDS = 24 * 3600
+
+
+def _tmp_name(pid: int) -> str:
+    """A temporary file name of this machine's process ``pid`` (random, under 50 bytes)."""
+    return f"{TMP_MARKER}-{_HOST}-{pid}-{secrets.token_hex(8)}"
 
 
 @dataclass
 class Job:
-    """One input file and the output it maps to (``dst`` is None where none is written)."""
+    """One input file and the output it maps to (``dst`` is None where none is written,
+    ``refused`` then says why)."""
 
     index: int
     src: Path
     dst: Path | None
     size: int = 0
+    refused: str | None = None
 
 
 def _glob_regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -196,6 +221,29 @@ def _real_files(files: list[str]) -> set[str]:
     return out
 
 
+def output_name(name: str, suffix: str) -> str:
+    """The output file name of input ``name``: its extension (the part from the last dot,
+    if any) replaced by ``suffix``; the rest of the name is kept as it is.
+
+    Example:
+        >>> output_name("a.png", ".jpg"), output_name("a.png.jpg", ".jpg"), output_name("README", ".jpg")
+        ('a.jpg', 'a.png.jpg', 'README.jpg')
+    """
+    return os.path.splitext(name)[0] + suffix
+
+
+def _key(path: str) -> str:
+    # Paths that differ only in case are one file on macOS and Windows: counted as one
+    # everywhere, so a plan never depends on the file system it runs on.
+    return path.casefold()
+
+
+def _shown(path: str, root: str) -> str:
+    """``path`` relative to ``root`` where it lies under it (shorter messages)."""
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel
+
+
 def plan_jobs(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     output_dir: str | os.PathLike | None,
@@ -203,10 +251,21 @@ def plan_jobs(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
 ) -> list[Job]:
-    """Jobs for every input: ``dst`` mirrors the input's path under ``output_dir`` with
-    ``suffix``; it is None (and the job is refused later) where it would leave
-    ``output_dir`` or overwrite an input. Inputs whose outputs collide ("a.png" and
-    "a.jpg" both to "a.jpg") keep their old suffix in the name ("a.png.jpg").
+    """Jobs for every input, their outputs named by one fixed rule.
+
+    The naming rule: an input's output is its path relative to the input root (the
+    folder, or the deepest common folder of listed files) under ``output_dir``, with the
+    input's extension replaced by ``suffix`` (:func:`output_name`: ``sub/a.png`` ->
+    ``sub/a.jpg``, ``a.png.jpg`` -> ``a.png.jpg``). The name depends on the input alone,
+    never on filters or on the other files of the run. An input gets no output
+    (``dst`` None, ``refused`` says why, and the run counts it as a failure) when:
+
+    * two or more inputs of the run map to one output (``a.jpg`` and ``a.png`` both to
+      ``a.jpg``; names differing only in case count as one): none of them is written,
+      each one's reason names the others, whatever their order;
+    * the output would be an input (output folder = input folder, same suffix; here too
+      names differing only in case count as one);
+    * the output would leave ``output_dir`` (a symlinked folder inside it).
 
     Example:
         >>> plan_jobs([], "out", ".jpg")
@@ -217,26 +276,140 @@ def plan_jobs(
         return [Job(i, Path(src), None) for i, src in enumerate(files)]
     out_dir_of = _OutputDirs(root, os.path.expanduser(output_dir))
     dsts: list[str | None] = []
+    refused: list[str | None] = []
     for src in files:
         folder, name = os.path.split(src)
         out_dir = out_dir_of(folder)
-        dsts.append(None if out_dir is None else os.path.join(out_dir, os.path.splitext(name)[0] + suffix))
-    _rename_collisions(files, dsts, suffix)
-    inputs_real = _real_files(files)
+        dsts.append(None if out_dir is None else os.path.join(out_dir, output_name(name, suffix)))
+        refused.append("its output would leave the output folder (a symlinked folder)" if out_dir is None else None)
+    inputs_real = {_key(f) for f in _real_files(files)}
+    by_dst: dict[str, list[int]] = {}
+    for i, dst in enumerate(dsts):
+        if dst is not None:
+            by_dst.setdefault(_key(dst), []).append(i)
+    for i, dst in enumerate(dsts):
+        if dst is None:
+            continue
+        if _key(dst) in inputs_real:
+            refused[i] = f"its output {dst} would overwrite an input"
+        elif len(same := by_dst[_key(dst)]) > 1:
+            names = [_shown(files[j], root) for j in same]
+            listed = f"{', '.join(names[:-1])} and {names[-1]}"
+            refused[i] = f"{listed} would {'both' if len(names) == 2 else 'all'} write {dst}; none of them is written"
     return [
-        Job(i, Path(src), None if dst is None or dst in inputs_real else Path(dst))
-        for i, (src, dst) in enumerate(zip(files, dsts))
+        Job(i, Path(src), None if why is not None else Path(dst), refused=why)  # type: ignore[arg-type]
+        for i, (src, dst, why) in enumerate(zip(files, dsts, refused))
     ]
 
 
-def _rename_collisions(files: list[str], dsts: list[str | None], suffix: str) -> None:
-    seen: dict[str, int] = {}
-    for dst in dsts:
-        if dst is not None:
-            seen[dst] = seen.get(dst, 0) + 1
-    for i, (src, dst) in enumerate(zip(files, dsts)):
-        if dst is not None and seen[dst] > 1:
-            dsts[i] = os.path.join(os.path.dirname(dst), os.path.basename(src) + suffix)
+def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], output_dir: str | os.PathLike) -> None:
+    """ValueError when ``output_dir`` is an input folder or lies inside one: the folder
+    scanned (and all under it), or the folder of any listed input file.
+
+    Example:
+        >>> import tempfile, os
+        >>> src = tempfile.mkdtemp()
+        >>> check_output_dir(src, os.path.join(src, "out"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: the output folder ... is inside the input folder ...
+    """
+    out_real = os.path.realpath(os.path.expanduser(output_dir))
+    if isinstance(inputs, str | os.PathLike) and Path(inputs).expanduser().is_dir():
+        folders = {os.path.realpath(Path(inputs).expanduser())}
+    else:
+        files, _ = _discover(inputs, None, (), None)
+        folders = {os.path.realpath(os.path.dirname(f)) for f in files}
+    folder = out_real
+    while True:
+        if folder in folders:
+            raise ValueError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
+                             "(outputs would be written among the inputs)")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
+def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> None:
+    """ValueError naming the file when the report path is an input or an output of
+    ``jobs`` (the report would replace it); checked before anything is written.
+
+    Example:
+        >>> check_run_files([Job(0, Path("/d/a.jpg"), None)], "/d/a.jpg")
+        Traceback (most recent call last):
+        ...
+        ValueError: the report path '/d/a.jpg' is an input file of the run: it would be replaced by the report
+    """
+    if report is None:
+        return
+    folder, name = os.path.split(os.path.abspath(os.path.expanduser(report)))
+    key = _key(os.path.join(os.path.realpath(folder), name))
+    inputs = {_key(f) for f in _real_files([os.path.abspath(j.src) for j in jobs])}
+    if key in inputs:
+        raise ValueError(f"the report path {os.fspath(report)!r} is an input file of the run: it would be replaced by the report")
+    outputs = {_key(os.fspath(j.dst)) for j in jobs if j.dst is not None}
+    if key in outputs:
+        raise ValueError(f"the report path {os.fspath(report)!r} is an output file of the run")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":
+        # This process may be writing now (another run); on Windows os.kill(pid, 0) would
+        # terminate the process, so every pid counts as running there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def _stale(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a temporary file a killed gpuimg run left: gpuimg's name, and
+    its process no longer runs (this machine's), or a day old (another machine's)."""
+    if (match := _TMP_NAME.fullmatch(entry.name)) is not None:
+        host, pid = match.group(1), int(match.group(2))
+    elif (match := _OLD_TMP_NAME.fullmatch(entry.name)) is not None:
+        host, pid = _HOST, int(match.group(1))
+    else:
+        return False
+    if not entry.is_file(follow_symlinks=False):
+        return False
+    if host != _HOST:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > _FOREIGN_STALE_SECONDS
+    return not _pid_alive(pid)
+
+
+def remove_stale_temps(folders: Iterable[str | os.PathLike], keep: Iterable[str | os.PathLike] = ()) -> int:
+    """Remove the temporary files killed gpuimg runs left in ``folders`` (only names of
+    gpuimg's own pattern whose process no longer runs on this machine, or that another
+    machine left a day ago, and never a path in ``keep``, the run's inputs); returns how
+    many were removed. One directory listing per folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / _tmp_name(999999999)).write_bytes(b"x")  # a pid no process has
+        >>> remove_stale_temps([d]), list(d.iterdir())
+        (1, [])
+    """
+    kept = {_key(f) for f in _real_files([os.path.abspath(p) for p in keep])}
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not made yet, or unreadable: nothing of ours in it
+            continue
+        real = os.path.realpath(folder)
+        for entry in entries:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+                if _stale(entry) and _key(os.path.join(real, entry.name)) not in kept:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def is_done(job: Job) -> bool:
@@ -254,7 +427,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
 
     The rename is atomic on POSIX and Windows: a reader (or a resumed run) sees the old
     file or the whole new one, never a partial one; an interrupted write leaves at most
-    the temporary file, which is removed here when the interruption is an exception.
+    the temporary file (``TMP_MARKER-<host>-<pid>-<random>`` in the same folder), which is
+    removed here when the interruption is an exception, and by :func:`remove_stale_temps`
+    (the next run of the folder) when the process was killed.
     Missing folders are made. Returns the number of bytes written.
 
     Example:
@@ -266,10 +441,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
     # os-level calls rather than pathlib/open(): this runs once per output file and the
     # Python overhead of the high-level calls is as large as the file system's own.
     path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}{TMP_MARKER}-{os.getpid()}-{threading.get_ident()}")
+    folder = os.path.dirname(path)
+    # A short random name: fits beside any valid output name; O_EXCL never opens a file
+    # that exists (an input that happens to have this name stays untouched).
+    tmp = os.path.join(folder, _tmp_name(os.getpid()))
+    fd = _create(tmp, folder)  # before the try: a name we did not create is never removed
     try:
-        fd = _create(tmp, folder)
         try:
             view = memoryview(data).cast("B")
             while view:
@@ -286,7 +463,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> int:
 
 def _create(path: str, folder: str) -> int:
     """Open a new file for writing, making its folder on first use (no check per file)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         return os.open(path, flags, 0o666)
     except FileNotFoundError:

@@ -10,7 +10,9 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -84,17 +86,29 @@ class Summary:
         )
 
 
-def reason(error: Any) -> str:
-    """The text a failure is reported with (an exception's type and message).
+# How the codec names a source it was handed as bytes (gpuimg.codec.sources): the pipeline
+# reads the files itself and decodes their bytes, so its messages name the file instead.
+_BYTES_LABEL = re.compile(r"<(?:bytes|bytearray|memoryview|array) of \d+ bytes>")
+
+
+def reason(error: Any, path: str | os.PathLike | None = None) -> str:
+    """The text a failure is reported with (an exception's type and message), with the
+    codec's ``<bytes of N bytes>`` replaced by ``path`` where one is given.
 
     Example:
         >>> reason(ValueError("bad")), reason(FileNotFoundError(2, "No such file"))
         ('ValueError: bad', '[Errno 2] No such file')
+        >>> reason(ValueError("cannot decode <bytes of 4 bytes>: junk"), "in/a.jpg")
+        'ValueError: cannot decode in/a.jpg: junk'
     """
     if isinstance(error, BaseException):
         text = str(error) or type(error).__name__
-        return f"{type(error).__name__}: {text}" if not isinstance(error, OSError) else text
-    return str(error)
+        text = f"{type(error).__name__}: {text}" if not isinstance(error, OSError) else text
+    else:
+        text = str(error)
+    if path is not None:
+        text = _BYTES_LABEL.sub(lambda _: os.fspath(path), text)
+    return text
 
 
 class Run:
@@ -119,7 +133,7 @@ class Run:
         self.stop.set()
 
     def fail(self, job: Job, stage: str, error: Any) -> None:
-        self.results.put(("fail", job, stage, reason(error)))
+        self.results.put(("fail", job, stage, reason(error, job.src)))
 
     def next_event(self) -> tuple[Any, ...] | None:
         """The next result, or None once a stage failed fatally."""
@@ -175,4 +189,6 @@ def write_report(summary: Summary, steps: list[list[Any]]) -> None:
     report = {"summary": summary.as_dict(), "steps": steps}
     report["summary"].pop("failures")
     report["failures"] = [asdict(f) for f in summary.failures]
+    # ensure_ascii (the default) on purpose: a file name that is not valid UTF-8 (held as
+    # surrogate escapes) is written as \udcXX escapes instead of failing the report.
     atomic_write(Path(summary.report_path), json.dumps(report, indent=1).encode())
