@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,8 +20,78 @@ from . import codecs, workers
 from .read import Item
 from .results import Run
 from .stages import DONE, Lane, LaneCountdown, StageQueue, is_out_of_memory, pass_end, start_thread
+from .steps import OutputRule
 
-__all__ = ["Slot", "Decoded", "DecodeStage", "arena_bytes"]
+__all__ = ["Slot", "Decoded", "DecodeStage", "arena_bytes", "Group", "groups", "decode_group"]
+
+RGB = ("rgb", "uint8")  # the decode of a run without an OutputRule (tensors) and of 8-bit RGB images
+
+
+class Group(NamedTuple):
+    """Items of a batch that decode alike (one ImageBatch holds one dtype; ops launch once
+    per channel count), with the decoder's mode and depth for them."""
+
+    items: list[Item]
+    mode: str
+    depth: str
+
+
+def stored_plan(decoder: Any = None) -> Callable[[Any], Any]:
+    """How an item is stored (the decoder's "unchanged", any-depth plan of its parsed
+    source): through ``decoder``'s plan cache, or, without one (the decode worker's lane),
+    planned afresh."""
+    if decoder is not None:
+        return lambda src: decoder._plan_item(src, "unchanged", "any", True, None)
+    from ..codec import decoder as decoding
+
+    return lambda src: decoding._plan(src, src._checked_info(), "unchanged", "any", True, None, decoding.MAX_PIXELS)
+
+
+def groups(plan: Callable[[Any], Any], items: list[Item], rule: OutputRule | None) -> list[Group]:
+    """``items`` split by what they decode to under ``rule`` (None: every item as RGB
+    uint8), in first-seen order; a batch of one kind (all 8-bit RGB photos) stays one
+    group decoded as ("rgb", "uint8"), as before modes existed: no extra call or copy.
+    ``plan``: see :func:`stored_plan`. An item whose header the decoder refuses joins
+    the first group (its decode reports it).
+
+    Example:
+        >>> from gpuimg.codec import formats
+        >>> from gpuimg.pipeline.read import read_item
+        >>> from gpuimg.pipeline.files import plan_jobs
+        >>> paths = ["assets/coffee.jpg", "assets/coffee_rgba.png", "assets/chelsea_gray16.png", "assets/chelsea.jpg"]
+        >>> items = [read_item(j) for j in plan_jobs(paths, None, "")]
+        >>> [(len(g.items), g.mode, g.depth) for g in groups(stored_plan(), items, OutputRule(formats.lookup("png")))]
+        [(2, 'rgb', 'uint8'), (1, 'rgba', 'uint8'), (1, 'gray', 'any')]
+    """
+    if rule is None:
+        return [Group(items, *RGB)]
+    by_kind: dict[tuple[str, str], list[Item]] = {}
+    for item in items:
+        try:  # the decoder's own plan (cached per header layout): what the item is as stored
+            stored = plan(item.source)
+            kind = rule.decode_args(stored.channels, stored.dtype)
+        except Exception:  # noqa: BLE001 - reported by the decode itself
+            kind = next(iter(by_kind), RGB)
+        by_kind.setdefault(kind, []).append(item)
+    return [Group(group, *kind) for kind, group in by_kind.items()]
+
+
+class _InMode:
+    """A Decoder whose ``decode_batch`` decodes in ``mode`` / ``depth`` (what
+    :func:`codecs.decode_items`, which decodes RGB, does not pass)."""
+
+    def __init__(self, decoder: Any, mode: str, depth: str):
+        self.decoder, self.mode, self.depth = decoder, mode, depth
+
+    def decode_batch(self, srcs: Any, out: Any = None, *, mode: str = "rgb", stream: Any = None, **kwargs: Any) -> Any:
+        return self.decoder.decode_batch(srcs, out, mode=self.mode, depth=self.depth, stream=stream, **kwargs)
+
+
+def decode_group(decoder: Any, group: Group, out: ImageBatch | None, stream: Any) -> tuple[ImageBatch, list[int], list[tuple[int, Any]]]:
+    """:func:`codecs.decode_items` in the group's mode and depth: (batch of the good
+    items, their indices in ``group.items``, failures)."""
+    moded = decoder if (group.mode, group.depth) == RGB else _InMode(decoder, group.mode, group.depth)
+    return codecs.decode_items(moded, group.items, out, stream)
 
 
 class Slot:
@@ -38,6 +109,7 @@ class Decoded(NamedTuple):
     slot: Slot
     ready: Any  # event: the decode finished on the decode lane
     oom: BaseException | None = None  # the batch ran out of memory while decoding
+    group: Group | None = None  # how it was decoded (None: RGB uint8, the decode worker's)
 
 
 def arena_bytes(shapes: list[tuple[int, int, int]]) -> int:
@@ -50,8 +122,9 @@ class DecodeStage:
     decoding into a shared ring of reused batches (``config.decode_ring`` per lane), plus
     the decode worker's lane when ``worker`` is given."""
 
-    def __init__(self, run: Run, pool: codecs.CodecPool, src: StageQueue, out: StageQueue, worker: Any = None):
-        self.run, self.pool, self.src, self.out = run, pool, src, out
+    def __init__(self, run: Run, pool: codecs.CodecPool, src: StageQueue, out: StageQueue, worker: Any = None,
+                 rule: OutputRule | None = None):
+        self.run, self.pool, self.src, self.out, self.rule = run, pool, src, out, rule
         self.lanes = pool.config.decode_lanes
         self.worker = worker  # a decode worker process (its lane takes batches too), or None
         self.device = pool.device
@@ -73,25 +146,31 @@ class DecodeStage:
         while (items := self.src.get()) is not DONE:
             if decoder is None:  # made for the first batch's sizes (a kept one is reused)
                 decoder = self.pool.take("decode", [it.shape for it in items])
-            slot = self.free.get()
-            # Host wait on the consumer's event, not just a stream wait: the nvJPEG
-            # hardware decoder may write before earlier stream work ends (ANCHORS.md).
-            Lane.host_wait(slot.released)
-            try:
-                with self.pool.gate, self.run.timer("decode"), lane.active():
-                    slot.batch, good, failures = codecs.decode_items(decoder, items, slot.batch, lane.stream)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                slot.batch = None  # a failed growth leaves the arena empty: start afresh
-                self.out.put(Decoded(items, slot, None, exc))  # the process lane splits it
-                continue
-            for index, error in failures:
-                self.run.fail(items[index].job, "decode", error)
-            self.out.put(Decoded([items[i] for i in good], slot, lane.record()))
+            for group in groups(stored_plan(decoder), items, self.rule):
+                self._decode_into_slot(decoder, group, lane)
         if decoder is not None:
             self.pool.give_back("decode", decoder)
         pass_end(self.src, self._countdown, self.out)
+
+    def _decode_into_slot(self, decoder: Any, group: Group, lane: Lane) -> None:
+        """Decode ``group`` into a free ring slot and hand it to the process stage."""
+        items = group.items
+        slot = self.free.get()
+        # Host wait on the consumer's event, not just a stream wait: the nvJPEG
+        # hardware decoder may write before earlier stream work ends (ANCHORS.md).
+        Lane.host_wait(slot.released)
+        try:
+            with self.pool.gate, self.run.timer("decode"), lane.active():
+                slot.batch, good, failures = decode_group(decoder, group, slot.batch, lane.stream)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            slot.batch = None  # a failed growth leaves the arena empty: start afresh
+            self.out.put(Decoded(items, slot, None, exc, group))  # the process lane splits it
+            return
+        for index, error in failures:
+            self.run.fail(items[index].job, "decode", error)
+        self.out.put(Decoded([items[i] for i in good], slot, lane.record(), None, group))
 
     def _worker_lane(self) -> None:
         """Hands batches to the decode worker process (all lanes take from one queue, so
@@ -102,8 +181,16 @@ class DecodeStage:
         lane, worker = Lane(self.device), self.worker
         copied: list[Any] = [None] * worker.SLOTS  # event: the last copy out of staging slot k
         seq, waiting = 0, False
+        local = None  # this thread's decoder for what the worker does not decode (not RGB uint8)
+        plan = stored_plan()
         try:
-            while (items := self.src.get()) is not DONE:
+            for group in (g for items in iter(self.src.get, DONE) for g in groups(plan, items, self.rule)):
+                items = group.items
+                if (group.mode, group.depth) != RGB:  # the worker decodes RGB uint8 only
+                    if local is None:
+                        local = self.pool.take("decode", [it.shape for it in items])
+                    self._decode_into_slot(local, group, lane)
+                    continue
                 k = seq % worker.SLOTS
                 seq += 1
                 Lane.host_wait(copied[k])  # the worker may now overwrite staging slot k
@@ -147,6 +234,8 @@ class DecodeStage:
                 except Exception:
                     worker.healthy = False
             workers.give_back(worker)
+        if local is not None:
+            self.pool.give_back("decode", local)
         pass_end(self.src, self._countdown, self.out)
 
     def release(self, slot: Slot, event: Any) -> None:

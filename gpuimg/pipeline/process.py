@@ -1,6 +1,8 @@
-"""The process stage: runs the steps on each decoded batch into reused outputs, splits a
-batch that ran out of memory, hands results to a sink; and :func:`start`, which wires the
-read, decode and process stages of a run.
+"""The process stage: runs the steps on each decoded batch into reused outputs (with the
+sink's :class:`~gpuimg.pipeline.steps.OutputRule` conversions before and after them),
+splits a batch that ran out of memory, runs a batch whose steps raised image by image so
+only the images a step rejects fail (stage "process"), hands results to a sink; and
+:func:`start`, which wires the read, decode and process stages of a run.
 
 Example:
     >>> import gpuimg
@@ -16,31 +18,69 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..image import ImageBatch
+from ..image import Image, ImageBatch
 from . import codecs
-from .decode import Decoded, DecodeStage, Slot
+from .decode import Decoded, DecodeStage, Group, Slot, decode_group
 from .files import Job
 from .read import Batcher, Item
 from .results import Run
 from .stages import DONE, Lane, StageQueue, is_out_of_memory, start_thread
-from .steps import Step
+from .steps import OutputRule, Step, run_steps_per_item
 
 __all__ = ["Processor", "ProcessStage", "start"]
 
 
 class Processor:
-    """Runs the steps on a batch into per-step outputs that are reused across batches."""
+    """Runs the steps on a batch into per-step outputs that are reused across batches,
+    between ``rule``'s conversions (each into its own reused output, and only for images
+    the output format cannot store as they are: none for 8-bit RGB)."""
 
-    def __init__(self, steps: list[Step]):
-        self.steps = steps
+    def __init__(self, steps: list[Step], rule: OutputRule | None = None):
+        self.steps, self.rule = steps, rule
         self.outputs: list[Any] = [None] * len(steps)
+        self.converted: list[Any] = [None, None]  # the outputs of rule.before_steps / after_steps
         self.released: Any = None  # event: the sink has finished reading the last result
 
     def __call__(self, batch: ImageBatch, stream: Any) -> ImageBatch:
-        x = batch
+        x = self.before(batch, stream)
         for i, step in enumerate(self.steps):
             x = self.outputs[i] = step(x, self.outputs[i], stream)
-        return x
+        return self.after(x, stream)
+
+    def before(self, batch: ImageBatch, stream: Any) -> ImageBatch:
+        return self._convert(0, batch, stream)
+
+    def after(self, batch: ImageBatch, stream: Any) -> ImageBatch:
+        return self._convert(1, batch, stream)
+
+    def _convert(self, k: int, batch: ImageBatch, stream: Any) -> ImageBatch:
+        if self.rule is None:
+            return batch
+        result = (self.rule.before_steps, self.rule.after_steps)[k](batch, self.converted[k], stream)
+        if result is not batch:  # kept only when it is ours: the input may be a decode slot
+            self.converted[k] = result
+        return result
+
+    def per_item(self, batch: ImageBatch, stream: Any) -> tuple[list[int], ImageBatch | None, list[tuple[int, BaseException]]]:
+        """The rare path after the batched steps raised: each image alone (new buffers);
+        (indices of the good images, their results as one batch or None, failures)."""
+        results = run_steps_per_item(self.steps, list(self.before(batch, stream)), stream)
+        good = [i for i, r in enumerate(results) if isinstance(r, Image)]
+        failures = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+        by_dtype: dict[Any, list[int]] = {}
+        for i in good:  # one batch holds one dtype: a step may have changed some
+            by_dtype.setdefault(results[i].dtype, []).append(i)  # type: ignore[union-attr]
+        if len(by_dtype) > 1:
+            first = next(iter(by_dtype))
+            for i in good:
+                if results[i].dtype != first:  # type: ignore[union-attr]
+                    failures.append((i, ValueError(f"the steps made it {results[i].dtype.name} but its batch "  # type: ignore[union-attr]
+                                                   f"holds {first.name}; run it alone")))
+            good = by_dtype[first]
+        if not good:
+            return [], None, failures
+        joined = ImageBatch.from_images([results[i] for i in good])  # type: ignore[misc]
+        return good, self.after(joined, stream), failures
 
 
 class ProcessStage:
@@ -54,7 +94,7 @@ class ProcessStage:
         self.free: StageQueue = StageQueue(0, run.stop)
         # One output set being written here plus one per batch the sink may be reading.
         for _ in range(1 + sink.lanes):
-            self.free.put(Processor(steps))
+            self.free.put(Processor(steps, decode.rule))
         self._fallback_decoder: Any = None
 
     def __call__(self) -> None:
@@ -71,26 +111,40 @@ class ProcessStage:
         if decoded.oom is not None or not decoded.items:
             self.decode.release(decoded.slot, None)
             if decoded.oom is not None:
-                self._split(decoded.items, lane, decoded.oom)
+                self._split(decoded.items, lane, decoded.oom, decoded.group)
             return
         proc = self._processor()
+        items = decoded.items
         try:
             with self.run.timer("process"), lane.active():
                 result = proc(decoded.slot.batch, lane.stream)
         except Exception as exc:
-            self.decode.release(decoded.slot, lane.record())
-            self.free.put(proc)
-            if not is_out_of_memory(exc):
-                raise
-            self._split(decoded.items, lane, exc)
-            return
+            if is_out_of_memory(exc):
+                self.decode.release(decoded.slot, lane.record())
+                self.free.put(proc)
+                self._split(items, lane, exc, decoded.group)
+                return
+            items, result = self._per_item(proc, items, decoded.slot.batch, lane)
+            if result is None:
+                self.decode.release(decoded.slot, lane.record())
+                self.free.put(proc)
+                return
         # No steps: the sink reads the decode slot itself, so it is released only after.
         slot = decoded.slot if result is decoded.slot.batch else None
         if slot is None:
             # Decoded again once the steps queued so far have read it: the next decode
             # overlaps this batch's encoding.
             self.decode.release(decoded.slot, lane.record())
-        self.sink.handle(decoded.items, result, lane.record(), self._on_done(proc, slot))
+        self.sink.handle(items, result, lane.record(), self._on_done(proc, slot))
+
+    def _per_item(self, proc: Processor, items: list[Item], batch: ImageBatch, lane: Lane) -> tuple[list[Item], ImageBatch | None]:
+        """A step raised for the batch: run it image by image (rare path); the images a
+        step rejects fail (stage "process", the op's reason), the others go on."""
+        with self.run.timer("process"), lane.active():
+            good, result, failures = proc.per_item(batch, lane.stream)
+        for index, error in failures:
+            self.run.fail(items[index].job, "process", error)
+        return [items[i] for i in good], result
 
     def _processor(self) -> Processor:
         proc = self.free.get()
@@ -108,8 +162,9 @@ class ProcessStage:
 
         return done
 
-    def _split(self, items: list[Item], lane: Lane, exc: BaseException) -> None:
-        """Out of memory: free cached blocks, then redo the items in halves on this thread."""
+    def _split(self, items: list[Item], lane: Lane, exc: BaseException, group: Group | None = None) -> None:
+        """Out of memory: free cached blocks, then redo the items in halves on this thread
+        (decoded again as ``group`` says: None is RGB uint8)."""
         codecs.free_cached_memory(self.device)
         if len(items) <= 1:
             for item in items:
@@ -120,19 +175,28 @@ class ProcessStage:
         half = len(items) // 2
         for part in (items[:half], items[half:]):
             proc = self._processor()
+            kind = group._replace(items=part) if group is not None else Group(part, "rgb", "uint8")
+            batch, failures, kept = None, [], []
             try:
                 with self.run.timer("process"), lane.active():
-                    batch, good, failures = codecs.decode_items(self._fallback_decoder, part, None, lane.stream)
-                    result = proc(batch, lane.stream)
+                    batch, good, failures = decode_group(self._fallback_decoder, kind, None, lane.stream)
+                    kept = [part[i] for i in good]
+                    result = proc(batch, lane.stream) if kept else None
             except Exception as sub_exc:
-                self.free.put(proc)
-                if not is_out_of_memory(sub_exc):
+                if is_out_of_memory(sub_exc):
+                    self.free.put(proc)
+                    self._split(part, lane, sub_exc, group)
+                    continue
+                if batch is None:  # the decode itself failed (not per item): as before, fatal
+                    self.free.put(proc)
                     raise
-                self._split(part, lane, sub_exc)
-                continue
+                kept, result = self._per_item(proc, kept, batch, lane)
             for index, error in failures:
                 self.run.fail(part[index].job, "decode", error)
-            self.sink.handle([part[i] for i in good], result, lane.record(), self._on_done(proc, None))
+            if result is None:
+                self.free.put(proc)
+                continue
+            self.sink.handle(kept, result, lane.record(), self._on_done(proc, None))
 
 
 def start(run: Run, jobs: list[Job], sink: Any, pool: codecs.CodecPool, steps: list[Step], batch_size: int,
@@ -151,7 +215,8 @@ def start(run: Run, jobs: list[Job], sink: Any, pool: codecs.CodecPool, steps: l
     """
     to_decode = StageQueue(2, run.stop)
     to_process = StageQueue(1, run.stop)
-    decode = DecodeStage(run, pool, to_decode, to_process, decode_worker)
+    # The sink's rule (what each output image is); a sink without one (tensors) takes RGB.
+    decode = DecodeStage(run, pool, to_decode, to_process, decode_worker, getattr(sink, "rule", None))
     process = ProcessStage(run, pool, steps, to_process, decode, sink)
     batcher = Batcher(run, jobs, to_decode, readers, batch_size, max_bytes)
     return [

@@ -13,16 +13,21 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import gpuimg.ops  # noqa: F401 - importing the ops fills the registry
 
-from ..codec import read
+from ..codec import formats, read
+from ..device import use_stream
+from ..errors import check_choice
 from ..image import Image, ImageBatch
 from ..ops import registry
 
-__all__ = ["Step", "StepSpec", "available_ops", "load_steps"]
+__all__ = ["Step", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "OutputRule", "MODES"]
 
 StepSpec = Callable[..., Any] | tuple[str, dict[str, Any]] | Sequence[Any]
 
@@ -170,3 +175,197 @@ def load_steps(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
         else:
             raise ValueError(f"step {i} of {str(path)!r} must be [name, {{params}}] or {{\"op\": name, ...}}, got {item!r}")
     return steps
+
+
+# --------------------------------------------------------------------------- per-item runs
+
+
+def run_steps_per_item(steps: Sequence[Step], images: Sequence[Image], stream: Any) -> list[Image | BaseException]:
+    """Each image through ``steps`` alone (no reused outputs): its result, or the error
+    that stopped it. The rare path taken when a batched step raised: it tells the bad
+    items from the good ones, so one image a step rejects does not fail its batch.
+
+    Example:
+        >>> imgs = [Image.from_array(np.zeros((4, 4, 3), np.uint8)), Image.from_array(np.zeros((9, 9, 3), np.uint8))]
+        >>> out = run_steps_per_item([Step(("crop", {"top": 5, "left": 5, "height": 2, "width": 2}), "cpu")], imgs, None)
+        >>> type(out[0]).__name__, out[1].shape
+        ('ValueError', (2, 2, 3))
+    """
+    results: list[Image | BaseException] = []
+    for image in images:
+        x: Any = image
+        try:
+            for step in steps:
+                x = step(x, None, stream)
+        except Exception as exc:  # noqa: BLE001 - the item's failure, reported with its reason
+            x = exc
+        results.append(x)
+    return results
+
+
+def _largest_int(value: Any) -> int:
+    """The largest absolute int in ``value`` (nested lists, tuples and dicts; 0: none)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return abs(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return max((_largest_int(v) for v in value), default=0)
+    return 0
+
+
+PROBE_MAX_SIDE = 4096  # the largest probe made (48 MiB of RGB): positions beyond it are judged per item
+
+
+def check_steps(steps: Sequence[Step], device: str) -> None:
+    """Raise ValueError, before a run, for step arguments that would fail every image.
+
+    Unknown names and parameters are caught when a :class:`Step` is made. Here the
+    registered steps run once on a probe: an RGB uint8 image (the common input) whose
+    side is 64 plus twice the largest int of the arguments (at most
+    :data:`PROBE_MAX_SIDE`), so that every crop, pad or paste position the arguments name
+    fits it; an error on the probe is then the arguments' fault (a string where a number
+    goes, a negative sigma). Errors that depend on the image (a crop outside a smaller
+    photo, a dtype or channel count an op refuses) fail only their items, during the run.
+    Callable steps are not probed (they may not take a single Image).
+
+    Example:
+        >>> check_steps([Step(("crop", {"top": 350, "left": 0, "height": 100, "width": 100}), "cpu")], "cpu")
+        >>> check_steps([Step(("crop", {"top": "a", "left": 0, "height": 2, "width": 2}), "cpu")], "cpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: step 'crop' cannot take {'top': 'a', 'left': 0, 'height': 2, 'width': 2}: ...
+    """
+    ops = registry.registered()
+    named = [s for s in steps if s.name in ops and s.fn is ops[s.name].fn]
+    if not named:
+        return
+    side = min(PROBE_MAX_SIDE, 64 + 2 * max(_largest_int(s.given) for s in named))
+    x: Any = Image.from_array(np.full((side, side, 3), 128, np.uint8), device=device)
+    for step in named:
+        try:
+            x = step(x, None, None)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"step {step.name!r} cannot take {step.given}: {exc}") from None
+    if device == "cuda":  # the probe ran on the current stream; the lanes use their own
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+# --------------------------------------------------------------------------- output rule
+
+MODES = ("keep", "rgb", "rgba", "gray")
+_FORCED_CHANNELS = {"rgb": 3, "rgba": 4, "gray": 1}
+_DECODE_MODE = {1: "gray", 3: "rgb", 4: "rgba"}  # the decoder's mode giving these channels
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    """What each output image is: its channels and bit depth, from the input's, ``mode``
+    and what the output format ``fmt`` can store (:attr:`Format.channels`, ``dtypes``).
+
+    ``mode="keep"`` (default): gray stays gray, alpha stays alpha, 16-bit stays 16-bit,
+    where ``fmt`` stores them. ``"rgb"`` / ``"rgba"`` / ``"gray"``: every image is decoded
+    so (the decoder's conversions: alpha dropped, opaque alpha added, ITU-R 601 luma); a
+    forced mode the format cannot store (``rgba`` for JPEG) is refused here. Where the
+    format cannot store what an image is:
+
+    * alpha: composited onto ``background`` (RGB 0..255, default white), after the steps:
+      ``round((c * a + bg * (max - a)) / max)``;
+    * 16-bit: rounded to 8-bit, ``round(v * 255 / 65535)``, before the steps (so steps
+      that take only uint8 see uint8);
+    * gray in a format without gray (WebP): the gray value in R, G and B.
+
+    A step that refuses an image's dtype or channel count (most compose ops take only
+    uint8) fails that item with the op's reason; nothing is converted behind its back.
+
+    Example:
+        >>> from gpuimg.codec import formats
+        >>> rule = OutputRule(formats.lookup("jpeg"))
+        >>> rule.decode_args(4, "uint16"), rule.channels_for(4), rule.keeps_16bit
+        (('rgba', 'any'), 3, False)
+        >>> OutputRule(formats.lookup("jpeg"), mode="rgba")
+        Traceback (most recent call last):
+        ...
+        ValueError: mode='rgba' cannot be written as JPEG, which stores 1 or 3 channels...
+    """
+
+    fmt: formats.Format
+    mode: str = "keep"
+    background: tuple[int, int, int] = (255, 255, 255)
+
+    def __post_init__(self) -> None:
+        check_choice(self.mode, "mode", MODES)
+        bg = tuple(self.background) if isinstance(self.background, Sequence) and not isinstance(self.background, str) else ()
+        if len(bg) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in bg):
+            raise ValueError(f"background={self.background!r} must be three ints 0..255 (R, G, B)")
+        object.__setattr__(self, "background", bg)
+        forced = _FORCED_CHANNELS.get(self.mode)
+        if forced is not None and forced not in self.fmt.channels:
+            stores = " or ".join(str(c) for c in self.fmt.channels)
+            raise ValueError(f"mode={self.mode!r} cannot be written as {self.fmt.title}, which stores {stores} channels; "
+                             f"use mode 'keep' or another format")
+
+    @property
+    def keeps_16bit(self) -> bool:
+        return self.fmt.keeps_16bit
+
+    def decode_args(self, channels: int, dtype: Any) -> tuple[str, str]:
+        """The decoder's (mode, depth) for a group of images that are ``channels`` /
+        ``dtype`` as stored (the "unchanged" plan): 8-bit RGB gets exactly ("rgb",
+        "uint8"), the pipeline's decode before modes existed."""
+        return _DECODE_MODE[_FORCED_CHANNELS.get(self.mode, channels)], "any" if str(dtype) == "uint16" else "uint8"
+
+    def channels_for(self, channels: int) -> int:
+        """The channels an image of ``channels`` is written with (3 where ``fmt`` cannot
+        store them: alpha composited, gray repeated)."""
+        return channels if channels in self.fmt.channels else 3
+
+    def before_steps(self, batch: ImageBatch, out: ImageBatch | None, stream: Any) -> ImageBatch:
+        """``batch`` (no copy) or, for 16-bit the format cannot store, 8-bit in ``out``."""
+        if batch.dtype != np.uint16 or self.keeps_16bit:
+            return batch
+        return _convert(batch, out, [s[2] for s in batch.shapes], True, self.background, stream)
+
+    def after_steps(self, batch: ImageBatch, out: ImageBatch | None, stream: Any) -> ImageBatch:
+        """``batch`` (no copy) when the format stores every image as it is (the common
+        case: one host-side look), else the stored form in ``out``."""
+        to8 = batch.dtype == np.uint16 and not self.keeps_16bit
+        uniform = batch.uniform_channels
+        if uniform is not None and uniform in self.fmt.channels and not to8:
+            return batch
+        return _convert(batch, out, [self.channels_for(s[2]) for s in batch.shapes], to8, self.background, stream)
+
+
+def _convert(batch: ImageBatch, out: ImageBatch | None, channels: list[int], to8: bool, background: tuple[int, int, int],
+             stream: Any) -> ImageBatch:
+    """``batch`` with image i in ``channels[i]`` (alpha composited onto ``background``,
+    gray repeated) and, if ``to8``, 16-bit rounded to 8-bit, into ``out`` (re-laid out).
+    Per image array work: only images the output format cannot store come here."""
+    dtype = np.dtype(np.uint8) if to8 else batch.dtype
+    shapes = [(h, w, c) for (h, w, _), c in zip(batch.shapes, channels)]
+    if out is None:
+        out = ImageBatch.empty(shapes, dtype=dtype, device=batch.device)
+    else:
+        out.set_shapes(shapes, dtype=dtype)
+    top = 65535 if batch.dtype == np.uint16 else 255
+    xp = batch.xp
+    with use_stream(batch.device, stream):
+        bg = xp.asarray(background, dtype=xp.uint64) * (top // 255)
+        for src, dst, c in zip(batch, out, channels):
+            a = src.array
+            if a.shape[2] == 4 and c != 4:  # round((c*a + bg*(top-a)) / top); top is odd: no ties
+                alpha = a[..., 3:4].astype(xp.uint64)
+                mixed = a[..., :3].astype(xp.uint64) * alpha + bg * (top - alpha)
+                a = (2 * mixed + top) // (2 * top)
+            elif a.shape[2] == 1 and c == 3:
+                a = xp.broadcast_to(a, (*a.shape[:2], 3))
+            elif a.shape[2] != c:
+                raise ValueError(f"cannot store a {a.shape[2]}-channel image as {c} channels")
+            if to8:  # round(v * 255 / 65535) = round(v / 257); 257 is odd: no ties
+                a = (2 * a.astype(xp.uint32) + 257) // 514
+            xp.copyto(dst.array, a, casting="unsafe")
+    return out
