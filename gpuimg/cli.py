@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import check_choice
 from .pipeline.files import OUTPUT_FORMATS, output_format
+from .pipeline.steps import MODES, OutputRule
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
@@ -223,6 +224,11 @@ def _add_process(sub: Any) -> None:
     out.add_argument("--format", type=_format_name, metavar=_FORMAT_SHOWN, default="jpeg",
                      help="output format (default jpeg; aliases such as jpg, tif, jpeg2000 work too)")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
+    out.add_argument("--mode", choices=MODES, default="keep",
+                     help="what each output is: keep (default: channels and 16-bit kept where the format stores them, "
+                     "alpha composited onto --background and 16-bit rounded where it does not), or rgb, rgba, gray")
+    out.add_argument("--background", type=_rgb, default=(255, 255, 255), metavar="R,G,B",
+                     help="colour alpha is composited onto for formats without alpha (default 255,255,255)")
     out.add_argument("--report", metavar="FILE", help="failure report path (default DST/gpuimg-report.json; "
                      "refused when it is an input or output file)")
     out.add_argument("--in-place", action="store_true", help="allow DST to be SRC or a folder inside it (outputs "
@@ -259,6 +265,17 @@ def _steps_of(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return steps
+
+
+def _rgb(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(f"expected R,G,B with each 0..255, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:
@@ -352,6 +369,10 @@ def _check_paths(args: argparse.Namespace, jobs: list[Any]) -> None:
 def cmd_process(args: argparse.Namespace) -> int:
     if not Path(args.src).exists():
         raise UsageError(f"SRC {args.src!r} does not exist")
+    try:
+        OutputRule(output_format(args.format), args.mode, args.background)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     pipeline = _make_pipeline(_steps_of(args), args.device)
     jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
     _check_paths(args, jobs)
@@ -363,7 +384,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             summary = pipeline.run(
                 args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
                 max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
-                resume=args.resume, report=args.report, progress=progress,
+                resume=args.resume, report=args.report, progress=progress, mode=args.mode, background=args.background,
             )
     finally:
         if bar is not None:

@@ -5,7 +5,7 @@ channels and the depth)."""
 
 from __future__ import annotations
 
-import functools
+import json
 import warnings
 from pathlib import Path
 
@@ -15,8 +15,7 @@ import pytest
 from PIL import Image as PILImage
 
 from gpuimg.codec import formats, read
-from gpuimg.pipeline import Pipeline, api
-from gpuimg.pipeline.sinks import FileSink
+from gpuimg.pipeline import Pipeline
 from gpuimg.pipeline.steps import OutputRule, Step, check_steps
 
 H, W = 48, 64
@@ -53,11 +52,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
 
 def _run(tree: dict[str, np.ndarray], out: Path, fmt: str, steps: list = (), quality: int = 90, device: str = "cpu",
          **rule: object):
-    """Pipeline.run (in-process codecs) with the sink's mode/background (``rule``)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if rule:  # until api.py passes them
-            mp.setattr(api, "FileSink", functools.partial(FileSink, **rule))
-        return Pipeline(list(steps), device=device).run(list(tree), out, format=fmt, quality=quality, workers=False)
+    """Pipeline.run (in-process codecs) with ``mode`` / ``background`` (``rule``)."""
+    return Pipeline(list(steps), device=device).run(list(tree), out, format=fmt, quality=quality, workers=False, **rule)
 
 
 def _decoded(src: str, a: np.ndarray, device: str) -> np.ndarray:
@@ -161,3 +157,27 @@ def test_jpeg2000_on_the_cpu(tree: dict[str, np.ndarray], tmp_path: Path) -> Non
     assert summary.failed == 0, summary.failures
     for src, a in photo.items():
         assert np.array_equal(read(tmp_path / "l" / (Path(src).stem + ".jp2"), device="cpu", mode="unchanged").numpy(), a)
+
+
+def test_cli_mode_background_and_per_item_crop(tmp_path: Path) -> None:
+    """The command line: a mode the format cannot store and a bad step argument stop
+    before the run (exit 2); a crop that fits some images only fails the others (exit 1);
+    --background reaches the composite."""
+    from gpuimg import cli
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent: the output is the background
+    PILImage.fromarray(rgba).save(src / "clear.png")
+    PILImage.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(src / "small.png")
+    out = tmp_path / "out"
+    assert cli.main(["process", str(src), str(out), "--format", "jpeg", "--mode", "rgba", "--device", "cpu"]) == cli.EXIT_USAGE
+    assert cli.main(["process", str(src), str(out), "--crop", "a,b,c", "--device", "cpu"]) == cli.EXIT_USAGE
+    code = cli.main(["process", str(src), str(out), "--crop", "0,0,30x30", "--background", "0,0,255", "--device", "cpu",
+                     "--no-progress"])
+    assert code == 1  # small.png (20x20) cannot be cropped to 30x30; clear.png is written
+    got = np.asarray(PILImage.open(out / "clear.jpg").convert("RGB")).astype(int)
+    assert got.shape == (30, 30, 3) and np.abs(got - [0, 0, 255]).max() <= 8
+    report = json.loads((out / "gpuimg-report.json").read_text())
+    assert [(Path(f["path"]).name, f["stage"]) for f in report["failures"]] == [("small.png", "process")]

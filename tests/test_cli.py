@@ -168,7 +168,7 @@ def test_readme_quick_start_command(tmp_path: Path, device: str, capsys: pytest.
     assert len(written) == len(images) and not (out / "README.jpg").exists()
     for path in written:
         with PILImage.open(path) as im:
-            assert im.format == "JPEG" and im.mode == "RGB"
+            assert im.format == "JPEG" and im.mode in ("RGB", "L")  # gray stays gray (--mode keep)
 
 
 def test_blend_and_paste_flags(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -52,7 +52,7 @@ from .files import Job, check_run_files, is_done, output_format, plan_jobs, remo
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
 from .sinks import FileSink, WorkerSink
-from .steps import Step, StepSpec
+from .steps import OutputRule, Step, StepSpec, check_steps
 from .tensors import TensorIterator
 
 __all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
@@ -83,6 +83,7 @@ class Pipeline:
         if not isinstance(self.config, PipelineConfig):
             raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
         self._steps = [Step(s, self.device) for s in steps]
+        check_steps(self._steps, self.device)  # argument errors that would fail every image: now
         self._codecs = CodecPool(self.device, self.config)  # kept between runs: see CodecPool
         for role in self.config.worker_roles(self.device):
             worker_pool.prestart(role, _device_id(), self.config)
@@ -130,8 +131,16 @@ class Pipeline:
         report: str | os.PathLike | None = None,
         progress: Callable[[int, int], None] | None = None,
         workers: bool | None = None,
+        mode: str = "keep",
+        background: tuple[int, int, int] = (255, 255, 255),
     ) -> Summary:
         """Process every input into ``output_dir``; returns a :class:`Summary`.
+
+        ``mode``: what each output image is (:class:`~gpuimg.pipeline.steps.OutputRule`):
+        "keep" (default: channels and bit depth kept where ``format`` stores them; alpha
+        composited onto ``background`` and 16-bit rounded to 8-bit where it does not),
+        or "rgb", "rgba", "gray" for every image. ValueError for a mode ``format`` cannot
+        store.
 
         Failures are per item (listed in the summary and in the JSON report, by default
         ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
@@ -159,6 +168,7 @@ class Pipeline:
             (0, 0)
         """
         _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
+        OutputRule(output_format(format), mode, tuple(background))  # ValueError before anything runs
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
@@ -171,7 +181,7 @@ class Pipeline:
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            sink = self._sink(run, output_format(format), int(quality), writers, len(todo), workers)
+            sink = self._sink(run, output_format(format), int(quality), writers, len(todo), workers, mode, tuple(background))
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -189,13 +199,15 @@ class Pipeline:
         wait = bool(workers) or count >= self.config.worker_min_images
         return worker_pool.take(role, _device_id(), self.config, wait=wait)
 
-    def _sink(self, run: Run, fmt: Any, quality: int, writers: int, count: int, workers: bool | None) -> Any:
+    def _sink(
+        self, run: Run, fmt: Any, quality: int, writers: int, count: int, workers: bool | None, mode: str, background: tuple
+    ) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
         worker = self._worker("encode", count, workers)
         if worker is not None:
-            return WorkerSink(run, worker, fmt, quality)
-        return FileSink(run, self._codecs, fmt, quality, writers)
+            return WorkerSink(run, worker, fmt, quality, mode=mode, background=background)
+        return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background)
 
     def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
         todo = []
