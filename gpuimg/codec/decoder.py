@@ -58,7 +58,7 @@ from .exif import oriented, swaps_axes
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
 
-__all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS"]
+__all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS", "unchanged_layout"]
 
 # Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): familiar to users.
 MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
@@ -95,6 +95,18 @@ def _has_alpha(info: ImageInfo) -> bool:
     return info.channels in (2, 4) and info.codec != "jpeg"
 
 
+def unchanged_layout(info: ImageInfo) -> tuple[int, str]:
+    """(channels, dtype) of what ``mode="unchanged", depth="any"`` decodes ``info``'s
+    image to: gray stays 1 channel, colour with alpha 4, everything else (CMYK JPEGs
+    included) 3; "uint16" where the file stores more than 8 bits.
+
+    Example:
+        >>> unchanged_layout(ImageInfo(64, 48, 2, "png", "uint16"))
+        (4, 'uint16')
+    """
+    return (1 if info.channels == 1 else (4 if _has_alpha(info) else 3)), info.dtype
+
+
 def _plan(
     loaded: ParsedSource, info: ImageInfo, mode: str, depth: str, apply_exif: bool, region: Any, max_pixels: int
 ) -> _Plan:
@@ -106,7 +118,7 @@ def _plan(
         )
     h, w = _decoded_hw(info, apply_exif)
     if mode == "unchanged":
-        channels = 1 if info.channels == 1 else (4 if _has_alpha(info) else 3)
+        channels = unchanged_layout(info)[0]
     else:
         channels = {"rgb": 3, "bgr": 3, "rgba": 4, "gray": 1}[mode]
     decode_channels = 3 if channels == 4 and not _has_alpha(info) else channels

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..codec.decoder import unchanged_layout
 from ..image import ImageBatch, slot_layout
 from . import codecs, workers
 from .read import Item
@@ -36,15 +37,15 @@ class Group(NamedTuple):
     depth: str
 
 
-def stored_plan(decoder: Any = None) -> Callable[[Any], Any]:
-    """How an item is stored (the decoder's "unchanged", any-depth plan of its parsed
-    source): through ``decoder``'s plan cache, or, without one (the decode worker's lane),
-    planned afresh."""
-    if decoder is not None:
-        return lambda src: decoder._plan_item(src, "unchanged", "any", True, None)
-    from ..codec import decoder as decoding
+class _Stored(NamedTuple):
+    channels: int
+    dtype: str
 
-    return lambda src: decoding._plan(src, src._checked_info(), "unchanged", "any", True, None, decoding.MAX_PIXELS)
+
+def stored_plan() -> Callable[[Any], Any]:
+    """How an item is stored: the channels and dtype the decoder's "unchanged", any-depth
+    mode gives for its parsed header (:func:`gpuimg.codec.decoder.unchanged_layout`)."""
+    return lambda src: _Stored(*unchanged_layout(src.info))
 
 
 def groups(plan: Callable[[Any], Any], items: list[Item], rule: OutputRule | None) -> list[Group]:
@@ -146,7 +147,7 @@ class DecodeStage:
         while (items := self.src.get()) is not DONE:
             if decoder is None:  # made for the first batch's sizes (a kept one is reused)
                 decoder = self.pool.take("decode", [it.shape for it in items])
-            for group in groups(stored_plan(decoder), items, self.rule):
+            for group in groups(stored_plan(), items, self.rule):
                 self._decode_into_slot(decoder, group, lane)
         if decoder is not None:
             self.pool.give_back("decode", decoder)
