@@ -1,0 +1,77 @@
+"""Is a corrupt JPEG's GPU decode unwritten, or just different from call to call?
+
+The fuzz harness calls a success "unwritten" when decoding into a buffer pre-filled with
+0x00 and into one pre-filled with 0xFF gives different pixels. On the GPU, gpuimg's canary
+overwrites the buffer before every decode, so both runs start from the same contents: a
+difference can then only come from the decoder itself. This script separates the two
+causes for every JPEG in ``tests/repro/fuzz`` (and any given files):
+
+- ``same fill``: decode 5 times into the same pre-filled buffer with each decoder setup
+  ("default": gpuimg's hardware + hybrid split; "hw", "hybrid": one backend alone) and
+  count the decodes that differ from the first (nondeterminism of that setup);
+- ``fills``: decode into 0x00- and 0xFF-filled buffers with each setup; a difference
+  there but not under ``same fill`` points at unwritten pixels.
+
+One line per file and setup: ok/error, and the differing value counts. Exits 0.
+
+Usage: python bench/jpeg_determinism.py [--device cuda|cpu] [FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # import gpuimg from the checkout
+
+import numpy as np  # noqa: E402
+
+import gpuimg  # noqa: E402
+from gpuimg.codec import Decoder  # noqa: E402
+
+SETUPS = {"default": None, "hw": ["hw", "cpu"], "hybrid": ["hybrid", "cpu"]}
+
+
+def _decode(dec: Decoder, data: bytes, fill: int, shape: tuple[int, ...]) -> np.ndarray | str:
+    out = gpuimg.Image.empty(*shape, np.uint8, device=dec.device)
+    out.array[...] = fill
+    try:
+        return dec.decode(data, out=out).numpy()
+    except gpuimg.GpuImgError as exc:
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--device", default=None, help="cuda (default where usable) or cpu")
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+    device = args.device or ("cuda" if gpuimg.device.cuda_available() else "cpu")
+    files = args.files or sorted((ROOT / "tests" / "repro" / "fuzz").glob("*.jpg"))
+    setups = {"default": None} if device == "cpu" else SETUPS
+    decoders = {name: Decoder(device, backends=backends) for name, backends in setups.items()}
+    print(f"device {device}: {gpuimg.device.device_report()}")
+    for path in files:
+        data = path.read_bytes()
+        for name, dec in decoders.items():
+            try:
+                shape = dec.decode(data).shape
+            except gpuimg.GpuImgError as exc:
+                print(f"{path.name:32} {name:8} error: {str(exc)[:100]}")
+                continue
+            runs = [_decode(dec, data, 0, shape) for _ in range(args.repeat)]
+            if any(isinstance(r, str) for r in runs):
+                print(f"{path.name:32} {name:8} some decodes failed: {next(r for r in runs if isinstance(r, str))}")
+                continue
+            first = runs[0]
+            same = [int(np.count_nonzero(r != first)) for r in runs[1:]]
+            other = _decode(dec, data, 255, shape)
+            fills = "error" if isinstance(other, str) else int(np.count_nonzero(other != first))
+            print(f"{path.name:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}")
+
+
+if __name__ == "__main__":
+    main()
