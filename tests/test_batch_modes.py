@@ -181,3 +181,16 @@ def test_cli_mode_background_and_per_item_crop(tmp_path: Path) -> None:
     assert got.shape == (30, 30, 3) and np.abs(got - [0, 0, 255]).max() <= 8
     report = json.loads((out / "gpuimg-report.json").read_text())
     assert [(Path(f["path"]).name, f["stage"]) for f in report["failures"]] == [("small.png", "process")]
+
+
+def test_batch_byte_bound_counts_stored_channels_and_depth(tmp_path: Path) -> None:
+    """The batch byte bound uses what a decode may take: 16-bit RGBA is 8 bytes a pixel."""
+    from gpuimg.pipeline.files import plan_jobs
+    from gpuimg.pipeline.read import read_item
+
+    rgba16 = np.zeros((30, 40, 4), np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgba16)
+    PILImage.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "gray.png")
+    items = {Path(j.src).name: read_item(j) for j in plan_jobs([tmp_path / "deep.png", tmp_path / "gray.png"], None, "")}
+    assert items["deep.png"].nbytes == 30 * 40 * 4 * 2
+    assert items["gray.png"].nbytes == 30 * 40 * 3  # at most RGB (a forced mode)

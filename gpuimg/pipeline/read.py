@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..codec import ParsedSource, parse
+from ..codec.decoder import unchanged_layout
 from .files import Job
 from .results import Run
 from .stages import DONE, StageQueue, Stopped, batches_by_size
@@ -27,14 +28,17 @@ __all__ = ["Item", "ItemError", "read_item", "Batcher"]
 class Item:
     """One input on its way through the stages.
 
-    ``shape``: decoded (height, width, 3), for the batch byte bound (the pipeline decodes
-    to RGB whatever the file stores). ``source``: the parsed ``data`` the decode lane decodes.
+    ``shape``: decoded (height, width, 3), the decoder's size hint. ``nbytes``: the most
+    its decode can take (the stored channels and bit depth: an RGBA 16-bit PNG kept as it
+    is takes 8 bytes a pixel), for the batch byte bound. ``source``: the parsed ``data``
+    the decode lane decodes.
     """
 
     job: Job
     data: bytes = b""
     shape: tuple[int, int, int] = (0, 0, 0)
     source: ParsedSource | None = None
+    nbytes: int = 0
 
 
 class ItemError(Exception):
@@ -58,7 +62,10 @@ def read_item(job: Job) -> Item:
         source = parse(data)
     except Exception as exc:  # not an image, unsupported format, bad header, truncated JPEG
         raise ItemError("decode", exc) from None
-    return Item(job, data, (source.info.height, source.info.width, 3), source)
+    info = source.info
+    channels, dtype = unchanged_layout(info)
+    nbytes = info.height * info.width * max(channels, 3) * (2 if dtype == "uint16" else 1)
+    return Item(job, data, (info.height, info.width, 3), source, nbytes)
 
 
 class Batcher:
@@ -69,7 +76,7 @@ class Batcher:
         self.readers, self.batch_size, self.max_bytes = readers, batch_size, max_bytes
 
     def __call__(self) -> None:
-        items = ((item, item.shape[0] * item.shape[1] * item.shape[2]) for item in self._read_all())
+        items = ((item, item.nbytes) for item in self._read_all())
         for batch in batches_by_size(items, self.batch_size, self.max_bytes):
             self.out.put(batch)
         self.out.put(DONE)
