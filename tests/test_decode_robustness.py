@@ -391,3 +391,20 @@ def test_fuzz_findings_through_the_pipeline(device, tmp_path):
     assert (out / "chelsea.jpg").exists() and (out / "coffee.jpg").exists()
     for failure in summary.failures:
         assert failure.stage in ("read", "decode", "process"), failure
+
+
+def test_without_a_child_process_cpu_codecs_decode_in_process(monkeypatch):
+    """Where no isolated child can start, the decoder warns once and decodes in-process:
+    no item is lost, this call or later ones."""
+
+    def refuse(*args, **kwargs):
+        raise isolation.IsolationUnavailable("the isolated decoder process did not start: test")
+
+    isolation._stop_all()
+    monkeypatch.setattr(isolation, "_Child", refuse)
+    dec = Decoder("cpu")
+    with pytest.warns(RuntimeWarning, match="no crash containment"):
+        res = dec.decode_batch([ASSETS / "chelsea.png", ASSETS / "coffee.jpg"])
+    assert res.ok and not dec.isolation.active
+    assert np.array_equal(res.images[0].numpy(), load_asset("chelsea.png"))
+    assert np.array_equal(dec.decode(ASSETS / "camera_gray.png", mode="gray").numpy(), load_asset("camera_gray.png", "L"))

@@ -278,6 +278,8 @@ class Decoder:
         self._device_key = device_key(self.device)
         self.isolation = _isolation_of(isolation)
         self._num_threads = int(num_threads)
+        self._local_cpu = True  # the in-process decoder has CPU codecs (set by _make)
+        self._cpu_decoder: Any = None  # CPU codecs in this process where the child cannot serve (see _decode_here)
         self.check_written = bool(check_written)
         self._canary: Any = None
         if self.device == "cuda" and self.check_written:
@@ -300,6 +302,7 @@ class Decoder:
         chosen = _default_backends(nv) if backends is None else [_backend(nv, b) for b in backends]
         if self.isolation.active:  # the CPU codecs run in the child, not here
             chosen = [b for b in chosen if b.backend_kind != nv.CPU_ONLY] or chosen
+        self._local_cpu = any(b.backend_kind == nv.CPU_ONLY for b in chosen)
         device_id = self._device_key[1]
         return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
 
@@ -495,15 +498,13 @@ class Decoder:
                 error = _decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
                 if error is not None:
                     failed.append((k, error))
-            # CodeStream sources of CPU codecs on a GPU: no bytes to hand to the child, and
-            # the in-process GPU decoder has no CPU backend: decoded here, uncontained.
+            # CPU codecs on a GPU that the child cannot take (a CodeStream source has no
+            # bytes to hand over; the child may be unavailable) while the in-process GPU
+            # decoder has no CPU backend: decoded here, uncontained.
             here = [k for k in members if k not in own and self._cpu_codec_here(loaded[k])]
             rest = [k for k in members if k not in own and k not in here]
             local = [k for k in rest if not self._isolates(loaded[k])]
             away = [k for k in rest if self._isolates(loaded[k])]
-            if here:
-                where = [(k, staging[k] if staged else targets[k], loaded[k]) for k in here]
-                failed += self._decode_here(where, fmt, depth == "any", stream)
             if local:
                 status = self._decode_local(local, loaded, staged, staging, targets, owners, ptr, fmt, params, stream)
                 if len(local) > 1:  # one bad item can spoil a GPU batch for others: each alone again
@@ -518,11 +519,16 @@ class Decoder:
                         failed.append((k, DecodeError(loaded[k].label, isolation.unwritten_reason(img.width, img.height, st, img.nbytes))))
                     elif self.isolation.active and loaded[k].keep is not None:
                         away.append(k)  # what the GPU decoders cannot do, the CPU codecs try (isolated)
+                    elif not self._local_cpu:
+                        here.append(k)  # ... or here, where the child cannot take it
                     else:
                         failed.append((k, DecodeError(loaded[k].label, st)))
             if away:
                 dest = [staging[k] if staged else targets[k] for k in away]
                 failed += self._decode_isolated(away, [loaded[k] for k in away], dest, fmt, depth == "any", stream)
+            if here:
+                where = [(k, staging[k] if staged else targets[k], loaded[k]) for k in here]
+                failed += self._decode_here(where, fmt, depth == "any", stream)
         bad = {k for k, _ in failed}
         finishing = [k for k, p in enumerate(plans) if p.staged and k not in bad]
         if finishing:
@@ -567,7 +573,11 @@ class Decoder:
         return self._canary
 
     def _cpu_codec_here(self, loaded: ParsedSource) -> bool:
-        return self.isolation.active and self.device == "cuda" and loaded.keep is None and loaded.info.codec not in _GPU_CODECS
+        """True for a CPU codec's item on a GPU that neither the in-process decoder (no CPU
+        backend) nor the child (no bytes, or no child) can take."""
+        return (
+            self.device == "cuda" and not self._local_cpu and loaded.info.codec not in _GPU_CODECS and not self._isolates(loaded)
+        )
 
     def _decode_isolated(
         self, positions: list[int], loaded: list[ParsedSource], dest: list[Image], fmt: tuple, any_depth: bool, stream: Any
@@ -599,9 +609,14 @@ class Decoder:
         return failed + [(where[j][0], DecodeError(items[j].label, r)) for j, r in enumerate(reasons) if r is not None]
 
     def _decode_here(self, where: list[tuple[int, Image, ParsedSource]], fmt: tuple, any_depth: bool, stream: Any) -> list[tuple[int, GpuImgError]]:
-        """The CPU codecs in this process, one item at a time (isolation unavailable: rare)."""
+        """The CPU codecs in this process, one item at a time (CodeStream sources on a GPU,
+        or no child process: rare), through one CPU decoder made on first use."""
         nv = self._nv
-        cpu = nv.Decoder(device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, backends=[nv.Backend(nv.CPU_ONLY)])
+        if self._cpu_decoder is None:
+            self._cpu_decoder = nv.Decoder(
+                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=self._num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
+            )
+        cpu = self._cpu_decoder
         params = nv.DecodeParams(apply_exif_orientation=False, color_spec=fmt[1], allow_any_depth=any_depth, sample_format=fmt[0])
         failed: list[tuple[int, GpuImgError]] = []
         for k, img, src in where:
