@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,23 +36,13 @@ class Group(NamedTuple):
     depth: str
 
 
-class _Stored(NamedTuple):
-    channels: int
-    dtype: str
-
-
-def stored_plan() -> Callable[[Any], Any]:
-    """How an item is stored: the channels and dtype the decoder's "unchanged", any-depth
-    mode gives for its parsed header (:func:`gpuimg.codec.decoder.unchanged_layout`)."""
-    return lambda src: _Stored(*unchanged_layout(src.info))
-
-
-def groups(plan: Callable[[Any], Any], items: list[Item], rule: OutputRule | None) -> list[Group]:
+def groups(items: list[Item], rule: OutputRule | None) -> list[Group]:
     """``items`` split by what they decode to under ``rule`` (None: every item as RGB
     uint8), in first-seen order; a batch of one kind (all 8-bit RGB photos) stays one
     group decoded as ("rgb", "uint8"), as before modes existed: no extra call or copy.
-    ``plan``: see :func:`stored_plan`. An item whose header the decoder refuses joins
-    the first group (its decode reports it).
+    What an item is as stored comes from its parsed header
+    (:func:`gpuimg.codec.decoder.unchanged_layout`). An item whose header the decoder
+    refuses joins the first group (its decode reports it).
 
     Example:
         >>> from gpuimg.codec import formats
@@ -61,16 +50,15 @@ def groups(plan: Callable[[Any], Any], items: list[Item], rule: OutputRule | Non
         >>> from gpuimg.pipeline.files import plan_jobs
         >>> paths = ["assets/coffee.jpg", "assets/coffee_rgba.png", "assets/chelsea_gray16.png", "assets/chelsea.jpg"]
         >>> items = [read_item(j) for j in plan_jobs(paths, None, "")]
-        >>> [(len(g.items), g.mode, g.depth) for g in groups(stored_plan(), items, OutputRule(formats.lookup("png")))]
+        >>> [(len(g.items), g.mode, g.depth) for g in groups(items, OutputRule(formats.lookup("png")))]
         [(2, 'rgb', 'uint8'), (1, 'rgba', 'uint8'), (1, 'gray', 'any')]
     """
     if rule is None:
         return [Group(items, *RGB)]
     by_kind: dict[tuple[str, str], list[Item]] = {}
     for item in items:
-        try:  # the decoder's own plan (cached per header layout): what the item is as stored
-            stored = plan(item.source)
-            kind = rule.decode_args(stored.channels, stored.dtype)
+        try:  # what the item is as stored: the decoder's "unchanged", any-depth layout
+            kind = rule.decode_args(*unchanged_layout(item.source.info))
         except Exception:  # noqa: BLE001 - reported by the decode itself
             kind = next(iter(by_kind), RGB)
         by_kind.setdefault(kind, []).append(item)
@@ -147,7 +135,7 @@ class DecodeStage:
         while (items := self.src.get()) is not DONE:
             if decoder is None:  # made for the first batch's sizes (a kept one is reused)
                 decoder = self.pool.take("decode", [it.shape for it in items])
-            for group in groups(stored_plan(), items, self.rule):
+            for group in groups(items, self.rule):
                 self._decode_into_slot(decoder, group, lane)
         if decoder is not None:
             self.pool.give_back("decode", decoder)
@@ -183,9 +171,8 @@ class DecodeStage:
         copied: list[Any] = [None] * worker.SLOTS  # event: the last copy out of staging slot k
         seq, waiting = 0, False
         local = None  # this thread's decoder for what the worker does not decode (not RGB uint8)
-        plan = stored_plan()
         try:
-            for group in (g for items in iter(self.src.get, DONE) for g in groups(plan, items, self.rule)):
+            for group in (g for items in iter(self.src.get, DONE) for g in groups(items, self.rule)):
                 items = group.items
                 if (group.mode, group.depth) != RGB:  # the worker decodes RGB uint8 only
                     if local is None:
