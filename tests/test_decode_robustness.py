@@ -408,3 +408,23 @@ def test_without_a_child_process_cpu_codecs_decode_in_process(monkeypatch):
     assert res.ok and not dec.isolation.active
     assert np.array_equal(res.images[0].numpy(), load_asset("chelsea.png"))
     assert np.array_equal(dec.decode(ASSETS / "camera_gray.png", mode="gray").numpy(), load_asset("camera_gray.png", "L"))
+
+
+def test_no_in_process_decode_after_a_crash_when_no_child_restarts(selftest_children, monkeypatch):
+    """A child crashed and its replacement cannot start: the batch's items fail with the
+    reason; none is decoded in this process, where the poison file would crash it."""
+    arr = load_asset("chelsea.png")[:40, :60]
+    good, bad = _png_with_text(arr, b"fine"), _png_with_text(arr, b"gpuimg-selftest-crash")
+    real = isolation._Child
+    started: list[int] = []
+
+    def once(*args, **kwargs):
+        if started:
+            raise isolation.IsolationUnavailable("the isolated decoder process did not start: test")
+        started.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(isolation, "_Child", once)
+    res = Decoder("cpu").decode_batch([good, bad, good])
+    assert res.indices == [] and len(res.errors) == 3
+    assert all("no new decoder process started" in str(e.error) for e in res.errors)

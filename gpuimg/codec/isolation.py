@@ -346,15 +346,26 @@ def decode(
     reasons: list[str | None] = [None] * len(items)
     holder: list[_Child | None] = [None]
 
+    crashed: list[str] = []  # why a child of this call died (its replacement may not start)
+
     def run(members: list[int]) -> None:
         child = holder[0]
         try:
             if child is None:
-                child = holder[0] = _take(threads, config)
+                try:
+                    child = holder[0] = _take(threads, config)
+                except IsolationUnavailable:
+                    if not crashed:
+                        raise  # no child at all: the caller decodes in its own process
+                    # Never in-process after a crash: the poison file is among these.
+                    for k in members:
+                        reasons[k] = f"{crashed[0]}, on this item or another of its batch, and no new decoder process started"
+                    return
             statuses, block, offs = child.call([items[k] for k in members], config)
             if for_gpu:
                 child.pin()
         except _Crashed as crash:
+            crashed.append(crash.reason)
             if holder[0] is not None:
                 holder[0].kill()
             holder[0] = None
