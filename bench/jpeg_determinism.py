@@ -12,6 +12,11 @@ causes for every JPEG in ``tests/repro/fuzz`` (and any given files):
 - ``fills``: decode into 0x00- and 0xFF-filled buffers with each setup; a difference
   there but not under ``same fill`` points at unwritten pixels.
 
+- ``synced``: the same-fill decodes again, each followed by a device-wide synchronisation
+  before reading (a difference only without it points at a read racing the decode);
+- ``raw``: nvImageCodec alone (no gpuimg), each setup, fresh output each call;
+- ``vs Pillow``: values more than 16 off libjpeg's decode (Pillow) in the first decode.
+
 One line per file and setup: ok/error, and the differing value counts. Exits 0.
 
 Usage: python bench/jpeg_determinism.py [--device cuda|cpu] [FILE ...]
@@ -34,13 +39,46 @@ from gpuimg.codec import Decoder  # noqa: E402
 SETUPS = {"default": None, "hw": ["hw", "cpu"], "hybrid": ["hybrid", "cpu"]}
 
 
-def _decode(dec: Decoder, data: bytes, fill: int, shape: tuple[int, ...]) -> np.ndarray | str:
+def _decode(dec: Decoder, data: bytes, fill: int, shape: tuple[int, ...], synced: bool = False) -> np.ndarray | str:
     out = gpuimg.Image.empty(*shape, np.uint8, device=dec.device)
     out.array[...] = fill
     try:
-        return dec.decode(data, out=out).numpy()
+        img = dec.decode(data, out=out)
     except gpuimg.GpuImgError as exc:
         return f"{type(exc).__name__}: {str(exc)[:120]}"
+    if synced and dec.device == "cuda":
+        import cupy
+
+        cupy.cuda.runtime.deviceSynchronize()
+    return img.numpy()
+
+
+def _raw(data: bytes, backends: list[str] | None, repeat: int) -> str:
+    """Differing value counts between fresh raw nvImageCodec decodes of ``data``."""
+    import cupy
+    from nvidia import nvimgcodec as nv
+
+    kinds = {"hw": nv.HW_GPU_ONLY, "hybrid": nv.HYBRID_CPU_GPU, "cpu": nv.CPU_ONLY}
+    dec = nv.Decoder() if backends is None else nv.Decoder(backends=[nv.Backend(kinds[b]) for b in backends])
+    runs = []
+    for _ in range(repeat):
+        img = dec.decode(data)
+        if img is None:
+            return "raw: None"
+        runs.append(cupy.asarray(img).get())
+        cupy.cuda.runtime.deviceSynchronize()
+    return f"raw: {[int(np.count_nonzero(r != runs[0])) for r in runs[1:]]}"
+
+
+def _pillow(data: bytes) -> np.ndarray | None:
+    try:
+        import io
+
+        from PIL import Image as PILImage
+
+        return np.asarray(PILImage.open(io.BytesIO(data)).convert("RGB"))
+    except Exception:
+        return None
 
 
 def main() -> None:
@@ -70,7 +108,15 @@ def main() -> None:
             same = [int(np.count_nonzero(r != first)) for r in runs[1:]]
             other = _decode(dec, data, 255, shape)
             fills = "error" if isinstance(other, str) else int(np.count_nonzero(other != first))
-            print(f"{path.name:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}")
+            synced = [_decode(dec, data, 0, shape, synced=True) for _ in range(args.repeat)]
+            synced_diff = [r if isinstance(r, str) else int(np.count_nonzero(r != first)) for r in synced]
+            raw = _raw(data, setups[name], args.repeat) if device == "cuda" else "-"
+            ref = _pillow(data)
+            off = "n/a" if ref is None or ref.shape != first.shape else int(np.count_nonzero(np.abs(ref.astype(int) - first) > 16))
+            print(
+                f"{path.name:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}; "
+                f"synced: {synced_diff}; {raw}; vs Pillow >16: {off} of {first.size}"
+            )
 
 
 if __name__ == "__main__":
