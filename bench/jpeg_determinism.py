@@ -15,7 +15,12 @@ causes for every JPEG in ``tests/repro/fuzz`` (and any given files):
 - ``synced``: the same-fill decodes again, each followed by a device-wide synchronisation
   before reading (a difference only without it points at a read racing the decode);
 - ``raw``: nvImageCodec alone (no gpuimg), each setup, fresh output each call;
-- ``vs Pillow``: values more than 16 off libjpeg's decode (Pillow) in the first decode.
+- ``vs Pillow``: values more than 16 off libjpeg's decode (Pillow) in the first decode;
+- ``context``: the file decoded alone right after an unrelated photo, after another one,
+  and in one batch behind each of them: values differing from the first decode (a
+  difference means the decoder hands back state left by earlier images);
+- ``--speed``: batch-64 decode rates of each setup on 1080p and ImageNet-sized JPEGs made
+  from ``assets/`` (the cost of choosing one setup).
 
 One line per file and setup: ok/error, and the differing value counts. Exits 0.
 
@@ -36,7 +41,7 @@ import numpy as np  # noqa: E402
 import gpuimg  # noqa: E402
 from gpuimg.codec import Decoder  # noqa: E402
 
-SETUPS = {"default": None, "hw": ["hw", "cpu"], "hybrid": ["hybrid", "cpu"]}
+SETUPS = {"default": None, "hw": ["hw", "cpu"], "hybrid": ["hybrid", "cpu"], "hw-first": [("hw", 1.0), "hybrid", "cpu"]}
 
 
 def _decode(dec: Decoder, data: bytes, fill: int, shape: tuple[int, ...], synced: bool = False) -> np.ndarray | str:
@@ -70,6 +75,63 @@ def _raw(data: bytes, backends: list[str] | None, repeat: int) -> str:
     return f"raw: {[int(np.count_nonzero(r != runs[0])) for r in runs[1:]]}"
 
 
+def _photos() -> list[bytes]:
+    return [p.read_bytes() for p in sorted((ROOT / "assets").glob("*.jpg"))]
+
+
+def _context(dec: Decoder, data: bytes, first: np.ndarray) -> list[int | str]:
+    """Differences of ``data``'s decode from ``first`` after and beside unrelated photos."""
+    counts: list[int | str] = []
+    for other in _photos()[:2]:
+        try:
+            dec.decode(other)
+            counts.append(int(np.count_nonzero(dec.decode(data).numpy() != first)))
+            res = dec.decode_batch([other, data, other])
+            counts.append(int(np.count_nonzero(res.images[1].numpy() != first)) if res.ok else "failed")
+        except gpuimg.GpuImgError as exc:
+            counts.append(f"error {str(exc)[:60]}")
+    return counts
+
+
+def _speed(setups: dict[str, list[str] | None], device: str) -> None:
+    """Batch-64 decode rates per setup (1080p and ~500x375 JPEGs from assets/)."""
+    import io
+    import time
+
+    from PIL import Image as PILImage
+
+    sets = {}
+    for name, size in (("1080p", (1920, 1080)), ("500x375", (500, 375))):
+        files = []
+        for data in _photos():
+            buf = io.BytesIO()
+            PILImage.open(io.BytesIO(data)).convert("RGB").resize(size, PILImage.BICUBIC).save(buf, "JPEG", quality=90)
+            files.append(buf.getvalue())
+        sets[name] = (files * 64)[:64]
+    for setup, backends in setups.items():
+        dec = Decoder(device, backends=backends)
+        for name, files in sets.items():
+            res = dec.decode_batch(files)
+            batch = res.images
+            for _ in range(3):
+                dec.decode_batch(files, out=batch)
+            _sync(device)
+            t0 = time.perf_counter()
+            n = 10
+            for _ in range(n):
+                dec.decode_batch(files, out=batch)
+            _sync(device)
+            rate = n * len(files) / (time.perf_counter() - t0)
+            print(f"speed {setup:8} {name:8} batch 64: {rate:8.0f} img/s")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import cupy
+
+        cupy.cuda.runtime.deviceSynchronize()
+
+
 def _pillow(data: bytes) -> np.ndarray | None:
     try:
         import io
@@ -86,6 +148,7 @@ def main() -> None:
     p.add_argument("files", nargs="*", type=Path)
     p.add_argument("--device", default=None, help="cuda (default where usable) or cpu")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--speed", action="store_true", help="also time batch decode per setup")
     args = p.parse_args()
     device = args.device or ("cuda" if gpuimg.device.cuda_available() else "cpu")
     files = args.files or sorted((ROOT / "tests" / "repro" / "fuzz").glob("*.jpg"))
@@ -115,8 +178,11 @@ def main() -> None:
             off = "n/a" if ref is None or ref.shape != first.shape else int(np.count_nonzero(np.abs(ref.astype(int) - first) > 16))
             print(
                 f"{path.name:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}; "
-                f"synced: {synced_diff}; {raw}; vs Pillow >16: {off} of {first.size}"
+                f"synced: {synced_diff}; {raw}; vs Pillow >16: {off} of {first.size}; "
+                f"context: {_context(dec, data, first)}"
             )
+    if args.speed:
+        _speed(setups, device)
 
 
 if __name__ == "__main__":

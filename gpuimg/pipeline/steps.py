@@ -243,7 +243,7 @@ def check_steps(steps: Sequence[Step], device: str) -> None:
     if not named:
         return
     side = min(PROBE_MAX_SIDE, 64 + 2 * max(_largest_int(s.given) for s in named))
-    x: Any = Image.from_array(np.full((side, side, 3), 128, np.uint8), device=device)
+    x: Any = Image.from_array(np.full((side, side, 3), 128, np.uint8), device="cpu").to(device)
     for step in named:
         try:
             x = step(x, None, None)
