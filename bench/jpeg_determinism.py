@@ -64,7 +64,8 @@ def _raw(data: bytes, backends: list[str] | None, repeat: int) -> str:
     from nvidia import nvimgcodec as nv
 
     kinds = {"hw": nv.HW_GPU_ONLY, "hybrid": nv.HYBRID_CPU_GPU, "cpu": nv.CPU_ONLY}
-    dec = nv.Decoder() if backends is None else nv.Decoder(backends=[nv.Backend(kinds[b]) for b in backends])
+    names = [b if isinstance(b, str) else b[0] for b in backends or []]
+    dec = nv.Decoder() if backends is None else nv.Decoder(backends=[nv.Backend(kinds[b]) for b in names])
     runs = []
     for _ in range(repeat):
         img = dec.decode(data)
@@ -79,10 +80,36 @@ def _photos() -> list[bytes]:
     return [p.read_bytes() for p in sorted((ROOT / "assets").glob("*.jpg"))]
 
 
+def _resized(data: bytes, size: tuple[int, int]) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.open(io.BytesIO(data)).convert("RGB").resize(size, PILImage.BICUBIC).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _corrupt_large() -> dict[str, bytes]:
+    """Scan-corrupted photos at 1080p and 4K (the repro files are all small, and nvJPEG
+    takes other paths for large images): bytes deleted from the scan, bytes set to 0xFF."""
+    photo = _photos()[0]
+    made = {}
+    for name, size in (("1080p", (1920, 1080)), ("4k", (3840, 2160))):
+        data = _resized(photo, size)
+        scan = data.find(b"\xff\xda")
+        at = scan + (len(data) - scan) * 2 // 5
+        made[f"{name}-delete256"] = data[:at] + data[at + 256:]
+        made[f"{name}-delete4096"] = data[:at] + data[at + 4096:]
+        made[f"{name}-truncated-half"] = data[: scan + (len(data) - scan) // 2] + b"\xff\xd9"
+    return made
+
+
 def _context(dec: Decoder, data: bytes, first: np.ndarray) -> list[int | str]:
-    """Differences of ``data``'s decode from ``first`` after and beside unrelated photos."""
+    """Differences of ``data``'s decode from ``first`` after and beside unrelated photos
+    of the same size."""
     counts: list[int | str] = []
-    for other in _photos()[:2]:
+    for other in [_resized(p, (first.shape[1], first.shape[0])) for p in _photos()[1:3]]:
         try:
             dec.decode(other)
             counts.append(int(np.count_nonzero(dec.decode(data).numpy() != first)))
@@ -151,21 +178,21 @@ def main() -> None:
     p.add_argument("--speed", action="store_true", help="also time batch decode per setup")
     args = p.parse_args()
     device = args.device or ("cuda" if gpuimg.device.cuda_available() else "cpu")
-    files = args.files or sorted((ROOT / "tests" / "repro" / "fuzz").glob("*.jpg"))
+    paths = args.files or sorted((ROOT / "tests" / "repro" / "fuzz").glob("*.jpg"))
+    files = [(p.name, p.read_bytes()) for p in paths] + ([] if args.files else list(_corrupt_large().items()))
     setups = {"default": None} if device == "cpu" else SETUPS
     decoders = {name: Decoder(device, backends=backends) for name, backends in setups.items()}
     print(f"device {device}: {gpuimg.device.device_report()}")
-    for path in files:
-        data = path.read_bytes()
+    for label, data in files:
         for name, dec in decoders.items():
             try:
                 shape = dec.decode(data).shape
             except gpuimg.GpuImgError as exc:
-                print(f"{path.name:32} {name:8} error: {str(exc)[:100]}")
+                print(f"{label:32} {name:8} error: {str(exc)[:100]}")
                 continue
             runs = [_decode(dec, data, 0, shape) for _ in range(args.repeat)]
             if any(isinstance(r, str) for r in runs):
-                print(f"{path.name:32} {name:8} some decodes failed: {next(r for r in runs if isinstance(r, str))}")
+                print(f"{label:32} {name:8} some decodes failed: {next(r for r in runs if isinstance(r, str))}")
                 continue
             first = runs[0]
             same = [int(np.count_nonzero(r != first)) for r in runs[1:]]
@@ -177,7 +204,7 @@ def main() -> None:
             ref = _pillow(data)
             off = "n/a" if ref is None or ref.shape != first.shape else int(np.count_nonzero(np.abs(ref.astype(int) - first) > 16))
             print(
-                f"{path.name:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}; "
+                f"{label:32} {name:8} same fill: {same} values differ; 0x00 vs 0xFF fill: {fills}; "
                 f"synced: {synced_diff}; {raw}; vs Pillow >16: {off} of {first.size}; "
                 f"context: {_context(dec, data, first)}"
             )
