@@ -103,7 +103,6 @@ CLASSES = ("decoded", "clean", "other", "batch-lost", "unwritten", "memory", "ha
 BAD = ("crash", "hang", "memory", "unwritten", "batch-lost", "other")
 _RANK = {c: i for i, c in enumerate(("clean", "decoded", "other", "batch-lost", "unwritten", "memory", "hang", "crash"))}
 SELFTEST_ENV = "GPUIMG_FUZZ_SELFTEST"
-JPEG_BATCH_TOLERANCE = 4  # levels two GPU JPEG decoders may differ by (tests/test_codec.py)
 HARNESS_COPIES = 5  # decoded copies a worker holds at once while checking one read
 SELFTEST_PREFIX = b"GPUIMG-FUZZ-SELFTEST:"
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.jpg", "rocket.jpg", "coffee.png")
@@ -982,11 +981,9 @@ class _Worker:
                     problems.append(f"good item {k} ({g[0]}) decoded as {arr.shape}, alone {g[3].shape}")
                     continue
                 diff = int(np.abs(arr.astype(np.int32) - g[3].astype(np.int32)).max()) if arr.size else 0
-                # On a GPU a JPEG batch is shared by two decoders (hardware, hybrid) that
-                # differ by a level or two, so the same file may come back a little
-                # different in another batch: beyond JPEG_BATCH_TOLERANCE it is a loss.
-                allowed = JPEG_BATCH_TOLERANCE if self.device == "cuda" and g[1] == "jpeg" else 0
-                if diff > allowed:
+                # One decoder per format, whose pixels depend on the file alone: any
+                # difference from the file decoded alone is a loss.
+                if diff:
                     problems.append(f"good item {k} ({g[0]}) decoded differently from alone (max difference {diff})")
             elif not any(e.index == k for e in res.errors):
                 problems.append(f"good item {k} ({g[0]}) missing")

@@ -40,6 +40,7 @@ import harness  # noqa: E402
 
 import gpuimg  # noqa: E402
 from gpuimg.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from gpuimg.codec import HARDWARE_FIRST_BACKENDS  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SOURCES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "camera_gray.png")
@@ -194,13 +195,12 @@ def decode_ceiling(datas: list[bytes]) -> float:
     return len(datas) / (time.perf_counter() - t0)
 
 
-def ours_decode_only(datas: list[bytes], device: str, pipeline_decoder: bool = False) -> float:
+def ours_decode_only(datas: list[bytes], device: str, hardware_first: bool = False) -> float:
     """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only:
-    the Decoder's default backends, or the pipeline's hardware-first decoder."""
+    the Decoder's default backends, or hardware-first (trusted data)."""
     from gpuimg.codec import Decoder
-    from gpuimg.pipeline.codecs import new_decoder
 
-    decoder = new_decoder(device, PipelineConfig()) if pipeline_decoder else Decoder(device)
+    decoder = Decoder(device, backends=HARDWARE_FIRST_BACKENDS if hardware_first else None)
     batch = None
 
     def run(items: list[bytes]) -> None:
@@ -261,8 +261,8 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
         ("readers 4, writers 2", PipelineConfig(), dict(readers=4, writers=2), None),
         ("2 decode lanes", PipelineConfig(decode_lanes=2), {}, None),
         ("batch 128, max_batch_bytes 1 GiB", PipelineConfig(), dict(batch_size=128, max_batch_bytes=2**30), None),
-        # the Decoder's default backends, no preallocation hint (as the adaptive variant was)
-        ("decoder: adaptive hardware+hybrid backends", PipelineConfig(decode_backends=None, preallocate_max_bytes=0), {}, None),
+        # the hardware decoder first (for trusted data only: it fills corrupt scans from earlier images)
+        ("decoder: hardware-first (trusted data)", PipelineConfig(decode_backends=HARDWARE_FIRST_BACKENDS), {}, None),
         ("decoder: no preallocation hint", PipelineConfig(preallocate_max_bytes=0), {}, None),
     ):
         sys.setswitchinterval(switch or interval)
@@ -423,7 +423,7 @@ def main() -> None:
 
         ceiling = decode_ceiling(datas) if device == "cuda" else None
         decode_only = ours_decode_only(datas, device)
-        decode_hw = ours_decode_only(datas, device, pipeline_decoder=True)
+        decode_hw = ours_decode_only(datas, device, hardware_first=True)
         w1 = ours_w1(files, tmp / "ours", device)
         print(f"ours W1: {w1['summary']}", flush=True)
         if args.sweep:
@@ -442,7 +442,7 @@ def main() -> None:
                 note="target >= 0.8x")
         res.add("gpuimg Decoder.decode_batch only", decode_only, "img/s", "decode ceiling", ceiling,
                 note="in-memory bytes, reused batch, default backends")
-        res.add("pipeline's decoder (hardware-first) only", decode_hw, "img/s", "decode ceiling", ceiling,
+        res.add("gpuimg Decoder, hardware-first (trusted data) only", decode_hw, "img/s", "decode ceiling", ceiling,
                 note="in-memory bytes, reused batch")
         res.add("W1 vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
         res.add("W1 vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1, note=f"Pillow on {args.pillow_count} files")

@@ -7,6 +7,7 @@ CI (CPU only) shows them as skipped rather than silently missing them.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,13 @@ from gpuimg.device import cuda_available, device_report
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 DEVICES = ("cpu", "cuda")
+ROOT = ASSETS.parent
+
+
+def checkout_pythonpath() -> str:
+    """PYTHONPATH for a child process: the checkout first, then what this process was
+    given (where the nvImageCodec wheels may live, as on the GPU machine)."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def _skip_without_gpu(device: str) -> None:

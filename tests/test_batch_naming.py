@@ -24,10 +24,10 @@ from PIL import Image as PILImage
 from gpuimg import cli
 from gpuimg.pipeline import files as _files
 
-from conftest import ASSETS
+from conftest import checkout_pythonpath
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "GPUIMG_DEVICE": "cpu"}
+ENV = {**os.environ, "PYTHONPATH": checkout_pythonpath(), "GPUIMG_DEVICE": "cpu"}
 
 
 def _photo(path: Path, size: int = 24, seed: int = 0) -> Path:

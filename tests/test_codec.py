@@ -13,7 +13,7 @@ import io
 import struct
 import threading
 import zlib
-from pathlib import Path
+
 
 import numpy as np
 import pytest

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import checkout_pythonpath
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = 300  # generous: the first cell of a GPU run compiles kernels and loads nvImageCodec
@@ -45,7 +47,7 @@ def test_notebook_runs(path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     # The kernel inherits the environment: make the checkout importable without installing it.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", checkout_pythonpath())
     monkeypatch.delenv("MPLBACKEND", raising=False)  # let ipykernel use its inline backend
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

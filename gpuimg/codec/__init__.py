@@ -20,9 +20,9 @@ The package, one job per module:
 - :mod:`~gpuimg.codec.bmp` and :mod:`~gpuimg.codec.apng`: the BMP variants gpuimg
   decodes itself, and an APNG's default image.
 
-Speed (bench/codec.py, BENCHMARKS.md): on the GPU a JPEG batch is shared between the
-hardware decoder and the hybrid CUDA decoder, the target arena and its ``as_image``
-wrappers are reused, and per-image host work is small (header, EXIF walk, cached plan);
+Speed (bench/codec.py, BENCHMARKS.md): on the GPU a JPEG batch goes to the hybrid CUDA
+decoder (the hardware one only when asked: it fills corrupt scans from earlier images),
+the target arena and its ``as_image`` wrappers are reused, and per-image host work is small (header, EXIF walk, cached plan);
 encode reuses pinned CodeStreams and wrappers.
 
 Decoder and Encoder objects are NOT thread-safe (nor are nvImageCodec's): make one per
@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from . import formats
 from .api import info, read, read_batch, write
-from .decoder import DEPTHS, MAX_PIXELS, MODES, BatchError, BatchResult, Decoder
+from .decoder import DEPTHS, HARDWARE_FIRST_BACKENDS, MAX_PIXELS, MODES, BatchError, BatchResult, Decoder
 from .encoder import Encoder
 from .sources import ImageInfo, ParsedSource, parse
 
 __all__ = [
     "Decoder",
+    "HARDWARE_FIRST_BACKENDS",
     "Encoder",
     "ImageInfo",
     "ParsedSource",

@@ -58,7 +58,7 @@ from .exif import oriented, swaps_axes
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
 
-__all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS", "unchanged_layout"]
+__all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS", "HARDWARE_FIRST_BACKENDS", "unchanged_layout"]
 
 # Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): familiar to users.
 MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
@@ -232,9 +232,10 @@ class Decoder:
     earlier kernels on the same stream finished (ANCHORS.md); the wait costs the overlap
     of the header/Huffman work with those kernels only. Turn it off when nothing earlier
     on the stream reads the target (e.g. double-buffered batches on their own stream).
-    ``backends``: None for gpuimg's choice on the GPU (hardware and hybrid JPEG decoders
-    sharing each batch, see :func:`_default_backends`), or a list of "hw", "hybrid",
-    "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects; ignored
+    ``backends``: None for gpuimg's choice on the GPU (the hybrid JPEG decoder, whose
+    pixels depend on the file alone, see :func:`_default_backends`), or a list of "hw",
+    "hybrid", "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects
+    (:data:`HARDWARE_FIRST_BACKENDS`: faster on small JPEGs, for trusted data only); ignored
     on the CPU; with isolation on, the CPU backend is left out of the in-process decoder
     and what the GPU decoders cannot do goes to the child. ``options``: nvImageCodec's
     decoder option string, passed through. ``isolation``: an
@@ -266,7 +267,7 @@ class Decoder:
         guard_reuse: bool = True,
         backends: Sequence[Any] | None = None,
         options: str = "",
-        isolation: Isolation | bool = True,
+        isolation: isolation.Isolation | bool = True,
         check_written: bool = True,
     ):
         self.device = resolve_device(device)
@@ -748,25 +749,27 @@ def _backend(nv: Any, spec: Any) -> Any:
     return nv.Backend(kind, load_hint=float(hint), load_hint_policy=nv.LoadHintPolicy.FIXED)
 
 
-def _default_backends(nv: Any) -> list[Any]:
-    """The GPU decoder's backends: the JPEG hardware decoder AND the hybrid CUDA decoder.
+# The nvJPEG hardware decoder first, the hybrid one for what it cannot take (progressive
+# JPEGs, for instance), then the other formats' decoders. For data you trust only: see
+# _default_backends.
+HARDWARE_FIRST_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu", "cpu")
 
-    nvImageCodec's default sends a JPEG batch to the hardware decoder alone; sharing it
-    with the hybrid decoder (CPU Huffman + CUDA IDCT), the hardware share adapted to keep
-    both busy, decodes 1080p batches faster (bench/codec.py, BENCHMARKS.md). GPU_ONLY (nvJPEG2000, nvTIFF) and CPU_ONLY
-    (PNG, WebP, BMP, PNM) keep the other formats. Without a hardware decoder the hybrid
-    one takes every JPEG. Items may come from either JPEG decoder, which differ from each
-    other (and from libjpeg) by a level or two. The hybrid share costs more host CPU per
-    image than hardware-first decoding, so the dataset pipeline, which shares the
-    CPU with its other stages, asks for hardware-first instead (PipelineConfig.decode_backends).
+
+def _default_backends(nv: Any) -> list[Any]:
+    """The GPU decoder's backends: the hybrid CUDA JPEG decoder (CPU or GPU Huffman
+    decoding, CUDA IDCT), nvJPEG2000/nvTIFF (GPU_ONLY) and the CPU codecs.
+
+    The nvJPEG hardware decoder is left out. On a JPEG whose scan data is corrupt but
+    still parses (bytes lost or changed inside the scan), it reports success and fills the
+    part it could not decode from its own buffers, which hold earlier images: the same
+    file gives different pixels from call to call and depends on what was decoded before
+    it, up to half of a 4K image (bench/jpeg_determinism.py, BENCHMARKS.md). Nothing in
+    the result tells such a decode apart, so a success would not mean decoded pixels. The
+    hybrid decoder's result depends on the file alone. It is slower on small images
+    (its Huffman decoding runs on the CPU there); pass ``backends=HARDWARE_FIRST_BACKENDS``
+    for data you trust.
     """
-    adaptive = nv.LoadHintPolicy.ADAPTIVE_MINIMIZE_IDLE_TIME
-    return [
-        nv.Backend(nv.HW_GPU_ONLY, load_hint=0.5, load_hint_policy=adaptive),
-        nv.Backend(nv.HYBRID_CPU_GPU),
-        nv.Backend(nv.GPU_ONLY),
-        nv.Backend(nv.CPU_ONLY),
-    ]
+    return [nv.Backend(nv.HYBRID_CPU_GPU), nv.Backend(nv.GPU_ONLY), nv.Backend(nv.CPU_ONLY)]
 
 
 def _stored_hw(info: ImageInfo) -> tuple[int, int]:

@@ -5,7 +5,7 @@ stages, and ``batches`` feeds a training loop:
 
     reader threads      read file bytes and parse headers, once (prefetching ahead)
     batcher             groups files by count AND decoded size (``max_batch_bytes``)
-    decode thread       its own CUDA stream and Decoder (hardware-first JPEG); decodes
+    decode thread       its own CUDA stream and Decoder (config.decode_backends); decodes
                         batch N+1 into a ring of reused ImageBatch arenas while batch N
                         is processed
     process thread      runs the steps batch-wise (one launch per op per batch) into

@@ -30,8 +30,8 @@ SizeHint = tuple[int, int, int]
 
 def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = None) -> Decoder:
     """The pipeline's Decoder (``config.decode_backends``, ``config.isolation``). ``hint`` = (batch size, height,
-    width) of the largest batch expected: nvJPEG's hardware decoder then allocates its
-    buffers for that at once instead of growing them batch after batch through a run of
+    width) of the largest batch expected: nvJPEG's hardware decoder, where the backends
+    include it, then allocates its buffers for that at once instead of growing them batch after batch through a run of
     new sizes (faster first pass, BENCHMARKS.md).
 
     Example:

@@ -18,14 +18,12 @@ __all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch"]
 
 WORKER_ROLES = ("encode", "decode")
 
-# Hardware-first JPEG decoding: the nvJPEG hardware decoder takes every JPEG it can and
-# the hybrid one (CPU Huffman + CUDA IDCT) only what it cannot (progressive JPEGs, for
-# instance); "gpu" and "cpu" keep the other formats. The pipeline shares the CPU with its
-# readers, writers and the encoder, and the Decoder's default (hardware and hybrid sharing
-# each batch adaptively) costs about four times the CPU per image for no more throughput
-# (BENCHMARKS.md). Without a hardware decoder nvImageCodec registers none and the hybrid
-# one takes every JPEG; on the CPU device the Decoder ignores backends. FIXED load hints.
-DECODE_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu", "cpu")
+# The Decoder's own choice, spelled out: the hybrid JPEG decoder (the hardware one fills
+# corrupt scans from earlier images, see gpuimg.codec.decoder._default_backends), "gpu"
+# and "cpu" for the other formats. For trusted data, gpuimg.codec.HARDWARE_FIRST_BACKENDS
+# decodes small JPEGs faster with less CPU (BENCHMARKS.md). FIXED load hints; on the CPU
+# device the Decoder ignores backends.
+DECODE_BACKENDS: tuple[Any, ...] = ("hybrid", "gpu", "cpu")
 
 
 def worker_switch(role: str) -> bool:
@@ -60,8 +58,8 @@ class PipelineConfig:
     ``worker_read_threads``: the decode worker's file readers. ``worker_start_timeout_s``:
     how long a worker may take to start (spawn, import CuPy and nvImageCodec, a CUDA
     context). ``encoder_threads``: CPU threads of the JPEG encoder (a few beat one per
-    core). ``decode_backends``: the in-process decoder's backends (None: the Decoder's
-    adaptive default; see :data:`DECODE_BACKENDS`). ``preallocate_max_bytes``: the most a
+    core). ``decode_backends``: both decoders' backends (None: the Decoder's default;
+    see :data:`DECODE_BACKENDS`). ``preallocate_max_bytes``: the most a
     decoder's first-batch size hint may ask nvJPEG's hardware decoder to preallocate (0:
     no hint; the decoder then grows its buffers batch by batch). ``isolation``: how the
     CPU codecs are contained (:class:`gpuimg.codec.isolation.Isolation`: time and memory

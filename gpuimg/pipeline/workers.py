@@ -3,8 +3,8 @@ own interpreter and CUDA context, fed through CUDA IPC staging buffers.
 
 Why processes and not threads: in one process nvImageCodec's hardware JPEG decoder and
 its CUDA JPEG encoder slow each other down; across two processes they do not. Likewise
-a hybrid (CPU Huffman + CUDA) decoder in another process adds its throughput to the
-hardware decoder's (figures in BENCHMARKS.md). Pixels cross by CUDA IPC: the parent owns two
+a second decoder in another process adds its throughput (its own CPU Huffman threads and
+GIL) to the parent's (figures in BENCHMARKS.md). Pixels cross by CUDA IPC: the parent owns two
 shareable staging buffers per worker that the worker maps once; only layouts, paths and
 results go through the pipe.
 
@@ -62,9 +62,6 @@ from .results import reason
 
 __all__ = ["Worker", "WorkerUnavailable", "ROLES", "prestart", "take", "give_back"]
 
-# The decode worker's backends: the hybrid (CPU Huffman + CUDA) JPEG decoder, beside the
-# parent's hardware-first one.
-WORKER_DECODE_BACKENDS = ("hybrid", "gpu", "cpu")
 
 
 class WorkerUnavailable(RuntimeError):
@@ -132,14 +129,15 @@ class _Encoding:
 
 
 class _Decoding:
-    """The decode role: read files, decode them to RGB with the hybrid (CPU Huffman +
-    CUDA) decoder into a local batch, copy its arena into the staging slot."""
+    """The decode role: read files, decode them to RGB with the configured decoders
+    (``config.decode_backends``, as the parent's) into a local batch, copy its arena into
+    the staging slot."""
 
     def __init__(self, cupy: Any, config: PipelineConfig):
         from concurrent.futures import ThreadPoolExecutor
 
         self.cupy = cupy
-        self.decoder = Decoder("cuda", guard_reuse=False, backends=WORKER_DECODE_BACKENDS, isolation=config.isolation)
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=config.decode_backends, isolation=config.isolation)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = ThreadPoolExecutor(config.worker_read_threads, thread_name_prefix="gpuimg-worker-read")
         self.batch: Any = None
