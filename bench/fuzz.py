@@ -863,6 +863,10 @@ class _Worker:
         for mode in ("rgb", "unchanged"):
             stage(f"read {mode}")
             decoded_bytes = max(decoded_bytes, self._read(data, mode, events, stage))
+        # A decode that fails may still take the memory its header claims (a target and,
+        # on a GPU, the child's page-locked block, sized before the codec finds the data
+        # short): gpuimg's bound is 4x the CLAIMED size (at most max_pixels) + 200 MB.
+        decoded_bytes = max(decoded_bytes, self._claimed_bytes(data))
         stage("read_batch")
         self._batch(task, events)
         if task.get("pipeline"):
@@ -877,6 +881,16 @@ class _Worker:
             events.append({"op": "memory", "class": "memory", "detail": f"peak RSS +{grown_mb:.0f} MB > {limit_mb:.0f} MB"})
         return {"events": events, "peak_rss_mb": round(peak / 1024, 1), "grown_mb": round(grown_mb, 1),
                 "decoded_bytes": decoded_bytes}
+
+    def _claimed_bytes(self, data: bytes) -> int:
+        """The decoded size ``data``'s header claims (4 channels of its depth), or 0."""
+        try:
+            info = self.gpuimg.codec.info(data)
+        except Exception:
+            return 0
+        if info.width * info.height > self.gpuimg.codec.MAX_PIXELS:
+            return 0  # refused before any allocation
+        return info.width * info.height * 4 * (2 if info.dtype == "uint16" else 1)
 
     def _exc(self, op: str, exc: BaseException) -> dict[str, Any]:
         if isinstance(exc, self.gpuimg.GpuImgError) and not isinstance(exc, MemoryError):

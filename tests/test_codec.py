@@ -20,7 +20,7 @@ import pytest
 from conftest import ASSETS, load_asset
 
 import gpuimg
-from gpuimg.codec import BatchResult, Decoder, Encoder, ImageInfo
+from gpuimg.codec import HARDWARE_FIRST_BACKENDS, BatchResult, Decoder, Encoder, ImageInfo
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image as PILImage  # noqa: E402
@@ -423,7 +423,7 @@ def test_reused_buffer_hazard(gpu, trial):
 
     srcs = [ASSETS / "astronaut.jpg"] * 8
     other = [ASSETS / "chelsea.jpg"] * 8
-    dec = Decoder(gpu)
+    dec = Decoder(gpu, backends=HARDWARE_FIRST_BACKENDS)  # the guard matters for the hardware decoder
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         batch = dec.decode_batch(srcs, stream=stream).images
@@ -440,7 +440,7 @@ def test_reused_buffer_hazard_without_guard(gpu):
     """The same scenario with guard_reuse=False: XPASS means this GPU/decoder ordered it anyway."""
     import cupy
 
-    dec = Decoder(gpu, guard_reuse=False)
+    dec = Decoder(gpu, guard_reuse=False, backends=HARDWARE_FIRST_BACKENDS)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         batch = dec.decode_batch([ASSETS / "astronaut.jpg"] * 8, stream=stream).images
@@ -460,7 +460,7 @@ def test_jpeg_with_data_after_end_marker_still_decodes(dec):
         dec.decode((ASSETS / "chelsea.jpg").read_bytes()[:-200])
 
 
-@pytest.mark.parametrize("backends", [["hybrid", "cpu"], [("hw", 0.5), "hybrid", "gpu", "cpu"]])
+@pytest.mark.parametrize("backends", [["hybrid", "cpu"], [("hw", 0.5), "hybrid", "gpu", "cpu"], list(HARDWARE_FIRST_BACKENDS)])
 def test_gpu_backend_choices_decode_the_same_photo(gpu, backends):
     img = Decoder(gpu, backends=backends).decode(ASSETS / "coffee.jpg")
     _assert_jpeg_close(img.numpy(), load_asset("coffee.jpg"))

@@ -18,7 +18,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from gpuimg.codec.checks import structure_problem, tiff_associated_alpha, unpremultiply
+from gpuimg.codec.checks import jpeg_scan_problem, structure_problem, tiff_associated_alpha, unpremultiply
 
 REPRO = Path(__file__).resolve().parents[2] / "shared" / "repro"
 
@@ -255,6 +255,68 @@ def test_jpeg_and_unknown_codecs_are_not_parsed() -> None:
     assert structure_problem(b"\xff\xd8\xff" + b"junk" * 10, "jpeg", 5, 5) is None
     assert structure_problem(b"", "jpeg", 5, 5) is None
     assert structure_problem(b"whatever", "gif", 5, 5) is None
+
+
+# --- JPEG scans ---------------------------------------------------------------------------
+
+
+def _jpeg(progressive: bool = False, thumbnail: bool = False, restart: bool = False, size=(96, 64)) -> bytes:
+    """A JPEG of a photo-like array; with an EXIF block that holds a whole JPEG thumbnail
+    (its own scan and end marker, inside APP1) and/or restart markers."""
+    img = Image.fromarray(_pixels(size[1], size[0], 3, seed=5))
+    kw: dict = {"quality": 90, "progressive": progressive}
+    if restart:
+        kw["restart_marker_blocks"] = 2
+    if thumbnail:
+        thumb = io.BytesIO()
+        img.resize((16, 12)).save(thumb, "JPEG")
+        t = thumb.getvalue()
+        # TIFF header, IFD0 (1 entry: orientation), IFD1 with JPEGInterchangeFormat(Length)
+        ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 26)
+        ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, 56) + struct.pack("<HHII", 0x0202, 4, 1, len(t)) + b"\0\0\0\0"
+        kw["exif"] = b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd0 + ifd1 + t
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("thumbnail", [False, True])
+@pytest.mark.parametrize("restart", [False, True])
+def test_valid_jpeg_scans_pass(progressive: bool, thumbnail: bool, restart: bool) -> None:
+    data = _jpeg(progressive, thumbnail, restart)
+    assert (b"\xff\xd9" in data[: data.rfind(b"\xff\xda")]) == thumbnail  # the thumbnail's own scan is there
+    assert jpeg_scan_problem(data) is None
+    assert jpeg_scan_problem(data + b"\x00camera trailer" * 9) is None  # data after the end marker
+    assert jpeg_scan_problem(memoryview(data)) is None and jpeg_scan_problem(np.frombuffer(data, np.uint8)) is None
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("thumbnail", [False, True])
+def test_corrupt_jpeg_scans_are_refused(progressive: bool, thumbnail: bool) -> None:
+    data = _jpeg(progressive, thumbnail)
+    last_scan = data.rfind(b"\xff\xda")
+    assert "truncated" in jpeg_scan_problem(data[: (last_scan + len(data)) // 2])
+    assert "truncated" in jpeg_scan_problem(data[:-2])
+    bad = bytearray(data)
+    at = (last_scan + len(data)) // 2
+    bad[at : at + 2] = b"\xff\x05"
+    assert f"reserved marker 0xFF05 at byte {at:,}" in jpeg_scan_problem(bytes(bad))
+    first_scan = data.find(b"\xff\xda", data.find(b"\xff\xd9") + 2 if thumbnail else 0)
+    assert "no scan" in jpeg_scan_problem(data[:first_scan] + b"\xff\xd9")
+
+
+def test_jpeg_scan_check_never_raises_on_damage() -> None:
+    rng = np.random.default_rng(3)
+    data = _jpeg(thumbnail=True)
+    for _ in range(300):
+        d = bytearray(data)
+        for _ in range(int(rng.integers(1, 6))):
+            d[int(rng.integers(0, len(d)))] = int(rng.integers(0, 256))
+        cut = int(rng.integers(0, len(d) + 1))
+        problem = jpeg_scan_problem(bytes(d[:cut]))
+        assert problem is None or isinstance(problem, str)
+    assert jpeg_scan_problem(b"") and jpeg_scan_problem(b"\xff\xd8") and jpeg_scan_problem(b"\xff\xd8\xff\xda\x00")
 
 
 # --- corruptions, one kind at a time -----------------------------------------------------

@@ -5,9 +5,10 @@ the pixel limit, gives the target :class:`~gpuimg.Image` or :class:`~gpuimg.Imag
 the decoded shape (growing its buffer only when it is too small) and lets nvImageCodec
 decode INTO that memory, a whole batch in one call.
 
-Formats (nvImageCodec 0.9, :mod:`gpuimg.codec.formats`): on the GPU, JPEG (nvJPEG,
-hardware or hybrid), JPEG 2000 (nvJPEG2000) and TIFF (nvTIFF) run on the device; PNG,
-WebP, BMP and PNM run on the CPU inside nvImageCodec and land in device memory. Without a
+Formats (nvImageCodec 0.9, :mod:`gpuimg.codec.formats`): on the GPU, JPEG (nvJPEG's
+hybrid decoder; the hardware one on request) and JPEG 2000 (nvJPEG2000) run on the
+device; PNG, WebP, BMP, PNM and TIFF run on the CPU (in the isolated child) and land in
+device memory. Without a
 GPU every codec runs on nvImageCodec's CPU backends. GIF, HEIC/HEIF, AVIF, JPEG XL, ICO,
 PSD and anything else raise :class:`~gpuimg.UnsupportedFormatError`.
 
@@ -41,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -587,10 +587,6 @@ class Decoder:
         failed: list[tuple[int, GpuImgError]] = []
         items, where = [], []
         for k, src, img in zip(positions, loaded, dest):
-            problem = _cpu_codec_problem(src)
-            if problem:
-                failed.append((k, DecodeError(src.label, problem)))
-                continue
             h, w, c = img.shape
             items.append(isolation.IsolatedItem(src.keep, h, w, c, img.dtype, fmt[0].name, fmt[1].name, any_depth, src.label))
             where.append((k, img, src))
@@ -671,29 +667,6 @@ def _isolation_of(value: Any) -> isolation.Isolation:
     raise TypeError(f"isolation must be a gpuimg.codec.isolation.Isolation or a bool, got {type(value).__name__}")
 
 
-_RESERVED_MARKER = re.compile(rb"\xff[\x01-\xbf]")
-
-
-def _cpu_codec_problem(src: ParsedSource) -> str | None:
-    """A reason to refuse ``src`` before a CPU codec sees it, or None.
-
-    libjpeg decodes a JPEG whose scan holds a reserved marker (0xFF01-0xFFBF, never valid
-    in a JPEG) by ending the scan there and filling the rest of the image in grey, with a
-    warning only: pixels it never decoded. The scan check costs a pass over the file, so it
-    runs on the CPU codec path only.
-    """
-    if src.info.codec != "jpeg":
-        return None
-    data = src.keep if isinstance(src.keep, bytes) else bytes(memoryview(src.keep))
-    start, end = data.find(b"\xff\xda"), data.rfind(b"\xff\xd9")
-    if start < 0:
-        return "the JPEG has no scan (start-of-scan marker missing)"
-    hit = _RESERVED_MARKER.search(data, start, max(end, start))
-    if hit is not None:
-        return f"the JPEG scan data is corrupt (reserved marker 0x{hit.group().hex().upper()} at byte {hit.start():,})"
-    return None
-
-
 def _own_bmp(src: ParsedSource) -> bool:
     return src.keep is not None and src.info.codec == "bmp" and bmp.needs_own_decoder(src.keep)
 
@@ -757,7 +730,7 @@ HARDWARE_FIRST_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu",
 
 def _default_backends(nv: Any) -> list[Any]:
     """The GPU decoder's backends: the hybrid CUDA JPEG decoder (CPU or GPU Huffman
-    decoding, CUDA IDCT), nvJPEG2000/nvTIFF (GPU_ONLY) and the CPU codecs.
+    decoding, CUDA IDCT), nvJPEG2000 (GPU_ONLY) and the CPU codecs.
 
     The nvJPEG hardware decoder is left out. On a JPEG whose scan data is corrupt but
     still parses (bytes lost or changed inside the scan), it reports success and fills the

@@ -41,8 +41,11 @@ class Format:
     ``channels`` / ``dtypes``: what the format can store (1 gray, 3 RGB, 4 RGBA; uint8,
     uint16). ``magic``: byte strings a file of this format starts with. ``title``: how
     messages name it ("JPEG 2000"). ``encode_options``: the keyword options the encoder
-    takes for it besides ``quality``. ``gpu_decode``: nvImageCodec has a GPU decoder for it
-    (the others decode on the CPU, which gpuimg runs in an isolated child process).
+    takes for it besides ``quality``. ``gpu_decode``: gpuimg decodes it with nvImageCodec's GPU
+    decoder (the others decode on the CPU, which gpuimg runs in an isolated child
+    process). TIFF is not: nvTIFF, fed corrupt strips, was seen leaving a few bytes of
+    the target unwritten (too few for the written-check canary to see) and hanging in
+    this process, where libtiff in the child fails cleanly (BENCHMARKS.md).
 
     Example:
         >>> fmt = lookup("png")
@@ -85,7 +88,7 @@ FORMATS: tuple[Format, ...] = (
     Format("png", ".png", ("png",), False, (1, 3, 4), ("uint8", "uint16"), (b"\x89PNG\r\n\x1a\n",),
            "PNG", ("compression_level",)),
     Format("webp", ".webp", ("webp",), True, (3, 4), ("uint8",), (b"RIFF",), "WebP", ("lossless",)),
-    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF", gpu_decode=True),
+    Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF"),
     Format("jpeg2k", ".jp2", ("jpeg2k", "jpeg2000", "jp2", "j2k", "j2c", "jpx"), True, (1, 3, 4), ("uint8", "uint16"),
            (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr"), gpu_decode=True),
     Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",), "BMP"),

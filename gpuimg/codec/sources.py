@@ -79,13 +79,15 @@ class ParsedSource:
     def _checked_info(self) -> ImageInfo:
         """:attr:`info`, after the check that a JPEG is not truncated (done once).
 
-        nvJPEG on the GPU "decodes" a truncated file (grey rest) where libjpeg fails, so a
-        missing end-of-image marker is an error on every device.
+        A JPEG's scans are checked (:func:`~gpuimg.codec.checks.jpeg_scan_problem`: a
+        truncated or corrupt scan decodes "successfully" with filled-in pixels), other
+        formats' structure against the size nvImageCodec read, on every device.
         """
         info = self.info
         if not self._checked:
-            if info.codec == "jpeg" and self.keep is not None and not _jpeg_complete(self.keep):
-                raise DecodeError(self.label, "the JPEG data is truncated (no end-of-image marker after the last scan)")
+            problem = checks.jpeg_scan_problem(self.keep) if info.codec == "jpeg" and self.keep is not None else None
+            if problem:
+                raise DecodeError(self.label, problem)
             if info.codec != "jpeg" and self.keep is not None:
                 # The header nvImageCodec read must describe the data its decoder will see:
                 # lengths inside the file, one value per size tag, the same dimensions.
@@ -260,14 +262,3 @@ def _info_of(loaded: ParsedSource) -> ImageInfo:
         w, h = h, w
     return ImageInfo(w, h, c, codec, "uint16" if precision > 8 else "uint8", loaded.orientation, premultiplied)
 
-
-def _jpeg_complete(data: Any) -> bool:
-    """True when a JPEG ends with its end-of-image marker (after the last scan).
-
-    The common case costs one look at the last bytes; files with data after the marker
-    (some cameras append metadata) take a search of the whole file.
-    """
-    buf = data if isinstance(data, bytes) else bytes(memoryview(data))
-    if buf.find(b"\xff\xd9", max(0, len(buf) - 64)) >= 0:
-        return True
-    return buf.rfind(b"\xff\xd9") > buf.rfind(b"\xff\xda") >= 0
