@@ -246,6 +246,34 @@ def test_sigterm_stops_cleanly_and_resume_finishes_identically(tmp_path: Path) -
     assert all((out / n).read_bytes() == (clean / n).read_bytes() for n in names)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_the_whole_process_group(tmp_path: Path, device: str, sig: int) -> None:
+    """`timeout`, schedulers and a terminal's Ctrl-C signal the whole process group: the
+    decoder's child process and the GPU worker processes are in it. The run still stops
+    as for a signal to gpuimg alone: the exit status, the summary, no traceback, no item
+    failed as a crash of the child."""
+    src = tmp_path / "in"
+    for i in range(300):
+        _photo(src / f"img{i:03d}.png", size=96, seed=i)  # PNG: decoded in the child
+    out = tmp_path / "out"
+    env = {**ENV, "GPUIMG_DEVICE": device}
+    proc = subprocess.Popen([sys.executable, "-m", "gpuimg.cli", "process", str(src), str(out), "--no-progress",
+                             "--batch-size", "2", "--blur", "6", "--sharpen", "1", "--blur", "6"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and len(list(out.glob("*.jpg"))) >= 5) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no outputs appeared"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be stopped: give it more work"
+    os.killpg(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    expected = cli.EXIT_TERMINATED if sig == signal.SIGTERM else cli.EXIT_INTERRUPTED
+    assert proc.returncode == expected, stderr
+    assert "(interrupted)" in stdout and "Traceback" not in stderr, stderr
+    report = json.loads((out / "gpuimg-report.json").read_text())
+    assert not [f for f in report["failures"] if "crash" in f["reason"] or "exited" in f["reason"]], report["failures"]
+
+
 @pytest.mark.parametrize("spelling, name", [("jpg", "jpeg"), ("JPG", "jpeg"), ("tif", "tiff"), ("jpeg2000", "jpeg2k"),
                                             ("j2k", "jpeg2k"), ("webp", "webp")])
 def test_format_takes_every_alias_as_its_canonical_name(spelling: str, name: str) -> None:

@@ -469,6 +469,22 @@ def test_gpu_codecs_in_worker_processes_with_the_same_outputs(tree: Path, tmp_pa
     assert by_worker.stage_seconds["encode"] > 0 and by_worker.stage_seconds["write"] > 0
 
 
+def test_encode_worker_applies_png_quality(tree: Path, tmp_path: Path, worker_ready: str) -> None:
+    """PNG quality sets the zlib level in the encode worker as in this process: the same
+    bytes on both paths, smaller files at low quality, the same pixels at every level."""
+    gpu = worker_ready
+    sizes = {}
+    for q in (100, 10):
+        for where, workers in (("worker", True), ("here", False)):
+            out = tmp_path / f"{where}{q}"
+            Pipeline([], device=gpu).run(tree, out, batch_size=3, format="png", quality=q, workers=workers)
+            sizes[where, q] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")}
+        assert sizes["worker", q] == sizes["here", q]
+    assert sizes["worker", 10] and sum(map(len, sizes["worker", 10].values())) < sum(map(len, sizes["worker", 100].values()))
+    for rel, data in sizes["worker", 10].items():
+        assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(data))), np.asarray(PILImage.open(io.BytesIO(sizes["worker", 100][rel]))))
+
+
 def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: str) -> None:
     gpu = worker_ready
     src, out = tmp_path / "in", tmp_path / "out"

@@ -169,6 +169,11 @@ def _selftest(inputs: list[np.ndarray], limit: int) -> None:
 
 
 def main() -> None:
+    # Ctrl-C and SIGTERM sent to the whole process group (a terminal, `timeout`, a
+    # scheduler) are the parent's to handle: it finishes or stops the run, then this
+    # process, which would otherwise die mid-item and look like a crash of the codec.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=int(sys.argv[1]))
     conn = Connection(os.dup(sock.fileno()))
     child = _Child(int(sys.argv[2]))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..codec import Decoder, Encoder
+from ..codec import Decoder, Encoder, formats
 from ..errors import EncodeError
 from .config import PipelineConfig
 
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from ..image import ImageBatch
     from .read import Item
 
-__all__ = ["CodecPool", "new_decoder", "new_encoder", "size_hint", "decode_items", "encode_images", "free_cached_memory"]
+__all__ = [
+    "CodecPool", "new_decoder", "new_encoder", "size_hint", "decode_items", "encode_images", "free_cached_memory",
+    "EncodeSettings", "encode_settings", "png_compression_level",
+]
 
 SizeHint = tuple[int, int, int]
 
@@ -133,9 +136,60 @@ def decode_items(decoder: Decoder, items: list[Item], out: ImageBatch | None, st
     return result.images, list(result.indices), [(e.index, e.error) for e in result.errors]
 
 
-def encode_images(encoder: Encoder, images: Any, fmt: str, quality: int, lossy: bool, stream: Any) -> list[bytes | memoryview | BaseException]:
+class EncodeSettings(NamedTuple):
+    """What the encoder is given besides the image: ``quality`` passed (``lossy``), other
+    encoder ``options``, and a ``note`` to say once per run (None: nothing to say)."""
+
+    lossy: bool
+    options: dict[str, Any]
+    note: str | None = None
+
+
+def png_compression_level(quality: int) -> int:
+    """PNG is lossless: ``quality`` sets the zlib effort, lower quality = smaller file
+    (as with the lossy formats) and slower: level ``min(9, (100 - quality) // 10 + 1)``,
+    so 91..100 -> 1 (fastest, about the encoder's default size), 90 (the default) -> 2,
+    ..., 1..20 -> 9. The pixels are the same at every level.
+
+    Example:
+        >>> [png_compression_level(q) for q in (100, 90, 50, 10, 1)]
+        [1, 2, 6, 9, 9]
+    """
+    return min(9, (100 - int(quality)) // 10 + 1)
+
+
+def encode_settings(fmt: formats.Format, quality: int, device: str) -> EncodeSettings:
+    """How ``quality`` applies to ``fmt`` on ``device``:
+
+    * lossy formats (JPEG, WebP; JPEG 2000 on the GPU): the encoder's quality;
+    * PNG: the zlib level :func:`png_compression_level`;
+    * JPEG 2000 on the CPU: nvImageCodec's CPU encoder (OpenCV's OpenJPEG) fails every
+      image given a quality or a PSNR target, so quality 100 writes lossless files and
+      any other quality the encoder's default rate (said once, in ``note``);
+    * the other lossless formats (TIFF, BMP, PNM) take no quality.
+
+    Example:
+        >>> encode_settings(formats.lookup("png"), 90, "cpu")
+        EncodeSettings(lossy=False, options={'compression_level': 2}, note=None)
+        >>> encode_settings(formats.lookup("jp2"), 100, "cpu").options
+        {'lossless': True}
+    """
+    if fmt.name == "png":
+        return EncodeSettings(False, {"compression_level": png_compression_level(quality)})
+    if fmt.name == "jpeg2k" and device != "cuda":
+        if quality >= 100:
+            return EncodeSettings(False, {"lossless": True})
+        return EncodeSettings(False, {}, f"JPEG 2000 on the CPU: quality {quality} is not applied (nvImageCodec's CPU "
+                                         "encoder takes no quality); files get its default rate (quality 100: lossless)")
+    return EncodeSettings(fmt.lossy, {})
+
+
+def encode_images(
+    encoder: Encoder, images: Any, fmt: str, quality: int, settings: EncodeSettings, stream: Any
+) -> list[bytes | memoryview | BaseException]:
     """Encoded files of every image of ``images`` (a batch or a list); a per-image error
-    where one fails. ``lossy``: the format takes ``quality``.
+    where one fails. ``settings`` (:func:`encode_settings`): whether ``quality`` is
+    passed, and the format's other encoder options.
 
     The files are views of the encoder's reused output buffers (copied by the caller,
     outside the codec gate, before the encoder's next call). The Encoder fails a whole
@@ -145,11 +199,12 @@ def encode_images(encoder: Encoder, images: Any, fmt: str, quality: int, lossy: 
     Example:
         >>> import gpuimg
         >>> img = gpuimg.Image.empty(8, 8, device="cpu")
-        >>> files = encode_images(Encoder("cpu"), [img], "png", 90, False, None)
+        >>> settings = encode_settings(formats.lookup("png"), 90, "cpu")
+        >>> files = encode_images(Encoder("cpu"), [img], "png", 90, settings, None)
         >>> bytes(files[0][:4])
         b'\\x89PNG'
     """
-    kwargs = {"quality": quality} if lossy else {}
+    kwargs = {"quality": quality, **settings.options} if settings.lossy else dict(settings.options)
     try:
         return list(encoder.encode_batch(images, fmt, stream=stream, copy=False, **kwargs))
     except EncodeError:

@@ -3,7 +3,7 @@ lanes and writer threads (:class:`FileSink`), or by the encode worker process
 (:class:`WorkerSink`). A sink has ``lanes`` (step-output sets it may hold), ``start``,
 ``handle(items, batch, ready, done)``, ``finish`` and ``rule`` (the
 :class:`~gpuimg.pipeline.steps.OutputRule` the decode and process stages follow).
-:func:`encode_settings` is how ``quality`` reaches each format's encoder.
+:func:`~gpuimg.pipeline.codecs.encode_settings` is how ``quality`` reaches each format's encoder (both sinks).
 
 Example:
     >>> from gpuimg.pipeline.sinks import FileSink
@@ -18,82 +18,21 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..codec import formats
 from ..image import ImageBatch
 from . import workers
-from .codecs import CodecPool, encode_images
+from .codecs import CodecPool, encode_images, encode_settings
 from .files import atomic_write
 from .read import Item
 from .results import Run
 from .stages import DONE, Lane, LaneCountdown, StageQueue, Stopped, pass_end, start_thread
 from .steps import OutputRule
 
-__all__ = ["FileSink", "WorkerSink", "codec_name", "EncodeSettings", "encode_settings", "png_compression_level"]
+__all__ = ["FileSink", "WorkerSink", "codec_name"]
 
 BACKGROUND = (255, 255, 255)  # what alpha is composited onto where the format has no alpha
-
-
-class EncodeSettings(NamedTuple):
-    """What the encoder is given besides the image: ``quality`` passed (``lossy``), other
-    encoder ``options``, and a ``note`` to say once per run (None: nothing to say)."""
-
-    lossy: bool
-    options: dict[str, Any]
-    note: str | None = None
-
-
-def png_compression_level(quality: int) -> int:
-    """PNG is lossless: ``quality`` sets the zlib effort, lower quality = smaller file
-    (as with the lossy formats) and slower: level ``min(9, (100 - quality) // 10 + 1)``,
-    so 91..100 -> 1 (fastest, about the encoder's default size), 90 (the default) -> 2,
-    ..., 1..20 -> 9. The pixels are the same at every level.
-
-    Example:
-        >>> [png_compression_level(q) for q in (100, 90, 50, 10, 1)]
-        [1, 2, 6, 9, 9]
-    """
-    return min(9, (100 - int(quality)) // 10 + 1)
-
-
-def encode_settings(fmt: formats.Format, quality: int, device: str) -> EncodeSettings:
-    """How ``quality`` applies to ``fmt`` on ``device``:
-
-    * lossy formats (JPEG, WebP; JPEG 2000 on the GPU): the encoder's quality;
-    * PNG: the zlib level :func:`png_compression_level`;
-    * JPEG 2000 on the CPU: nvImageCodec's CPU encoder (OpenCV's OpenJPEG) fails every
-      image given a quality or a PSNR target, so quality 100 writes lossless files and
-      any other quality the encoder's default rate (said once, in ``note``);
-    * the other lossless formats (TIFF, BMP, PNM) take no quality.
-
-    Example:
-        >>> encode_settings(formats.lookup("png"), 90, "cpu")
-        EncodeSettings(lossy=False, options={'compression_level': 2}, note=None)
-        >>> encode_settings(formats.lookup("jp2"), 100, "cpu").options
-        {'lossless': True}
-    """
-    if fmt.name == "png":
-        return EncodeSettings(False, {"compression_level": png_compression_level(quality)})
-    if fmt.name == "jpeg2k" and device != "cuda":
-        if quality >= 100:
-            return EncodeSettings(False, {"lossless": True})
-        return EncodeSettings(False, {}, f"JPEG 2000 on the CPU: quality {quality} is not applied (nvImageCodec's CPU "
-                                         "encoder takes no quality); files get its default rate (quality 100: lossless)")
-    return EncodeSettings(fmt.lossy, {})
-
-
-class _WithOptions:
-    """An Encoder whose calls also pass ``options`` (what :func:`encode_images` cannot)."""
-
-    def __init__(self, encoder: Any, options: dict[str, Any]):
-        self.encoder, self.options = encoder, options
-
-    def encode_batch(self, *args: Any, **kwargs: Any) -> Any:
-        return self.encoder.encode_batch(*args, **kwargs, **self.options)
-
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
-        return self.encoder.encode(*args, **kwargs, **self.options)
 
 
 def codec_name(fmt: formats.Format) -> str:
@@ -118,7 +57,7 @@ class FileSink:
         self.settings = encode_settings(fmt, quality, pool.device)
         if self.settings.note:
             warnings.warn(self.settings.note, stacklevel=2)
-        self.fmt, self.lossy = codec_name(fmt), self.settings.lossy
+        self.fmt = codec_name(fmt)
         self.device = pool.device
         self.lanes = pool.config.encode_lanes
         # Bounds the encoded bytes waiting for a writer (memory), like the queues do.
@@ -138,13 +77,12 @@ class FileSink:
     def _encode_loop(self) -> None:
         lane = Lane(self.device)
         encoder = self.pool.take("encode")
-        calls = _WithOptions(encoder, self.settings.options) if self.settings.options else encoder
         while (job := self.queue.get()) is not DONE:
             items, batch, ready, done = job
             lane.wait(ready)
             try:
                 with self.pool.gate, self.run.timer("encode"), lane.active():
-                    views = encode_images(calls, batch, self.fmt, self.quality, self.lossy, lane.stream)
+                    views = encode_images(encoder, batch, self.fmt, self.quality, self.settings, lane.stream)
             finally:
                 done(lane.record())
             # Own copies for the writers, made after the gate opened for the decoder.
@@ -203,8 +141,6 @@ class WorkerSink:
     def __init__(self, run: Run, worker: Any, fmt: formats.Format, quality: int, *, mode: str = "keep",
                  background: tuple[int, int, int] = BACKGROUND):
         self.run, self.worker, self.fmt, self.quality = run, worker, codec_name(fmt), quality
-        # The worker encodes with (format, quality) only: PNG's compression level is its
-        # encoder's default there (workers.py would apply encode_settings).
         self.rule = OutputRule(fmt, mode, background)
         self.queue = StageQueue(1, run.stop)
         self.free_slots = StageQueue(0, run.stop)

@@ -54,7 +54,7 @@ from ..codec import Decoder
 from ..errors import check_choice
 from ..image import Image
 from ..memory import Buffer, grown_capacity
-from .codecs import encode_images, new_encoder
+from .codecs import encode_images, encode_settings, new_encoder
 from .config import WORKER_ROLES as ROLES
 from .config import PipelineConfig
 from .files import atomic_write, output_format
@@ -117,7 +117,8 @@ class _Encoding:
         try:
             images = [_image_view(self.cupy, base, nbytes, row, dtype) for row in rows]
             with self.stream:
-                views = encode_images(self.encoder, images, fmt, quality, output_format(fmt).lossy, self.stream)
+                settings = encode_settings(output_format(fmt), quality, "cuda")
+                views = encode_images(self.encoder, images, fmt, quality, settings, self.stream)
             # own copies before the encoder's buffers are reused by the next batch
             encoded: list[Any] = [v if isinstance(v, BaseException) else bytes(v) for v in views]
         except Exception as exc:  # a whole-batch failure is reported per item
@@ -168,7 +169,10 @@ class _Decoding:
 
 def _worker_main(conn: Any, role: str, device_id: int, config: PipelineConfig) -> None:
     """The worker process: map staging buffers, serve its role's requests, report."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the pipeline, which stops us
+    # Ctrl-C and SIGTERM sent to the process group (a terminal, `timeout`, a scheduler) go
+    # to the pipeline, which stops the run, reports it and then stops this worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import cupy
 
@@ -177,9 +181,9 @@ def _worker_main(conn: Any, role: str, device_id: int, config: PipelineConfig) -
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which falls back
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready",))
     mapped: dict[int, tuple[int, int]] = {}  # slot -> (device pointer, bytes)
     try:
+        conn.send(("ready",))
         while True:
             try:
                 msg = conn.recv()
@@ -204,8 +208,12 @@ def _worker_main(conn: Any, role: str, device_id: int, config: PipelineConfig) -
             elif kind in ("batch", "decode"):
                 try:
                     serve(conn, msg, mapped)
+                except (BrokenPipeError, ConnectionError):
+                    raise
                 except Exception as exc:  # noqa: BLE001 - the parent stops the run with it
                     conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    except (BrokenPipeError, ConnectionError, EOFError):
+        pass  # the parent went away (killed, or stopped without a goodbye): nothing to tell
     finally:
         for ptr, _ in mapped.values():
             try:
