@@ -195,6 +195,19 @@ def decode_ceiling(datas: list[bytes]) -> float:
     return len(datas) / (time.perf_counter() - t0)
 
 
+def ours_decode_only_unchecked(datas: list[bytes], device: str) -> float:
+    """:func:`ours_decode_only` without the JPEG scan check (diagnostic only: it is what
+    keeps corrupt scans from decoding as filled-in pixels)."""
+    from gpuimg.codec import checks
+
+    real = checks.jpeg_scan_problem
+    checks.jpeg_scan_problem = lambda data: None
+    try:
+        return ours_decode_only(datas, device)
+    finally:
+        checks.jpeg_scan_problem = real
+
+
 def ours_decode_only(datas: list[bytes], device: str, hardware_first: bool = False) -> float:
     """gpuimg's Decoder.decode_batch into one reused ImageBatch (batches of 64), decode only:
     the Decoder's default backends, or hardware-first (trusted data)."""
@@ -424,6 +437,7 @@ def main() -> None:
         ceiling = decode_ceiling(datas) if device == "cuda" else None
         decode_only = ours_decode_only(datas, device)
         decode_hw = ours_decode_only(datas, device, hardware_first=True)
+        decode_unchecked = ours_decode_only_unchecked(datas, device)
         w1 = ours_w1(files, tmp / "ours", device)
         print(f"ours W1: {w1['summary']}", flush=True)
         if args.sweep:
@@ -444,6 +458,8 @@ def main() -> None:
                 note="in-memory bytes, reused batch, default backends")
         res.add("gpuimg Decoder, hardware-first (trusted data) only", decode_hw, "img/s", "decode ceiling", ceiling,
                 note="in-memory bytes, reused batch")
+        res.add("gpuimg Decoder, JPEG scan check off (diagnostic)", decode_unchecked, "img/s", "decode_batch only", decode_only,
+                note="what the scan check costs in the calling thread")
         res.add("W1 vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
         res.add("W1 vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1, note=f"Pillow on {args.pillow_count} files")
         res.add("W2 decode-resize-crop-normalise NCHW", w2, "img/s", "torchvision GPU", tv2)

@@ -105,7 +105,7 @@ def jpeg_scan_problem(data: bytes | memoryview | Any) -> str | None:
     # fill byte or a restart marker), found once; segments are walked by their lengths,
     # so bytes inside them (EXIF thumbnails, tables) are never taken for markers.
     arr = np.frombuffer(raw, np.uint8)
-    ff = np.flatnonzero(arr[:-1] == 0xFF)
+    ff = _positions_of_ff(arr[:-1])
     follow = arr[ff + 1]
     ff = ff[(follow != 0) & (follow != 0xFF) & ((follow < 0xD0) | (follow > 0xD7))]
     pos, scans = 2, 0
@@ -137,6 +137,23 @@ def jpeg_scan_problem(data: bytes | memoryview | Any) -> str | None:
     if not scans:
         return "the JPEG has no scan (start-of-scan marker missing)"
     return "the JPEG data is truncated (no end-of-image marker after the last scan)"
+
+
+_LANES = np.arange(8)
+
+
+def _positions_of_ff(arr: np.ndarray) -> np.ndarray:
+    """Indices of the 0xFF bytes of ``arr`` (ascending). Entropy-coded data holds about
+    one in 256: the mask is searched 8 bytes at a time, then only the words that hold
+    one are looked into (several times faster than ``np.flatnonzero`` on the mask)."""
+    eq = arr == 0xFF
+    body = len(eq) // 8 * 8
+    words = np.flatnonzero(eq[:body].view(np.uint64) != 0)
+    idx = (words[:, None] * 8 + _LANES).ravel()
+    idx = idx[eq[idx]]
+    if body < len(eq):
+        idx = np.concatenate([idx, np.flatnonzero(eq[body:]) + body])
+    return idx
 
 
 def tiff_associated_alpha(data: bytes | memoryview | Any) -> bool:
