@@ -218,6 +218,17 @@ def test_unsharp_matches_scipy_definition(device, cat):
     assert _max_diff(got, ref) <= 1
 
 
+def test_unsharp_with_symmetric_border_is_skimages_definition(device, cat):
+    """skimage.filters.unsharp_mask blurs with scipy's mode="reflect" (cba|abcd|dcb), which
+    is border="symmetric" here; the borders included."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    got = filters.unsharp_mask(_image(cat, device), 2.0, 1.5, radius=8, border="symmetric").numpy()
+    f = cat.astype(np.float64)
+    blurred = ndimage.gaussian_filter(f, sigma=(2.0, 2.0, 0), mode="reflect", truncate=4.0)
+    ref = np.clip(np.rint(f + 1.5 * (f - blurred)), 0, 255)
+    assert _max_diff(got, ref) <= 1
+
+
 def test_unsharp_threshold_keeps_flat_areas(device, cat):
     got = filters.unsharp_mask(_image(cat, device), 2.0, 1.5, threshold=255).numpy()
     assert np.array_equal(got, cat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from ...errors import check_choice
 from ...image import Image, ImageBatch
 
-__all__ = ["Source", "check_src", "uniform_channels", "per_sample", "check_range", "BORDERS", "check_border"]
+__all__ = ["Source", "check_src", "uniform_channels", "per_sample", "number", "numbers", "check_range", "BORDERS", "check_border"]
 
 Source = Image | ImageBatch
 
@@ -54,14 +55,85 @@ def uniform_channels(src: Source) -> int:
     return channels
 
 
-def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32) -> np.ndarray:
-    """``value`` as one entry per image: a scalar is repeated, a sequence must have ``count``."""
-    if np.ndim(value) == 0:
+def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32, *, finite: bool = True) -> np.ndarray:
+    """``value`` as one entry per image: a scalar is repeated, a sequence must have ``count``.
+
+    Refused, naming ``name``: anything that is not a number or a flat sequence of numbers
+    (a string such as "2" is a TypeError, not converted), NaN or infinity unless
+    ``finite=False``, and a fraction where ``dtype`` is an integer type (never truncated).
+
+    Example:
+        >>> per_sample(3, 2, "radius", np.int64).tolist()
+        [3, 3]
+        >>> per_sample(1.5, 1, "top", np.int64)
+        Traceback (most recent call last):
+        ...
+        ValueError: top must be an int (or one int per image), got 1.5
+    """
+    kind = np.dtype(dtype).kind
+    if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without checks on arrays
+        if finite and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        if kind in "iu" and value != int(value):
+            raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
         return np.full(count, value, dtype=dtype)
-    arr = np.asarray(value, dtype=dtype)
+    raw = np.asarray(value) if not isinstance(value, str | bytes) else None
+    if raw is None or raw.dtype.kind not in "biuf" or raw.ndim > 1:
+        raise TypeError(f"{name} must be a number or one number per image, got {value!r}")
+    arr = raw.astype(np.float64)
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if kind in "iu" and np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+    if raw.ndim == 0:
+        return np.full(count, arr, dtype=dtype)
     if arr.shape[0] != count:
         raise ValueError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image")
-    return arr
+    return arr.astype(dtype)
+
+
+def number(value: Any, name: str, *, integer: bool = False, low: float | None = None, high: float | None = None) -> Any:
+    """``value`` as a finite Python float (int with ``integer``), within [low, high];
+    TypeError/ValueError naming ``name`` otherwise (strings are not converted, fractions
+    never truncated).
+
+    Example:
+        >>> number(2, "angle"), number(3.0, "width", integer=True)
+        (2.0, 3)
+        >>> number("2", "sigma")
+        Traceback (most recent call last):
+        ...
+        TypeError: sigma must be a number, got '2'
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if integer and x != int(x):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if (low is not None and x < low) or (high is not None and x > high):
+        bounds = f">= {low}" if high is None else (f"<= {high}" if low is None else f"in [{low}, {high}]")
+        raise ValueError(f"{name}={value!r} is out of range; it must be {bounds}")
+    return int(x) if integer else x
+
+
+def numbers(value: Any, name: str, count: int, *, integer: bool = False, low: float | None = None) -> tuple[Any, ...]:
+    """``value`` as a tuple of exactly ``count`` numbers (each as :func:`number`).
+
+    Example:
+        >>> numbers((1, 2), "offset", 2, integer=True)
+        (1, 2)
+        >>> numbers((1,), "offset", 2, integer=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: offset must be 2 numbers, got (1,)
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{name} must be a sequence of {count} numbers, got {value!r}")
+    if len(value) != count:
+        raise ValueError(f"{name} must be {count} numbers, got {value!r}")
+    return tuple(number(v, f"{name}[{i}]", integer=integer, low=low) for i, v in enumerate(value))
 
 
 def check_range(value: Any, name: str, low: float, high: float) -> None:

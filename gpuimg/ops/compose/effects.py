@@ -13,7 +13,7 @@ import numpy as np
 from ...image import Image, ImageBatch, images_of
 from ..filters import gaussian_blur  # the blur belongs to the filters family
 from ..registry import register_op
-from .._engine.args import Source, check_range, check_src, per_sample, uniform_channels
+from .._engine.args import Source, check_range, check_src, number, numbers, per_sample, uniform_channels
 from .._engine.batch import prepare_out
 from ._common import _color, _rgba
 from ._kernels import ALPHA_SHAPE, _launch, _max_pixels, _params
@@ -125,10 +125,10 @@ def drop_shadow(
         (16, 16, 4)
     """
     check_src(src, channels=(3, 4), dtypes=["uint8"])
-    if not blur_sigma > 0:
+    if not number(blur_sigma, "blur_sigma") > 0:
         raise ValueError(f"blur_sigma={blur_sigma!r} must be positive")
     check_range(opacity, "opacity", 0.0, 1.0)
-    dy, dx = (int(v) for v in offset)
+    dy, dx = numbers(offset, "offset", 2, integer=True)
     pad = int(math.ceil(3 * blur_sigma)) if expand else 0
     top, left = (max(0, pad - dy), max(0, pad - dx)) if expand else (0, 0)
     bottom, right = (max(0, pad + dy), max(0, pad + dx)) if expand else (0, 0)
@@ -196,10 +196,12 @@ def stroke(
     check_src(src, channels=(3, 4), dtypes=["uint8"])
     if position not in ("outside", "inside"):
         raise ValueError(f"position={position!r} is not a stroke position; use 'outside' or 'inside'")
-    if not np.isfinite(width) or width < 0:
-        raise ValueError(f"width={width!r} must be a non-negative number of pixels")
+    width = number(width, "width", low=0)
     rgba = _color(color, 4)
     images = images_of(src)
+    # No two pixel centres of an image are h + w apart: a wider stroke covers exactly what
+    # that one does, and the distance passes stay bounded by the image.
+    width = min(width, float(max(im.height + im.width for im in images)))
     reach = int(math.ceil(width)) + 1
     inside = position == "inside"
     shapes = [(im.height, im.width, 4) for im in images]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...image import Image, ImageBatch, images_of
 from ..registry import register_op
-from .._engine.args import Source, check_range, check_src, per_sample, uniform_channels
+from .._engine.args import Source, check_range, check_src, numbers, per_sample, uniform_channels
 from .._engine.batch import prepare_out
 from ._common import _copied, _rgba, _store
 from ._kernels import _launch, _max_pixels, _params
@@ -57,7 +57,8 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
         raise ValueError(f"src has {len(layers)} images and dst {len(dst)}; give one layer per image of a dst batch")
     check_range(opacity, "opacity", 0.0, 1.0)
     n = len(layers)
-    rows = np.stack([per_sample(top, n, "top"), per_sample(left, n, "left"), per_sample(opacity, n, "opacity")], axis=1)
+    rows = np.stack([per_sample(top, n, "top", np.int64), per_sample(left, n, "left", np.int64),
+                     per_sample(opacity, n, "opacity")], axis=1).astype(np.float32)
     out = _copied(dst, out, stream)
     if out.device == "cuda":
         prm = _params(rows, "place", out, stream)
@@ -136,6 +137,26 @@ def paste(
     return _place(dst, src, top, left, 1.0, "paste", out, stream)
 
 
+def _image_list(images: Any, op: str, batch: bool = True) -> list[Image]:
+    """The images ``op`` lays out: an ImageBatch (where ``batch``) or a non-empty list of
+    Images; TypeError/ValueError saying what was given instead."""
+    if isinstance(images, ImageBatch) and batch:
+        items = images_of(images)
+    elif isinstance(images, Image | ImageBatch) or isinstance(images, str | bytes) or not isinstance(images, Sequence):
+        wanted = "an ImageBatch or a list of Images" if batch else "a list of Images"
+        hint = f" (for one image: {op}([image], ...))" if isinstance(images, Image) else ""
+        hint = hint or (" (for a batch: list(batch))" if isinstance(images, ImageBatch) else "")
+        raise TypeError(f"{op} takes {wanted}, got {type(images).__name__}{hint}")
+    else:
+        items = list(images)
+        for i, im in enumerate(items):
+            if not isinstance(im, Image):
+                raise TypeError(f"{op}: images[{i}] must be a gpuimg.Image, got {type(im).__name__}")
+    if not items:
+        raise ValueError(f"{op}: images must hold at least one image")
+    return items
+
+
 @register_op(step=False)
 def grid(
     images: ImageBatch | Sequence[Image],
@@ -156,9 +177,7 @@ def grid(
         >>> grid(b, columns=2, spacing=1).shape
         (5, 5, 3)
     """
-    items = images_of(images) if isinstance(images, ImageBatch) else list(images)
-    if not items:
-        raise ValueError("images must hold at least one image")
+    items = _image_list(images, "grid")
     if not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns={columns!r} must be a positive int")
     if not isinstance(spacing, int) or spacing < 0:
@@ -197,14 +216,13 @@ def collage(
         >>> int(collage([a, a], [(0, 0), (1, 1)], (3, 3)).numpy()[2, 2, 3])
         255
     """
-    items = list(images)
-    if len(items) != len(positions):
-        raise ValueError(f"positions has {len(positions)} entries for {len(items)} images")
-    if not items:
-        raise ValueError("images must hold at least one image")
-    h, w = size
-    canvas = prepare_out(items[0], out, (int(h), int(w), 4))
+    items = _image_list(images, "collage", batch=False)
+    if isinstance(positions, str | bytes) or not isinstance(positions, Sequence) or len(positions) != len(items):
+        raise ValueError(f"positions must hold one (top, left) per image ({len(items)}), got {positions!r}")
+    places = [numbers(p, f"positions[{i}]", 2, integer=True) for i, p in enumerate(positions)]
+    h, w = numbers(size, "size", 2, integer=True, low=1)
+    canvas = prepare_out(items[0], out, (h, w, 4))
     fill(canvas, background, out=canvas, stream=stream)
-    for im, (t, l) in zip(items, positions):
+    for im, (t, l) in zip(items, places):
         _place(canvas, im, t, l, 1.0, "over", canvas, stream)
     return canvas

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...image import Image, images_of
 from ..registry import register_op
-from .._engine.args import Source, check_src, uniform_channels
+from .._engine.args import Source, check_src, number, numbers, uniform_channels
 from .._engine.batch import prepare_out
 from ._common import _color, _copied, _store
 from ._kernels import _launch, _max_pixels, _params
@@ -32,7 +32,7 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
     """
     check_src(dst, "dst", dtypes=["uint8"])
     out = _copied(dst, out, stream)
-    top, left, h, w = region if region is not None else (0, 0, 1 << 30, 1 << 30)
+    top, left, h, w = numbers(region, "region", 4, integer=True) if region is not None else (0, 0, 1 << 30, 1 << 30)
     if h < 0 or w < 0:
         raise ValueError(f"region={region!r} needs a non-negative height and width")
     rgba = _color(color, 4)
@@ -112,8 +112,11 @@ def gradient(
     check_src(dst, "dst", dtypes=["uint8"])
     if kind not in ("linear", "radial"):
         raise ValueError(f"kind={kind!r} is not a gradient kind; use 'linear' or 'radial'")
-    if radius is not None and not radius > 0:
+    angle = number(angle, "angle")
+    if radius is not None and not number(radius, "radius") > 0:
         raise ValueError(f"radius={radius!r} must be positive")
+    if center is not None:
+        center = numbers(center, "center", 2)
     table = _stops(stops)
     out = prepare_out(dst, out)
     images = images_of(out)

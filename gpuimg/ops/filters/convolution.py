@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import register_op
-from .._engine.args import Source, uniform_channels
+from .._engine.args import Source, number, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source
 from .._engine.kernels import border_index, store_numpy
 from .._engine.params import upload
@@ -81,9 +81,7 @@ def sharpen(src: Source, amount: float = 1.0, border: str = "reflect", *, out: S
         >>> int(sharpen(img, 2.0).array[3, 3, 0])
         50
     """
-    if not np.isfinite(amount):
-        raise ValueError(f"amount must be finite, got {amount!r}")
-    return _conv(src, _sharpen_kernel(float(amount))[None], border, 0.0, out, stream)
+    return _conv(src, _sharpen_kernel(number(amount, "amount"))[None], border, 0.0, out, stream)
 
 
 @register_op

@@ -366,8 +366,10 @@ def unsharp_mask(
 ) -> Source:
     """``src + amount * (src - gaussian_blur(src, sigma))`` where the difference >= threshold.
 
-    The same as ``skimage.filters.unsharp_mask(a, radius=sigma, amount=amount,
-    preserve_range=True)`` with ``border="edge"`` and ``radius=round(4 * sigma)``; pixels
+    skimage's definition (``skimage.filters.unsharp_mask(a, radius=sigma, amount=amount,
+    preserve_range=True)``: ``a + amount * (a - gaussian(a, sigma, mode="reflect"))``, scipy's
+    "reflect" being gpuimg's ``border="symmetric"``) with ``radius=round(4 * sigma)``, within
+    1 level (tests/test_filters.py); the default border is "reflect" (OpenCV's). Pixels
     whose difference to the blur is under ``threshold`` stay as they are (Pillow's
     UnsharpMask threshold). Two passes, the second fused with the sharpening.
 

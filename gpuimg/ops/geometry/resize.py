@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import check_choice
 from ...image import Image, ImageBatch
 from ..registry import register_op
-from .._engine.args import Source, per_sample
+from .._engine.args import Source, number, per_sample
 from .._engine.batch import readable_source
 from ._common import _check, _fill, _result, _shapes, _sizes
 from ._plan import Spec, cached_plan, check_method
@@ -106,6 +106,10 @@ def resize_shorter(
     targets = per_sample(size, len(shapes) or 1, "size", np.int64)
     if np.any(targets < 1):
         raise ValueError(f"size must be a positive int (or one per image), got {size!r}")
+    if max_size is not None:
+        max_size = number(max_size, "max_size", integer=True, low=1)
+        if np.any(targets >= max_size):  # torchvision's rule too
+            raise ValueError(f"max_size={max_size} must be greater than size={size!r}")
     sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
     return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out=out, stream=stream)
 
