@@ -20,7 +20,7 @@ from .memory import Buffer, address_of, round_up
 
 __all__ = [
     "CHANNELS", "DTYPES", "SLOT_ALIGNMENT", "TABLE_COLUMNS", "slot_layout", "check_dtype", "check_shape",
-    "KernelTable", "Borrowed", "borrow", "as_xp_array",
+    "KernelTable", "Borrowed", "borrow", "as_xp_array", "channel_first_message",
 ]
 
 CHANNELS = (1, 3, 4)
@@ -129,6 +129,8 @@ def borrow(array: Any, device: str | None = None) -> tuple[Borrowed, int, int, i
     if arr.ndim != 3:
         raise ValueError(f"array must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
     height, width, channels = (int(s) for s in arr.shape)
+    if height in CHANNELS and channels not in CHANNELS:
+        raise ValueError(channel_first_message(tuple(arr.shape)))
     check_shape(height, width, channels)
     dt = check_dtype(arr.dtype)
     isz = dt.itemsize
@@ -147,6 +149,35 @@ def borrow(array: Any, device: str | None = None) -> tuple[Borrowed, int, int, i
     xp = array_module(dev)
     raw = xp.lib.stride_tricks.as_strided(arr, shape=(span // isz,), strides=(isz,)).view(np.uint8)
     return Borrowed(raw, array, dev), height, width, channels, dt, row_stride
+
+
+def channel_first_message(shape: tuple[int, ...]) -> str:
+    """Why a (C, H, W) array cannot be wrapped, and how to pass it channel-last instead.
+
+    Example:
+        >>> print(channel_first_message((3, 320, 480)))
+        array of shape (3, 320, 480) looks channel-first (CHW: 3 channels of 320x480); Image.from_array
+        takes channel-last (H, W) or (H, W, C) arrays. Make the channels the last axis in a contiguous
+        copy: np.ascontiguousarray(a.transpose(1, 2, 0)) for NumPy (cupy.ascontiguousarray for CuPy),
+        t.permute(1, 2, 0).contiguous() for torch; a bare transpose/permute is a strided
+        (channel-planar) view that from_array refuses
+        >>> print(channel_first_message((1, 32, 48)))
+        array of shape (1, 32, 48) looks channel-first (CHW: 1 channel of 32x48); Image.from_array
+        takes channel-last (H, W) or (H, W, C) arrays. Pass the plane a[0] (t[0] for torch): an (H, W)
+        view, no copy
+    """
+    c, h, w = shape
+    head = (
+        f"array of shape {shape} looks channel-first (CHW: {c} channel{'s' if c != 1 else ''} of {h}x{w}); "
+        "Image.from_array takes channel-last (H, W) or (H, W, C) arrays. "
+    )
+    if c == 1:
+        return head + "Pass the plane a[0] (t[0] for torch): an (H, W) view, no copy"
+    return head + (
+        "Make the channels the last axis in a contiguous copy: np.ascontiguousarray(a.transpose(1, 2, 0)) "
+        "for NumPy (cupy.ascontiguousarray for CuPy), t.permute(1, 2, 0).contiguous() for torch; a bare "
+        "transpose/permute is a strided (channel-planar) view that from_array refuses"
+    )
 
 
 def as_xp_array(array: Any) -> tuple[Any, Device]:

@@ -614,6 +614,69 @@ class ImageBatch:
             self.xp.copyto(out.arena, self.arena)
         return out
 
+    # ----------------------------------------------------------------- interop
+    def _stacked_view(self) -> Any:
+        """The slots as one zero-copy (N, H, W, C) strided view of the arena, when their
+        shapes are equal and they lie evenly spaced in it; else TypeError saying why.
+
+        Example:
+            >>> b = ImageBatch.empty([(2, 3)] * 4, device="cpu")
+            >>> v = b._stacked_view(); v.shape, v.strides
+            ((4, 2, 3, 3), (768, 9, 3, 1))
+            >>> ImageBatch.empty([(2, 3), (4, 5)], device="cpu")._stacked_view()
+            Traceback (most recent call last):
+            ...
+            TypeError: an ImageBatch exports through DLPack only as one (N, H, W, C) tensor, ...
+        """
+        if not len(self._rows):
+            raise TypeError("an empty ImageBatch has no (N, H, W, C) shape to export through DLPack")
+        lead = "an ImageBatch exports through DLPack only as one (N, H, W, C) tensor, "
+        instead = (
+            "; export the images one at a time instead ([torch.from_dlpack(img) for img in batch]: each "
+            "Image supports DLPack), or for a uint8 batch of one size gpuimg.to_tensor(batch) makes a "
+            "normalised (N, C, H, W) float tensor (a copy)"
+        )
+        shapes = self.shapes
+        if len(set(shapes)) != 1:
+            shown = shapes if len(shapes) <= 4 else [*shapes[:4], "..."]
+            raise TypeError(
+                f"{lead}but its {len(shapes)} images have different shapes {shown}{instead} once they are "
+                "resized to one size (gpuimg.resize(batch, (height, width)))"
+            )
+        offsets = self._rows[:, 0]
+        h, w, c = shapes[0]
+        pitch = int(self._rows[0, 3])
+        isz = self._dtype.itemsize
+        step = int(offsets[1] - offsets[0]) if len(offsets) > 1 else h * pitch
+        even = bool((offsets[1:] - offsets[:-1] == step).all())
+        if not even or step < h * pitch or step % isz or pitch % isz:
+            # Slots re-shaped one by one can be equal in shape yet unevenly spaced: no one
+            # batch stride reaches them all, so there is no honest strided view to export.
+            raise TypeError(
+                f"{lead}but its images, though all {h}x{w}x{c}, lie unevenly spaced in the arena "
+                f"(byte offsets {offsets[:4].tolist()}{'...' if len(offsets) > 4 else ''}), so no one "
+                f"stride reaches them all{instead} (batch.set_shapes(batch.shapes) lays the slots out "
+                "evenly again but does not keep their pixels)"
+            )
+        strides = (step, pitch, c * isz, isz)
+        return strided_view(self._arena.data, int(offsets[0]), (len(shapes), h, w, c), self._dtype, strides)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        """DLPack export of an equal-shape batch as one zero-copy (N, H, W, C) tensor whose
+        batch stride is the slot spacing (a multiple of ``SLOT_ALIGNMENT``, so rows of
+        images may be followed by padding); a batch of mixed shapes raises TypeError.
+
+        Example:
+            >>> import numpy as np
+            >>> b = ImageBatch.empty([(2, 3)] * 2, device="cpu"); b[1].array[...] = 5
+            >>> t = np.from_dlpack(b); t.shape, int(t[1, 0, 0, 0])
+            ((2, 2, 3, 3), 5)
+        """
+        return self._stacked_view().__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._arena.data.__dlpack_device__()
+
     def _repr_png_(self) -> bytes:
         return encode_png(batch_grid(self))
 
