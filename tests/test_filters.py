@@ -207,24 +207,15 @@ def test_sobel_matches_cv2(device, cat):
     assert _max_diff(got, ref) <= 1
 
 
-def test_unsharp_matches_scipy_definition(device, cat):
-    # skimage.filters.unsharp_mask is exactly this: image + amount * (image - gaussian_filter
-    # (mode="nearest", truncate=4)); scipy is used directly (skimage 0.26 misbehaved under pytest here).
+@pytest.mark.parametrize("border, scipy_mode", [("edge", "nearest"), ("symmetric", "reflect")])
+def test_unsharp_matches_scipy_definition(device, cat, border, scipy_mode):
+    """image + amount * (image - gaussian_filter(truncate=4)), the borders included.
+    skimage.filters.unsharp_mask is this with scipy's mode="reflect" (cba|abcd|dcb), i.e.
+    border="symmetric"; scipy is used directly (skimage 0.26 misbehaved under pytest here)."""
     ndimage = pytest.importorskip("scipy.ndimage")
-    got = filters.unsharp_mask(_image(cat, device), 2.0, 1.5, radius=8, border="edge").numpy()
+    got = filters.unsharp_mask(_image(cat, device), 2.0, 1.5, radius=8, border=border).numpy()
     f = cat.astype(np.float64)
-    blurred = ndimage.gaussian_filter(f, sigma=(2.0, 2.0, 0), mode="nearest", truncate=4.0)
-    ref = np.clip(np.rint(f + 1.5 * (f - blurred)), 0, 255)
-    assert _max_diff(got, ref) <= 1
-
-
-def test_unsharp_with_symmetric_border_is_skimages_definition(device, cat):
-    """skimage.filters.unsharp_mask blurs with scipy's mode="reflect" (cba|abcd|dcb), which
-    is border="symmetric" here; the borders included."""
-    ndimage = pytest.importorskip("scipy.ndimage")
-    got = filters.unsharp_mask(_image(cat, device), 2.0, 1.5, radius=8, border="symmetric").numpy()
-    f = cat.astype(np.float64)
-    blurred = ndimage.gaussian_filter(f, sigma=(2.0, 2.0, 0), mode="reflect", truncate=4.0)
+    blurred = ndimage.gaussian_filter(f, sigma=(2.0, 2.0, 0), mode=scipy_mode, truncate=4.0)
     ref = np.clip(np.rint(f + 1.5 * (f - blurred)), 0, 255)
     assert _max_diff(got, ref) <= 1
 
