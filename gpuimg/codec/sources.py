@@ -85,13 +85,11 @@ class ParsedSource:
         """
         info = self.info
         if not self._checked:
-            problem = checks.jpeg_scan_problem(self.keep) if info.codec == "jpeg" and self.keep is not None else None
-            if problem:
-                raise DecodeError(self.label, problem)
-            if info.codec != "jpeg" and self.keep is not None:
+            if self.keep is not None:
                 # The header nvImageCodec read must describe the data its decoder will see:
                 # lengths inside the file, one value per size tag, the same dimensions.
-                problem = checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height)
+                problem = (checks.jpeg_scan_problem(self.keep) if info.codec == "jpeg"
+                           else checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height))
                 if problem:
                     raise DecodeError(self.label, problem)
             self._checked = True
