@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
+import gpuimg
 from PIL import Image
 
 from gpuimg.codec.checks import jpeg_scan_problem, structure_problem, tiff_associated_alpha, unpremultiply
@@ -317,6 +319,83 @@ def test_jpeg_scan_check_never_raises_on_damage() -> None:
         problem = jpeg_scan_problem(bytes(d[:cut]))
         assert problem is None or isinstance(problem, str)
     assert jpeg_scan_problem(b"") and jpeg_scan_problem(b"\xff\xd8") and jpeg_scan_problem(b"\xff\xd8\xff\xda\x00")
+
+
+def _damaged_jpegs(count: int, seed: int) -> list[bytes]:
+    """Valid JPEGs of every kind and damaged ones (bytes changed, cut, reserved markers)."""
+    rng = np.random.default_rng(seed)
+    kinds = [_jpeg(p, t, r) for p in (False, True) for t in (False, True) for r in (False, True)]
+    out = list(kinds)
+    for k in range(count):
+        d = bytearray(kinds[k % len(kinds)])
+        for _ in range(int(rng.integers(0, 4))):
+            d[int(rng.integers(0, len(d)))] = int(rng.integers(0, 256))
+        if k % 3 == 0:
+            at = int(rng.integers(2, len(d) - 2))
+            d[at : at + 2] = bytes([0xFF, int(rng.integers(1, 0xC0))])
+        cut = len(d) if k % 4 else int(rng.integers(0, len(d) + 1))
+        out.append(bytes(d[:cut]))
+    return out
+
+
+def test_scan_walk_from_the_first_scan_matches_the_whole_check() -> None:
+    """What the GPU check does (markers from the first scan on, found elsewhere, then the
+    same walk) gives the whole check's answer on valid and damaged files."""
+    from gpuimg.codec import checks
+
+    problems = 0
+    for data in _damaged_jpegs(400, seed=8):
+        want = jpeg_scan_problem(data)
+        first = checks._jpeg_first_scan(data)
+        if first >= 0:
+            assert data[first : first + 2] == b"\xff\xda"
+            got = checks._jpeg_scan_walk(data, checks._jpeg_markers(data, first))
+            assert got == want, (first, got, want)
+        problems += want is not None
+    assert 100 < problems < 400  # both outcomes are exercised
+
+
+def test_device_scan_check_matches_the_host_check() -> None:
+    cupy = pytest.importorskip("cupy")
+    from gpuimg.device import cuda_available, device_report
+
+    if not cuda_available():
+        pytest.skip(f"GPU variant: {device_report()}")
+    from gpuimg.codec._scan_gpu import DeviceScanCheck
+
+    datas = _damaged_jpegs(300, seed=9)
+    want = [jpeg_scan_problem(d) for d in datas]
+    stream = cupy.cuda.Stream(non_blocking=True)
+    for cap in (256, 2):  # cap 2: most files overflow the table and are checked on the host
+        check = DeviceScanCheck("cuda", cap=cap)
+        for start in range(0, len(datas), 64):
+            assert check.problems(datas[start : start + 64], stream) == want[start : start + 64]
+        arrays = [np.frombuffer(d, np.uint8) for d in datas[:10]]
+        assert check.problems(arrays, stream) == want[:10]
+    assert check.problems([], stream) == []
+    gpuimg.reset_memory_stats()
+    check.problems(datas[:64], stream)  # a batch no larger than before: nothing allocated
+    assert gpuimg.memory_stats()["allocations"] == 0
+
+
+def test_batch_on_gpu_refuses_corrupt_scans_and_keeps_the_rest() -> None:
+    from gpuimg.device import cuda_available, device_report
+
+    if not cuda_available():
+        pytest.skip(f"GPU variant: {device_report()}")
+    good = _jpeg(size=(96, 64))
+    bad = bytearray(good)
+    at = (good.rfind(b"\xff\xda") + len(good)) // 2
+    bad[at : at + 2] = b"\xff\x05"
+    srcs = [good, bytes(bad), good[:-300], good]
+    for dec_srcs in (srcs, [gpuimg.codec.parse(s, check_scans=False) if k != 2 else s for k, s in enumerate(srcs)]):
+        res = gpuimg.Decoder("cuda").decode_batch(dec_srcs)
+        assert res.indices == [0, 3]
+        assert [e.index for e in res.errors] == [1, 2]
+        assert "reserved marker 0xFF05" in str(res.errors[0].error) and "truncated" in str(res.errors[1].error)
+    with pytest.raises(gpuimg.DecodeError, match="reserved marker"):
+        gpuimg.codec.parse(bytes(bad))
+    assert gpuimg.codec.parse(bytes(bad), check_scans=False).info.codec == "jpeg"
 
 
 # --- corruptions, one kind at a time -----------------------------------------------------

@@ -100,14 +100,44 @@ def jpeg_scan_problem(data: bytes | memoryview | Any) -> str | None:
     """
     buf = byte_view(data)
     raw = buf if isinstance(buf, bytes) else bytes(buf)
-    n = len(raw)
-    # Every 0xFF that starts a marker inside entropy-coded data (not a stuffed 0xFF00, a
-    # fill byte or a restart marker), found once; segments are walked by their lengths,
-    # so bytes inside them (EXIF thumbnails, tables) are never taken for markers.
+    return _jpeg_scan_walk(raw, _jpeg_markers(raw))
+
+
+def _jpeg_markers(raw: bytes, start: int = 0) -> np.ndarray:
+    """Ascending positions (from ``start`` on) of every 0xFF that begins a marker as the
+    entropy-coded data reads it: not a stuffed 0xFF00, a fill byte (0xFFFF) or a restart
+    marker (0xFFD0-D7). The GPU check (:mod:`~gpuimg.codec._scan_gpu`) finds the same set."""
     arr = np.frombuffer(raw, np.uint8)
-    ff = _positions_of_ff(arr[:-1])
+    ff = _positions_of_ff(arr[start:-1]) + start
     follow = arr[ff + 1]
-    ff = ff[(follow != 0) & (follow != 0xFF) & ((follow < 0xD0) | (follow > 0xD7))]
+    return ff[(follow != 0) & (follow != 0xFF) & ((follow < 0xD0) | (follow > 0xD7))]
+
+
+def _jpeg_first_scan(raw: bytes) -> int:
+    """Where the first start-of-scan marker begins, found by walking the segments by
+    their lengths (bytes inside them, such as an EXIF thumbnail, are skipped); -1 when the
+    walk finds no scan (the full check then says why)."""
+    n, pos = len(raw), 2
+    while pos + 3 < n:
+        if raw[pos] != 0xFF:
+            return -1
+        marker = raw[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker == 0xDA:
+            return pos
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD9:
+            return -1
+        else:
+            pos += 2 + ((raw[pos + 2] << 8) | raw[pos + 3])
+    return -1
+
+
+def _jpeg_scan_walk(raw: bytes, markers: np.ndarray) -> str | None:
+    """:func:`jpeg_scan_problem`'s walk, given ``markers`` (:func:`_jpeg_markers`
+    of ``raw``; those before the first scan may be left out): segments are walked by their
+    lengths, scans skipped to the next marker after them."""
+    n = len(raw)
     pos, scans = 2, 0
     while True:
         while pos < n and raw[pos] == 0xFF and pos + 1 < n and raw[pos + 1] == 0xFF:
@@ -127,10 +157,10 @@ def jpeg_scan_problem(data: bytes | memoryview | Any) -> str | None:
             pos = end
             continue
         scans += 1
-        k = int(np.searchsorted(ff, end))
-        if k == len(ff):
+        k = int(np.searchsorted(markers, end))
+        if k == len(markers):
             break  # the data ends inside the scan
-        pos = int(ff[k])
+        pos = int(markers[k])
         code = raw[pos + 1]
         if code < 0xC0:
             return f"the JPEG scan data is corrupt (reserved marker 0xFF{code:02X} at byte {pos:,})"

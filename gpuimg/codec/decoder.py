@@ -6,9 +6,9 @@ the decoded shape (growing its buffer only when it is too small) and lets nvImag
 decode INTO that memory, a whole batch in one call.
 
 Formats (nvImageCodec 0.9, :mod:`gpuimg.codec.formats`): on the GPU, JPEG (nvJPEG's
-hybrid decoder; the hardware one on request) and JPEG 2000 (nvJPEG2000) run on the
-device; PNG, WebP, BMP, PNM and TIFF run on the CPU (in the isolated child) and land in
-device memory. Without a
+hybrid decoder; the hardware one on request) runs on the device; PNG, WebP, BMP, PNM,
+TIFF and JPEG 2000 run on the CPU (in the isolated child, which contains their crashes
+and hangs) and land in device memory. Without a
 GPU every codec runs on nvImageCodec's CPU backends. GIF, HEIC/HEIF, AVIF, JPEG XL, ICO,
 PSD and anything else raise :class:`~gpuimg.UnsupportedFormatError`.
 
@@ -283,6 +283,7 @@ class Decoder:
         self._cpu_decoder: Any = None  # CPU codecs in this process where the child cannot serve (see _decode_here)
         self.check_written = bool(check_written)
         self._canary: Any = None
+        self._scans: Any = None  # the batched JPEG scan check on the device (decode_batch on a GPU)
         if self.device == "cuda" and self.check_written:
             from ._canary import Canary
 
@@ -400,16 +401,19 @@ class Decoder:
         mode, depth, region = self._check_call(out, ImageBatch, mode, depth, region)
         errors: list[BatchError] = []
         good: list[tuple[int, ParsedSource, _Plan]] = []
+        on_device = self.device == "cuda"  # JPEG scans checked below, on the GPU, for the whole batch
         for index, src in enumerate(srcs):
             try:
                 loaded = sources._load(src)
-                plan = self._plan_item(loaded, mode, depth, apply_exif, region)
+                plan = self._plan_item(loaded, mode, depth, apply_exif, region, scans=not on_device)
                 if good and plan.dtype != good[0][2].dtype:
                     raise DecodeError(loaded.label, f"it is {plan.dtype.name} but this batch holds {good[0][2].dtype.name}")
             except (GpuImgError, OSError) as exc:
                 errors.append(BatchError(index, src, _as_item_error(src, exc)))
                 continue
             good.append((index, loaded, plan))
+        if on_device:
+            good = self._check_scans(srcs, good, errors, stream)
         batch = self._layout(out, [p for _, _, p in good])
         failed = self._run(
             [s for _, s, _ in good], [p for _, _, p in good], list(batch), [batch] * len(good), mode, depth, region, stream
@@ -433,9 +437,35 @@ class Decoder:
             raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
         return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
 
-    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any) -> _Plan:
+    def _check_scans(
+        self, srcs: Sequence[Any], good: list[tuple[int, ParsedSource, _Plan]], errors: list[BatchError], stream: Any
+    ) -> list[tuple[int, ParsedSource, _Plan]]:
+        """The JPEG scan check, on the GPU, of the items of ``good`` not yet checked; those
+        that fail move to ``errors`` (kept in input order)."""
+        todo = [k for k, (_, s, _) in enumerate(good) if not s._checked]
+        if not todo:
+            return good
+        if self._scans is None:
+            from ._scan_gpu import DeviceScanCheck
+
+            self._scans = DeviceScanCheck(self.device)
+        problems = self._scans.problems([good[k][1].keep for k in todo], get_stream(stream))
+        bad = set()
+        for k, problem in zip(todo, problems):
+            index, loaded, _ = good[k]
+            try:
+                loaded._scans_checked(problem)
+            except DecodeError as exc:
+                errors.append(BatchError(index, srcs[index], exc))
+                bad.add(k)
+        if not bad:
+            return good
+        errors.sort(key=lambda e: e.index)
+        return [g for k, g in enumerate(good) if k not in bad]
+
+    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any, scans: bool = True) -> _Plan:
         exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
-        info = loaded._checked_info()  # parsed and checked once per source (parse() may have done it)
+        info = loaded._checked_info(scans)  # parsed and checked once per source (parse() may have done it)
         # Photos of a dataset share few header layouts: reuse their plans (planning is per-image host time).
         key = (info, mode, depth, exif, region)
         plan = self._plans.get(key)

@@ -43,9 +43,11 @@ class Format:
     messages name it ("JPEG 2000"). ``encode_options``: the keyword options the encoder
     takes for it besides ``quality``. ``gpu_decode``: gpuimg decodes it with nvImageCodec's GPU
     decoder (the others decode on the CPU, which gpuimg runs in an isolated child
-    process). TIFF is not: nvTIFF, fed corrupt strips, was seen leaving a few bytes of
-    the target unwritten (too few for the written-check canary to see) and hanging in
-    this process, where libtiff in the child fails cleanly (BENCHMARKS.md).
+    process). Only JPEG is. TIFF is not: nvTIFF, fed corrupt strips, was seen leaving a
+    few bytes of the target unwritten (too few for the written-check canary to see) and
+    hanging in this process, where libtiff in the child fails cleanly. JPEG 2000 is not:
+    nvJPEG2000 hung in this process on files with a changed subsampling or coding-style
+    field, which the child's time limit contains (BENCHMARKS.md).
 
     Example:
         >>> fmt = lookup("png")
@@ -90,7 +92,7 @@ FORMATS: tuple[Format, ...] = (
     Format("webp", ".webp", ("webp",), True, (3, 4), ("uint8",), (b"RIFF",), "WebP", ("lossless",)),
     Format("tiff", ".tif", ("tiff", "tif"), False, (1, 3, 4), ("uint8", "uint16"), (b"II*\x00", b"MM\x00*"), "TIFF"),
     Format("jpeg2k", ".jp2", ("jpeg2k", "jpeg2000", "jp2", "j2k", "j2c", "jpx"), True, (1, 3, 4), ("uint8", "uint16"),
-           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr"), gpu_decode=True),
+           (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"), "JPEG 2000", ("lossless", "psnr")),
     Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",), "BMP"),
     Format("pnm", ".pnm", ("pnm", "ppm", "pgm", "pbm"), False, (1, 3), ("uint8", "uint16"),
            (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"), "PNM"),

@@ -13,7 +13,7 @@ hangs, it is restarted and the batch is bisected until the poison file is alone:
 item fails with a :class:`~gpuimg.DecodeError` saying what happened, and every other item
 is decoded.
 
-What it costs: the GPU decoders (JPEG, JPEG 2000, TIFF on a GPU) run in the caller's
+What it costs: the GPU JPEG decoder runs in the caller's
 process as before; only the CPU codecs pay one extra copy of their pixels and a round
 trip per batch (figures in BENCHMARKS.md). Children are kept in a pool and reused; the
 first call starts one. Linux only (shared memory by ``memfd``); elsewhere, or with

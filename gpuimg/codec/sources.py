@@ -61,7 +61,7 @@ class ParsedSource:
         self.orientation = orientation  # EXIF orientation; 1 when unknown (CodeStream sources)
         self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
         self._info: ImageInfo | None = None  # parsed on first use, then kept
-        self._checked = False  # the JPEG truncation check passed
+        self._checked = False  # the checks of _checked_info passed
 
     @property
     def label(self) -> str:
@@ -76,24 +76,36 @@ class ParsedSource:
             self._info = _info_of(self)
         return self._info
 
-    def _checked_info(self) -> ImageInfo:
-        """:attr:`info`, after the check that a JPEG is not truncated (done once).
+    def _checked_info(self, scans: bool = True) -> ImageInfo:
+        """:attr:`info`, after the checks of the data against it (done once).
 
         A JPEG's scans are checked (:func:`~gpuimg.codec.checks.jpeg_scan_problem`: a
         truncated or corrupt scan decodes "successfully" with filled-in pixels), other
         formats' structure against the size nvImageCodec read, on every device.
+        ``scans=False`` leaves a JPEG's scan check to the caller (a GPU Decoder checks a
+        batch's scans on the device, then calls :meth:`_scans_checked`).
         """
         info = self.info
         if not self._checked:
-            if self.keep is not None:
+            if self.keep is None:
+                self._checked = True
+            elif info.codec == "jpeg":
+                if scans:
+                    self._scans_checked(checks.jpeg_scan_problem(self.keep))
+            else:
                 # The header nvImageCodec read must describe the data its decoder will see:
                 # lengths inside the file, one value per size tag, the same dimensions.
-                problem = (checks.jpeg_scan_problem(self.keep) if info.codec == "jpeg"
-                           else checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height))
+                problem = checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height)
                 if problem:
                     raise DecodeError(self.label, problem)
-            self._checked = True
+                self._checked = True
         return info
+
+    def _scans_checked(self, problem: str | None) -> None:
+        """Record a JPEG scan check's outcome: DecodeError naming the source for a problem."""
+        if problem:
+            raise DecodeError(self.label, problem)
+        self._checked = True
 
     def __repr__(self) -> str:
         return f"ParsedSource({self.label!r}, {self._info!r})"
@@ -165,7 +177,7 @@ def _load(src: Any) -> ParsedSource:
     return ParsedSource(src, stream, exif.orientation(data), data)
 
 
-def parse(src: Any) -> ParsedSource:
+def parse(src: Any, *, check_scans: bool = True) -> ParsedSource:
     """Read ``src`` and parse its header once, for a later decode that does not redo it.
 
     ``src``: a path, bytes/bytearray/memoryview, a NumPy uint8 array of the encoded file
@@ -173,7 +185,10 @@ def parse(src: Any) -> ParsedSource:
     ``info`` holds the header facts; hand the result to :meth:`Decoder.decode`,
     :meth:`Decoder.decode_batch`, :func:`read` or :func:`read_batch`. No pixels are
     decoded and the pixel limit (a Decoder setting) is checked at decode time, but a
-    JPEG without its end-of-image marker is refused here, as a decode would refuse it.
+    JPEG without its end-of-image marker (or with a corrupt scan) is refused here, as a
+    decode would refuse it. ``check_scans=False`` leaves that JPEG scan check to the
+    decode, where a GPU Decoder runs it for the whole batch on the device (what a reader
+    thread feeding a GPU decode wants: the host pass over every byte is its costliest work).
 
     Raises FileNotFoundError (or another OSError) for a file that cannot be read,
     TypeError for an object that is not a source, :class:`~gpuimg.UnsupportedFormatError`
@@ -191,7 +206,7 @@ def parse(src: Any) -> ParsedSource:
         True
     """
     loaded = _load(src)
-    loaded._checked_info()
+    loaded._checked_info(scans=bool(check_scans))
     return loaded
 
 

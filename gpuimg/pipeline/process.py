@@ -218,7 +218,8 @@ def start(run: Run, jobs: list[Job], sink: Any, pool: codecs.CodecPool, steps: l
     # The sink's rule (what each output image is); a sink without one (tensors) takes RGB.
     decode = DecodeStage(run, pool, to_decode, to_process, decode_worker, getattr(sink, "rule", None))
     process = ProcessStage(run, pool, steps, to_process, decode, sink)
-    batcher = Batcher(run, jobs, to_decode, readers, batch_size, max_bytes)
+    # On a GPU the decode checks each batch's JPEG scans on the device (the readers' costliest work otherwise).
+    batcher = Batcher(run, jobs, to_decode, readers, batch_size, max_bytes, check_scans=pool.device != "cuda")
     return [
         start_thread("batch", batcher, run.fail_fatal),
         *decode.start(),

@@ -49,17 +49,19 @@ class ItemError(Exception):
         self.stage, self.error = stage, error
 
 
-def read_item(job: Job) -> Item:
+def read_item(job: Job, check_scans: bool = True) -> Item:
     """Reader-thread work: the file's bytes, parsed once (:func:`gpuimg.codec.parse`) for
-    both the decoded shape and the decode itself; ItemError (with its stage) otherwise."""
+    both the decoded shape and the decode itself; ItemError (with its stage) otherwise.
+    ``check_scans=False`` (a GPU run) leaves the JPEG scan check to the batched check the
+    GPU decode runs on the device."""
     try:
         data = job.src.read_bytes()
     except OSError as exc:
         raise ItemError("read", exc) from None
     if not data:
         raise ItemError("read", ValueError("empty file (0 bytes)"))
-    try:  # header parsed once, truncation checked
-        source = parse(data)
+    try:  # header parsed once, structure (and, unless left to the GPU, JPEG scans) checked
+        source = parse(data, check_scans=check_scans)
     except Exception as exc:  # not an image, unsupported format, bad header, truncated JPEG
         raise ItemError("decode", exc) from None
     info = source.info
@@ -71,8 +73,10 @@ def read_item(job: Job) -> Item:
 class Batcher:
     """Reads files ahead with a thread pool and emits batches bounded in count and bytes."""
 
-    def __init__(self, run: Run, jobs: list[Job], out: StageQueue, readers: int, batch_size: int, max_bytes: int):
+    def __init__(self, run: Run, jobs: list[Job], out: StageQueue, readers: int, batch_size: int, max_bytes: int,
+                 check_scans: bool = True):
         self.run, self.jobs, self.out = run, jobs, out
+        self.check_scans = check_scans
         self.readers, self.batch_size, self.max_bytes = readers, batch_size, max_bytes
 
     def __call__(self) -> None:
@@ -105,6 +109,6 @@ class Batcher:
 
     def _timed_read(self, job: Job) -> Item:
         with self.run.timer("read"):
-            return read_item(job)
+            return read_item(job, self.check_scans)
 
 
