@@ -36,6 +36,12 @@ from .pipeline.steps import MODES, OutputRule
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILURES", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_CODES_HELP = """exit codes:
+  0    every item succeeded (or there was nothing to do)
+  1    some items failed (the report lists them; the others were written)
+  2    usage error (bad flags, unknown op, missing input, DST inside SRC without --in-place)
+  130  interrupted by Ctrl-C (finished outputs kept, summary printed, report written)
+  143  stopped by SIGTERM (as Ctrl-C)"""
 # --format takes every spelling of an output format, any case (files.output_format, from
 # gpuimg.codec.formats); the help shows one per format, the first that is also a file
 # extension (jpeg, ..., jp2, bmp).
@@ -186,24 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["process", "in", "out", "--gray"]).steps
         [('to_gray', {})]
     """
-    parser = argparse.ArgumentParser(prog="gpuimg", description="Decode, process and encode images on the GPU.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gpuimg", description="Decode, process and encode images on the GPU.", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gpuimg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_process(sub)
     info = sub.add_parser("info", help="format, size, channels and EXIF orientation of image files")
-    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("files", nargs="+", metavar="FILE", help="image files, or folders (their images, recursively)")
     info.add_argument("--json", action="store_true", help="one JSON object per line")
     bench = sub.add_parser("bench", help="short self-benchmark on generated images (images/s)")
-    bench.add_argument("--count", type=_positive_int, default=256, help="images to generate (default 256)")
-    bench.add_argument("--size", type=_size, default=(1080, 1920), metavar="HxW", help="image size (default 1080x1920)")
+    bench.add_argument("--count", type=_positive_int, default=None, help="images to generate (default 256; 32 with --quick)")
+    bench.add_argument("--size", type=_size, default=None, metavar="HxW",
+                       help="image size (default 1080x1920; 480x640 with --quick)")
+    bench.add_argument("--quick", action="store_true", help="a few small images: a check that runs in seconds, on the CPU too")
     bench.add_argument("--batch-size", type=_positive_int, default=64)
     bench.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def _add_process(sub: Any) -> None:
     p = sub.add_parser(
         "process",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         help="process a folder (or list) of images into an output folder",
         description="Ops are applied in the order their flags are given. With no op flag the "
         "images are re-encoded (JPEG quality 90 unless --format/--quality say otherwise).",
@@ -241,7 +257,7 @@ def _add_process(sub: Any) -> None:
     run.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     run.add_argument("--resume", action="store_true", help="skip outputs newer than their input")
     run.add_argument("--dry-run", action="store_true", help="list what would be written; process nothing")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)")
     p.set_defaults(steps=[])
 
 
@@ -282,14 +298,18 @@ def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) 
     from .errors import DeviceUnavailableError
     from .pipeline import Pipeline
 
+    from .device import resolve_device
+
     try:
-        return Pipeline(steps, device=device)
+        return Pipeline(steps, device=resolve_device(device, _source="--device") if device is not None else None)
     except (ValueError, TypeError, DeviceUnavailableError) as exc:
         raise UsageError(str(exc)) from None
 
 
 def _progress_bar(total: int, enabled: bool) -> tuple[Any, Callable[[int, int], None] | None]:
-    if not enabled or total == 0:
+    """A tqdm bar on stderr, only when it is a terminal (a log file gets no bar lines)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not enabled or total == 0 or not (isatty and isatty()):
         return None, None
     from tqdm import tqdm
 
@@ -375,6 +395,10 @@ def cmd_process(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     pipeline = _make_pipeline(_steps_of(args), args.device)
     jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
+    if not jobs:
+        filters = " matching --include/--exclude" if args.include or args.exclude else ""
+        print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)
+        return EXIT_OK
     _check_paths(args, jobs)
     if args.dry_run:
         return _dry_run(pipeline, jobs)
@@ -389,7 +413,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _say(str(summary))
+    _say(f"{summary}; on {_device_line(pipeline.device)}")
     for failure in summary.failures[:10]:
         _say(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
     if summary.failed:
@@ -418,7 +442,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .codec import info
 
     status = EXIT_OK
-    for name in args.files:
+    for name in _info_inputs(args.files):
         try:
             meta = _info_dict(info(name))
         except Exception as exc:  # per file: report and go on, like `process`
@@ -426,10 +450,27 @@ def cmd_info(args: argparse.Namespace) -> int:
             status = EXIT_FAILURES
             continue
         if args.json:
-            print(json.dumps({"file": name, **meta}))
+            _say(json.dumps({"file": name, **meta}))
         else:
-            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
+            _say(f"{name}: " + ", ".join(f"{k} {v}" for k, v in meta.items()))
     return status
+
+
+def _info_inputs(names: Sequence[str]) -> list[str]:
+    """The files ``info`` reads: each name, a folder replaced by its image files (the
+    suffixes ``process`` takes, recursively, in sorted order)."""
+    from .pipeline.files import discover
+
+    out: list[str] = []
+    for name in names:
+        if os.path.isdir(name):
+            found = [str(p) for p in discover(name)[0]]
+            if not found:
+                print(f"{name}: no image files in this folder", file=sys.stderr)
+            out += found
+        else:
+            out.append(name)
+    return out
 
 
 def _info_dict(meta: Any) -> dict[str, Any]:
@@ -443,40 +484,60 @@ def _info_dict(meta: Any) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Generate ``count`` JPEGs from the built-in test photo, then time a typical run."""
+    """Generate ``count`` JPEGs (gpuimg's own encoder, from a synthetic photo-like image),
+    then time a typical run: decode -> resize_shorter 512 -> center_crop 512 -> JPEG q90."""
     from .pipeline import Pipeline
 
+    count = args.count if args.count is not None else (32 if args.quick else 256)
+    size = args.size if args.size is not None else ((480, 640) if args.quick else (1080, 1920))
     pipeline = _make_pipeline([("resize_shorter", {"size": 512}), ("center_crop", {"size": (512, 512)})], args.device)
+    print(f"gpuimg bench on {_device_line(pipeline.device)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gpuimg-bench-") as tmp:
         src, dst = Path(tmp) / "in", Path(tmp) / "out"
         t0 = time.perf_counter()
-        _generate_images(src, args.count, args.size)
-        print(f"generated {args.count} JPEGs of {args.size[1]}x{args.size[0]} in {time.perf_counter() - t0:.1f} s")
-        Pipeline([], device=pipeline.device).run(src, dst, batch_size=args.batch_size, report=Path(tmp) / "warm.json")
-        summary = pipeline.run(src, dst, batch_size=args.batch_size, report=Path(tmp) / "report.json")
+        _generate_images(src, count, size)
+        print(f"generated {count} JPEGs of {size[1]}x{size[0]} in {time.perf_counter() - t0:.1f} s", flush=True)
+        warm = min(count, args.batch_size)  # a first batch: kernels compiled, decoder and buffers made
+        Pipeline([], device=pipeline.device).run(sorted(src.iterdir())[:warm], dst, batch_size=args.batch_size,
+                                                 report=Path(tmp) / "warm.json")
+        bar, progress = _progress_bar(count, not args.no_progress)
+        try:
+            summary = pipeline.run(src, dst, batch_size=args.batch_size, report=Path(tmp) / "report.json", progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
     print(f"decode -> resize_shorter 512 -> center_crop 512 -> JPEG q90 on {pipeline.device}: {summary}")
     busy = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(summary.stage_seconds.items()))
     print(f"stage busy time (threads summed): {busy}")
     return EXIT_OK if not summary.failed else EXIT_FAILURES
 
 
+def _device_line(device: str) -> str:
+    """``device`` and, on the CPU, why not the GPU (gpuimg.device.device_report)."""
+    from .device import device_report
+
+    report = device_report()
+    return report if report.startswith(device) else f"{device} (asked for)"
+
+
 def _generate_images(folder: Path, count: int, size: tuple[int, int]) -> None:
-    """``count`` JPEGs: a synthetic photo-like gradient with noise, varied per file."""
+    """``count`` JPEGs: a synthetic photo-like gradient with noise, four variants encoded
+    once each with gpuimg's encoder (on the CPU: no GPU needed), copied to fill the count."""
     import numpy as np
-    from PIL import Image as PILImage
+
+    from .codec import Encoder
+    from .image import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     height, width = size
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:height, :width]
     base = np.stack([xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), (xx + yy) % 256], -1).astype(np.uint8)
-    variants = [np.clip(base.astype(np.int16) + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    encoder = Encoder("cpu")
     encoded = []
-    for v in variants:
-        path = folder / "tmp.jpg"
-        PILImage.fromarray(v).save(path, quality=90)
-        encoded.append(path.read_bytes())
-    (folder / "tmp.jpg").unlink()
+    for _ in range(4):
+        v = np.clip(base.astype(np.int16) + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
+        encoded.append(bytes(encoder.encode(Image.from_array(v, device="cpu"), "jpeg", quality=90)))
     for i in range(count):
         (folder / f"img{i:05d}.jpg").write_bytes(encoded[i % len(encoded)])
 

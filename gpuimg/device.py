@@ -52,10 +52,60 @@ def _cuda_probe() -> tuple[bool, str]:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
-        return False, f"the CUDA driver reports no usable device ({exc})"
+        try:
+            runtime = int(cupy.cuda.runtime.runtimeGetVersion())
+        except Exception:  # noqa: BLE001 - only used to explain the failure
+            runtime = None
+        return False, no_gpu_reason(str(exc), _driver_cuda_version(), runtime)
     if count < 1:
-        return False, "no CUDA device is present"
+        return False, "no CUDA device is present (the NVIDIA driver is loaded but lists no GPU)"
     return True, ""
+
+
+def _driver_cuda_version() -> int | None:
+    """The CUDA version the installed NVIDIA driver supports (e.g. 12040), 0 when the
+    driver library loads but does not say, None when there is no driver library at all."""
+    import ctypes
+    import sys
+
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    try:
+        if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    return int(version.value)
+
+
+def _cuda_text(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def no_gpu_reason(error: str, driver: int | None, runtime: int | None) -> str:
+    """Why no GPU can be used, in words a user can act on, from the CUDA error text, the
+    driver's CUDA version (None: no NVIDIA driver installed) and the runtime's.
+
+    Example:
+        >>> no_gpu_reason("cudaErrorInsufficientDriver: ...", None, 13000)
+        'no NVIDIA driver is installed (the CUDA driver library cannot be loaded)'
+        >>> no_gpu_reason("cudaErrorInsufficientDriver: ...", 12020, 13000)
+        'the NVIDIA driver supports CUDA up to 12.2 but the CUDA packages installed need 13.0: update the driver, or install the CUDA 12 packages (see the README)'
+    """
+    if driver is None:
+        return "no NVIDIA driver is installed (the CUDA driver library cannot be loaded)"
+    if runtime and driver and driver < runtime:
+        return (
+            f"the NVIDIA driver supports CUDA up to {_cuda_text(driver)} but the CUDA packages installed need "
+            f"{_cuda_text(runtime)}: update the driver, or install the CUDA {driver // 1000} packages (see the README)"
+        )
+    if "NoDevice" in error or "no CUDA-capable device" in error:
+        return "no CUDA device is present (the NVIDIA driver is loaded but lists no GPU)"
+    return f"the CUDA driver reports no usable device ({error})"
 
 
 def cuda_available() -> bool:
@@ -119,10 +169,9 @@ def resolve_device(device: str | None = None, *, _source: str = "device") -> Dev
     if name == "cuda":
         usable, reason = _cuda_probe()
         if not usable:
-            raise DeviceUnavailableError(
-                f"{_source}={device!r} asks for a GPU but none can be used: {reason}. "
-                "Use device='cpu' (or GPUIMG_DEVICE=cpu) for the NumPy fallback."
-            )
+            fallback = "--device cpu" if _source.startswith("--") else "device='cpu' (or GPUIMG_DEVICE=cpu)"
+            asked = f"{_source} {device}" if _source.startswith("--") else f"{_source}={device!r}"
+            raise DeviceUnavailableError(f"{asked} asks for a GPU but none can be used: {reason}. Use {fallback} for the CPU path.")
     return name  # type: ignore[return-value]
 
 

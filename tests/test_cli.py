@@ -74,7 +74,9 @@ def test_process_with_ops_png_and_resume(small: Path, tmp_path: Path, capsys: py
     assert "processed 0, skipped 3" in capsys.readouterr().out
 
 
-def test_process_failures_exit_1_with_report(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_process_failures_exit_1_with_report(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal: the bar is drawn
     (small / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (small / "empty.png").write_bytes(b"")
     out = tmp_path / "out"
@@ -208,3 +210,104 @@ def test_format_aliases_and_fill_through_pipeline_json(small: Path, tmp_path: Pa
                      "--no-progress"]) == cli.EXIT_OK
     with PILImage.open(out / "chelsea.tif") as im:
         assert im.format == "TIFF" and np.asarray(im.convert("RGB"))[0, 0].tolist() == [255, 0, 0]
+
+
+# --- first-hour gaps (issue 18) -------------------------------------------------------------
+
+
+def _run_cli(*argv: str, cwd: Path = ROOT, pipe_to_head: bool = False) -> subprocess.CompletedProcess:
+    from conftest import checkout_pythonpath
+
+    env = {**__import__("os").environ, "PYTHONPATH": checkout_pythonpath()}
+    cmd = [sys.executable, "-m", "gpuimg.cli", *argv]
+    if pipe_to_head:
+        producer = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert producer.stdout is not None
+        producer.stdout.readline()
+        producer.stdout.close()  # what `| head -1` does: the reader goes away
+        _, err = producer.communicate(timeout=120)
+        return subprocess.CompletedProcess(cmd, producer.returncode, "", err.decode())
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_version_flag(capsys: pytest.CaptureFixture) -> None:
+    import gpuimg
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gpuimg {gpuimg.__version__}"
+
+
+def test_help_lists_exit_codes(capsys: pytest.CaptureFixture) -> None:
+    for argv in (["--help"], ["process", "--help"]):
+        assert cli.main(argv) == 0
+        text = capsys.readouterr().out
+        assert "exit codes:" in text and "143" in text and "130" in text
+
+
+def test_info_on_a_folder_lists_its_images(tmp_path: Path, small: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["info", str(small)]) == cli.EXIT_OK
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert [Path(n).name for n in names] == ["chelsea.png", "coffee.jpg", "again.png"]
+    (tmp_path / "none").mkdir()
+    assert cli.main(["info", str(tmp_path / "none")]) == cli.EXIT_OK
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_empty_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "in").mkdir()
+    assert cli.main(["process", str(tmp_path / "in"), str(tmp_path / "out"), "--device", "cpu"]) == cli.EXIT_OK
+    assert "nothing to do: no input images" in capsys.readouterr().err
+    (tmp_path / "in" / "a.jpg").write_bytes((ASSETS / "coffee.jpg").read_bytes())
+    assert cli.main(["process", str(tmp_path / "in"), str(tmp_path / "out"), "--include", "*.png", "--device", "cpu"]) == 0
+    assert "matching --include/--exclude" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_into_a_closed_pipe_is_quiet(small: Path, tmp_path: Path) -> None:
+    for argv in (("process", str(small), str(tmp_path / "o"), "--dry-run", "--device", "cpu"), ("info", str(ASSETS))):
+        result = _run_cli(*argv, pipe_to_head=True)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_device_cuda_without_gpu_names_the_flag(small: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import gpuimg
+
+    if gpuimg.cuda_available():
+        pytest.skip("a GPU is usable here: --device cuda works")
+    assert cli.main(["process", str(small), str(tmp_path / "o"), "--device", "cuda"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--device cuda asks for a GPU" in err and "Use --device cpu" in err and "device='cpu'" not in err
+
+
+def test_summary_names_the_device(small: Path, tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["process", str(small), str(tmp_path / "o"), "--device", device]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"; on {device}" in out
+    if device == "cpu":
+        from gpuimg.device import device_report
+
+        assert device_report() in out or "(asked for)" in out
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(small: Path, tmp_path: Path) -> None:
+    result = _run_cli("process", str(small), str(tmp_path / "o"), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "img/s" not in result.stderr and "\r" not in result.stderr  # tqdm's bar lines
+
+
+def test_bench_quick_on_a_plain_install(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gpuimg bench --quick` needs nothing beyond gpuimg's dependencies (no Pillow)."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pillow(name: str, *args, **kwargs):
+        if name == "PIL" or name.startswith("PIL."):
+            raise ModuleNotFoundError("No module named 'PIL'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pillow)
+    assert cli.main(["bench", "--quick", "--count", "8", "--device", "cpu", "--no-progress"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "gpuimg bench on cpu" in out and "generated 8 JPEGs of 640x480" in out and "images/s" in out

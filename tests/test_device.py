@@ -66,3 +66,23 @@ def test_import_gpuimg_is_light_and_every_exported_name_resolves():
         "assert not missing, missing\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "GPUIMG_DEVICE": "cpu"})
+
+
+def test_no_gpu_reasons_say_what_to_do():
+    from gpuimg.device import no_gpu_reason
+
+    err = "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+    assert "no NVIDIA driver is installed" in no_gpu_reason(err, None, 13000)
+    old = no_gpu_reason(err, 12040, 13000)
+    assert "supports CUDA up to 12.4" in old and "need 13.0" in old and "update the driver" in old
+    assert "no CUDA device is present" in no_gpu_reason("cudaErrorNoDevice: no CUDA-capable device is detected", 13000, 13000)
+    assert "(weird)" in no_gpu_reason("weird", 13000, 13000)
+
+
+def test_device_report_on_this_machine_is_truthful():
+    from gpuimg.device import _driver_cuda_version, device_report
+
+    report = device_report()
+    if not gpuimg.cuda_available() and _driver_cuda_version() is None:
+        assert "no NVIDIA driver is installed" in report
+        assert "insufficient" not in report
