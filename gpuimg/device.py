@@ -128,7 +128,23 @@ def default_device() -> Device:
     env = os.environ.get("GPUIMG_DEVICE", "").strip().lower()
     if env:
         return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
-    return "cuda" if cuda_available() else "cpu"
+    chosen: Device = "cuda" if cuda_available() else "cpu"
+    _say_device_once(chosen)
+    return chosen
+
+
+@functools.lru_cache(maxsize=1)
+def _say_device_once(chosen: str) -> None:
+    """The one log line per process saying which device gpuimg chose by itself: INFO for
+    the GPU, WARNING (shown by default) for the CPU fallback, with the reason."""
+    import logging
+
+    log = logging.getLogger("gpuimg")
+    if chosen == "cuda":
+        log.info("gpuimg runs on the GPU")
+    else:
+        log.warning("gpuimg runs on the CPU: no GPU can be used (%s); pass device='cpu' or set GPUIMG_DEVICE=cpu "
+                    "to choose the CPU and silence this", _cuda_probe()[1])
 
 
 def device_report() -> str:

@@ -86,3 +86,21 @@ def test_device_report_on_this_machine_is_truthful():
     if not gpuimg.cuda_available() and _driver_cuda_version() is None:
         assert "no NVIDIA driver is installed" in report
         assert "insufficient" not in report
+
+
+def test_the_chosen_device_is_logged_once(caplog, monkeypatch):
+    import logging
+
+    from gpuimg import device as dev
+
+    monkeypatch.delenv("GPUIMG_DEVICE", raising=False)
+    dev._say_device_once.cache_clear()
+    with caplog.at_level(logging.INFO, logger="gpuimg"):
+        first = dev.default_device()
+        dev.default_device()
+    lines = [r for r in caplog.records if r.name == "gpuimg"]
+    assert len(lines) == 1
+    if first == "cpu":
+        assert lines[0].levelno == logging.WARNING and dev._cuda_probe()[1] in lines[0].getMessage()
+    else:
+        assert "GPU" in lines[0].getMessage()
