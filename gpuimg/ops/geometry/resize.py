@@ -13,16 +13,16 @@ from ..registry import register_op
 from .._engine.args import Source, number, per_sample
 from .._engine.batch import readable_source
 from ._common import _check, _fill, _result, _shapes, _sizes
-from ._plan import Spec, cached_plan, check_method
+from ._plan import ALPHA_MODES, Spec, cached_plan, check_alpha, check_method, premultiplies
 from .resample import resample
 
-__all__ = ["resize", "resize_shorter", "fit", "FIT_MODES"]
+__all__ = ["resize", "resize_shorter", "fit", "FIT_MODES", "ALPHA_MODES"]
 
 
 # ============================================================================ resize family
 def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callable[[], tuple[list, list]],
                   shapes: list[tuple[int, int, int]], sizes: list[tuple[int, int]], channels: int, method: str,
-                  antialias: bool, background: Any, stream: Any) -> Source:
+                  antialias: bool, background: Any, stream: Any, alpha: str) -> Source:
     """Resample ``src`` (checked: ``shapes``, ``channels``) into ``sizes``.
 
     ``geometry_fn`` gives (source boxes, destination rects) on a plan-cache miss only.
@@ -32,7 +32,8 @@ def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callab
         boxes, rects = geometry_fn()
         return [Spec(tuple(map(float, b)), s, r) for b, s, r in zip(boxes, sizes, rects)]
 
-    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs)
+    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs,
+                       premultiplies(alpha, method, channels))
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, shapes)])
     # Same size in place: the GPU reads a workspace copy (the CPU path computes, then writes).
     base = readable_source(src, out, stream).base if out is src and src.device == "cuda" else None
@@ -45,7 +46,8 @@ def resize(
     size: tuple[int, int] | Sequence[tuple[int, int]],
     method: str = "bilinear",
     antialias: bool = True,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize to ``size`` = (height, width) (or one size per image of a batch).
@@ -63,6 +65,7 @@ def resize(
         (240, 320, 3)
     """
     check_method(method)
+    check_alpha(alpha)
     channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
@@ -70,7 +73,8 @@ def resize(
     def geometry_fn() -> tuple[list, list]:
         return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
 
-    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream)
+    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream,
+                         alpha)
 
 
 def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int, int]:
@@ -89,7 +93,8 @@ def resize_shorter(
     method: str = "bilinear",
     antialias: bool = True,
     max_size: int | None = None,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize keeping the aspect ratio so the shorter side is ``size`` (torchvision's rule).
@@ -111,7 +116,8 @@ def resize_shorter(
         if np.any(targets >= max_size):  # torchvision's rule too
             raise ValueError(f"max_size={max_size} must be greater than size={size!r}")
     sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
-    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out=out, stream=stream)
+    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, alpha=alpha, out=out,
+                  stream=stream)
 
 
 FIT_MODES = ("contain", "cover")
@@ -144,7 +150,8 @@ def fit(
     background: Any = 0,
     method: str = "bilinear",
     antialias: bool = True,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Scale into a (height, width) container and centre it: "contain" (letterbox) or "cover".
@@ -162,6 +169,7 @@ def fit(
     """
     check_choice(mode, "mode", FIT_MODES, "a fit mode")
     check_method(method)
+    check_alpha(alpha)
     channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
@@ -170,4 +178,4 @@ def fit(
         return [g[0] for g in geo], [g[1] for g in geo]
 
     return _run_resample(src, out, ("fit", mode), geometry_fn, shapes, sizes, channels, method, antialias,
-                         background, stream)
+                         background, stream, alpha)
