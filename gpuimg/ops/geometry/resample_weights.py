@@ -1,4 +1,4 @@
-"""Resampling weights: the exact OpenCV and Pillow formulas, on the host and on the GPU.
+"""Resampling weights: OpenCV's and Pillow's formulas, on the host and on the GPU.
 
 Every resize-like op (resize, fit, resize_shorter) is a *plan*: per image, a source box,
 an output size and a destination rectangle (pixels outside it get the background).
@@ -8,16 +8,20 @@ leaves the image). The kernel applies both axes in one pass: each output pixel s
 ``ny`` rows of ``nx`` weighted taps, reading the source once and writing the result once
 (no intermediate image, one launch per batch).
 
-Which formulas (so results match the references):
-- antialias=False: OpenCV's cv2.resize. "nearest" = INTER_NEAREST_EXACT, "bilinear" =
-  INTER_LINEAR, "bicubic" = INTER_CUBIC (a = -0.75), "area" = INTER_AREA; borders
-  replicate; weights quantised to 1/2048 as OpenCV's 8-bit path does.
+Which formulas (the references and tolerances are in resize's docstring):
+- antialias=False: OpenCV's cv2.resize. "nearest" = INTER_NEAREST_EXACT (the centre
+  walked step by step as OpenCV and Pillow do, so ties pick their pixel), "bilinear" =
+  INTER_LINEAR, "bicubic" = INTER_CUBIC (a = -0.75), "area" = INTER_AREA (upscaling with
+  OpenCV's 1 / (out / in) scale and float32 fraction); borders replicate; weights
+  quantised to 1/2048 as OpenCV's 8-bit path does (its fixed-point sums are not
+  emulated: within 1 level).
 - antialias=True: Pillow's Image.resize ("bilinear" = BILINEAR, "bicubic" = BICUBIC
   (a = -0.5), "lanczos" = LANCZOS (a = 3)): the filter widens by the scale when
   downscaling, windows are clipped to the image and renormalised, and (as Pillow does)
-  the horizontal result is rounded to the pixel type before the vertical pass.
+  the first pass is rounded (half up) to the pixel type before the second, and so is
+  the result. Weights stay float (Pillow's are 22-bit fixed point: within 1 level).
   "nearest" and "area" are the OpenCV ones either way; "lanczos" without antialias is
-  Pillow's formula with an unwidened filter.
+  Pillow's formula with an unwidened filter (and its rounding).
 """
 
 from __future__ import annotations

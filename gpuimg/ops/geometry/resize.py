@@ -53,10 +53,34 @@ def resize(
     """Resize to ``size`` = (height, width) (or one size per image of a batch).
 
     ``method``: "nearest", "bilinear", "bicubic", "area", "lanczos"; pixel centres at
-    half-pixel. ``antialias=True`` widens the filter when shrinking, exactly as Pillow's
-    ``Image.resize`` (BILINEAR/BICUBIC/LANCZOS); ``antialias=False`` is ``cv2.resize``
-    (INTER_LINEAR/INTER_CUBIC); "nearest" and "area" are OpenCV's INTER_NEAREST_EXACT and
-    INTER_AREA either way. One launch for a whole batch; no intermediate image.
+    half-pixel. Each method follows one reference; the tolerance is the largest absolute
+    difference in uint8 levels on photos, shrinking and enlarging (held by
+    tests/test_resize_parity.py):
+
+    - "nearest" (either ``antialias``): OpenCV 5.x ``INTER_NEAREST_EXACT`` (tested with
+      5.1), which equals Pillow's ``NEAREST`` (tested with 13): exact (0), half-pixel ties
+      included. (OpenCV 4.x's 16-bit fixed-point index differs from both at some ties.)
+    - "area" (either ``antialias``): OpenCV 4.x/5.x ``INTER_AREA``: within 1.
+    - "bilinear"/"bicubic", ``antialias=False``: OpenCV 4.x/5.x ``INTER_LINEAR`` /
+      ``INTER_CUBIC``: within 1 (same 11-bit weights; OpenCV sums in fixed point).
+    - "bilinear"/"bicubic"/"lanczos", ``antialias=True`` (the filter widens when
+      shrinking): Pillow 13 ``Image.resize`` BILINEAR / BICUBIC / LANCZOS with
+      ``reducing_gap=None``: within 1, within 2 where one side grows and the other
+      shrinks (Pillow rounds its weights to 22-bit fixed point; older Pillow runs the two
+      passes the other way round in that case, so differs more there).
+    - "lanczos", ``antialias=False``: enlarging, the same as ``antialias=True`` (Pillow
+      LANCZOS, within 1); shrinking, Pillow's formula with an unwidened (aliasing) filter.
+
+    uint16 and float32 use the same formulas (OpenCV's 8-bit weights for its methods).
+    ``alpha`` (4-channel images): "premultiply" (default; Pillow's rule for every filter
+    but NEAREST) multiplies colour by alpha before resampling and divides by the resampled
+    alpha after, so the colour under transparent pixels does not bleed into visible ones;
+    uint8 with Pillow's integer steps (RGBA -> RGBa -> RGBA: c * a / 255 rounded, then
+    ``255 * c // a``), uint16 and float32 by the same rule in float (alpha's maximum
+    65535 / 1.0). Against Pillow's RGBA resize: alpha within the method's tolerance, colour
+    within 3 where alpha >= 128 (below, one level of alpha is magnified by 255 / alpha).
+    "straight" resamples every channel on its own, as ``cv2.resize`` does; "nearest"
+    copies pixels either way. One launch for a whole batch; no intermediate image.
 
     Example:
         >>> import numpy as np, gpuimg
@@ -100,6 +124,8 @@ def resize_shorter(
     """Resize keeping the aspect ratio so the shorter side is ``size`` (torchvision's rule).
 
     The longer side is ``int(size * long / short)``, as ``torchvision.transforms.v2.Resize(size)``.
+    ``method``, ``antialias`` and ``alpha``: as :func:`resize` (the same references and
+    tolerances).
 
     Example:
         >>> import numpy as np, gpuimg
@@ -158,7 +184,10 @@ def fit(
 
     "contain" shows the whole image with ``background`` around it; "cover" fills the
     container and crops the overflow. Either way there is no one-pixel gap from
-    truncation (see :func:`_fit_geometry`). Resampling and background fill: one launch.
+    truncation (see :func:`_fit_geometry`). ``method``, ``antialias`` and ``alpha`` as
+    :func:`resize` (the same references and tolerances; "cover" resamples a centred box
+    of the source, as Pillow's ``resize(..., box=)``). Resampling and background fill:
+    one launch.
 
     Example:
         >>> import numpy as np, gpuimg
