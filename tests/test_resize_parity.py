@@ -265,3 +265,33 @@ def test_stated_tolerance_holds_on_photos(device, photos, method, antialias, ref
     limit = tol_mixed if group == "mixed" else tol
     print(f"\n{method} antialias={antialias} vs {ref[0]} {group}: max {worst:g} mean {total / count:.5f}")
     assert worst <= limit, f"max {worst} > {limit} (mean {total / count:.5f})"
+
+
+# --------------------------------------------------------------------------- GPU vs CPU
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_gpu_matches_cpu_on_the_new_paths(gpu, dtype):
+    """Premultiplied RGBA (fused kernel, Pillow's vertical-first order, two passes), the
+    nearest walk and area upscaling: the kernel does the NumPy reference's arithmetic
+    (float32 sums may round the other way: 1 level, magnified by 255 / alpha in colour)."""
+    rgba = load_asset("coffee_rgba.png", mode=None)
+    scale = {np.uint8: 1, np.uint16: 257, np.float32: 1 / 255}[dtype]
+    arr = (rgba.astype(np.float64) * scale).astype(dtype)
+    big = np.ascontiguousarray(np.tile(arr, (5, 4, 1)))  # 2000 x 2400: wide windows, two passes
+    cases = [
+        (arr, lambda s: geometry.resize(s, (851, 1263), "nearest")),
+        (arr, lambda s: geometry.resize(s, (741, 1263), "area")),
+        (arr, lambda s: geometry.resize(s, (217, 333), "bicubic")),
+        (arr, lambda s: geometry.resize(s, (250, 700), "bilinear")),  # width grows, height shrinks
+        (arr, lambda s: geometry.resize(s, (517, 811), "lanczos", antialias=False)),
+        (big, lambda s: geometry.resize(s, (201, 223), "lanczos")),
+        (arr, lambda s: geometry.fit(s, (224, 224), "cover", method="bicubic")),
+    ]
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    for k, (a, op) in enumerate(cases):
+        cpu, cuda = op(_image(a, "cpu")).numpy(), op(_image(a, gpu)).numpy()
+        d = _diff(cuda, cpu) / (top / 255)
+        if k == 0:
+            assert np.array_equal(cuda, cpu)
+            continue
+        assert d[..., 3].max() <= 1, k
+        assert d[..., :3][cpu[..., 3] >= top / 2].max() <= 2, k
