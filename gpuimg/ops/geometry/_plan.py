@@ -13,9 +13,14 @@ from ...errors import check_choice
 from .._engine.args import Source
 from .resample_weights import axis_weights
 
-__all__ = ["METHODS", "Spec", "Plan", "check_method", "make_plan", "cached_plan"]
+__all__ = ["METHODS", "ALPHA_MODES", "Spec", "Plan", "check_method", "check_alpha", "premultiplies", "make_plan",
+           "cached_plan"]
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+# How 4-channel images resample: "premultiply" (Pillow's rule: colour times alpha before,
+# divided by the resampled alpha after, so transparent pixels' colour does not bleed) or
+# "straight" (every channel on its own, as cv2.resize).
+ALPHA_MODES = ("premultiply", "straight")
 
 
 class Spec(NamedTuple):
@@ -30,6 +35,17 @@ class Spec(NamedTuple):
 def check_method(method: Any) -> str:
     check_choice(method, "method", METHODS, "a resize method")
     return method
+
+
+def check_alpha(alpha: Any) -> str:
+    check_choice(alpha, "alpha", ALPHA_MODES, "an alpha mode")
+    return alpha
+
+
+def premultiplies(alpha: str, method: str, channels: int) -> bool:
+    """Whether a resample premultiplies: 4 channels, alpha="premultiply", and a filter
+    (Pillow's rule: NEAREST copies pixels, so there is nothing to premultiply)."""
+    return alpha == "premultiply" and channels == 4 and method != "nearest"
 
 # ============================================================================ plan
 # Kinds of axis, one code each (the GPU weights kernel switches on it):
@@ -108,12 +124,13 @@ class Plan:
         return self._tables()[1]
 
 
-# xs_off, xw_off, nx, ys_off, yw_off, ny, rounding (0 none, 1 rows first, 2 columns first), pad, y0, x0, rh, rw
+# xs_off, xw_off, nx, ys_off, yw_off, ny, rounding (0 none, 1 rows first, 2 columns first),
+# premultiplied alpha (0 straight, 1 premultiply 4 channels before and divide after), y0, x0, rh, rw
 META_COLUMNS = 12
 
 
 def make_plan(method: str, antialias: bool, round_rows: bool, shapes: Sequence[tuple[int, int]],
-              specs: Sequence[Spec]) -> Plan:
+              specs: Sequence[Spec], premultiply: bool = False) -> Plan:
     """Lay out the weight tables of every image of a call (a few scalar steps per image)."""
     meta = np.zeros((len(specs), META_COLUMNS), np.int32)
     axes = np.zeros((2 * len(specs), AXIS_COLUMNS), np.float64)
@@ -132,7 +149,7 @@ def make_plan(method: str, antialias: bool, round_rows: bool, shapes: Sequence[t
             n_weights += out_len * n
         # Pillow runs the vertical pass first when width grows and height shrinks
         order = 0 if not round_rows else (2 if rw > bw and rh < bh else 1)
-        meta[i] = (*row, order, 0, y0, x0, rh, rw)
+        meta[i] = (*row, order, int(premultiply), y0, x0, rh, rw)
     return Plan(meta, axes, method, bool(antialias))
 
 
@@ -140,18 +157,23 @@ _PLANS: dict[Any, Plan] = {}
 _MAX_PLANS = 64  # distinct (shapes, sizes, method) combinations kept; a pipeline repeats a few
 
 
-def cached_plan(key: Any, src: Source, method: str, antialias: bool, specs_fn: Callable[[], Sequence[Spec]]) -> Plan:
+def cached_plan(key: Any, src: Source, method: str, antialias: bool, specs_fn: Callable[[], Sequence[Spec]],
+                premultiply: bool = False) -> Plan:
     """The plan for ``key`` (which must determine the specs), built on first use only.
 
     Steady-state calls (same shapes and sizes as before) do no per-image Python work: the
     key is a few tuples, and the device copies of a cached plan are re-used by ``upload``.
     """
-    full_key = (key, method, bool(antialias), src.dtype.kind)
+    full_key = (key, method, bool(antialias), src.dtype.kind, bool(premultiply))
     plan = _PLANS.get(full_key)
     if plan is None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
         shapes = [(s[0], s[1]) for s in (src.shapes if hasattr(src, "images") else [src.shape])]
-        round_rows = antialias and method in ("bilinear", "bicubic", "lanczos") and src.dtype.kind != "f"
-        plan = _PLANS[full_key] = make_plan(method, bool(antialias), bool(round_rows), shapes, specs_fn())
+        # Pillow's formulas (antialiased, and lanczos either way) round the first pass to
+        # the pixel type, as Pillow's 8-bit intermediate image does
+        pillow = axis_kind(method, antialias, True) < 8
+        round_rows = pillow and src.dtype.kind != "f"
+        plan = _PLANS[full_key] = make_plan(method, bool(antialias), bool(round_rows), shapes, specs_fn(),
+                                            bool(premultiply))
     return plan

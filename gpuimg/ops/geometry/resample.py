@@ -27,34 +27,78 @@ __all__ = ["resample"]
 
 
 # ============================================================================ NumPy reference
+def _premultiply(arr: np.ndarray) -> np.ndarray:
+    """Colour times alpha as float32, as the kernel's ``premul``: uint8 as Pillow's RGBA ->
+    RGBa (MULDIV255, exact rounding of c * a / 255), other types in float32 (c * a / max)."""
+    src = arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        t = arr[..., :3].astype(np.uint32) * arr[..., 3:4].astype(np.uint32) + 128
+        src[..., :3] = ((t >> 8) + t) >> 8
+    else:
+        src[..., :3] = src[..., :3] * src[..., 3:4] / _alpha_max(arr.dtype)
+    return src
+
+
+def _alpha_max(dtype: np.dtype) -> np.float32:
+    return np.float32(np.iinfo(dtype).max if dtype.kind == "u" else 1.0)
+
+
+def _unpremultiply(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Resampled premultiplied values back to straight colour, as the kernel's ``unpremul``:
+    uint8 as Pillow's RGBa -> RGBA (both rounded to 8 bits first, then 255 * c // a, left as
+    is where a is 0 or 255); other types in float32 (c * max / a where a > 0)."""
+    if dtype == np.uint8:
+        v = np.clip(np.rint(acc), 0, 255).astype(np.int32)
+        a = v[..., 3:4]
+        div = np.minimum(255 * v[..., :3] // np.maximum(a, 1), 255)
+        v[..., :3] = np.where((a == 0) | (a == 255), v[..., :3], div)
+        return v.astype(np.float32)
+    acc = acc.copy()
+    a = acc[..., 3:4]
+    if dtype.kind == "u":
+        a[...] = np.clip(np.rint(a), 0, np.iinfo(dtype).max)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc[..., :3] = np.where(a > 0, acc[..., :3] * _alpha_max(dtype) / a, acc[..., :3])
+    return acc
+
+
+def _round_half_up(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The kernel's ``round_row``: Pillow's rounding (half up), saturated to the pixel type."""
+    info = np.iinfo(dtype)
+    return np.clip(np.floor(values + np.float32(0.5)), info.min, info.max).astype(np.float32)
+
+
 def _resample_numpy(arr: np.ndarray, plan: Plan, i: int, out_shape: tuple[int, int, int], fill: np.ndarray) -> np.ndarray:
-    """The kernel's arithmetic in float32: rows first (rounded if asked), then columns."""
-    xs_off, xw_off, nx, ys_off, yw_off, ny, round_rows, _, y0, x0, rh, rw = (int(v) for v in plan.meta[i])
+    """The kernel's arithmetic in float32: rows first (rounded if asked), then columns;
+    4 channels premultiplied before and divided after when the plan says so."""
+    xs_off, xw_off, nx, ys_off, yw_off, ny, round_rows, alpha, y0, x0, rh, rw = (int(v) for v in plan.meta[i])
     sx = plan.starts[xs_off : xs_off + rw]
     wx = plan.weights[xw_off : xw_off + rw * nx].reshape(rw, nx)
     sy = plan.starts[ys_off : ys_off + rh]
     wy = plan.weights[yw_off : yw_off + rh * ny].reshape(rh, ny)
-    src = arr.astype(np.float32)
+    premultiplied = alpha == 1 and arr.shape[2] == 4
+    src = _premultiply(arr) if premultiplied else arr.astype(np.float32)
     if round_rows == 2:  # vertical first: the same arithmetic on the transposed image
         cols = np.zeros((rh, arr.shape[1], arr.shape[2]), np.float32)
         for k in range(ny):
             cols += wy[:, k][:, None, None] * src[sy + k]
-        info = np.iinfo(arr.dtype)
-        cols = np.clip(np.rint(cols), info.min, info.max)
+        cols = _round_half_up(cols, arr.dtype)
         acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
         for k in range(nx):
             acc += wx[:, k][None, :, None] * cols[:, sx + k]
-        return _place(acc, out_shape, (y0, x0, rh, rw), fill)
+        acc = _round_half_up(acc, arr.dtype)
+        return _place(_unpremultiply(acc, arr.dtype) if premultiplied else acc, out_shape, (y0, x0, rh, rw), fill)
     rows = np.zeros((arr.shape[0], rw, arr.shape[2]), np.float32)
     for k in range(nx):
         rows += wx[:, k][None, :, None] * src[:, sx + k]
     if round_rows:
-        info = np.iinfo(arr.dtype)
-        rows = np.clip(np.rint(rows), info.min, info.max)
+        rows = _round_half_up(rows, arr.dtype)
     acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
     for k in range(ny):
         acc += wy[:, k][:, None, None] * rows[sy + k]
-    return _place(acc, out_shape, (y0, x0, rh, rw), fill)
+    if round_rows:
+        acc = _round_half_up(acc, arr.dtype)
+    return _place(_unpremultiply(acc, arr.dtype) if premultiplied else acc, out_shape, (y0, x0, rh, rw), fill)
 
 
 def _place(acc: np.ndarray, out_shape: tuple[int, int, int], rect: tuple[int, int, int, int], fill: np.ndarray) -> np.ndarray:
@@ -68,9 +112,64 @@ def _place(acc: np.ndarray, out_shape: tuple[int, int, int], rect: tuple[int, in
 
 # ============================================================================ CUDA
 _SOURCE = CUDA_PRELUDE + r"""
+// Pillow's rounding (only plans with Pillow's formulas round): half up, as its fixed point
+// (1 << 21 added before the shift), for the intermediate and, before store, the result.
 template <typename T> __device__ __forceinline__ float round_row(float v) { return v; }
-template <> __device__ __forceinline__ float round_row<u8>(float v) { return fminf(fmaxf(rintf(v), 0.f), 255.f); }
-template <> __device__ __forceinline__ float round_row<u16>(float v) { return fminf(fmaxf(rintf(v), 0.f), 65535.f); }
+template <> __device__ __forceinline__ float round_row<u8>(float v) { return fminf(fmaxf(floorf(v + 0.5f), 0.f), 255.f); }
+template <> __device__ __forceinline__ float round_row<u16>(float v) { return fminf(fmaxf(floorf(v + 0.5f), 0.f), 65535.f); }
+
+// Premultiplied alpha (plan meta[7], 4 channels): Pillow's RGBA -> RGBa before the taps
+// (u8: MULDIV255, the exact rounding of c * a / 255) and RGBa -> RGBA after (u8: both
+// rounded to 8 bits, 255 * c / a truncated, kept where a is 0 or 255); other types the
+// same rule in float32. NumPy twins: _premultiply, _unpremultiply.
+template <typename T> __device__ __forceinline__ float alpha_max() { return 1.f; }
+template <> __device__ __forceinline__ float alpha_max<u8>() { return 255.f; }
+template <> __device__ __forceinline__ float alpha_max<u16>() { return 65535.f; }
+template <typename T> __device__ __forceinline__ float premul(T v, T a) { return to_f(v) * to_f(a) / alpha_max<T>(); }
+template <> __device__ __forceinline__ float premul<u8>(u8 v, u8 a) {
+    unsigned t = (unsigned)v * (unsigned)a + 128u;
+    return (float)(((t >> 8) + t) >> 8);
+}
+template <typename T> __device__ __forceinline__ void unpremul(float* v) {
+    float a = v[3];
+    if constexpr (sizeof(T) == 2) a = fminf(fmaxf(rintf(a), 0.f), 65535.f);  // u16: the stored alpha
+    if (a > 0.f) {
+        #pragma unroll
+        for (int c = 0; c < 3; ++c) v[c] = v[c] * alpha_max<T>() / a;
+    }
+    v[3] = a;
+}
+template <> __device__ __forceinline__ void unpremul<u8>(float* v) {
+    float a = q_round(v[3]);
+    unsigned ai = (unsigned)a;
+    #pragma unroll
+    for (int c = 0; c < 3; ++c) {
+        float c8 = q_round(v[c]);
+        if (ai != 0u && ai != 255u) c8 = fminf((float)((255u * (unsigned)c8) / ai), 255.f);
+        v[c] = c8;
+    }
+    v[3] = a;
+}
+// One pixel's C values as floats, premultiplied when pm (4 channels only).
+template <typename T, int C> __device__ __forceinline__ void load_px(const T* p, float* v, bool pm) {
+    if constexpr (C == 4) {
+        if (pm) {
+            #pragma unroll
+            for (int c = 0; c < 3; ++c) v[c] = premul<T>(p[c], p[3]);
+            v[3] = to_f(p[3]);
+            return;
+        }
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) v[c] = to_f(p[c]);
+}
+template <typename T, int C> __device__ __forceinline__ void store_px(T* q, float* acc, bool pm) {
+    if constexpr (C == 4) {
+        if (pm) unpremul<T>(acc);
+    }
+    #pragma unroll
+    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+}
 
 // One output pixel per thread: ny source rows x nx taps, both axes' weights from the plan.
 template <typename T, int C, int MAXT>
@@ -88,7 +187,7 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
         return;
     }
     int nx = m[2], ny = m[5];
-    bool rounding = m[6] == 1;
+    bool rounding = m[6] == 1, pm = m[7] != 0;
     int sx = starts[m[0] + xr], sy = starts[m[3] + yr];
     const float* wx = weights + m[1] + (long long)xr * nx;
     const float* wy = weights + m[4] + (long long)yr * ny;
@@ -104,15 +203,17 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
             for (int c = 0; c < C; ++c) r[c] = 0.f;
             for (int ky = 0; ky < ny; ++ky) {
                 const T* p = row_ptr<T>(src, s, sy + ky) + (long long)(sx + kx) * C;
-                float wyk = wy[ky];
+                float wyk = wy[ky], v[C];
+                load_px<T, C>(p, v, pm);
                 #pragma unroll
-                for (int c = 0; c < C; ++c) r[c] += wyk * to_f(p[c]);
+                for (int c = 0; c < C; ++c) r[c] += wyk * v[c];
             }
             #pragma unroll
             for (int c = 0; c < C; ++c) acc[c] += wxk * round_row<T>(r[c]);
         }
         #pragma unroll
-        for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+        for (int c = 0; c < C; ++c) acc[c] = round_row<T>(acc[c]);
+        store_px<T, C>(q, acc, pm);
         return;
     }
     // MAXT > 0 (every row window has at most MAXT taps): the row weights stay in registers
@@ -133,22 +234,28 @@ __device__ void resample(const void* src, const long long* tab, void* dst, const
             #pragma unroll
             for (int kx = 0; kx < MAXT; ++kx) {
                 if (kx < nx) {
+                    float v[C];
+                    load_px<T, C>(p + kx * C, v, pm);
                     #pragma unroll
-                    for (int c = 0; c < C; ++c) r[c] += wxr[kx] * to_f(p[kx * C + c]);
+                    for (int c = 0; c < C; ++c) r[c] += wxr[kx] * v[c];
                 }
             }
         } else {
             for (int kx = 0; kx < nx; ++kx) {
-                float wxk = wx[kx];
+                float wxk = wx[kx], v[C];
+                load_px<T, C>(p + kx * C, v, pm);
                 #pragma unroll
-                for (int c = 0; c < C; ++c) r[c] += wxk * to_f(p[kx * C + c]);
+                for (int c = 0; c < C; ++c) r[c] += wxk * v[c];
             }
         }
         #pragma unroll
         for (int c = 0; c < C; ++c) acc[c] += wyk * (rounding ? round_row<T>(r[c]) : r[c]);
     }
-    #pragma unroll
-    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+    if (rounding) {
+        #pragma unroll
+        for (int c = 0; c < C; ++c) acc[c] = round_row<T>(acc[c]);
+    }
+    store_px<T, C>(q, acc, pm);
 }
 
 // Two-pass form for large windows (cost nx + ny taps per pixel instead of nx * ny): one
@@ -175,6 +282,7 @@ __device__ void resample_pass(const void* in, const long long* itab, void* out, 
         }
     }
     int first = m[6] == 2 ? 1 : 0;                  // columns first in Pillow's mixed case
+    bool pm = m[7] != 0;                            // premultiply in pass 1, divide in pass 2
     int axis = pass == 1 ? first : 1 - first;
     float acc[C];
     #pragma unroll
@@ -184,9 +292,10 @@ __device__ void resample_pass(const void* in, const long long* itab, void* out, 
         const float* w = weights + m[1] + (long long)ox * n;
         const TI* p = row_ptr<TI>(in, si, oy) + (long long)s0 * C;
         for (int k = 0; k < n; ++k) {
-            float wk = w[k];
+            float wk = w[k], v[C];
+            load_px<TI, C>(p + k * C, v, pm && pass == 1);
             #pragma unroll
-            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[k * C + c]);
+            for (int c = 0; c < C; ++c) acc[c] += wk * v[c];
         }
     } else {
         int n = m[5], s0 = starts[m[3] + oy];
@@ -195,16 +304,17 @@ __device__ void resample_pass(const void* in, const long long* itab, void* out, 
             float wk = w[k];
             if (wk == 0.f) continue;
             const TI* p = row_ptr<TI>(in, si, s0 + k) + (long long)ox * C;
+            float v[C];
+            load_px<TI, C>(p, v, pm && pass == 1);
             #pragma unroll
-            for (int c = 0; c < C; ++c) acc[c] += wk * to_f(p[c]);
+            for (int c = 0; c < C; ++c) acc[c] += wk * v[c];
         }
     }
-    if (pass == 1 && m[6] != 0) {
+    if (m[6] != 0) {  // pass 1: Pillow's intermediate; pass 2: its result
         #pragma unroll
         for (int c = 0; c < C; ++c) acc[c] = round_row<TR>(acc[c]);
     }
-    #pragma unroll
-    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+    store_px<TO, C>(q, acc, pm && pass == 2);
 }
 """
 

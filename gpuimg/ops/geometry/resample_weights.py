@@ -1,4 +1,4 @@
-"""Resampling weights: the exact OpenCV and Pillow formulas, on the host and on the GPU.
+"""Resampling weights: OpenCV's and Pillow's formulas, on the host and on the GPU.
 
 Every resize-like op (resize, fit, resize_shorter) is a *plan*: per image, a source box,
 an output size and a destination rectangle (pixels outside it get the background).
@@ -8,16 +8,20 @@ leaves the image). The kernel applies both axes in one pass: each output pixel s
 ``ny`` rows of ``nx`` weighted taps, reading the source once and writing the result once
 (no intermediate image, one launch per batch).
 
-Which formulas (so results match the references):
-- antialias=False: OpenCV's cv2.resize. "nearest" = INTER_NEAREST_EXACT, "bilinear" =
-  INTER_LINEAR, "bicubic" = INTER_CUBIC (a = -0.75), "area" = INTER_AREA; borders
-  replicate; weights quantised to 1/2048 as OpenCV's 8-bit path does.
+Which formulas (the references and tolerances are in resize's docstring):
+- antialias=False: OpenCV's cv2.resize. "nearest" = INTER_NEAREST_EXACT (the centre
+  walked step by step as OpenCV and Pillow do, so ties pick their pixel), "bilinear" =
+  INTER_LINEAR, "bicubic" = INTER_CUBIC (a = -0.75), "area" = INTER_AREA (upscaling with
+  OpenCV's 1 / (out / in) scale and float32 fraction); borders replicate; weights
+  quantised to 1/2048 as OpenCV's 8-bit path does (its fixed-point sums are not
+  emulated: within 1 level).
 - antialias=True: Pillow's Image.resize ("bilinear" = BILINEAR, "bicubic" = BICUBIC
   (a = -0.5), "lanczos" = LANCZOS (a = 3)): the filter widens by the scale when
   downscaling, windows are clipped to the image and renormalised, and (as Pillow does)
-  the horizontal result is rounded to the pixel type before the vertical pass.
+  the first pass is rounded (half up) to the pixel type before the second, and so is
+  the result. Weights stay float (Pillow's are 22-bit fixed point: within 1 level).
   "nearest" and "area" are the OpenCV ones either way; "lanczos" without antialias is
-  Pillow's formula with an unwidened filter.
+  Pillow's formula with an unwidened filter (and its rounding).
 """
 
 from __future__ import annotations
@@ -89,9 +93,14 @@ def _cv_taps(method: str, in_len: int, out_len: int, start: float, length: float
     scale = length / out_len
     o = np.arange(out_len, dtype=np.float64)
     if method == "nearest":
-        # The source pixel whose area holds the output centre (INTER_NEAREST_EXACT's rule;
-        # OpenCV's 16-bit fixed point picks the lower pixel at some exact ties: < 1 % of rows)
-        idx = np.floor(start + (o + 0.5) * scale).astype(np.int64)
+        # The source pixel whose area holds the output centre, with the centre walked as
+        # OpenCV's INTER_NEAREST_EXACT and Pillow's NEAREST walk it: start + scale / 2, then
+        # + scale per pixel, summed in double one step after the other (np.cumsum is
+        # sequential), truncated. At exact half-pixel ties the accumulated rounding is what
+        # picks the pixel (often the lower one), so the sum must be this one, not (o + 0.5) * scale.
+        steps = np.full(out_len, scale)
+        steps[0] = start + scale * 0.5
+        idx = np.trunc(np.cumsum(steps)).astype(np.int64)
         return idx[:, None], np.ones((out_len, 1))
     if method == "area" and area_overlap:
         lo = start + o * scale
@@ -101,14 +110,21 @@ def _cv_taps(method: str, in_len: int, out_len: int, start: float, length: float
         overlap = np.minimum(idx + 1, (lo + scale)[:, None]) - np.maximum(idx, lo[:, None])
         return idx, np.maximum(overlap, 0.0) / scale
     if method == "area":  # OpenCV's INTER_AREA when a side grows: linear with area weights
-        sx = np.floor(start + o * scale).astype(np.int64)
-        f = (o + 1) - (sx + 1 - start) / scale
-        f = np.where(f <= 0, 0.0, f - np.floor(f))
+        # as resize.cpp computes them: scale = 1 / (out / in) in double (not in / out: at
+        # exact ties that picks the lower pixel), the fraction in float32.
+        inv = out_len / length
+        sx = np.floor(start + o * (1.0 / inv)).astype(np.int64)
+        f32 = ((o + 1) - ((sx + 1) - start) * inv).astype(np.float32)
+        f32 = np.where(f32 <= 0, np.float32(0), f32 - np.floor(f32)).astype(np.float32)
+        f32 = np.where(sx >= in_len - 1, np.float32(0), f32)
+        sx = np.minimum(sx, in_len - 1)
+        w = _cv_quantise(np.stack([np.float32(1) - f32, f32], axis=1).astype(np.float64))
+        return sx[:, None] + np.arange(2)[None, :], w
     else:
         fx = start + (o + 0.5) * scale - 0.5
         sx = np.floor(fx).astype(np.int64)
         f = fx - sx
-    if method in ("bilinear", "area"):
+    if method == "bilinear":
         f = np.where(sx < 0, 0.0, f)
         sx = np.maximum(sx, 0)
         f = np.where(sx >= in_len - 1, 0.0, f)
@@ -279,8 +295,10 @@ __device__ Taps taps_of(const Axis& ax, int o) {
         t.count = p.ksize;
         return t;
     }
-    if (ax.kind == 8) {
-        t.first = (long long)floor(ax.start + (od + 0.5) * scale);
+    if (ax.kind == 8) {  // the centre walked step by step, as the host's np.cumsum
+        double xo = ax.start + scale * 0.5;
+        for (int k = 0; k < o; ++k) xo += scale;
+        t.first = (long long)trunc(xo);
         t.count = 1;
         t.w[0] = 1.0;
         return t;
@@ -293,10 +311,18 @@ __device__ Taps taps_of(const Axis& ax, int o) {
     }
     long long sx;
     double f;
-    if (ax.kind == 10) {
-        sx = (long long)floor(ax.start + od * scale);
-        f = (od + 1.0) - ((double)(sx + 1) - ax.start) / scale;
-        f = f <= 0.0 ? 0.0 : f - floor(f);
+    if (ax.kind == 10) {  // OpenCV's scale 1 / (out / in), the fraction in float32
+        double inv = (double)ax.out_len / ax.length;
+        sx = (long long)floor(ax.start + od * (1.0 / inv));
+        float f32 = (float)((od + 1.0) - ((double)(sx + 1) - ax.start) * inv);
+        f32 = f32 <= 0.f ? 0.f : f32 - floorf(f32);
+        if (sx >= ax.in_len - 1) f32 = 0.f;
+        if (sx > ax.in_len - 1) sx = ax.in_len - 1;
+        t.w[0] = cv_quantise((double)(1.f - f32));
+        t.w[1] = cv_quantise((double)f32);
+        t.first = sx;
+        t.count = 2;
+        return t;
     } else {
         double fx = ax.start + (od + 0.5) * scale - 0.5;
         sx = (long long)floor(fx);

@@ -13,16 +13,16 @@ from ..registry import register_op
 from .._engine.args import Source, number, per_sample
 from .._engine.batch import readable_source
 from ._common import _check, _fill, _result, _shapes, _sizes
-from ._plan import Spec, cached_plan, check_method
+from ._plan import ALPHA_MODES, Spec, cached_plan, check_alpha, check_method, premultiplies
 from .resample import resample
 
-__all__ = ["resize", "resize_shorter", "fit", "FIT_MODES"]
+__all__ = ["resize", "resize_shorter", "fit", "FIT_MODES", "ALPHA_MODES"]
 
 
 # ============================================================================ resize family
 def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callable[[], tuple[list, list]],
                   shapes: list[tuple[int, int, int]], sizes: list[tuple[int, int]], channels: int, method: str,
-                  antialias: bool, background: Any, stream: Any) -> Source:
+                  antialias: bool, background: Any, stream: Any, alpha: str) -> Source:
     """Resample ``src`` (checked: ``shapes``, ``channels``) into ``sizes``.
 
     ``geometry_fn`` gives (source boxes, destination rects) on a plan-cache miss only.
@@ -32,7 +32,8 @@ def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callab
         boxes, rects = geometry_fn()
         return [Spec(tuple(map(float, b)), s, r) for b, s, r in zip(boxes, sizes, rects)]
 
-    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs)
+    plan = cached_plan((key, tuple(shapes), tuple(sizes)), src, method, antialias, specs,
+                       premultiplies(alpha, method, channels))
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, shapes)])
     # Same size in place: the GPU reads a workspace copy (the CPU path computes, then writes).
     base = readable_source(src, out, stream).base if out is src and src.device == "cuda" else None
@@ -45,16 +46,41 @@ def resize(
     size: tuple[int, int] | Sequence[tuple[int, int]],
     method: str = "bilinear",
     antialias: bool = True,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize to ``size`` = (height, width) (or one size per image of a batch).
 
     ``method``: "nearest", "bilinear", "bicubic", "area", "lanczos"; pixel centres at
-    half-pixel. ``antialias=True`` widens the filter when shrinking, exactly as Pillow's
-    ``Image.resize`` (BILINEAR/BICUBIC/LANCZOS); ``antialias=False`` is ``cv2.resize``
-    (INTER_LINEAR/INTER_CUBIC); "nearest" and "area" are OpenCV's INTER_NEAREST_EXACT and
-    INTER_AREA either way. One launch for a whole batch; no intermediate image.
+    half-pixel. Each method follows one reference; the tolerance is the largest absolute
+    difference in uint8 levels on photos, shrinking and enlarging (held by
+    tests/test_resize_parity.py):
+
+    - "nearest" (either ``antialias``): OpenCV 5.x ``INTER_NEAREST_EXACT`` (tested with
+      5.1), which equals Pillow's ``NEAREST`` (tested with 13): exact (0), half-pixel ties
+      included. (OpenCV 4.x's 16-bit fixed-point index differs from both at some ties.)
+    - "area" (either ``antialias``): OpenCV 4.x/5.x ``INTER_AREA``: within 1.
+    - "bilinear"/"bicubic", ``antialias=False``: OpenCV 4.x/5.x ``INTER_LINEAR`` /
+      ``INTER_CUBIC``: within 1 (same 11-bit weights; OpenCV sums in fixed point).
+    - "bilinear"/"bicubic"/"lanczos", ``antialias=True`` (the filter widens when
+      shrinking): Pillow 13 ``Image.resize`` BILINEAR / BICUBIC / LANCZOS with
+      ``reducing_gap=None``: within 1, within 2 where one side grows and the other
+      shrinks (Pillow rounds its weights to 22-bit fixed point; older Pillow runs the two
+      passes the other way round in that case, so differs more there).
+    - "lanczos", ``antialias=False``: enlarging, the same as ``antialias=True`` (Pillow
+      LANCZOS, within 1); shrinking, Pillow's formula with an unwidened (aliasing) filter.
+
+    uint16 and float32 use the same formulas (OpenCV's 8-bit weights for its methods).
+    ``alpha`` (4-channel images): "premultiply" (default; Pillow's rule for every filter
+    but NEAREST) multiplies colour by alpha before resampling and divides by the resampled
+    alpha after, so the colour under transparent pixels does not bleed into visible ones;
+    uint8 with Pillow's integer steps (RGBA -> RGBa -> RGBA: c * a / 255 rounded, then
+    ``255 * c // a``), uint16 and float32 by the same rule in float (alpha's maximum
+    65535 / 1.0). Against Pillow's RGBA resize: alpha within the method's tolerance, colour
+    within 3 where alpha >= 128 (below, one level of alpha is magnified by 255 / alpha).
+    "straight" resamples every channel on its own, as ``cv2.resize`` does; "nearest"
+    copies pixels either way. One launch for a whole batch; no intermediate image.
 
     Example:
         >>> import numpy as np, gpuimg
@@ -63,6 +89,7 @@ def resize(
         (240, 320, 3)
     """
     check_method(method)
+    check_alpha(alpha)
     channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
@@ -70,7 +97,8 @@ def resize(
     def geometry_fn() -> tuple[list, list]:
         return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
 
-    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream)
+    return _run_resample(src, out, "resize", geometry_fn, shapes, sizes, channels, method, antialias, 0, stream,
+                         alpha)
 
 
 def _shorter_size(h: int, w: int, size: int, max_size: int | None) -> tuple[int, int]:
@@ -89,12 +117,15 @@ def resize_shorter(
     method: str = "bilinear",
     antialias: bool = True,
     max_size: int | None = None,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Resize keeping the aspect ratio so the shorter side is ``size`` (torchvision's rule).
 
     The longer side is ``int(size * long / short)``, as ``torchvision.transforms.v2.Resize(size)``.
+    ``method``, ``antialias`` and ``alpha``: as :func:`resize` (the same references and
+    tolerances).
 
     Example:
         >>> import numpy as np, gpuimg
@@ -111,7 +142,8 @@ def resize_shorter(
         if np.any(targets >= max_size):  # torchvision's rule too
             raise ValueError(f"max_size={max_size} must be greater than size={size!r}")
     sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
-    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, out=out, stream=stream)
+    return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, alpha=alpha, out=out,
+                  stream=stream)
 
 
 FIT_MODES = ("contain", "cover")
@@ -144,14 +176,18 @@ def fit(
     background: Any = 0,
     method: str = "bilinear",
     antialias: bool = True,
-    *, out: Source | None = None,
+    *, alpha: str = "premultiply",
+    out: Source | None = None,
     stream: Any = None,
 ) -> Source:
     """Scale into a (height, width) container and centre it: "contain" (letterbox) or "cover".
 
     "contain" shows the whole image with ``background`` around it; "cover" fills the
     container and crops the overflow. Either way there is no one-pixel gap from
-    truncation (see :func:`_fit_geometry`). Resampling and background fill: one launch.
+    truncation (see :func:`_fit_geometry`). ``method``, ``antialias`` and ``alpha`` as
+    :func:`resize` (the same references and tolerances; "cover" resamples a centred box
+    of the source, as Pillow's ``resize(..., box=)``). Resampling and background fill:
+    one launch.
 
     Example:
         >>> import numpy as np, gpuimg
@@ -162,6 +198,7 @@ def fit(
     """
     check_choice(mode, "mode", FIT_MODES, "a fit mode")
     check_method(method)
+    check_alpha(alpha)
     channels = _check(src)
     shapes = _shapes(src)
     sizes = _sizes(size, len(shapes))
@@ -170,4 +207,4 @@ def fit(
         return [g[0] for g in geo], [g[1] for g in geo]
 
     return _run_resample(src, out, ("fit", mode), geometry_fn, shapes, sizes, channels, method, antialias,
-                         background, stream)
+                         background, stream, alpha)
