@@ -123,12 +123,24 @@ def _remap_numpy(arr: np.ndarray, coef: np.ndarray, out_hw: tuple[int, int], bor
     return result
 
 
+def _fill_arg(value: Any, name: str) -> np.ndarray:
+    """_fill, with a TypeError naming ``name`` for what is not numbers (a colour name, None)."""
+    try:
+        if isinstance(value, str | bytes):
+            raise TypeError
+        return _fill(value, name)
+    except (TypeError, ValueError) as err:
+        if str(err).startswith(name):
+            raise
+        raise TypeError(f"{name} must be a number or 3/4 channel values, got {value!r}") from None
+
+
 def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes: list[tuple[int, int]],
-           border: str = "constant", fill: Any = 0, stream: Any = None) -> Source:
+           border: str = "constant", fill: Any = 0, stream: Any = None, fill_name: str = "value") -> Source:
     """Run the index-map kernel: one (a, b, c, d, e, f) row and output size per image."""
     channels = _check(src)
     code = check_border(border, "mode")
-    fill4 = _fill(fill, "value")
+    fill4 = _fill_arg(fill, fill_name)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
     coef = np.asarray(coefs, np.int32).reshape(-1, 6)
     if src.device == "cpu":
@@ -229,7 +241,7 @@ def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: st
     code = check_border(border, "border")
     channels = _check(src)
     # the fill as the image stores it (OpenCV saturate_casts borderValue to the depth first)
-    fill4 = store_numpy(_fill(fill), src.dtype).astype(np.float32)
+    fill4 = store_numpy(_fill_arg(fill, "fill"), src.dtype).astype(np.float32)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
     bilinear = method == "bilinear"
     if src.device == "cpu":
@@ -255,7 +267,8 @@ _PARITY = """Pixel parity (measured on the photos in assets/, every dtype and ch
     then the rows with ay) and rounds. Against OpenCV 5 with IPP off
     (``cv2.ipp.setUseIPP(False)``) results are identical where its float32 coordinate is
     exact (translations by halves, scales by powers of two, quarter turns) and otherwise
-    within 1 level (uint8, uint16; 1e-3 of the range in float32); nearest differs only
+    within 1 level in uint8 and 1e-4 of the range in uint16 (7 levels) and float32 (its
+    coordinate is ~1e-5 pixel off, times the local contrast); nearest differs only
     where the exact coordinate is within OpenCV's float32 error (~1e-4 pixel) of a tie.
     OpenCV 5 with IPP on (x86 wheels; constant and replicate borders) rounds nearest ties
     up and bilinear halves up under "edge": up to 1 level and the other pixel at ties.
