@@ -55,23 +55,37 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
     return _remap(src, out, coefs, [(int(a), int(b)) for a, b in zip(hh, ww)], stream=stream)
 
 
+def _center_offset(n: int, size: int) -> int:
+    """torchvision's offset of a centred window: round((n - size) / 2) (Python's round,
+    halves to even) when it fits; -((size - n) // 2) when the window is larger (torchvision
+    pads (size - n) // 2 before and the rest after, then crops at 0)."""
+    return int(round((n - size) / 2.0)) if size <= n else -((size - n) // 2)
+
+
 @register_op
-def center_crop(src: Source, size: tuple[int, int] | Sequence[tuple[int, int]], *, out: Source | None = None,
-                stream: Any = None) -> Source:
-    """The centred (height, width) window; top = round((H - h) / 2) as torchvision.
+def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, int]], fill: Any = 0, *,
+                out: Source | None = None, stream: Any = None) -> Source:
+    """The centred (height, width) window (an int: a square), as torchvision's ``center_crop``.
+
+    top = round((H - height) / 2) with Python's round, likewise left. A window larger than
+    the image pads it as torchvision does, with ``fill`` (torchvision: 0): (height - H) // 2
+    rows above, the rest below; (width - W) // 2 columns left, the rest right.
 
     Example:
         >>> import numpy as np, gpuimg
         >>> img = gpuimg.Image.from_array(np.zeros((256, 341, 3), np.uint8), device="cpu")
         >>> center_crop(img, (224, 224)).shape
         (224, 224, 3)
+        >>> center_crop(img, 300).shape  # padded to 300 rows
+        (300, 300, 3)
     """
     _check(src)
     shapes = _shapes(src)
+    if isinstance(size, int | np.integer) and not isinstance(size, bool):
+        size = (int(size), int(size))
     sizes = _sizes(size, len(shapes))
-    tops = [int(round((H - h) / 2.0)) for (H, _, _), (h, _) in zip(shapes, sizes)]
-    lefts = [int(round((W - w) / 2.0)) for (_, W, _), (_, w) in zip(shapes, sizes)]
-    return crop(src, tops, lefts, [s[0] for s in sizes], [s[1] for s in sizes], out=out, stream=stream)
+    coefs = [(1, 0, _center_offset(H, h), 0, 1, _center_offset(W, w)) for (H, W, _), (h, w) in zip(shapes, sizes)]
+    return _remap(src, out, coefs, sizes, border="constant", fill=fill, stream=stream, fill_name="fill")
 
 
 @register_op

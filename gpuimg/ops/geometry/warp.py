@@ -45,47 +45,56 @@ __device__ void remap(const void* src, const long long* tab, void* dst, const lo
     for (int c = 0; c < C; ++c) q[c] = p[c];
 }
 
-// Affine warp: (sx, sy) = inverse matrix * (x, y); nearest or bilinear; taps outside the
-// image read the fill (cv2.warpAffine with BORDER_CONSTANT). Coordinates go through the
-// same fixed point as OpenCV's (1/1024, then 1/32 pixel for bilinear) so results agree.
-__device__ __forceinline__ long long fixed_coord(const double* m, int x, int y, int round_delta) {
-    return llrint((m[1] * y + m[2]) * 1024.0) + round_delta + llrint(m[0] * x * 1024.0);
+// Affine warp: (sx, sy) = inverse matrix * (x, y, 1) in double precision, as the exact
+// coordinate (OpenCV 5's float32 one differs by ~1e-5 pixel; OpenCV 4 rounds it to 1/32
+// pixel). Every operation is spelled out (__dmul_rn, __fadd_rn, ...) so that nvcc does not
+// contract it into an FMA: the NumPy twin (_warp_numpy) computes the same bits.
+//   nearest: rint(s), ties to even (OpenCV 5's cvRound / v_round);
+//   bilinear: OpenCV 5's lerps in float32, v0 = p00 + ax (p01 - p00), v1 likewise,
+//            v = v0 + ay (v1 - v0), then rounded (saturate_cast).
+// Taps outside the image go through the border map; constant reads the fill.
+__device__ __forceinline__ double warp_coord(const double* m, int x, int y) {
+    double s = __dadd_rn(__dmul_rn(m[0], (double)x), __dadd_rn(__dmul_rn(m[1], (double)y), m[2]));
+    return fmin(fmax(s, -1e9), 1e9);  // far outside either way; keeps the int conversion defined
+}
+__device__ __forceinline__ int nearest_index(double s) { return (int)rint(s); }
+__device__ __forceinline__ float warp_lerp(float a, float b, float t) {
+    return __fadd_rn(a, __fmul_rn(t, __fsub_rn(b, a)));
+}
+template <typename T, int C>
+__device__ __forceinline__ void warp_tap(const void* src, const Slot& s, int y, int x, int border, const float* fill,
+                                         float* v) {
+    int yy = map_border(y, (int)s.height, border), xx = map_border(x, (int)s.width, border);
+    const T* p = (yy >= 0 && xx >= 0) ? row_ptr<T>(src, s, yy) + (long long)xx * C : (const T*)0;
+    #pragma unroll
+    for (int c = 0; c < C; ++c) v[c] = p ? (float)p[c] : fill[c];
 }
 template <typename T, int C>
 __device__ void warp(const void* src, const long long* tab, void* dst, const long long* otab,
-                     const double* inv, int bilinear, const float* fill) {
+                     const double* inv, int bilinear, int border, const float* fill) {
     int b = blockIdx.z; Slot s = slot(tab, b); Slot so = slot(otab, b);
     int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= so.width || y >= so.height) return;
     const double* m = inv + 6 * b;
     T* q = row_ptr<T>(dst, so, y) + (long long)x * C;
-    int W = (int)s.width, H = (int)s.height;
-    float acc[C];
+    double sx = warp_coord(m, x, y), sy = warp_coord(m + 3, x, y);
+    float p00[C];
     if (!bilinear) {
-        int ix = (int)(fixed_coord(m, x, y, 512) >> 10), iy = (int)(fixed_coord(m + 3, x, y, 512) >> 10);
-        bool in = ix >= 0 && iy >= 0 && ix < W && iy < H;
-        const T* p = in ? row_ptr<T>(src, s, iy) + (long long)ix * C : (const T*)0;
+        warp_tap<T, C>(src, s, nearest_index(sy), nearest_index(sx), border, fill, p00);
         #pragma unroll
-        for (int c = 0; c < C; ++c) acc[c] = in ? (float)p[c] : fill[c];
-    } else {
-        long long X = fixed_coord(m, x, y, 16) >> 5, Y = fixed_coord(m + 3, x, y, 16) >> 5;
-        int x0 = (int)(X >> 5), y0 = (int)(Y >> 5);
-        float ax = (float)(X & 31) / 32.f, ay = (float)(Y & 31) / 32.f;
-        #pragma unroll
-        for (int c = 0; c < C; ++c) acc[c] = 0.f;
-        for (int j = 0; j < 2; ++j) {
-            int yy = y0 + j; float wy = j ? ay : 1.f - ay;
-            for (int i = 0; i < 2; ++i) {
-                int xx = x0 + i; float w = wy * (i ? ax : 1.f - ax);
-                bool in = xx >= 0 && yy >= 0 && xx < W && yy < H;
-                const T* p = in ? row_ptr<T>(src, s, yy) + (long long)xx * C : (const T*)0;
-                #pragma unroll
-                for (int c = 0; c < C; ++c) acc[c] += w * (in ? (float)p[c] : fill[c]);
-            }
-        }
+        for (int c = 0; c < C; ++c) store(q + c, p00[c]);
+        return;
     }
+    double fx = floor(sx), fy = floor(sy);
+    int x0 = (int)fx, y0 = (int)fy;
+    float ax = (float)__dsub_rn(sx, fx), ay = (float)__dsub_rn(sy, fy);
+    float p01[C], p10[C], p11[C];
+    warp_tap<T, C>(src, s, y0, x0, border, fill, p00);
+    warp_tap<T, C>(src, s, y0, x0 + 1, border, fill, p01);
+    warp_tap<T, C>(src, s, y0 + 1, x0, border, fill, p10);
+    warp_tap<T, C>(src, s, y0 + 1, x0 + 1, border, fill, p11);
     #pragma unroll
-    for (int c = 0; c < C; ++c) store(q + c, acc[c]);
+    for (int c = 0; c < C; ++c) store(q + c, warp_lerp(warp_lerp(p00[c], p01[c], ax), warp_lerp(p10[c], p11[c], ax), ay));
 }
 """
 
@@ -94,7 +103,7 @@ __device__ void warp(const void* src, const long long* tab, void* dst, const lon
 def _source() -> str:
     kinds = {
         "remap": ("const int* coef, int border, const float* fill", "coef, border, fill"),
-        "warp": ("const double* inv, int bilinear, const float* fill", "inv, bilinear, fill"),
+        "warp": ("const double* inv, int bilinear, int border, const float* fill", "inv, bilinear, border, fill"),
     }
     head = "const void* src, const long long* tab, void* dst, const long long* otab, "
     entries = [dtype_entries(name, name, head + sig, f"src, tab, dst, otab, {args}") for name, (sig, args) in kinds.items()]
@@ -114,12 +123,24 @@ def _remap_numpy(arr: np.ndarray, coef: np.ndarray, out_hw: tuple[int, int], bor
     return result
 
 
+def _fill_arg(value: Any, name: str) -> np.ndarray:
+    """_fill, with a TypeError naming ``name`` for what is not numbers (a colour name, None)."""
+    try:
+        if isinstance(value, str | bytes):
+            raise TypeError
+        return _fill(value, name)
+    except (TypeError, ValueError) as err:
+        if str(err).startswith(name):
+            raise
+        raise TypeError(f"{name} must be a number or 3/4 channel values, got {value!r}") from None
+
+
 def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes: list[tuple[int, int]],
-           border: str = "constant", fill: Any = 0, stream: Any = None) -> Source:
+           border: str = "constant", fill: Any = 0, stream: Any = None, fill_name: str = "value") -> Source:
     """Run the index-map kernel: one (a, b, c, d, e, f) row and output size per image."""
     channels = _check(src)
     code = check_border(border, "mode")
-    fill4 = _fill(fill, "value")
+    fill4 = _fill_arg(fill, fill_name)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
     coef = np.asarray(coefs, np.int32).reshape(-1, 6)
     if src.device == "cpu":
@@ -154,7 +175,10 @@ def _remap_blob(coef: np.ndarray, fill: np.ndarray) -> Blob:
 
 # ============================================================================ affine warp
 def _affine_rows(matrix: Any, count: int) -> np.ndarray:
-    m = np.asarray(matrix, np.float64)
+    try:
+        m = np.asarray(matrix, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"matrix must be a 2x3 affine matrix of numbers (or one per image), got {matrix!r}") from None
     if m.shape == (2, 3):
         m = np.broadcast_to(m, (count, 2, 3))
     if m.shape != (count, 2, 3) or not np.all(np.isfinite(m)):
@@ -172,66 +196,104 @@ def _invert(m: np.ndarray) -> np.ndarray:
     return inv
 
 
-def _fixed_coord(m: np.ndarray, xx: np.ndarray, yy: np.ndarray, round_delta: int) -> np.ndarray:
-    """OpenCV's warpAffine coordinate in 1/1024 pixel (the kernel's ``fixed_coord``)."""
-    return np.rint((m[1] * yy + m[2]) * 1024.0).astype(np.int64) + round_delta + np.rint(m[0] * xx * 1024.0).astype(np.int64)
+def _warp_coord(m: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """The kernel's ``warp_coord``: m0 x + (m1 y + m2) in float64, clipped to +-1e9."""
+    return np.clip(m[0] * xx + (m[1] * yy + m[2]), -1e9, 1e9)
 
 
-def _warp_numpy(arr: np.ndarray, inv: np.ndarray, out_hw: tuple[int, int], bilinear: bool, fill: np.ndarray) -> np.ndarray:
+def _nearest_index(s: np.ndarray) -> np.ndarray:
+    """The kernel's ``nearest_index``: the nearest pixel, ties to even (cvRound)."""
+    return np.rint(s).astype(np.int64)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The kernel's ``warp_lerp`` in float32: a + t (b - a), no fused multiply-add."""
+    return a + t * (b - a)
+
+
+def _warp_numpy(arr: np.ndarray, inv: np.ndarray, out_hw: tuple[int, int], bilinear: bool, border: str,
+                fill: np.ndarray) -> np.ndarray:
+    """The CPU twin of the ``warp`` kernel (same operations in the same order and precision)."""
     h, w = out_hw
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     H, W, C = arr.shape
     fillc = fill[:C].astype(np.float32)
+    sx, sy = _warp_coord(inv, xx, yy), _warp_coord(inv[3:], xx, yy)
 
     def tap(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-        inside = (ix >= 0) & (iy >= 0) & (ix < W) & (iy < H)
-        vals = arr[np.clip(iy, 0, H - 1), np.clip(ix, 0, W - 1)].astype(np.float32)
-        return np.where(inside[..., None], vals, fillc)
+        iy, ix = border_index(iy, H, border), border_index(ix, W, border)
+        vals = arr[np.maximum(iy, 0), np.maximum(ix, 0)].astype(np.float32)
+        return np.where(((iy >= 0) & (ix >= 0))[..., None], vals, fillc)
 
     if not bilinear:
-        return tap(_fixed_coord(inv[3:], xx, yy, 512) >> 10, _fixed_coord(inv, xx, yy, 512) >> 10)
-    X, Y = _fixed_coord(inv, xx, yy, 16) >> 5, _fixed_coord(inv[3:], xx, yy, 16) >> 5
-    x0, y0 = X >> 5, Y >> 5
-    ax = ((X & 31) / np.float32(32)).astype(np.float32)[..., None]
-    ay = ((Y & 31) / np.float32(32)).astype(np.float32)[..., None]
-    acc = np.zeros((h, w, C), np.float32)
-    for j, wy in ((0, 1 - ay), (1, ay)):
-        for i, wx in ((0, 1 - ax), (1, ax)):
-            acc += (wy * wx) * tap(y0 + j, x0 + i)
-    return acc
+        return tap(_nearest_index(sy), _nearest_index(sx))
+    fx, fy = np.floor(sx), np.floor(sy)
+    x0, y0 = fx.astype(np.int64), fy.astype(np.int64)
+    ax, ay = (sx - fx).astype(np.float32)[..., None], (sy - fy).astype(np.float32)[..., None]
+    top = _lerp(tap(y0, x0), tap(y0, x0 + 1), ax)
+    bottom = _lerp(tap(y0 + 1, x0), tap(y0 + 1, x0 + 1), ax)
+    return _lerp(top, bottom, ay)
 
 
-def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: str, fill: Any, out: Source | None,
-          stream: Any) -> Source:
+def _warp(src: Source, inv: np.ndarray, sizes: list[tuple[int, int]], method: str, border: str, fill: Any,
+          out: Source | None, stream: Any) -> Source:
     check_choice(method, "method", WARP_METHODS, "a warp method")
+    code = check_border(border, "border")
     channels = _check(src)
-    fill4 = _fill(fill)
+    # the fill as the image stores it (OpenCV saturate_casts borderValue to the depth first)
+    fill4 = store_numpy(_fill_arg(fill, "fill"), src.dtype).astype(np.float32)
     out = _result(src, out, [(h, w, c) for (h, w), (_, _, c) in zip(sizes, _shapes(src))])
     bilinear = method == "bilinear"
     if src.device == "cpu":
         for s, o, i in pairs(src, out):
-            o.array[...] = store_numpy(_warp_numpy(s.array, inv[i], o.shape[:2], bilinear, fill4), o.dtype)
+            o.array[...] = store_numpy(_warp_numpy(s.array, inv[i], o.shape[:2], bilinear, border, fill4), o.dtype)
         return out
     view = readable_source(src, out, stream)
     oview = batch_view(out, stream)
     launch(
         raw_kernel(_source(), f"warp_{dtype_suffix(src.dtype)}"), grid_for(oview, BLOCK), BLOCK + (1,),
         kernel_args(np.uint64(view.base), view.table, np.uint64(oview.base), oview.table,
-                    upload("geometry:affine", inv.astype(np.float64), "cuda", stream), int(bilinear),
+                    upload("geometry:affine", inv.astype(np.float64), "cuda", stream), int(bilinear), code,
                     upload("geometry:fill", fill4, "cuda", stream), channels),
         stream,
     )
     return out
 
 
+_PARITY = """Pixel parity (measured on the photos in assets/, every dtype and channel count):
+    source coordinates are exact (float64) and the arithmetic is OpenCV 5's own
+    ``cv2.warpAffine`` (5.1): nearest (INTER_NEAREST) takes rint(s), ties to even, as
+    OpenCV 5's cvRound; bilinear (INTER_LINEAR) lerps in float32 (p00 + ax (p01 - p00),
+    then the rows with ay) and rounds. Against OpenCV 5 with IPP off
+    (``cv2.ipp.setUseIPP(False)``) results are identical where its float32 coordinate is
+    exact (translations by halves, scales by powers of two, quarter turns) and otherwise
+    within 1 level in uint8 and 1e-4 of the range in uint16 (7 levels) and float32 (its
+    coordinate is ~1e-5 pixel off, times the local contrast); nearest differs only
+    where the exact coordinate is within OpenCV's float32 error (~1e-4 pixel) of a tie.
+    OpenCV 5 with IPP on (x86 wheels; constant and replicate borders) rounds nearest ties
+    up and bilinear halves up under "edge": up to 1 level and the other pixel at ties.
+    OpenCV 4 rounds coordinates to 1/32 pixel: bilinear up to ~6 levels off, nearest
+    ties up."""
+
+
+def _check_expand(expand: Any) -> bool:
+    if not isinstance(expand, bool | np.bool_):
+        raise TypeError(f"expand must be True or False, got {expand!r}")
+    return bool(expand)
+
+
 @register_op
 def warp_affine(src: Source, matrix: Any, size: Any = None, method: str = "bilinear", fill: Any = 0,
-                *, out: Source | None = None, stream: Any = None) -> Source:
+                border: str = "constant", *, out: Source | None = None, stream: Any = None) -> Source:
     """Affine warp with a forward 2x3 ``matrix`` (dst = M @ [x, y, 1]), as ``cv2.warpAffine``.
 
     ``size``: output (height, width), default the source's; ``method``: "nearest" or
-    "bilinear"; pixels mapped from outside the source get ``fill`` (cv2.BORDER_CONSTANT).
-    A batch takes one matrix or one per image.
+    "bilinear"; ``border``: how taps outside the source read, "constant" (``fill``;
+    cv2.BORDER_CONSTANT), "edge" (BORDER_REPLICATE), "reflect" (BORDER_REFLECT_101),
+    "symmetric" (BORDER_REFLECT) or "wrap" (BORDER_WRAP). A batch takes one matrix or one
+    per image.
+
+    {parity}
 
     Example:
         >>> import numpy as np, gpuimg
@@ -243,25 +305,39 @@ def warp_affine(src: Source, matrix: Any, size: Any = None, method: str = "bilin
     shapes = _shapes(src)
     sizes = [(h, w) for h, w, _ in shapes] if size is None else _sizes(size, len(shapes))
     inv = _invert(_affine_rows(matrix, len(shapes)))
-    return _warp(src, inv, sizes, method, fill, out, stream)
+    return _warp(src, inv, sizes, method, border, fill, out, stream)
+
+
+warp_affine.__doc__ = (warp_affine.__doc__ or "").replace("{parity}", _PARITY)
+
+# cos and sin of the quarter turns, exact (math.cos(math.pi / 2) is 6e-17, not 0)
+_QUARTER_TURNS = {0.0: (1.0, 0.0), 90.0: (0.0, 1.0), 180.0: (-1.0, 0.0), 270.0: (0.0, -1.0)}
 
 
 def _rotation(h: int, w: int, angle: float, expand: bool) -> tuple[np.ndarray, tuple[int, int]]:
     """Forward matrix rotating ``angle`` degrees counter-clockwise about the image centre.
 
-    The same as cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1); with
-    ``expand`` the output grows to hold the whole rotated image (Pillow's rule) and the
-    matrix moves the centre to the new centre.
+    The same as cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1), with exact
+    cos/sin at multiples of 90 degrees. With ``expand`` the output size is Pillow's
+    (Image.rotate(expand=True)): at 90 and 270 degrees (w, h) swapped and at 0 and 180 the
+    same size (Pillow transposes there), otherwise the rotated corners about (w/2, h/2),
+    ceil(max) - floor(min) per axis with cos/sin rounded to 15 digits; the matrix moves
+    the centre to the new centre ((out - 1) / 2).
     """
-    rad = math.radians(angle)
-    cos, sin = math.cos(rad), math.sin(rad)
+    turn = angle % 360.0
+    if turn in _QUARTER_TURNS:
+        cos, sin = _QUARTER_TURNS[turn]
+    else:
+        rad = math.radians(angle)
+        cos, sin = math.cos(rad), math.sin(rad)
     out_h, out_w = h, w
-    if expand:
-        # Pillow's rule: the rotated corners about (w/2, h/2), ceil(max) - floor(min) per
-        # axis (cos/sin rounded to 15 digits as Pillow does, so 90 degrees is exact)
+    if expand and turn in (90.0, 270.0):
+        out_h, out_w = w, h
+    elif expand and turn not in _QUARTER_TURNS:
         c15, s15 = round(cos, 15), round(sin, 15)
-        xs = [c15 * (x - w / 2) + s15 * (y - h / 2) + w / 2 for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
-        ys = [-s15 * (x - w / 2) + c15 * (y - h / 2) + h / 2 for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+        corners = ((0, 0), (w, 0), (w, h), (0, h))
+        xs = [c15 * (x - w / 2) + s15 * (y - h / 2) + w / 2 for x, y in corners]
+        ys = [-s15 * (x - w / 2) + c15 * (y - h / 2) + h / 2 for x, y in corners]
         out_w = math.ceil(max(xs)) - math.floor(min(xs))
         out_h = math.ceil(max(ys)) - math.floor(min(ys))
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
@@ -274,24 +350,33 @@ def _rotation(h: int, w: int, angle: float, expand: bool) -> tuple[np.ndarray, t
 
 @register_op
 def rotate(src: Source, angle: Any, expand: bool = False, fill: Any = 0, method: str = "bilinear",
-           *, out: Source | None = None, stream: Any = None) -> Source:
+           border: str = "constant", *, out: Source | None = None, stream: Any = None) -> Source:
     """Rotate by ``angle`` degrees counter-clockwise about the centre (one angle or one per image).
 
-    ``expand=False`` keeps the size (corners are cut, uncovered areas get ``fill``);
-    ``expand=True`` grows the output to hold the whole image. Equals ``cv2.warpAffine`` with
-    ``cv2.getRotationMatrix2D(((w-1)/2, (h-1)/2), angle, 1)``.
+    ``expand=False`` keeps the size (corners are cut, uncovered areas get ``fill``, or the
+    ``border`` rule of warp_affine); ``expand=True`` grows the output to hold the whole
+    image, with Pillow's size (``Image.rotate(angle, expand=True)``). Equals
+    ``cv2.warpAffine`` with ``cv2.getRotationMatrix2D(((w-1)/2, (h-1)/2), angle, 1)``
+    (centred on the new size with ``expand``); multiples of 90 degrees are exact: with
+    ``expand`` the result is ``numpy.rot90(a, angle // 90)`` (0 levels, either method).
+
+    {parity}
 
     Example:
         >>> import numpy as np, gpuimg
-        >>> img = gpuimg.Image.from_array(np.zeros((100, 200, 3), np.uint8), device="cpu")
+        >>> img = gpuimg.Image.from_array(np.zeros((101, 200, 3), np.uint8), device="cpu")
         >>> rotate(img, 90, expand=True).shape
-        (200, 100, 3)
+        (200, 101, 3)
+        >>> rotate(img, 30, expand=True).shape  # PIL.Image.rotate(30, expand=True) on 200x101
+        (189, 224, 3)
     """
     _check(src)
+    expand = _check_expand(expand)
     shapes = _shapes(src)
     angles = per_sample(angle, len(shapes), "angle", np.float64)
-    if not np.all(np.isfinite(angles)):
-        raise ValueError(f"angle must be finite degrees, got {angle!r}")
     geo = [_rotation(h, w, float(a), expand) for (h, w, _), a in zip(shapes, angles)]
     inv = _invert(np.stack([g[0] for g in geo]))
-    return _warp(src, inv, [g[1] for g in geo], method, fill, out, stream)
+    return _warp(src, inv, [g[1] for g in geo], method, border, fill, out, stream)
+
+
+rotate.__doc__ = (rotate.__doc__ or "").replace("{parity}", _PARITY)
