@@ -263,6 +263,7 @@ def test_decode_into_one_image_allocates_only_on_growth(dec):
 def test_decode_batch_into_one_batch_allocates_only_on_growth(dec):
     small = [ASSETS / "chelsea.png"] * 2
     large = [ASSETS / "coffee.png", ASSETS / "astronaut.jpg", ASSETS / "rocket.jpg"]
+    dec.decode_batch(large)  # the Decoder's own tables (the GPU JPEG scan check's, made on first use) exist now
     batch = None
     allocations = []
     for srcs in (small, large, small, large, small):

@@ -14,6 +14,13 @@ import pytest
 from conftest import load_asset
 
 from gpuimg import Image
+
+import PIL
+
+# The stated Pillow tolerances are against Pillow 13 (the test extra installs it). An older
+# Pillow (seen: the GPU machine's) differs at sizes that enlarge one axis and shrink the
+# other (12-22 levels with bicubic/lanczos): those cases are left out there, not loosened.
+PILLOW_REFERENCE = int(PIL.__version__.split(".")[0]) >= 13
 from gpuimg.ops import geometry
 from gpuimg.ops.geometry import resample_weights
 
@@ -254,6 +261,8 @@ STATED = [
                          ids=[f"{m}-aa{int(a)}" for m, a, *_ in STATED])
 @pytest.mark.parametrize("group", ["down", "up", "mixed"])
 def test_stated_tolerance_holds_on_photos(device, photos, method, antialias, ref, tol, tol_mixed, group):
+    if ref[0] != "cv2" and group == "mixed" and not PILLOW_REFERENCE:
+        pytest.skip(f"the mixed-direction tolerance is stated against Pillow 13, this is Pillow {PIL.__version__}")
     worst, total, count = 0.0, 0.0, 0
     for name, arr in photos.items():
         h, w = arr.shape[:2]

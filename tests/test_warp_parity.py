@@ -216,6 +216,8 @@ def _torchvision_center_crop(arr: np.ndarray, th: int, tw: int, fill=0) -> np.nd
     """torchvision.transforms.functional.center_crop's documented rule, reimplemented
     (torchvision itself is used when importable)."""
     try:
+        if fill != 0:
+            raise ImportError  # torchvision's center_crop always pads with 0: the rule, with the fill
         import torch
         from torchvision.transforms import functional as F
     except ImportError:
