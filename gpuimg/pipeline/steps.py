@@ -27,7 +27,7 @@ from ..errors import check_choice
 from ..image import Image, ImageBatch
 from ..ops import registry
 
-__all__ = ["Step", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "OutputRule", "MODES"]
+__all__ = ["Step", "retype", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "OutputRule", "MODES"]
 
 StepSpec = Callable[..., Any] | tuple[str, dict[str, Any]] | Sequence[Any]
 
@@ -49,6 +49,21 @@ def _step_op(name: Any) -> registry.OpInfo:
     if name not in available_ops():
         raise ValueError(f"unknown step {name!r}; available steps: {', '.join(available_ops()) or '(no ops registered)'}")
     return registry.get_op(name)
+
+
+def retype(buffer: Image | ImageBatch, dtype: Any) -> Image | ImageBatch:
+    """The pipeline's own ``buffer`` set to ``dtype``, its shapes kept (metadata only while it
+    fits, else one counted growth): explicit, because ops never retype an ``out``.
+
+    Example:
+        >>> retype(Image.empty(2, 2, device="cpu"), "float32").dtype.name
+        'float32'
+    """
+    if buffer.dtype == np.dtype(dtype):
+        return buffer
+    if isinstance(buffer, ImageBatch):
+        return buffer.set_shapes(buffer.shapes, dtype=dtype)
+    return buffer.set_shape(*buffer.shape, dtype=dtype)
 
 
 class Step:
@@ -86,6 +101,7 @@ class Step:
             if isinstance(value, str | os.PathLike):
                 self._overlays[param] = self.kwargs[param] = _decode_overlay(self.name, param, value, device)
         self._repeated: dict[tuple[str, int], ImageBatch] = {}
+        self._makes: dict[np.dtype, np.dtype] = {}  # input dtype -> the dtype the step made of it
 
     def _check_kwargs(self) -> None:
         try:
@@ -96,15 +112,40 @@ class Step:
             pass
 
     def __call__(self, src: Any, out: Any, stream: Any) -> Any:
+        """The step on ``src``; ``out`` is the pipeline's own buffer from an earlier call
+        (or None), retyped here for what the step makes of ``src`` (ops refuse an ``out``
+        of another dtype rather than retype it)."""
         extra: dict[str, Any] = {}
         if self.takes_out and out is not None:
-            extra["out"] = out
+            out = self._reusable(src, out)
+            if out is not None:
+                extra["out"] = out
         if self.takes_stream and stream is not None:
             extra["stream"] = stream
         kwargs = self.kwargs
         if self._overlays and isinstance(src, ImageBatch):
             kwargs = {**kwargs, **{p: self._overlay_batch(p, len(src)) for p in self._overlays}}
-        return self.fn(src, **kwargs, **extra)
+        result = self.fn(src, **kwargs, **extra)
+        if isinstance(src, Image | ImageBatch) and isinstance(result, Image | ImageBatch):
+            self._makes[src.dtype] = result.dtype
+        return result
+
+    def _reusable(self, src: Any, out: Any) -> Any:
+        """``out`` typed for this step's result on ``src`` (the step made that dtype from
+        ``src``'s dtype before: one op with the same arguments always does), or None when
+        that is not known yet or ``out`` cannot take it (the op then makes a new result,
+        which becomes the buffer). Anything but an Image/ImageBatch is passed as it is."""
+        if not isinstance(out, Image | ImageBatch) or not isinstance(src, Image | ImageBatch):
+            return out
+        makes = self._makes.get(src.dtype)
+        if makes is None or out is src:
+            return None
+        if out.dtype != makes:
+            try:
+                retype(out, makes)
+            except ValueError:  # borrowed memory or a batch slot: it cannot change dtype
+                return None
+        return out
 
     def _overlay_batch(self, param: str, count: int) -> ImageBatch:
         """The overlay once per image of a batch (layer i over image i: one launch),

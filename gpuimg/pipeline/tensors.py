@@ -27,6 +27,7 @@ from ..ops.geometry import resize
 from .read import Item
 from .results import Failure, Run, failure_of
 from .stages import DONE, Lane, StageQueue, Stopped
+from .steps import retype
 
 if TYPE_CHECKING:
     import threading
@@ -60,6 +61,8 @@ class TensorSink:
         """Runs on the process lane (``ready`` is already ordered there); ``done`` gets the
         event after which ``batch`` is no longer read."""
         if self.size is not None and any(s[:2] != tuple(self.size) for s in batch.shapes):
+            if self.resized is not None:  # our own buffer: retyped here, as ops never retype an out
+                retype(self.resized, batch.dtype)
             self.resized = resize(batch, size=tuple(self.size), out=self.resized, stream=self.lane.stream)
             batch = self.resized
         k = self.count % len(self.ring)

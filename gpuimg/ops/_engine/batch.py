@@ -1,7 +1,8 @@
 """The calling convention and launches: ``out=`` handling, sources as batch views, launch
 counting and grid sizing (one copy each; every op family uses these).
 
-- :func:`prepare_out`: ``out`` reused (its logical shape set, growing only when needed) or made.
+- :func:`prepare_out`: ``out`` reused (its logical shape set, growing only when needed) or made;
+  :func:`check_out`, THE check of a caller's ``out`` (kind, device, dtype: never re-typed).
 - :func:`batch_view`: any source as (base pointer, device table, count, max height, max
   width) so ONE kernel serves a single Image and a whole ImageBatch.
 - :func:`launch`: a kernel launched on the op's stream and counted (``launch_stats``), so
@@ -23,6 +24,7 @@ from .args import Source
 
 __all__ = [
     "prepare_out",
+    "check_out",
     "same_memory",
     "BatchView",
     "batch_view",
@@ -46,35 +48,68 @@ def prepare_out(
     shapes: Sequence[tuple[int, int, int]] | tuple[int, int, int] | None = None,
     dtype: Any = None,
 ) -> Source:
-    """``out`` (checked, reshaped) or a new Image/ImageBatch for the op's result.
+    """``out`` (checked by :func:`check_out`, its logical shape set) or a new Image/ImageBatch
+    for the op's result.
 
     ``shapes``: the result's (height, width, channels) for an Image, or a list of them for
     a batch; None keeps the source's shapes. ``dtype``: None keeps the source's dtype.
+    An ``out`` is never re-typed: one of another dtype is refused (issue 14), so a caller's
+    buffer is either used as it is or the call fails naming ``out``.
+
+    Example:
+        >>> import numpy as np
+        >>> src = Image.empty(2, 2, device="cpu")
+        >>> out = Image.empty(4, 4, device="cpu")
+        >>> prepare_out(src, out) is out, out.shape
+        (True, (2, 2, 3))
+        >>> prepare_out(src, Image.empty(2, 2, dtype="uint16", device="cpu"))
+        Traceback (most recent call last):
+        ...
+        ValueError: out has dtype uint16 but this op makes uint8 images; pass out=None or an out of dtype uint8
     """
     dt = src.dtype if dtype is None else np.dtype(dtype)
     if isinstance(src, ImageBatch):
         shape_list = src.shapes if shapes is None else list(shapes)
         if out is None:
             return ImageBatch.empty(shape_list, dtype=dt, device=src.device)
-        if not isinstance(out, ImageBatch):
-            raise TypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
-        _check_out_device(src, out)
-        if out is not src or shape_list != src.shapes or dt != src.dtype:
-            if out.shapes != shape_list or out.dtype != dt:
-                out.set_shapes(shape_list, dtype=dt)
+        check_out(src, out, dt, shape_list)
+        if out.shapes != shape_list:
+            out.set_shapes(shape_list, dtype=dt)
         return out
     shape = src.shape if shapes is None else tuple(shapes)  # type: ignore[arg-type]
     if out is None:
         return Image.empty(*shape, dtype=dt, device=src.device)
-    if not isinstance(out, Image):
+    check_out(src, out, dt, shape)
+    return out.set_shape(*shape)
+
+
+def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
+    """THE check of a caller's ``out`` (every op's ``out=`` comes here, through
+    :func:`prepare_out`): TypeError/ValueError naming ``out`` unless it is the same kind
+    as ``src`` (Image or ImageBatch), on the same device, of exactly ``dtype`` (the op's
+    result dtype; never re-typed), and, when it is ``src`` itself (in place) or shares its
+    memory, of the result's ``shapes`` (an image read while it is re-laid out is garbage).
+
+    Height, width and channels of any other ``out`` are the op's to set (the calling
+    convention: shape-changing ops set ``out``'s logical shape, growing only when needed).
+    """
+    if isinstance(src, ImageBatch):
+        if not isinstance(out, ImageBatch):
+            raise TypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
+    elif not isinstance(out, Image):
         raise TypeError(f"out must be an Image when src is one, got {type(out).__name__}")
-    _check_out_device(src, out)
-    return out.set_shape(*shape, dtype=dt)
-
-
-def _check_out_device(src: Source, out: Source) -> None:
     if out.device != src.device:
         raise ValueError(f"out is on {out.device!r} but src is on {src.device!r}")
+    dt = np.dtype(dtype)
+    if out.dtype != dt:
+        raise ValueError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
+                         f"pass out=None or an out of dtype {dt.name}")
+    if out is src or same_memory(out, src):
+        have = out.shapes if isinstance(out, ImageBatch) else out.shape
+        want = list(shapes) if isinstance(out, ImageBatch) else tuple(shapes)
+        if have != want:
+            raise ValueError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
+                             f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
 
 
 def same_memory(a: Source, b: Source) -> bool:

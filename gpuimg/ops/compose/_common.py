@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._engine.args import Source
-from .._engine.batch import same_memory
+from .._engine.batch import prepare_out, same_memory
 
 
 def _rgba(arr: np.ndarray) -> np.ndarray:
@@ -44,6 +44,9 @@ def _color(color: Any, channels: int, name: str = "color") -> tuple[int, int, in
 
 def _copied(dst: Source, out: Source | None, stream: Any) -> Source:
     """``out`` holding ``dst``'s pixels (nothing to do when ``out`` is ``dst``)."""
-    if out is not None and (out is dst or same_memory(out, dst)):
+    if out is dst:
         return dst
+    out = prepare_out(dst, out)  # THE check of a caller's out (Image.copy would retype it)
+    if same_memory(out, dst):
+        return out
     return dst.copy(out=out, stream=stream)
