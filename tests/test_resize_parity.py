@@ -167,6 +167,8 @@ def test_rgba_premultiplies_as_pillow(device, method):
     rgba = load_asset("coffee_rgba.png", mode=None)
     h, w = rgba.shape[:2]
     for group, sizes in _sizes(h, w).items():
+        if group == "mixed" and not PILLOW_REFERENCE:
+            continue  # stated against Pillow 13 (see PILLOW_REFERENCE)
         for size in sizes:
             got = geometry.resize(_image(rgba, device), size, method).numpy()
             ref = _pil(rgba, size, RGBA_METHODS[method])
