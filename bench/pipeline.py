@@ -1,21 +1,25 @@
-"""Dataset pipeline benchmark (issue 6): files on disk -> decode -> ops -> JPEG files / tensors.
+"""Dataset pipeline benchmark (issues 6, 15): files on disk -> decode -> ops -> JPEG files / tensors,
+on each dataset class users have.
 
-Dataset: ``--count`` JPEG files (default 2,000) generated from the photos in assets/ with
-OpenCV in a process pool: half 1920x1080, half of mixed sizes from 0.3 to 12 megapixels
-(log-uniform, several aspect ratios, light noise so they compress like photos), q90,
-shuffled, in a temporary folder; the page cache is warmed by reading every file once.
+Classes (``--classes``, see CLASSES; generated from the photos in assets/ with OpenCV in a
+process pool, light noise so they compress like photos, shuffled, in a temporary folder;
+the page cache is warmed by reading every file once): ``small`` (ImageNet-like), ``hd``
+(1080p), ``phone`` (12 MP with EXIF orientation), ``4k``, ``mixed``.
 
 W1: decode -> resize shorter side to 512 (antialiased) -> center crop 512 -> JPEG q90 ->
-    write. Ours: ``Pipeline.run``. Peers in the same run: torchvision GPU (decode_jpeg and
-    encode_jpeg on CUDA in batches of 64, v2 resize/center_crop per image, a thread pool
-    reading and writing), OpenCV with one process per CPU core, Pillow in one process
-    (on a subset). Ceiling: raw nvImageCodec batch decode (64) of the same bytes, decode only.
+    write. Ours: ``Pipeline.run`` warm in-process (defaults, workers off, workers on) and
+    the whole ``gpuimg process`` command from process start. Peers in the same run:
+    torchvision GPU (bench/tv_peer.py: threaded reads, batched decode_jpeg and
+    encode_jpeg on CUDA, v2 resize/center_crop), warm and as a whole-process script;
+    OpenCV with one process per CPU core; Pillow in one process (mixed, on a subset).
+    Ceiling: raw nvImageCodec batch decode (64) of the same bytes, decode only.
 W2: decode -> resize shorter 256 -> center crop 224 -> float32 NCHW normalised (no write).
     Ours: ``Pipeline.batches``; peer: torchvision GPU, same steps, batches of 64.
-Also: stage busy times of our W1 run, gpuimg allocations after the first 10% of the run,
-and the GPU utilisation sampled by nvidia-smi during our W1 run.
+Equal work: torchvision's CUDA decode leaves EXIF orientation undone, so its peer turns
+those images on the device. Also per class: stage busy times of our W1 run, gpuimg
+allocations after the first 10% of the run, GPU utilisation sampled by nvidia-smi.
 
-Usage: python bench/pipeline.py [--count N] [--quick] [--json PATH]
+Usage: python bench/pipeline.py [--classes small,phone] [--count N] [--quick] [--sweep] [--json PATH]
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import gpuimg from the checkout
 
@@ -42,7 +47,8 @@ import gpuimg  # noqa: E402
 from gpuimg.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from gpuimg.codec import HARDWARE_FIRST_BACKENDS  # noqa: E402
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
 SOURCES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "camera_gray.png")
 ASPECTS = (4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -53,40 +59,88 @@ BATCH = 64
 
 # --------------------------------------------------------------------------- dataset
 
+# name -> (default count, what it is)
+CLASSES: dict[str, tuple[int, str]] = {
+    "small": (3000, "ImageNet-like: sides 200-800 px, q75-95, 15% progressive, 15% 4:4:4, 10% gray"),
+    "hd": (600, "1920x1080 q90"),
+    "phone": (300, "12 MP phone photos, 4032x3024 q92, half with EXIF orientation 6"),
+    "4k": (300, "3840x2160 q90"),
+    "mixed": (2000, "half 1920x1080, half 0.3-12 MP of several aspects, q90"),
+}
 
-def _target_size(i: int, rng: np.random.Generator) -> tuple[int, int]:
-    """(width, height): even i 1080p, odd i 0.3-12 MP log-uniform with a random aspect."""
-    if i % 2 == 0:
-        return 1920, 1080
-    megapixels = math.exp(rng.uniform(math.log(0.3), math.log(12.0)))
-    aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
-    width = int(round(math.sqrt(megapixels * 1e6 * aspect)))
-    return width, max(1, int(round(width / aspect)))
+
+class Spec(NamedTuple):
+    width: int
+    height: int
+    quality: int = 90
+    gray: bool = False
+    progressive: bool = False
+    full_chroma: bool = False  # 4:4:4 instead of 4:2:0
+    orientation: int = 1
 
 
-def _make_one(job: tuple[int, str]) -> int:
+def _spec(cls: str, i: int, rng: np.random.Generator) -> Spec:
+    if cls == "small":
+        w, h = (int(v) for v in rng.integers(200, 801, size=2))
+        return Spec(w, h, int(rng.integers(75, 96)), gray=i % 10 == 3, progressive=i % 7 == 1, full_chroma=i % 7 == 4)
+    if cls == "hd":
+        return Spec(1920, 1080)
+    if cls == "phone":
+        return Spec(4032, 3024, 92, orientation=6 if i % 2 else 1)
+    if cls == "4k":
+        return Spec(3840, 2160)
+    if cls == "mixed":
+        if i % 2 == 0:
+            return Spec(1920, 1080)
+        megapixels = math.exp(rng.uniform(math.log(0.3), math.log(12.0)))
+        aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
+        width = int(round(math.sqrt(megapixels * 1e6 * aspect)))
+        return Spec(width, max(1, int(round(width / aspect))))
+    raise ValueError(f"unknown dataset class {cls!r}; known: {', '.join(CLASSES)}")
+
+
+def with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an APP1 Exif segment holding only the Orientation tag, after SOI."""
+    import struct
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def _make_one(job: tuple[str, int, str]) -> int:
     import cv2
 
-    i, folder = job
+    cls, i, folder = job
     rng = np.random.default_rng(i)
+    spec = _spec(cls, i, rng)
     src = cv2.imread(str(ASSETS / SOURCES[i % len(SOURCES)]), cv2.IMREAD_COLOR)
-    width, height = _target_size(i, rng)
-    img = cv2.resize(src, (width, height), interpolation=cv2.INTER_CUBIC)
+    img = cv2.resize(src, (spec.width, spec.height), interpolation=cv2.INTER_CUBIC)
     if i % 3 == 0:
         img = cv2.flip(img, 1)
     noise = np.empty_like(img)
     cv2.randu(noise, 0, 10)  # photo-like detail: smooth upscales compress unrealistically well
     cv2.add(img, noise, dst=img)
-    ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if spec.gray:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    params = [cv2.IMWRITE_JPEG_QUALITY, spec.quality, cv2.IMWRITE_JPEG_PROGRESSIVE, int(spec.progressive)]
+    if spec.full_chroma and hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, data = cv2.imencode(".jpg", img, params)
     assert ok
-    (Path(folder) / f"{i:05d}.jpg").write_bytes(data.tobytes())
-    return width * height
+    out = data.tobytes()
+    if spec.orientation != 1:
+        out = with_orientation(out, spec.orientation)
+    (Path(folder) / f"{i:05d}.jpg").write_bytes(out)
+    return spec.width * spec.height
 
 
-def make_dataset(folder: Path, count: int) -> list[Path]:
+def make_dataset(folder: Path, count: int, cls: str = "mixed") -> list[Path]:
+    """``count`` JPEGs of dataset class ``cls`` (see CLASSES) in ``folder``, in a shuffled order."""
     folder.mkdir(parents=True, exist_ok=True)
     with mp.get_context("fork").Pool(os.cpu_count(), initializer=_one_cv_thread) as pool:
-        pool.map(_make_one, [(i, str(folder)) for i in range(count)], chunksize=8)
+        pool.map(_make_one, [(cls, i, str(folder)) for i in range(count)], chunksize=8)
     files = sorted(folder.glob("*.jpg"))
     order = np.random.default_rng(1).permutation(len(files))  # sizes interleaved on disk order
     return [files[k] for k in order]
@@ -136,10 +190,12 @@ class _Sampler:
         return float(np.mean(self.values)) if self.values else None
 
 
-def ours_w1(files: list[Path], out: Path, device: str) -> dict:
+def ours_w1(files: list[Path], out: Path, device: str, workers: bool | None = None, keep_stats: bool = True) -> dict:
+    """W1 through ``Pipeline.run`` after a warm-up run on a fresh Pipeline (``workers``:
+    the run's argument; None is the default a user gets)."""
     pipe = Pipeline(W1_STEPS, device=device)
-    # compile kernels, codec init, the encode worker started (a run uses it once ready)
-    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, workers=True)
+    # compile kernels, codec init (and the workers, where the run uses them)
+    pipe.run(files[: 2 * BATCH], out / "warm", batch_size=BATCH, workers=workers)
     allocs: dict[str, int] = {}
     warm_at = max(1, len(files) // 10)
 
@@ -149,7 +205,7 @@ def ours_w1(files: list[Path], out: Path, device: str) -> dict:
 
     gpuimg.reset_memory_stats()
     with _Sampler() as util:
-        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, workers=True)
+        summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, workers=workers)
     allocs["end"] = gpuimg.memory_stats(device)["allocations"]
     assert summary.failed == 0, summary.failures[:3]
     return {"rate": summary.images_per_second, "summary": summary, "allocs": allocs, "util": util.mean}
@@ -157,11 +213,11 @@ def ours_w1(files: list[Path], out: Path, device: str) -> dict:
 
 def ours_w2(files: list[Path], device: str) -> float:
     pipe = Pipeline(W2_STEPS, device=device)
-    for _ in pipe.batches(files[: 2 * BATCH], BATCH, size=(224, 224), mean=MEAN, std=STD, workers=True):
+    for _ in pipe.batches(files[: 2 * BATCH], BATCH, size=(224, 224), mean=MEAN, std=STD):
         pass
     t0 = time.perf_counter()
     rows = 0
-    for tensor, paths in pipe.batches(files, BATCH, size=(224, 224), mean=MEAN, std=STD, workers=True):
+    for tensor, paths in pipe.batches(files, BATCH, size=(224, 224), mean=MEAN, std=STD):
         rows += len(paths)
     _sync(device)
     seconds = time.perf_counter() - t0
@@ -297,70 +353,68 @@ def sweep(files: list[Path], out: Path, device: str) -> None:
 # --------------------------------------------------------------------------- peers
 
 
-def torchvision_w1(files: list[Path], out: Path) -> float:
-    import torch
-    from torchvision.io import decode_jpeg, encode_jpeg
-    from torchvision.transforms.v2 import functional as F
+def _orient_table(files: list[Path]) -> dict[str, tuple[int, tuple[int, int]]]:
+    """EXIF orientation and oriented (height, width) per file, for the peer's equal work."""
+    from gpuimg.codec import info
 
-    out.mkdir(parents=True, exist_ok=True)
+    table = {}
+    for p in files:
+        meta = info(str(p))
+        if meta.orientation != 1:
+            table[str(p)] = (meta.orientation, (meta.height, meta.width))
+    return table
 
-    def read(p: Path) -> torch.Tensor:
-        return torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8)
 
-    def write(p: Path, t: torch.Tensor) -> None:
-        (out / p.name).write_bytes(t.numpy().tobytes())
+def torchvision_w1(files: list[Path], out: Path, orient: dict) -> float:
+    import tv_peer
 
-    def run(items: list[Path]) -> None:
-        with ThreadPoolExecutor(8) as pool:
-            chunks = [items[k : k + BATCH] for k in range(0, len(items), BATCH)]
-            pending = [pool.submit(lambda c=c: [read(p) for p in c]) for c in chunks[:1]]
-            writes = []
-            for k, chunk in enumerate(chunks):
-                datas = pending.pop(0).result()
-                if k + 1 < len(chunks):  # read ahead while the GPU works
-                    pending.append(pool.submit(lambda c=chunks[k + 1]: [read(p) for p in c]))
-                images = decode_jpeg(datas, device="cuda")
-                crops = [F.center_crop(F.resize(im, [512], antialias=True), [512, 512]) for im in images]
-                encoded = encode_jpeg(crops, quality=90)
-                host = [e.cpu() for e in encoded]
-                writes += [pool.submit(write, p, h) for p, h in zip(chunk, host)]
-            for w in writes:
-                w.result()
-
-    run(files[: 2 * BATCH])
+    tv_peer.w1(files[: 2 * BATCH], out / "warm", orient)
     t0 = time.perf_counter()
-    run(files)
+    tv_peer.w1(files, out, orient)
     return len(files) / (time.perf_counter() - t0)
 
 
-def torchvision_w2(files: list[Path]) -> float:
-    import torch
-    from torchvision.io import decode_jpeg
-    from torchvision.transforms.v2 import functional as F
+def torchvision_w2(files: list[Path], orient: dict) -> float:
+    import tv_peer
 
-    mean = torch.tensor(MEAN, device="cuda").view(1, 3, 1, 1)
-    std = torch.tensor(STD, device="cuda").view(1, 3, 1, 1)
-
-    def read(p: Path) -> torch.Tensor:
-        return torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8)
-
-    def run(items: list[Path]) -> None:
-        with ThreadPoolExecutor(8) as pool:
-            chunks = [items[k : k + BATCH] for k in range(0, len(items), BATCH)]
-            future = pool.submit(lambda: [read(p) for p in chunks[0]])
-            for k, chunk in enumerate(chunks):
-                datas = future.result()
-                if k + 1 < len(chunks):
-                    future = pool.submit(lambda c=chunks[k + 1]: [read(p) for p in c])
-                images = decode_jpeg(datas, device="cuda")
-                batch = torch.stack([F.center_crop(F.resize(im, [256], antialias=True), [224, 224]) for im in images])
-                _ = (batch.float().div_(255) - mean) / std
-        torch.cuda.synchronize()
-
-    run(files[: 2 * BATCH])
+    tv_peer.w2(files[: 2 * BATCH], orient)
     t0 = time.perf_counter()
-    run(files)
-    return len(files) / (time.perf_counter() - t0)
+    rows = tv_peer.w2(files, orient)
+    assert rows == len(files), rows
+    return rows / (time.perf_counter() - t0)
+
+
+def _whole_process(cmd: list[str]) -> float:
+    """Wall seconds of ``cmd`` as a new process, from its start to its exit."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "bench"), env.get("PYTHONPATH", "")]))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr[-600:]}")
+    return wall
+
+
+def command_w1(src: Path, out: Path, device: str) -> float:
+    """``gpuimg process SRC OUT --resize-shorter 512 --center-crop 512x512``: images per
+    second of the whole command, from process start."""
+    count = len(list(src.glob("*.jpg")))
+    wall = _whole_process([sys.executable, "-c", "from gpuimg.cli import main; raise SystemExit(main())", "process",
+                           str(src), str(out), "--resize-shorter", "512", "--center-crop", "512x512", "--quality", "90",
+                           "--device", device, "--no-progress"])
+    return count / wall
+
+
+def torchvision_script_w1(files: list[Path], out: Path, orient: dict, work: Path) -> float:
+    """The torchvision W1 as a whole-process script (bench/tv_peer.py), from process start."""
+    import json
+
+    listing, table = work / "tv-list.txt", work / "tv-orient.json"
+    listing.write_text("\n".join(map(str, files)))
+    table.write_text(json.dumps({k: [o, list(hw)] for k, (o, hw) in orient.items()}))
+    wall = _whole_process([sys.executable, str(ROOT / "bench" / "tv_peer.py"), "w1", str(listing), str(out), str(table)])
+    return len(files) / wall
 
 
 def _cv_one(job: tuple[str, str]) -> None:
@@ -409,71 +463,95 @@ def pillow_w1(files: list[Path], out: Path) -> float:
 
 def _has_cuda_torch() -> bool:
     try:
-        import torch
-        import torchvision  # noqa: F401
+        import tv_peer
 
-        return bool(torch.cuda.is_available())
+        return tv_peer.available()
     except Exception:
         return False
 
 
+def run_class(cls: str, count: int, tmp: Path, device: str, args: Any, res: harness.Results) -> None:
+    """Every W1/W2 figure of one dataset class, peers beside ours in the same run."""
+    t0 = time.perf_counter()
+    src = tmp / cls / "src"
+    files = make_dataset(src, count, cls)
+    datas = [p.read_bytes() for p in files]  # also warms the page cache
+    mpix = sum(_pixels(d) for d in datas[:200]) / min(200, len(datas)) / 1e6
+    print(f"[{cls}] {CLASSES[cls][1]}: {len(files)} JPEGs, {sum(map(len, datas)) / 1e6:.0f} MB, mean {mpix:.1f} MP, "
+          f"made in {time.perf_counter() - t0:.1f} s on {os.cpu_count()} cores", flush=True)
+    tag = f"[{cls}]"
+    gpu_torch = device == "cuda" and _has_cuda_torch()
+    orient = _orient_table(files) if gpu_torch else {}
+
+    ceiling = decode_ceiling(datas) if device == "cuda" else None
+    decode_only = ours_decode_only(datas, device)
+    res.add(f"{tag} gpuimg Decoder.decode_batch only", decode_only, "img/s", "decode ceiling", ceiling,
+            note="in-memory bytes, reused batch, default backends")
+    if args.sweep:
+        res.add(f"{tag} gpuimg Decoder, hardware-first (trusted data) only", ours_decode_only(datas, device, True),
+                "img/s", "decode ceiling", ceiling, note="in-memory bytes, reused batch")
+        res.add(f"{tag} gpuimg Decoder, JPEG scan check off (diagnostic)", ours_decode_only_unchecked(datas, device),
+                "img/s", "decode_batch only", decode_only, note="what the scan check costs")
+    del datas
+
+    w1 = ours_w1(files, tmp / cls / "ours", device)
+    print(f"{tag} ours W1: {w1['summary']}", flush=True)
+    tv1 = torchvision_w1(files, tmp / cls / "tv", orient) if gpu_torch else None
+    res.add(f"{tag} W1 in-process (Pipeline.run, defaults)", w1["rate"], "img/s", "torchvision GPU", tv1,
+            note="target >= 2x")
+    res.add(f"{tag} W1 in-process vs decode ceiling", w1["rate"], "img/s", "decode ceiling", ceiling,
+            note="target >= 0.8x")
+    for label, workers in (("workers off", False), ("workers on", True)):
+        other = ours_w1(files, tmp / cls / f"ours-{label}", device, workers=workers, keep_stats=False)
+        res.add(f"{tag} W1 in-process, {label}", other["rate"], "img/s", "W1 defaults", w1["rate"])
+    command = command_w1(src, tmp / cls / "cmd", device)
+    script = torchvision_script_w1(files, tmp / cls / "tv-script", orient, tmp / cls) if gpu_torch else None
+    res.add(f"{tag} W1 whole command (gpuimg process)", command, "img/s", "torchvision whole script", script,
+            note="from process start; target >= 1.5x on small")
+    cv1 = opencv_w1(files, tmp / cls / "cv")
+    res.add(f"{tag} W1 in-process vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
+    if cls == "mixed" and args.pillow_count:
+        pil1 = pillow_w1(files[: args.pillow_count], tmp / cls / "pil")
+        res.add(f"{tag} W1 in-process vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1,
+                note=f"Pillow on {args.pillow_count} files")
+    w2 = ours_w2(files, device)
+    tv2 = torchvision_w2(files, orient) if gpu_torch else None
+    res.add(f"{tag} W2 decode-resize-crop-normalise NCHW", w2, "img/s", "torchvision GPU", tv2, note="target >= 2x")
+    res.add(f"{tag} W2 vs decode ceiling", w2, "img/s", "decode ceiling", ceiling)
+    for stage, seconds in sorted(w1["summary"].stage_seconds.items()):
+        res.add(f"{tag} W1 stage busy: {stage}", seconds * 1e3 / len(files), "ms", note="per image, threads summed")
+    grew = w1["allocs"]["end"] - w1["allocs"].get("after_warmup", 0)
+    res.add(f"{tag} W1 gpuimg allocations after first 10%", grew, "allocs", higher_is_better=False,
+            note=f"{w1['allocs']['end']} in the whole run")
+    if w1["util"] is not None:
+        res.add(f"{tag} W1 GPU utilisation (nvidia-smi)", w1["util"], "%", higher_is_better=True)
+    if args.sweep:
+        sweep(files, tmp / cls / "sweep", device)
+    shutil.rmtree(tmp / cls, ignore_errors=True)
+
+
 def main() -> None:
     args = harness.parse_args(lambda p: (
-        p.add_argument("--count", type=int, default=None, help="dataset files (default 2000, 128 with --quick)"),
-        p.add_argument("--pillow-count", type=int, default=120, help="files for the (slow) Pillow peer"),
-        p.add_argument("--sweep", action="store_true", help="also: stages alone, W1 under other settings"),
+        p.add_argument("--classes", default=",".join(CLASSES),
+                       help=f"dataset classes, comma-separated (default all: {', '.join(CLASSES)})"),
+        p.add_argument("--count", type=int, default=None,
+                       help="files per class (default: each class's own, 64 with --quick)"),
+        p.add_argument("--pillow-count", type=int, default=60, help="files for the (slow) Pillow peer (mixed class)"),
+        p.add_argument("--sweep", action="store_true", help="also: decoder diagnostics, W1 under other settings"),
     ))
     device = "cuda" if harness.gpu_available() else "cpu"
-    count = args.count or (128 if args.quick else 2000)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    for cls in classes:
+        _spec(cls, 0, np.random.default_rng(0))  # an unknown name fails before any work
     tmp = Path(tempfile.mkdtemp(prefix="gpuimg-bench-pipeline-"))
-    res = harness.Results("pipeline (files on disk, page cache warm)")
+    json_path = args.json
     try:
-        t0 = time.perf_counter()
-        files = make_dataset(tmp / "src", count)
-        datas = [p.read_bytes() for p in files]  # also warms the page cache
-        mpix = sum(_pixels(d) for d in datas[:200]) / min(200, len(datas)) / 1e6
-        print(f"dataset: {len(files)} JPEGs, {sum(map(len, datas)) / 1e6:.0f} MB, mean {mpix:.1f} MP "
-              f"(first 200), made in {time.perf_counter() - t0:.1f} s on {os.cpu_count()} cores", flush=True)
-
-        ceiling = decode_ceiling(datas) if device == "cuda" else None
-        decode_only = ours_decode_only(datas, device)
-        decode_hw = ours_decode_only(datas, device, hardware_first=True)
-        decode_unchecked = ours_decode_only_unchecked(datas, device)
-        w1 = ours_w1(files, tmp / "ours", device)
-        print(f"ours W1: {w1['summary']}", flush=True)
-        if args.sweep:
-            for stage, ms in stage_costs(datas, device).items():
-                print(f"stage alone: {stage}: {ms:.3f} ms/img", flush=True)
-            sweep(files, tmp / "sweep", device)
-        tv1 = torchvision_w1(files, tmp / "tv") if _has_cuda_torch() else None
-        cv1 = opencv_w1(files, tmp / "cv")
-        pil1 = pillow_w1(files[: args.pillow_count], tmp / "pil")
-        w2 = ours_w2(files, device)
-        tv2 = torchvision_w2(files) if _has_cuda_torch() else None
-        del datas
-
-        res.add("W1 decode-resize-crop-encode-write", w1["rate"], "img/s", "torchvision GPU", tv1)
-        res.add("W1 vs raw nvImageCodec decode only", w1["rate"], "img/s", "decode ceiling", ceiling,
-                note="target >= 0.8x")
-        res.add("gpuimg Decoder.decode_batch only", decode_only, "img/s", "decode ceiling", ceiling,
-                note="in-memory bytes, reused batch, default backends")
-        res.add("gpuimg Decoder, hardware-first (trusted data) only", decode_hw, "img/s", "decode ceiling", ceiling,
-                note="in-memory bytes, reused batch")
-        res.add("gpuimg Decoder, JPEG scan check off (diagnostic)", decode_unchecked, "img/s", "decode_batch only", decode_only,
-                note="what the scan check (on the device, per batch) costs")
-        res.add("W1 vs OpenCV", w1["rate"], "img/s", f"OpenCV {os.cpu_count()} processes", cv1)
-        res.add("W1 vs Pillow", w1["rate"], "img/s", "Pillow 1 process", pil1, note=f"Pillow on {args.pillow_count} files")
-        res.add("W2 decode-resize-crop-normalise NCHW", w2, "img/s", "torchvision GPU", tv2)
-        res.add("W2 vs raw nvImageCodec decode only", w2, "img/s", "decode ceiling", ceiling)
-        for stage, seconds in sorted(w1["summary"].stage_seconds.items()):
-            res.add(f"W1 stage busy: {stage}", seconds * 1e3 / len(files), "ms", note="per image, threads summed")
-        res.add("W1 wall", w1["summary"].seconds * 1e3 / len(files), "ms", note="per image")
-        grew = w1["allocs"]["end"] - w1["allocs"].get("after_warmup", 0)
-        res.add("W1 gpuimg allocations after first 10%", grew, "allocs", higher_is_better=False,
-                note=f"{w1['allocs']['end']} in the whole run (growth policy, mixed sizes)")
-        if w1["util"] is not None:
-            res.add("W1 GPU utilisation (nvidia-smi)", w1["util"], "%", higher_is_better=True)
-        harness.report(res, args)
+        for cls in classes:  # a table per class as soon as it is measured
+            count = args.count or (64 if args.quick else CLASSES[cls][0])
+            res = harness.Results(f"pipeline, class {cls} (files on disk, page cache warm)")
+            run_class(cls, count, tmp, device, args, res)
+            args.json = json_path and str(Path(json_path).with_suffix(f".{cls}.json"))
+            harness.report(res, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

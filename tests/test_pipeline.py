@@ -461,7 +461,7 @@ def test_gpu_codecs_in_worker_processes_with_the_same_outputs(tree: Path, tmp_pa
     real_take = _workers.take
     monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: taken.append(real_take(role, device_id, config, wait)) or taken[-1])
     gpu = worker_ready
-    by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3)
+    by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3, workers=True)
     assert len(taken) == 2 and None not in taken, _workers._unavailable
     in_process = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "here", batch_size=3, workers=False)
     assert (by_worker.processed, by_worker.failed) == (in_process.processed, in_process.failed) == (len(GOOD), len(BAD))
@@ -496,7 +496,7 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
     for name in ("a", "b", "c"):
         (src / f"{name}.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
     (out / "b.jpg").mkdir(parents=True)  # the output path is taken by a folder
-    summary = Pipeline([], device=gpu).run(src, out)
+    summary = Pipeline([], device=gpu).run(src, out, workers=True)
     assert (summary.processed, summary.failed) == (2, 1), summary.failures
     failure = summary.failures[0]
     assert Path(failure.path).name == "b.jpg" and failure.stage == "write" and failure.reason
@@ -507,7 +507,7 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
 def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     device: str) -> None:
     monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: None)  # no worker can run here
-    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2)
+    summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2, workers=True)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
 
@@ -521,8 +521,24 @@ def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypat
     assert pipe.run(tree, tmp_path / "b", workers=True).processed == len(GOOD)
     assert sorted(asked) == [("decode", True), ("encode", True)]
     asked.clear()
-    assert pipe.run(tree, tmp_path / "c").processed == len(GOOD)  # a small run does not wait
+    assert pipe.run(tree, tmp_path / "c").processed == len(GOOD)  # small files: in this process
+    assert asked == []
+    large = Pipeline([], config=PipelineConfig(worker_min_file_bytes=0), device=worker_ready)
+    assert large.run(tree, tmp_path / "d").processed == len(GOOD)  # "large" files, a short run: does not wait
     assert sorted(asked) == [("decode", False), ("encode", False)]
+
+
+def test_worker_plan_comes_from_the_data(tmp_path: Path) -> None:
+    """Workers only for inputs that average worker_min_file_bytes; a long run waits for
+    them, a short one takes them only if ready; the run's argument overrides."""
+    cfg = PipelineConfig(worker_min_images=3, worker_min_file_bytes=1000)
+    assert [cfg.worker_plan(n, size, None) for n, size in ((3, 1000), (2, 1000), (3, 999))] == ["wait", "ready", "off"]
+    assert cfg.worker_plan(1, 0, True) == "wait" and cfg.worker_plan(10**6, 10**9, False) == "off"
+    for i, size in enumerate((100, 300)):
+        (tmp_path / f"{i}.jpg").write_bytes(b"x" * size)
+    jobs = _files.plan_jobs(tmp_path, None, "", None, ())
+    assert _files.mean_file_bytes(jobs) == 200
+    assert _files.mean_file_bytes(jobs + [_files.Job(9, tmp_path / "gone.jpg", None)]) == 400 / 3
 
 
 def test_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:

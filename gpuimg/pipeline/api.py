@@ -48,7 +48,7 @@ from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
-from .files import Job, check_run_files, is_done, output_format, plan_jobs, remove_stale_temps
+from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
 from .sinks import FileSink, WorkerSink
@@ -85,8 +85,6 @@ class Pipeline:
         self._steps = [Step(s, self.device) for s in steps]
         check_steps(self._steps, self.device)  # argument errors that would fail every image: now
         self._codecs = CodecPool(self.device, self.config)  # kept between runs: see CodecPool
-        for role in self.config.worker_roles(self.device):
-            worker_pool.prestart(role, _device_id(), self.config)
 
     @property
     def steps(self) -> list[list[Any]]:
@@ -148,10 +146,9 @@ class Pipeline:
         from the calling thread after each finished item. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
-        batches in another, so the codecs overlap (True: wait for them to start; None: use
-        them if they are ready, or wait when the run has at least
-        ``config.worker_min_images`` inputs; False: everything in this process; see
-        :class:`PipelineConfig`).
+        batches in another, so the codecs overlap (True: wait for them to start; None:
+        chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`;
+        False: everything in this process).
         Ctrl-C stops the run cleanly:
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
@@ -181,7 +178,7 @@ class Pipeline:
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            sink = self._sink(run, output_format(format), int(quality), writers, len(todo), workers, mode, tuple(background))
+            sink = self._sink(run, output_format(format), int(quality), writers, todo, workers, mode, tuple(background))
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -192,19 +189,23 @@ class Pipeline:
             write_report(summary, self.steps)
         return summary
 
-    def _worker(self, role: str, count: int, workers: bool | None) -> Any:
-        """A ``role`` worker process for a run of ``count`` inputs, or None (see ``run``)."""
+    def _worker(self, role: str, jobs: list[Job], workers: bool | None) -> Any:
+        """A ``role`` worker process for a run of ``jobs``, or None (see ``run`` and
+        :meth:`PipelineConfig.worker_plan`)."""
         if workers is False or role not in self.config.worker_roles(self.device):
             return None
-        wait = bool(workers) or count >= self.config.worker_min_images
-        return worker_pool.take(role, _device_id(), self.config, wait=wait)
+        plan = self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
+        if plan == "off":
+            return None
+        return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait")
 
     def _sink(
-        self, run: Run, fmt: Any, quality: int, writers: int, count: int, workers: bool | None, mode: str, background: tuple
+        self, run: Run, fmt: Any, quality: int, writers: int, jobs: list[Job], workers: bool | None, mode: str,
+        background: tuple
     ) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
-        worker = self._worker("encode", count, workers)
+        worker = self._worker("encode", jobs, workers)
         if worker is not None:
             return WorkerSink(run, worker, fmt, quality, mode=mode, background=background)
         return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background)
@@ -249,7 +250,7 @@ class Pipeline:
     def _start(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
                workers: bool | None = None) -> list[threading.Thread]:
         return start(run, jobs, sink, self._codecs, self._steps, batch_size, max_bytes, readers,
-                     self._worker("decode", len(jobs), workers))
+                     self._worker("decode", jobs, workers))
 
     # ----------------------------------------------------------------- ML exit
     def batches(

@@ -469,3 +469,23 @@ def _create(path: str, folder: str) -> int:
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
         return os.open(path, flags, 0o666)
+
+
+def mean_file_bytes(jobs: Sequence[Job], sample: int = 256) -> float:
+    """The mean size of the jobs' input files, from up to ``sample`` of them spread over
+    the list (0.0 for none; unreadable files count as empty).
+
+    Example:
+        >>> mean_file_bytes([])
+        0.0
+    """
+    if not jobs:
+        return 0.0
+    step = max(1, len(jobs) // sample)
+    sizes = []
+    for job in jobs[::step][:sample]:
+        try:
+            sizes.append(os.stat(job.src).st_size)
+        except (OSError, TypeError, ValueError):
+            sizes.append(0)
+    return sum(sizes) / len(sizes)

@@ -398,8 +398,8 @@ def prestart(role: str, device_id: int, config: PipelineConfig) -> None:
 
 def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True) -> Worker | None:
     """A free ``role`` worker on ``device_id`` with ``config``'s worker settings, or None
-    where workers cannot run. ``wait=False``: only one that is ready now (one is started
-    in the background)."""
+    where workers cannot run. ``wait=False``: only one that is ready now (none is started:
+    a process nobody waits for only competes with the run and delays its exit)."""
     key = _key(role, device_id, config)
     while True:
         with _lock:
@@ -410,7 +410,6 @@ def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True) -
                 return free.pop()
             starting = _starting.get(key)
         if not wait:
-            prestart(role, device_id, config)
             return None
         if starting is None:
             return _start(key)

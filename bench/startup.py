@@ -1,0 +1,187 @@
+"""Start-up benchmark (issue 15): where the wall time of a short ``gpuimg process`` goes.
+
+Each figure is a whole process started from nothing (``python -c ...``), median of
+``--repeat`` runs, on one 1920x1080 JPEG made from assets/ (and on ``--many`` copies):
+
+- ``python``: the interpreter alone; ``import gpuimg``: the package import;
+- ``process 1 file``: ``gpuimg process one.jpg out --resize-shorter 512 --center-crop 512x512``;
+- ``torchvision script``: the same work written with torchvision on the device
+  (read_file, decode_jpeg, v2 resize + center_crop, encode_jpeg, write_file), as a whole
+  process: the peer a user compares the command with;
+- a cProfile of the one-file command (cumulative time, top entries) says where it goes.
+
+Usage: python bench/startup.py [--device cuda|cpu] [--repeat N] [--many N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TORCHVISION_SCRIPT = r"""
+import sys, torch, torchvision
+from torchvision.io import decode_jpeg, encode_jpeg, read_file, write_file
+from torchvision.transforms import v2
+src, dst = sys.argv[1], sys.argv[2]
+data = read_file(src)
+img = decode_jpeg(data, device="cuda")
+img = v2.functional.center_crop(v2.functional.resize(img, 512, antialias=True), [512, 512])
+write_file(dst, encode_jpeg(img, quality=90).cpu())
+"""
+
+
+PHASES = r"""
+import json, sys, time
+t = time.perf_counter()
+marks = []
+def mark(name):
+    global t
+    now = time.perf_counter(); marks.append((name, now - t)); t = now
+import numpy; mark("import numpy")
+import gpuimg; mark("import gpuimg (rest)")
+import cupy; mark("import cupy")
+cupy.cuda.Device(0).use(); cupy.empty(1); cupy.cuda.Device().synchronize(); mark("CUDA context (first allocation)")
+from nvidia import nvimgcodec as nv; mark("import nvimgcodec")
+dec = nv.Decoder(); mark("nvimgcodec.Decoder() (default backends)")
+del dec
+from gpuimg.codec import Decoder, Encoder
+gdec = Decoder("cuda"); mark("gpuimg Decoder('cuda') made")
+data = open(sys.argv[1], "rb").read()
+img = gdec.decode_batch([data]).images; cupy.cuda.Device().synchronize(); mark("first decode_batch (1 file)")
+img = gdec.decode_batch([data]).images; cupy.cuda.Device().synchronize(); mark("second decode_batch (1 file)")
+from gpuimg.pipeline.steps import Step, check_steps
+steps = [Step(("resize_shorter", {"size": 512}), "cuda"), Step(("center_crop", {"size": (512, 512)}), "cuda")]
+check_steps(steps, "cuda"); mark("check_steps probe (W1 steps, first kernels)")
+check_steps(steps, "cuda"); mark("check_steps probe again")
+enc = Encoder("cuda"); mark("gpuimg Encoder('cuda') made")
+from gpuimg.ops import geometry
+small = geometry.center_crop(geometry.resize_shorter(img[0], 512), (512, 512))
+out = enc.encode(small, "jpeg", quality=90); cupy.cuda.Device().synchronize(); mark("first encode 512x512")
+print(json.dumps(marks))
+"""
+
+
+def phases(src: Path, env: dict[str, str]) -> list[tuple[str, float]]:
+    """Seconds of each start-up phase, in order, in a fresh process (see PHASES)."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", PHASES, str(src)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"phases failed: {proc.stderr[-800:]}")
+    return [tuple(m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def _wall(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {proc.stderr[-800:]}")
+    return wall
+
+
+def _median(cmd: list[str], env: dict[str, str], repeat: int, before=None) -> float:
+    walls = []
+    for _ in range(repeat):
+        if before:
+            before()
+        walls.append(_wall(cmd, env))
+    return statistics.median(walls)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--many", type=int, default=100, help="also time the command on N copies (0: skip)")
+    p.add_argument("--profile", action="store_true", help="print a cProfile of the one-file command")
+    args = p.parse_args()
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    work = Path(tempfile.mkdtemp(prefix="gpuimg-startup-"))
+    try:
+        sys.path.insert(0, str(ROOT))
+        import numpy as np
+
+        import gpuimg
+
+        photo = gpuimg.read(str(ROOT / "assets" / "astronaut.jpg"), device="cpu")
+        from gpuimg.ops import geometry
+
+        big = geometry.resize(photo, (1080, 1920), "bilinear")
+        (work / "in").mkdir()
+        src = work / "in" / "one.jpg"
+        gpuimg.write(big, str(src), quality=90)
+        many = work / "in" / "many"
+        many.mkdir()
+        for i in range(args.many):
+            shutil.copy(src, many / f"{i:05d}.jpg")
+        del np
+        py = sys.executable
+        cli = [py, "-c", "from gpuimg.cli import main; raise SystemExit(main())"]
+        ops = ["--resize-shorter", "512", "--center-crop", "512x512", "--device", args.device, "--no-progress"]
+        out = work / "out"  # beside the inputs, not inside them
+        clear = lambda: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+        rows: list[tuple[str, float]] = [
+            ("python -c pass", _median([py, "-c", "pass"], env, args.repeat)),
+            ("python -c 'import gpuimg'", _median([py, "-c", "import gpuimg"], env, args.repeat)),
+            ("gpuimg --version", _median(cli + ["--version"], env, args.repeat)),
+            ("gpuimg process, 1 file (1080p)", _median(cli + ["process", str(src), str(out)] + ops, env,
+                                                       args.repeat, clear)),
+        ]
+        if args.many:
+            rows.append((f"gpuimg process, {args.many} files (1080p)",
+                         _median(cli + ["process", str(many), str(out)] + ops, env, max(1, args.repeat // 2), clear)))
+        if args.device == "cuda":
+            script = work / "tv.py"
+            script.write_text(TORCHVISION_SCRIPT)
+            try:
+                rows.append(("torchvision script, 1 file (1080p)",
+                             _median([py, str(script), str(src), str(work / "tv.jpg")], env, args.repeat)))
+            except (RuntimeError, OSError) as exc:
+                rows.append((f"torchvision script: {str(exc)[:200]}", float("nan")))
+        print(f"# start-up, whole processes, median of {args.repeat} ({args.device})\n")
+        print("| what | wall s |\n|---|---|")
+        for name, wall in rows:
+            print(f"| {name} | {wall:.2f} |")
+        if args.device == "cuda":
+            for attempt in ("first", "second"):
+                print(f"\n## phases, {attempt} fresh process (seconds)\n")
+                print("| phase | s |\n|---|---|")
+                for name, sec in phases(src, env):
+                    print(f"| {name} | {sec:.3f} |")
+        if args.profile:
+            prof = work / "prof.out"
+            clear()
+            argv = ["gpuimg", "process", str(src), str(out)] + ops
+            _wall([py, "-c", "import cProfile, sys; from gpuimg.cli import main; "
+                   f"sys.argv = {argv!r}; cProfile.run('main()', {str(prof)!r})"], env)
+            import pstats
+
+            print("\n## cProfile of the one-file command (cumulative, top 40)\n```")
+            pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(40)
+            print("```")
+        imp = subprocess.run(cli[:1] + ["-X", "importtime", "-c", "import gpuimg"], env=env, capture_output=True,
+                             text=True).stderr.splitlines()
+        worst = sorted((ln for ln in imp if ln.startswith("import time:") and "|" in ln and "cumulative" not in ln),
+                       key=lambda ln: -int(ln.split("|")[1]))[:15]
+        print("\n## import gpuimg, slowest imports (cumulative microseconds)\n```")
+        print("\n".join(worst))
+        print("```")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
