@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as F
 
 BATCH = 64
@@ -47,7 +47,9 @@ def _chunks(items: list) -> list[list]:
 
 
 def _decoded(datas: list[torch.Tensor], chunk: list, orient: Orient | None) -> list[torch.Tensor]:
-    images = decode_jpeg(datas, device="cuda", apply_exif_orientation=True)
+    # RGB for every file: the batched CUDA encoder takes 3 channels only (gray inputs
+    # cost torchvision a little more than gpuimg, which keeps them gray)
+    images = decode_jpeg(datas, device="cuda", mode=ImageReadMode.RGB, apply_exif_orientation=True)
     if not orient:
         return images
     return [_oriented(im, *orient[str(p)]) if str(p) in orient else im for im, p in zip(images, chunk)]

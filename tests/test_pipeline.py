@@ -521,17 +521,19 @@ def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypat
     assert pipe.run(tree, tmp_path / "b", workers=True).processed == len(GOOD)
     assert sorted(asked) == [("decode", True), ("encode", True)]
     asked.clear()
-    assert pipe.run(tree, tmp_path / "c").processed == len(GOOD)  # small files: in this process
-    assert asked == []
-    large = Pipeline([], config=PipelineConfig(worker_min_file_bytes=0), device=worker_ready)
-    assert large.run(tree, tmp_path / "d").processed == len(GOOD)  # "large" files, a short run: does not wait
+    assert pipe.run(tree, tmp_path / "c").processed == len(GOOD)  # a short run does not wait
     assert sorted(asked) == [("decode", False), ("encode", False)]
+    asked.clear()
+    picky = Pipeline([], config=PipelineConfig(worker_min_file_bytes=10**9), device=worker_ready)
+    assert picky.run(tree, tmp_path / "d").processed == len(GOOD)  # files below the size: in this process
+    assert asked == []
 
 
 def test_worker_plan_comes_from_the_data(tmp_path: Path) -> None:
-    """Workers only for inputs that average worker_min_file_bytes; a long run waits for
-    them, a short one takes them only if ready; the run's argument overrides."""
-    cfg = PipelineConfig(worker_min_images=3, worker_min_file_bytes=1000)
+    """Workers only for inputs that average worker_min_file_bytes; a run of
+    worker_min_run_bytes waits for them, a shorter one takes them only if ready; the run's
+    argument overrides."""
+    cfg = PipelineConfig(worker_min_run_bytes=3000, worker_min_file_bytes=1000)
     assert [cfg.worker_plan(n, size, None) for n, size in ((3, 1000), (2, 1000), (3, 999))] == ["wait", "ready", "off"]
     assert cfg.worker_plan(1, 0, True) == "wait" and cfg.worker_plan(10**6, 10**9, False) == "off"
     for i, size in enumerate((100, 300)):

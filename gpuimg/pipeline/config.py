@@ -54,11 +54,11 @@ class PipelineConfig:
     overlap; their defaults come from the environment when the config is made
     (``GPUIMG_ENCODE_WORKER=0`` / ``GPUIMG_DECODE_WORKER=0`` turn them off).
     Whether a run uses them (``workers=None``, the default) comes from its data: only
-    when its inputs average at least ``worker_min_file_bytes`` (a second decoder in
-    another process adds throughput on large photos; on small files the hand-over costs
-    more than it gives, BENCHMARKS.md), and then a run of at least ``worker_min_images``
-    inputs waits for them to start (a few seconds), a shorter one uses them only if they
-    are ready (a run never starts worker processes it will not use).
+    when its inputs average at least ``worker_min_file_bytes`` (0: measured to help or
+    tie on every dataset class, BENCHMARKS.md), and then a run whose inputs total at
+    least ``worker_min_run_bytes`` waits for them to start (about 2 s, paid back only by
+    a run that long), a shorter one uses them only if they are ready (a run never starts
+    worker processes it will not use).
     ``worker_read_threads``: the decode worker's file readers. ``worker_start_timeout_s``:
     how long a worker may take to start (spawn, import CuPy and nvImageCodec, a CUDA
     context). ``encoder_threads``: CPU threads of the JPEG encoder (a few beat one per
@@ -81,8 +81,8 @@ class PipelineConfig:
     serialize_codecs: bool = True
     encode_in_worker: bool = field(default_factory=lambda: worker_switch("encode"))
     decode_in_worker: bool = field(default_factory=lambda: worker_switch("decode"))
-    worker_min_images: int = 10_000
-    worker_min_file_bytes: int = 1 << 20
+    worker_min_run_bytes: int = 2 << 30
+    worker_min_file_bytes: int = 0
     worker_read_threads: int = 4
     worker_start_timeout_s: float = 120.0
     encoder_threads: int = 4
@@ -91,7 +91,8 @@ class PipelineConfig:
     isolation: Isolation = field(default_factory=Isolation)
 
     def __post_init__(self) -> None:
-        for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_images", 0), ("worker_min_file_bytes", 0),
+        for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
+                          ("worker_min_file_bytes", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -107,7 +108,7 @@ class PipelineConfig:
         "off"; ``workers`` is the run's argument (True: wait, False: off, None: from the data).
 
         Example:
-            >>> cfg = PipelineConfig(worker_min_images=100, worker_min_file_bytes=1000)
+            >>> cfg = PipelineConfig(worker_min_run_bytes=10**6, worker_min_file_bytes=1000)
             >>> cfg.worker_plan(500, 5000, None), cfg.worker_plan(50, 5000, None), cfg.worker_plan(500, 10, None)
             ('wait', 'ready', 'off')
         """
@@ -115,7 +116,7 @@ class PipelineConfig:
             return "wait" if workers else "off"
         if mean_file_bytes < self.worker_min_file_bytes:
             return "off"
-        return "wait" if count >= self.worker_min_images else "ready"
+        return "wait" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
 
     def worker_roles(self, device: str) -> list[str]:
         """The worker roles a pipeline on ``device`` uses (only on the GPU).
