@@ -202,11 +202,14 @@ def ours_w1(files: list[Path], out: Path, device: str, workers: bool | None = No
     def progress(done: int, total: int) -> None:
         if done == warm_at:
             allocs["after_warmup"] = gpuimg.memory_stats(device)["allocations"]
+            allocs["warm_index"] = len(gpuimg.recent_allocations(device))
 
     gpuimg.reset_memory_stats()
     with _Sampler() as util:
         summary = pipe.run(files, out / "w1", batch_size=BATCH, quality=90, progress=progress, workers=workers)
     allocs["end"] = gpuimg.memory_stats(device)["allocations"]
+    late = gpuimg.recent_allocations(device)[allocs.get("warm_index", 0):]
+    allocs["late"] = sorted({(a.purpose, a.growth) for a in late})  # which buffers still grew
     assert summary.failed == 0, summary.failures[:3]
     return {"rate": summary.images_per_second, "summary": summary, "allocs": allocs, "util": util.mean}
 
@@ -523,6 +526,8 @@ def run_class(cls: str, count: int, tmp: Path, device: str, args: Any, res: harn
     grew = w1["allocs"]["end"] - w1["allocs"].get("after_warmup", 0)
     res.add(f"{tag} W1 gpuimg allocations after first 10%", grew, "allocs", higher_is_better=False,
             note=f"{w1['allocs']['end']} in the whole run")
+    if w1["allocs"].get("late"):
+        print(f"{tag} buffers allocated after the first 10%: {w1['allocs']['late']}", flush=True)
     if w1["util"] is not None:
         res.add(f"{tag} W1 GPU utilisation (nvidia-smi)", w1["util"], "%", higher_is_better=True)
     if args.sweep:

@@ -23,7 +23,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .image import Image, ImageBatch
-from .memory import memory_stats, reset_memory_stats
+from .memory import memory_stats, recent_allocations, reset_memory_stats
 
 __version__ = "0.1.0"
 
@@ -72,6 +72,7 @@ __all__ = [
     "Image",
     "ImageBatch",
     "memory_stats",
+    "recent_allocations",
     "reset_memory_stats",
     "cuda_available",
     "default_device",

@@ -22,9 +22,10 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import threading
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from .device import array_module, cuda_available, device_key, resolve_device
 from .errors import OutOfMemoryError
 
 __all__ = [
-    "Buffer", "memory_stats", "reset_memory_stats", "scratch", "grown_capacity", "round_up", "address_of",
+    "Buffer", "Allocation", "memory_stats", "recent_allocations", "reset_memory_stats", "scratch", "grown_capacity", "round_up", "address_of",
     "strided_view", "ALIGNMENT", "GROWTH_FACTOR",
 ]
 
@@ -55,8 +56,21 @@ def _device_counters(device: str) -> dict[str, int]:
     return counters
 
 
-def _record_allocation(device: str, nbytes: int, growth: bool) -> None:
+class Allocation(NamedTuple):
+    """One buffer allocation gpuimg made (see :func:`recent_allocations`)."""
+
+    device: str
+    purpose: str
+    nbytes: int
+    growth: bool
+
+
+_recent: collections.deque[Allocation] = collections.deque(maxlen=256)
+
+
+def _record_allocation(device: str, nbytes: int, growth: bool, purpose: str = "a buffer") -> None:
     with _lock:
+        _recent.append(Allocation(device, purpose, nbytes, growth))
         c = _device_counters(device)
         c["allocations"] += 1
         c["growths"] += int(growth)
@@ -92,6 +106,20 @@ def memory_stats(device: str | None = None) -> dict[str, int]:
         return total
 
 
+def recent_allocations(device: str | None = None) -> list[Allocation]:
+    """The allocations counted by :func:`memory_stats` since the last reset (the latest
+    256), oldest first: which buffer grew, when a steady state is not.
+
+    Example:
+        >>> reset_memory_stats()
+        >>> buf = Buffer(1000, "cpu", purpose="an example")
+        >>> [(a.purpose, a.nbytes, a.growth) for a in recent_allocations("cpu")]
+        [('an example', 1024, False)]
+    """
+    with _lock:
+        return [a for a in _recent if device is None or a.device == device]
+
+
 def reset_memory_stats() -> None:
     """Zero the counters (``bytes_reserved`` stays: it is what live buffers hold now).
 
@@ -100,6 +128,7 @@ def reset_memory_stats() -> None:
         0
     """
     with _lock:
+        _recent.clear()
         for c in _counters.values():
             c.update(allocations=0, growths=0, bytes_allocated=0, peak_bytes_reserved=c["bytes_reserved"])
 
@@ -216,7 +245,7 @@ class Buffer:
             if old_capacity:  # a failed growth leaves a usable buffer of the old capacity
                 self._allocate(old_capacity, growth=False)
             raise
-        _record_allocation(self.device, nbytes, growth)
+        _record_allocation(self.device, nbytes, growth, self.purpose)
         weakref.finalize(data, _record_release, self.device, nbytes)
         self.data = data
         # cached: ops ask for it several times a call, and NumPy's address lookup is not free

@@ -83,3 +83,16 @@ def test_allocation_failure_is_a_clear_gpuimg_error(device):
     assert grown.shape == (4, 4, 3)  # a failed growth leaves a usable image of the old shape
     grown.array[...] = 5
     assert (grown.numpy() == 5).all() and grown.capacity >= 48
+
+
+def test_recent_allocations_name_the_buffer_that_grew(device):
+    gpuimg.reset_memory_stats()
+    buf = Buffer(1000, device, purpose="the test's arena")
+    assert not buf.ensure(900)  # fits: nothing allocated
+    assert buf.ensure(5000)
+    got = [(a.device, a.purpose, a.growth) for a in gpuimg.recent_allocations(device)]
+    assert got == [(device, "the test's arena", False), (device, "the test's arena", True)]
+    assert gpuimg.recent_allocations(device)[-1].nbytes == buf.capacity >= 5000
+    assert len(gpuimg.recent_allocations(device)) == gpuimg.memory_stats(device)["allocations"]
+    gpuimg.reset_memory_stats()
+    assert gpuimg.recent_allocations(device) == []
