@@ -26,9 +26,11 @@ import functools
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -225,6 +227,26 @@ def copy_time(nbytes_or_array: int | Any, *, warmup: int = 3, repeat: int = 20,
 # --------------------------------------------------------------------------- results
 
 _TIME_UNITS = {"s", "ms", "us", "ns", "x copy"}
+
+
+def process_wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of ``cmd`` run as a new process, from its start to its exit (what a
+    user waits for); the checkout and bench/ lead PYTHONPATH unless ``env`` is given.
+    RuntimeError with the end of its stderr when it fails.
+
+    >>> process_wall([sys.executable, "-c", "pass"]) > 0
+    True
+    """
+    if env is None:
+        root = Path(__file__).resolve().parent.parent
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), str(root / "bench"), env.get("PYTHONPATH", "")]))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr[-800:]}")
+    return wall
 
 
 def _unit_kind(unit: str) -> str:

@@ -387,23 +387,11 @@ def torchvision_w2(files: list[Path], orient: dict) -> float:
     return rows / (time.perf_counter() - t0)
 
 
-def _whole_process(cmd: list[str]) -> float:
-    """Wall seconds of ``cmd`` as a new process, from its start to its exit."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "bench"), env.get("PYTHONPATH", "")]))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr[-600:]}")
-    return wall
-
-
 def command_w1(src: Path, out: Path, device: str) -> float:
     """``gpuimg process SRC OUT --resize-shorter 512 --center-crop 512x512``: images per
     second of the whole command, from process start."""
     count = len(list(src.glob("*.jpg")))
-    wall = _whole_process([sys.executable, "-c", "from gpuimg.cli import main; raise SystemExit(main())", "process",
+    wall = harness.process_wall([sys.executable, "-c", "from gpuimg.cli import main; raise SystemExit(main())", "process",
                            str(src), str(out), "--resize-shorter", "512", "--center-crop", "512x512", "--quality", "90",
                            "--device", device, "--no-progress"])
     return count / wall
@@ -416,7 +404,7 @@ def torchvision_script_w1(files: list[Path], out: Path, orient: dict, work: Path
     listing, table = work / "tv-list.txt", work / "tv-orient.json"
     listing.write_text("\n".join(map(str, files)))
     table.write_text(json.dumps({k: [o, list(hw)] for k, (o, hw) in orient.items()}))
-    wall = _whole_process([sys.executable, str(ROOT / "bench" / "tv_peer.py"), "w1", str(listing), str(out), str(table)])
+    wall = harness.process_wall([sys.executable, str(ROOT / "bench" / "tv_peer.py"), "w1", str(listing), str(out), str(table)])
     return len(files) / wall
 
 

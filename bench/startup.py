@@ -22,8 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,21 +82,12 @@ def phases(src: Path, env: dict[str, str]) -> list[tuple[str, float]]:
     return [tuple(m) for m in json.loads(proc.stdout.strip().splitlines()[-1])]
 
 
-def _wall(cmd: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {proc.stderr[-800:]}")
-    return wall
-
-
 def _median(cmd: list[str], env: dict[str, str], repeat: int, before=None) -> float:
     walls = []
     for _ in range(repeat):
         if before:
             before()
-        walls.append(_wall(cmd, env))
+        walls.append(harness.process_wall(cmd, env))
     return statistics.median(walls)
 
 
@@ -164,7 +157,7 @@ def main() -> int:
             prof = work / "prof.out"
             clear()
             argv = ["gpuimg", "process", str(src), str(out)] + ops
-            _wall([py, "-c", "import cProfile, sys; from gpuimg.cli import main; "
+            harness.process_wall([py, "-c", "import cProfile, sys; from gpuimg.cli import main; "
                    f"sys.argv = {argv!r}; cProfile.run('main()', {str(prof)!r})"], env)
             import pstats
 

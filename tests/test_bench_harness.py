@@ -94,3 +94,41 @@ def test_parse_args_and_report(tmp_path, capsys):
     harness.report(_sample_results(), args)
     assert "blur 4K" in capsys.readouterr().out
     assert (tmp_path / "r.json").exists()
+
+
+def test_process_wall_times_a_whole_process_and_reports_failures():
+    import sys
+
+    assert harness.process_wall([sys.executable, "-c", "pass"]) > 0
+    with pytest.raises(RuntimeError, match="exited 3"):
+        harness.process_wall([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def test_pipeline_bench_dataset_classes(tmp_path, monkeypatch):
+    """Every class of bench/pipeline.py makes valid JPEGs of its stated kind (sizes,
+    gray, EXIF orientation 6 on half the phone photos) that gpuimg reads back."""
+    pytest.importorskip("cv2")
+    import gpuimg
+
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(harness.__file__).parent))  # it imports harness from bench/
+    pipeline = load_bench("pipeline")
+    rng = np.random.default_rng(0)
+    for cls in pipeline.CLASSES:
+        spec = pipeline._spec(cls, 1, rng)
+        assert spec.width > 0 and spec.height > 0
+    with pytest.raises(ValueError, match="unknown dataset class"):
+        pipeline._spec("tiny", 0, rng)
+    for i in (0, 1, 3):  # phone: 1 is orientation 6; small: 3 is gray
+        for cls in ("phone", "small"):
+            folder = tmp_path / cls
+            folder.mkdir(exist_ok=True)
+            pipeline._make_one((cls, i, str(folder)))
+            meta = gpuimg.info(str(folder / f"{i:05d}.jpg"))
+            spec = pipeline._spec(cls, i, np.random.default_rng(i))
+            if cls == "phone":
+                assert meta.orientation == (6 if i % 2 else 1)
+                assert (meta.width, meta.height) == ((3024, 4032) if i % 2 else (4032, 3024))
+            else:
+                assert (meta.width, meta.height, meta.channels) == (spec.width, spec.height, 1 if spec.gray else 3)
