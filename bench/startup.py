@@ -72,6 +72,40 @@ print(json.dumps(marks))
 """
 
 
+# Could start-up overlap? (1) nvImageCodec's import in a thread while this thread imports
+# CuPy and makes the CUDA context; (2) does a first decode by one Decoder make another
+# Decoder's first decode fast (process-wide initialisation) or not (per decoder)?
+OVERLAP = r"""
+import json, sys, threading, time
+t0 = time.perf_counter()
+import numpy, gpuimg
+box = {}
+def load():
+    a = time.perf_counter()
+    from nvidia import nvimgcodec
+    box["import nvimgcodec in a thread"] = time.perf_counter() - a
+th = threading.Thread(target=load); th.start()
+a = time.perf_counter()
+import cupy
+cupy.empty(1); cupy.cuda.Device().synchronize()
+box["cupy import + context, meanwhile"] = time.perf_counter() - a
+th.join()
+box["both, wall"] = time.perf_counter() - a
+from gpuimg.codec import Decoder
+data = open(sys.argv[1], "rb").read()
+tiny = open(sys.argv[2], "rb").read()
+for name, payload in (("decoder A, first decode (tiny JPEG)", tiny), ("decoder B, first decode (1080p)", data),
+                      ("decoder B, second decode", data)):
+    if "decoder A" in name:
+        dec = Decoder("cuda")
+    elif "first" in name:
+        dec = Decoder("cuda")
+    a = time.perf_counter(); dec.decode_batch([payload]); cupy.cuda.Device().synchronize()
+    box[name] = time.perf_counter() - a
+print(json.dumps(box))
+"""
+
+
 def phases(src: Path, env: dict[str, str]) -> list[tuple[str, float]]:
     """Seconds of each start-up phase, in order, in a fresh process (see PHASES)."""
     import json
@@ -153,6 +187,18 @@ def main() -> int:
                 print("| phase | s |\n|---|---|")
                 for name, sec in phases(src, env):
                     print(f"| {name} | {sec:.3f} |")
+            import json
+
+            tiny = work / "tiny.jpg"
+            gpuimg.write(geometry.resize(photo, (16, 16), "area"), str(tiny), quality=90)
+            proc = subprocess.run([sys.executable, "-c", OVERLAP, str(src), str(tiny)], env=env, capture_output=True,
+                                  text=True)
+            print("\n## could start-up overlap? (seconds, one fresh process)\n")
+            if proc.returncode == 0:
+                for name, sec in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+                    print(f"- {name}: {sec:.3f}")
+            else:
+                print(f"failed: {proc.stderr[-600:]}")
         if args.profile:
             prof = work / "prof.out"
             clear()
