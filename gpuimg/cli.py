@@ -295,13 +295,15 @@ def _rgb(text: str) -> tuple[int, int, int]:
 
 
 def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:
-    from .errors import DeviceUnavailableError
-    from .pipeline import Pipeline
-
     from .device import resolve_device
+    from .errors import DeviceUnavailableError
+    from .pipeline import Pipeline, PipelineConfig
 
+    # One run per command: worker processes started for a later run would only slow this one.
+    config = PipelineConfig(prestart_workers=False)
     try:
-        return Pipeline(steps, device=resolve_device(device, _source="--device") if device is not None else None)
+        return Pipeline(steps, config=config,
+                        device=resolve_device(device, _source="--device") if device is not None else None)
     except (ValueError, TypeError, DeviceUnavailableError) as exc:
         raise UsageError(str(exc)) from None
 

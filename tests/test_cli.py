@@ -311,3 +311,11 @@ def test_bench_quick_on_a_plain_install(capsys: pytest.CaptureFixture, monkeypat
     assert cli.main(["bench", "--quick", "--count", "8", "--device", "cpu", "--no-progress"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "gpuimg bench on cpu" in out and "generated 8 JPEGs of 640x480" in out and "images/s" in out
+
+
+def test_process_command_does_not_start_workers_for_a_later_run():
+    """The command runs once: worker processes started for a next run would only compete
+    with this one and hold up its exit."""
+    from gpuimg import cli
+
+    assert cli._make_pipeline([], "cpu").config.prestart_workers is False

@@ -459,7 +459,7 @@ def test_gpu_codecs_in_worker_processes_with_the_same_outputs(tree: Path, tmp_pa
     those of the in-process path, and the same files fail at the same stage."""
     taken = []
     real_take = _workers.take
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: taken.append(real_take(role, device_id, config, wait)) or taken[-1])
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True, start=True: taken.append(real_take(role, device_id, config, wait, start)) or taken[-1])
     gpu = worker_ready
     by_worker = Pipeline(BLUR, device=gpu).run(tree, tmp_path / "worker", batch_size=3, workers=True)
     assert len(taken) == 2 and None not in taken, _workers._unavailable
@@ -506,7 +506,7 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
 
 def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     device: str) -> None:
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: None)  # no worker can run here
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True, start=True: None)  # no worker can run here
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=2, workers=True)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
@@ -515,7 +515,7 @@ def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypat
                                            worker_ready: str) -> None:
     asked = []
     real_take = _workers.take
-    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True: asked.append((role, wait)) or real_take(role, device_id, config, wait))
+    monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True, start=True: asked.append((role, wait)) or real_take(role, device_id, config, wait, start))
     pipe = Pipeline([], device=worker_ready)
     assert pipe.run(tree, tmp_path / "a", workers=False).processed == len(GOOD) and asked == []
     assert pipe.run(tree, tmp_path / "b", workers=True).processed == len(GOOD)

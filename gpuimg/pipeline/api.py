@@ -197,7 +197,7 @@ class Pipeline:
         plan = self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
         if plan == "off":
             return None
-        return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait")
+        return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait", start=self.config.prestart_workers)
 
     def _sink(
         self, run: Run, fmt: Any, quality: int, writers: int, jobs: list[Job], workers: bool | None, mode: str,

@@ -57,8 +57,10 @@ class PipelineConfig:
     when its inputs average at least ``worker_min_file_bytes`` (0: measured to help or
     tie on every dataset class, BENCHMARKS.md), and then a run whose inputs total at
     least ``worker_min_run_bytes`` waits for them to start (about 2 s, paid back only by
-    a run that long), a shorter one uses them only if they are ready (a run never starts
-    worker processes it will not use).
+    a run that long), a shorter one uses them only if they are ready and, with
+    ``prestart_workers`` (the default), starts them in the background for the next run
+    of this process (the ``gpuimg`` command runs once and turns that off; workers still
+    starting when the process exits are killed).
     ``worker_read_threads``: the decode worker's file readers. ``worker_start_timeout_s``:
     how long a worker may take to start (spawn, import CuPy and nvImageCodec, a CUDA
     context). ``encoder_threads``: CPU threads of the JPEG encoder (a few beat one per
@@ -83,6 +85,7 @@ class PipelineConfig:
     decode_in_worker: bool = field(default_factory=lambda: worker_switch("decode"))
     worker_min_run_bytes: int = 2 << 30
     worker_min_file_bytes: int = 0
+    prestart_workers: bool = True
     worker_read_threads: int = 4
     worker_start_timeout_s: float = 120.0
     encoder_threads: int = 4

@@ -260,6 +260,8 @@ class Worker:
         except OSError as exc:
             listener.close()
             raise WorkerUnavailable(f"cannot start the {role} worker: {exc}") from exc
+        with _lock:
+            _launched.add(self.process)  # killed at exit if still starting then
         accepted: list[Any] = []
         acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
         acceptor.start()
@@ -277,6 +279,8 @@ class Worker:
             self.stop()
             raise
         self.healthy = True
+        with _lock:
+            _launched.discard(self.process)
 
     def _expect(self, kind: str) -> None:
         timeout = self.config.worker_start_timeout_s
@@ -343,6 +347,8 @@ class Worker:
             self.process.wait(5)
         if self.conn is not None:
             self.conn.close()
+        with _lock:
+            _launched.discard(self.process)
 
 
 Key = tuple[str, int, PipelineConfig]  # (role, device id, the config's worker settings)
@@ -351,6 +357,7 @@ _all: list[Worker] = []
 _starting: dict[Key, threading.Event] = {}
 _unavailable: dict[Key, str] = {}
 _lock = threading.Lock()
+_launched: set[subprocess.Popen] = set()  # worker processes not yet started (see _stop_all)
 
 
 def _key(role: str, device_id: int, config: PipelineConfig) -> Key:
@@ -396,10 +403,11 @@ def prestart(role: str, device_id: int, config: PipelineConfig) -> None:
     threading.Thread(target=start, name=f"gpuimg-start-{role}-worker", daemon=True).start()
 
 
-def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True) -> Worker | None:
+def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True, start: bool = True) -> Worker | None:
     """A free ``role`` worker on ``device_id`` with ``config``'s worker settings, or None
-    where workers cannot run. ``wait=False``: only one that is ready now (none is started:
-    a process nobody waits for only competes with the run and delays its exit)."""
+    where workers cannot run. ``wait=False``: only one that is ready now; ``start``: then
+    start one in the background for a later run (a process that runs once, like the
+    ``gpuimg`` command, has no later run to give it to)."""
     key = _key(role, device_id, config)
     while True:
         with _lock:
@@ -410,6 +418,8 @@ def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True) -
                 return free.pop()
             starting = _starting.get(key)
         if not wait:
+            if start:
+                prestart(role, device_id, config)
             return None
         if starting is None:
             return _start(key)
@@ -431,6 +441,14 @@ def _stop_all() -> None:
     for worker in list(_all):
         try:
             worker.stop()
+        except Exception:
+            pass
+    with _lock:
+        starting = list(_launched)
+    for process in starting:  # still starting in the background: nobody will use it now
+        try:
+            process.kill()
+            process.wait(5)
         except Exception:
             pass
 
