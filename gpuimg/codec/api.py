@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from ..image import Image, ImageBatch
 from . import sources
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
-from .sources import ImageInfo
+from .metadata import EMPTY as NO_METADATA
+from .metadata import Metadata
+from .sources import ImageInfo, ParsedSource
 
 __all__ = ["read", "read_batch", "write", "info"]
 
@@ -54,7 +57,10 @@ def read(src: Any, out: Image | None = None, *, device: str | None = None, **opt
         (400, 600, 3)
     """
     device = out.device if out is not None and device is None else device
-    return _thread_codec(Decoder, device).decode(src, out, **options)
+    loaded = sources._load(src)  # read once here, for the decode and for the metadata
+    img = _thread_codec(Decoder, device).decode(loaded, out, **options)
+    img.metadata = _decoded_metadata(loaded, options)
+    return img
 
 
 def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: str | None = None, **options: Any) -> BatchResult:
@@ -69,11 +75,34 @@ def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: st
         (True, [(400, 600, 3), (427, 640, 3)])
     """
     device = out.device if out is not None and device is None else device
-    return _thread_codec(Decoder, device).decode_batch(srcs, out, **options)
+    res = _thread_codec(Decoder, device).decode_batch(srcs, out, **options)
+    for img, src in zip(res.images, res.sources):
+        # A path or bytes is read again for its metadata (the decoder kept its own copy
+        # to itself); parse the sources first (gpuimg.parse) to read each file once.
+        try:
+            loaded = sources._load(src)
+        except (OSError, ValueError):
+            loaded = None
+        img.metadata = _decoded_metadata(loaded, options)
+    return res
+
+
+def _decoded_metadata(loaded: Any, options: dict[str, Any]) -> Metadata:
+    """The source's metadata as the decoded pixels stand: the orientation applied or not."""
+    if not isinstance(loaded, ParsedSource):
+        return NO_METADATA
+    meta = loaded.metadata
+    if options.get("apply_exif", True) and meta.orientation != 1:
+        meta = replace(meta, orientation_applied=True)
+    return meta
 
 
 def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
     """Encode ``img`` to ``path`` (codec from the extension) with this thread's Encoder.
+
+    The image's metadata (``img.metadata``: what :func:`read` found) is kept where the
+    format stores it; ``metadata=`` gives another, ``keep=`` ("all", "icc", "no-gps",
+    "none") chooses what of it (:meth:`Encoder.encode`).
 
     Example:
         >>> import numpy as np, tempfile
@@ -88,7 +117,8 @@ def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
 
 
 def info(src: Any) -> ImageInfo:
-    """Header facts of ``src`` (width, height, channels, codec, dtype, orientation).
+    """Header facts of ``src`` (width, height, channels, codec, dtype, orientation) and
+    its ``metadata`` (EXIF tags, XMP, ICC profile; read from the file's structure only).
 
     Example:
         >>> from pathlib import Path
@@ -96,4 +126,5 @@ def info(src: Any) -> ImageInfo:
         >>> info(Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg").codec
         'jpeg'
     """
-    return sources._load(src).info
+    loaded = sources._load(src)
+    return replace(loaded.info, metadata=loaded.metadata)
