@@ -268,3 +268,67 @@ def test_encode_batch_metadata_per_image():
     assert metadata.read(files[0]).xmp == XMP and metadata.read(files[1]).empty
     with pytest.raises(ValueError, match="2 images"):
         gpuimg.Encoder("cpu").encode_batch(imgs, "png", metadata=[None])
+
+
+# ------------------------------------------------------------------------------ pipeline and CLI
+
+
+def _inputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for fmt in FORMATS:
+        (src / (fmt.lower() + SUFFIX[fmt])).write_bytes(pil_file(fmt))
+    buf = io.BytesIO()
+    PILImage.new("RGB", (5, 7), (1, 2, 3)).save(buf, "PNG")
+    (src / "plain.png").write_bytes(buf.getvalue())
+    return src
+
+
+def _check_kept(path, keep="all"):
+    with PILImage.open(path) as im:
+        ex = im.getexif()
+        if keep == "all":
+            assert (ex[0x010F], ex[0x0112]) == ("ACME", 1)
+            assert pil_xmp(im) == XMP
+        else:
+            assert 0x010F not in ex and pil_xmp(im) is None
+        assert im.info["icc_profile"] == SRGB
+        assert im.size == (12, 20)  # resized after the orientation was applied
+
+
+@pytest.mark.parametrize("out_format", ["jpeg", "png", "webp", "tiff"])
+def test_pipeline_keeps_metadata(tmp_path, out_format):
+    src = _inputs(tmp_path)
+    out = tmp_path / "out"
+    summary = gpuimg.Pipeline([("resize", {"size": (20, 12)})], device="cpu").run(src, out, format=out_format, workers=False)
+    assert summary.failed == 0 and summary.processed == 5
+    suffix = gpuimg.codec.formats.lookup(out_format).suffix
+    for fmt in FORMATS:
+        _check_kept(out / (fmt.lower() + suffix))
+    assert gpuimg.info(out / ("plain" + suffix)).metadata.empty
+
+
+def test_pipeline_keep_choices(tmp_path):
+    src = _inputs(tmp_path)
+    gpuimg.Pipeline([("resize", {"size": (20, 12)})], device="cpu").run(src, tmp_path / "icc", keep_metadata="icc", workers=False)
+    for fmt in FORMATS:
+        _check_kept(tmp_path / "icc" / (fmt.lower() + ".jpg"), keep="icc")
+    gpuimg.Pipeline([], device="cpu").run(src, tmp_path / "none", keep_metadata="none", workers=False)
+    assert all(gpuimg.info(p).metadata.empty for p in (tmp_path / "none").glob("*.jpg"))
+    with pytest.raises(ValueError, match="keep_metadata='gps'"):
+        gpuimg.Pipeline([], device="cpu").run(src, tmp_path / "x", keep_metadata="gps")
+
+
+def test_cli_metadata_flags(tmp_path):
+    from gpuimg import cli
+
+    src = _inputs(tmp_path)
+    assert cli.main(["process", str(src), str(tmp_path / "a"), "--device", "cpu", "--no-progress"]) == cli.EXIT_OK
+    assert gpuimg.info(tmp_path / "a" / "jpeg.jpg").metadata.exif_tags["Make"] == "ACME"
+    args = ["process", str(src), str(tmp_path / "b"), "--device", "cpu", "--no-progress", "--strip-metadata"]
+    assert cli.main(args) == cli.EXIT_OK
+    assert gpuimg.info(tmp_path / "b" / "jpeg.jpg").metadata.empty
+    args = ["process", str(src), str(tmp_path / "c"), "--device", "cpu", "--no-progress", "--keep-metadata", "icc"]
+    assert cli.main(args) == cli.EXIT_OK
+    meta = gpuimg.info(tmp_path / "c" / "webp.jpg").metadata
+    assert meta.icc == SRGB and meta.exif is None
