@@ -60,7 +60,7 @@ _LAZY: dict[str, str] = {
     # gpuimg.ops.color (fusion: gpuimg.ops.color.chain / .step)
     **{name: "ops.color" for name in (
         "to_gray", "convert", "invert", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
-        "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor",
+        "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor", "convert_colorspace", "srgb_profile",
     )},
     # gpuimg.ops.compose
     **{name: "ops.compose" for name in (
