@@ -166,6 +166,10 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      "opacity OP in 0..1 (a watermark); FILE is decoded once", lambda v: ("blend", v)),
     ("--paste", "FILE[@T,L]", _paste_overlay, "copy image FILE into each image at (top T, left L) without blending",
      lambda v: ("paste", v)),
+    # colour (issue 19)
+    ("--to-srgb", None, None, "convert colours from each image's embedded ICC profile to sRGB (a LittleCMS "
+     "transform applied on the GPU; needs gpuimg[color]); the outputs carry the sRGB profile",
+     lambda v: ("convert_colorspace", {"to": "srgb"})),
 )
 
 

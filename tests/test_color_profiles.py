@@ -148,3 +148,45 @@ def test_gpu_rgba_and_in_place(gpu):
     want = apply_lut_numpy(rgba, profile_lut(P3_PROFILE))
     assert np.abs(img.numpy().astype(int) - want).max() <= 1
     np.testing.assert_array_equal(img.numpy()[..., 3], rgba[..., 3])
+
+
+def _p3_folder(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    pixels = RNG.integers(0, 256, (12, 16, 3), np.uint8)
+    ex = PILImage.new("RGB", (1, 1)).getexif()
+    ex[0x010F], ex[0x0112] = "ACME", 6
+    PILImage.fromarray(pixels).save(src / "p3.png", icc_profile=P3_PROFILE, exif=ex)
+    PILImage.fromarray(pixels).save(src / "plain.png")
+    return src, pixels
+
+
+@pytest.mark.parametrize("steps", [[("convert_colorspace", {})], [("resize", {"size": (8, 6)}), ("convert_colorspace", {})]])
+def test_pipeline_to_srgb(tmp_path, steps):
+    src, pixels = _p3_folder(tmp_path)
+    out = tmp_path / "out"
+    summary = gpuimg.Pipeline(steps, device="cpu").run(src, out, format="png", workers=False)
+    assert summary.failed == 0
+    with PILImage.open(out / "p3.png") as im:
+        assert im.info["icc_profile"] == srgb_profile()
+        assert im.getexif()[0x010F] == "ACME" and im.getexif()[0x0112] == 1
+        if len(steps) == 1:
+            upright = np.rot90(pixels, -1)  # orientation 6
+            want = apply_lut_numpy(np.ascontiguousarray(upright), profile_lut(P3_PROFILE))
+            np.testing.assert_array_equal(np.asarray(im), want)
+    with PILImage.open(out / "plain.png") as im:  # no profile: taken as sRGB, said to be sRGB
+        assert im.info["icc_profile"] == srgb_profile()
+        if len(steps) == 1:
+            np.testing.assert_array_equal(np.asarray(im), pixels)
+
+
+def test_cli_to_srgb(tmp_path):
+    from gpuimg import cli
+
+    src, _ = _p3_folder(tmp_path)
+    args = ["process", str(src), str(tmp_path / "o"), "--to-srgb", "--format", "png", "--device", "cpu", "--no-progress"]
+    assert cli.main(args) == cli.EXIT_OK
+    assert gpuimg.info(tmp_path / "o" / "p3.png").metadata.icc == srgb_profile()
+    args = ["process", str(src), str(tmp_path / "n"), "--to-srgb", "--keep-metadata", "none", "--device", "cpu", "--no-progress"]
+    assert cli.main(args) == cli.EXIT_OK
+    assert gpuimg.info(tmp_path / "n" / "p3.jpg").metadata.empty

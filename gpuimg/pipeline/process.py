@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..image import Image, ImageBatch
@@ -25,9 +26,23 @@ from .files import Job
 from .read import Batcher, Item
 from .results import Run
 from .stages import DONE, Lane, StageQueue, is_out_of_memory, start_thread
-from .steps import OutputRule, Step, run_steps_per_item
+from .steps import OutputRule, Step, carry_metadata, run_steps_per_item
 
 __all__ = ["Processor", "ProcessStage", "start"]
+
+
+def attach_metadata(batch: ImageBatch, items: list[Item]) -> None:
+    """Each decoded image carries its file's metadata (read from the bytes the reader
+    parsed, on first use), marked as turned upright where the decode applied an EXIF
+    orientation: the steps pass it on (:func:`~gpuimg.pipeline.steps.carry_metadata`),
+    ``convert_colorspace`` reads the profile from it, and the sink writes it."""
+    for img, item in zip(batch, items):
+        source = item.source
+        if source is None:
+            img.metadata = None
+            continue
+        meta = source.metadata
+        img.metadata = replace(meta, orientation_applied=True) if source.orientation != 1 and not meta.empty else meta
 
 
 class Processor:
@@ -59,6 +74,7 @@ class Processor:
         result = (self.rule.before_steps, self.rule.after_steps)[k](batch, self.converted[k], stream)
         if result is not batch:  # kept only when it is ours: the input may be a decode slot
             self.converted[k] = result
+            carry_metadata(batch, result)
         return result
 
     def per_item(self, batch: ImageBatch, stream: Any) -> tuple[list[int], ImageBatch | None, list[tuple[int, BaseException]]]:
@@ -80,6 +96,7 @@ class Processor:
         if not good:
             return [], None, failures
         joined = ImageBatch.from_images([results[i] for i in good])  # type: ignore[misc]
+        carry_metadata([results[i] for i in good], joined)
         return good, self.after(joined, stream), failures
 
 
@@ -115,6 +132,7 @@ class ProcessStage:
             return
         proc = self._processor()
         items = decoded.items
+        attach_metadata(decoded.slot.batch, items)
         try:
             with self.run.timer("process"), lane.active():
                 result = proc(decoded.slot.batch, lane.stream)
@@ -181,6 +199,7 @@ class ProcessStage:
                 with self.run.timer("process"), lane.active():
                     batch, good, failures = decode_group(self._fallback_decoder, kind, None, lane.stream)
                     kept = [part[i] for i in good]
+                    attach_metadata(batch, kept)
                     result = proc(batch, lane.stream) if kept else None
             except Exception as sub_exc:
                 if is_out_of_memory(sub_exc):

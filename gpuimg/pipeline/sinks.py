@@ -48,11 +48,12 @@ def codec_name(fmt: formats.Format) -> str:
     return fmt.suffix.lstrip(".")
 
 
-def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, channels: int) -> bytes:
-    """``data`` (the item's encoded output) with what ``keep`` keeps of its input's EXIF,
-    XMP and ICC profile (:func:`gpuimg.codec.embed.for_output`: the decode turned the
-    pixels upright, so the EXIF says Orientation 1). EncodeError where the output format
-    cannot hold it.
+def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, channels: int, meta: Any = None) -> bytes:
+    """``data`` (the item's encoded output) with what ``keep`` keeps of its metadata:
+    ``meta``, what the processed image carries (its input's EXIF, XMP and ICC profile as
+    the steps left them: ``convert_colorspace`` replaces the profile), else the input
+    file's (:func:`gpuimg.codec.embed.for_output`: the decode turned the pixels upright,
+    so the EXIF says Orientation 1). EncodeError where the output format cannot hold it.
 
     Example:
         >>> from gpuimg.pipeline.read import Item
@@ -60,13 +61,16 @@ def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, chann
         b'BM..'
     """
     source = item.source
-    if keep == "none" or source is None or fmt.name not in ("jpeg", "png", "webp", "tiff"):
+    if keep == "none" or fmt.name not in ("jpeg", "png", "webp", "tiff"):
         return data
-    meta = source.metadata
+    if meta is None:
+        if source is None:
+            return data
+        meta = source.metadata
+        if source.orientation != 1 and not meta.empty:
+            meta = replace(meta, orientation_applied=True)
     if meta.empty:
         return data
-    if source.orientation != 1:
-        meta = replace(meta, orientation_applied=True)
     return embed.embed(data, fmt.name, embed.for_output(meta, keep), has_alpha=channels in (2, 4))
 
 
@@ -81,9 +85,12 @@ class FileSink:
         self.run, self.pool, self.quality, self.writers = run, pool, quality, writers
         self.keep, self.format = check_choice(keep, "keep_metadata", KEEP, "a metadata choice"), fmt
         self.rule = OutputRule(fmt, mode, background)
-        self.settings = encode_settings(fmt, quality, pool.device)
-        if self.settings.note:
-            warnings.warn(self.settings.note, stacklevel=2)
+        settings = encode_settings(fmt, quality, pool.device)
+        # The images carry their metadata (for the steps); this sink adds it to the files
+        # itself (with_metadata, as the worker sink does), so the encoder adds none.
+        self.settings = settings._replace(options={**settings.options, "keep": "none"})
+        if settings.note:
+            warnings.warn(settings.note, stacklevel=2)
         self.fmt = codec_name(fmt)
         self.device = pool.device
         self.lanes = pool.config.encode_lanes
@@ -113,15 +120,15 @@ class FileSink:
             finally:
                 done(lane.record())
             # Own copies for the writers (with the metadata), made after the gate opened for the decoder.
-            encoded = [v if isinstance(v, BaseException) else self._with_metadata(it, bytes(v), im.channels)
+            encoded = [v if isinstance(v, BaseException) else self._with_metadata(it, bytes(v), im)
                        for it, v, im in zip(items, views, batch)]
             self._write_all(items, encoded)
         self.pool.give_back("encode", encoder)
         pass_end(self.queue, self._countdown, None)
 
-    def _with_metadata(self, item: Item, data: bytes, channels: int) -> bytes | BaseException:
+    def _with_metadata(self, item: Item, data: bytes, image: Any) -> bytes | BaseException:
         try:
-            return with_metadata(item, data, self.format, self.keep, channels)
+            return with_metadata(item, data, self.format, self.keep, image.channels, image.metadata)
         except Exception as exc:  # this item's output cannot hold its metadata: it fails, not the run
             return exc
 
@@ -178,7 +185,7 @@ class WorkerSink:
                  background: tuple[int, int, int] = BACKGROUND, keep: str = "all"):
         self.run, self.worker, self.fmt, self.quality = run, worker, codec_name(fmt), quality
         self.keep, self.format = check_choice(keep, "keep_metadata", KEEP, "a metadata choice"), fmt
-        self.channels: dict[int, list[int]] = {}  # per batch sent: each output's channels
+        self.images: dict[int, list[tuple[int, Any]]] = {}  # per batch sent: each output's channels, metadata
         self.rule = OutputRule(fmt, mode, background)
         self.queue = StageQueue(1, run.stop)
         self.free_slots = StageQueue(0, run.stop)
@@ -213,7 +220,7 @@ class WorkerSink:
             lane.synchronize()  # the worker reads the slot as soon as the message arrives
             self.seq += 1
             self.pending[self.seq] = items
-            self.channels[self.seq] = [im.channels for im in batch]
+            self.images[self.seq] = [(im.channels, im.metadata) for im in batch]
             self._answered = False
             self.worker.send(("batch", self.seq, slot, batch.table()[:, :5].tolist(), batch.dtype.str,
                               [str(it.job.dst) for it in items], self.fmt, self.quality))
@@ -231,9 +238,9 @@ class WorkerSink:
                 _, seq, results, encode_s, write_s = msg
                 self.run.timer.add("encode", encode_s)
                 self.run.timer.add("write", write_s)
-                for item, channels, (status, value) in zip(self.pending.pop(seq), self.channels.pop(seq), results):
+                for item, image, (status, value) in zip(self.pending.pop(seq), self.images.pop(seq), results):
                     if status == "ok" and self.keep != "none":
-                        status, value = self._add_metadata(item, channels, value)
+                        status, value = self._add_metadata(item, image, value)
                     if status == "ok":
                         self.run.results.put(("done", item.job, len(item.data), value))
                     else:
@@ -244,15 +251,17 @@ class WorkerSink:
                 self._answered = True
                 return
 
-    def _add_metadata(self, item: Item, channels: int, nbytes: int) -> tuple[str, Any]:
+    def _add_metadata(self, item: Item, image: tuple[int, Any], nbytes: int) -> tuple[str, Any]:
         """Put the item's metadata into the file the worker wrote: ("ok", bytes written)
         or ("encode", the error)."""
-        if item.source is None or item.source.metadata.empty:
-            return "ok", nbytes
+        channels, meta = image
+        carried = meta if meta is not None else item.source.metadata if item.source is not None else None
+        if carried is None or carried.empty:
+            return "ok", nbytes  # nothing to add: the worker's file stays as written
         try:
             with open(item.job.dst, "rb") as f:
                 data = f.read()
-            out = with_metadata(item, data, self.format, self.keep, channels)
+            out = with_metadata(item, data, self.format, self.keep, channels, meta)
             return "ok", atomic_write(item.job.dst, out) if out is not data else nbytes
         except Exception as exc:
             return "encode", exc

@@ -401,6 +401,9 @@ def _tables_blob(tables: list[ProfileTable], key: tuple) -> Blob:
     return blob
 
 
+convert_colorspace.sets_metadata = True  # type: ignore[attr-defined]  # a pipeline step sets its own
+
+
 def _launch(src: Source, out: Source, tables: list[ProfileTable], key: tuple, which: list[int], stream: Any) -> None:
     if not tables:  # nothing to convert: every image is copied
         tables, key = [profile_lut(srgb_profile())], ("srgb-only",)
