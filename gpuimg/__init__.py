@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "PipelineConfig": "pipeline",
     # gpuimg.display
     "show": "display",
+    # gpuimg.thumbnails (a file to a thumbnail: decode, fit, sRGB, metadata)
+    "thumbnail": "thumbnails",
     # op families as subpackages
     "ops": "ops",
     # gpuimg.ops.geometry
