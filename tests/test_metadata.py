@@ -332,3 +332,11 @@ def test_cli_metadata_flags(tmp_path):
     assert cli.main(args) == cli.EXIT_OK
     meta = gpuimg.info(tmp_path / "c" / "webp.jpg").metadata
     assert meta.icc == SRGB and meta.exif is None
+
+
+def test_ops_keep_the_metadata_for_write(tmp_path):
+    img = gpuimg.read(pil_file("JPEG"), device="cpu")
+    small = gpuimg.resize(gpuimg.flip(img, horizontal=True), (20, 12))
+    assert small.metadata is img.metadata
+    with PILImage.open(gpuimg.write(small, tmp_path / "s.jpg")) as im:
+        assert im.getexif()[0x010F] == "ACME" and im.info["icc_profile"] == SRGB
