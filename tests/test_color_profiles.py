@@ -190,3 +190,17 @@ def test_cli_to_srgb(tmp_path):
     args = ["process", str(src), str(tmp_path / "n"), "--to-srgb", "--keep-metadata", "none", "--device", "cpu", "--no-progress"]
     assert cli.main(args) == cli.EXIT_OK
     assert gpuimg.info(tmp_path / "n" / "p3.jpg").metadata.empty
+
+
+def test_cmyk_jpeg_profile_is_not_applied_to_its_rgb_pixels(tmp_path):
+    cmyk_profile = bytearray(P3_PROFILE)
+    cmyk_profile[16:20] = b"CMYK"  # only the colour-space field matters to the check
+    cmyk = PILImage.fromarray(RNG.integers(0, 256, (8, 8, 4), np.uint8), "CMYK")
+    buf = io.BytesIO()
+    cmyk.save(buf, "JPEG", quality=95, icc_profile=bytes(cmyk_profile))
+    img = gpuimg.read(buf.getvalue(), device="cpu")
+    assert img.metadata.icc == bytes(cmyk_profile)
+    out = convert_colorspace(img)  # the decoder converted CMYK -> RGB: taken as it is
+    np.testing.assert_array_equal(out.numpy(), img.numpy())
+    assert out.metadata.icc == srgb_profile()
+    assert gpuimg.thumbnail(buf.getvalue(), 4, device="cpu").metadata.icc == srgb_profile()

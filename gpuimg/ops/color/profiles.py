@@ -38,7 +38,7 @@ from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out
 from .._engine.kernels import PRELUDE, compiled
 from .._engine.params import Blob, pack, upload, upload_blob
 
-__all__ = ["convert_colorspace", "srgb_profile", "profile_lut", "ProfileTable", "apply_lut_numpy", "GRID", "INTENTS"]
+__all__ = ["convert_colorspace", "srgb_profile", "rgb_profile", "profile_lut", "ProfileTable", "apply_lut_numpy", "GRID", "INTENTS"]
 
 GRID = 52  # levels per axis of the coarse table: 255 / 51 = 5, so every grid point is an exact uint8 input
 STEP = 5  # levels between grid points
@@ -311,12 +311,25 @@ extern "C" __global__ void lut3d_u8(const u8* src, const i64* stab, u8* dst, con
 """
 
 
+def rgb_profile(meta: Any) -> bytes | None:
+    """The ICC profile in ``meta`` (an image's metadata) when it describes RGB pixels, else
+    None. A CMYK JPEG's profile does not describe the RGB pixels gpuimg decodes from it
+    (nvImageCodec converts CMYK to RGB without it): such images are taken as they are.
+
+    Example:
+        >>> rgb_profile(None) is None
+        True
+    """
+    icc = getattr(meta, "icc", None)
+    return icc if icc is not None and icc[16:20] == b"RGB " else None
+
+
 def _profiles_of(src: Source, profile: Any) -> list[bytes | None]:
     """One profile (or None: no conversion) per image: ``profile`` given (one for all, or
     a list), else each image's own (``img.metadata.icc``, what gpuimg.read found)."""
     images = list(src) if not hasattr(src, "array") else [src]
     if profile is None:
-        return [getattr(getattr(im, "metadata", None), "icc", None) for im in images]
+        return [rgb_profile(getattr(im, "metadata", None)) for im in images]
     if isinstance(profile, bytes | bytearray | memoryview):
         return [bytes(profile)] * len(images)
     profiles = list(profile)
@@ -343,7 +356,8 @@ def convert_colorspace(
 
     ``profile``: ICC bytes (one for every image, or a list with one per image; None in
     the list: left as it is); default: each image's own (``img.metadata.icc``; an image
-    without one is taken to be sRGB already). ``to``: "srgb" (the one target).
+    without one, or with a CMYK JPEG's profile (decoded to RGB without it), is taken to be
+    sRGB already). ``to``: "srgb" (the one target).
     ``intent``: "relative" (colorimetric, default) or "perceptual". ``embed``: the
     profile the results carry in their ``metadata`` (kept by :func:`gpuimg.write` and the
     pipeline): "srgb" (the sRGB profile) or "none". RGB or RGBA uint8 (alpha kept).

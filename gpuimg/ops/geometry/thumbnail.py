@@ -80,8 +80,7 @@ def fit_thumbnail(
         _pass_metadata(src, shrunk)
     if not to_srgb or _channels(shrunk) not in (3, 4) or shrunk.dtype.name != "uint8":
         return shrunk
-    profiles = [_rgb_profile(getattr(im, "metadata", None)) for im in _images(shrunk)]
-    return convert_colorspace(shrunk, profile=profiles, out=out, stream=stream)
+    return convert_colorspace(shrunk, out=out, stream=stream)  # each image's own RGB profile
 
 
 fit_thumbnail.sets_metadata = True  # type: ignore[attr-defined]  # the colour step says which profile
@@ -98,10 +97,3 @@ def _channels(src: Source) -> int:
 def _pass_metadata(src: Source, out: Source) -> None:
     for a, b in zip(_images(src), _images(out)):
         b.metadata = a.metadata
-
-
-def _rgb_profile(meta: Any) -> bytes | None:
-    """The image's profile when it describes RGB pixels (a CMYK JPEG's decodes to RGB
-    without it: that profile does not describe the pixels any more)."""
-    icc = getattr(meta, "icc", None)
-    return icc if icc is not None and icc[16:20] == b"RGB " else None
