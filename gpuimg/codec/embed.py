@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
+from dataclasses import replace
 from typing import Any
 
 from ..errors import EncodeError, check_choice
@@ -46,15 +47,15 @@ def for_output(meta: Metadata | None, keep: str = "all") -> Metadata:
     check_choice(keep, "keep", KEEP, "a metadata choice")
     if meta is None:
         return Metadata()
-    out = meta.kept(keep)
-    if out.exif is not None:
-        try:
-            block = exif_mod.edited(out.exif, reset_orientation=out.orientation_applied)
-        except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
-            warnings.warn(f"the EXIF block is left out of the output: it cannot be edited ({exc})", stacklevel=2)
-            block = None
-        out = Metadata(block, out.xmp, out.icc, out.problems, out.orientation_applied)
-    return out
+    if meta.exif is None:
+        return meta.kept(keep)
+    try:
+        out = meta.kept(keep)
+        block = exif_mod.edited(out.exif, reset_orientation=out.orientation_applied) if out.exif is not None else None
+    except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
+        warnings.warn(f"the EXIF block is left out of the output: it cannot be edited ({exc})", stacklevel=2)
+        out, block = replace(meta, exif=None).kept(keep), None
+    return replace(out, exif=block)
 
 
 def embed(data: Any, codec: str, meta: Metadata | None, *, has_alpha: bool = False) -> bytes:
