@@ -204,3 +204,15 @@ def test_cmyk_jpeg_profile_is_not_applied_to_its_rgb_pixels(tmp_path):
     np.testing.assert_array_equal(out.numpy(), img.numpy())
     assert out.metadata.icc == srgb_profile()
     assert gpuimg.thumbnail(buf.getvalue(), 4, device="cpu").metadata.icc == srgb_profile()
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_gpu_pipeline_to_srgb_matches_cpu(tmp_path, gpu, workers):
+    src, _ = _p3_folder(tmp_path)
+    steps = [("convert_colorspace", {})]
+    gpuimg.Pipeline(steps, device="cpu").run(src, tmp_path / "cpu", format="png", workers=False)
+    gpuimg.Pipeline(steps, device="cuda").run(src, tmp_path / "gpu", format="png", workers=workers)
+    for name in ("p3.png", "plain.png"):
+        with PILImage.open(tmp_path / "cpu" / name) as a, PILImage.open(tmp_path / "gpu" / name) as b:
+            assert b.info["icc_profile"] == srgb_profile()
+            assert np.abs(np.asarray(a).astype(int) - np.asarray(b)).max() <= 1

@@ -340,3 +340,31 @@ def test_ops_keep_the_metadata_for_write(tmp_path):
     assert small.metadata is img.metadata
     with PILImage.open(gpuimg.write(small, tmp_path / "s.jpg")) as im:
         assert im.getexif()[0x010F] == "ACME" and im.info["icc_profile"] == SRGB
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_gpu_pipeline_keeps_metadata(tmp_path, gpu, workers):
+    """On the GPU, in this process (FileSink) and through the encode worker (WorkerSink:
+    the metadata is added to the file the worker wrote)."""
+    from gpuimg.pipeline import workers as worker_pool
+
+    if workers:
+        for role in worker_pool.ROLES:
+            worker = worker_pool.take(role, 0, gpuimg.PipelineConfig())
+            assert worker is not None, worker_pool._unavailable
+            worker_pool.give_back(worker)
+    src = _inputs(tmp_path)
+    for keep in ("all", "icc"):
+        out = tmp_path / f"out-{keep}"
+        summary = gpuimg.Pipeline([("resize", {"size": (20, 12)})], device="cuda").run(
+            src, out, workers=workers, keep_metadata=keep)
+        assert summary.failed == 0 and summary.processed == 5
+        for fmt in FORMATS:
+            _check_kept(out / (fmt.lower() + ".jpg"), keep=keep)
+
+
+def test_gpu_read_exposes_metadata(gpu):
+    img = gpuimg.read(pil_file("JPEG"), device="cuda")
+    assert img.device == "cuda" and img.metadata.exif_tags["Make"] == "ACME" and img.metadata.orientation_applied
+    res = gpuimg.read_batch([pil_file("PNG"), pil_file("WEBP")], device="cuda")
+    assert [im.metadata.xmp == XMP for im in res.images] == [True, True]

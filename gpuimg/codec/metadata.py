@@ -163,8 +163,9 @@ def _checked(found: dict[str, Any], problems: list[str]) -> Metadata:
     """The found parts that hold up; the others named in problems."""
     block = found.get("exif")
     if block is not None:
-        try:
-            exif_mod.tags(block)
+        try:  # its directories must hold (the tags' values are decoded on first use)
+            e = tiff_ifd.byte_order(block)
+            tiff_ifd.read_ifd(block, e, struct.unpack_from(e + "I", block, 4)[0])
         except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
             problems.append(f"the EXIF block is malformed ({exc})")
             block = None

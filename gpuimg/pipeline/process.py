@@ -31,14 +31,18 @@ from .steps import OutputRule, Step, carry_metadata, run_steps_per_item
 __all__ = ["Processor", "ProcessStage", "start"]
 
 
-def attach_metadata(batch: ImageBatch, items: list[Item]) -> None:
+def attach_metadata(batch: ImageBatch, items: list[Item], needed: bool = True) -> None:
     """Each decoded image carries its file's metadata (read from the bytes the reader
     parsed, on first use), marked as turned upright where the decode applied an EXIF
     orientation: the steps pass it on (:func:`~gpuimg.pipeline.steps.carry_metadata`),
-    ``convert_colorspace`` reads the profile from it, and the sink writes it."""
+    ``convert_colorspace`` reads the profile from it, and the sink writes it.
+
+    ``needed=False`` (no step reads or changes metadata) leaves it unread here, off the
+    thread that feeds the GPU: each image says None and the sink reads the file's own.
+    Set either way: a reused decode slot holds an earlier batch's."""
     for img, item in zip(batch, items):
         source = item.source
-        if source is None:
+        if source is None or not needed:
             img.metadata = None
             continue
         meta = source.metadata
@@ -108,6 +112,9 @@ class ProcessStage:
     def __init__(self, run: Run, pool: codecs.CodecPool, steps: list[Step], src: StageQueue, decode: DecodeStage, sink: Any):
         self.run, self.pool, self.src, self.decode, self.sink = run, pool, src, decode, sink
         self.device = pool.device
+        # A step that reads or sets the images' metadata (convert_colorspace, thumbnail)
+        # needs it on the decoded images; otherwise the sink reads it on its own thread.
+        self._reads_metadata = any(getattr(step.fn, "sets_metadata", False) for step in steps)
         self.free: StageQueue = StageQueue(0, run.stop)
         # One output set being written here plus one per batch the sink may be reading.
         for _ in range(1 + sink.lanes):
@@ -132,7 +139,7 @@ class ProcessStage:
             return
         proc = self._processor()
         items = decoded.items
-        attach_metadata(decoded.slot.batch, items)
+        attach_metadata(decoded.slot.batch, items, self._reads_metadata)
         try:
             with self.run.timer("process"), lane.active():
                 result = proc(decoded.slot.batch, lane.stream)
@@ -199,7 +206,7 @@ class ProcessStage:
                 with self.run.timer("process"), lane.active():
                     batch, good, failures = decode_group(self._fallback_decoder, kind, None, lane.stream)
                     kept = [part[i] for i in good]
-                    attach_metadata(batch, kept)
+                    attach_metadata(batch, kept, self._reads_metadata)
                     result = proc(batch, lane.stream) if kept else None
             except Exception as sub_exc:
                 if is_out_of_memory(sub_exc):
