@@ -368,3 +368,16 @@ def test_gpu_read_exposes_metadata(gpu):
     assert img.device == "cuda" and img.metadata.exif_tags["Make"] == "ACME" and img.metadata.orientation_applied
     res = gpuimg.read_batch([pil_file("PNG"), pil_file("WEBP")], device="cuda")
     assert [im.metadata.xmp == XMP for im in res.images] == [True, True]
+
+
+def test_output_dimensions_and_xmp_orientation_follow_the_pixels(tmp_path):
+    ex = photo_exif(6)
+    ex.get_ifd(0x8769)[0xA002], ex.get_ifd(0x8769)[0xA003] = 40, 24
+    xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    buf = io.BytesIO()
+    PILImage.new("RGB", (40, 24)).save(buf, "JPEG", exif=ex, xmp=xmp.encode())
+    img = gpuimg.read(buf.getvalue(), device="cpu")
+    out = gpuimg.write(gpuimg.resize(img, (20, 12)), tmp_path / "r.jpg")
+    meta = gpuimg.info(out).metadata
+    assert (meta.exif_tags["PixelXDimension"], meta.exif_tags["PixelYDimension"], meta.orientation) == (12, 20, 1)
+    assert 'tiff:Orientation="1"' in meta.xmp

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 import zlib
@@ -35,10 +36,12 @@ ICC_SEGMENT_BYTES = 65519  # 65535 - 2 (length) - 12 ("ICC_PROFILE\0") - 2 (sequ
 _SEGMENT_MAX = 65533  # a JPEG segment's payload after its 2-byte length
 
 
-def for_output(meta: Metadata | None, keep: str = "all") -> Metadata:
+def for_output(meta: Metadata | None, keep: str = "all", size: tuple[int, int] | None = None) -> Metadata:
     """What an output keeps of ``meta`` under ``keep`` ("all", "icc", "no-gps", "none"):
     the EXIF without its thumbnail, its Orientation 1 when the pixels were turned
-    upright. An EXIF block that cannot be edited is left out (with a warning).
+    upright (and the XMP's ``tiff:Orientation`` with it), its pixel dimensions the
+    output's ``size`` = (height, width) when given. An EXIF block that cannot be edited
+    is left out (with a warning).
 
     Example:
         >>> for_output(Metadata(icc=b"p", xmp="<x/>"), "icc").xmp is None
@@ -47,15 +50,26 @@ def for_output(meta: Metadata | None, keep: str = "all") -> Metadata:
     check_choice(keep, "keep", KEEP, "a metadata choice")
     if meta is None:
         return Metadata()
+    if meta.orientation_applied and meta.xmp is not None:
+        meta = replace(meta, xmp=_XMP_ORIENTATION.sub(_upright, meta.xmp))
     if meta.exif is None:
         return meta.kept(keep)
     try:
         out = meta.kept(keep)
-        block = exif_mod.edited(out.exif, reset_orientation=out.orientation_applied) if out.exif is not None else None
+        block = exif_mod.edited(out.exif, reset_orientation=out.orientation_applied, size=size) if out.exif is not None else None
     except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
         warnings.warn(f"the EXIF block is left out of the output: it cannot be edited ({exc})", stacklevel=2)
         out, block = replace(meta, exif=None).kept(keep), None
     return replace(out, exif=block)
+
+
+# tiff:Orientation in an XMP packet, as an attribute or an element (what exiftool and
+# Pillow's exif_transpose also rewrite once the pixels are upright).
+_XMP_ORIENTATION = re.compile(r'(tiff:Orientation\s*=\s*["\'])[1-8](["\'])|(<tiff:Orientation>)\s*[1-8]\s*(</tiff:Orientation>)')
+
+
+def _upright(m: re.Match) -> str:
+    return f"{m.group(1)}1{m.group(2)}" if m.group(1) else f"{m.group(3)}1{m.group(4)}"
 
 
 def embed(data: Any, codec: str, meta: Metadata | None, *, has_alpha: bool = False) -> bytes:

@@ -153,7 +153,8 @@ class Encoder:
             return []
         if metadata is not None and len(metadata) != len(items):
             raise ValueError(f"metadata= has {len(metadata)} entries for {len(items)} images")
-        metas = [embed.for_output(m, keep) for m in (metadata if metadata is not None else [im.metadata for im in items])]
+        given = metadata if metadata is not None else [im.metadata for im in items]
+        metas = [embed.for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):

@@ -218,13 +218,15 @@ def _named(entries: list[tiff_ifd.Entry], e: str, names: dict[int, str], out: di
         # the Interoperability IFD holds only the interop index: not a user-facing tag
 
 
-def edited(block: bytes, *, reset_orientation: bool = False, drop_gps: bool = False) -> bytes:
+def edited(block: bytes, *, reset_orientation: bool = False, drop_gps: bool = False,
+           size: tuple[int, int] | None = None) -> bytes:
     """``block`` as an output should carry it: the thumbnail IFD (IFD1) dropped, the
     Orientation set to 1 when ``reset_orientation`` (the pixels were turned upright), the
-    GPS IFD removed when ``drop_gps``. The block is rewritten from its parsed tags (a
-    MakerNote that points into the block by absolute offset may not survive, as with
-    every rewriter but exiftool's), except when nothing changes: then it is returned as
-    it is. Raises IfdError for a malformed block.
+    GPS IFD removed when ``drop_gps``, PixelXDimension/PixelYDimension (where present)
+    set to ``size`` = (height, width) of the output. The block is rewritten from its parsed
+    tags (a MakerNote that points into the block by absolute offset may not survive, as
+    with every rewriter but exiftool's), except when nothing changes: then it is returned
+    as it is. Raises IfdError for a malformed block.
 
     Example:
         >>> from gpuimg.codec.tiff_ifd import Entry, write_ifds
@@ -236,9 +238,30 @@ def edited(block: bytes, *, reset_orientation: bool = False, drop_gps: bool = Fa
     first, nxt = tiff_ifd.read_ifd(block, e, struct.unpack_from(e + "I", block, 4)[0])
     keep = [en for en in first if not (drop_gps and en.tag == _GPS_POINTER)]
     changed = nxt != 0 or len(keep) != len(first)
+    wanted = {}
     if reset_orientation:
-        for entry in keep:
-            if entry.tag == _TAG_ORIENTATION and entry.value(e) != 1:
-                entry.type, entry.count, entry.raw = 3, 1, struct.pack(e + "H", 1)
-                changed = True
+        wanted[_TAG_ORIENTATION] = 1
+    if size is not None:
+        wanted[_TAG_PIXEL_Y], wanted[_TAG_PIXEL_X] = size
+    for entry in _all_entries(keep):
+        value = wanted.get(entry.tag)
+        if value is not None and entry.children is None and entry.value(e) != value:
+            if entry.tag == _TAG_ORIENTATION or value < 65536 and entry.type == 3:
+                entry.type, entry.count, entry.raw = 3, 1, struct.pack(e + "H", value)
+            else:
+                entry.type, entry.count, entry.raw = 4, 1, struct.pack(e + "I", value)
+            changed = True
     return tiff_ifd.write_ifds(e, keep) if changed else bytes(block)
+
+
+_TAG_PIXEL_X, _TAG_PIXEL_Y = 0xA002, 0xA003
+
+
+def _all_entries(entries: list[tiff_ifd.Entry]) -> list[tiff_ifd.Entry]:
+    """The entries of a directory and of its sub-directories (the Exif IFD holds the sizes)."""
+    out = []
+    for entry in entries:
+        out.append(entry)
+        if entry.children is not None:
+            out += _all_entries(entry.children)
+    return out

@@ -216,11 +216,12 @@ def _jpeg(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
             icc_total.add(total)
         pos += 2 + length
     if icc_parts:
-        total = icc_total.pop() if len(icc_total) == 1 else 0
+        total = next(iter(icc_total)) if len(icc_total) == 1 else 0
         if total and sorted(icc_parts) == list(range(1, total + 1)):
             found["icc"] = b"".join(icc_parts[k] for k in range(1, total + 1))
         else:
-            problems.append(f"the ICC profile's APP2 segments are incomplete (have {sorted(icc_parts)} of {sorted(icc_total) or '?'})")
+            counts = "/".join(str(t) for t in sorted(icc_total))
+            problems.append(f"the ICC profile's APP2 segments are incomplete (parts {sorted(icc_parts)} of {counts})")
 
 
 def _png(buf: Any, found: dict[str, Any], problems: list[str]) -> None:

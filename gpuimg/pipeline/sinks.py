@@ -48,16 +48,18 @@ def codec_name(fmt: formats.Format) -> str:
     return fmt.suffix.lstrip(".")
 
 
-def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, channels: int, meta: Any = None) -> bytes:
+def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, shape: tuple[int, int, int],
+                  meta: Any = None) -> bytes:
     """``data`` (the item's encoded output) with what ``keep`` keeps of its metadata:
     ``meta``, what the processed image carries (its input's EXIF, XMP and ICC profile as
     the steps left them: ``convert_colorspace`` replaces the profile), else the input
     file's (:func:`gpuimg.codec.embed.for_output`: the decode turned the pixels upright,
-    so the EXIF says Orientation 1). EncodeError where the output format cannot hold it.
+    so the EXIF says Orientation 1). ``shape``: the output image's (height, width,
+    channels). EncodeError where the output format cannot hold it.
 
     Example:
         >>> from gpuimg.pipeline.read import Item
-        >>> with_metadata(Item(None), b"BM..", formats.lookup("bmp"), "all", 3)
+        >>> with_metadata(Item(None), b"BM..", formats.lookup("bmp"), "all", (8, 8, 3))
         b'BM..'
     """
     source = item.source
@@ -71,7 +73,7 @@ def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, chann
             meta = replace(meta, orientation_applied=True)
     if meta.empty:
         return data
-    return embed.embed(data, fmt.name, embed.for_output(meta, keep), has_alpha=channels in (2, 4))
+    return embed.embed(data, fmt.name, embed.for_output(meta, keep, shape[:2]), has_alpha=shape[2] in (2, 4))
 
 
 class FileSink:
@@ -128,7 +130,7 @@ class FileSink:
 
     def _with_metadata(self, item: Item, data: bytes, image: Any) -> bytes | BaseException:
         try:
-            return with_metadata(item, data, self.format, self.keep, image.channels, image.metadata)
+            return with_metadata(item, data, self.format, self.keep, image.shape, image.metadata)
         except Exception as exc:  # this item's output cannot hold its metadata: it fails, not the run
             return exc
 
@@ -185,7 +187,7 @@ class WorkerSink:
                  background: tuple[int, int, int] = BACKGROUND, keep: str = "all"):
         self.run, self.worker, self.fmt, self.quality = run, worker, codec_name(fmt), quality
         self.keep, self.format = check_choice(keep, "keep_metadata", KEEP, "a metadata choice"), fmt
-        self.images: dict[int, list[tuple[int, Any]]] = {}  # per batch sent: each output's channels, metadata
+        self.images: dict[int, list[tuple[tuple[int, int, int], Any]]] = {}  # per batch sent: each output's shape, metadata
         self.rule = OutputRule(fmt, mode, background)
         self.queue = StageQueue(1, run.stop)
         self.free_slots = StageQueue(0, run.stop)
@@ -220,7 +222,7 @@ class WorkerSink:
             lane.synchronize()  # the worker reads the slot as soon as the message arrives
             self.seq += 1
             self.pending[self.seq] = items
-            self.images[self.seq] = [(im.channels, im.metadata) for im in batch]
+            self.images[self.seq] = [(im.shape, im.metadata) for im in batch]
             self._answered = False
             self.worker.send(("batch", self.seq, slot, batch.table()[:, :5].tolist(), batch.dtype.str,
                               [str(it.job.dst) for it in items], self.fmt, self.quality))
@@ -251,17 +253,17 @@ class WorkerSink:
                 self._answered = True
                 return
 
-    def _add_metadata(self, item: Item, image: tuple[int, Any], nbytes: int) -> tuple[str, Any]:
+    def _add_metadata(self, item: Item, image: tuple[tuple[int, int, int], Any], nbytes: int) -> tuple[str, Any]:
         """Put the item's metadata into the file the worker wrote: ("ok", bytes written)
         or ("encode", the error)."""
-        channels, meta = image
+        shape, meta = image
         carried = meta if meta is not None else item.source.metadata if item.source is not None else None
         if carried is None or carried.empty:
             return "ok", nbytes  # nothing to add: the worker's file stays as written
         try:
             with open(item.job.dst, "rb") as f:
                 data = f.read()
-            out = with_metadata(item, data, self.format, self.keep, channels, meta)
+            out = with_metadata(item, data, self.format, self.keep, shape, meta)
             return "ok", atomic_write(item.job.dst, out) if out is not data else nbytes
         except Exception as exc:
             return "encode", exc
