@@ -171,7 +171,7 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      "transform applied on the GPU; needs gpuimg[color]); the outputs carry the sRGB profile",
      lambda v: ("convert_colorspace", {"to": "srgb"})),
     ("--thumbnail", "N", _positive_int, "shrink to fit within NxN keeping the aspect ratio (never enlarging; "
-     "Pillow's thumbnail size rule), colours to sRGB from the embedded profile", lambda v: ("thumbnail", {"size": v})),
+     "Pillow's thumbnail size rule), colours to sRGB from the embedded profile", lambda v: ("fit_thumbnail", {"size": v})),
 )
 
 

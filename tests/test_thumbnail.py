@@ -1,4 +1,4 @@
-"""gpuimg.thumbnail and the "thumbnail" step against Pillow's Image.thumbnail."""
+"""gpuimg.thumbnail and the "fit_thumbnail" step against Pillow's Image.thumbnail."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def _round_aspect(value: float, key: Any) -> int:
     return max(min(math.floor(value), math.ceil(value), key=key), 1)
 
 
-@register_op(name="thumbnail")
+@register_op
 def fit_thumbnail(
     src: Source,
     size: int | tuple[int, int],
@@ -60,7 +60,7 @@ def fit_thumbnail(
     antialiased (``method`` as :func:`resize`; Pillow's thumbnail uses bicubic), then,
     with ``to_srgb``, converted from its embedded profile (``img.metadata``) to sRGB by
     :func:`~gpuimg.ops.color.convert_colorspace` (images without an RGB profile are taken
-    to be sRGB). The pipeline step "thumbnail" and ``gpuimg process --thumbnail N``.
+    to be sRGB). The pipeline step "fit_thumbnail" and ``gpuimg process --thumbnail N``.
 
     Example:
         >>> import numpy as np, gpuimg
