@@ -216,3 +216,29 @@ def test_gpu_pipeline_to_srgb_matches_cpu(tmp_path, gpu, workers):
         with PILImage.open(tmp_path / "cpu" / name) as a, PILImage.open(tmp_path / "gpu" / name) as b:
             assert b.info["icc_profile"] == srgb_profile()
             assert np.abs(np.asarray(a).astype(int) - np.asarray(b)).max() <= 1
+
+
+def test_uint16_interpolates_between_the_8bit_levels():
+    pixels8 = every_level_and_random(3000)
+    table = profile_lut(P3_PROFILE)
+    want8 = apply_lut_numpy(pixels8, table).astype(np.int64)
+    on_levels = convert_colorspace(gpuimg.Image.from_array(pixels8.astype(np.uint16) * 257), profile=P3_PROFILE)
+    # on 8-bit levels: the 8-bit result before its rounding to a level, scaled
+    assert np.abs(on_levels.numpy().astype(np.int64) - want8 * 257).max() <= 129
+    pixels16 = RNG.integers(0, 65536, (1, 5000, 3), np.uint16)
+    got = convert_colorspace(gpuimg.Image.from_array(pixels16), profile=P3_PROFILE).numpy().astype(np.int64)
+    # Between 8-bit levels: within what LittleCMS makes of the 8 surrounding levels (a
+    # tetrahedral value is a mix of corners), give or take 2 levels (the coarse table).
+    low, high = np.floor(pixels16 / 257).astype(np.uint8), np.ceil(pixels16 / 257).astype(np.uint8)
+    corners = [reference(np.where(np.array(pick, bool), high, low), P3_PROFILE).astype(np.int64) * 257
+               for pick in np.ndindex(2, 2, 2)]
+    lo, hi = np.min(corners, axis=0), np.max(corners, axis=0)
+    assert (got >= lo - 2 * 257).all() and (got <= hi + 2 * 257).all()
+
+
+def test_gpu_uint16_matches_numpy_twin(gpu):
+    pixels16 = RNG.integers(0, 65536, (40, 50, 4), np.uint16)
+    want = apply_lut_numpy(pixels16, profile_lut(ADOBE_PROFILE)).astype(np.int64)
+    got = convert_colorspace(gpuimg.Image.from_array(pixels16, device="cuda"), profile=ADOBE_PROFILE)
+    assert got.dtype == np.uint16
+    assert np.abs(got.numpy().astype(np.int64) - want).max() <= 1

@@ -35,7 +35,7 @@ from ...errors import GpuImgError, check_choice
 from ..registry import register_op
 from .._engine.args import Source, check_src
 from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out
-from .._engine.kernels import PRELUDE, compiled
+from .._engine.kernels import PRELUDE, compiled, dtype_suffix
 from .._engine.params import Blob, pack, upload, upload_blob
 
 __all__ = ["convert_colorspace", "srgb_profile", "rgb_profile", "profile_lut", "ProfileTable", "apply_lut_numpy", "GRID", "INTENTS"]
@@ -212,9 +212,11 @@ def _coarse_error(coarse: np.ndarray, dense: np.ndarray) -> np.ndarray:
 
 
 def apply_lut_numpy(pixels: np.ndarray, table: ProfileTable) -> np.ndarray:
-    """``pixels`` (..., 3 or 4; uint8) through ``table``: the exact block of a cell that
-    has one, else tetrahedral interpolation of the coarse table, in float32 as the
-    kernel computes it; alpha is copied.
+    """``pixels`` (..., 3 or 4; uint8 or uint16) through ``table``, in float32 as the
+    kernel computes it; alpha is copied. Positions are in 8-bit levels (a uint16 value
+    over 257). In a cell with an exact block the block's sub-lattice (every level) is
+    interpolated (for uint8: a plain lookup), elsewhere the coarse table; both
+    tetrahedrally.
 
     Example:
         >>> table = profile_lut(srgb_profile())
@@ -222,37 +224,51 @@ def apply_lut_numpy(pixels: np.ndarray, table: ProfileTable) -> np.ndarray:
         [[7, 130, 251]]
     """
     f32 = np.float32
-    v = pixels[..., :3].astype(np.int32)
-    i = np.minimum(v // STEP, GRID - 2)
-    off = v - STEP * i
-    fr, fg, fb = (off[..., k : k + 1].astype(f32) * _FRACTION for k in range(3))
-    L = table.coarse.astype(f32)
-
-    def at(dr: int, dg: int, db: int) -> np.ndarray:
-        return L[i[..., 0] + dr, i[..., 1] + dg, i[..., 2] + db]
-
-    c000, c111 = at(0, 0, 0), at(1, 1, 1)
-    c100, c010, c001 = at(1, 0, 0), at(0, 1, 0), at(0, 0, 1)
-    c110, c101, c011 = at(1, 1, 0), at(1, 0, 1), at(0, 1, 1)
-    # The six tetrahedra of the unit cube, split as _tetrahedron (and the kernel) split them.
-    cases = [
-        ((fr >= fg) & (fg >= fb), c000 + fr * (c100 - c000) + fg * (c110 - c100) + fb * (c111 - c110)),
-        ((fr >= fg) & (fg < fb) & (fr >= fb), c000 + fr * (c100 - c000) + fb * (c101 - c100) + fg * (c111 - c101)),
-        ((fr >= fg) & (fr < fb), c000 + fb * (c001 - c000) + fr * (c101 - c001) + fg * (c111 - c101)),
-        ((fr < fg) & (fb >= fg), c000 + fb * (c001 - c000) + fg * (c011 - c001) + fr * (c111 - c011)),
-        ((fr < fg) & (fb < fg) & (fb >= fr), c000 + fg * (c010 - c000) + fb * (c011 - c010) + fr * (c111 - c011)),
-        ((fr < fg) & (fb < fr), c000 + fg * (c010 - c000) + fr * (c110 - c010) + fb * (c111 - c110)),
-    ]
-    interpolated = np.select([np.broadcast_to(m, c000.shape) for m, _ in cases], [v for _, v in cases])
-    rgb = np.clip(np.rint(interpolated), 0, 255).astype(np.uint8)
-    block = table.cells[i[..., 0], i[..., 1], i[..., 2]]
-    exact = block >= 0
-    if exact.any():
-        o = off[exact]
-        rgb[exact] = table.blocks[block[exact], o[:, 0], o[:, 1], o[:, 2]]
+    x = pixels[..., :3].astype(f32)
+    if pixels.dtype == np.uint16:
+        x = x / f32(257.0)  # a division (correctly rounded, as the kernel's): v * 257 gives v back exactly
+    i = np.minimum((x * _FRACTION).astype(np.int32), GRID - 2)
+    off = x - (STEP * i).astype(f32)
+    cell = table.cells[i[..., 0], i[..., 1], i[..., 2]]
+    exact = cell >= 0
+    # Coarse: corner index in the (GRID,)*3 table; fine: in the (6,)*3 block of the cell.
+    frac = np.where(exact[..., None], 0, off * _FRACTION).astype(f32)
+    sub = np.minimum(off.astype(np.int32), STEP - 1)
+    frac = np.where(exact[..., None], off - sub.astype(f32), frac)
+    coarse_strides = (GRID * GRID * 3, GRID * 3, 3)
+    fine_strides = ((STEP + 1) ** 2 * 3, (STEP + 1) * 3, 3)
+    coarse_base = (i * np.array(coarse_strides)).sum(-1)
+    fine_base = np.maximum(cell, 0).astype(np.int64) * (STEP + 1) ** 3 * 3 + (sub * np.array(fine_strides)).sum(-1)
+    flat = np.concatenate([table.coarse.reshape(-1), table.blocks.reshape(-1)]).astype(f32)
+    base = np.where(exact, table.coarse.size + fine_base, coarse_base)
+    strides = np.where(exact[..., None], np.array(fine_strides), np.array(coarse_strides))
+    value = _tetrahedral(flat, base, strides, frac[..., 0], frac[..., 1], frac[..., 2])
     result = pixels.copy()
-    result[..., :3] = rgb
+    if pixels.dtype == np.uint16:
+        result[..., :3] = np.clip(np.rint(value * f32(257.0)), 0, 65535).astype(np.uint16)
+    else:
+        result[..., :3] = np.clip(np.rint(value), 0, 255).astype(np.uint8)
     return result
+
+
+def _tetrahedral(flat: np.ndarray, base: np.ndarray, strides: np.ndarray, fr: np.ndarray, fg: np.ndarray,
+                 fb: np.ndarray) -> np.ndarray:
+    """Per pixel: the tetrahedron the fractions select (as _tetrahedron and the kernel
+    split the cube), c0 + w0 (c1 - c0) + w1 (c2 - c1) + w2 (c3 - c2) for each channel."""
+    sr, sg, sb = strides[..., 0], strides[..., 1], strides[..., 2]
+    conds = [(fr >= fg) & (fg >= fb), (fr >= fg) & (fr >= fb), fr >= fg, fb >= fg, fb >= fr]
+    o1 = np.select(conds, [sr, sr, sb, sb, sg], sg)
+    o2 = np.select(conds, [sr + sg, sr + sb, sr + sb, sg + sb, sg + sb], sr + sg)
+    w0 = np.select(conds, [fr, fr, fb, fb, fg], fg)
+    w1 = np.select(conds, [fg, fb, fr, fg, fb], fr)
+    w2 = np.select(conds, [fb, fg, fg, fr, fr], fb)
+    o3 = sr + sg + sb
+    out = np.empty(base.shape + (3,), np.float32)
+    for c in range(3):
+        c0, c1 = flat[base + c], flat[base + o1 + c]
+        c2, c3 = flat[base + o2 + c], flat[base + o3 + c]
+        out[..., c] = c0 + w0 * (c1 - c0) + w1 * (c2 - c1) + w2 * (c3 - c2)
+    return out
 
 
 # ----------------------------------------------------------------------------- the kernel
@@ -260,53 +276,72 @@ def apply_lut_numpy(pixels: np.ndarray, table: ProfileTable) -> np.ndarray:
 _SOURCE = PRELUDE + r"""
 #define GRID 52
 #define STEP 5
-extern "C" __global__ void lut3d_u8(const u8* src, const i64* stab, u8* dst, const i64* dtab,
-                                    const u8* coarse, const int* cells, const u8* blocks, const int* which) {
+// One tetrahedral interpolation: the corner at t + base, neighbours ``sr, sg, sb`` apart.
+__device__ __forceinline__ void tetra(const u8* t, long long base, int sr, int sg, int sb,
+                                      float fr, float fg, float fb, float* out) {
+    int o1, o2;  // the two inner corners of the tetrahedron the fractions select
+    float w0, w1, w2;  // the fractions in decreasing order
+    if (fr >= fg) {
+        if (fg >= fb)      { o1 = sr; o2 = sr + sg; w0 = fr; w1 = fg; w2 = fb; }
+        else if (fr >= fb) { o1 = sr; o2 = sr + sb; w0 = fr; w1 = fb; w2 = fg; }
+        else               { o1 = sb; o2 = sr + sb; w0 = fb; w1 = fr; w2 = fg; }
+    } else {
+        if (fb >= fg)      { o1 = sb; o2 = sg + sb; w0 = fb; w1 = fg; w2 = fr; }
+        else if (fb >= fr) { o1 = sg; o2 = sg + sb; w0 = fg; w1 = fb; w2 = fr; }
+        else               { o1 = sg; o2 = sr + sg; w0 = fg; w1 = fr; w2 = fb; }
+    }
+    const int o3 = sr + sg + sb;
+    #pragma unroll
+    for (int c = 0; c < 3; ++c) {
+        const float c0 = to_f(t[base + c]), c1 = to_f(t[base + o1 + c]);
+        const float c2 = to_f(t[base + o2 + c]), c3 = to_f(t[base + o3 + c]);
+        out[c] = c0 + w0 * (c1 - c0) + w1 * (c2 - c1) + w2 * (c3 - c2);
+    }
+}
+template <typename T>
+__device__ __forceinline__ void lut3d(const u8* src, const i64* stab, u8* dst, const i64* dtab,
+                                      const u8* coarse, const int* cells, const u8* blocks, const int* which) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     const int b = blockIdx.z;
     Slot s = slot(src, stab, b), d = slot(dst, dtab, b);
     if (x >= s.width || y >= s.height) return;
-    const u8* p = s.p + y * s.pitch + x * s.channels;
-    u8* q = d.p + y * d.pitch + x * d.channels;
+    const T* p = (const T*)(s.p + y * s.pitch) + x * s.channels;
+    T* q = (T*)(d.p + y * d.pitch) + x * d.channels;
     const int k = which[b];
-    const int r = p[0], g = p[1], bl = p[2];
-    const u8 alpha = s.channels == 4 ? p[3] : 255;
+    const T v0 = p[0], v1 = p[1], v2 = p[2];
+    const T alpha = s.channels == 4 ? p[3] : (T)0;
     if (k < 0) {  // no conversion for this image: copied as it is
-        q[0] = r; q[1] = g; q[2] = bl;
+        q[0] = v0; q[1] = v1; q[2] = v2;
         if (s.channels == 4) q[3] = alpha;
         return;
     }
-    const int ir = min(r / STEP, GRID - 2), ig = min(g / STEP, GRID - 2), ib = min(bl / STEP, GRID - 2);
-    const int ar = r - STEP * ir, ag = g - STEP * ig, ab = bl - STEP * ib;
+    // Positions in 8-bit levels (the table's): a uint16 value divided by 257 (IEEE
+    // division, as the twin: an 8-bit level times 257 comes back exactly).
+    const float unit = sizeof(T) == 2 ? 257.f : 1.f;
+    const float xr = to_f(v0) / unit, xg = to_f(v1) / unit, xb = to_f(v2) / unit;
+    const int ir = min((int)(xr * 0.2f), GRID - 2), ig = min((int)(xg * 0.2f), GRID - 2), ib = min((int)(xb * 0.2f), GRID - 2);
+    const float ar = xr - (float)(STEP * ir), ag = xg - (float)(STEP * ig), ab = xb - (float)(STEP * ib);
     const int cell = cells[(long long)k * (GRID - 1) * (GRID - 1) * (GRID - 1) + (ir * (GRID - 1) + ig) * (GRID - 1) + ib];
-    if (cell >= 0) {  // a cell where the transform bends: LittleCMS's own value, looked up
-        const u8* e = blocks + (long long)cell * 648 + ((ar * 6 + ag) * 6 + ab) * 3;
-        q[0] = e[0]; q[1] = e[1]; q[2] = e[2];
+    float rgb[3];
+    if (cell >= 0) {  // a cell where the transform bends: LittleCMS's value at every level
+        const int jr = min((int)ar, STEP - 1), jg = min((int)ag, STEP - 1), jb = min((int)ab, STEP - 1);
+        const long long base = (long long)cell * 648 + (jr * 36 + jg * 6 + jb) * 3;
+        tetra(blocks, base, 108, 18, 3, ar - (float)jr, ag - (float)jg, ab - (float)jb, rgb);
     } else {
-        const u8* t = coarse + (long long)k * GRID * GRID * GRID * 3;
-        const float fr = to_f((u8)ar) * 0.2f, fg = to_f((u8)ag) * 0.2f, fb = to_f((u8)ab) * 0.2f;
-        const int sr = GRID * GRID * 3, sg = GRID * 3, sb = 3;
-        const int o000 = ir * sr + ig * sg + ib * sb;
-        int o1, o2;  // the two inner corners of the tetrahedron the fractions select
-        float w0, w1, w2;  // the fractions in decreasing order
-        if (fr >= fg) {
-            if (fg >= fb)      { o1 = sr; o2 = sr + sg; w0 = fr; w1 = fg; w2 = fb; }
-            else if (fr >= fb) { o1 = sr; o2 = sr + sb; w0 = fr; w1 = fb; w2 = fg; }
-            else               { o1 = sb; o2 = sr + sb; w0 = fb; w1 = fr; w2 = fg; }
-        } else {
-            if (fb >= fg)      { o1 = sb; o2 = sg + sb; w0 = fb; w1 = fg; w2 = fr; }
-            else if (fb >= fr) { o1 = sg; o2 = sg + sb; w0 = fg; w1 = fb; w2 = fr; }
-            else               { o1 = sg; o2 = sr + sg; w0 = fg; w1 = fr; w2 = fb; }
-        }
-        const int o111 = sr + sg + sb;
-        #pragma unroll
-        for (int c = 0; c < 3; ++c) {
-            const float c0 = to_f(t[o000 + c]), c1 = to_f(t[o000 + o1 + c]);
-            const float c2 = to_f(t[o000 + o2 + c]), c3 = to_f(t[o000 + o111 + c]);
-            store(q + c, c0 + w0 * (c1 - c0) + w1 * (c2 - c1) + w2 * (c3 - c2));
-        }
+        const long long base = (long long)k * GRID * GRID * GRID * 3 + (ir * GRID * GRID + ig * GRID + ib) * 3;
+        tetra(coarse, base, GRID * GRID * 3, GRID * 3, 3, ar * 0.2f, ag * 0.2f, ab * 0.2f, rgb);
     }
+    const float scale = sizeof(T) == 2 ? 257.f : 1.f;
+    store(q, rgb[0] * scale); store(q + 1, rgb[1] * scale); store(q + 2, rgb[2] * scale);
     if (s.channels == 4) q[3] = alpha;
+}
+extern "C" __global__ void lut3d_u8(const u8* src, const i64* stab, u8* dst, const i64* dtab,
+                                    const u8* coarse, const int* cells, const u8* blocks, const int* which) {
+    lut3d<u8>(src, stab, dst, dtab, coarse, cells, blocks, which);
+}
+extern "C" __global__ void lut3d_u16(const u8* src, const i64* stab, u8* dst, const i64* dtab,
+                                     const u8* coarse, const int* cells, const u8* blocks, const int* which) {
+    lut3d<u16>(src, stab, dst, dtab, coarse, cells, blocks, which);
 }
 """
 
@@ -360,7 +395,9 @@ def convert_colorspace(
     sRGB already). ``to``: "srgb" (the one target).
     ``intent``: "relative" (colorimetric, default) or "perceptual". ``embed``: the
     profile the results carry in their ``metadata`` (kept by :func:`gpuimg.write` and the
-    pipeline): "srgb" (the sRGB profile) or "none". RGB or RGBA uint8 (alpha kept).
+    pipeline): "srgb" (the sRGB profile) or "none". RGB or RGBA, uint8 or uint16 (alpha
+    kept; uint16 is interpolated between LittleCMS's 8-bit values, so it is as exact as
+    8-bit, not finer).
     Raises :class:`ColorEngineMissingError` naming the ``gpuimg[color]`` extra when
     Pillow's ImageCms is missing.
 
@@ -373,7 +410,7 @@ def convert_colorspace(
     check_choice(to, "to", ("srgb",), "a target colour space")
     check_choice(embed, "embed", ("srgb", "none"), "a profile to embed")
     check_choice(intent, "intent", INTENTS, "a rendering intent")
-    check_src(src, channels=(3, 4), dtypes=("uint8",))
+    check_src(src, channels=(3, 4), dtypes=("uint8", "uint16"))
     profiles = _profiles_of(src, profile)
     keys: dict[bytes, int] = {}  # profile digest -> its table's place in the upload
     tables: list[ProfileTable] = []
@@ -425,7 +462,7 @@ def _launch(src: Source, out: Source, tables: list[ProfileTable], key: tuple, wh
     dev_which = upload("lut3d_which", np.asarray(which, np.int32), "cuda", stream)
     sview, dview = batch_view(src, stream), batch_view(out, stream)
     # No multiply-add contraction: the kernel rounds as its NumPy twin does.
-    kernel = compiled(_SOURCE, "lut3d_u8", ("--std=c++17", "--fmad=false"))
+    kernel = compiled(_SOURCE, f"lut3d_{dtype_suffix(src.dtype)}", ("--std=c++17", "--fmad=false"))
     args = (np.uint64(sview.base), sview.table, np.uint64(dview.base), dview.table, coarse, cells, blocks, dev_which)
     launch(kernel, grid_for(sview), (32, 8, 1), args, stream)
 

@@ -78,7 +78,7 @@ def fit_thumbnail(
                     out=None if to_srgb else out, stream=stream)
     if shrunk is not src:
         _pass_metadata(src, shrunk)
-    if not to_srgb or _channels(shrunk) not in (3, 4) or shrunk.dtype.name != "uint8":
+    if not to_srgb or _channels(shrunk) not in (3, 4) or shrunk.dtype.name not in ("uint8", "uint16"):
         return shrunk
     return convert_colorspace(shrunk, out=out, stream=stream)  # each image's own RGB profile
 
