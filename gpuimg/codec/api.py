@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..device import device_key, resolve_device
+from ..errors import GpuImgError
 from ..image import Image, ImageBatch
 from . import sources
 from .decoder import BatchResult, Decoder
@@ -75,16 +76,25 @@ def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: st
         (True, [(400, 600, 3), (427, 640, 3)])
     """
     device = out.device if out is not None and device is None else device
-    res = _thread_codec(Decoder, device).decode_batch(srcs, out, **options)
-    for img, src in zip(res.images, res.sources):
-        # A path or bytes is read again for its metadata (the decoder kept its own copy
-        # to itself); parse the sources first (gpuimg.parse) to read each file once.
-        try:
-            loaded = sources._load(src)
-        except (OSError, ValueError):
-            loaded = None
-        img.metadata = _decoded_metadata(loaded, options)
+    decoder = _thread_codec(Decoder, device)
+    if isinstance(srcs, str | bytes | os.PathLike) or not isinstance(srcs, Sequence):
+        return decoder.decode_batch(srcs, out, **options)  # the decoder's TypeError
+    # Each source read and parsed once, here: for the decode and for its metadata. One
+    # that cannot be goes to the decoder as it is, which reports it for that item.
+    loaded = [_loaded(src) for src in srcs]
+    res = decoder.decode_batch(loaded, out, **options)
+    for img, k in zip(res.images, res.indices):
+        img.metadata = _decoded_metadata(loaded[k], options)
+    res.sources = [srcs[k] for k in res.indices]  # the caller's objects, as the Decoder names them
+    res.errors = [err._replace(source=srcs[err.index]) for err in res.errors]
     return res
+
+
+def _loaded(src: Any) -> Any:
+    try:
+        return sources._load(src)
+    except (GpuImgError, OSError, TypeError):
+        return src
 
 
 def _decoded_metadata(loaded: Any, options: dict[str, Any]) -> Metadata:
