@@ -381,3 +381,9 @@ def test_output_dimensions_and_xmp_orientation_follow_the_pixels(tmp_path):
     meta = gpuimg.info(out).metadata
     assert (meta.exif_tags["PixelXDimension"], meta.exif_tags["PixelYDimension"], meta.orientation) == (12, 20, 1)
     assert 'tiff:Orientation="1"' in meta.xmp
+
+
+def test_no_gps_drops_an_xmp_that_holds_a_location():
+    meta = metadata.Metadata(xmp='<rdf:Description exif:GPSLatitude="52,1N"/>')
+    assert meta.kept("no-gps").xmp is None
+    assert metadata.Metadata(xmp=XMP).kept("no-gps").xmp == XMP

@@ -98,7 +98,9 @@ class Metadata:
         return icc_mod.description(self.icc) if self.icc is not None else None
 
     def kept(self, keep: str) -> Metadata:
-        """What ``keep`` (one of :data:`KEEP`) leaves of this metadata.
+        """What ``keep`` (one of :data:`KEEP`) leaves of this metadata: "all"; "icc" (the
+        profile only); "no-gps" (the EXIF without its GPS IFD, and no XMP packet that
+        mentions GPS); "none".
 
         Example:
             >>> Metadata(icc=b"x", xmp="<x/>").kept("icc").xmp is None
@@ -114,7 +116,10 @@ class Metadata:
             block = self.exif
             if block is not None and self.gps:
                 block = exif_mod.edited(block, drop_gps=True)
-            return replace(self, exif=block)
+            # An XMP packet can hold the location too (exif:GPSLatitude, ...): one that
+            # mentions GPS goes with it rather than be edited as text.
+            xmp = None if self.xmp is not None and "GPS" in self.xmp else self.xmp
+            return replace(self, exif=block, xmp=xmp)
         raise ValueError(f"keep={keep!r} is not a metadata choice; use one of {KEEP}")
 
     def __repr__(self) -> str:
