@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "PipelineConfig": "pipeline",
     # gpuimg.display
     "show": "display",
+    # gpuimg.thumbnails (a file to a thumbnail: decode, fit, sRGB, metadata)
+    "thumbnail": "thumbnails",
     # op families as subpackages
     "ops": "ops",
     # gpuimg.ops.geometry
@@ -60,7 +62,7 @@ _LAZY: dict[str, str] = {
     # gpuimg.ops.color (fusion: gpuimg.ops.color.chain / .step)
     **{name: "ops.color" for name in (
         "to_gray", "convert", "invert", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue",
-        "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor",
+        "adjust_gamma", "opacity", "threshold", "equalize_histogram", "to_tensor", "convert_colorspace", "srgb_profile",
     )},
     # gpuimg.ops.compose
     **{name: "ops.compose" for name in (

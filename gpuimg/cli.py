@@ -166,6 +166,12 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      "opacity OP in 0..1 (a watermark); FILE is decoded once", lambda v: ("blend", v)),
     ("--paste", "FILE[@T,L]", _paste_overlay, "copy image FILE into each image at (top T, left L) without blending",
      lambda v: ("paste", v)),
+    # colour (issue 19)
+    ("--to-srgb", None, None, "convert colours from each image's embedded ICC profile to sRGB (a LittleCMS "
+     "transform applied on the GPU; needs gpuimg[color]); the outputs carry the sRGB profile",
+     lambda v: ("convert_colorspace", {"to": "srgb"})),
+    ("--thumbnail", "N", _positive_int, "shrink to fit within NxN keeping the aspect ratio (never enlarging; "
+     "Pillow's thumbnail size rule), colours to sRGB from the embedded profile", lambda v: ("fit_thumbnail", {"size": v})),
 )
 
 
@@ -245,6 +251,14 @@ def _add_process(sub: Any) -> None:
                      "alpha composited onto --background and 16-bit rounded where it does not), or rgb, rgba, gray")
     out.add_argument("--background", type=_rgb, default=(255, 255, 255), metavar="R,G,B",
                      help="colour alpha is composited onto for formats without alpha (default 255,255,255)")
+    # metadata (issue 19): what the outputs keep of the inputs' EXIF, XMP and ICC profile
+    from .codec.metadata import KEEP
+
+    out.add_argument("--keep-metadata", choices=KEEP, default="all",
+                     help="EXIF/XMP/ICC kept where the format stores them: all (default; Orientation reset to 1), "
+                     "icc (the colour profile only: no EXIF, GPS or XMP), no-gps, none")
+    out.add_argument("--strip-metadata", dest="keep_metadata", action="store_const", const="none",
+                     help="keep no metadata (same as --keep-metadata none)")
     out.add_argument("--report", metavar="FILE", help="failure report path (default DST/gpuimg-report.json; "
                      "refused when it is an input or output file)")
     out.add_argument("--in-place", action="store_true", help="allow DST to be SRC or a folder inside it (outputs "
@@ -411,6 +425,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                 args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
                 max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
                 resume=args.resume, report=args.report, progress=progress, mode=args.mode, background=args.background,
+                keep_metadata=args.keep_metadata,
             )
     finally:
         if bar is not None:

@@ -78,6 +78,9 @@ class Image:
         self._view: Any = None
         self._view_generation = -1
         self._table: KernelTable | None = None
+        # The file's EXIF/XMP/ICC (gpuimg.codec.metadata.Metadata) when gpuimg.read made
+        # this image; gpuimg.write keeps it in the output. None: no file behind it.
+        self.metadata: Any = None
         self._table_key: tuple[int, ...] = ()
 
     # ----------------------------------------------------------------- construction
@@ -310,6 +313,7 @@ class Image:
             out.array[...] = self.numpy()
         else:
             out.array.set(np.ascontiguousarray(self.array))
+        out.metadata = self.metadata
         return out
 
     def copy(self, out: Image | None = None, stream: Any = None) -> Image:
@@ -327,6 +331,7 @@ class Image:
         out.set_shape(*self.shape, dtype=self._dtype)
         with use_stream(self.device, stream):
             self.xp.copyto(out.array, self.array)
+        out.metadata = self.metadata
         return out
 
     # ----------------------------------------------------------------- display

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..device import device_key, resolve_device
+from ..errors import GpuImgError
 from ..image import Image, ImageBatch
 from . import sources
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
-from .sources import ImageInfo
+from .metadata import EMPTY as NO_METADATA
+from .metadata import Metadata
+from .sources import ImageInfo, ParsedSource
 
 __all__ = ["read", "read_batch", "write", "info"]
 
@@ -54,7 +58,10 @@ def read(src: Any, out: Image | None = None, *, device: str | None = None, **opt
         (400, 600, 3)
     """
     device = out.device if out is not None and device is None else device
-    return _thread_codec(Decoder, device).decode(src, out, **options)
+    loaded = sources._load(src)  # read once here, for the decode and for the metadata
+    img = _thread_codec(Decoder, device).decode(loaded, out, **options)
+    img.metadata = _decoded_metadata(loaded, options)
+    return img
 
 
 def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: str | None = None, **options: Any) -> BatchResult:
@@ -69,11 +76,43 @@ def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: st
         (True, [(400, 600, 3), (427, 640, 3)])
     """
     device = out.device if out is not None and device is None else device
-    return _thread_codec(Decoder, device).decode_batch(srcs, out, **options)
+    decoder = _thread_codec(Decoder, device)
+    if isinstance(srcs, str | bytes | os.PathLike) or not isinstance(srcs, Sequence):
+        return decoder.decode_batch(srcs, out, **options)  # the decoder's TypeError
+    # Each source read and parsed once, here: for the decode and for its metadata. One
+    # that cannot be goes to the decoder as it is, which reports it for that item.
+    loaded = [_loaded(src) for src in srcs]
+    res = decoder.decode_batch(loaded, out, **options)
+    for img, k in zip(res.images, res.indices):
+        img.metadata = _decoded_metadata(loaded[k], options)
+    res.sources = [srcs[k] for k in res.indices]  # the caller's objects, as the Decoder names them
+    res.errors = [err._replace(source=srcs[err.index]) for err in res.errors]
+    return res
+
+
+def _loaded(src: Any) -> Any:
+    try:
+        return sources._load(src)
+    except (GpuImgError, OSError, TypeError):
+        return src
+
+
+def _decoded_metadata(loaded: Any, options: dict[str, Any]) -> Metadata:
+    """The source's metadata as the decoded pixels stand: the orientation applied or not."""
+    if not isinstance(loaded, ParsedSource):
+        return NO_METADATA
+    meta = loaded.metadata
+    if options.get("apply_exif", True) and meta.orientation != 1:
+        meta = replace(meta, orientation_applied=True)
+    return meta
 
 
 def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
     """Encode ``img`` to ``path`` (codec from the extension) with this thread's Encoder.
+
+    The image's metadata (``img.metadata``: what :func:`read` found) is kept where the
+    format stores it; ``metadata=`` gives another, ``keep=`` ("all", "icc", "no-gps",
+    "none") chooses what of it (:meth:`Encoder.encode`).
 
     Example:
         >>> import numpy as np, tempfile
@@ -88,7 +127,8 @@ def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
 
 
 def info(src: Any) -> ImageInfo:
-    """Header facts of ``src`` (width, height, channels, codec, dtype, orientation).
+    """Header facts of ``src`` (width, height, channels, codec, dtype, orientation) and
+    its ``metadata`` (EXIF tags, XMP, ICC profile; read from the file's structure only).
 
     Example:
         >>> from pathlib import Path
@@ -96,4 +136,5 @@ def info(src: Any) -> ImageInfo:
         >>> info(Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg").codec
         'jpeg'
     """
-    return sources._load(src).info
+    loaded = sources._load(src)
+    return replace(loaded.info, metadata=loaded.metadata)

@@ -23,8 +23,9 @@ from typing import Any
 from ..device import device_key, resolve_device, stream_ptr
 from ..errors import EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
-from . import _nvimgcodec, formats
+from . import _nvimgcodec, embed, formats
 from ._wrappers import Wrappers
+from .metadata import Metadata
 
 __all__ = ["Encoder"]
 
@@ -91,6 +92,8 @@ class Encoder:
         quality: float | None = None,
         stream: Any = None,
         copy: bool = True,
+        metadata: Metadata | None = None,
+        keep: str = "all",
         **options: Any,
     ) -> bytes | memoryview:
         """Encode one image; returns the file's bytes.
@@ -100,13 +103,20 @@ class Encoder:
         the codec's own). Options: JPEG ``chroma_subsampling`` ("444", "422", "420",
         "gray"), ``progressive``, ``optimized_huffman``; PNG ``compression_level`` 0-9;
         WebP ``lossless``; JPEG 2000 ``lossless``, ``psnr``. ``copy=False`` returns a
-        memoryview of the reused CodeStream: valid only until this Encoder's next call.
+        memoryview of the reused CodeStream: valid only until this Encoder's next call
+        (an output that carries metadata is always new bytes).
+
+        ``metadata``: the EXIF, XMP and ICC profile to store (default: ``img.metadata``,
+        what :func:`gpuimg.read` found in the file); ``keep``: what of it ("all", "icc":
+        the profile only, "no-gps", "none"), see :func:`gpuimg.codec.embed.for_output`.
+        JPEG, PNG, WebP and TIFF store it; the other formats drop it.
 
         Example:
             >>> Encoder("cpu").encode(Image.empty(8, 8, device="cpu"), "png")[:4]
             b'\\x89PNG'
         """
-        return self.encode_batch([img], codec, quality=quality, stream=stream, copy=copy, **options)[0]
+        metas = None if metadata is None else [metadata]
+        return self.encode_batch([img], codec, quality=quality, stream=stream, copy=copy, metadata=metas, keep=keep, **options)[0]
 
     def encode_batch(
         self,
@@ -116,9 +126,14 @@ class Encoder:
         quality: float | None = None,
         stream: Any = None,
         copy: bool = True,
+        metadata: Sequence[Metadata | None] | None = None,
+        keep: str = "all",
         **options: Any,
     ) -> list[bytes | memoryview]:
         """Encode many images in ONE nvImageCodec call; a list of encoded files, in order.
+
+        ``metadata``: one Metadata (or None) per image (default: each image's own
+        ``metadata``); ``keep``: as in :meth:`encode`.
 
         Raises EncodeError naming the first image that failed (nvImageCodec gives no
         reason; typically a channel count or dtype the codec cannot store).
@@ -136,6 +151,10 @@ class Encoder:
         items = self._items(images)
         if not items:
             return []
+        if metadata is not None and len(metadata) != len(items):
+            raise ValueError(f"metadata= has {len(metadata)} entries for {len(items)} images")
+        given = metadata if metadata is not None else [im.metadata for im in items]
+        metas = [embed.for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
@@ -152,7 +171,11 @@ class Encoder:
                     f"cannot encode image {k} ({img.height}x{img.width}x{img.channels} {img.dtype.name}) as {name}: "
                     "nvImageCodec failed (the codec may not store this channel count or dtype)"
                 )
-        return [bytes(memoryview(r)) if copy else memoryview(r) for r in results]
+        return [
+            embed.embed(memoryview(r), name, m, has_alpha=img.channels in (2, 4)) if not m.empty
+            else bytes(memoryview(r)) if copy else memoryview(r)
+            for r, m, img in zip(results, metas, items)
+        ]
 
     def write(
         self,
@@ -162,9 +185,12 @@ class Encoder:
         codec: str | None = None,
         quality: float | None = None,
         stream: Any = None,
+        metadata: Metadata | None = None,
+        keep: str = "all",
         **options: Any,
     ) -> Path:
         """Encode ``img`` and write it to ``path``; the codec comes from the extension.
+        ``metadata`` / ``keep``: as in :meth:`encode` (by default the image's own is kept).
 
         Example:
             >>> import tempfile
@@ -180,7 +206,7 @@ class Encoder:
             if not path.suffix:
                 raise UnsupportedFormatError(f"path {str(path)!r} has no extension; pass codec= (one of {formats.aliases()})")
             codec = path.suffix
-        data = self.encode(img, codec, quality=quality, stream=stream, copy=False, **options)
+        data = self.encode(img, codec, quality=quality, stream=stream, copy=False, metadata=metadata, keep=keep, **options)
         with open(path, "wb") as f:
             f.write(data)
         return path

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ import numpy as np
 
 from ..errors import DecodeError, GpuImgError, UnsupportedFormatError
 from . import _nvimgcodec, apng, bmp, checks, exif, formats
+from .metadata import EMPTY as NO_METADATA
+from .metadata import Metadata
+from .metadata import read as read_metadata
 
 __all__ = ["ParsedSource", "ImageInfo", "parse"]
 
@@ -53,7 +56,7 @@ class ParsedSource:
         (427, 640, 3)
     """
 
-    __slots__ = ("src", "stream", "orientation", "keep", "_info", "_checked")
+    __slots__ = ("src", "stream", "orientation", "keep", "_info", "_checked", "_metadata")
 
     def __init__(self, src: Any, stream: Any, orientation: int, keep: Any):
         self.src = src  # the caller's object (named in error messages)
@@ -62,6 +65,7 @@ class ParsedSource:
         self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
         self._info: ImageInfo | None = None  # parsed on first use, then kept
         self._checked = False  # the checks of _checked_info passed
+        self._metadata: Metadata | None = None  # read on first use (not on the decode path)
 
     @property
     def label(self) -> str:
@@ -75,6 +79,22 @@ class ParsedSource:
         if self._info is None:
             self._info = _info_of(self)
         return self._info
+
+    @property
+    def metadata(self) -> Metadata:
+        """The EXIF, XMP and ICC profile of the file (:func:`gpuimg.codec.metadata.read`:
+        its structure only, never its pixels; read on first use, then kept). Malformed
+        parts are left out and named in ``problems``; a CodeStream source has none.
+
+        Example:
+            >>> from pathlib import Path
+            >>> import gpuimg
+            >>> parse(Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg").metadata.empty
+            True
+        """
+        if self._metadata is None:
+            self._metadata = read_metadata(self.keep) if self.keep is not None else NO_METADATA
+        return self._metadata
 
     def _checked_info(self, scans: bool = True) -> ImageInfo:
         """:attr:`info`, after the checks of the data against it (done once).
@@ -234,7 +254,9 @@ class ImageInfo:
     (1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha or CMYK); ``dtype`` is "uint8" or
     "uint16"; ``codec`` is nvImageCodec's name ("jpeg", "png", "tiff", ...);
     ``premultiplied``: the alpha is associated (a TIFF with ExtraSamples = 1), which
-    the decoder un-premultiplies, as Pillow does.
+    the decoder un-premultiplies, as Pillow does. ``metadata``: the file's EXIF, XMP and
+    ICC profile (:class:`~gpuimg.codec.metadata.Metadata`) where the caller asked for it
+    (:func:`gpuimg.info` does); None otherwise. It takes no part in comparisons.
 
     Example:
         >>> ImageInfo(640, 480, 3, "jpeg", "uint8", 1).pixels
@@ -248,6 +270,7 @@ class ImageInfo:
     dtype: str
     orientation: int = 1
     premultiplied: bool = False
+    metadata: Metadata | None = field(default=None, compare=False, repr=False)
 
     @property
     def pixels(self) -> int:

@@ -44,7 +44,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..codec.metadata import KEEP
 from ..device import resolve_device
+from ..errors import check_choice
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
@@ -131,6 +133,7 @@ class Pipeline:
         workers: bool | None = None,
         mode: str = "keep",
         background: tuple[int, int, int] = (255, 255, 255),
+        keep_metadata: str = "all",
     ) -> Summary:
         """Process every input into ``output_dir``; returns a :class:`Summary`.
 
@@ -139,6 +142,11 @@ class Pipeline:
         composited onto ``background`` and 16-bit rounded to 8-bit where it does not),
         or "rgb", "rgba", "gray" for every image. ValueError for a mode ``format`` cannot
         store.
+
+        ``keep_metadata``: what each output keeps of its input's EXIF, XMP and ICC
+        profile where ``format`` stores them: "all" (default; the EXIF says Orientation 1
+        as the pixels were turned upright, its thumbnail is dropped), "icc" (the colour
+        profile only: no EXIF, GPS or XMP), "no-gps", "none".
 
         Failures are per item (listed in the summary and in the JSON report, by default
         ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
@@ -166,6 +174,7 @@ class Pipeline:
         """
         _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
         OutputRule(output_format(format), mode, tuple(background))  # ValueError before anything runs
+        check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
@@ -178,7 +187,8 @@ class Pipeline:
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            sink = self._sink(run, output_format(format), int(quality), writers, todo, workers, mode, tuple(background))
+            sink = self._sink(run, output_format(format), int(quality), writers, todo, workers, mode, tuple(background),
+                              keep_metadata)
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -201,14 +211,14 @@ class Pipeline:
 
     def _sink(
         self, run: Run, fmt: Any, quality: int, writers: int, jobs: list[Job], workers: bool | None, mode: str,
-        background: tuple
+        background: tuple, keep: str = "all",
     ) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
         worker = self._worker("encode", jobs, workers)
         if worker is not None:
-            return WorkerSink(run, worker, fmt, quality, mode=mode, background=background)
-        return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background)
+            return WorkerSink(run, worker, fmt, quality, mode=mode, background=background, keep=keep)
+        return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
 
     def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
         todo = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..image import Image, ImageBatch
@@ -25,9 +26,27 @@ from .files import Job
 from .read import Batcher, Item
 from .results import Run
 from .stages import DONE, Lane, StageQueue, is_out_of_memory, start_thread
-from .steps import OutputRule, Step, run_steps_per_item
+from .steps import OutputRule, Step, carry_metadata, run_steps_per_item
 
 __all__ = ["Processor", "ProcessStage", "start"]
+
+
+def attach_metadata(batch: ImageBatch, items: list[Item], needed: bool = True) -> None:
+    """Each decoded image carries its file's metadata (read from the bytes the reader
+    parsed, on first use), marked as turned upright where the decode applied an EXIF
+    orientation: the steps pass it on (:func:`~gpuimg.pipeline.steps.carry_metadata`),
+    ``convert_colorspace`` reads the profile from it, and the sink writes it.
+
+    ``needed=False`` (no step reads or changes metadata) leaves it unread here, off the
+    thread that feeds the GPU: each image says None and the sink reads the file's own.
+    Set either way: a reused decode slot holds an earlier batch's."""
+    for img, item in zip(batch, items):
+        source = item.source
+        if source is None or not needed:
+            img.metadata = None
+            continue
+        meta = source.metadata
+        img.metadata = replace(meta, orientation_applied=True) if source.orientation != 1 and not meta.empty else meta
 
 
 class Processor:
@@ -59,6 +78,7 @@ class Processor:
         result = (self.rule.before_steps, self.rule.after_steps)[k](batch, self.converted[k], stream)
         if result is not batch:  # kept only when it is ours: the input may be a decode slot
             self.converted[k] = result
+            carry_metadata(batch, result)
         return result
 
     def per_item(self, batch: ImageBatch, stream: Any) -> tuple[list[int], ImageBatch | None, list[tuple[int, BaseException]]]:
@@ -80,6 +100,7 @@ class Processor:
         if not good:
             return [], None, failures
         joined = ImageBatch.from_images([results[i] for i in good])  # type: ignore[misc]
+        carry_metadata([results[i] for i in good], joined)
         return good, self.after(joined, stream), failures
 
 
@@ -91,6 +112,9 @@ class ProcessStage:
     def __init__(self, run: Run, pool: codecs.CodecPool, steps: list[Step], src: StageQueue, decode: DecodeStage, sink: Any):
         self.run, self.pool, self.src, self.decode, self.sink = run, pool, src, decode, sink
         self.device = pool.device
+        # A step that reads or sets the images' metadata (convert_colorspace, thumbnail)
+        # needs it on the decoded images; otherwise the sink reads it on its own thread.
+        self._reads_metadata = any(getattr(step.fn, "sets_metadata", False) for step in steps)
         self.free: StageQueue = StageQueue(0, run.stop)
         # One output set being written here plus one per batch the sink may be reading.
         for _ in range(1 + sink.lanes):
@@ -115,6 +139,7 @@ class ProcessStage:
             return
         proc = self._processor()
         items = decoded.items
+        attach_metadata(decoded.slot.batch, items, self._reads_metadata)
         try:
             with self.run.timer("process"), lane.active():
                 result = proc(decoded.slot.batch, lane.stream)
@@ -181,6 +206,7 @@ class ProcessStage:
                 with self.run.timer("process"), lane.active():
                     batch, good, failures = decode_group(self._fallback_decoder, kind, None, lane.stream)
                     kept = [part[i] for i in good]
+                    attach_metadata(batch, kept, self._reads_metadata)
                     result = proc(batch, lane.stream) if kept else None
             except Exception as sub_exc:
                 if is_out_of_memory(sub_exc):

@@ -18,9 +18,12 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from ..codec import formats
+from ..codec import embed, formats
+from ..codec.metadata import KEEP
+from ..errors import check_choice
 from ..image import ImageBatch
 from . import workers
 from .codecs import CodecPool, encode_images, encode_settings
@@ -30,7 +33,7 @@ from .results import Run
 from .stages import DONE, Lane, LaneCountdown, StageQueue, Stopped, pass_end, start_thread
 from .steps import OutputRule
 
-__all__ = ["FileSink", "WorkerSink", "codec_name"]
+__all__ = ["FileSink", "WorkerSink", "codec_name", "with_metadata"]
 
 BACKGROUND = (255, 255, 255)  # what alpha is composited onto where the format has no alpha
 
@@ -45,18 +48,51 @@ def codec_name(fmt: formats.Format) -> str:
     return fmt.suffix.lstrip(".")
 
 
+def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, shape: tuple[int, int, int],
+                  meta: Any = None) -> bytes:
+    """``data`` (the item's encoded output) with what ``keep`` keeps of its metadata:
+    ``meta``, what the processed image carries (its input's EXIF, XMP and ICC profile as
+    the steps left them: ``convert_colorspace`` replaces the profile), else the input
+    file's (:func:`gpuimg.codec.embed.for_output`: the decode turned the pixels upright,
+    so the EXIF says Orientation 1). ``shape``: the output image's (height, width,
+    channels). EncodeError where the output format cannot hold it.
+
+    Example:
+        >>> from gpuimg.pipeline.read import Item
+        >>> with_metadata(Item(None), b"BM..", formats.lookup("bmp"), "all", (8, 8, 3))
+        b'BM..'
+    """
+    source = item.source
+    if keep == "none" or fmt.name not in ("jpeg", "png", "webp", "tiff"):
+        return data
+    if meta is None:
+        if source is None:
+            return data
+        meta = source.metadata
+        if source.orientation != 1 and not meta.empty:
+            meta = replace(meta, orientation_applied=True)
+    if meta.empty:
+        return data
+    return embed.embed(data, fmt.name, embed.for_output(meta, keep, shape[:2]), has_alpha=shape[2] in (2, 4))
+
+
 class FileSink:
     """Encode threads (``pool.config.encode_lanes``, each with its own Encoder and stream)
     plus a pool of writer threads. ``mode`` / ``background``: see :class:`OutputRule`
-    (checked here: ValueError); ``quality``: see :func:`encode_settings`."""
+    (checked here: ValueError); ``quality``: see :func:`encode_settings`; ``keep``: the
+    inputs' metadata kept in the outputs (:func:`with_metadata`)."""
 
     def __init__(self, run: Run, pool: CodecPool, fmt: formats.Format, quality: int, writers: int, *,
-                 mode: str = "keep", background: tuple[int, int, int] = BACKGROUND):
+                 mode: str = "keep", background: tuple[int, int, int] = BACKGROUND, keep: str = "all"):
         self.run, self.pool, self.quality, self.writers = run, pool, quality, writers
+        self.keep, self.format = check_choice(keep, "keep_metadata", KEEP, "a metadata choice"), fmt
         self.rule = OutputRule(fmt, mode, background)
-        self.settings = encode_settings(fmt, quality, pool.device)
-        if self.settings.note:
-            warnings.warn(self.settings.note, stacklevel=2)
+        settings = encode_settings(fmt, quality, pool.device)
+        # The images carry their metadata (for the steps); this sink adds it to the files
+        # itself (with_metadata, as the worker sink does), so the encoder adds none.
+        self.settings = settings._replace(options={**settings.options, "keep": "none"})
+        if settings.note:
+            warnings.warn(settings.note, stacklevel=2)
         self.fmt = codec_name(fmt)
         self.device = pool.device
         self.lanes = pool.config.encode_lanes
@@ -85,11 +121,18 @@ class FileSink:
                     views = encode_images(encoder, batch, self.fmt, self.quality, self.settings, lane.stream)
             finally:
                 done(lane.record())
-            # Own copies for the writers, made after the gate opened for the decoder.
-            encoded = [v if isinstance(v, BaseException) else bytes(v) for v in views]
+            # Own copies for the writers (with the metadata), made after the gate opened for the decoder.
+            encoded = [v if isinstance(v, BaseException) else self._with_metadata(it, bytes(v), im)
+                       for it, v, im in zip(items, views, batch)]
             self._write_all(items, encoded)
         self.pool.give_back("encode", encoder)
         pass_end(self.queue, self._countdown, None)
+
+    def _with_metadata(self, item: Item, data: bytes, image: Any) -> bytes | BaseException:
+        try:
+            return with_metadata(item, data, self.format, self.keep, image.shape, image.metadata)
+        except Exception as exc:  # this item's output cannot hold its metadata: it fails, not the run
+            return exc
 
     def _write_all(self, items: list[Item], encoded: list[bytes | BaseException]) -> None:
         for item, data in zip(items, encoded):
@@ -133,14 +176,18 @@ class WorkerSink:
     device, then the step outputs are released) and sends its layout and output paths; a
     receiver thread takes the worker's answers: slot released, per-item results (with the
     worker's encode and write seconds for the stage timers). ``finish`` waits until the
-    worker has answered every batch sent, so the worker can serve the next run.
+    worker has answered every batch sent, so the worker can serve the next run. The
+    worker writes pixels only: the receiver adds each output's metadata (``keep``,
+    :func:`with_metadata`) to the written file, rewriting it atomically.
     """
 
     lanes = 1  # step-output sets held by this sink: the one being copied
 
     def __init__(self, run: Run, worker: Any, fmt: formats.Format, quality: int, *, mode: str = "keep",
-                 background: tuple[int, int, int] = BACKGROUND):
+                 background: tuple[int, int, int] = BACKGROUND, keep: str = "all"):
         self.run, self.worker, self.fmt, self.quality = run, worker, codec_name(fmt), quality
+        self.keep, self.format = check_choice(keep, "keep_metadata", KEEP, "a metadata choice"), fmt
+        self.images: dict[int, list[tuple[tuple[int, int, int], Any]]] = {}  # per batch sent: each output's shape, metadata
         self.rule = OutputRule(fmt, mode, background)
         self.queue = StageQueue(1, run.stop)
         self.free_slots = StageQueue(0, run.stop)
@@ -175,6 +222,7 @@ class WorkerSink:
             lane.synchronize()  # the worker reads the slot as soon as the message arrives
             self.seq += 1
             self.pending[self.seq] = items
+            self.images[self.seq] = [(im.shape, im.metadata) for im in batch]
             self._answered = False
             self.worker.send(("batch", self.seq, slot, batch.table()[:, :5].tolist(), batch.dtype.str,
                               [str(it.job.dst) for it in items], self.fmt, self.quality))
@@ -192,7 +240,9 @@ class WorkerSink:
                 _, seq, results, encode_s, write_s = msg
                 self.run.timer.add("encode", encode_s)
                 self.run.timer.add("write", write_s)
-                for item, (status, value) in zip(self.pending.pop(seq), results):
+                for item, image, (status, value) in zip(self.pending.pop(seq), self.images.pop(seq), results):
+                    if status == "ok" and self.keep != "none":
+                        status, value = self._add_metadata(item, image, value)
                     if status == "ok":
                         self.run.results.put(("done", item.job, len(item.data), value))
                     else:
@@ -202,6 +252,21 @@ class WorkerSink:
             elif kind == "flushed":
                 self._answered = True
                 return
+
+    def _add_metadata(self, item: Item, image: tuple[tuple[int, int, int], Any], nbytes: int) -> tuple[str, Any]:
+        """Put the item's metadata into the file the worker wrote: ("ok", bytes written)
+        or ("encode", the error)."""
+        shape, meta = image
+        carried = meta if meta is not None else item.source.metadata if item.source is not None else None
+        if carried is None or carried.empty:
+            return "ok", nbytes  # nothing to add: the worker's file stays as written
+        try:
+            with open(item.job.dst, "rb") as f:
+                data = f.read()
+            out = with_metadata(item, data, self.format, self.keep, shape, meta)
+            return "ok", atomic_write(item.job.dst, out) if out is not data else nbytes
+        except Exception as exc:
+            return "encode", exc
 
     def finish(self) -> None:
         # Batches already sent are encoded and written even when stopping (atomic writes:

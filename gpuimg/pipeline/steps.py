@@ -128,6 +128,8 @@ class Step:
         result = self.fn(src, **kwargs, **extra)
         if isinstance(src, Image | ImageBatch) and isinstance(result, Image | ImageBatch):
             self._makes[src.dtype] = result.dtype
+            if not getattr(self.fn, "sets_metadata", False):
+                carry_metadata(src, result)
         return result
 
     def _reusable(self, src: Any, out: Any) -> Any:
@@ -219,6 +221,25 @@ def load_steps(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
 
 
 # --------------------------------------------------------------------------- per-item runs
+
+
+def carry_metadata(src: Any, result: Any) -> None:
+    """Each result image carries its source image's ``metadata`` (the input file's EXIF,
+    XMP and ICC profile, which the sink writes into the output). A reused output buffer
+    holds an earlier batch's, so it is always set. Ops that change what the metadata
+    says (``convert_colorspace``: the profile) set ``sets_metadata`` and do it themselves.
+
+    Example:
+        >>> a, b = Image.empty(1, 1, device="cpu"), Image.empty(1, 1, device="cpu")
+        >>> a.metadata = "m"; carry_metadata(a, b); b.metadata
+        'm'
+    """
+    if result is src:
+        return
+    srcs = [src] if isinstance(src, Image) else list(src)
+    outs = [result] if isinstance(result, Image) else list(result)
+    for a, b in zip(srcs, outs):
+        b.metadata = a.metadata
 
 
 def run_steps_per_item(steps: Sequence[Step], images: Sequence[Image], stream: Any) -> list[Image | BaseException]:

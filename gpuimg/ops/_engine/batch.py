@@ -78,9 +78,14 @@ def prepare_out(
         return out
     shape = src.shape if shapes is None else tuple(shapes)  # type: ignore[arg-type]
     if out is None:
-        return Image.empty(*shape, dtype=dt, device=src.device)
-    check_out(src, out, dt, shape)
-    return out.set_shape(*shape)
+        out = Image.empty(*shape, dtype=dt, device=src.device)
+    else:
+        check_out(src, out, dt, shape)
+        out.set_shape(*shape)
+    # The result is the same picture: it keeps the file's EXIF/XMP/ICC that gpuimg.write
+    # stores (a batch's images are handed on by the pipeline's steps, not per op call).
+    out.metadata = src.metadata
+    return out
 
 
 def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:

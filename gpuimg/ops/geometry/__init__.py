@@ -21,6 +21,7 @@ Example:
 from ._plan import METHODS
 from .crop_flip_pad import PAD_MODES, center_crop, crop, flip, pad, rotate90
 from .resize import FIT_MODES, fit, resize, resize_shorter
+from .thumbnail import fit_thumbnail, thumbnail_size
 from .warp import WARP_METHODS, rotate, warp_affine
 
 
@@ -35,5 +36,7 @@ __all__ = [
     "rotate",
     "pad",
     "warp_affine",
+    "fit_thumbnail",
+    "thumbnail_size",
     "METHODS",
 ]

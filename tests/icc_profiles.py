@@ -1,0 +1,56 @@
+"""ICC v2 matrix/TRC profiles written by hand for the colour tests (no profile files are
+committed and Pillow can only create sRGB-like ones): Display P3 and Adobe RGB (1998)."""
+
+from __future__ import annotations
+
+import struct
+
+# D50-adapted colorant XYZ (as Apple's Display P3 and Adobe's own profiles store them).
+DISPLAY_P3 = ((0.5151, 0.2412, -0.0011), (0.2919, 0.6922, 0.0419), (0.1572, 0.0666, 0.7841))
+ADOBE_RGB = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+D50 = (0.9642, 1.0, 0.8249)
+SRGB_TRC = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)  # parametric curve type 3
+ADOBE_GAMMA = 563 / 256  # 2.19921875, as a u8Fixed8 'curv'
+
+
+def _s15(v: float) -> bytes:
+    return struct.pack(">i", round(v * 65536))
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ \0\0\0\0" + _s15(x) + _s15(y) + _s15(z)
+
+
+def _desc(text: str) -> bytes:
+    ascii_ = text.encode() + b"\0"
+    return b"desc\0\0\0\0" + struct.pack(">I", len(ascii_)) + ascii_ + b"\0" * 4 + b"\0" * 4 + b"\0" * 3 + b"\0" * 67
+
+
+def _trc(trc: tuple | float) -> bytes:
+    if isinstance(trc, tuple):  # 'para' function 3 (LittleCMS reads it in any version)
+        return b"para\0\0\0\0" + struct.pack(">H", 3) + b"\0\0" + b"".join(_s15(v) for v in trc)
+    return b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(trc * 256)) + b"\0\0"
+
+
+def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
+    """An RGB display profile: three colorants, one tone curve for all channels, D50 white."""
+    tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"cprt", b"text\0\0\0\0public domain\0")]
+    tags += [(sig, _xyz(*c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)]
+    tags += [(sig, _trc(trc)) for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    table_len = 4 + 12 * len(tags)
+    offset = 128 + table_len
+    table, data = [], b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table.append(struct.pack(">4sII", sig, offset + len(data), len(body)))
+        data += body
+    size = 128 + table_len + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+              + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0)
+              + _s15(D50[0]) + _s15(D50[1]) + _s15(D50[2]) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+
+
+P3_PROFILE = matrix_profile("Display P3 (test)")
+ADOBE_PROFILE = matrix_profile("Adobe RGB (test)", ADOBE_RGB, ADOBE_GAMMA)
