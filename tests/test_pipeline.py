@@ -364,6 +364,35 @@ def test_batches_skip_bad_files(tree: Path, device: str) -> None:
     assert rows == len(GOOD) and sorted(Path(f.path).name for f in it.failures) == sorted(BAD)
 
 
+def test_batches_default_to_the_steps_output_size(tree: Path) -> None:
+    # Issue 18: steps ending in a fixed crop give tensors of that crop, not a silent 224x224.
+    steps = [("resize_shorter", {"size": 80}), ("center_crop", {"size": [64, 48]})]
+    with Pipeline(steps, device="cpu").batches(tree, 4) as it:
+        shapes = {tuple(t.shape[1:]) for t, _ in it}
+    assert shapes == {(3, 64, 48)}
+
+
+@pytest.mark.parametrize("steps", [[], [("resize_shorter", {"size": 80})], [lambda b: b]])
+def test_batches_need_size_where_the_steps_size_is_not_fixed(tree: Path, steps: list) -> None:
+    with pytest.raises(ValueError, match=r"needs size=\(height, width\)"):
+        Pipeline(steps, device="cpu").batches(tree, 4)
+    with Pipeline(steps, device="cpu").batches(tree, 4, size=(32, 32)) as it:  # given: resized to it
+        assert {tuple(t.shape[2:]) for t, _ in it} == {(32, 32)}
+
+
+def test_run_progress_true_draws_a_tqdm_bar(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    Pipeline([], device="cpu").run(tree, tmp_path / "a", progress=True)
+    assert f"{len(GOOD) + len(BAD)}/{len(GOOD) + len(BAD)}" in capsys.readouterr().err  # tqdm.auto in a terminal: stderr
+    calls: list[tuple[int, int]] = []
+    Pipeline([], device="cpu").run(tree, tmp_path / "b", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (len(GOOD) + len(BAD),) * 2 and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    for off in (False, None):
+        Pipeline([], device="cpu").run(tree, tmp_path / f"c{off}", progress=off)
+        assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be"):
+        Pipeline([], device="cpu").run(tree, tmp_path / "d", progress="yes")
+
+
 def test_steps_from_json_and_errors(tmp_path: Path) -> None:
     spec = tmp_path / "p.json"
     spec.write_text(json.dumps({"steps": [["gaussian_blur", {"sigma": 2}], {"op": "sharpen", "amount": 0.5}]}))
