@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 Device = Literal["cpu", "cuda"]
+# What a plain `pip install gpuimg` says: the CPU path works; the GPU path is one extra.
+CUPY_MISSING = "CuPy is not installed: pip install 'gpuimg[cu12]' or 'gpuimg[cu13]' for the GPU path (see the README's Install)"
 _DEVICES = ("cpu", "cuda")
 
 
@@ -47,7 +49,11 @@ def _cuda_probe() -> tuple[bool, str]:
     """(usable, reason): probed once, because a failing CUDA init is slow and never changes."""
     try:
         import cupy
-    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "cupy":  # a plain install: the GPU path is an extra
+            return False, CUPY_MISSING
+        return False, f"CuPy cannot be imported ({exc})"
+    except Exception as exc:  # a broken CUDA install raising at import
         return False, f"CuPy cannot be imported ({exc})"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
