@@ -76,6 +76,33 @@ def _round_half_up(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 _BAND = 32
 
 
+# OpenBLAS runs a product on one thread below m * n * k = 65536 * 4; above it, its threads
+# and the pipeline's own (decode, encode: the CPU path's parallelism) oversubscribe the
+# cores and OpenBLAS's spinning threads made a CPU pipeline 3x slower (BENCHMARKS.md).
+_ONE_THREAD_MNK = 65536 * 4
+
+
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = a @ b`` in pieces small enough for BLAS to run each on one thread:
+    the rows of ``a`` (or the columns of ``b``, whichever is longer) split into chunks.
+
+    Example:
+        >>> a, b = np.ones((300, 40), np.float32), np.ones((40, 50), np.float32)
+        >>> out = np.empty((300, 50), np.float32); _matmul(a, b, out); float(out[299, 49])
+        40.0
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if m >= n:
+        step = max(1, _ONE_THREAD_MNK // max(1, n * k))
+        for r in range(0, m, step):
+            np.matmul(a[r : r + step], b, out=out[r : r + step])
+    else:
+        step = max(1, _ONE_THREAD_MNK // max(1, m * k))
+        for c in range(0, n, step):
+            np.matmul(a, b[:, c : c + step], out=out[:, c : c + step])
+
+
 def _band(starts: np.ndarray, weights: np.ndarray, j0: int, j1: int) -> tuple[int, int, np.ndarray]:
     """Outputs ``j0:j1`` of a resampling axis as a dense (j1 - j0, b - a) weight matrix over
     source positions ``a:b``: output j reads ``starts[j] .. starts[j] + taps - 1``.
@@ -107,7 +134,7 @@ def _along_rows(x: np.ndarray, starts: np.ndarray, weights: np.ndarray, dense: b
     for j0 in range(0, count, _BAND):
         j1 = min(j0 + _BAND, count)
         a, b, band = _band(starts, weights, j0, j1)
-        np.matmul(band, x[a:b], out=out[j0:j1])
+        _matmul(band, x[a:b], out[j0:j1])
     return out
 
 
@@ -127,7 +154,7 @@ def _along_columns(x: np.ndarray, starts: np.ndarray, weights: np.ndarray, chann
     for j0 in range(0, count, _BAND):
         j1 = min(j0 + _BAND, count)
         a, b, band = _band(starts, weights, j0, j1)
-        np.matmul(x[:, a * channels : b * channels], np.kron(band.T, eye), out=out[:, j0 * channels : j1 * channels])
+        _matmul(x[:, a * channels : b * channels], np.kron(band.T, eye), out[:, j0 * channels : j1 * channels])
     return out
 
 
