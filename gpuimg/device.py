@@ -131,12 +131,18 @@ def default_device() -> Device:
         >>> default_device() == ("cuda" if cuda_available() else "cpu") or "GPUIMG_DEVICE" in os.environ
         True
     """
+    chosen, by_env = _chosen_device()
+    if not by_env:
+        _say_device_once(chosen)
+    return chosen
+
+
+def _chosen_device() -> tuple[Device, bool]:
+    """(the default device, whether GPUIMG_DEVICE chose it), without the log line."""
     env = os.environ.get("GPUIMG_DEVICE", "").strip().lower()
     if env:
-        return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
-    chosen: Device = "cuda" if cuda_available() else "cpu"
-    _say_device_once(chosen)
-    return chosen
+        return resolve_device(env, _source="the environment variable GPUIMG_DEVICE"), True
+    return ("cuda" if cuda_available() else "cpu"), False
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,7 +168,7 @@ def device_report() -> str:
         True
     """
     usable, reason = _cuda_probe()
-    if default_device() == "cuda":
+    if _chosen_device()[0] == "cuda":  # a report, not a choice: no fallback warning logged
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())

@@ -258,7 +258,30 @@ def test_discovery_globs_and_list_file(tree: Path, tmp_path: Path) -> None:
         _files.discover(tmp_path / "missing")
 
 
-def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def uncapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU batches as large as asked (the batching logic, tested on the CPU, is the GPU's)."""
+    from gpuimg.pipeline import api
+
+    monkeypatch.setattr(api, "CPU_BATCH_SIZE", 10**6)
+
+
+def test_cpu_batches_are_small_so_progress_moves_per_image(tree: Path, tmp_path: Path) -> None:
+    from gpuimg.pipeline.api import CPU_BATCH_SIZE
+
+    sizes: list[int] = []
+    done: list[int] = []
+
+    def record(batch):
+        sizes.append(len(batch))
+        return batch
+
+    Pipeline([record], device="cpu").run(tree, tmp_path / "o", batch_size=64, progress=lambda d, t: done.append(d))
+    assert max(sizes) <= CPU_BATCH_SIZE == 2 and sum(sizes) == len(GOOD)
+    assert done == list(range(1, len(GOOD) + len(BAD) + 1))
+
+
+def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path, uncapped: None) -> None:
     sizes: list[int] = []
 
     def record(batch):
@@ -273,7 +296,7 @@ def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path) -> None:
     assert max(sizes) <= 2 and sum(sizes) == len(GOOD)
 
 
-def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
+def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path, uncapped: None) -> None:
     seen: list[int] = []
 
     def picky(batch):
@@ -286,7 +309,8 @@ def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
     assert summary.processed == len(GOOD) and seen.count(1) == len(GOOD)
 
 
-def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       uncapped: None) -> None:
     real = pipeline_codecs.decode_items
 
     def small_only(decoder, items, out, stream):

@@ -56,9 +56,14 @@ from .sinks import FileSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "CPU_BATCH_SIZE"]
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
+# On the CPU the ops run image by image, so a batch buys nothing there: batches of two keep
+# decode, process and encode overlapped (22 img/s against 15 with 64 on 2 cores) and the
+# progress moving per image (BENCHMARKS.md, CPU path). (A PipelineConfig field when
+# config.py is next opened.)
+CPU_BATCH_SIZE = 2
 
 
 class Pipeline:
@@ -183,6 +188,8 @@ class Pipeline:
         remove_stale_temps(out_dirs | {os.fspath(output_dir), os.path.dirname(os.path.abspath(report_path))},
                            keep=[j.src for j in jobs])
         todo = self._triage(jobs, resume, summary)
+        if self.device == "cpu":
+            batch_size = min(batch_size, CPU_BATCH_SIZE)
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
