@@ -2,8 +2,8 @@
 
 - ``pip install ".[cu13]" torch torchvision`` resolves cleanly beside PyPI's default
   torch (built for CUDA 13): one cuda-toolkit major, one nvImageCodec flavour, and the
-  same torch pip picks without gpuimg (no backtracking to an old torch). A dry run with
-  ``--report``: nothing is installed.
+  same torch pip picks without gpuimg (no backtracking to an old torch); so does the plain
+  ``pip install . torch torchvision``. Dry runs with ``--report``: nothing is installed.
 - A plain ``pip install .`` (no extras: no CuPy) runs ``gpuimg --version`` and
   ``gpuimg bench --quick --device cpu``.
 
@@ -72,6 +72,8 @@ def test_cu13_extra_resolves_beside_default_torch(python: Path) -> None:
     codecs = [n for n in both if n.startswith("nvidia-nvimgcodec")]
     assert len(codecs) == 1, f"two nvImageCodec wheels install the same files: {codecs}"
     assert both["gpuimg"]["version"] == gpuimg.__version__
+    plain = _dry_run(python, ".", "torch", "torchvision")  # the CPU install beside torch: torch's choice untouched
+    assert plain["torch"]["version"] == alone["torch"]["version"] and "cupy-cuda12x" not in plain
 
 
 def test_plain_install_runs_on_the_cpu_without_cupy(python: Path) -> None:
