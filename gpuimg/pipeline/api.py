@@ -153,7 +153,8 @@ class Pipeline:
         whose output exists and is at least as new. ``progress=True`` draws a tqdm bar
         (``tqdm.auto``: a widget in a notebook, text in a terminal); a callable
         ``progress(done, total)`` is called from the calling thread after each finished
-        item instead; False/None: nothing. ``readers``/``writers``: threads
+        item instead; False/None: nothing. On the CPU a batch holds at most
+        :data:`CPU_BATCH_SIZE` images whatever ``batch_size`` says. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None: use
