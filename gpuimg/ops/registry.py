@@ -88,23 +88,30 @@ def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True
 
 
 def _taking_arrays(f: F, image_params: tuple[str, ...]) -> F:
-    """``f`` with array arguments for its image parameters wrapped as Images (zero-copy)."""
+    """``f`` with array arguments for its image parameters wrapped as Images (zero-copy).
+    An Image or ImageBatch passes through with one isinstance check (a GPU op's per-call
+    budget is tens of microseconds)."""
+    from ..image import Image, ImageBatch
+
     params = list(inspect.signature(f).parameters)
     if not params:
         return f
+    first = params[0]
     # Not ``out``: an out is the caller's gpuimg buffer (issue 14 refuses an array there).
-    names = tuple(dict.fromkeys((params[0], *image_params)))
-    positions = {n: params.index(n) for n in names if n in params}
+    others = [(n, params.index(n)) for n in image_params if n in params and n != first]
 
     @functools.wraps(f)
     def op(*args: Any, **kwargs: Any) -> Any:
-        if positions:
-            args = list(args)  # type: ignore[assignment]
-            for n, i in positions.items():
-                if i < len(args):
-                    args[i] = as_source(args[i], n)  # type: ignore[index]
-                elif n in kwargs:
-                    kwargs[n] = as_source(kwargs[n], n)
+        if args:
+            if not isinstance(args[0], Image | ImageBatch):
+                args = (as_source(args[0], first), *args[1:])
+        elif first in kwargs:
+            kwargs[first] = as_source(kwargs[first], first)
+        for n, i in others:
+            if i < len(args):
+                args = (*args[:i], as_source(args[i], n), *args[i + 1 :])
+            elif n in kwargs:
+                kwargs[n] = as_source(kwargs[n], n)
         return f(*args, **kwargs)
 
     return op  # type: ignore[return-value]
