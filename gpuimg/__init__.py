@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from .device import cuda_available, default_device, resolve_device
@@ -98,6 +99,18 @@ def __getattr__(name: str) -> Any:
     value = module if name == module_name else getattr(module, name)
     globals()[name] = value
     return value
+
+
+def _show_in_notebooks() -> None:
+    """Inside IPython/Jupyter, an Image shows as its thumbnail and an ImageBatch as a
+    captioned grid (:func:`gpuimg.display.register`); elsewhere nothing is imported."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and hasattr(shell, "display_formatter"):
+        importlib.import_module(".display", __name__).register(shell)
+
+
+_show_in_notebooks()
 
 
 def __dir__() -> list[str]:

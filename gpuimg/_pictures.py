@@ -1,69 +1,19 @@
-"""Host pictures of images: device-made thumbnails, captioned grids, a minimal PNG writer.
+"""Host pictures of images: thumbnails averaged down on the device, RGB for display.
 
-Sits below :mod:`gpuimg.image` (it imports no gpuimg module), so that an Image and an
-ImageBatch can show themselves (``_repr_png_``) without image.py importing
-:mod:`gpuimg.display`, which builds ``show()`` on top of these pieces. Needs no imaging
-library: the PNG writer and the caption font are built in.
+Sits below :mod:`gpuimg.image` (it imports no gpuimg module), so that
+:meth:`gpuimg.Image.thumbnail` needs nothing above image.py; :mod:`gpuimg.display` builds
+the notebook pictures (PNG through gpuimg's own Encoder, HTML captions) on top.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_png", "thumbnail", "as_rgb", "batch_grid", "CHECKER", "GRID_CELL", "GRID_GAP", "GRID_MAX_IMAGES"]
+__all__ = ["thumbnail", "as_rgb", "CHECKER"]
 
-GRID_CELL = 160  # longest side of each thumbnail in a batch grid
-GRID_GAP = 4
-GRID_MAX_IMAGES = 64  # a batch grid shows the first 64 images and says how many more there are
 CHECKER = 8  # pixels per square of the checkerboard shown under transparent pixels
-
-# A 3x5 bitmap font for captions ("12: 451x300", "+936"), drawn at 2x: enough to label a
-# grid without Pillow or matplotlib, which gpuimg does not depend on.
-_GLYPHS = {
-    "0": ("111", "101", "101", "101", "111"),
-    "1": ("010", "110", "010", "010", "111"),
-    "2": ("111", "001", "111", "100", "111"),
-    "3": ("111", "001", "111", "001", "111"),
-    "4": ("101", "101", "111", "001", "001"),
-    "5": ("111", "100", "111", "001", "111"),
-    "6": ("111", "100", "111", "101", "111"),
-    "7": ("111", "001", "001", "001", "001"),
-    "8": ("111", "101", "111", "101", "111"),
-    "9": ("111", "101", "111", "001", "111"),
-    "x": ("000", "101", "010", "101", "000"),
-    "+": ("000", "010", "111", "010", "000"),
-    ":": ("000", "010", "000", "010", "000"),
-    " ": ("000", "000", "000", "000", "000"),
-}
-_FONT_SCALE = 2
-_CHAR_W = 4 * _FONT_SCALE  # 3 columns + 1 column of spacing
-_CAPTION_H = 5 * _FONT_SCALE + 2 * GRID_GAP
-
-_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W, C) uint8 host array, C in 1..4.
-
-    Example:
-        >>> encode_png(np.zeros((2, 2, 3), np.uint8))[:8]
-        b'\\x89PNG\\r\\n\\x1a\\n'
-    """
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in _COLOR_TYPES:
-        raise ValueError(f"encode_png needs (H, W, 1..4) uint8, got {pixels.shape} {pixels.dtype}")
-    height, width, channels = pixels.shape
-    rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()  # filter 0 per row
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def thumbnail(pixels: Any, max_size: int) -> np.ndarray:
@@ -115,54 +65,3 @@ def as_rgb(pixels: np.ndarray) -> np.ndarray:
         alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
         return (pixels[:, :, :3] * alpha + backdrop * (1.0 - alpha) + 0.5).astype(np.uint8)
     return pixels
-
-
-def batch_grid(batch: Any, columns: int = 8, cell: int = GRID_CELL) -> np.ndarray:
-    """An (H, W, 3) uint8 host picture of an ImageBatch: thumbnails captioned "index: WxH".
-
-    At most ``GRID_MAX_IMAGES`` are drawn; a last cell says how many were left out.
-    ``batch`` is anything that holds Images by index (an ImageBatch, a list of Images).
-
-    Example:
-        >>> import gpuimg
-        >>> b = gpuimg.ImageBatch.from_images([np.zeros((20, 30, 3), np.uint8)])
-        >>> batch_grid(b, cell=32).shape
-        (54, 72, 3)
-    """
-    shown = min(len(batch), GRID_MAX_IMAGES)
-    cells: list[tuple[np.ndarray | None, str]] = [
-        (as_rgb(batch[i].thumbnail(cell)), f"{i}: {batch[i].width}x{batch[i].height}") for i in range(shown)
-    ]
-    if len(batch) > shown:
-        cells.append((None, f"+{len(batch) - shown}"))
-    return _compose_grid(cells, columns, cell)
-
-
-def _compose_grid(cells: list[tuple[np.ndarray | None, str]], columns: int, cell: int) -> np.ndarray:
-    """Lay out (thumbnail or None, caption) cells on a white canvas, captions under pictures."""
-    columns = max(1, min(columns, len(cells)))
-    rows = -(-len(cells) // columns)
-    cell_w = max(cell, max(len(text) for _, text in cells) * _CHAR_W)
-    step_y, step_x = cell + _CAPTION_H, cell_w + GRID_GAP
-    canvas = np.full((rows * step_y + GRID_GAP, columns * step_x + GRID_GAP, 3), 255, np.uint8)
-    for i, (thumb, text) in enumerate(cells):
-        top = GRID_GAP + (i // columns) * step_y
-        left = GRID_GAP + (i % columns) * step_x
-        if thumb is not None:
-            h, w = thumb.shape[:2]
-            canvas[top : top + h, left : left + w] = thumb
-        _draw_text(canvas, text, top + cell + GRID_GAP, left)
-    return canvas
-
-
-def _draw_text(canvas: np.ndarray, text: str, top: int, left: int) -> None:
-    """Draw ``text`` in dark gray; characters outside the tiny font are skipped."""
-    for k, char in enumerate(text):
-        glyph = _GLYPHS.get(char)
-        if glyph is None:
-            continue
-        mask = np.array([[bit == "1" for bit in row] for row in glyph])
-        mask = mask.repeat(_FONT_SCALE, axis=0).repeat(_FONT_SCALE, axis=1)
-        x = left + k * _CHAR_W
-        region = canvas[top : top + mask.shape[0], x : x + mask.shape[1]]
-        region[mask[: region.shape[0], : region.shape[1]]] = 48

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 Device = Literal["cpu", "cuda"]
+# What a plain `pip install gpuimg` says: the CPU path works; the GPU path is one extra.
+CUPY_MISSING = "CuPy is not installed: pip install 'gpuimg[cu12]' or 'gpuimg[cu13]' for the GPU path (see the README's Install)"
 _DEVICES = ("cpu", "cuda")
 
 
@@ -47,7 +49,11 @@ def _cuda_probe() -> tuple[bool, str]:
     """(usable, reason): probed once, because a failing CUDA init is slow and never changes."""
     try:
         import cupy
-    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "cupy":  # a plain install: the GPU path is an extra
+            return False, CUPY_MISSING
+        return False, f"CuPy cannot be imported ({exc})"
+    except Exception as exc:  # a broken CUDA install raising at import
         return False, f"CuPy cannot be imported ({exc})"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -125,12 +131,18 @@ def default_device() -> Device:
         >>> default_device() == ("cuda" if cuda_available() else "cpu") or "GPUIMG_DEVICE" in os.environ
         True
     """
+    chosen, by_env = _chosen_device()
+    if not by_env:
+        _say_device_once(chosen)
+    return chosen
+
+
+def _chosen_device() -> tuple[Device, bool]:
+    """(the default device, whether GPUIMG_DEVICE chose it), without the log line."""
     env = os.environ.get("GPUIMG_DEVICE", "").strip().lower()
     if env:
-        return resolve_device(env, _source="the environment variable GPUIMG_DEVICE")
-    chosen: Device = "cuda" if cuda_available() else "cpu"
-    _say_device_once(chosen)
-    return chosen
+        return resolve_device(env, _source="the environment variable GPUIMG_DEVICE"), True
+    return ("cuda" if cuda_available() else "cpu"), False
 
 
 @functools.lru_cache(maxsize=1)
@@ -156,7 +168,7 @@ def device_report() -> str:
         True
     """
     usable, reason = _cuda_probe()
-    if default_device() == "cuda":
+    if _chosen_device()[0] == "cuda":  # a report, not a choice: no fallback warning logged
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())

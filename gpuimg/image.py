@@ -33,7 +33,7 @@ from ._layout import (
     check_shape,
     slot_layout,
 )
-from ._pictures import batch_grid, encode_png, thumbnail
+from ._pictures import thumbnail
 from .device import Device, array_module, resolve_device, use_stream
 from .memory import Buffer, strided_view
 
@@ -343,9 +343,6 @@ class Image:
             (135, 240, 3)
         """
         return thumbnail(self.array, max_size)
-
-    def _repr_png_(self) -> bytes:
-        return encode_png(np.ascontiguousarray(self.thumbnail()))
 
     def __repr__(self) -> str:
         return (
@@ -681,9 +678,6 @@ class ImageBatch:
 
     def __dlpack_device__(self) -> tuple[int, int]:
         return self._arena.data.__dlpack_device__()
-
-    def _repr_png_(self) -> bytes:
-        return encode_png(batch_grid(self))
 
     def __repr__(self) -> str:
         return (

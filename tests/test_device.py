@@ -104,3 +104,24 @@ def test_the_chosen_device_is_logged_once(caplog, monkeypatch):
         assert lines[0].levelno == logging.WARNING and dev._cuda_probe()[1] in lines[0].getMessage()
     else:
         assert "GPU" in lines[0].getMessage()
+
+
+def test_without_cupy_gpuimg_runs_on_the_cpu_and_says_how_to_get_the_gpu(tmp_path):
+    # A plain `pip install gpuimg` has no CuPy (the GPU path is the cu12/cu13 extra).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['cupy'] = None\n"  # `import cupy` now raises ModuleNotFoundError
+        "import numpy as np, gpuimg, gpuimg.device as d\n"
+        "from gpuimg.ops import geometry\n"
+        "img = gpuimg.read('assets/coffee.jpg')\n"
+        "small = geometry.resize(img, (40, 60))\n"
+        f"gpuimg.write(small, {str(tmp_path / 'small.png')!r})\n"
+        "print(img.device, small.shape, d.device_report())\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GPUIMG_DEVICE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                          cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
+    assert done.stdout.startswith("cpu (40, 60, 3) cpu (no GPU: CuPy is not installed: pip install 'gpuimg[cu12]' or 'gpuimg[cu13]'")
+    assert (tmp_path / "small.png").stat().st_size > 0

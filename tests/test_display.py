@@ -1,6 +1,6 @@
 """Notebook display (gpuimg.display, gpuimg._pictures): Image/ImageBatch pictures, device-made thumbnails, gpuimg.show().
 
-Reference: Pillow decodes the PNGs we write and makes the box-filtered thumbnails
+PNGs come from gpuimg's own Encoder (nvImageCodec), captions are HTML. Reference: Pillow decodes the PNGs we write and makes the box-filtered thumbnails
 (``PIL.Image.reduce``, a mean over factor x factor blocks) the pictures are checked against.
 """
 
@@ -39,9 +39,17 @@ def _pillow_thumbnail(pixels: np.ndarray, max_size: int) -> np.ndarray:
     return np.asarray(im.reduce(factor))
 
 
-def test_image_repr_png_is_the_thumbnail(device):
+def _html_pngs(page: str) -> list[np.ndarray]:
+    return [_decode_png(__import__("base64").b64decode(d)) for d in re.findall(r"base64,([^\"]+)", page)]
+
+
+def _captions(page: str) -> list[str]:
+    return re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", page)
+
+
+def test_image_png_is_the_thumbnail(device):
     photo = load_asset("astronaut.jpg")  # 512x512 -> factor 2 -> 256x256
-    shown = _decode_png(_on(device, photo)._repr_png_())
+    shown = _decode_png(display.image_png(_on(device, photo)))
     expected = _pillow_thumbnail(photo, THUMBNAIL_SIZE)
     assert shown.shape == expected.shape == (256, 256, 3)
     # Rounding of the mean may differ by one level (half-way cases).
@@ -51,7 +59,7 @@ def test_image_repr_png_is_the_thumbnail(device):
 @pytest.mark.parametrize("name, mode", [("camera_gray.png", "L"), ("coffee_rgba.png", "RGBA")])
 def test_gray_and_rgba_images_show_as_rgb(device, name, mode):
     pixels = load_asset(name, mode)
-    shown = _decode_png(_pictures.encode_png(_pictures.as_rgb(_on(device, pixels).thumbnail(64))))
+    shown = _decode_png(display._png(_pictures.as_rgb(_on(device, pixels).thumbnail(64))))
     reference = np.asarray(PILImage.fromarray(pixels.squeeze()).convert("RGB")) if mode == "L" else None
     if reference is not None:
         assert np.abs(shown.astype(int) - _pillow_thumbnail(reference, 64)).max() <= 1
@@ -77,7 +85,7 @@ def test_only_the_thumbnail_crosses_to_the_host(device, monkeypatch):
     assert max(thumb.shape[:2]) <= THUMBNAIL_SIZE
     assert thumb.nbytes < big.nbytes / 100  # 200 KB of 20 MB
     batch = ImageBatch.from_images([img, img], device=device)
-    assert _decode_png(batch._repr_png_()).shape[1] < 1000
+    assert all(max(p.shape[:2]) <= display.GRID_CELL for p in _html_pngs(display.batch_html(batch)))
 
 
 def test_thumbnail_same_on_gpu_and_cpu(gpu):
@@ -85,37 +93,53 @@ def test_thumbnail_same_on_gpu_and_cpu(gpu):
     np.testing.assert_array_equal(_on("cuda", photo).thumbnail(100), _on("cpu", photo).thumbnail(100))
 
 
-def test_batch_repr_png_is_a_captioned_grid(device):
+def test_batch_html_is_a_grid_captioned_height_by_width(device):
     names = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]
     photos = [load_asset(n) for n in names]
-    batch = ImageBatch.from_images(photos, device=device)
-    grid = _decode_png(batch._repr_png_())
-    cell, gap = _pictures.GRID_CELL, _pictures.GRID_GAP
-    step_x = cell + gap  # captions ("2: 600x400", 10 chars) fit in a cell
-    assert grid.shape == (cell + _pictures._CAPTION_H + gap, 3 * step_x + gap, 3)
-    for i, photo in enumerate(photos):
-        expected = _pillow_thumbnail(photo, cell)
-        h, w = expected.shape[:2]
-        tile = grid[gap : gap + h, gap + i * step_x : gap + i * step_x + w]
-        assert np.abs(tile.astype(int) - expected).max() <= 1, names[i]
-    caption_rows = grid[gap + cell : gap + cell + _pictures._CAPTION_H]
-    assert (caption_rows < 128).any(), "captions are drawn"
-
-
-def test_caption_text_is_drawn_with_the_bitmap_font():
-    canvas = np.full((20, 100, 3), 255, np.uint8)
-    _pictures._draw_text(canvas, "1", 0, 0)
-    expected = np.array([[b == "1" for b in row] for row in _pictures._GLYPHS["1"]]).repeat(2, 0).repeat(2, 1)
-    np.testing.assert_array_equal(canvas[:10, :6, 0] < 128, expected)
-    assert (canvas[10:] == 255).all() and (canvas[:, 8:] == 255).all()
+    page = display.batch_html(ImageBatch.from_images(photos, device=device))
+    assert _captions(page) == ["0: 512x512", "1: 300x451", "2: 400x600"]  # HxW, as everywhere
+    assert f"repeat({len(photos)}, auto)" in page
+    for name, photo, shown in zip(names, photos, _html_pngs(page)):
+        assert np.abs(shown.astype(int) - _pillow_thumbnail(photo, display.GRID_CELL)).max() <= 1, name
 
 
 def test_large_batch_grid_says_how_many_are_left_out():
-    tiny = [np.full((8, 8, 3), i, np.uint8) for i in range(_pictures.GRID_MAX_IMAGES + 5)]
-    batch = ImageBatch.from_images(tiny, device="cpu")
-    grid = display.batch_grid(batch, columns=10, cell=16)
-    cells = _pictures.GRID_MAX_IMAGES + 1
-    assert grid.shape[0] == -(-cells // 10) * (16 + _pictures._CAPTION_H) + _pictures.GRID_GAP
+    tiny = [np.full((8, 8, 3), i, np.uint8) for i in range(display.GRID_MAX_IMAGES + 5)]
+    page = display.batch_html(ImageBatch.from_images(tiny, device="cpu"), columns=10, cell=16)
+    captions = _captions(page)
+    assert len(_html_pngs(page)) == display.GRID_MAX_IMAGES and captions[-1] == "+5 more"
+    assert captions[-2] == f"{display.GRID_MAX_IMAGES - 1}: 8x8" and "repeat(10, auto)" in page
+    assert _captions(display.batch_html(ImageBatch.empty([], device="cpu"))) == ["(no images)"]
+
+
+def test_the_png_writer_is_gpuimgs_encoder():
+    # No hand-written PNG writer or bitmap font is left: pictures go through gpuimg.codec.
+    assert not hasattr(_pictures, "encode_png") and not hasattr(_pictures, "_GLYPHS")
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 13, 4), dtype=np.uint8)
+    with PILImage.open(io.BytesIO(display._png(pixels))) as im:
+        np.testing.assert_array_equal(np.asarray(im), pixels)
+
+
+def test_ipython_shows_images_and_batches_through_display():
+    shell_module = pytest.importorskip("IPython.core.interactiveshell", reason="IPython is not installed")
+    shell = shell_module.InteractiveShell.instance()
+    display.register(shell)
+    img = Image.from_array(load_asset("chelsea.jpg"))
+    data, _ = shell.display_formatter.format(img)
+    assert data["image/png"] == display.image_png(img)
+    data, _ = shell.display_formatter.format(ImageBatch.from_images([img, img]))
+    assert _captions(data["text/html"]) == ["0: 300x451", "1: 300x451"]
+
+
+def test_importing_gpuimg_in_ipython_registers_the_pictures():
+    pytest.importorskip("IPython", reason="IPython is not installed")
+    import subprocess
+
+    code = ("from IPython.core.interactiveshell import InteractiveShell; shell = InteractiveShell.instance(); "
+            "import gpuimg, numpy as np; img = gpuimg.Image.from_array(np.zeros((4, 4, 3), np.uint8)); "
+            "print(sorted(shell.display_formatter.format(img)[0]))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "image/png" in out
 
 
 def _image_list(device):
@@ -133,8 +157,8 @@ def test_show_without_matplotlib_publishes_html(device, monkeypatch):
     (grid,) = published
     page = grid._repr_html_()
     assert "repeat(2, auto)" in page
-    assert re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", page) == ["cat", "coffee", "camera &lt;gray&gt;", "rocket"]
-    pngs = [_decode_png(__import__("base64").b64decode(d)) for d in re.findall(r"base64,([^\"]+)", page)]
+    assert _captions(page) == ["cat", "coffee", "camera &lt;gray&gt;", "rocket"]
+    pngs = _html_pngs(page)
     sources = [load_asset("chelsea.jpg"), load_asset("coffee.jpg"), load_asset("camera_gray.png"), load_asset("rocket.jpg")]
     assert [p.shape for p in pngs] == [_pillow_thumbnail(s, display.SHOW_SIZE).shape for s in sources]
     assert "cat" in repr(grid)
@@ -144,7 +168,7 @@ def test_show_prints_a_summary_outside_ipython(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     gpuimg.show(load_asset("chelsea.jpg"))
-    assert "0: 451x300" in capsys.readouterr().out
+    assert "0: 300x451" in capsys.readouterr().out
 
 
 def test_show_with_matplotlib_draws_one_titled_panel_per_image(device):
@@ -157,7 +181,7 @@ def test_show_with_matplotlib_draws_one_titled_panel_per_image(device):
     fig = plt.gcf()
     try:
         titled = [ax for ax in fig.axes if ax.get_title()]
-        assert [ax.get_title() for ax in titled] == ["0: 451x300", "1: 600x400", "2: 512x512", "3: 640x427"]
+        assert [ax.get_title() for ax in titled] == ["0: 300x451", "1: 400x600", "2: 512x512", "3: 427x640"]
         assert len(fig.axes) == 6  # 2 rows x 3 columns, the empty ones hidden
         first = np.asarray(titled[0].images[0].get_array())
         np.testing.assert_array_equal(first, load_asset("chelsea.jpg"))  # 451 px <= SHOW_SIZE: not reduced

@@ -187,8 +187,6 @@ def test_repr_and_thumbnail(device):
     img.array[...] = 200
     text = repr(img)
     assert "600x900x3" in text and "uint8" in text and device in text and "capacity" in text
-    png = img._repr_png_()
-    assert png.startswith(b"\x89PNG")
     thumb = img.thumbnail()
     assert isinstance(thumb, np.ndarray) and max(thumb.shape[:2]) <= 256 and (thumb == 200).all()
     fimg = Image.empty(10, 10, 1, "float32", device=device)
@@ -254,7 +252,7 @@ def test_batch_from_images_and_copies(device):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(batch.to("cpu").numpy(), arrays):
         np.testing.assert_array_equal(got, want)
-    assert batch._repr_png_().startswith(b"\x89PNG") and "2 images" in repr(batch)
+    assert "2 images" in repr(batch)
 
 
 def test_batch_bad_input():

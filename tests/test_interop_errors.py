@@ -121,3 +121,51 @@ def test_torch_from_dlpack_on_batches():
     assert int(t[1, 0, 0, 0]) == 9
     with pytest.raises(TypeError, match="different shapes"):
         torch.from_dlpack(ImageBatch.empty([(2, 3), (4, 5)], device="cpu"))
+
+
+# ----------------------------------------------------------------- arrays given to ops (issue 18)
+
+
+def test_ops_take_numpy_arrays_zero_copy_and_return_images():
+    from gpuimg.ops import color, filters, geometry
+
+    a = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    inverted = color.invert(a)
+    assert isinstance(inverted, Image) and np.array_equal(inverted.numpy(), 255 - a)
+    assert isinstance(geometry.resize(a, (3, 4)), Image)
+    gray = np.full((5, 7), 9, np.uint8)  # HW: one channel
+    assert filters.box_blur(gray, 1).shape == (5, 7, 1)
+    src = Image.from_array(a)
+    assert color.invert(a, out=src) is src and np.array_equal(a, inverted.numpy())  # out=src: in place, in a
+
+
+def test_ops_take_arrays_for_image_parameters():
+    from gpuimg.ops import compose
+
+    dst = np.zeros((8, 8, 3), np.uint8)
+    layer = np.full((2, 2, 4), 255, np.uint8)
+    out = compose.paste(dst=dst, src=layer, top=1, left=1)
+    assert isinstance(out, Image) and out.numpy()[1, 1].tolist() == [255, 255, 255]
+
+
+def test_op_given_a_chw_array_says_how_to_pass_it():
+    from gpuimg.ops import color
+
+    with pytest.raises(ValueError, match=r"^src: array of shape \(3, 20, 30\) looks channel-first") as info:
+        color.invert(np.zeros((3, 20, 30), np.uint8))
+    assert "t.permute(1, 2, 0).contiguous()" in str(info.value)
+    with pytest.raises(TypeError, match="src must be a gpuimg.Image or ImageBatch, or an .* array or torch tensor, got list"):
+        color.invert([[1, 2]])
+
+
+def test_ops_take_torch_cpu_tensors():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from gpuimg.ops import color
+
+    t = torch.zeros((4, 5, 3), dtype=torch.uint8)
+    out = color.invert(t)
+    assert isinstance(out, Image) and out.numpy().min() == 255
+    color.invert(t, out=Image.from_array(t))  # zero-copy: the tensor itself is written
+    assert int(t.min()) == 255
+    with pytest.raises(ValueError, match=r"t\.permute\(1, 2, 0\)"):
+        color.invert(torch.zeros((3, 20, 30), dtype=torch.uint8))

@@ -258,7 +258,30 @@ def test_discovery_globs_and_list_file(tree: Path, tmp_path: Path) -> None:
         _files.discover(tmp_path / "missing")
 
 
-def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def uncapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU batches as large as asked (the batching logic, tested on the CPU, is the GPU's)."""
+    from gpuimg.pipeline import api
+
+    monkeypatch.setattr(api, "CPU_BATCH_SIZE", 10**6)
+
+
+def test_cpu_batches_are_small_so_progress_moves_per_image(tree: Path, tmp_path: Path) -> None:
+    from gpuimg.pipeline.api import CPU_BATCH_SIZE
+
+    sizes: list[int] = []
+    done: list[int] = []
+
+    def record(batch):
+        sizes.append(len(batch))
+        return batch
+
+    Pipeline([record], device="cpu").run(tree, tmp_path / "o", batch_size=64, progress=lambda d, t: done.append(d))
+    assert max(sizes) <= CPU_BATCH_SIZE == 2 and sum(sizes) == len(GOOD)
+    assert done == list(range(1, len(GOOD) + len(BAD) + 1))
+
+
+def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path, uncapped: None) -> None:
     sizes: list[int] = []
 
     def record(batch):
@@ -273,7 +296,7 @@ def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path) -> None:
     assert max(sizes) <= 2 and sum(sizes) == len(GOOD)
 
 
-def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
+def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path, uncapped: None) -> None:
     seen: list[int] = []
 
     def picky(batch):
@@ -286,7 +309,8 @@ def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path) -> None:
     assert summary.processed == len(GOOD) and seen.count(1) == len(GOOD)
 
 
-def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       uncapped: None) -> None:
     real = pipeline_codecs.decode_items
 
     def small_only(decoder, items, out, stream):
@@ -362,6 +386,35 @@ def test_batches_skip_bad_files(tree: Path, device: str) -> None:
     with Pipeline([], device=device).batches(tree, 4, size=(32, 32)) as it:
         rows = sum(len(paths) for _, paths in it)
     assert rows == len(GOOD) and sorted(Path(f.path).name for f in it.failures) == sorted(BAD)
+
+
+def test_batches_default_to_the_steps_output_size(tree: Path) -> None:
+    # Issue 18: steps ending in a fixed crop give tensors of that crop, not a silent 224x224.
+    steps = [("resize_shorter", {"size": 80}), ("center_crop", {"size": [64, 48]})]
+    with Pipeline(steps, device="cpu").batches(tree, 4) as it:
+        shapes = {tuple(t.shape[1:]) for t, _ in it}
+    assert shapes == {(3, 64, 48)}
+
+
+@pytest.mark.parametrize("steps", [[], [("resize_shorter", {"size": 80})], [lambda b: b]])
+def test_batches_need_size_where_the_steps_size_is_not_fixed(tree: Path, steps: list) -> None:
+    with pytest.raises(ValueError, match=r"needs size=\(height, width\)"):
+        Pipeline(steps, device="cpu").batches(tree, 4)
+    with Pipeline(steps, device="cpu").batches(tree, 4, size=(32, 32)) as it:  # given: resized to it
+        assert {tuple(t.shape[2:]) for t, _ in it} == {(32, 32)}
+
+
+def test_run_progress_true_draws_a_tqdm_bar(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    Pipeline([], device="cpu").run(tree, tmp_path / "a", progress=True)
+    assert f"{len(GOOD) + len(BAD)}/{len(GOOD) + len(BAD)}" in capsys.readouterr().err  # tqdm.auto in a terminal: stderr
+    calls: list[tuple[int, int]] = []
+    Pipeline([], device="cpu").run(tree, tmp_path / "b", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (len(GOOD) + len(BAD),) * 2 and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    for off in (False, None):
+        Pipeline([], device="cpu").run(tree, tmp_path / f"c{off}", progress=off)
+        assert capsys.readouterr().err == ""
+    with pytest.raises(TypeError, match="progress must be"):
+        Pipeline([], device="cpu").run(tree, tmp_path / "d", progress="yes")
 
 
 def test_steps_from_json_and_errors(tmp_path: Path) -> None:

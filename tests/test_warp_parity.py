@@ -276,8 +276,8 @@ def test_center_crop_int_size_fill_and_batch(device):
         (lambda im: geometry.center_crop(im, (4, 4.5)), ValueError, "size"),
         (lambda im: geometry.center_crop(im, (4, 4), fill="red"), TypeError, "fill"),
         (lambda im: geometry.rotate(im, 30, fill=None), ValueError, "fill"),
-        (lambda im: geometry.center_crop(np.zeros((4, 4, 3), np.uint8), (2, 2)), TypeError, "src"),
-        (lambda im: geometry.rotate(np.zeros((4, 4, 3), np.uint8), 30), TypeError, "src"),
+        (lambda im: geometry.center_crop([[0, 0], [0, 0]], (2, 2)), TypeError, "src"),  # arrays are taken (issue 18), lists not
+        (lambda im: geometry.rotate("photo.jpg", 30), TypeError, "src"),
     ],
 )
 def test_wrong_arguments_name_themselves(call, error, words):

@@ -39,7 +39,7 @@ Example:
 from __future__ import annotations
 
 from . import formats
-from .api import info, read, read_batch, write
+from .api import encode, info, read, read_batch, write
 from .decoder import DEPTHS, HARDWARE_FIRST_BACKENDS, MAX_PIXELS, MODES, BatchError, BatchResult, Decoder
 from .encoder import Encoder
 from .sources import ImageInfo, ParsedSource, parse
@@ -55,6 +55,7 @@ __all__ = [
     "read",
     "read_batch",
     "write",
+    "encode",
     "info",
     "parse",
     "MAX_PIXELS",

@@ -20,7 +20,13 @@ def load() -> Any:
         # naming the source instead, so its log is quiet unless the user asked for it
         # (PYNVIMGCODEC_VERBOSITY is read once, at import).
         os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
-        from nvidia import nvimgcodec
+        try:
+            from nvidia import nvimgcodec
+        except ModuleNotFoundError as exc:  # e.g. macOS, where no nvImageCodec wheel exists
+            raise ModuleNotFoundError(
+                "nvImageCodec is not installed, so gpuimg cannot decode or encode files here (ops on arrays still "
+                "run): pip install nvidia-nvimgcodec-cu12 (Linux and Windows; there is no macOS wheel)", name=exc.name
+            ) from None
 
         _module.append(nvimgcodec)
     return _module[0]

@@ -29,7 +29,7 @@ from .metadata import EMPTY as NO_METADATA
 from .metadata import Metadata
 from .sources import ImageInfo, ParsedSource
 
-__all__ = ["read", "read_batch", "write", "info"]
+__all__ = ["read", "read_batch", "write", "encode", "info"]
 
 _local = threading.local()
 
@@ -124,6 +124,19 @@ def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
     """
     image = img if isinstance(img, Image) else Image.from_array(img)
     return _thread_codec(Encoder, image.device).write(image, path, **options)
+
+
+def encode(img: Image | Any, codec: str = "jpeg", **options: Any) -> bytes:
+    """The file bytes of ``img`` (an Image or an (H, W[, C]) array) in ``codec``, encoded
+    by this thread's Encoder on the image's device (see :meth:`Encoder.encode`).
+
+    Example:
+        >>> import numpy as np
+        >>> encode(np.zeros((8, 8, 3), np.uint8), "png")[:4]
+        b'\\x89PNG'
+    """
+    image = img if isinstance(img, Image) else Image.from_array(img)
+    return bytes(_thread_codec(Encoder, image.device).encode(image, codec, **options))
 
 
 def info(src: Any) -> ImageInfo:

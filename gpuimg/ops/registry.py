@@ -16,9 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
+
+from ._engine.args import as_source
 
 __all__ = ["OpInfo", "register_op", "get_op", "available_ops", "registered"]
 
@@ -57,10 +61,20 @@ def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True
                 image_params: tuple[str, ...] = ()) -> Any:
     """Register ``fn`` as a public op (used bare, ``@register_op``, or with options).
 
-    A second registration under the same name by another function is a bug and raises.
+    The op returned also takes arrays for its images (its first parameter and
+    ``image_params``): the ONE place where NumPy/CuPy arrays and torch tensors in HWC (or
+    HW) become Images, zero-copy (:func:`~gpuimg.ops._engine.args.as_source`). A second
+    registration under the same name by another function is a bug and raises.
+
+    Example:
+        >>> import numpy as np
+        >>> from gpuimg.ops import color
+        >>> color.invert(np.zeros((2, 3, 3), np.uint8)).array[0, 0].tolist()
+        [255, 255, 255]
     """
 
     def add(f: F) -> F:
+        f = _taking_arrays(f, image_params)
         op_name = name or f.__name__
         family = f.__module__.split(".")[2] if f.__module__.startswith("gpuimg.ops.") else f.__module__
         info = OpInfo(op_name, f, family, step, tuple(image_params))
@@ -71,6 +85,36 @@ def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True
         return f
 
     return add(fn) if fn is not None else add
+
+
+def _taking_arrays(f: F, image_params: tuple[str, ...]) -> F:
+    """``f`` with array arguments for its image parameters wrapped as Images (zero-copy).
+    An Image or ImageBatch passes through with one isinstance check (a GPU op's per-call
+    budget is tens of microseconds)."""
+    from ..image import Image, ImageBatch
+
+    params = list(inspect.signature(f).parameters)
+    if not params:
+        return f
+    first = params[0]
+    # Not ``out``: an out is the caller's gpuimg buffer (issue 14 refuses an array there).
+    others = [(n, params.index(n)) for n in image_params if n in params and n != first]
+
+    @functools.wraps(f)
+    def op(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            if not isinstance(args[0], Image | ImageBatch):
+                args = (as_source(args[0], first), *args[1:])
+        elif first in kwargs:
+            kwargs[first] = as_source(kwargs[first], first)
+        for n, i in others:
+            if i < len(args):
+                args = (*args[:i], as_source(args[i], n), *args[i + 1 :])
+            elif n in kwargs:
+                kwargs[n] = as_source(kwargs[n], n)
+        return f(*args, **kwargs)
+
+    return op  # type: ignore[return-value]
 
 
 def get_op(name: str) -> OpInfo:

@@ -37,10 +37,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,17 @@ from .files import Job, check_run_files, is_done, mean_file_bytes, output_format
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
 from .sinks import FileSink, WorkerSink
-from .steps import OutputRule, Step, StepSpec, check_steps
+from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "CPU_BATCH_SIZE"]
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
+# On the CPU the ops run image by image, so a batch buys nothing there: batches of two keep
+# decode, process and encode overlapped (22 img/s against 15 with 64 on 2 cores) and the
+# progress moving per image (BENCHMARKS.md, CPU path). (A PipelineConfig field when
+# config.py is next opened.)
+CPU_BATCH_SIZE = 2
 
 
 class Pipeline:
@@ -129,7 +135,7 @@ class Pipeline:
         readers: int = 2,
         writers: int = 1,
         report: str | os.PathLike | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: bool | Callable[[int, int], None] | None = None,
         workers: bool | None = None,
         mode: str = "keep",
         background: tuple[int, int, int] = (255, 255, 255),
@@ -150,8 +156,11 @@ class Pipeline:
 
         Failures are per item (listed in the summary and in the JSON report, by default
         ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
-        whose output exists and is at least as new. ``progress(done, total)`` is called
-        from the calling thread after each finished item. ``readers``/``writers``: threads
+        whose output exists and is at least as new. ``progress=True`` draws a tqdm bar
+        (``tqdm.auto``: a widget in a notebook, text in a terminal); a callable
+        ``progress(done, total)`` is called from the calling thread after each finished
+        item instead; False/None: nothing. On the CPU a batch holds at most
+        :data:`CPU_BATCH_SIZE` images whatever ``batch_size`` says. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None:
@@ -173,6 +182,8 @@ class Pipeline:
             (0, 0)
         """
         _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
         OutputRule(output_format(format), mode, tuple(background))  # ValueError before anything runs
         check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
         summary = Summary()
@@ -184,12 +195,15 @@ class Pipeline:
         remove_stale_temps(out_dirs | {os.fspath(output_dir), os.path.dirname(os.path.abspath(report_path))},
                            keep=[j.src for j in jobs])
         todo = self._triage(jobs, resume, summary)
+        if self.device == "cpu":
+            batch_size = min(batch_size, CPU_BATCH_SIZE)
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
             sink = self._sink(run, output_format(format), int(quality), writers, todo, workers, mode, tuple(background),
                               keep_metadata)
-            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, progress, workers)
+            with _progress_callback(progress, len(todo)) as report_progress:
+                self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, workers)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -268,7 +282,7 @@ class Pipeline:
         inputs: str | os.PathLike | Iterable[str | os.PathLike],
         batch_size: int = 64,
         *,
-        size: tuple[int, int] | None = (224, 224),
+        size: tuple[int, int] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         include: Sequence[str] | None = None,
@@ -280,8 +294,11 @@ class Pipeline:
         """Yield ``(tensor, paths)``: float32 NCHW tensors (CuPy on the GPU, NumPy on the
         CPU), normalised by ``mean``/``std`` (on the 0..1 scale), with their source paths.
 
-        After the steps, images not of ``size`` (height, width) are resized to it, so every
-        tensor row has one shape. Decoding and processing of the next batches run ahead
+        ``size`` (height, width): after the steps, images not of that size are resized to
+        it, so every tensor row has one shape. None (default): the steps' own output size
+        where it is fixed (steps ending in a crop to 512x512 give 512x512 tensors);
+        ValueError where it depends on the input (no steps, ``resize_shorter`` alone):
+        give ``size`` then. Decoding and processing of the next batches run ahead
         (``prefetch`` batches) while the caller trains. A yielded tensor is ordered on the
         caller's current CUDA stream (no host sync) and stays valid until the next batch is
         taken (work the caller queued on its current stream before then is waited for):
@@ -293,11 +310,16 @@ class Pipeline:
 
         Example:
             >>> p = Pipeline([("resize_shorter", {"size": 64}), ("center_crop", {"size": (56, 56)})], device="cpu")
-            >>> for x, paths in p.batches("assets/", 2, size=(56, 56), mean=(0.485, 0.456, 0.406), include=["coffee.*"]):
+            >>> for x, paths in p.batches("assets/", 2, mean=(0.485, 0.456, 0.406), include=["coffee.*"]):
             ...     print(x.shape, x.dtype)  # in training: model(torch.from_dlpack(x))
             (2, 3, 56, 56) float32
         """
         _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
+        if size is None:
+            size = fixed_output_size(self._steps, self.device)
+            if size is None:
+                raise ValueError("batches() needs size=(height, width): the steps' output size depends on the input "
+                                 f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
 
         def start_stages(run: Run, sink: Any) -> list[threading.Thread]:
@@ -308,6 +330,27 @@ class Pipeline:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """``run``'s ``progress`` as a callback: True draws a ``tqdm.auto`` bar (closed on
+    exit, also on Ctrl-C), a callable is used as it is, False/None gives None.
+
+    Example:
+        >>> with _progress_callback(None, 3) as cb:
+        ...     cb is None
+        True
+    """
+    if progress is None or progress is False:
+        yield None
+    elif progress is True:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, unit="img") as bar:
+            yield lambda done, _total: bar.update(done - bar.n)
+    else:  # a callable (``run`` checked it)
+        yield progress
 
 
 def _device_id() -> int:

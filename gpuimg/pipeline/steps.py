@@ -27,7 +27,7 @@ from ..errors import check_choice
 from ..image import Image, ImageBatch
 from ..ops import registry
 
-__all__ = ["Step", "retype", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "OutputRule", "MODES"]
+__all__ = ["Step", "retype", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "fixed_output_size", "OutputRule", "MODES"]
 
 StepSpec = Callable[..., Any] | tuple[str, dict[str, Any]] | Sequence[Any]
 
@@ -281,6 +281,31 @@ def _largest_int(value: Any) -> int:
 PROBE_MAX_SIDE = 4096  # the largest probe made (48 MiB of RGB): positions beyond it are judged per item
 
 
+def _registered_steps(steps: Sequence[Step]) -> list[Step]:
+    """The steps that call a registered op (callables are not probed: they may not take
+    a single Image)."""
+    ops = registry.registered()
+    return [s for s in steps if s.name in ops and s.fn is ops[s.name].fn]
+
+
+def _probe(steps: Sequence[Step], device: str, extra: tuple[int, int] = (0, 0)) -> Any:
+    """``steps`` run once on an RGB uint8 probe of side 64 plus twice the largest int of
+    their arguments (at most :data:`PROBE_MAX_SIDE`), ``extra`` added to (height, width);
+    ValueError naming the step that refused it."""
+    side = min(PROBE_MAX_SIDE, 64 + 2 * max((_largest_int(s.given) for s in steps), default=0))
+    x: Any = Image.from_array(np.full((side + extra[0], side + extra[1], 3), 128, np.uint8), device="cpu").to(device)
+    for step in steps:
+        try:
+            x = step(x, None, None)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"step {step.name!r} cannot take {step.given}: {exc}") from None
+    if device == "cuda":  # the probe ran on the current stream; the lanes use their own
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+    return x
+
+
 def check_steps(steps: Sequence[Step], device: str) -> None:
     """Raise ValueError, before a run, for step arguments that would fail every image.
 
@@ -300,21 +325,35 @@ def check_steps(steps: Sequence[Step], device: str) -> None:
         ...
         ValueError: step 'crop' cannot take {'top': 'a', 'left': 0, 'height': 2, 'width': 2}: ...
     """
-    ops = registry.registered()
-    named = [s for s in steps if s.name in ops and s.fn is ops[s.name].fn]
-    if not named:
-        return
-    side = min(PROBE_MAX_SIDE, 64 + 2 * max(_largest_int(s.given) for s in named))
-    x: Any = Image.from_array(np.full((side, side, 3), 128, np.uint8), device="cpu").to(device)
-    for step in named:
-        try:
-            x = step(x, None, None)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"step {step.name!r} cannot take {step.given}: {exc}") from None
-    if device == "cuda":  # the probe ran on the current stream; the lanes use their own
-        import cupy
+    named = _registered_steps(steps)
+    if named:
+        _probe(named, device)
 
-        cupy.cuda.Device().synchronize()
+
+def fixed_output_size(steps: Sequence[Step], device: str) -> tuple[int, int] | None:
+    """The (height, width) every image has after ``steps``, or None where it depends on
+    the input (no steps, ``resize_shorter`` alone, a callable step last, ...).
+
+    Found by running the registered steps after the last callable one on two probes of
+    different sizes and aspect ratios: the same output size from both is the steps'.
+
+    Example:
+        >>> fixed_output_size([Step(("resize_shorter", {"size": 64}), "cpu"), Step(("center_crop", {"size": [48, 40]}), "cpu")], "cpu")
+        (48, 40)
+        >>> fixed_output_size([Step(("resize_shorter", {"size": 64}), "cpu")], "cpu") is None
+        True
+    """
+    tail = list(steps)
+    while tail and len(_registered_steps(tail[-1:])) == 1:  # walk back over the registered steps
+        tail.pop()
+    tail = list(steps)[len(tail):]
+    if not tail:
+        return None
+    try:
+        sizes = {tuple(_probe(tail, device, extra).shape[:2]) for extra in ((0, 0), (24, 56))}
+    except ValueError:
+        return None  # the steps do not fit a probe: the size is judged per item
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 # --------------------------------------------------------------------------- output rule

@@ -8,7 +8,7 @@ Pipeline passes in how to start its stages, so this module knows nothing of it.
 
 Example:
     >>> import gpuimg
-    >>> it = gpuimg.Pipeline([], device="cpu").batches([], 8)
+    >>> it = gpuimg.Pipeline([], device="cpu").batches([], 8, size=(8, 8))
     >>> list(it)
     []
 """
@@ -101,7 +101,7 @@ class TensorIterator:
 
     Example:
         >>> import gpuimg
-        >>> with gpuimg.Pipeline([], device="cpu").batches([], 4) as it:
+        >>> with gpuimg.Pipeline([], device="cpu").batches([], 4, size=(8, 8)) as it:
         ...     list(it), it.failures
         ([], [])
     """

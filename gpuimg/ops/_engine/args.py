@@ -11,7 +11,7 @@ import numpy as np
 from ...errors import check_choice
 from ...image import Image, ImageBatch
 
-__all__ = ["Source", "check_src", "uniform_channels", "per_sample", "number", "numbers", "check_range", "BORDERS", "check_border"]
+__all__ = ["Source", "as_source", "is_array_like", "check_src", "uniform_channels", "per_sample", "number", "numbers", "check_range", "BORDERS", "check_border"]
 
 Source = Image | ImageBatch
 
@@ -31,10 +31,47 @@ def check_border(border: Any, name: str = "border") -> int:
     return _BORDER_CODE[check_choice(border, name, BORDERS, "a border mode")]
 
 
+def is_array_like(value: Any) -> bool:
+    """Whether ``value`` is an array an Image can wrap without a copy (NumPy, CuPy, torch,
+    JAX, Numba: anything exposing the array interface, ``__cuda_array_interface__`` or
+    ``__dlpack__``); lists and scalars are not.
+
+    Example:
+        >>> is_array_like(np.zeros((2, 2))), is_array_like([[0, 0]])
+        (True, False)
+    """
+    return isinstance(value, np.ndarray) or any(
+        hasattr(value, attr) for attr in ("__cuda_array_interface__", "__dlpack__", "__array_interface__"))
+
+
+def as_source(value: Any, name: str = "src") -> Any:
+    """``value`` as an op source: an array in HWC (or HW for gray) wrapped zero-copy by
+    :meth:`Image.from_array` (the op's result is then an Image); anything else unchanged
+    (:func:`check_src` judges it). ValueError naming ``name`` for a layout that cannot be
+    wrapped (a CHW tensor gets how to pass it channel-last).
+
+    Example:
+        >>> a = np.zeros((4, 6, 3), np.uint8)
+        >>> img = as_source(a); img.shape, img.array.base is not None
+        ((4, 6, 3), True)
+        >>> as_source(np.zeros((3, 32, 48), np.uint8), "dst")
+        Traceback (most recent call last):
+        ...
+        ValueError: dst: array of shape (3, 32, 48) looks channel-first (CHW: ...
+    """
+    if isinstance(value, Image | ImageBatch) or not is_array_like(value):
+        return value
+    try:
+        return Image.from_array(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None, dtypes: Sequence[Any] | None = None) -> None:
     """Raise a clear TypeError/ValueError unless ``src`` is an Image/ImageBatch that fits."""
     if not isinstance(src, Image | ImageBatch):
-        raise TypeError(f"{name} must be a gpuimg.Image or ImageBatch, got {type(src).__name__}")
+        raise TypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
+                        f"torch tensor, got {type(src).__name__}")
     if dtypes is not None and src.dtype not in [np.dtype(d) for d in dtypes]:
         allowed = [np.dtype(d).name for d in dtypes]
         raise ValueError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}")

@@ -63,41 +63,131 @@ def _unpremultiply(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _round_half_up(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The kernel's ``round_row``: Pillow's rounding (half up), saturated to the pixel type."""
+    """The kernel's ``round_row``: Pillow's rounding (half up), saturated to the pixel type,
+    in place (``values`` is this module's own float32 intermediate)."""
     info = np.iinfo(dtype)
-    return np.clip(np.floor(values + np.float32(0.5)), info.min, info.max).astype(np.float32)
+    np.add(values, np.float32(0.5), out=values)
+    np.floor(values, out=values)
+    return np.clip(values, info.min, info.max, out=values)
+
+
+# Output rows (or columns) per dense band of weights: 32 keeps the zeros a band multiplies
+# small while each matrix product is still large enough for BLAS (BENCHMARKS.md, CPU path).
+_BAND = 32
+
+
+# OpenBLAS runs a product on one thread below m * n * k = 65536 * 4; above it, its threads
+# and the pipeline's own (decode, encode: the CPU path's parallelism) oversubscribe the
+# cores and OpenBLAS's spinning threads made a CPU pipeline 3x slower (BENCHMARKS.md).
+_ONE_THREAD_MNK = 65536 * 4
+
+
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = a @ b`` in pieces small enough for BLAS to run each on one thread:
+    the rows of ``a`` (or the columns of ``b``, whichever is longer) split into chunks.
+
+    Example:
+        >>> a, b = np.ones((300, 40), np.float32), np.ones((40, 50), np.float32)
+        >>> out = np.empty((300, 50), np.float32); _matmul(a, b, out); float(out[299, 49])
+        40.0
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if m >= n:
+        step = max(1, _ONE_THREAD_MNK // max(1, n * k))
+        for r in range(0, m, step):
+            np.matmul(a[r : r + step], b, out=out[r : r + step])
+    else:
+        step = max(1, _ONE_THREAD_MNK // max(1, m * k))
+        for c in range(0, n, step):
+            np.matmul(a, b[:, c : c + step], out=out[:, c : c + step])
+
+
+def _band(starts: np.ndarray, weights: np.ndarray, j0: int, j1: int) -> tuple[int, int, np.ndarray]:
+    """Outputs ``j0:j1`` of a resampling axis as a dense (j1 - j0, b - a) weight matrix over
+    source positions ``a:b``: output j reads ``starts[j] .. starts[j] + taps - 1``.
+
+    Example:
+        >>> _band(np.array([0, 2]), np.array([[0.5, 0.5], [1.0, 0.0]], np.float32), 0, 2)
+        (0, 4, array([[0.5, 0.5, 0. , 0. ],
+               [0. , 0. , 1. , 0. ]], dtype=float32))
+    """
+    taps = weights.shape[1]
+    s = starts[j0:j1].astype(np.int64)
+    a, b = int(s.min()), int(s.max()) + taps
+    band = np.zeros((j1 - j0, b - a), np.float32)
+    band[np.arange(j1 - j0)[:, None], s[:, None] - a + np.arange(taps)] = weights[j0:j1]
+    return a, b, band
+
+
+def _along_rows(x: np.ndarray, starts: np.ndarray, weights: np.ndarray, dense: bool) -> np.ndarray:
+    """Resample the rows of the 2-D float32 ``x`` (N, M): output row j sums ``weights[j, k] *
+    x[starts[j] + k]``. ``dense``: as matrix products of weight bands (BLAS; one source row
+    read once per band), else tap by tap (where a zero weight must not meet an inf or NaN)."""
+    count = weights.shape[0]
+    if not dense:
+        out = np.zeros((count, x.shape[1]), np.float32)
+        for k in range(weights.shape[1]):
+            out += weights[:, k][:, None] * x[starts + k]
+        return out
+    out = np.empty((count, x.shape[1]), np.float32)
+    for j0 in range(0, count, _BAND):
+        j1 = min(j0 + _BAND, count)
+        a, b, band = _band(starts, weights, j0, j1)
+        _matmul(band, x[a:b], out[j0:j1])
+    return out
+
+
+def _along_columns(x: np.ndarray, starts: np.ndarray, weights: np.ndarray, channels: int, dense: bool) -> np.ndarray:
+    """Resample the pixels of the rows of ``x`` (N, W * channels) (interleaved channels), as
+    :func:`_along_rows` along the other axis: each band is the weight matrix times the
+    identity of the channels (``kron``), so no transposed copy of the image is made."""
+    count = weights.shape[0]
+    if not dense:
+        pixels = x.reshape(x.shape[0], -1, channels)
+        out = np.zeros((x.shape[0], count, channels), np.float32)
+        for k in range(weights.shape[1]):
+            out += weights[:, k][None, :, None] * pixels[:, starts + k]
+        return out.reshape(x.shape[0], count * channels)
+    out = np.empty((x.shape[0], count * channels), np.float32)
+    eye = np.eye(channels, dtype=np.float32)
+    for j0 in range(0, count, _BAND):
+        j1 = min(j0 + _BAND, count)
+        a, b, band = _band(starts, weights, j0, j1)
+        _matmul(x[:, a * channels : b * channels], np.kron(band.T, eye), out[:, j0 * channels : j1 * channels])
+    return out
 
 
 def _resample_numpy(arr: np.ndarray, plan: Plan, i: int, out_shape: tuple[int, int, int], fill: np.ndarray) -> np.ndarray:
     """The kernel's arithmetic in float32: rows first (rounded if asked), then columns;
-    4 channels premultiplied before and divided after when the plan says so."""
+    4 channels premultiplied before and divided after when the plan says so. The sums run
+    as BLAS matrix products of weight bands (their order differs from the kernel's by
+    float32 rounding: at most one level after rounding), tap by tap for premultiplied
+    RGBA and for float images with inf or NaN (where a band's zero weights would make NaN
+    of them)."""
     xs_off, xw_off, nx, ys_off, yw_off, ny, round_rows, alpha, y0, x0, rh, rw = (int(v) for v in plan.meta[i])
     sx = plan.starts[xs_off : xs_off + rw]
     wx = plan.weights[xw_off : xw_off + rw * nx].reshape(rw, nx)
     sy = plan.starts[ys_off : ys_off + rh]
     wy = plan.weights[yw_off : yw_off + rh * ny].reshape(rh, ny)
-    premultiplied = alpha == 1 and arr.shape[2] == 4
-    src = _premultiply(arr) if premultiplied else arr.astype(np.float32)
-    if round_rows == 2:  # vertical first: the same arithmetic on the transposed image
-        cols = np.zeros((rh, arr.shape[1], arr.shape[2]), np.float32)
-        for k in range(ny):
-            cols += wy[:, k][:, None, None] * src[sy + k]
-        cols = _round_half_up(cols, arr.dtype)
-        acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
-        for k in range(nx):
-            acc += wx[:, k][None, :, None] * cols[:, sx + k]
-        acc = _round_half_up(acc, arr.dtype)
-        return _place(_unpremultiply(acc, arr.dtype) if premultiplied else acc, out_shape, (y0, x0, rh, rw), fill)
-    rows = np.zeros((arr.shape[0], rw, arr.shape[2]), np.float32)
-    for k in range(nx):
-        rows += wx[:, k][None, :, None] * src[:, sx + k]
-    if round_rows:
-        rows = _round_half_up(rows, arr.dtype)
-    acc = np.zeros((rh, rw, arr.shape[2]), np.float32)
-    for k in range(ny):
-        acc += wy[:, k][:, None, None] * rows[sy + k]
-    if round_rows:
-        acc = _round_half_up(acc, arr.dtype)
+    height, width, channels = arr.shape
+    premultiplied = alpha == 1 and channels == 4
+    src = (_premultiply(arr) if premultiplied else arr.astype(np.float32)).reshape(height, width * channels)
+    # Premultiplied colour is divided by alpha afterwards, which magnifies a one-level
+    # difference of the sum order (up to 4 levels against Pillow where alpha is near 128):
+    # RGBA keeps the kernel's order, tap by tap.
+    dense = not premultiplied and (arr.dtype.kind != "f" or bool(np.isfinite(src).all()))
+    if round_rows == 2:  # vertical first (Pillow's order for these plans)
+        cols = _round_half_up(_along_rows(src, sy, wy, dense), arr.dtype)
+        acc = _round_half_up(_along_columns(cols, sx, wx, channels, dense), arr.dtype)
+    else:
+        rows = _along_columns(src, sx, wx, channels, dense)
+        if round_rows:
+            rows = _round_half_up(rows, arr.dtype)
+        acc = _along_rows(rows, sy, wy, dense)
+        if round_rows:
+            acc = _round_half_up(acc, arr.dtype)
+    acc = acc.reshape(rh, rw, channels)
     return _place(_unpremultiply(acc, arr.dtype) if premultiplied else acc, out_shape, (y0, x0, rh, rw), fill)
 
 

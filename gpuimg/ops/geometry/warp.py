@@ -111,7 +111,20 @@ def _source() -> str:
 
 
 def _remap_numpy(arr: np.ndarray, coef: np.ndarray, out_hw: tuple[int, int], border: str, fill: np.ndarray) -> np.ndarray:
+    """The index map on the CPU (a copy, never a view: ``out`` may be ``arr``). Crops, flips
+    and pads map rows and columns apart: one row index and one column index per output
+    line then, and a single gather of the outer product (no per-pixel index grids)."""
     h, w = out_hw
+    if coef[1] == 0 and coef[3] == 0:
+        sy = border_index(coef[0] * np.arange(h) + coef[2], arr.shape[0], border)
+        sx = border_index(coef[4] * np.arange(w) + coef[5], arr.shape[1], border)
+        result = arr[np.ix_(np.maximum(sy, 0), np.maximum(sx, 0))]
+        rows_out, cols_out = sy < 0, sx < 0
+        if rows_out.any() or cols_out.any():
+            value = store_numpy(fill[: arr.shape[2]], arr.dtype)
+            result[rows_out] = value
+            result[:, cols_out] = value
+        return result
     yy, xx = np.mgrid[0:h, 0:w]
     sy = border_index(coef[0] * yy + coef[1] * xx + coef[2], arr.shape[0], border)
     sx = border_index(coef[3] * yy + coef[4] * xx + coef[5], arr.shape[1], border)
