@@ -259,16 +259,13 @@ def test_discovery_globs_and_list_file(tree: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def uncapped(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CPU batches as large as asked (the batching logic, tested on the CPU, is the GPU's)."""
-    from gpuimg.pipeline import api
-
-    monkeypatch.setattr(api, "CPU_BATCH_SIZE", 10**6)
+def uncapped() -> PipelineConfig:
+    """A config whose CPU batches are as large as asked (the batching logic, tested on the
+    CPU, is the GPU's)."""
+    return PipelineConfig(cpu_batch_size=10**6)
 
 
 def test_cpu_batches_are_small_so_progress_moves_per_image(tree: Path, tmp_path: Path) -> None:
-    from gpuimg.pipeline.api import CPU_BATCH_SIZE
-
     sizes: list[int] = []
     done: list[int] = []
 
@@ -277,18 +274,18 @@ def test_cpu_batches_are_small_so_progress_moves_per_image(tree: Path, tmp_path:
         return batch
 
     Pipeline([record], device="cpu").run(tree, tmp_path / "o", batch_size=64, progress=lambda d, t: done.append(d))
-    assert max(sizes) <= CPU_BATCH_SIZE == 2 and sum(sizes) == len(GOOD)
+    assert max(sizes) <= PipelineConfig().cpu_batch_size == 2 and sum(sizes) == len(GOOD)
     assert done == list(range(1, len(GOOD) + len(BAD) + 1))
 
 
-def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path, uncapped: None) -> None:
+def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path, uncapped: PipelineConfig) -> None:
     sizes: list[int] = []
 
     def record(batch):
         sizes.append(len(batch))
         return batch
 
-    pipe = Pipeline([record], device="cpu")
+    pipe = Pipeline([record], config=uncapped, device="cpu")
     pipe.run(tree, tmp_path / "a", batch_size=4)
     assert sizes and max(sizes) <= 4 and sum(sizes) == len(GOOD)
     sizes.clear()
@@ -296,7 +293,7 @@ def test_batches_respect_count_and_bytes(tree: Path, tmp_path: Path, uncapped: N
     assert max(sizes) <= 2 and sum(sizes) == len(GOOD)
 
 
-def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path, uncapped: None) -> None:
+def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path, uncapped: PipelineConfig) -> None:
     seen: list[int] = []
 
     def picky(batch):
@@ -305,12 +302,12 @@ def test_out_of_memory_splits_the_batch(tree: Path, tmp_path: Path, uncapped: No
             raise MemoryError("out of memory (simulated)")
         return batch
 
-    summary = Pipeline([picky], device="cpu").run(tree, tmp_path / "o", batch_size=6)
+    summary = Pipeline([picky], config=uncapped, device="cpu").run(tree, tmp_path / "o", batch_size=6)
     assert summary.processed == len(GOOD) and seen.count(1) == len(GOOD)
 
 
 def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       uncapped: None) -> None:
+                                                       uncapped: PipelineConfig) -> None:
     real = pipeline_codecs.decode_items
 
     def small_only(decoder, items, out, stream):
@@ -319,7 +316,7 @@ def test_out_of_memory_while_decoding_splits_the_batch(tree: Path, tmp_path: Pat
         return real(decoder, items, out, stream)
 
     monkeypatch.setattr(pipeline_codecs, "decode_items", small_only)
-    summary = Pipeline([], device="cpu").run(tree, tmp_path / "o", batch_size=8)
+    summary = Pipeline([], config=uncapped, device="cpu").run(tree, tmp_path / "o", batch_size=8)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
 
 

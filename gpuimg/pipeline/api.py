@@ -58,14 +58,9 @@ from .sinks import FileSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "CPU_BATCH_SIZE"]
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
-# On the CPU the ops run image by image, so a batch buys nothing there: batches of two keep
-# decode, process and encode overlapped (22 img/s against 15 with 64 on 2 cores) and the
-# progress moving per image (BENCHMARKS.md, CPU path). (A PipelineConfig field when
-# config.py is next opened.)
-CPU_BATCH_SIZE = 2
 
 
 class Pipeline:
@@ -160,7 +155,7 @@ class Pipeline:
         (``tqdm.auto``: a widget in a notebook, text in a terminal); a callable
         ``progress(done, total)`` is called from the calling thread after each finished
         item instead; False/None: nothing. On the CPU a batch holds at most
-        :data:`CPU_BATCH_SIZE` images whatever ``batch_size`` says. ``readers``/``writers``: threads
+        ``config.cpu_batch_size`` images whatever ``batch_size`` says. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None:
@@ -196,7 +191,7 @@ class Pipeline:
                            keep=[j.src for j in jobs])
         todo = self._triage(jobs, resume, summary)
         if self.device == "cpu":
-            batch_size = min(batch_size, CPU_BATCH_SIZE)
+            batch_size = min(batch_size, self.config.cpu_batch_size)
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too

@@ -70,6 +70,10 @@ class PipelineConfig:
     no hint; the decoder then grows its buffers batch by batch). ``isolation``: how the
     CPU codecs are contained (:class:`gpuimg.codec.isolation.Isolation`: time and memory
     limits of the child process; ``Isolation(enabled=False)`` runs them in this process).
+    ``cpu_batch_size``: the most images a batch holds on the CPU device, whatever a run's
+    ``batch_size`` says: the CPU ops run image by image, so a batch buys nothing there, and
+    batches of two keep decode, process and encode overlapped and the progress moving per
+    image (BENCHMARKS.md, "CPU path").
 
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
@@ -86,6 +90,7 @@ class PipelineConfig:
     worker_min_run_bytes: int = 2 << 30
     worker_min_file_bytes: int = 0
     prestart_workers: bool = True
+    cpu_batch_size: int = 2
     worker_read_threads: int = 4
     worker_start_timeout_s: float = 120.0
     encoder_threads: int = 4
@@ -95,7 +100,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
-                          ("worker_min_file_bytes", 0),
+                          ("worker_min_file_bytes", 0), ("cpu_batch_size", 1),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
