@@ -55,14 +55,6 @@ def make_jpegs(count: int) -> list[bytes]:
     return [files[i % len(files)] for i in range(count)]
 
 
-def _sync(device: str) -> Callable[[], None]:
-    if device != "cuda":
-        return lambda: None
-    import cupy
-
-    return cupy.cuda.Device().synchronize
-
-
 def _raw_codecs(device: str) -> tuple[Any, Any]:
     from nvidia import nvimgcodec as nv
 
@@ -92,7 +84,7 @@ def bench_decode(results: harness.Results, args: Any, device: str, files: list[b
     from nvidia import nvimgcodec as nv
 
     n = len(files)
-    sync = _sync(device)
+    sync = harness.synchronizer(device)
     t = lambda fn: harness.time_host(fn, warmup=3, repeat=args.repeat, sync=sync)  # noqa: E731
     raw_dec, _ = _raw_codecs(device)
     dec = Decoder(device)
@@ -121,7 +113,7 @@ def bench_encode(results: harness.Results, args: Any, device: str, files: list[b
     from nvidia import nvimgcodec as nv
 
     n = len(files)
-    sync = _sync(device)
+    sync = harness.synchronizer(device)
     t = lambda fn: harness.time_host(fn, warmup=3, repeat=args.repeat, sync=sync)  # noqa: E731
     raw_dec, raw_enc = _raw_codecs(device)
     batch = Decoder(device).decode_batch(files).images
@@ -148,12 +140,12 @@ def bench_encode(results: harness.Results, args: Any, device: str, files: list[b
 def _steady_state(results: harness.Results, name: str, fn: Callable[[], Any], device: str, calls: int = 10) -> None:
     """gpuimg allocations and CuPy pool growth over ``calls`` calls after a warm-up."""
     fn()
-    _sync(device)()
+    harness.synchronizer(device)()
     pool = _pool_used(device)
     gpuimg.reset_memory_stats()
     for _ in range(calls):
         fn()
-    _sync(device)()
+    harness.synchronizer(device)()
     allocations = gpuimg.memory_stats()["allocations"]
     grown = _pool_used(device) - pool
     results.add(f"{name}: gpuimg allocations in {calls} calls after warm-up", allocations, "allocations",

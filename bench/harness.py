@@ -229,6 +229,19 @@ def copy_time(nbytes_or_array: int | Any, *, warmup: int = 3, repeat: int = 20,
 _TIME_UNITS = {"s", "ms", "us", "ns", "x copy"}
 
 
+def synchronizer(device: str) -> Callable[[], None]:
+    """A function that waits for ``device``'s queued work (a no-op on the CPU).
+
+    >>> synchronizer("cpu")() is None
+    True
+    """
+    if device != "cuda":
+        return lambda: None
+    import cupy
+
+    return cupy.cuda.Device().synchronize
+
+
 def process_wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of ``cmd`` run as a new process, from its start to its exit (what a
     user waits for); the checkout and bench/ lead PYTHONPATH unless ``env`` is given.

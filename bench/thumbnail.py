@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # import gpuimg from the checkout
@@ -58,14 +58,6 @@ def make_files(count: int, size: tuple[int, int]) -> list[bytes]:
         big.save(buf, "JPEG", quality=QUALITY, **({"icc_profile": P3_PROFILE} if k % 2 else {}))
         files.append(buf.getvalue())
     return [files[i % len(files)] for i in range(count)]
-
-
-def _sync(device: str) -> Callable[[], None]:
-    if device != "cuda":
-        return lambda: None
-    import cupy
-
-    return cupy.cuda.Device().synchronize
 
 
 def pillow_thumbnail(data: bytes, box: int) -> bytes:
@@ -106,7 +98,7 @@ def run(results: harness.Results, args: Any) -> None:
     device = "cuda" if harness.gpu_available() else "cpu"
     files = make_files(args.count, args.size)
     box, n = args.box, len(files)
-    sync = _sync(device)
+    sync = harness.synchronizer(device)
     t = lambda fn, s=sync: harness.time_host(fn, warmup=1 if args.quick else 3, repeat=args.repeat, sync=s)  # noqa: E731
     enc = Encoder(device)
 
