@@ -137,13 +137,13 @@ def test_gpu_matches_numpy_twin(gpu):
     assert launch_stats()["count"] == 1  # one launch for the batch
     for g, w in zip(got.numpy(), want.numpy()):
         assert np.abs(g.astype(int) - w).max() <= 1
-    single = convert_colorspace(gpuimg.Image.from_array(imgs[0], device="cuda"), profile=P3_PROFILE)
+    single = convert_colorspace(gpuimg.Image.from_array(imgs[0]).to("cuda"), profile=P3_PROFILE)
     assert np.abs(single.numpy().astype(int) - want[0].numpy()).max() <= 1
 
 
 def test_gpu_rgba_and_in_place(gpu):
     rgba = RNG.integers(0, 256, (20, 30, 4), np.uint8)
-    img = gpuimg.Image.from_array(rgba, device="cuda")
+    img = gpuimg.Image.from_array(rgba).to("cuda")
     convert_colorspace(img, profile=P3_PROFILE, out=img)
     want = apply_lut_numpy(rgba, profile_lut(P3_PROFILE))
     assert np.abs(img.numpy().astype(int) - want).max() <= 1
@@ -239,6 +239,6 @@ def test_uint16_interpolates_between_the_8bit_levels():
 def test_gpu_uint16_matches_numpy_twin(gpu):
     pixels16 = RNG.integers(0, 65536, (40, 50, 4), np.uint16)
     want = apply_lut_numpy(pixels16, profile_lut(ADOBE_PROFILE)).astype(np.int64)
-    got = convert_colorspace(gpuimg.Image.from_array(pixels16, device="cuda"), profile=ADOBE_PROFILE)
+    got = convert_colorspace(gpuimg.Image.from_array(pixels16).to("cuda"), profile=ADOBE_PROFILE)
     assert got.dtype == np.uint16
     assert np.abs(got.numpy().astype(np.int64) - want).max() <= 1
