@@ -51,6 +51,8 @@ def _cuda_probe() -> tuple[bool, str]:
         import cupy
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] == "cupy":  # a plain install: the GPU path is an extra
+            if _driver_cuda_version() is None:  # the root cause first: CuPy alone would not help
+                return False, f"{no_gpu_reason('', None, None)}, and {CUPY_MISSING}"
             return False, CUPY_MISSING
         return False, f"CuPy cannot be imported ({exc})"
     except Exception as exc:  # a broken CUDA install raising at import
