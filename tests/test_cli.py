@@ -319,3 +319,26 @@ def test_process_command_does_not_start_workers_for_a_later_run():
     from gpuimg import cli
 
     assert cli._make_pipeline([], "cpu").config.prestart_workers is False
+
+
+def test_info_prints_metadata(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """``gpuimg info`` says what metadata a file carries: the ICC profile's description,
+    the usual EXIF tags and whether there is a location, the XMP packet."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    ex = PILImage.new("RGB", (1, 1)).getexif()
+    ex[0x010F], ex[0x0110] = "ACME", "Phone 9"
+    ex.get_ifd(0x8825)[2] = (1.0, 2.0, 3.0)  # GPSLatitude: a location
+    photo = tmp_path / "p.jpg"
+    PILImage.new("RGB", (8, 6), (10, 20, 30)).save(photo, icc_profile=srgb, exif=ex, xmp=b"<x:xmpmeta/>")
+    assert cli.main(["info", str(photo), "--json"]) == cli.EXIT_OK
+    row = json.loads(capsys.readouterr().out)
+    assert row["icc"] and "sRGB" in row["icc"]
+    assert row["exif"]["Make"] == "ACME" and row["exif"]["Model"] == "Phone 9" and row["exif"]["gps"] is True
+    assert row["xmp"] == "12 characters"
+    assert cli.main(["info", str(photo)]) == cli.EXIT_OK
+    line = capsys.readouterr().out
+    assert "exif (Make ACME, Model Phone 9" in line and "gps True" in line and "icc " in line
+    assert cli.main(["info", str(ASSETS / "chelsea.jpg"), "--json"]) == cli.EXIT_OK
+    assert "exif" not in json.loads(capsys.readouterr().out)  # none there: nothing said
