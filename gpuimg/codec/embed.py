@@ -30,7 +30,7 @@ from . import exif as exif_mod
 from . import tiff_ifd
 from .metadata import JPEG_EXIF, JPEG_ICC, JPEG_XMP, KEEP, PNG_XMP_KEYWORD, Metadata
 
-__all__ = ["embed", "for_output", "ICC_SEGMENT_BYTES"]
+__all__ = ["embed", "stores_metadata", "for_output", "ICC_SEGMENT_BYTES"]
 
 ICC_SEGMENT_BYTES = 65519  # 65535 - 2 (length) - 12 ("ICC_PROFILE\0") - 2 (sequence, count)
 _SEGMENT_MAX = 65533  # a JPEG segment's payload after its 2-byte length
@@ -70,6 +70,16 @@ _XMP_ORIENTATION = re.compile(r'(tiff:Orientation\s*=\s*["\'])[1-8](["\'])|(<tif
 
 def _upright(m: re.Match) -> str:
     return f"{m.group(1)}1{m.group(2)}" if m.group(1) else f"{m.group(3)}1{m.group(4)}"
+
+
+def stores_metadata(codec: str) -> bool:
+    """Whether :func:`embed` can put metadata into ``codec``'s files.
+
+    Example:
+        >>> stores_metadata("jpeg"), stores_metadata("bmp")
+        (True, False)
+    """
+    return codec in _WRITERS
 
 
 def embed(data: Any, codec: str, meta: Metadata | None, *, has_alpha: bool = False) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from ..image import Image, ImageBatch
@@ -41,12 +40,7 @@ def attach_metadata(batch: ImageBatch, items: list[Item], needed: bool = True) -
     thread that feeds the GPU: each image says None and the sink reads the file's own.
     Set either way: a reused decode slot holds an earlier batch's."""
     for img, item in zip(batch, items):
-        source = item.source
-        if source is None or not needed:
-            img.metadata = None
-            continue
-        meta = source.metadata
-        img.metadata = replace(meta, orientation_applied=True) if source.orientation != 1 and not meta.empty else meta
+        img.metadata = item.decoded_metadata() if needed else None
 
 
 class Processor:

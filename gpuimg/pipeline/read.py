@@ -13,7 +13,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..codec import ParsedSource, parse
 from ..codec.decoder import unchanged_layout
@@ -39,6 +40,20 @@ class Item:
     shape: tuple[int, int, int] = (0, 0, 0)
     source: ParsedSource | None = None
     nbytes: int = 0
+
+    def decoded_metadata(self) -> Any:
+        """The file's metadata (:class:`~gpuimg.codec.metadata.Metadata`, read on first
+        use) as its decoded pixels stand: marked as turned upright where the decode applied
+        an EXIF orientation (an output then says Orientation 1); None without a source.
+
+        Example:
+            >>> Item(None).decoded_metadata() is None
+            True
+        """
+        if self.source is None:
+            return None
+        meta = self.source.metadata
+        return replace(meta, orientation_applied=True) if self.source.orientation != 1 and not meta.empty else meta
 
 
 class ItemError(Exception):

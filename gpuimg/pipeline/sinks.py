@@ -18,7 +18,6 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from ..codec import embed, formats
@@ -62,16 +61,11 @@ def with_metadata(item: Item, data: bytes, fmt: formats.Format, keep: str, shape
         >>> with_metadata(Item(None), b"BM..", formats.lookup("bmp"), "all", (8, 8, 3))
         b'BM..'
     """
-    source = item.source
-    if keep == "none" or fmt.name not in ("jpeg", "png", "webp", "tiff"):
+    if keep == "none" or not embed.stores_metadata(fmt.name):
         return data
     if meta is None:
-        if source is None:
-            return data
-        meta = source.metadata
-        if source.orientation != 1 and not meta.empty:
-            meta = replace(meta, orientation_applied=True)
-    if meta.empty:
+        meta = item.decoded_metadata()
+    if meta is None or meta.empty:
         return data
     return embed.embed(data, fmt.name, embed.for_output(meta, keep, shape[:2]), has_alpha=shape[2] in (2, 4))
 
@@ -257,13 +251,13 @@ class WorkerSink:
         """Put the item's metadata into the file the worker wrote: ("ok", bytes written)
         or ("encode", the error)."""
         shape, meta = image
-        carried = meta if meta is not None else item.source.metadata if item.source is not None else None
+        carried = meta if meta is not None else item.decoded_metadata()
         if carried is None or carried.empty:
             return "ok", nbytes  # nothing to add: the worker's file stays as written
         try:
             with open(item.job.dst, "rb") as f:
                 data = f.read()
-            out = with_metadata(item, data, self.format, self.keep, shape, meta)
+            out = with_metadata(item, data, self.format, self.keep, shape, carried)
             return "ok", atomic_write(item.job.dst, out) if out is not data else nbytes
         except Exception as exc:
             return "encode", exc
