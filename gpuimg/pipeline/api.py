@@ -195,10 +195,11 @@ class Pipeline:
         run = Run()
         try:
             # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            sink = self._sink(run, output_format(format), int(quality), writers, todo, workers, mode, tuple(background),
+            plan = self._worker_plan(todo, workers)
+            sink = self._sink(run, output_format(format), int(quality), writers, plan, mode, tuple(background),
                               keep_metadata)
             with _progress_callback(progress, len(todo)) as report_progress:
-                self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, workers)
+                self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, plan)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -208,23 +209,26 @@ class Pipeline:
             write_report(summary, self.steps)
         return summary
 
-    def _worker(self, role: str, jobs: list[Job], workers: bool | None) -> Any:
-        """A ``role`` worker process for a run of ``jobs``, or None (see ``run`` and
-        :meth:`PipelineConfig.worker_plan`)."""
-        if workers is False or role not in self.config.worker_roles(self.device):
-            return None
-        plan = self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
-        if plan == "off":
+    def _worker_plan(self, jobs: list[Job], workers: bool | None) -> str:
+        """How a run of ``jobs`` uses the worker processes, decided once for all roles
+        (``workers``: the run's argument; see :meth:`PipelineConfig.worker_plan`)."""
+        if workers is False or not self.config.worker_roles(self.device):
+            return "off"
+        return self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
+
+    def _worker(self, role: str, plan: str) -> Any:
+        """A ``role`` worker process for a run with worker ``plan``, or None."""
+        if plan == "off" or role not in self.config.worker_roles(self.device):
             return None
         return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait", start=self.config.prestart_workers)
 
     def _sink(
-        self, run: Run, fmt: Any, quality: int, writers: int, jobs: list[Job], workers: bool | None, mode: str,
-        background: tuple, keep: str = "all",
+        self, run: Run, fmt: Any, quality: int, writers: int, plan: str, mode: str, background: tuple,
+        keep: str = "all",
     ) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
-        worker = self._worker("encode", jobs, workers)
+        worker = self._worker("encode", plan)
         if worker is not None:
             return WorkerSink(run, worker, fmt, quality, mode=mode, background=background, keep=keep)
         return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
@@ -242,8 +246,8 @@ class Pipeline:
         return todo
 
     def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
-                 summary: Summary, progress: Callable[[int, int], None] | None, workers: bool | None) -> None:
-        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, workers)
+                 summary: Summary, progress: Callable[[int, int], None] | None, plan: str) -> None:
+        threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, plan)
         total, done = len(jobs), 0
         try:
             while True:
@@ -267,9 +271,9 @@ class Pipeline:
             raise run.fatal
 
     def _start(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
-               workers: bool | None = None) -> list[threading.Thread]:
+               plan: str = "off") -> list[threading.Thread]:
         return start(run, jobs, sink, self._codecs, self._steps, batch_size, max_bytes, readers,
-                     self._worker("decode", jobs, workers))
+                     self._worker("decode", plan))
 
     # ----------------------------------------------------------------- ML exit
     def batches(
@@ -319,7 +323,7 @@ class Pipeline:
 
         def start_stages(run: Run, sink: Any) -> list[threading.Thread]:
             # Fixed batch sizes for training: batches are formed by count only.
-            return self._start(run, jobs, sink, batch_size, 2**62, readers, workers)
+            return self._start(run, jobs, sink, batch_size, 2**62, readers, self._worker_plan(jobs, workers))
 
         return TensorIterator(start_stages, self.device, batch_size, size, mean, std, prefetch)
 
