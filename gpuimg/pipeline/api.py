@@ -54,7 +54,7 @@ from .config import PipelineConfig
 from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
-from .sinks import FileSink, WorkerSink
+from .sinks import FileSink, JoiningSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
@@ -159,8 +159,9 @@ class Pipeline:
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None:
-        chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`;
-        False: everything in this process).
+        chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`:
+        a long run starts them and they join it once started; False: everything in this
+        process).
         Ctrl-C stops the run cleanly:
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
@@ -181,6 +182,7 @@ class Pipeline:
             raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
         OutputRule(output_format(format), mode, tuple(background))  # ValueError before anything runs
         check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
+        self._codecs.prewarm()  # the decoder's first decode overlaps the planning and the first reads
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
@@ -217,9 +219,14 @@ class Pipeline:
         return self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
 
     def _worker(self, role: str, plan: str) -> Any:
-        """A ``role`` worker process for a run with worker ``plan``, or None."""
+        """A ``role`` worker process for a run with worker ``plan``: a Worker, a
+        :class:`~gpuimg.pipeline.workers.Joining` (plan "join" and none is ready yet: it
+        joins the run once started), or None."""
         if plan == "off" or role not in self.config.worker_roles(self.device):
             return None
+        if plan == "join":
+            joining = worker_pool.Joining(role, _device_id(), self.config)
+            return joining.ready() or joining
         return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait", start=self.config.prestart_workers)
 
     def _sink(
@@ -229,9 +236,14 @@ class Pipeline:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
         worker = self._worker("encode", plan)
-        if worker is not None:
+
+        def remote(worker: Any) -> WorkerSink:
             return WorkerSink(run, worker, fmt, quality, mode=mode, background=background, keep=keep)
-        return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
+
+        if isinstance(worker, worker_pool.Worker):
+            return remote(worker)
+        local = FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
+        return local if worker is None else JoiningSink(local, worker, remote)
 
     def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
         todo = []
@@ -319,6 +331,7 @@ class Pipeline:
             if size is None:
                 raise ValueError("batches() needs size=(height, width): the steps' output size depends on the input "
                                  f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
+        self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
 
         def start_stages(run: Run, sink: Any) -> list[threading.Thread]:

@@ -51,6 +51,13 @@ def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = Non
     return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation)
 
 
+def _uses_hardware_decoder(config: PipelineConfig) -> bool:
+    """Whether ``config.decode_backends`` may include nvJPEG's hardware decoder (an
+    ``nvimgcodec.Backend`` object is taken to, whatever its kind)."""
+    names = [b[0] if isinstance(b, tuple) else b for b in (config.decode_backends or ())]
+    return any(not isinstance(n, str) or n == "hw" for n in names)
+
+
 def new_encoder(device: str, config: PipelineConfig) -> Encoder:
     """The pipeline's Encoder: ``config.encoder_threads`` CPU threads (a few encode the
     pipeline's batches faster than one per core).
@@ -101,10 +108,37 @@ class CodecPool:
         self._free: dict[str, list[Any]] = {"decode": [], "encode": []}
         self._lock = threading.Lock()
         self.gate: Any = threading.Lock() if config.serialize_codecs else contextlib.nullcontext()
+        self._warming: threading.Thread | None = None
+
+    def prewarm(self) -> None:
+        """On a GPU, make a decoder and pay its first decode (:meth:`Decoder.warm_up`, about
+        a second) on a background thread, while the run plans its jobs and reads its first
+        files; the first decode lane then takes it. Once per pool; nothing on the CPU, and
+        nothing where the backends include the hardware decoder (its buffers are sized from
+        the first batch instead, see :func:`new_decoder`)."""
+        if self.device != "cuda" or self._warming is not None or _uses_hardware_decoder(self.config):
+            return
+
+        def warm() -> None:
+            try:
+                decoder = new_decoder(self.device, self.config).warm_up()
+            except Exception:  # noqa: BLE001 - the lane makes its own and meets the error there
+                return
+            with self._lock:
+                self._free["decode"].append(decoder)
+
+        # Not a daemon: the interpreter's exit waits for it rather than tearing nvImageCodec
+        # down under a decode in flight.
+        self._warming = threading.Thread(target=warm, name="gpuimg-decoder-warm-up")
+        self._warming.start()
 
     def take(self, kind: str, shapes: list[tuple[int, int, int]] | None = None) -> Any:
         """A kept codec of ``kind`` ("decode"/"encode"), or a new one (a new decoder is
-        sized for ``shapes``, the first batch's: see :func:`size_hint`)."""
+        sized for ``shapes``, the first batch's: see :func:`size_hint`). A decoder being
+        warmed up (:meth:`prewarm`) is waited for: a second new one would pay the same start."""
+        warming = self._warming
+        if kind == "decode" and warming is not None and warming.is_alive():
+            warming.join()
         with self._lock:
             if self._free[kind]:
                 return self._free[kind].pop()

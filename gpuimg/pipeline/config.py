@@ -56,8 +56,9 @@ class PipelineConfig:
     Whether a run uses them (``workers=None``, the default) comes from its data: only
     when its inputs average at least ``worker_min_file_bytes`` (0: measured to help or
     tie on every dataset class, BENCHMARKS.md), and then a run whose inputs total at
-    least ``worker_min_run_bytes`` waits for them to start (about 2 s, paid back only by
-    a run that long), a shorter one uses them only if they are ready and, with
+    least ``worker_min_run_bytes`` starts them and goes on without them until they are
+    ready (about 2 s), when they join it (a run shorter than their start would pay for
+    them and not use them); a shorter run uses them only if they are ready and, with
     ``prestart_workers`` (the default), starts them in the background for the next run
     of this process (the ``gpuimg`` command runs once and turns that off; workers still
     starting when the process exits are killed).
@@ -87,7 +88,7 @@ class PipelineConfig:
     serialize_codecs: bool = True
     encode_in_worker: bool = field(default_factory=lambda: worker_switch("encode"))
     decode_in_worker: bool = field(default_factory=lambda: worker_switch("decode"))
-    worker_min_run_bytes: int = 2 << 30
+    worker_min_run_bytes: int = 128 << 20
     worker_min_file_bytes: int = 0
     prestart_workers: bool = True
     cpu_batch_size: int = 2
@@ -112,19 +113,22 @@ class PipelineConfig:
 
     def worker_plan(self, count: int, mean_file_bytes: float, workers: bool | None) -> str:
         """How a run of ``count`` inputs averaging ``mean_file_bytes`` uses the worker
-        processes: "wait" (start them and wait), "ready" (use them only if started), or
-        "off"; ``workers`` is the run's argument (True: wait, False: off, None: from the data).
+        processes: "join" (start them; they join the run once ready), "wait" (start them
+        and wait), "ready" (use them only if started), or "off"; ``workers`` is the run's
+        argument (True: wait, False: off, None: from the data).
 
         Example:
             >>> cfg = PipelineConfig(worker_min_run_bytes=10**6, worker_min_file_bytes=1000)
             >>> cfg.worker_plan(500, 5000, None), cfg.worker_plan(50, 5000, None), cfg.worker_plan(500, 10, None)
-            ('wait', 'ready', 'off')
+            ('join', 'ready', 'off')
+            >>> cfg.worker_plan(50, 5000, True)
+            'wait'
         """
         if workers is not None:
             return "wait" if workers else "off"
         if mean_file_bytes < self.worker_min_file_bytes:
             return "off"
-        return "wait" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
+        return "join" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
 
     def worker_roles(self, device: str) -> list[str]:
         """The worker roles a pipeline on ``device`` uses (only on the GPU).
