@@ -166,6 +166,12 @@ def main() -> int:
             ("gpuimg process, 1 file (1080p)", _median(cli + ["process", str(src), str(out)] + ops, env,
                                                        args.repeat, clear)),
         ]
+        if args.device == "cuda":
+            no_device = ops[:ops.index("--device")] + ops[ops.index("--device") + 2:]
+            rows.append(("gpuimg process, 1 file, --device cpu", _median(
+                cli + ["process", str(src), str(out)] + no_device + ["--device", "cpu"], env, args.repeat, clear)))
+            rows.append(("gpuimg process, 1 file, no --device (gpuimg chooses)", _median(
+                cli + ["process", str(src), str(out)] + no_device, env, args.repeat, clear)))
         if args.many:
             rows.append((f"gpuimg process, {args.many} files (1080p)",
                          _median(cli + ["process", str(many), str(out)] + ops, env, max(1, args.repeat // 2), clear)))
