@@ -556,12 +556,12 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
     assert not list(out.rglob(f"*{_files.TMP_MARKER}*"))
 
 
-def test_workers_join_a_run_that_started_without_them(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_workers_join_a_run_that_started_without_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       worker_ready: str) -> None:
     """Plan "join": the run starts in this process and the workers take over once ready
     (here: after a few batches). Every output is there, byte-equal to a run without
     workers (the same decoders and encoder on both paths), and both paths were used."""
-    src = tmp_path / "in"
+    src = tmp_path / "join-in"
     src.mkdir()
     for i in range(12):
         (src / f"{i:02d}.jpg").write_bytes((ASSETS / ("chelsea.jpg", "coffee.jpg")[i % 2]).read_bytes())

@@ -111,12 +111,13 @@ class CodecPool:
         self._warming: threading.Thread | None = None
 
     def prewarm(self) -> None:
-        """On a GPU, make a decoder and pay its first decode (:meth:`Decoder.warm_up`, about
-        a second) on a background thread, while the run plans its jobs and reads its first
-        files; the first decode lane then takes it. Once per pool; nothing on the CPU, and
-        nothing where the backends include the hardware decoder (its buffers are sized from
-        the first batch instead, see :func:`new_decoder`)."""
-        if self.device != "cuda" or self._warming is not None or _uses_hardware_decoder(self.config):
+        """Make a decoder and pay its first decode (:meth:`Decoder.warm_up`: on a GPU about
+        a second of nvImageCodec start; on the CPU the start of the child process the
+        codecs run in) on a background thread, while the run plans its jobs and reads its
+        first files; the first decode lane then takes it. Once per pool; not where the
+        backends include the hardware decoder (its buffers are sized from the first batch
+        instead, see :func:`new_decoder`)."""
+        if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
             return
 
         def warm() -> None:
