@@ -15,7 +15,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..codec import Decoder, Encoder, formats
+from ..codec import Decoder, Encoder, formats, isolation
 from ..errors import EncodeError
 from .config import PipelineConfig
 
@@ -119,6 +119,8 @@ class CodecPool:
         instead, see :func:`new_decoder`)."""
         if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
             return
+        if self.device == "cpu":  # the child starts while this process imports nvImageCodec
+            isolation.prestart(0, self.config.isolation)
 
         def warm() -> None:
             try:
