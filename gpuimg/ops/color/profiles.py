@@ -24,8 +24,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -131,39 +133,57 @@ def _lut(digest: bytes, profile: bytes, intent: str) -> ProfileTable:
 def _build_lut(profile: bytes, intent: str) -> ProfileTable:
     dense = _littlecms_every_level(profile, intent)
     coarse = np.ascontiguousarray(dense[::STEP, ::STEP, ::STEP])
+    bad = _bad_cells(coarse, dense)
     cells = np.full((GRID - 1,) * 3, -1, np.int32)
-    bad = _coarse_error(coarse, dense) > 1
-    where = np.argwhere(bad)
-    cells[bad] = np.arange(len(where), dtype=np.int32)
-    blocks = np.empty((len(where), STEP + 1, STEP + 1, STEP + 1, 3), np.uint8)
-    for k, (i, j, m) in enumerate(where):
-        blocks[k] = dense[STEP * i : STEP * i + STEP + 1, STEP * j : STEP * j + STEP + 1, STEP * m : STEP * m + STEP + 1]
+    cells[bad] = np.arange(int(bad.sum()), dtype=np.int32)
+    # Every cell's (6, 6, 6) corner-inclusive block as a view; the bad ones gathered at once.
+    windows = np.lib.stride_tricks.sliding_window_view(dense, (STEP + 1,) * 3, axis=(0, 1, 2))[::STEP, ::STEP, ::STEP]
+    blocks = np.ascontiguousarray(windows[bad].transpose(0, 2, 3, 4, 1))
     return ProfileTable(coarse, cells, blocks)
 
 
-def _littlecms_every_level(profile: bytes, intent: str) -> np.ndarray:
-    """(256, 256, 256, 3) uint8: LittleCMS's transform of every 8-bit colour (about half
-    a second; the tables keep only what interpolation cannot give)."""
-    import io
-
+def _littlecms(profile: bytes, intent: str, mode: str, pixels: np.ndarray) -> np.ndarray:
+    """LittleCMS's transform (``profile`` -> sRGB, ``intent``) of ``pixels`` ((h, w, 3 or
+    4) uint8 in ``mode`` "RGB" or "CMYK"), as one image: (h, w, 3) uint8."""
     from PIL import Image as PILImage
 
     cms = _imagecms()
+    src = _open_profile(profile, "RGB" if mode == "RGB" else "CMYK")
+    flag = cms.Intent.RELATIVE_COLORIMETRIC if intent == "relative" else cms.Intent.PERCEPTUAL
+    transform = cms.buildTransform(src, cms.ImageCmsProfile(cms.createProfile("sRGB")), mode, "RGB", renderingIntent=flag)
+    # LittleCMS runs without the GIL: strips of rows on a few threads (a transform is
+    # read-only once built).
+    strips = np.array_split(pixels, max(1, min(8, os.cpu_count() or 1, len(pixels))))
+    with ThreadPoolExecutor(len(strips)) as pool:
+        done = pool.map(lambda part: np.asarray(cms.applyTransform(PILImage.fromarray(part, mode), transform), np.uint8), strips)
+        return np.concatenate(list(done))
+
+
+def _open_profile(profile: bytes, space: str) -> Any:
+    """``profile`` opened by LittleCMS; ValueError naming ``profile=`` for bytes it cannot
+    read or a profile of another colour space than ``space`` ("RGB", "CMYK")."""
+    import io
+
+    cms = _imagecms()
     try:
-        src = cms.ImageCmsProfile(io.BytesIO(profile))
+        opened = cms.ImageCmsProfile(io.BytesIO(profile))
     except (OSError, cms.PyCMSError) as exc:
         raise ValueError(f"profile= is not an ICC profile LittleCMS can read ({exc})") from None
-    space = profile[16:20].decode("latin-1").strip()
-    if space != "RGB":
-        raise ValueError(f"profile= is a {space} profile; convert_colorspace takes RGB images and RGB profiles")
+    found = profile[16:20].decode("latin-1").strip()
+    if found != space:
+        raise ValueError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
+                         "RGB images and CMYK profiles for CMYK images")
+    return opened
+
+
+def _littlecms_every_level(profile: bytes, intent: str) -> np.ndarray:
+    """(256, 256, 256, 3) uint8: LittleCMS's transform of every 8-bit colour, as ONE
+    4096 x 4096 image (about half a second; the tables keep only what interpolation
+    cannot give)."""
     levels = np.arange(256, dtype=np.uint8)
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     grid = np.stack([r, g, b], axis=-1).reshape(4096, 4096, 3)
-    flag = cms.Intent.RELATIVE_COLORIMETRIC if intent == "relative" else cms.Intent.PERCEPTUAL
-    dst = cms.ImageCmsProfile(cms.createProfile("sRGB"))
-    transform = cms.buildTransform(src, dst, "RGB", "RGB", renderingIntent=flag)
-    out = cms.applyTransform(PILImage.fromarray(grid, "RGB"), transform)
-    return np.asarray(out, np.uint8).reshape(256, 256, 256, 3)
+    return _littlecms(profile, intent, "RGB", grid).reshape(256, 256, 256, 3)
 
 
 def _tetrahedron(fr: Any, fg: Any, fb: Any) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[Any, Any, Any]]:
@@ -185,27 +205,54 @@ def _tetrahedron(fr: Any, fg: Any, fb: Any) -> tuple[tuple[int, int, int], tuple
 _FRACTION = np.float32(1.0 / STEP)
 
 
-def _coarse_error(coarse: np.ndarray, dense: np.ndarray) -> np.ndarray:
-    """Per cell, the largest difference between the interpolated coarse table and
-    LittleCMS over every 8-bit input in it (each offset inside a cell has the same
-    fractions in every cell: one vectorised pass per offset)."""
-    table = coarse.astype(np.float32)
+def _bad_cells(coarse: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """(GRID-1,)*3 bool: the cells where the tetrahedrally interpolated coarse table is
+    more than 1 level from LittleCMS at some 8-bit input of the cell (its 6^3 levels,
+    corners included).
+
+    Exact integer arithmetic, vectorised per offset: at offset (a, b, c) of a cell the
+    fractions are a/5, b/5, c/5 in every cell, so 5 x the interpolated value is the integer
+    N = 5 c0 + a' (c1 - c0) + b' (c2 - c1) + c' (c3 - c2) (a' >= b' >= c' the offsets in the
+    tetrahedron's order). Its rounding is within 1 of LittleCMS's e exactly when
+    |N - 5 e| <= 7 (N / 5 is never halfway, so the kernel's float32 rounding agrees).
+    """
     n = GRID - 1
+    table = coarse.astype(np.int16)
 
     def corner(o: tuple[int, int, int]) -> np.ndarray:
         return table[o[0] : o[0] + n, o[1] : o[1] + n, o[2] : o[2] + n]
 
     c0, c3 = corner((0, 0, 0)), corner((1, 1, 1))
-    err = np.zeros((n, n, n), np.float32)
-    for a in range(STEP + 1):
-        for b in range(STEP + 1):
-            for c in range(STEP + 1):
-                o1, o2, (w0, w1, w2) = _tetrahedron(*(np.float32(x) * _FRACTION for x in (a, b, c)))
-                c1, c2 = corner(o1), corner(o2)
-                value = np.clip(np.rint(c0 + w0 * (c1 - c0) + w1 * (c2 - c1) + w2 * (c3 - c2)), 0, 255)
-                exact = dense[a::STEP, b::STEP, c::STEP][:n, :n, :n]
-                np.maximum(err, np.abs(value - exact).max(axis=-1), out=err)
-    return err
+    base = c0 * STEP
+    diffs: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    # LittleCMS's levels regrouped by offset in the cell, so that each offset's values are
+    # one contiguous (GRID, GRID, GRID, 3) array: offset (a, b, c) of cell (i, j, m) is
+    # at [a % 5, b % 5, c % 5, i + a // 5, j + b // 5, m + c // 5] (offset 5 is offset 0
+    # of the next cell; the padding past level 255 is never read).
+    pad = STEP * GRID - 256
+    by_offset = np.pad(dense, ((0, pad), (0, pad), (0, pad), (0, 0)), mode="edge")
+    by_offset = by_offset.reshape(GRID, STEP, GRID, STEP, GRID, STEP, 3).transpose(1, 3, 5, 0, 2, 4, 6)
+    by_offset = np.ascontiguousarray(by_offset).astype(np.int16) * np.int16(STEP)
+    worst = np.zeros((n, n, n, 3), np.int16)
+    value = np.empty((n, n, n, 3), np.int16)
+    for a, b, c in np.ndindex(STEP + 1, STEP + 1, STEP + 1):
+        if {a, b, c} <= {0, STEP}:
+            continue  # a grid point: the table holds LittleCMS's value
+        o1, o2, w = _tetrahedron(a, b, c)
+        d = diffs.get((o1, o2))
+        if d is None:
+            c1, c2 = corner(o1), corner(o2)
+            d = diffs[(o1, o2)] = (c1 - c0, c2 - c1, c3 - c2)
+        ia, ib, ic = a // STEP, b // STEP, c // STEP
+        np.multiply(d[0], np.int16(w[0]), out=value)
+        value += base
+        value += d[1] * np.int16(w[1])
+        value += d[2] * np.int16(w[2])
+        value -= by_offset[a % STEP, b % STEP, c % STEP, ia : ia + n, ib : ib + n, ic : ic + n]
+        np.abs(value, out=value)
+        np.maximum(worst, value, out=worst)
+    bad = (worst > 7).any(axis=-1)
+    return bad
 
 
 # ----------------------------------------------------------------------------- the NumPy twin
