@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import DecodeError, ImageTooLargeError
 from ..image import Image
 from . import sources
-from .exif import oriented
+from .exif import oriented, swaps_axes
 from .sources import ImageInfo, ParsedSource
 
 __all__ = ["is_cmyk", "decode_ink", "read_cmyk"]
@@ -78,8 +78,9 @@ def decode_ink(src: ParsedSource, apply_exif: bool = True, max_pixels: int | Non
         raise DecodeError(src.label, "its CMYK inks are decoded by Pillow, which is not installed: pip install 'gpuimg[color]'") from None
     try:
         with PILImage.open(io.BytesIO(bytes(src.keep))) as im:
-            if im.mode != "CMYK" or im.size != (info.width, info.height):
-                raise DecodeError(src.label, f"Pillow reads it as {im.mode} {im.size}, not CMYK {info.width}x{info.height}")
+            stored = (info.height, info.width) if swaps_axes(src.orientation) else (info.width, info.height)
+            if im.mode != "CMYK" or im.size != stored:
+                raise DecodeError(src.label, f"Pillow reads it as {im.mode} {im.size}, not CMYK {stored[0]}x{stored[1]}")
             ink = np.asarray(im)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DecodeError(src.label, f"libjpeg-turbo could not decode its CMYK data ({exc})") from None
