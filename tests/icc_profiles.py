@@ -1,5 +1,6 @@
-"""ICC v2 matrix/TRC profiles written by hand for the colour tests (no profile files are
-committed and Pillow can only create sRGB-like ones): Display P3 and Adobe RGB (1998)."""
+"""ICC v2 profiles written by hand for the colour tests (no profile files are committed
+and Pillow can only create sRGB-like ones): Display P3 and Adobe RGB (1998) matrix/TRC
+profiles, and a CMYK printer profile of a press model (see assets/README.md)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
     tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"cprt", b"text\0\0\0\0public domain\0")]
     tags += [(sig, _xyz(*c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)]
     tags += [(sig, _trc(trc)) for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    return _profile(b"mntrRGB XYZ ", tags)
+
+
+def _profile(kind: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """A v2 profile: the 128-byte header (``kind``: class, colour space and PCS
+    signatures), the tag table and the tags (4-byte aligned)."""
     table_len = 4 + 12 * len(tags)
     offset = 128 + table_len
     table, data = [], b""
@@ -45,7 +52,7 @@ def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
         table.append(struct.pack(">4sII", sig, offset + len(data), len(body)))
         data += body
     size = 128 + table_len + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + kind + b"\0" * 12
               + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0)
               + _s15(D50[0]) + _s15(D50[1]) + _s15(D50[2]) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
     assert len(header) == 128
@@ -91,19 +98,7 @@ def cmyk_profile(name: str = "CMYK press model (test)", points: int = 11) -> byt
             + np.tile(np.rint(curve * 65535).astype(">u2"), 4).tobytes() + clut.tobytes()
             + np.tile(np.array([0, 65535], ">u2"), 3).tobytes())
     tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"cprt", b"text\0\0\0\0public domain\0"), (b"A2B0", body)]
-    table_len = 4 + 12 * len(tags)
-    offset = 128 + table_len
-    table, data = [], b""
-    for sig, tag in tags:
-        tag += b"\0" * (-len(tag) % 4)
-        table.append(struct.pack(">4sII", sig, offset + len(data), len(tag)))
-        data += tag
-    size = 128 + table_len + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"prtrCMYKLab " + b"\0" * 12
-              + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0)
-              + _s15(D50[0]) + _s15(D50[1]) + _s15(D50[2]) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
-    assert len(header) == 128
-    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+    return _profile(b"prtrCMYKLab ", tags)
 
 
 CMYK_PROFILE = cmyk_profile()
