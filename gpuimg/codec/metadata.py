@@ -135,6 +135,8 @@ class Metadata:
             parts.append(f"icc={self.icc_description or len(self.icc)!r}")
         if self.problems:
             parts.append(f"problems={list(self.problems)}")
+        if self.cmyk:
+            parts.append("cmyk")
         return f"Metadata({', '.join(parts)})"
 
 

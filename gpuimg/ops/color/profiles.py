@@ -622,8 +622,9 @@ def convert_colorspace(
     image without one, or with a CMYK JPEG's profile (its default decode is RGB made
     without it), is taken to be sRGB already). CMYK images (4 uint8 ink channels, 255 =
     full ink: ``gpuimg.read(path, mode="cmyk")``, whose metadata says ``cmyk``; or any
-    4-channel image given a CMYK profile) come out as 3-channel sRGB; one without a
-    profile as Pillow's ``convert("RGB")`` makes it (see :func:`cmyk_lut`). ``to``:
+    4-channel image given a CMYK profile) always come out as 3-channel sRGB (None for one
+    in the list: its own profile); one without a profile as Pillow's ``convert("RGB")``
+    makes it (see :func:`cmyk_lut`). ``to``:
     "srgb" (the one target). ``intent``: "relative" (colorimetric, default) or
     "perceptual". ``embed``: the profile the results carry in their ``metadata`` (kept by
     :func:`gpuimg.write` and the pipeline): "srgb" (the sRGB profile) or "none". RGB or
