@@ -168,7 +168,8 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      lambda v: ("paste", v)),
     # colour (issue 19)
     ("--to-srgb", None, None, "convert colours from each image's embedded ICC profile to sRGB (a LittleCMS "
-     "transform applied on the GPU; needs gpuimg[color]); the outputs carry the sRGB profile",
+     "transform applied on the GPU; needs gpuimg[color]; CMYK JPEGs through their CMYK profile); the outputs "
+     "carry the sRGB profile",
      lambda v: ("convert_colorspace", {"to": "srgb"})),
     ("--thumbnail", "N", _positive_int, "shrink to fit within NxN keeping the aspect ratio (never enlarging; "
      "Pillow's thumbnail size rule), colours to sRGB from the embedded profile", lambda v: ("fit_thumbnail", {"size": v})),

@@ -1,6 +1,7 @@
 """``gpuimg.thumbnail``: an image file to a thumbnail, as users of libvips' ``thumbnail``
 expect: fit within N x N keeping the aspect ratio, EXIF orientation applied, colours to
-sRGB, metadata kept or stripped (for :func:`gpuimg.write`).
+sRGB (CMYK JPEGs through their CMYK profile), metadata kept or stripped (for
+:func:`gpuimg.write`). The whole image is decoded (see :func:`thumbnail`).
 
 Example:
     >>> from pathlib import Path
@@ -14,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from .codec.api import read
+from .codec.cmyk import is_cmyk
 from .codec.metadata import KEEP
 from .codec.sources import parse
 from .errors import check_choice
 from .image import Image
+from .ops.color.profiles import convert_colorspace
 from .ops.geometry.thumbnail import fit_thumbnail
 
 __all__ = ["thumbnail"]
@@ -40,8 +43,19 @@ def thumbnail(
     ``keep`` ("all", "icc", "no-gps", "none") leaves of the file's, with the sRGB profile;
     :func:`gpuimg.write` stores it (EXIF Orientation 1, no EXIF thumbnail).
 
-    The whole image is decoded, then shrunk on the device (nvImageCodec 0.9 offers no
-    reduced-resolution JPEG decode to gpuimg; see the issue-19 report).
+    A CMYK JPEG with ``to_srgb`` is decoded to its ink channels and converted from its
+    CMYK profile (or, without one, as Pillow's ``convert("RGB")``) to sRGB before it is
+    shrunk (:func:`gpuimg.codec.cmyk.read_cmyk`, :func:`~gpuimg.ops.color.convert_colorspace`);
+    without ``to_srgb`` it is the decoder's plain RGB.
+
+    What is decoded: the whole image at full resolution, for every format, then shrunk on
+    the device. nvImageCodec 0.9 has no reduced-resolution decode to ask for: its
+    ``DecodeParams`` hold only the EXIF, colour-spec, depth and sample-format choices (no
+    JPEG DCT scaling, no JPEG 2000 resolution level), and a region
+    (``CodeStreamView(region=...)``) would not help a thumbnail of the whole picture (and
+    its GPU JPEG region decode crashes on H100 in 0.9.0, nvImageCodec #55). The one
+    reduced read it allows, a chosen IFD of a TIFF (``bitstream_offset``: a pyramid's
+    smaller level), is not used yet.
 
     Example:
         >>> import numpy as np, io
@@ -52,10 +66,14 @@ def thumbnail(
     """
     check_choice(keep, "keep", KEEP, "a metadata choice")
     parsed = parse(src)
-    # Alpha is kept (a JPEG's 4 channels are CMYK, decoded to RGB).
-    alpha = parsed.info.channels in (2, 4) and parsed.info.codec != "jpeg"
-    img = read(parsed, device=device, mode="rgba" if alpha else "rgb")
-    result = fit_thumbnail(img, size, method, to_srgb)
+    if to_srgb and is_cmyk(parsed.info):  # the inks through the CMYK profile, then shrunk as RGB
+        img = convert_colorspace(read(parsed, device=device, mode="cmyk"))
+        result = fit_thumbnail(img, size, method, False)
+    else:
+        # Alpha is kept (a JPEG's 4 channels are CMYK, decoded to RGB).
+        alpha = parsed.info.channels in (2, 4) and parsed.info.codec != "jpeg"
+        img = read(parsed, device=device, mode="rgba" if alpha else "rgb")
+        result = fit_thumbnail(img, size, method, to_srgb)
     meta = result.metadata if result.metadata is not None else img.metadata
     result.metadata = meta.kept(keep) if meta is not None else None
     return result

@@ -1,5 +1,6 @@
-"""ICC v2 matrix/TRC profiles written by hand for the colour tests (no profile files are
-committed and Pillow can only create sRGB-like ones): Display P3 and Adobe RGB (1998)."""
+"""ICC v2 profiles written by hand for the colour tests (no profile files are committed
+and Pillow can only create sRGB-like ones): Display P3 and Adobe RGB (1998) matrix/TRC
+profiles, and a CMYK printer profile of a press model (see assets/README.md)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
     tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"cprt", b"text\0\0\0\0public domain\0")]
     tags += [(sig, _xyz(*c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), colorants)]
     tags += [(sig, _trc(trc)) for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    return _profile(b"mntrRGB XYZ ", tags)
+
+
+def _profile(kind: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """A v2 profile: the 128-byte header (``kind``: class, colour space and PCS
+    signatures), the tag table and the tags (4-byte aligned)."""
     table_len = 4 + 12 * len(tags)
     offset = 128 + table_len
     table, data = [], b""
@@ -45,7 +52,7 @@ def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
         table.append(struct.pack(">4sII", sig, offset + len(data), len(body)))
         data += body
     size = 128 + table_len + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + kind + b"\0" * 12
               + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0)
               + _s15(D50[0]) + _s15(D50[1]) + _s15(D50[2]) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
     assert len(header) == 128
@@ -54,3 +61,44 @@ def matrix_profile(name: str, colorants=DISPLAY_P3, trc=SRGB_TRC) -> bytes:
 
 P3_PROFILE = matrix_profile("Display P3 (test)")
 ADOBE_PROFILE = matrix_profile("Adobe RGB (test)", ADOBE_RGB, ADOBE_GAMMA)
+
+
+# ----------------------------------------------------------------------------- CMYK
+
+def _cmyk_to_lab(c, m, y, k):
+    """A press-like model (no real press): inks that absorb mostly their own band with some
+    cross-talk, black, multiplied (subtractive), then XYZ (sRGB primaries, D50) -> CIELAB."""
+    import numpy as np
+
+    ink = np.array([[0.92, 0.28, 0.12], [0.10, 0.90, 0.30], [0.02, 0.08, 0.88]])  # rows C, M, Y; columns R, G, B bands
+    cmy = np.stack([c, m, y], -1)
+    lin = np.prod(1 - cmy[..., :, None] * ink, axis=-2) * (1 - 0.9 * k[..., None]) * 0.97 + 0.008
+    to_xyz = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606], [0.0139, 0.0971, 0.7141]])  # sRGB, D50
+    xyz = lin @ to_xyz.T / np.array(D50)
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def cmyk_profile(name: str = "CMYK press model (test)", points: int = 11) -> bytes:
+    """A v2 CMYK output profile with an A2B0 ``lut16`` (4 inputs -> Lab): a dot-gain input
+    curve per ink (256 entries) and a ``points``^4 grid of :func:`_cmyk_to_lab` (LittleCMS
+    interpolates it as it does a press profile's). Only A2B0 (CMYK -> PCS) is written:
+    what a CMYK -> sRGB transform reads."""
+    import numpy as np
+
+    t = np.linspace(0, 1, 256)
+    curve = 1 - (1 - t) ** 1.5  # dot gain: more ink than asked for in the mid-tones
+    g = np.linspace(0, 1, points)
+    c, m, y, k = np.meshgrid(g, g, g, g, indexing="ij")
+    lab = _cmyk_to_lab(c, m, y, k).reshape(-1, 3)
+    enc = np.stack([lab[:, 0] * 65280 / 100, (lab[:, 1] + 128) * 256, (lab[:, 2] + 128) * 256], -1)
+    clut = np.clip(np.rint(enc), 0, 65535).astype(">u2")
+    identity = struct.pack(">9i", 65536, 0, 0, 0, 65536, 0, 0, 0, 65536)
+    body = (b"mft2\0\0\0\0" + struct.pack(">BBBB", 4, 3, points, 0) + identity + struct.pack(">HH", 256, 2)
+            + np.tile(np.rint(curve * 65535).astype(">u2"), 4).tobytes() + clut.tobytes()
+            + np.tile(np.array([0, 65535], ">u2"), 3).tobytes())
+    tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"cprt", b"text\0\0\0\0public domain\0"), (b"A2B0", body)]
+    return _profile(b"prtrCMYKLab ", tags)
+
+
+CMYK_PROFILE = cmyk_profile()

@@ -23,6 +23,7 @@ from ..device import device_key, resolve_device
 from ..errors import GpuImgError
 from ..image import Image, ImageBatch
 from . import sources
+from .cmyk import read_cmyk
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
 from .metadata import EMPTY as NO_METADATA
@@ -50,6 +51,10 @@ def _thread_codec(kind: type, device: str | None) -> Any:
 def read(src: Any, out: Image | None = None, *, device: str | None = None, **options: Any) -> Image:
     """Decode one image with this thread's Decoder (options as :meth:`Decoder.decode`).
 
+    ``mode="cmyk"``: a CMYK JPEG's four ink channels, its metadata marked ``cmyk``, for
+    :func:`gpuimg.convert_colorspace` (:func:`gpuimg.codec.cmyk.read_cmyk`; with
+    ``apply_exif`` as the only other option); DecodeError for any other image.
+
     Example:
         >>> from pathlib import Path
         >>> import gpuimg
@@ -59,6 +64,11 @@ def read(src: Any, out: Image | None = None, *, device: str | None = None, **opt
     """
     device = out.device if out is not None and device is None else device
     loaded = sources._load(src)  # read once here, for the decode and for the metadata
+    if options.get("mode") == "cmyk":
+        extra = sorted(set(options) - {"mode", "apply_exif"})
+        if extra:
+            raise ValueError(f"mode='cmyk' takes apply_exif only, not {', '.join(extra)}")
+        return read_cmyk(loaded, out, device=device, apply_exif=options.get("apply_exif", True))
     img = _thread_codec(Decoder, device).decode(loaded, out, **options)
     img.metadata = _decoded_metadata(loaded, options)
     return img

@@ -92,7 +92,7 @@ def _check_region(region: Any) -> tuple[int, int, int, int] | None:
 
 
 def _has_alpha(info: ImageInfo) -> bool:
-    # A 4-channel JPEG is CMYK, not colour + alpha.
+    # A 4-channel JPEG is CMYK, not colour + alpha (decoded to RGB here; its inks: gpuimg.codec.cmyk).
     return info.channels in (2, 4) and info.codec != "jpeg"
 
 

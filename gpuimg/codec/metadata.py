@@ -49,7 +49,9 @@ class Metadata:
     ``Exif\\0\\0`` prefix), or None. ``xmp``: the XMP packet (text) or None. ``icc``: the
     ICC profile's bytes or None. ``problems``: what was found malformed and left out.
     ``orientation_applied``: the decoded pixels were turned upright by the EXIF
-    orientation (an output then says Orientation 1).
+    orientation (an output then says Orientation 1). ``cmyk``: the pixels are a CMYK
+    JPEG's four ink channels (``gpuimg.read(..., mode="cmyk")``), which
+    :func:`~gpuimg.ops.color.convert_colorspace` turns into sRGB.
 
     Example:
         >>> Metadata().empty, Metadata(xmp="<x/>").kept("icc").empty
@@ -61,6 +63,7 @@ class Metadata:
     icc: bytes | None = None
     problems: tuple[str, ...] = ()
     orientation_applied: bool = False
+    cmyk: bool = False
 
     @property
     def empty(self) -> bool:
@@ -109,9 +112,9 @@ class Metadata:
         if keep == "all":
             return self
         if keep == "none":
-            return Metadata(orientation_applied=self.orientation_applied)
+            return Metadata(orientation_applied=self.orientation_applied, cmyk=self.cmyk)
         if keep == "icc":
-            return Metadata(icc=self.icc, orientation_applied=self.orientation_applied)
+            return Metadata(icc=self.icc, orientation_applied=self.orientation_applied, cmyk=self.cmyk)
         if keep == "no-gps":
             block = self.exif
             if block is not None and self.gps:
@@ -132,6 +135,8 @@ class Metadata:
             parts.append(f"icc={self.icc_description or len(self.icc)!r}")
         if self.problems:
             parts.append(f"problems={list(self.problems)}")
+        if self.cmyk:
+            parts.append("cmyk")
         return f"Metadata({', '.join(parts)})"
 
 

@@ -14,7 +14,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..codec.cmyk import decode_ink, is_cmyk
 from ..codec.decoder import unchanged_layout
+from ..device import use_stream
+from ..errors import GpuImgError
 from ..image import ImageBatch, slot_layout
 from . import codecs, workers
 from .read import Item
@@ -22,27 +25,33 @@ from .results import Run
 from .stages import DONE, Lane, LaneCountdown, StageQueue, is_out_of_memory, pass_end, start_thread
 from .steps import OutputRule
 
-__all__ = ["Slot", "Decoded", "DecodeStage", "arena_bytes", "Group", "groups", "decode_group"]
+__all__ = ["Slot", "Decoded", "DecodeStage", "arena_bytes", "Group", "groups", "decode_group", "decode_cmyk_items"]
 
 RGB = ("rgb", "uint8")  # the decode of a run without an OutputRule (tensors) and of 8-bit RGB images
+CMYK = ("cmyk", "uint8")  # CMYK JPEGs of a run that converts colours: inks -> sRGB (decode_cmyk_items)
 
 
 class Group(NamedTuple):
     """Items of a batch that decode alike (one ImageBatch holds one dtype; ops launch once
-    per channel count), with the decoder's mode and depth for them."""
+    per channel count), with the decoder's mode and depth for them. Mode "cmyk": CMYK
+    JPEGs of a run that converts colours, decoded to their inks and converted to sRGB
+    with ``intent`` (:func:`decode_cmyk_items`)."""
 
     items: list[Item]
     mode: str
     depth: str
+    intent: str | None = None
 
 
-def groups(items: list[Item], rule: OutputRule | None) -> list[Group]:
+def groups(items: list[Item], rule: OutputRule | None, colour: str | None = None) -> list[Group]:
     """``items`` split by what they decode to under ``rule`` (None: every item as RGB
     uint8), in first-seen order; a batch of one kind (all 8-bit RGB photos) stays one
     group decoded as ("rgb", "uint8"), as before modes existed: no extra call or copy.
     What an item is as stored comes from its parsed header
     (:func:`gpuimg.codec.decoder.unchanged_layout`). An item whose header the decoder
-    refuses joins the first group (its decode reports it).
+    refuses joins the first group (its decode reports it). ``colour``: the rendering
+    intent of a run whose steps convert colours to sRGB; its CMYK JPEGs form a "cmyk"
+    group (None: they decode to RGB as the decoder makes it).
 
     Example:
         >>> from gpuimg.codec import formats
@@ -53,16 +62,20 @@ def groups(items: list[Item], rule: OutputRule | None) -> list[Group]:
         >>> [(len(g.items), g.mode, g.depth) for g in groups(items, OutputRule(formats.lookup("png")))]
         [(2, 'rgb', 'uint8'), (1, 'rgba', 'uint8'), (1, 'gray', 'any')]
     """
-    if rule is None:
+    if rule is None and colour is None:
         return [Group(items, *RGB)]
     by_kind: dict[tuple[str, str], list[Item]] = {}
     for item in items:
         try:  # what the item is as stored: the decoder's "unchanged", any-depth layout
-            kind = rule.decode_args(*unchanged_layout(item.source.info))
+            info = item.source.info
+            if colour is not None and is_cmyk(info):
+                kind = CMYK
+            else:
+                kind = rule.decode_args(*unchanged_layout(info)) if rule is not None else RGB
         except Exception:  # noqa: BLE001 - reported by the decode itself
             kind = next(iter(by_kind), RGB)
         by_kind.setdefault(kind, []).append(item)
-    return [Group(group, *kind) for kind, group in by_kind.items()]
+    return [Group(group, *kind, colour if kind == CMYK else None) for kind, group in by_kind.items()]
 
 
 class _InMode:
@@ -79,8 +92,52 @@ class _InMode:
 def decode_group(decoder: Any, group: Group, out: ImageBatch | None, stream: Any) -> tuple[ImageBatch, list[int], list[tuple[int, Any]]]:
     """:func:`codecs.decode_items` in the group's mode and depth: (batch of the good
     items, their indices in ``group.items``, failures)."""
+    if group.mode == CMYK[0]:
+        return decode_cmyk_items(decoder.device, group.items, out, group.intent or "relative", stream)
     moded = decoder if (group.mode, group.depth) == RGB else _InMode(decoder, group.mode, group.depth)
     return codecs.decode_items(moded, group.items, out, stream)
+
+
+def decode_cmyk_items(device: str, items: list[Item], out: ImageBatch | None, intent: str,
+                      stream: Any) -> tuple[ImageBatch, list[int], list[tuple[int, Any]]]:
+    """CMYK JPEGs of a run that converts colours: each one's inks decoded on the host
+    (:func:`gpuimg.codec.cmyk.decode_ink`), then all of them through their CMYK profiles
+    to sRGB in ONE :func:`~gpuimg.ops.color.convert_colorspace` launch into ``out``
+    (reused): (batch of the good items, their indices, failures). The later colour step
+    finds RGB pixels with a CMYK profile and takes them as they are.
+
+    Example:
+        >>> import io, numpy as np
+        >>> from PIL import Image as PILImage
+        >>> from gpuimg.codec.sources import parse
+        >>> buf = io.BytesIO()
+        >>> PILImage.fromarray(np.full((2, 3, 4), (0, 255, 255, 0), np.uint8), "CMYK").save(buf, "JPEG", quality=100)
+        >>> batch, good, failed = decode_cmyk_items("cpu", [Item(None, source=parse(buf.getvalue()))], None, "relative", None)
+        >>> batch.shapes, good, failed, batch[0].numpy()[0, 0].tolist()
+        ([(2, 3, 3)], [0], [], [255, 0, 0])
+    """
+    from ..codec.metadata import Metadata
+    from ..ops.color.profiles import cmyk_lut, convert_colorspace
+
+    good, inks, failures = [], [], []
+    for k, item in enumerate(items):
+        try:
+            ink = decode_ink(item.source)
+            cmyk_lut(item.source.metadata.icc, intent)  # a profile LittleCMS refuses fails this item only
+        except (GpuImgError, OSError, ValueError) as exc:
+            failures.append((k, exc))
+            continue
+        inks.append(ink)
+        good.append(k)
+    shapes = [(ink.shape[0], ink.shape[1], 3) for ink in inks]
+    target = ImageBatch.empty(shapes, device=device) if out is None else out.set_shapes(shapes, dtype=np.uint8)
+    if inks:
+        with use_stream(device, stream):
+            ink_batch = ImageBatch.from_images(inks, device=device)
+        for img, k in zip(ink_batch, good):
+            img.metadata = Metadata(icc=items[k].source.metadata.icc, cmyk=True)
+        convert_colorspace(ink_batch, intent=intent, out=target, stream=stream)
+    return target, good, failures
 
 
 class Slot:
@@ -112,8 +169,9 @@ class DecodeStage:
     the decode worker's lane when ``worker`` is given."""
 
     def __init__(self, run: Run, pool: codecs.CodecPool, src: StageQueue, out: StageQueue, worker: Any = None,
-                 rule: OutputRule | None = None):
+                 rule: OutputRule | None = None, colour: str | None = None):
         self.run, self.pool, self.src, self.out, self.rule = run, pool, src, out, rule
+        self.colour = colour  # the steps' rendering intent to sRGB (CMYK JPEGs decode to inks), or None
         self.lanes = pool.config.decode_lanes
         self.worker = worker  # a decode worker process (its lane takes batches too), or None
         self.device = pool.device
@@ -136,7 +194,7 @@ class DecodeStage:
         while (items := self.src.get()) is not DONE:
             if decoder is None:  # made for the first batch's sizes (a kept one is reused)
                 decoder = self.pool.take("decode", [it.shape for it in items])
-            for group in groups(items, self.rule):
+            for group in groups(items, self.rule, self.colour):
                 self._decode_into_slot(decoder, group, lane)
         self._ended.set()
         if decoder is not None:
@@ -180,7 +238,7 @@ class DecodeStage:
         seq, waiting = 0, False
         local = None  # this thread's decoder for what the worker does not decode (not RGB uint8)
         try:
-            for group in (g for items in iter(self.src.get, DONE) for g in groups(items, self.rule)):
+            for group in (g for items in iter(self.src.get, DONE) for g in groups(items, self.rule, self.colour)):
                 items = group.items
                 if (group.mode, group.depth) != RGB:  # the worker decodes RGB uint8 only
                     if local is None:

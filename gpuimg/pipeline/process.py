@@ -219,6 +219,22 @@ class ProcessStage:
             self.sink.handle(kept, result, lane.record(), self._on_done(proc, None))
 
 
+def colour_intent(steps: list[Step]) -> str | None:
+    """The rendering intent of the first step that converts colours to sRGB (an op's
+    ``colour_intent(kwargs)``: convert_colorspace, fit_thumbnail with to_srgb), or None.
+
+    Example:
+        >>> colour_intent([Step(("convert_colorspace", {"intent": "perceptual"}), "cpu")]), colour_intent([])
+        ('perceptual', None)
+    """
+    for step in steps:
+        of = getattr(step.fn, "colour_intent", None)
+        intent = of(step.kwargs) if of is not None else None
+        if intent is not None:
+            return intent
+    return None
+
+
 def start(run: Run, jobs: list[Job], sink: Any, pool: codecs.CodecPool, steps: list[Step], batch_size: int,
           max_bytes: int, readers: int, decode_worker: Any = None) -> list[threading.Thread]:
     """Start the batcher (reader threads), the decode lanes and the process thread of a
@@ -236,7 +252,7 @@ def start(run: Run, jobs: list[Job], sink: Any, pool: codecs.CodecPool, steps: l
     to_decode = StageQueue(2, run.stop)
     to_process = StageQueue(1, run.stop)
     # The sink's rule (what each output image is); a sink without one (tensors) takes RGB.
-    decode = DecodeStage(run, pool, to_decode, to_process, decode_worker, getattr(sink, "rule", None))
+    decode = DecodeStage(run, pool, to_decode, to_process, decode_worker, getattr(sink, "rule", None), colour_intent(steps))
     process = ProcessStage(run, pool, steps, to_process, decode, sink)
     # On a GPU the decode checks each batch's JPEG scans on the device (the readers' costliest work otherwise).
     batcher = Batcher(run, jobs, to_decode, readers, batch_size, max_bytes, check_scans=pool.device != "cuda")

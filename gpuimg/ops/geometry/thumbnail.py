@@ -84,6 +84,7 @@ def fit_thumbnail(
 
 
 fit_thumbnail.sets_metadata = True  # type: ignore[attr-defined]  # the colour step says which profile
+fit_thumbnail.colour_intent = lambda kwargs: "relative" if kwargs.get("to_srgb", True) else None  # type: ignore[attr-defined]
 
 
 def _images(src: Source) -> list[Any]:
