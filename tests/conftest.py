@@ -24,6 +24,23 @@ DEVICES = ("cpu", "cuda")
 ROOT = ASSETS.parent
 
 
+def nvjpeg_generation() -> int:
+    """The CUDA major nvImageCodec was built for (12 or 13): its nvJPEG decodes JPEG on
+    the GPU differently (bench/nvjpeg_versions.py, BENCHMARKS.md). 0 without nvImageCodec."""
+    try:
+        from nvidia import nvimgcodec
+    except ImportError:
+        return 0
+    return int(getattr(nvimgcodec, "__cuda_version__", 13000)) // 1000
+
+
+# The GPU JPEG decode against libjpeg-turbo (Pillow), largest and mean level difference:
+# nvJPEG 13 (the cu13 nvImageCodec wheels) stays within 1 level nearly everywhere; nvJPEG
+# 12 (the cu12 wheels, what both gpuimg extras install) rounds its IDCT differently: up
+# to 5 levels, about 0.5 on average, on 4:2:0 and 4:4:4 photos alike (measured on an H200).
+GPU_JPEG_TOLERANCE = (6, 0.8) if nvjpeg_generation() == 12 else (4, 0.1)
+
+
 def checkout_pythonpath() -> str:
     """PYTHONPATH for a child process: the checkout first, then what this process was
     given (where the nvImageCodec wheels may live, as on the GPU machine)."""

@@ -26,7 +26,7 @@ from gpuimg.pipeline import files as _files
 from gpuimg.pipeline import sinks as _sinks
 from gpuimg.pipeline import workers as _workers
 
-from conftest import ASSETS
+from conftest import ASSETS, nvjpeg_generation
 
 # (relative path, asset, crop box (left, top, right, bottom), Pillow format)
 GOOD = [
@@ -112,9 +112,10 @@ def test_run_end_to_end(tree: Path, tmp_path: Path, device: str) -> None:
         got = _decode_file(dst, device)
         want = _reference(tree / rel, BLUR, device)
         # Same decoder, op and encoder as the single-image path: at most 1 level (rounding
-        # of a batch vs single kernel), and the same shape.
+        # of a batch vs single kernel; nvJPEG 12's coarser IDCT can turn that into 3 after
+        # the JPEG round trip), and the same shape.
         assert got.shape == want.shape
-        assert np.abs(got.astype(int) - want).max() <= 1, rel
+        assert np.abs(got.astype(int) - want).max() <= (3 if nvjpeg_generation() == 12 else 1), rel
     report = json.loads((out / "gpuimg-report.json").read_text())
     failed = {Path(f["path"]).name: f for f in report["failures"]}
     assert sorted(failed) == sorted(BAD)
@@ -329,7 +330,7 @@ def test_several_decode_and_encode_lanes(tree: Path, tmp_path: Path, device: str
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
     for rel, *_ in GOOD:
         got = _decode_file((tmp_path / "o" / rel).with_suffix(".jpg"), device)
-        assert np.abs(got.astype(int) - _reference(tree / rel, BLUR, device)).max() <= 1, rel
+        assert np.abs(got.astype(int) - _reference(tree / rel, BLUR, device)).max() <= (3 if nvjpeg_generation() == 12 else 1), rel
 
 
 def test_steady_state_allocates_nothing(tmp_path: Path, device: str) -> None:
