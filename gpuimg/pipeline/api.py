@@ -58,7 +58,7 @@ from .sinks import FileSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "prepare_run", "check_run_options"]
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "prepare_run", "check_run_options", "progress_callback"]
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
 
@@ -247,7 +247,7 @@ class Pipeline:
         plan = self._worker_plan(todo, workers)
         sink = self._sink(run, output_format(format), int(quality), writers, plan, mode, tuple(background),
                           keep_metadata)
-        with _progress_callback(progress, len(todo)) as report_progress:
+        with progress_callback(progress, len(todo)) as report_progress:
             self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, plan)
 
     def _worker_plan(self, jobs: list[Job], workers: bool | None) -> str:
@@ -386,12 +386,12 @@ class Pipeline:
 
 
 @contextlib.contextmanager
-def _progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int], None] | None]:
+def progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int], None] | None]:
     """``run``'s ``progress`` as a callback: True draws a ``tqdm.auto`` bar (closed on
     exit, also on Ctrl-C), a callable is used as it is, False/None gives None.
 
     Example:
-        >>> with _progress_callback(None, 3) as cb:
+        >>> with progress_callback(None, 3) as cb:
         ...     cb is None
         True
     """
