@@ -465,7 +465,7 @@ def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: dict[str, Any]
         raise UsageError("--gpus N runs on this machine: give it without a --ray ADDRESS")
     try:
         return run_on_ray(pipeline, args.src, args.dst, address=address, actors=args.gpus, **options)
-    except RayNotInstalledError as exc:
+    except (RayNotInstalledError, ValueError) as exc:  # no Ray; more GPUs asked for than the cluster has
         raise UsageError(str(exc)) from None
 
 

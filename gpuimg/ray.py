@@ -299,7 +299,11 @@ def plan_actors(cpus: float, gpus: float, device: str, actors: int | None = None
         if gpus <= 0:
             raise ValueError("the pipeline runs on the GPU but the Ray cluster has no GPUs; "
                              "use device='cpu' (--device cpu) or a cluster with GPUs")
-        fit = max(1, int(gpus / gpus_per_actor + 1e-9))
+        fit = int(gpus / gpus_per_actor + 1e-9)
+        if fit < 1 or (actors is not None and actors > fit):
+            # Ray would wait for GPUs that never come
+            raise ValueError(f"{actors or 1} actor(s) of {gpus_per_actor} GPU each need more than the {gpus:g} GPU(s) "
+                             "of the Ray cluster; give fewer actors or a smaller gpus_per_actor")
         count, per_gpu = (actors if actors is not None else fit), float(gpus_per_actor)
     else:
         count, per_gpu = (actors if actors is not None else max(1, int(cpus) - 1)), 0.0
