@@ -100,17 +100,31 @@ def test_tree_through_ray_equals_gpuimg_process(ray_cluster, tree: Path, tmp_pat
     assert ray_report["summary"]["processed"] == len(GOOD) and ray_report["steps"] == plain_report["steps"]
 
 
+def _finishes(work, seconds: float = 90) -> object:
+    """``work()``'s result, failing (not hanging) when it has not finished in ``seconds``."""
+    result: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("value", work()), daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), "the Ray job did not finish: deadlocked"
+    return result["value"]
+
+
 @pytest.mark.ray
 def test_two_actors_on_two_cpus_finish(ray_cluster, tree: Path, tmp_path: Path) -> None:
-    """The deadlock of a first try (two actors of one CPU each on 2 CPUs starve Ray's own
-    tasks): the actors ask for what leaves a CPU over."""
-    result: dict[str, int] = {}
+    """The deadlock of a first try: two actors of one CPU each on 2 CPUs leave none to Ray's
+    read tasks, and the job waits forever (it does, with num_cpus=1). The actors ask for
+    what plan_actors says (half a CPU each here), through the command and on Ray's reader."""
     argv = ["process", str(tree), str(tmp_path / "out"), "--device", "cpu", "--gpus", "2", "--no-progress"]
-    worker = threading.Thread(target=lambda: result.setdefault("rc", cli.main(argv)), daemon=True)
-    worker.start()
-    worker.join(timeout=120)
-    assert not worker.is_alive(), "the Ray job did not finish: deadlocked"
-    assert result["rc"] == cli.EXIT_FAILURES and len(_outputs(tmp_path / "out")) == len(GOOD)
+    assert _finishes(lambda: cli.main(argv)) == cli.EXIT_FAILURES
+    assert len(_outputs(tmp_path / "out")) == len(GOOD)
+    plan = gpuimg.ray.plan_actors(cpus=2, gpus=0, device="cpu", actors=2)
+    ray = ray_cluster
+    ds = ray.data.read_binary_files([str(tree / rel) for rel, *_ in GOOD], include_paths=True, override_num_blocks=2)
+    ds = ds.map_batches(gpuimg.ray.ProcessBatches, batch_size=1, compute=ray.data.ActorPoolStrategy(size=plan.actors),
+                        num_cpus=plan.num_cpus, fn_constructor_kwargs=dict(output_dir=str(tmp_path / "class"),
+                                                                          input_root=str(tree), device="cpu"))
+    assert _finishes(ds.count) == len(GOOD) and len(_outputs(tmp_path / "class")) == len(GOOD)
 
 
 @pytest.mark.ray
