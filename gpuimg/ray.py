@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -370,7 +371,7 @@ def run_on_ray(
     ``storage_options``); on an object store, ``resume`` skips outputs that exist.
     ``address``: the Ray cluster (None: the one this process is connected to, else a
     local Ray, shut down at the end). ``rows_per_task``: inputs per ``map_batches``
-    call (default: 4 batches). Ctrl-C stops the job: finished outputs kept, the
+    call (default: 4 batches, fewer where that would leave an actor under 4 calls). Ctrl-C stops the job: finished outputs kept, the
     summary says ``interrupted``. The other arguments are ``run``'s.
 
     Example:
@@ -416,7 +417,10 @@ def _run_actors(ray: Any, pipeline: Pipeline, todo: list[Job], urls: dict[str, s
                 storage_options: dict[str, Any], options: dict[str, Any]) -> None:
     resources = ray.cluster_resources()
     plan = plan_actors(resources.get("CPU", 1.0), resources.get("GPU", 0.0), pipeline.device, actors, gpus_per_actor)
-    per_task = rows_per_task or max(1, 4 * (options["batch_size"] if pipeline.device == "cuda" else pipeline.config.cpu_batch_size))
+    # Rows per map_batches call: a few of the pipeline's batches (its stages overlap inside
+    # a call), but at least 4 calls per actor so that the actors share the work evenly.
+    batch = options["batch_size"] if pipeline.device == "cuda" else pipeline.config.cpu_batch_size
+    per_task = rows_per_task or max(1, min(4 * batch, math.ceil(len(todo) / (4 * plan.actors))))
     rows = [{"path": urls.get(str(j.src), str(j.src)), "output": str(j.dst)} for j in todo]
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver draws one bar of finished items
     dataset = ray.data.from_items(rows).map_batches(

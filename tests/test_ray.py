@@ -24,7 +24,7 @@ import gpuimg.ray  # imports no Ray (only its functions do)
 from gpuimg import cli
 from gpuimg.pipeline import files as _files
 
-from conftest import BAD, GOOD, checkout_pythonpath, write_bad_files, write_good_files
+from conftest import BAD, GOOD, ROOT, checkout_pythonpath, write_bad_files, write_good_files
 
 STEPS = [("resize_shorter", {"size": 40}), ("center_crop", {"size": [32, 32]})]
 STEP_FLAGS = ["--resize-shorter", "40", "--center-crop", "32x32"]
@@ -217,6 +217,19 @@ def test_training_loop_over_tensor_batches(ray_cluster, tmp_path: Path, device: 
     assert seen == set(want) and len(seen) == len(GOOD)
     assert set(failed) == {"corrupt.jpg"} and "decode" in failed["corrupt.jpg"]
     assert np.isfinite(weights).all() and np.abs(weights).sum() > 0
+
+
+@pytest.mark.ray
+def test_ray_benchmark_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed: pip install "gpuimg[ray]"')
+    pytest.importorskip("cv2", reason="the benchmark's dataset is made with OpenCV")
+    out = tmp_path / "ray.json"
+    argv = ["bench/ray_bench.py", "--device", "cpu", "--quick", "--classes", "small", "--count", "6", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": checkout_pythonpath()}
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = [row["name"] for row in json.loads(out.read_text())["rows"]]
+    assert any("Ray, 2 CPU actors" in n for n in names) and any("in-process" in n for n in names)
 
 
 def test_importing_gpuimg_never_imports_ray() -> None:
