@@ -129,13 +129,19 @@ class ProcessBatches(_PipelineActor):
     (which plans the whole job first) can tell.
 
     Example:
-        >>> import tempfile
+        >>> import os, tempfile
         >>> fn = ProcessBatches([("resize_shorter", {"size": 32})], tempfile.mkdtemp(), input_root="assets", device="cpu")
         >>> rows = fn({"path": ["assets/coffee.jpg", "assets/missing.jpg"]})
         >>> rows["ok"].tolist(), rows["stage"].tolist()
         ([True, False], ['', 'read'])
-        >>> # on Ray: ds.map_batches(ProcessBatches, fn_constructor_kwargs=dict(steps=..., output_dir=...),
-        >>> #                        compute=ray.data.ActorPoolStrategy(size=2), num_gpus=1)
+        >>> out = tempfile.mkdtemp()  # rows as read_binary_files("s3://bucket/in", include_paths=True) gives them
+        >>> fn = ProcessBatches([], out, input_root="s3://bucket/in", device="cpu")
+        >>> rows = fn({"path": ["bucket/in/sub/coffee.jpg"], "bytes": [open("assets/coffee.jpg", "rb").read()]})
+        >>> os.path.relpath(rows["output"][0], out), rows["ok"].tolist()
+        ('sub/coffee.jpg', [True])
+
+    On Ray: ``ds.map_batches(ProcessBatches, fn_constructor_kwargs=dict(steps=..., output_dir=...,
+    input_root=...), compute=ray.data.ActorPoolStrategy(size=2), num_gpus=1)``.
     """
 
     def __init__(self, steps: Iterable[Any] = (), output_dir: str | os.PathLike | None = None, *,
@@ -159,8 +165,11 @@ class ProcessBatches(_PipelineActor):
         if self.output_dir is None or self.input_root is None:
             raise ValueError("ProcessBatches needs an 'output' column, or output_dir= and input_root= (the folder "
                              "the paths are relative to) to name the outputs")
-        root = _local_form(str(self.input_root))
-        jobs = plan_outputs([_local_form(str(p)) for p in batch["path"]], root, self.output_dir, self.suffix)
+        root = str(self.input_root)
+        # Ray's readers give an object store's paths without their protocol ("bucket/key")
+        in_store = _is_url(root)
+        paths = [_local_form(p if _is_url(p) or not in_store else "store://" + p) for p in map(str, batch["path"])]
+        jobs = plan_outputs(paths, _local_form(root), self.output_dir, self.suffix)
         return [str(j.dst) if j.dst else "" for j in jobs], [j.refused or "" for j in jobs]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
