@@ -43,7 +43,7 @@ def on_ray(files: list[Path], out: Path, device: str, actors: int, share: float)
     arrivals: list[float] = []
     t0 = time.perf_counter()
     summary = gpuimg.ray.run_on_ray(pipe, files, out, batch_size=w1.BATCH, quality=90, actors=actors,
-                                    gpus_per_actor=share, progress=lambda done, total: arrivals.append(time.perf_counter()))
+                                    gpus_per_actor=share, device=device, progress=lambda done, total: arrivals.append(time.perf_counter()))
     end = time.perf_counter()
     assert summary.failed == 0 and summary.processed == len(files), summary.failures[:3]
     first = sum(1 for t in arrivals if t - arrivals[0] < 0.005)  # the rows of the first result batch

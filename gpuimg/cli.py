@@ -420,7 +420,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         OutputRule(output_format(args.format), args.mode, args.background)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    pipeline = _make_pipeline(_steps_of(args), args.device)
+    # On Ray the actors run the steps (on --device, or on the cluster's GPUs): the driver,
+    # perhaps a cluster head without a GPU, only plans and reports.
+    pipeline = _make_pipeline(_steps_of(args), "cpu" if on_ray else args.device)
     jobs: list[Any] = []
     if not remote:
         jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
@@ -445,7 +447,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _say(f"{summary}; on {_device_line(pipeline.device)}{', through Ray' if on_ray else ''}")
+    where = f"Ray actors ({args.device or 'on the GPUs where the cluster has them'})" if on_ray else _device_line(pipeline.device)
+    _say(f"{summary}; on {where}")
     for failure in summary.failures[:10]:
         _say(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
     if summary.failed:
@@ -464,7 +467,7 @@ def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: dict[str, Any]
     if address is not None and args.gpus is not None:
         raise UsageError("--gpus N runs on this machine: give it without a --ray ADDRESS")
     try:
-        return run_on_ray(pipeline, args.src, args.dst, address=address, actors=args.gpus, **options)
+        return run_on_ray(pipeline, args.src, args.dst, address=address, actors=args.gpus, device=args.device, **options)
     except (RayNotInstalledError, ValueError) as exc:  # no Ray; more GPUs asked for than the cluster has
         raise UsageError(str(exc)) from None
 

@@ -104,7 +104,7 @@ class _PipelineActor:
             fs, _ = fsspec.core.url_to_fs(paths[urls[0]], **self.storage_options)
             got = fs.cat([paths[i] for i in urls], on_error="return")
             for i in urls:
-                value = got.get(fs._strip_protocol(paths[i]), got.get(paths[i]))
+                value = got.get(fsspec.core.strip_protocol(paths[i]), got.get(paths[i]))
                 if isinstance(value, bytes):
                     data[i] = value
                 else:
@@ -365,6 +365,7 @@ def run_on_ray(
     gpus_per_actor: float = 1.0,
     rows_per_task: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> Summary:
     """:meth:`pipeline.run <gpuimg.Pipeline.run>` fanned out over Ray actors; returns the
     merged :class:`~gpuimg.pipeline.Summary` (and writes its report, by default
@@ -379,7 +380,9 @@ def run_on_ray(
     come. ``inputs``: as ``run``'s, or a URL fsspec reads (``s3://bucket/photos``; its
     ``storage_options``); on an object store, ``resume`` skips outputs that exist.
     ``address``: the Ray cluster (None: the one this process is connected to, else a
-    local Ray, shut down at the end). ``rows_per_task``: inputs per ``map_batches``
+    local Ray, shut down at the end). ``device``: the actors' ("cuda" or "cpu"; None:
+    "cuda" where the cluster has GPUs, else "cpu"), whatever the driver has: the head of
+    a cluster needs no GPU. ``rows_per_task``: inputs per ``map_batches``
     call (default: 4 batches, fewer where that would leave an actor under 4 calls). Ctrl-C stops the job: finished outputs kept, the
     summary says ``interrupted``. The other arguments are ``run``'s.
 
@@ -406,7 +409,7 @@ def run_on_ray(
         if todo:
             if own_ray:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            _run_actors(ray, pipeline, todo, urls, summary, progress, actors, gpus_per_actor, rows_per_task,
+            _run_actors(ray, pipeline, device, todo, urls, summary, progress, actors, gpus_per_actor, rows_per_task,
                         storage_options, dict(format=format, quality=quality, batch_size=batch_size,
                                               max_batch_bytes=max_batch_bytes, mode=mode, background=tuple(background),
                                               keep_metadata=keep_metadata))
@@ -421,20 +424,22 @@ def run_on_ray(
     return summary
 
 
-def _run_actors(ray: Any, pipeline: Pipeline, todo: list[Job], urls: dict[str, str], summary: Summary,
-                progress: Any, actors: int | None, gpus_per_actor: float, rows_per_task: int | None,
-                storage_options: dict[str, Any], options: dict[str, Any]) -> None:
+def _run_actors(ray: Any, pipeline: Pipeline, device: str | None, todo: list[Job], urls: dict[str, str],
+                summary: Summary, progress: Any, actors: int | None, gpus_per_actor: float,
+                rows_per_task: int | None, storage_options: dict[str, Any], options: dict[str, Any]) -> None:
     resources = ray.cluster_resources()
-    plan = plan_actors(resources.get("CPU", 1.0), resources.get("GPU", 0.0), pipeline.device, actors, gpus_per_actor)
+    gpus = resources.get("GPU", 0.0)
+    device = device if device is not None else ("cuda" if gpus > 0 else "cpu")
+    plan = plan_actors(resources.get("CPU", 1.0), gpus, device, actors, gpus_per_actor)
     # Rows per map_batches call: a few of the pipeline's batches (its stages overlap inside
     # a call), but at least 4 calls per actor so that the actors share the work evenly.
-    batch = options["batch_size"] if pipeline.device == "cuda" else pipeline.config.cpu_batch_size
+    batch = options["batch_size"] if device == "cuda" else pipeline.config.cpu_batch_size
     per_task = rows_per_task or max(1, min(4 * batch, math.ceil(len(todo) / (4 * plan.actors))))
     rows = [{"path": urls.get(str(j.src), str(j.src)), "output": str(j.dst)} for j in todo]
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver draws one bar of finished items
     dataset = ray.data.from_items(rows).map_batches(
         ProcessBatches,
-        fn_constructor_kwargs=dict(steps=pipeline.steps, config=pipeline.config, device=pipeline.device,
+        fn_constructor_kwargs=dict(steps=pipeline.steps, config=pipeline.config, device=device,
                                    storage_options=storage_options, **options),
         batch_size=per_task, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_gpus=plan.num_gpus or None, num_cpus=plan.num_cpus,

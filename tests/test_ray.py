@@ -138,7 +138,7 @@ pipe = gpuimg.Pipeline({STEPS!r}, device={device!r})
 def kill(done, total):
     if done >= 3:
         os.kill(os.getpid(), 9)  # killed, not stopped: no report, no summary
-gpuimg.ray.run_on_ray(pipe, {str(tree)!r}, {str(out)!r}, progress=kill, rows_per_task=1, actors=1)
+gpuimg.ray.run_on_ray(pipe, {str(tree)!r}, {str(out)!r}, progress=kill, rows_per_task=1, actors=1, device={device!r})
 """
     env = {**os.environ, "PYTHONPATH": checkout_pythonpath()}
     killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
@@ -148,7 +148,7 @@ gpuimg.ray.run_on_ray(pipe, {str(tree)!r}, {str(out)!r}, progress=kill, rows_per
     stale = out / _files._tmp_name(999999999)  # what a write killed half-way leaves (no such process)
     stale.write_bytes(b"partial")
     pipe = gpuimg.Pipeline(STEPS, device=device)
-    summary = gpuimg.ray.run_on_ray(pipe, tree, out, resume=True)
+    summary = gpuimg.ray.run_on_ray(pipe, tree, out, resume=True, device=device)
     assert summary.skipped == len(before) and summary.processed == len(GOOD) - len(before)
     assert summary.failed == len(RAY_BAD) and not summary.interrupted
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # done work is not redone
@@ -163,7 +163,7 @@ def test_url_inputs_through_fsspec(ray_cluster, tree: Path, tmp_path: Path, devi
     pipe = gpuimg.Pipeline(STEPS, device=device)
     plain = pipe.run(tree, tmp_path / "plain")
     url = f"file://{tree}"
-    summary = gpuimg.ray.run_on_ray(pipe, url, tmp_path / "url")
+    summary = gpuimg.ray.run_on_ray(pipe, url, tmp_path / "url", device=device)
     assert (summary.processed, summary.failed) == (plain.processed, plain.failed) == (len(GOOD), len(RAY_BAD))
     _same_pixels(_outputs(tmp_path / "plain"), _outputs(tmp_path / "url"))
     assert {(Path(f.path).name, f.stage) for f in summary.failures} == {(Path(f.path).name, f.stage) for f in plain.failures}
