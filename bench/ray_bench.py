@@ -4,8 +4,8 @@ W1 is bench/pipeline.py's: decode -> resize shorter side 512 -> center crop 512 
 q90 -> write, on its generated dataset classes (default ``small`` and ``phone``). Per class:
 
 * ``Pipeline.run`` in-process, warm (workers off, as inside an actor; and the defaults);
-* :func:`gpuimg.ray.run_on_ray` with 1 actor of a whole GPU, and with 2 actors of half a
-  GPU each (on the CPU: 1 and 2 CPU actors), each from the job's start (actors started,
+* :func:`gpuimg.ray.run_on_ray` with 1 actor of a whole GPU, with 2 actors of half a
+  GPU each, and with 1 actor running 2 calls at once (on the CPU: CPU actors), each from the job's start (actors started,
   gpuimg imported, codecs made: what a user waits for) and in steady state (from the first
   result row to the last), with the ratio to in-process. Target: the Ray path within 10%
   of in-process on one GPU.
@@ -32,18 +32,19 @@ import pipeline as w1  # noqa: E402  bench/pipeline.py: the dataset classes and 
 import gpuimg.ray  # noqa: E402
 from gpuimg.pipeline import Pipeline  # noqa: E402
 
-# (label, actors, GPU share of each)
-RAY_SETUPS = (("1 actor x 1 GPU", 1, 1.0), ("2 actors x 0.5 GPU", 2, 0.5))
+# (label, actors, GPU share of each, map_batches calls at once per actor)
+RAY_SETUPS = (("1 actor x 1 GPU", 1, 1.0, 1), ("2 actors x 0.5 GPU", 2, 0.5, 1),
+              ("1 actor x 1 GPU, 2 calls at once", 1, 1.0, 2))
 
 
-def on_ray(files: list[Path], out: Path, device: str, actors: int, share: float) -> dict[str, float | None]:
+def on_ray(files: list[Path], out: Path, device: str, actors: int, share: float, calls: int) -> dict[str, float | None]:
     """W1 through run_on_ray: the rate from the job's start, and in steady state (the rows
     after the first batch of results, over the time after it; None with one batch)."""
     pipe = Pipeline(w1.W1_STEPS, device=device)
     arrivals: list[float] = []
     t0 = time.perf_counter()
     summary = gpuimg.ray.run_on_ray(pipe, files, out, batch_size=w1.BATCH, quality=90, actors=actors,
-                                    gpus_per_actor=share, device=device, progress=lambda done, total: arrivals.append(time.perf_counter()))
+                                    gpus_per_actor=share, device=device, calls_per_actor=calls, progress=lambda done, total: arrivals.append(time.perf_counter()))
     end = time.perf_counter()
     assert summary.failed == 0 and summary.processed == len(files), summary.failures[:3]
     first = sum(1 for t in arrivals if t - arrivals[0] < 0.005)  # the rows of the first result batch
@@ -60,9 +61,10 @@ def run_class(cls: str, count: int, tmp: Path, device: str, res: harness.Results
     alone = w1.ours_w1(files, tmp / cls / "alone", device, workers=False, keep_stats=False)["rate"]
     defaults = w1.ours_w1(files, tmp / cls / "defaults", device, keep_stats=False)["rate"]
     res.add(f"{tag} W1 Pipeline.run in-process, workers off", alone, "img/s", "Pipeline.run defaults", defaults)
-    for label, actors, share in RAY_SETUPS:
-        label = label if device == "cuda" else f"{actors} CPU actor{'s' if actors > 1 else ''}"
-        rates = on_ray(files, tmp / cls / label.replace(" ", "_"), device, actors, share)
+    for label, actors, share, calls in RAY_SETUPS:
+        if device != "cuda":
+            label = f"{actors} CPU actor{'s' if actors > 1 else ''}" + (f", {calls} calls at once" if calls > 1 else "")
+        rates = on_ray(files, tmp / cls / label.replace(" ", "_").replace(",", ""), device, actors, share, calls)
         if rates["steady"] is not None:
             res.add(f"{tag} W1 Ray, {label}, steady", rates["steady"], "img/s", "Pipeline.run workers off", alone,
                     note="after the first results; target >= 0.9x")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -366,6 +367,7 @@ def run_on_ray(
     rows_per_task: int | None = None,
     storage_options: dict[str, Any] | None = None,
     device: str | None = None,
+    calls_per_actor: int = 1,
 ) -> Summary:
     """:meth:`pipeline.run <gpuimg.Pipeline.run>` fanned out over Ray actors; returns the
     merged :class:`~gpuimg.pipeline.Summary` (and writes its report, by default
@@ -382,7 +384,9 @@ def run_on_ray(
     ``address``: the Ray cluster (None: the one this process is connected to, else a
     local Ray, shut down at the end). ``device``: the actors' ("cuda" or "cpu"; None:
     "cuda" where the cluster has GPUs, else "cpu"), whatever the driver has: the head of
-    a cluster needs no GPU. ``rows_per_task``: inputs per ``map_batches``
+    a cluster needs no GPU. ``calls_per_actor``: ``map_batches`` calls an actor runs at
+    once, on its one Pipeline (2: the next call decodes while the last one's final batches
+    encode, for twice the buffers; bench/ray_bench.py measures it). ``rows_per_task``: inputs per ``map_batches``
     call (default: 4 batches, fewer where that would leave an actor under 4 calls). Ctrl-C stops the job: finished outputs kept, the
     summary says ``interrupted``. The other arguments are ``run``'s.
 
@@ -409,8 +413,8 @@ def run_on_ray(
         if todo:
             if own_ray:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            _run_actors(ray, pipeline, device, todo, urls, summary, progress, actors, gpus_per_actor, rows_per_task,
-                        storage_options, dict(format=format, quality=quality, batch_size=batch_size,
+            _run_actors(ray, pipeline, device, todo, urls, summary, progress, _ActorCount(actors, gpus_per_actor,
+                        calls_per_actor), rows_per_task, storage_options, dict(format=format, quality=quality, batch_size=batch_size,
                                               max_batch_bytes=max_batch_bytes, mode=mode, background=tuple(background),
                                               keep_metadata=keep_metadata))
     except KeyboardInterrupt:
@@ -424,13 +428,36 @@ def run_on_ray(
     return summary
 
 
+class _ActorCount(NamedTuple):
+    """What run_on_ray was asked for: actors, the GPU share of each, calls at once in each."""
+
+    actors: int | None
+    gpus_per_actor: float
+    calls_per_actor: int
+
+
+def _actor_pool(ray: Any, size: int, calls: int) -> tuple[Any, dict[str, Any]]:
+    """Ray Data's actor pool of ``size`` actors running ``calls`` calls at once each, and the
+    remote arguments that takes (the keywords changed between Ray versions)."""
+    if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
+        raise ValueError(f"calls_per_actor must be an int >= 1, got {calls!r}")
+    if calls == 1:
+        return ray.data.ActorPoolStrategy(size=size), {}
+    params = inspect.signature(ray.data.ActorPoolStrategy).parameters
+    if "max_concurrent_calls_per_actor" not in params:  # older Ray: a threaded actor
+        return ray.data.ActorPoolStrategy(size=size), {"max_concurrency": calls}
+    extra = {"enable_true_multi_threading": True} if "enable_true_multi_threading" in params else {}
+    return ray.data.ActorPoolStrategy(size=size, max_concurrent_calls_per_actor=calls, **extra), {}
+
+
 def _run_actors(ray: Any, pipeline: Pipeline, device: str | None, todo: list[Job], urls: dict[str, str],
-                summary: Summary, progress: Any, actors: int | None, gpus_per_actor: float,
-                rows_per_task: int | None, storage_options: dict[str, Any], options: dict[str, Any]) -> None:
+                summary: Summary, progress: Any, asked: _ActorCount, rows_per_task: int | None,
+                storage_options: dict[str, Any], options: dict[str, Any]) -> None:
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     device = device if device is not None else ("cuda" if gpus > 0 else "cpu")
-    plan = plan_actors(resources.get("CPU", 1.0), gpus, device, actors, gpus_per_actor)
+    plan = plan_actors(resources.get("CPU", 1.0), gpus, device, asked.actors, asked.gpus_per_actor)
+    compute, remote_args = _actor_pool(ray, plan.actors, asked.calls_per_actor)
     # Rows per map_batches call: a few of the pipeline's batches (its stages overlap inside
     # a call), but at least 4 calls per actor so that the actors share the work evenly.
     batch = options["batch_size"] if device == "cuda" else pipeline.config.cpu_batch_size
@@ -441,8 +468,8 @@ def _run_actors(ray: Any, pipeline: Pipeline, device: str | None, todo: list[Job
         ProcessBatches,
         fn_constructor_kwargs=dict(steps=pipeline.steps, config=pipeline.config, device=device,
                                    storage_options=storage_options, **options),
-        batch_size=per_task, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=plan.actors),
-        num_gpus=plan.num_gpus or None, num_cpus=plan.num_cpus,
+        batch_size=per_task, batch_format="numpy", compute=compute, num_gpus=plan.num_gpus or None,
+        num_cpus=plan.num_cpus, **remote_args,
     )
     done = 0
     quiet = logging.getLogger("ray.data")  # its per-run INFO lines and the note that its bars are off

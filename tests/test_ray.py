@@ -163,7 +163,7 @@ def test_url_inputs_through_fsspec(ray_cluster, tree: Path, tmp_path: Path, devi
     pipe = gpuimg.Pipeline(STEPS, device=device)
     plain = pipe.run(tree, tmp_path / "plain")
     url = f"file://{tree}"
-    summary = gpuimg.ray.run_on_ray(pipe, url, tmp_path / "url", device=device)
+    summary = gpuimg.ray.run_on_ray(pipe, url, tmp_path / "url", device=device, actors=1, calls_per_actor=2)
     assert (summary.processed, summary.failed) == (plain.processed, plain.failed) == (len(GOOD), len(RAY_BAD))
     _same_pixels(_outputs(tmp_path / "plain"), _outputs(tmp_path / "url"))
     assert {(Path(f.path).name, f.stage) for f in summary.failures} == {(Path(f.path).name, f.stage) for f in plain.failures}
