@@ -106,6 +106,60 @@ print(json.dumps(box))
 """
 
 
+# The one-file command as it runs, in one fresh process: when each piece starts and ends
+# (seconds since the interpreter reached this script), on which thread.
+TIMELINE = r"""
+import atexit, json, sys, threading, time
+T0 = time.perf_counter()
+events = []
+def ev(name):
+    events.append((round(time.perf_counter() - T0, 3), threading.current_thread().name, name))
+def wrap(obj, attr, label):
+    real = getattr(obj, attr)
+    def timed(*a, **k):
+        ev(label + " >")
+        try:
+            return real(*a, **k)
+        finally:
+            ev(label + " <")
+    setattr(obj, attr, timed)
+import gpuimg.cli as cli; ev("gpuimg.cli imported")
+from gpuimg import device
+from gpuimg.codec import _nvimgcodec, decoder, encoder, isolation
+from gpuimg.pipeline import api, codecs, sinks, steps
+wrap(_nvimgcodec, "load", "nvimgcodec load")
+wrap(decoder.Decoder, "__init__", "Decoder()")
+wrap(decoder.Decoder, "decode_batch", "decode_batch")
+wrap(decoder.Decoder, "warm_up", "warm_up")
+wrap(encoder.Encoder, "__init__", "Encoder()")
+wrap(sinks, "encode_images", "encode")
+wrap(sinks, "atomic_write", "write")
+wrap(isolation._Child, "__init__", "isolation child start")
+wrap(steps, "check_steps", "steps probe")
+wrap(api.Pipeline, "__init__", "Pipeline()")
+wrap(api.Pipeline, "run", "Pipeline.run")
+wrap(cli, "_job_device", "device choice")
+wrap(cli, "_device_line", "device line")
+atexit.register(lambda: print("TIMELINE " + json.dumps(events), flush=True))
+code = cli.main(sys.argv[1:])
+ev("main returned")
+"""
+
+
+def timeline(argv: list[str], env: dict[str, str]) -> tuple[float, list]:
+    """(whole-process wall seconds, the events of TIMELINE) for ``gpuimg argv``."""
+    import json
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", TIMELINE, *argv], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("TIMELINE ")]
+    if not lines:
+        raise RuntimeError(f"timeline failed: {proc.stderr[-800:]}")
+    return wall, json.loads(lines[-1][9:])
+
+
 def phases(src: Path, env: dict[str, str]) -> list[tuple[str, float]]:
     """Seconds of each start-up phase, in order, in a fresh process (see PHASES)."""
     import json
@@ -166,6 +220,12 @@ def main() -> int:
             ("gpuimg process, 1 file (1080p)", _median(cli + ["process", str(src), str(out)] + ops, env,
                                                        args.repeat, clear)),
         ]
+        if args.device == "cuda":
+            no_device = ops[:ops.index("--device")] + ops[ops.index("--device") + 2:]
+            rows.append(("gpuimg process, 1 file, --device cpu", _median(
+                cli + ["process", str(src), str(out)] + no_device + ["--device", "cpu"], env, args.repeat, clear)))
+            rows.append(("gpuimg process, 1 file, no --device (gpuimg chooses)", _median(
+                cli + ["process", str(src), str(out)] + no_device, env, args.repeat, clear)))
         if args.many:
             rows.append((f"gpuimg process, {args.many} files (1080p)",
                          _median(cli + ["process", str(many), str(out)] + ops, env, max(1, args.repeat // 2), clear)))
@@ -199,6 +259,14 @@ def main() -> int:
                     print(f"- {name}: {sec:.3f}")
             else:
                 print(f"failed: {proc.stderr[-600:]}")
+        for device in (("cuda", "cpu") if args.device == "cuda" else ("cpu",)):
+            clear()
+            argv = ["process", str(src), str(out)] + ops[:ops.index("--device")] + ["--device", device, "--no-progress"]
+            wall, events = timeline(argv, env)
+            print(f"\n## timeline of the one-file command, --device {device} (whole process {wall:.2f} s; "
+                  "seconds since the script started, thread)\n```")
+            print("\n".join(f"{t:7.3f}  {thread:24s} {name}" for t, thread, name in events))
+            print("```")
         if args.profile:
             prof = work / "prof.out"
             clear()

@@ -315,13 +315,39 @@ def _rgb(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+# One run per command: worker processes started for a later run would only slow this one.
+def _config() -> Any:
+    from .pipeline import PipelineConfig
+
+    return PipelineConfig(prestart_workers=False)
+
+
+def _job_device(jobs: list[Any]) -> str | None:
+    """The device for a command that named none: the CPU for a job so small that it ends
+    there before the GPU would have started (PipelineConfig.job_device), else None."""
+    config = _config()
+    if not jobs or len(jobs) > 64 or not config.cpu_job_max_pixels:  # reading headers costs little below that
+        return None
+    from .codec import parse
+
+    pixels = 0
+    for job in jobs:
+        try:
+            header = parse(job.src, check_scans=False).info
+        except Exception:  # noqa: BLE001 - it fails in the run, and costs nothing there
+            continue
+        pixels += header.width * header.height
+        if pixels > config.cpu_job_max_pixels:
+            return None
+    return config.job_device(pixels)
+
+
 def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:
     from .device import resolve_device
     from .errors import DeviceUnavailableError
-    from .pipeline import Pipeline, PipelineConfig
+    from .pipeline import Pipeline
 
-    # One run per command: worker processes started for a later run would only slow this one.
-    config = PipelineConfig(prestart_workers=False)
+    config = _config()
     try:
         return Pipeline(steps, config=config,
                         device=resolve_device(device, _source="--device") if device is not None else None)
@@ -420,16 +446,21 @@ def cmd_process(args: argparse.Namespace) -> int:
         OutputRule(output_format(args.format), args.mode, args.background)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    # On Ray the actors run the steps (on --device, or on the cluster's GPUs): the driver,
-    # perhaps a cluster head without a GPU, only plans and reports.
-    pipeline = _make_pipeline(_steps_of(args), "cpu" if on_ray else args.device)
+    from .pipeline.files import plan_jobs
+
     jobs: list[Any] = []
     if not remote:
-        jobs = pipeline.plan(args.src, args.dst, format=args.format, include=args.include, exclude=args.exclude)
+        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude)
         if not jobs:
             filters = " matching --include/--exclude" if args.include or args.exclude else ""
             print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)
             return EXIT_OK
+    # On Ray the actors run the steps (on --device, or on the cluster's GPUs): the driver,
+    # perhaps a cluster head without a GPU, only plans and reports.
+    chosen = "cpu" if on_ray else args.device or _job_device(jobs)
+    pipeline = _make_pipeline(_steps_of(args), chosen)
+    small_job = not on_ray and args.device is None and chosen == "cpu"
+    if not remote:
         _check_paths(args, jobs)
         if args.dry_run:
             return _dry_run(pipeline, jobs)
@@ -447,7 +478,12 @@ def cmd_process(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    where = f"Ray actors ({args.device or 'on the GPUs where the cluster has them'})" if on_ray else _device_line(pipeline.device)
+    if on_ray:
+        where = f"Ray actors ({args.device or 'on the GPUs where the cluster has them'})"
+    elif small_job:
+        where = "cpu (chosen for a job this small: it ends before a GPU would have started; --device cuda to use one)"
+    else:
+        where = _device_line(pipeline.device)
     _say(f"{summary}; on {where}")
     for failure in summary.failures[:10]:
         _say(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")

@@ -280,6 +280,26 @@ def test_device_cuda_without_gpu_names_the_flag(small: Path, tmp_path: Path, cap
     assert "--device cuda asks for a GPU" in err and "Use --device cpu" in err and "device='cpu'" not in err
 
 
+def test_a_small_job_without_device_runs_on_the_cpu(small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """Without --device, a job of few pixels goes to the CPU (it ends before a GPU would
+    have started) and the summary says so; a larger one, or more files than the header
+    check reads, gets the default device; --device always wins."""
+    from gpuimg.pipeline import PipelineConfig
+    from gpuimg.pipeline.files import plan_jobs
+
+    assert cli.main(["process", str(small), str(tmp_path / "o"), "--no-progress"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "; on cpu (chosen for a job this small" in out and "--device cuda" in out
+    jobs = plan_jobs(small, tmp_path / "o2", ".jpg")
+    assert jobs and cli._job_device(jobs) == "cpu"
+    assert cli._job_device(jobs * 65) is None  # too many files to read the headers of
+    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_pixels=100))
+    assert cli._job_device(jobs) is None
+    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_pixels=0))
+    assert cli._job_device(jobs) is None
+
+
 def test_summary_names_the_device(small: Path, tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["process", str(small), str(tmp_path / "o"), "--device", device]) == cli.EXIT_OK
     out = capsys.readouterr().out

@@ -11,6 +11,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from gpuimg.ops import registry
 from gpuimg.pipeline import Pipeline, PipelineConfig, available_ops, load_steps
 from gpuimg.pipeline import codecs as pipeline_codecs
 from gpuimg.pipeline import files as _files
+from gpuimg.pipeline import sinks as _sinks
 from gpuimg.pipeline import workers as _workers
 
 from conftest import ASSETS, BAD, GOOD, write_bad_files, write_good_files
@@ -425,6 +427,7 @@ def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path:
 
     monkeypatch.setattr(sources, "_info_of", counting_info_of)
     monkeypatch.setattr(pipeline_codecs, "decode_items", recording_decode)
+    monkeypatch.setattr(pipeline_codecs.CodecPool, "prewarm", lambda self: None)  # its tiny JPEG is no input
     # in-process lanes only: a decode worker process reads and parses its batches itself
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3, workers=False)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))
@@ -523,6 +526,37 @@ def test_worker_reports_write_failures_per_item(tmp_path: Path, worker_ready: st
     assert not list(out.rglob(f"*{_files.TMP_MARKER}*"))
 
 
+def test_workers_join_a_run_that_started_without_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      worker_ready: str) -> None:
+    """Plan "join": the run starts in this process and the workers take over once ready
+    (here: after a few batches). Every output is there, byte-equal to a run without
+    workers (the same decoders and encoder on both paths), and both paths were used."""
+    src = tmp_path / "join-in"
+    src.mkdir()
+    for i in range(12):
+        (src / f"{i:02d}.jpg").write_bytes((ASSETS / ("chelsea.jpg", "coffee.jpg")[i % 2]).read_bytes())
+    config = PipelineConfig(worker_min_run_bytes=1)  # every run "joins"; worker_ready started them: the run
+    polls = {"decode": 0, "encode": 0}  # is told they are not ready for its first few batches
+    real_ready = _workers.Joining.ready
+
+    def late(self: _workers.Joining) -> Any:
+        polls[self.role] += 1
+        return real_ready(self) if polls[self.role] > 3 else None
+
+    monkeypatch.setattr(_workers.Joining, "ready", late)
+    made = []
+    real_sink = _sinks.WorkerSink.__init__
+    monkeypatch.setattr(_sinks.WorkerSink, "__init__", lambda self, *a, **k: made.append(1) or real_sink(self, *a, **k))
+    pipe = Pipeline(BLUR, config=config, device=worker_ready)
+    joined = pipe.run(src, tmp_path / "joined", batch_size=1)
+    alone = Pipeline(BLUR, device=worker_ready).run(src, tmp_path / "alone", batch_size=1, workers=False)
+    assert (joined.processed, joined.failed) == (alone.processed, alone.failed) == (12, 0)
+    assert made == [1] and polls["encode"] > 3 and polls["decode"] > 3  # the encode worker joined mid-run
+    for i in range(12):
+        a, b = (tmp_path / "joined" / f"{i:02d}.jpg").read_bytes(), (tmp_path / "alone" / f"{i:02d}.jpg").read_bytes()
+        assert a == b, i
+
+
 def test_pipeline_falls_back_to_encoding_in_process(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     device: str) -> None:
     monkeypatch.setattr(_workers, "take", lambda role, device_id, config, wait=True, start=True: None)  # no worker can run here
@@ -550,10 +584,10 @@ def test_workers_argument_chooses_the_path(tree: Path, tmp_path: Path, monkeypat
 
 def test_worker_plan_comes_from_the_data(tmp_path: Path) -> None:
     """Workers only for inputs that average worker_min_file_bytes; a run of
-    worker_min_run_bytes waits for them, a shorter one takes them only if ready; the run's
-    argument overrides."""
+    worker_min_run_bytes starts them and lets them join, a shorter one takes them only if
+    ready; the run's argument overrides (True waits for them)."""
     cfg = PipelineConfig(worker_min_run_bytes=3000, worker_min_file_bytes=1000)
-    assert [cfg.worker_plan(n, size, None) for n, size in ((3, 1000), (2, 1000), (3, 999))] == ["wait", "ready", "off"]
+    assert [cfg.worker_plan(n, size, None) for n, size in ((3, 1000), (2, 1000), (3, 999))] == ["join", "ready", "off"]
     assert cfg.worker_plan(1, 0, True) == "wait" and cfg.worker_plan(10**6, 10**9, False) == "off"
     for i, size in enumerate((100, 300)):
         (tmp_path / f"{i}.jpg").write_bytes(b"x" * size)

@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import os
 import warnings
 from collections.abc import Sequence
@@ -307,6 +308,26 @@ class Decoder:
         self._local_cpu = any(b.backend_kind == nv.CPU_ONLY for b in chosen)
         device_id = self._device_key[1]
         return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
+
+    def warm_up(self) -> Decoder:
+        """Pay nvImageCodec's one-time start now: its first GPU decode (about a second on
+        a GPU, once per process, less again per Decoder: BENCHMARKS.md) on a tiny built-in
+        JPEG, so that the first real batch does not wait for it. Returns the Decoder.
+        Run it on a thread that has nothing better to do (nvImageCodec releases the
+        interpreter while it decodes); on the CPU it costs a millisecond.
+
+        Example:
+            >>> Decoder("cpu").warm_up().device
+            'cpu'
+        """
+        result = self.decode_batch([_WARM_UP_JPEG])
+        if result.errors:  # a Decoder that cannot decode a baseline JPEG is broken: say so now
+            raise result.errors[0].error
+        if self.device == "cuda":
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+        return self
 
     # ------------------------------------------------------------------ public API
     def info(self, src: Any) -> ImageInfo:
@@ -740,6 +761,15 @@ def _put(img: Image, pixels: np.ndarray, stream: Any, pinned: bool = False) -> N
 
 
 _BACKENDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
+
+
+# A 16x16 4:2:0 baseline JPEG (300 bytes, made with Pillow) for Decoder.warm_up.
+_WARM_UP_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/"
+    "2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAAQABADASIAAhEBAxEB/8QA"
+    "FQABAQAAAAAAAAAAAAAAAAAAAwD/xAAVEAEBAAAAAAAAAAAAAAAAAAACAP/EABUBAQEAAAAAAAAAAAAAAAAAAAEF/8QAGBEAAwEBAAAAAAAAAAAAAAAAAAME"
+    "ITH/2gAMAwEAAhEDEQA/AEbgbpuBunoQEMPMP//Z"
+)
 
 
 def _backend(nv: Any, spec: Any) -> Any:

@@ -278,11 +278,43 @@ _lock = threading.Lock()
 _owner_pid = os.getpid()
 
 
+_starting: dict[int, threading.Event] = {}  # threads -> set once prestart's child is idle (or failed)
+
+
+def prestart(threads: int, config: Isolation) -> None:
+    """Start a child in the background, for a decode that will come soon (a child takes
+    about as long to start as a Python process importing NumPy and nvImageCodec): a
+    ``_take`` meanwhile waits for it instead of starting another.
+
+    Example:
+        >>> prestart(0, Isolation(enabled=False))  # nothing to start: isolation is off
+    """
+    if not config.active:
+        return
+    with _lock:
+        if threads in _starting or any(c.threads == threads for c in _idle):
+            return
+        done = _starting[threads] = threading.Event()
+
+    def start() -> None:
+        try:
+            _give_back(_Child(threads, config))
+        except Exception:  # noqa: BLE001 - the decode that needs one starts it and meets the error
+            pass
+        finally:
+            with _lock:
+                _starting.pop(threads, None)
+            done.set()
+
+    threading.Thread(target=start, name="gpuimg-isolation-start", daemon=True).start()
+
+
 def _take(threads: int, config: Isolation) -> _Child:
     global _owner_pid
     with _lock:
         if _owner_pid != os.getpid():  # a forked process: the children are the parent's
             _idle.clear()
+            _starting.clear()
             _owner_pid = os.getpid()
         for k, child in enumerate(_idle):
             if child.threads == threads:
@@ -291,6 +323,14 @@ def _take(threads: int, config: Isolation) -> _Child:
                     return child
                 child.close()
                 break
+        starting = _starting.get(threads)
+    if starting is not None:  # prestart's child is nearly there: take it rather than start a second
+        starting.wait(config.start_timeout_s)
+        with _lock:
+            for k, child in enumerate(_idle):
+                if child.threads == threads and child.alive():
+                    del _idle[k]
+                    return child
     return _Child(threads, config)
 
 

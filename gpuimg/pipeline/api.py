@@ -54,7 +54,7 @@ from .config import PipelineConfig
 from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
-from .sinks import FileSink, WorkerSink
+from .sinks import FileSink, JoiningSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
@@ -159,8 +159,9 @@ class Pipeline:
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
         ``workers`` (GPU): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None:
-        chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`;
-        False: everything in this process).
+        chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`:
+        a long run starts them and they join it once started; False: everything in this
+        process).
         Ctrl-C stops the run cleanly:
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
@@ -179,6 +180,7 @@ class Pipeline:
         check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
+        self._codecs.prewarm()  # the decoder's first decode overlaps the planning and the first reads
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
@@ -227,6 +229,7 @@ class Pipeline:
             (1, ['read'])
         """
         check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
+        self._codecs.prewarm()  # once per pipeline: the first call's decoder starts while its files are read
         summary = Summary()
         started = time.perf_counter()
         run = Run()
@@ -258,9 +261,14 @@ class Pipeline:
         return self.config.worker_plan(len(jobs), mean_file_bytes(jobs), workers)
 
     def _worker(self, role: str, plan: str) -> Any:
-        """A ``role`` worker process for a run with worker ``plan``, or None."""
+        """A ``role`` worker process for a run with worker ``plan``: a Worker, a
+        :class:`~gpuimg.pipeline.workers.Joining` (plan "join" and none is ready yet: it
+        joins the run once started), or None."""
         if plan == "off" or role not in self.config.worker_roles(self.device):
             return None
+        if plan == "join":
+            joining = worker_pool.Joining(role, _device_id(), self.config)
+            return joining.ready() or joining
         return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait", start=self.config.prestart_workers)
 
     def _sink(
@@ -270,9 +278,14 @@ class Pipeline:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
         worker = self._worker("encode", plan)
-        if worker is not None:
+
+        def remote(worker: Any) -> WorkerSink:
             return WorkerSink(run, worker, fmt, quality, mode=mode, background=background, keep=keep)
-        return FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
+
+        if isinstance(worker, worker_pool.Worker):
+            return remote(worker)
+        local = FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
+        return local if worker is None else JoiningSink(local, worker, remote)
 
     def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
                  summary: Summary, progress: Callable[[int, int], None] | None, plan: str) -> None:
@@ -348,6 +361,7 @@ class Pipeline:
             if size is None:
                 raise ValueError("batches() needs size=(height, width): the steps' output size depends on the input "
                                  f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
+        self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
         return self.tensors_of_jobs(jobs, batch_size, size=size, mean=mean, std=std, readers=readers,
                                     prefetch=prefetch, workers=workers)

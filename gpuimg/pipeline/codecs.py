@@ -15,7 +15,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..codec import Decoder, Encoder, formats
+from ..codec import Decoder, Encoder, formats, isolation
 from ..errors import EncodeError
 from .config import PipelineConfig
 
@@ -49,6 +49,13 @@ def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = Non
     # The decode lane host-waits for each ring slot's release event before decoding into
     # it, so the Decoder's own whole-stream guard would only cost overlap (gpuimg.codec).
     return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation)
+
+
+def _uses_hardware_decoder(config: PipelineConfig) -> bool:
+    """Whether ``config.decode_backends`` may include nvJPEG's hardware decoder (an
+    ``nvimgcodec.Backend`` object is taken to, whatever its kind)."""
+    names = [b[0] if isinstance(b, tuple) else b for b in (config.decode_backends or ())]
+    return any(not isinstance(n, str) or n == "hw" for n in names)
 
 
 def new_encoder(device: str, config: PipelineConfig) -> Encoder:
@@ -101,10 +108,40 @@ class CodecPool:
         self._free: dict[str, list[Any]] = {"decode": [], "encode": []}
         self._lock = threading.Lock()
         self.gate: Any = threading.Lock() if config.serialize_codecs else contextlib.nullcontext()
+        self._warming: threading.Thread | None = None
+
+    def prewarm(self) -> None:
+        """Make a decoder and pay its first decode (:meth:`Decoder.warm_up`: on a GPU about
+        a second of nvImageCodec start; on the CPU the start of the child process the
+        codecs run in) on a background thread, while the run plans its jobs and reads its
+        first files; the first decode lane then takes it. Once per pool; not where the
+        backends include the hardware decoder (its buffers are sized from the first batch
+        instead, see :func:`new_decoder`)."""
+        if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
+            return
+        if self.device == "cpu":  # the child starts while this process imports nvImageCodec
+            isolation.prestart(0, self.config.isolation)
+
+        def warm() -> None:
+            try:
+                decoder = new_decoder(self.device, self.config).warm_up()
+            except Exception:  # noqa: BLE001 - the lane makes its own and meets the error there
+                return
+            with self._lock:
+                self._free["decode"].append(decoder)
+
+        # Not a daemon: the interpreter's exit waits for it rather than tearing nvImageCodec
+        # down under a decode in flight.
+        self._warming = threading.Thread(target=warm, name="gpuimg-decoder-warm-up")
+        self._warming.start()
 
     def take(self, kind: str, shapes: list[tuple[int, int, int]] | None = None) -> Any:
         """A kept codec of ``kind`` ("decode"/"encode"), or a new one (a new decoder is
-        sized for ``shapes``, the first batch's: see :func:`size_hint`)."""
+        sized for ``shapes``, the first batch's: see :func:`size_hint`). A decoder being
+        warmed up (:meth:`prewarm`) is waited for: a second new one would pay the same start."""
+        warming = self._warming
+        if kind == "decode" and warming is not None and warming.is_alive():
+            warming.join()
         with self._lock:
             if self._free[kind]:
                 return self._free[kind].pop()

@@ -56,8 +56,9 @@ class PipelineConfig:
     Whether a run uses them (``workers=None``, the default) comes from its data: only
     when its inputs average at least ``worker_min_file_bytes`` (0: measured to help or
     tie on every dataset class, BENCHMARKS.md), and then a run whose inputs total at
-    least ``worker_min_run_bytes`` waits for them to start (about 2 s, paid back only by
-    a run that long), a shorter one uses them only if they are ready and, with
+    least ``worker_min_run_bytes`` starts them and goes on without them until they are
+    ready (about 2 s), when they join it (a run shorter than their start would pay for
+    them and not use them); a shorter run uses them only if they are ready and, with
     ``prestart_workers`` (the default), starts them in the background for the next run
     of this process (the ``gpuimg`` command runs once and turns that off; workers still
     starting when the process exits are killed).
@@ -73,7 +74,10 @@ class PipelineConfig:
     ``cpu_batch_size``: the most images a batch holds on the CPU device, whatever a run's
     ``batch_size`` says: the CPU ops run image by image, so a batch buys nothing there, and
     batches of two keep decode, process and encode overlapped and the progress moving per
-    image (BENCHMARKS.md, "CPU path").
+    image (BENCHMARKS.md, "CPU path"). ``cpu_job_max_pixels``: a job of at most this many
+    decoded pixels that the ``gpuimg`` command runs without ``--device`` goes to the CPU,
+    where it ends before the GPU would have started (CUDA context and nvImageCodec's
+    first GPU decode: about 2 s; see :meth:`job_device`). 0: always the GPU.
 
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
@@ -87,10 +91,11 @@ class PipelineConfig:
     serialize_codecs: bool = True
     encode_in_worker: bool = field(default_factory=lambda: worker_switch("encode"))
     decode_in_worker: bool = field(default_factory=lambda: worker_switch("decode"))
-    worker_min_run_bytes: int = 2 << 30
+    worker_min_run_bytes: int = 128 << 20
     worker_min_file_bytes: int = 0
     prestart_workers: bool = True
     cpu_batch_size: int = 2
+    cpu_job_max_pixels: int = 24_000_000
     worker_read_threads: int = 4
     worker_start_timeout_s: float = 120.0
     encoder_threads: int = 4
@@ -100,7 +105,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
-                          ("worker_min_file_bytes", 0), ("cpu_batch_size", 1),
+                          ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_pixels", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -112,19 +117,34 @@ class PipelineConfig:
 
     def worker_plan(self, count: int, mean_file_bytes: float, workers: bool | None) -> str:
         """How a run of ``count`` inputs averaging ``mean_file_bytes`` uses the worker
-        processes: "wait" (start them and wait), "ready" (use them only if started), or
-        "off"; ``workers`` is the run's argument (True: wait, False: off, None: from the data).
+        processes: "join" (start them; they join the run once ready), "wait" (start them
+        and wait), "ready" (use them only if started), or "off"; ``workers`` is the run's
+        argument (True: wait, False: off, None: from the data).
 
         Example:
             >>> cfg = PipelineConfig(worker_min_run_bytes=10**6, worker_min_file_bytes=1000)
             >>> cfg.worker_plan(500, 5000, None), cfg.worker_plan(50, 5000, None), cfg.worker_plan(500, 10, None)
-            ('wait', 'ready', 'off')
+            ('join', 'ready', 'off')
+            >>> cfg.worker_plan(50, 5000, True)
+            'wait'
         """
         if workers is not None:
             return "wait" if workers else "off"
         if mean_file_bytes < self.worker_min_file_bytes:
             return "off"
-        return "wait" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
+        return "join" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
+
+    def job_device(self, pixels: int) -> str | None:
+        """The device for a one-off job of ``pixels`` decoded pixels in all when the user
+        named none: "cpu" for a job the CPU finishes before the GPU would have started
+        (``cpu_job_max_pixels``: about a dozen 1080p photos), else None (the default
+        device).
+
+        Example:
+            >>> PipelineConfig().job_device(1920 * 1080), PipelineConfig().job_device(10**9)
+            ('cpu', None)
+        """
+        return "cpu" if pixels <= self.cpu_job_max_pixels else None
 
     def worker_roles(self, device: str) -> list[str]:
         """The worker roles a pipeline on ``device`` uses (only on the GPU).

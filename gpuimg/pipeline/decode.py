@@ -122,6 +122,7 @@ class DecodeStage:
         for _ in range(pool.config.decode_ring * total):
             self.free.put(Slot())
         self._countdown = LaneCountdown(total)
+        self._ended = threading.Event()  # a lane took the end marker: a joining worker need not come
 
     def start(self) -> list[threading.Thread]:
         threads = [start_thread(f"decode{i}", self._lane, self.run.fail_fatal) for i in range(self.lanes)]
@@ -137,6 +138,7 @@ class DecodeStage:
                 decoder = self.pool.take("decode", [it.shape for it in items])
             for group in groups(items, self.rule):
                 self._decode_into_slot(decoder, group, lane)
+        self._ended.set()
         if decoder is not None:
             self.pool.give_back("decode", decoder)
         pass_end(self.src, self._countdown, self.out)
@@ -167,7 +169,13 @@ class DecodeStage:
         staging slot into a ring slot's batch (one device-to-device copy)."""
         import cupy
 
-        lane, worker = Lane(self.device), self.worker
+        worker = self.worker
+        if isinstance(worker, workers.Joining):  # the run started without it: it joins once ready
+            worker = worker.get(self._ended, self.run.stop)
+            if worker is None:  # the other lanes took every batch (or it could not start)
+                self._lane()
+                return
+        lane = Lane(self.device)
         copied: list[Any] = [None] * worker.SLOTS  # event: the last copy out of staging slot k
         seq, waiting = 0, False
         local = None  # this thread's decoder for what the worker does not decode (not RGB uint8)

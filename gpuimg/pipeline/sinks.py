@@ -1,6 +1,7 @@
 """Where processed batches go in a run: encoded and written by this process's encode
 lanes and writer threads (:class:`FileSink`), or by the encode worker process
-(:class:`WorkerSink`). A sink has ``lanes`` (step-output sets it may hold), ``start``,
+(:class:`WorkerSink`), or the first until the worker is ready, then the second
+(:class:`JoiningSink`). A sink has ``lanes`` (step-output sets it may hold), ``start``,
 ``handle(items, batch, ready, done)``, ``finish`` and ``rule`` (the
 :class:`~gpuimg.pipeline.steps.OutputRule` the decode and process stages follow).
 :func:`~gpuimg.pipeline.codecs.encode_settings` is how ``quality`` reaches each format's encoder (both sinks).
@@ -32,7 +33,7 @@ from .results import Run
 from .stages import DONE, Lane, LaneCountdown, StageQueue, Stopped, pass_end, start_thread
 from .steps import OutputRule
 
-__all__ = ["FileSink", "WorkerSink", "codec_name", "with_metadata"]
+__all__ = ["FileSink", "WorkerSink", "JoiningSink", "codec_name", "with_metadata"]
 
 BACKGROUND = (255, 255, 255)  # what alpha is composited onto where the format has no alpha
 
@@ -96,6 +97,7 @@ class FileSink:
         self.threads: list[threading.Thread] = []
         self.queue = StageQueue(1, run.stop)
         self._countdown = LaneCountdown(self.lanes)
+        self.announces_end = True  # finish() tells the run that every result is in
 
     def start(self, lane: Lane) -> None:
         self.writer_pool = cf.ThreadPoolExecutor(self.writers, thread_name_prefix="gpuimg-write")
@@ -160,7 +162,8 @@ class FileSink:
             if self.writer_pool is not None:
                 self.writer_pool.shutdown(wait=True)
         finally:
-            self.run.results.put(("end",))
+            if self.announces_end:
+                self.run.results.put(("end",))
 
 
 class WorkerSink:
@@ -191,6 +194,7 @@ class WorkerSink:
         self.seq = 0
         self.threads: list[threading.Thread] = []
         self._answered = True  # every batch sent has been answered (the worker is reusable)
+        self.announces_end = True  # finish() tells the run that every result is in
 
     def start(self, lane: Lane) -> None:
         self.threads = [start_thread("send", self._send_loop, self.run.fail_fatal),
@@ -279,4 +283,46 @@ class WorkerSink:
             if not self._answered:
                 self.worker.healthy = False
             workers.give_back(self.worker)
-            self.run.results.put(("end",))
+            if self.announces_end:
+                self.run.results.put(("end",))
+
+
+class JoiningSink:
+    """The encode worker joins the run once it has started: batches go to this process's
+    encode lanes (``local``, a :class:`FileSink`) until the worker (``joining``, a
+    :class:`~gpuimg.pipeline.workers.Joining`) is ready, then to a :class:`WorkerSink` made
+    for it by ``make_worker_sink(worker)``. Outputs are independent files, so which sink
+    writes one does not change it. Both hold step outputs at once for a while, hence
+    ``lanes``."""
+
+    def __init__(self, local: FileSink, joining: Any, make_worker_sink: Callable[[Any], WorkerSink]):
+        self.local, self.joining, self.make_worker_sink = local, joining, make_worker_sink
+        self.rule = local.rule
+        self.lanes = local.lanes + WorkerSink.lanes
+        self.remote: WorkerSink | None = None
+        self._lane: Lane | None = None
+        local.announces_end = False
+
+    def start(self, lane: Lane) -> None:
+        self._lane = lane
+        self.local.start(lane)
+
+    def handle(self, items: list[Item], batch: ImageBatch, ready: Any, done: Callable[[Any], None]) -> None:
+        if self.remote is None:
+            worker = self.joining.ready()
+            if worker is not None:
+                remote = self.make_worker_sink(worker)
+                remote.announces_end = False
+                remote.start(self._lane)  # type: ignore[arg-type]
+                self.remote = remote
+        (self.remote or self.local).handle(items, batch, ready, done)
+
+    def finish(self) -> None:
+        try:
+            self.local.finish()
+        finally:
+            try:
+                if self.remote is not None:
+                    self.remote.finish()
+            finally:
+                self.local.run.results.put(("end",))

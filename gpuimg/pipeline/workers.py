@@ -60,7 +60,7 @@ from .config import PipelineConfig
 from .files import atomic_write, output_format
 from .results import reason
 
-__all__ = ["Worker", "WorkerUnavailable", "ROLES", "prestart", "take", "give_back"]
+__all__ = ["Worker", "WorkerUnavailable", "Joining", "ROLES", "prestart", "take", "give_back"]
 
 
 
@@ -138,7 +138,9 @@ class _Decoding:
         from concurrent.futures import ThreadPoolExecutor
 
         self.cupy = cupy
-        self.decoder = Decoder("cuda", guard_reuse=False, backends=config.decode_backends, isolation=config.isolation)
+        # Warmed before "ready": a run that lets this worker join late must not wait for its first decode.
+        self.decoder = Decoder("cuda", guard_reuse=False, backends=config.decode_backends,
+                               isolation=config.isolation).warm_up()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = ThreadPoolExecutor(config.worker_read_threads, thread_name_prefix="gpuimg-worker-read")
         self.batch: Any = None
@@ -424,6 +426,42 @@ def take(role: str, device_id: int, config: PipelineConfig, wait: bool = True, s
         if starting is None:
             return _start(key)
         starting.wait()
+
+
+class Joining:
+    """A ``role`` worker that a run starts (if none is free or starting) and uses once it
+    is ready, while the run goes on without it meanwhile (plan "join", see
+    :meth:`PipelineConfig.worker_plan`).
+
+    Example:
+        >>> Joining("decode", 0, PipelineConfig()).get(threading.Event())  # doctest: +SKIP
+    """
+
+    def __init__(self, role: str, device_id: int, config: PipelineConfig):
+        self.role, self.device_id, self.config = role, device_id, config
+        prestart(role, device_id, config)
+
+    def ready(self) -> Worker | None:
+        """The worker, taken, if it is ready now; else None."""
+        with _lock:
+            free = _free.get(_key(self.role, self.device_id, self.config))
+            return free.pop() if free else None
+
+    def get(self, *ended: threading.Event, poll_s: float = 0.05) -> Worker | None:
+        """Wait until the worker is ready (it is taken and returned), or one of ``ended`` is set,
+        or none will come (it could not start here, or another run took it): None then.
+        A worker that becomes ready after the run ended stays in the pool for a later run
+        (or is stopped at exit)."""
+        key = _key(self.role, self.device_id, self.config)
+        while not any(e.is_set() for e in ended):
+            worker = self.ready()
+            if worker is not None:
+                return worker
+            with _lock:
+                if key in _unavailable or (key not in _starting and not _free.get(key)):
+                    return None
+            ended[0].wait(poll_s)
+        return None
 
 
 def give_back(worker: Worker) -> None:
