@@ -11,6 +11,7 @@ Example:
     $ gpuimg process photos/ small/ --resize-shorter 512 --center-crop 512 --sharpen 0.5
     $ gpuimg process photos/ out/ --pipeline steps.json --format png --resume
     $ gpuimg process photos/ marked/ --resize-shorter 512 --blend logo.png@10,10,0.5
+    $ gpuimg process s3://bucket/photos/ out/ --resize-shorter 512 --ray     # every GPU, through Ray
     $ gpuimg info assets/chelsea.jpg
     $ gpuimg bench --count 256
 """
@@ -273,6 +274,12 @@ def _add_process(sub: Any) -> None:
     run.add_argument("--resume", action="store_true", help="skip outputs newer than their input")
     run.add_argument("--dry-run", action="store_true", help="list what would be written; process nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)")
+    scale = p.add_argument_group("scale out (pip install \"gpuimg[ray]\")")
+    scale.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster (ADDRESS as ray.init takes it; none: a local Ray), one actor per "
+                            "GPU; same outputs, report and exit codes; SRC may then be a URL (s3://, gs://)")
+    scale.add_argument("--gpus", type=_positive_int, default=None, metavar="N",
+                       help="N actors on this machine through a local Ray, one GPU each (with --device cpu: N CPU actors)")
     p.set_defaults(steps=[])
 
 
@@ -430,7 +437,11 @@ def _check_paths(args: argparse.Namespace, jobs: list[Any]) -> None:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    if not Path(args.src).exists():
+    on_ray = args.ray is not None or args.gpus is not None
+    remote = "://" in args.src  # an object store: listed by the Ray job itself
+    if remote and (not on_ray or args.dry_run):
+        raise UsageError(f"SRC {args.src!r} is a URL: give --ray (or --gpus N) to read it; --dry-run lists local SRCs only")
+    if not remote and not Path(args.src).exists():
         raise UsageError(f"SRC {args.src!r} does not exist")
     try:
         OutputRule(output_format(args.format), args.mode, args.background)
@@ -438,31 +449,43 @@ def cmd_process(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     from .pipeline.files import plan_jobs
 
-    jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude)
-    if not jobs:
-        filters = " matching --include/--exclude" if args.include or args.exclude else ""
-        print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)
-        return EXIT_OK
-    chosen = args.device or _job_device(jobs)
+    jobs: list[Any] = []
+    if not remote:
+        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude)
+        if not jobs:
+            filters = " matching --include/--exclude" if args.include or args.exclude else ""
+            print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)
+            return EXIT_OK
+    # On Ray the actors run the steps (on --device, or on the cluster's GPUs): the driver,
+    # perhaps a cluster head without a GPU, only plans and reports.
+    chosen = "cpu" if on_ray else args.device or _job_device(jobs)
     pipeline = _make_pipeline(_steps_of(args), chosen)
-    small_job = args.device is None and chosen == "cpu"
-    _check_paths(args, jobs)
-    if args.dry_run:
-        return _dry_run(pipeline, jobs)
+    small_job = not on_ray and args.device is None and chosen == "cpu"
+    if not remote:
+        _check_paths(args, jobs)
+        if args.dry_run:
+            return _dry_run(pipeline, jobs)
     bar, progress = _progress_bar(len(jobs), not args.no_progress)
+    options = dict(format=args.format, quality=args.quality, batch_size=args.batch_size,
+                   max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
+                   resume=args.resume, report=args.report, progress=progress, mode=args.mode,
+                   background=args.background, keep_metadata=args.keep_metadata)
     try:
         with _sigterm_stops() as sigterm:
-            summary = pipeline.run(
-                args.src, args.dst, format=args.format, quality=args.quality, batch_size=args.batch_size,
-                max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
-                resume=args.resume, report=args.report, progress=progress, mode=args.mode, background=args.background,
-                keep_metadata=args.keep_metadata,
-            )
+            if on_ray:
+                summary = _run_on_ray(pipeline, args, options)
+            else:
+                summary = pipeline.run(args.src, args.dst, **options)
     finally:
         if bar is not None:
             bar.close()
-    _say(f"{summary}; on " + ("cpu (chosen for a job this small: it ends before a GPU would have started; "
-                               "--device cuda to use one)" if small_job else _device_line(pipeline.device)))
+    if on_ray:
+        where = f"Ray actors ({args.device or 'on the GPUs where the cluster has them'})"
+    elif small_job:
+        where = "cpu (chosen for a job this small: it ends before a GPU would have started; --device cuda to use one)"
+    else:
+        where = _device_line(pipeline.device)
+    _say(f"{summary}; on {where}")
     for failure in summary.failures[:10]:
         _say(f"  failed: {failure.path} ({failure.stage}: {failure.reason})")
     if summary.failed:
@@ -471,6 +494,19 @@ def cmd_process(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_TERMINATED if sigterm.raised else EXIT_INTERRUPTED
     return EXIT_FAILURES if summary.failed else EXIT_OK
+
+
+def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """``process`` through :func:`gpuimg.ray.run_on_ray` (--ray ADDRESS, --gpus N)."""
+    from .ray import RayNotInstalledError, run_on_ray
+
+    address = None if args.ray in (None, "local") else args.ray
+    if address is not None and args.gpus is not None:
+        raise UsageError("--gpus N runs on this machine: give it without a --ray ADDRESS")
+    try:
+        return run_on_ray(pipeline, args.src, args.dst, address=address, actors=args.gpus, device=args.device, **options)
+    except (RayNotInstalledError, ValueError) as exc:  # no Ray; more GPUs asked for than the cluster has
+        raise UsageError(str(exc)) from None
 
 
 def _dry_run(pipeline: Any, jobs: list[Any]) -> int:

@@ -106,3 +106,40 @@ def load_bench(name: str) -> ModuleType:
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+# A tree of good and broken files (tests of the pipeline, the CLI and gpuimg.ray).
+# (relative path, asset, crop box (left, top, right, bottom), Pillow format)
+GOOD = [
+    ("astronaut.jpg", "astronaut.jpg", (100, 40, 228, 136), "JPEG"),
+    ("sub/coffee.png", "coffee.png", (200, 100, 296, 172), "PNG"),
+    ("sub/deeper/chelsea.bmp", "chelsea.png", (150, 60, 230, 120), "BMP"),
+    ("sub/rocket.tif", "rocket.jpg", (300, 100, 364, 180), "TIFF"),
+    ("sub/deeper/rocket.webp", "rocket.jpg", (120, 220, 220, 290), "WEBP"),
+    ("camera.png", "camera_gray.png", (200, 200, 264, 248), "PNG"),
+    ("sub/alpha.png", "coffee_rgba.png", (250, 150, 330, 230), "PNG"),
+]
+BAD = ["truncated.jpg", "corrupt.jpg", "empty.jpg", "notes.jpg", "locked.png"]
+
+
+def write_good_files(root: Path) -> None:
+    """GOOD: crops of the photos in assets/ in several formats and folders, under ``root``."""
+    from PIL import Image as PILImage
+
+    for rel, asset, box, fmt in GOOD:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with PILImage.open(ASSETS / asset) as im:
+            im.crop(box).save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}))
+
+
+def write_bad_files(root: Path) -> None:
+    """BAD under ``root`` (locked.png is readable until the caller takes its permissions),
+    plus a README the folder scan leaves out."""
+    jpeg = (ASSETS / "astronaut.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("this is not an image\n")
+    (root / "locked.png").write_bytes((ASSETS / "chelsea.png").read_bytes())
+    (root / "README.md").write_text("not picked up: not an image suffix\n")

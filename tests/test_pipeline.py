@@ -26,45 +26,14 @@ from gpuimg.pipeline import files as _files
 from gpuimg.pipeline import sinks as _sinks
 from gpuimg.pipeline import workers as _workers
 
-from conftest import ASSETS, nvjpeg_generation
-
-# (relative path, asset, crop box (left, top, right, bottom), Pillow format)
-GOOD = [
-    ("astronaut.jpg", "astronaut.jpg", (100, 40, 228, 136), "JPEG"),
-    ("sub/coffee.png", "coffee.png", (200, 100, 296, 172), "PNG"),
-    ("sub/deeper/chelsea.bmp", "chelsea.png", (150, 60, 230, 120), "BMP"),
-    ("sub/rocket.tif", "rocket.jpg", (300, 100, 364, 180), "TIFF"),
-    ("sub/deeper/rocket.webp", "rocket.jpg", (120, 220, 220, 290), "WEBP"),
-    ("camera.png", "camera_gray.png", (200, 200, 264, 248), "PNG"),
-    ("sub/alpha.png", "coffee_rgba.png", (250, 150, 330, 230), "PNG"),
-]
-BAD = ["truncated.jpg", "corrupt.jpg", "empty.jpg", "notes.jpg", "locked.png"]
-
-
-def _write_good(root: Path) -> None:
-    for rel, asset, box, fmt in GOOD:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with PILImage.open(ASSETS / asset) as im:
-            im.crop(box).save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}))
-
-
-def _write_bad(root: Path) -> None:
-    jpeg = (ASSETS / "astronaut.jpg").read_bytes()
-    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
-    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
-    (root / "empty.jpg").write_bytes(b"")
-    (root / "notes.jpg").write_text("this is not an image\n")
-    (root / "locked.png").write_bytes((ASSETS / "chelsea.png").read_bytes())
-    (root / "README.md").write_text("not picked up: not an image suffix\n")
-
+from conftest import ASSETS, BAD, GOOD, nvjpeg_generation, write_bad_files, write_good_files
 
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder of good photos in several formats and sizes plus broken files."""
     root = tmp_path / "in"
-    _write_good(root)
-    _write_bad(root)
+    write_good_files(root)
+    write_bad_files(root)
     locked = root / "locked.png"
     os.chmod(locked, 0)
     if os.geteuid() == 0:  # root reads through chmod 000: simulate the refusal instead

@@ -58,7 +58,7 @@ from .sinks import FileSink, JoiningSink, WorkerSink
 from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES"]
+__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "prepare_run", "check_run_options", "progress_callback"]
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
 
@@ -177,39 +177,81 @@ class Pipeline:
             >>> s.processed, s.failed
             (0, 0)
         """
-        _check_run_args(format, quality, batch_size, max_batch_bytes, readers, writers)
+        check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
-        OutputRule(output_format(format), mode, tuple(background))  # ValueError before anything runs
-        check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
         self._codecs.prewarm()  # the decoder's first decode overlaps the planning and the first reads
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
         jobs = self.plan(inputs, output_dir, format=format, include=include, exclude=exclude)
-        check_run_files(jobs, report_path)  # before anything is written
-        out_dirs = {os.path.dirname(j.dst) for j in jobs if j.dst is not None}
-        remove_stale_temps(out_dirs | {os.fspath(output_dir), os.path.dirname(os.path.abspath(report_path))},
-                           keep=[j.src for j in jobs])
-        todo = self._triage(jobs, resume, summary)
-        if self.device == "cpu":
-            batch_size = min(batch_size, self.config.cpu_batch_size)
+        todo = prepare_run(jobs, output_dir, report_path, resume, summary)
         run = Run()
         try:
-            # inside the try: Ctrl-C while waiting for the encode worker to start is a stop too
-            plan = self._worker_plan(todo, workers)
-            sink = self._sink(run, output_format(format), int(quality), writers, plan, mode, tuple(background),
-                              keep_metadata)
-            with _progress_callback(progress, len(todo)) as report_progress:
-                self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, plan)
+            self._process(run, todo, summary, format, quality, batch_size, max_batch_bytes, readers, writers,
+                          progress, workers, mode, background, keep_metadata)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            summary.seconds = time.perf_counter() - started
-            summary.stage_seconds = {k: round(v, 4) for k, v in run.timer.seconds.items()}
+            _finish(summary, run, started)
             summary.report_path = str(report_path)
             write_report(summary, self.steps)
         return summary
+
+    def process_jobs(
+        self,
+        jobs: Sequence[Job],
+        *,
+        format: str = "jpeg",
+        quality: int = 90,
+        batch_size: int = 64,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        readers: int = 2,
+        writers: int = 1,
+        workers: bool | None = False,
+        mode: str = "keep",
+        background: tuple[int, int, int] = (255, 255, 255),
+        keep_metadata: str = "all",
+    ) -> Summary:
+        """The work of :meth:`run` on jobs planned already (each input's output path:
+        :meth:`plan`; a job may carry its input's bytes, ``Job.data``): decode, steps,
+        encode, atomic writes, per-item failures in the returned Summary. No planning,
+        resume or report: for callers that do those themselves over many calls
+        (:mod:`gpuimg.ray`'s actors). ``workers`` defaults to False (everything in this
+        process); the other arguments are :meth:`run`'s.
+
+        Example:
+            >>> import tempfile
+            >>> p = Pipeline([("invert", {})], device="cpu")
+            >>> jobs = p.plan(["assets/coffee.jpg", "assets/nothing.jpg"], tempfile.mkdtemp())
+            >>> s = p.process_jobs(jobs)
+            >>> s.processed, [f.stage for f in s.failures]
+            (1, ['read'])
+        """
+        check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
+        self._codecs.prewarm()  # once per pipeline: the first call's decoder starts while its files are read
+        summary = Summary()
+        started = time.perf_counter()
+        run = Run()
+        try:
+            self._process(run, list(jobs), summary, format, quality, batch_size, max_batch_bytes, readers, writers,
+                          None, workers, mode, background, keep_metadata)
+        finally:
+            _finish(summary, run, started)
+        return summary
+
+    def _process(self, run: Run, todo: list[Job], summary: Summary, format: str, quality: int, batch_size: int,
+                 max_batch_bytes: int, readers: int, writers: int, progress: Any, workers: bool | None, mode: str,
+                 background: tuple, keep_metadata: str) -> None:
+        """The jobs through the stages into ``summary`` (``run`` checked the arguments)."""
+        if self.device == "cpu":
+            batch_size = min(batch_size, self.config.cpu_batch_size)
+        # Ctrl-C while waiting for the encode worker to start is a stop too (the caller's try)
+        plan = self._worker_plan(todo, workers)
+        sink = self._sink(run, output_format(format), int(quality), writers, plan, mode, tuple(background),
+                          keep_metadata)
+        with progress_callback(progress, len(todo)) as report_progress:
+            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, plan)
 
     def _worker_plan(self, jobs: list[Job], workers: bool | None) -> str:
         """How a run of ``jobs`` uses the worker processes, decided once for all roles
@@ -244,18 +286,6 @@ class Pipeline:
             return remote(worker)
         local = FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
         return local if worker is None else JoiningSink(local, worker, remote)
-
-    def _triage(self, jobs: list[Job], resume: bool, summary: Summary) -> list[Job]:
-        todo = []
-        for job in jobs:
-            if job.dst is None:
-                summary.failures.append(Failure(str(job.src), "plan", job.refused or "no output path"))
-                summary.failed += 1
-            elif resume and is_done(job):
-                summary.skipped += 1
-            else:
-                todo.append(job)
-        return todo
 
     def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
                  summary: Summary, progress: Callable[[int, int], None] | None, plan: str) -> None:
@@ -333,6 +363,31 @@ class Pipeline:
                                  f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
         self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
+        return self.tensors_of_jobs(jobs, batch_size, size=size, mean=mean, std=std, readers=readers,
+                                    prefetch=prefetch, workers=workers)
+
+    def tensors_of_jobs(
+        self,
+        jobs: Sequence[Job],
+        batch_size: int = 64,
+        *,
+        size: tuple[int, int],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        readers: int = 2,
+        prefetch: int = 2,
+        workers: bool | None = False,
+    ) -> TensorIterator:
+        """:meth:`batches` of jobs planned already (a job may carry its input's bytes,
+        ``Job.data``), at ``size``; for callers that plan themselves (:mod:`gpuimg.ray`).
+
+        Example:
+            >>> from gpuimg.pipeline.files import plan_jobs
+            >>> it = Pipeline([], device="cpu").tensors_of_jobs(plan_jobs(["assets/coffee.jpg"], None, ""), size=(8, 8))
+            >>> [x.shape for x, _ in it]
+            [(1, 3, 8, 8)]
+        """
+        jobs = list(jobs)
 
         def start_stages(run: Run, sink: Any) -> list[threading.Thread]:
             # Fixed batch sizes for training: batches are formed by count only.
@@ -345,12 +400,12 @@ class Pipeline:
 
 
 @contextlib.contextmanager
-def _progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int], None] | None]:
+def progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int], None] | None]:
     """``run``'s ``progress`` as a callback: True draws a ``tqdm.auto`` bar (closed on
     exit, also on Ctrl-C), a callable is used as it is, False/None gives None.
 
     Example:
-        >>> with _progress_callback(None, 3) as cb:
+        >>> with progress_callback(None, 3) as cb:
         ...     cb is None
         True
     """
@@ -363,6 +418,58 @@ def _progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int
             yield lambda done, _total: bar.update(done - bar.n)
     else:  # a callable (``run`` checked it)
         yield progress
+
+
+def prepare_run(jobs: list[Job], output_dir: str | os.PathLike, report_path: str | os.PathLike, resume: bool,
+                summary: Summary) -> list[Job]:
+    """What a run of planned ``jobs`` does before any item: refuse a report path that is an
+    input or output (ValueError), remove stale temporary files of killed runs, count the
+    refused jobs as failures and (``resume``) the done ones as skipped in ``summary``;
+    returns the jobs to do. One copy for :meth:`Pipeline.run` and :mod:`gpuimg.ray`.
+
+    Example:
+        >>> import tempfile
+        >>> s = Summary()
+        >>> prepare_run([Job(0, Path("a.jpg"), None, refused="why")], tempfile.mkdtemp(), "r.json", False, s)
+        []
+        >>> s.failed, s.failures[0].reason
+        (1, 'why')
+    """
+    check_run_files(jobs, report_path)  # before anything is written
+    out_dirs = {os.path.dirname(j.dst) for j in jobs if j.dst is not None}
+    remove_stale_temps(out_dirs | {os.fspath(output_dir), os.path.dirname(os.path.abspath(report_path))},
+                       keep=[j.src for j in jobs])
+    todo = []
+    for job in jobs:
+        if job.dst is None:
+            summary.failures.append(Failure(str(job.src), "plan", job.refused or "no output path"))
+            summary.failed += 1
+        elif resume and is_done(job):
+            summary.skipped += 1
+        else:
+            todo.append(job)
+    return todo
+
+
+def check_run_options(fmt: str, quality: Any, batch_size: Any, max_batch_bytes: Any, readers: Any, writers: Any,
+                      mode: str, background: Any, keep_metadata: str) -> None:
+    """ValueError for options of :meth:`Pipeline.run` that fit no image, before anything runs.
+
+    Example:
+        >>> check_run_options("jpeg", 0, 64, 1, 2, 1, "keep", (255, 255, 255), "all")
+        Traceback (most recent call last):
+        ...
+        ValueError: quality must be an int >= 1, got 0
+    """
+    _check_run_args(fmt, quality, batch_size, max_batch_bytes, readers, writers)
+    OutputRule(output_format(fmt), mode, tuple(background))
+    check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
+
+
+def _finish(summary: Summary, run: Run, started: float) -> None:
+    """The run's wall time and stage times into ``summary``."""
+    summary.seconds = time.perf_counter() - started
+    summary.stage_seconds = {k: round(v, 4) for k, v in run.timer.seconds.items()}
 
 
 def _device_id() -> int:

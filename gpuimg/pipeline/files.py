@@ -24,7 +24,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ __all__ = [
     "Job",
     "discover",
     "plan_jobs",
+    "plan_outputs",
+    "path_filter",
     "is_done",
     "atomic_write",
     "TMP_MARKER",
@@ -87,13 +89,15 @@ def _tmp_name(pid: int) -> str:
 @dataclass
 class Job:
     """One input file and the output it maps to (``dst`` is None where none is written,
-    ``refused`` then says why)."""
+    ``refused`` then says why). ``data``: the input's bytes where the caller already has
+    them (read elsewhere, e.g. by Ray Data); None: the readers read ``src``."""
 
     index: int
     src: Path
     dst: Path | None
     size: int = 0
     refused: str | None = None
+    data: bytes | None = None
 
 
 def _glob_regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -106,6 +110,27 @@ def _glob_regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
 def _matches(regex: re.Pattern[str] | None, rel_l: str, name_l: str) -> bool:
     """A glob matches the relative POSIX path or the file name (both lower case)."""
     return regex is not None and (regex.match(rel_l) is not None or regex.match(name_l) is not None)
+
+
+def path_filter(include: Sequence[str] | None, exclude: Sequence[str] = ()) -> Callable[[str], bool]:
+    """A test of a relative POSIX path: True where it matches an ``include`` glob (default:
+    the image suffixes) and no ``exclude`` glob, as a folder scan selects its files (for
+    listings made elsewhere: object stores).
+
+    Example:
+        >>> keep = path_filter(None, ["skip/*"])
+        >>> keep("a/b.JPG"), keep("notes.txt"), keep("skip/c.jpg")
+        (True, False, False)
+    """
+    wanted = _glob_regex(formats.image_patterns() if include is None else tuple(include))
+    unwanted = _glob_regex(tuple(exclude))
+
+    def keep(rel: str) -> bool:
+        rel_l = rel.lower()
+        name_l = rel_l.rsplit("/", 1)[-1]
+        return TMP_MARKER not in name_l and _matches(wanted, rel_l, name_l) and not _matches(unwanted, rel_l, name_l)
+
+    return keep
 
 
 def _scan_folder(root: str, include: Sequence[str], exclude: Sequence[str], skip: str | None) -> list[str]:
@@ -272,6 +297,18 @@ def plan_jobs(
         []
     """
     files, root = _discover(inputs, include, exclude, output_dir)
+    return plan_outputs(files, root, output_dir, suffix)
+
+
+def plan_outputs(files: Sequence[str], root: str, output_dir: str | os.PathLike | None, suffix: str) -> list[Job]:
+    """Jobs for absolute input paths ``files`` under ``root``, named by the rule of
+    :func:`plan_jobs` (which lists the files; callers that list them elsewhere, such as an
+    object store, plan here).
+
+    Example:
+        >>> [j.dst.as_posix() for j in plan_outputs(["/in/a.png", "/in/s/b.png"], "/in", "/out", ".jpg")]
+        ['/out/a.jpg', '/out/s/b.jpg']
+    """
     if output_dir is None:
         return [Job(i, Path(src), None) for i, src in enumerate(files)]
     out_dir_of = _OutputDirs(root, os.path.expanduser(output_dir))

@@ -70,7 +70,7 @@ def read_item(job: Job, check_scans: bool = True) -> Item:
     ``check_scans=False`` (a GPU run) leaves the JPEG scan check to the batched check the
     GPU decode runs on the device."""
     try:
-        data = job.src.read_bytes()
+        data = job.data if job.data is not None else job.src.read_bytes()
     except OSError as exc:
         raise ItemError("read", exc) from None
     if not data:

@@ -1,0 +1,100 @@
+"""W1 through Ray Data (issue 16) beside Pipeline.run in the same run.
+
+W1 is bench/pipeline.py's: decode -> resize shorter side 512 -> center crop 512 -> JPEG
+q90 -> write, on its generated dataset classes (default ``small`` and ``phone``). Per class:
+
+* ``Pipeline.run`` in-process, warm (workers off, as inside an actor; and the defaults);
+* :func:`gpuimg.ray.run_on_ray` with 1 actor of a whole GPU, with 2 actors of half a
+  GPU each, and with 1 actor running 2 calls at once (on the CPU: CPU actors), each from the job's start (actors started,
+  gpuimg imported, codecs made: what a user waits for) and in steady state (from the first
+  result row to the last), with the ratio to in-process. Target: the Ray path within 10%
+  of in-process on one GPU.
+
+Usage (GPU machine): python bench/ray_bench.py --classes small,phone --out ray.json
+Smoke run:           python bench/ray_bench.py --device cpu --quick
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import gpuimg from the checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+import pipeline as w1  # noqa: E402  bench/pipeline.py: the dataset classes and W1
+
+import gpuimg.ray  # noqa: E402
+from gpuimg.pipeline import Pipeline  # noqa: E402
+
+# (label, actors, GPU share of each, map_batches calls at once per actor)
+RAY_SETUPS = (("1 actor x 1 GPU", 1, 1.0, 1), ("2 actors x 0.5 GPU", 2, 0.5, 1),
+              ("1 actor x 1 GPU, 2 calls at once", 1, 1.0, 2))
+
+
+def on_ray(files: list[Path], out: Path, device: str, actors: int, share: float, calls: int) -> dict[str, float | None]:
+    """W1 through run_on_ray: the rate from the job's start, and in steady state (the rows
+    after the first batch of results, over the time after it; None with one batch)."""
+    pipe = Pipeline(w1.W1_STEPS, device=device)
+    arrivals: list[float] = []
+    t0 = time.perf_counter()
+    summary = gpuimg.ray.run_on_ray(pipe, files, out, batch_size=w1.BATCH, quality=90, actors=actors,
+                                    gpus_per_actor=share, device=device, calls_per_actor=calls, progress=lambda done, total: arrivals.append(time.perf_counter()))
+    end = time.perf_counter()
+    assert summary.failed == 0 and summary.processed == len(files), summary.failures[:3]
+    first = sum(1 for t in arrivals if t - arrivals[0] < 0.005)  # the rows of the first result batch
+    steady = (len(files) - first) / (end - arrivals[0]) if first < len(files) else None
+    return {"from_start": len(files) / (end - t0), "steady": steady, "startup_s": arrivals[0] - t0}
+
+
+def run_class(cls: str, count: int, tmp: Path, device: str, res: harness.Results) -> None:
+    files = w1.make_dataset(tmp / cls / "src", count, cls)
+    for f in files:  # warm the page cache, as bench/pipeline.py does
+        f.read_bytes()
+    tag = f"[{cls}]"
+    print(f"{tag} {w1.CLASSES[cls][1]}: {len(files)} JPEGs", flush=True)
+    alone = w1.ours_w1(files, tmp / cls / "alone", device, workers=False, keep_stats=False)["rate"]
+    defaults = w1.ours_w1(files, tmp / cls / "defaults", device, keep_stats=False)["rate"]
+    res.add(f"{tag} W1 Pipeline.run in-process, workers off", alone, "img/s", "Pipeline.run defaults", defaults)
+    for label, actors, share, calls in RAY_SETUPS:
+        if device != "cuda":
+            label = f"{actors} CPU actor{'s' if actors > 1 else ''}" + (f", {calls} calls at once" if calls > 1 else "")
+        rates = on_ray(files, tmp / cls / label.replace(" ", "_").replace(",", ""), device, actors, share, calls)
+        if rates["steady"] is not None:
+            res.add(f"{tag} W1 Ray, {label}, steady", rates["steady"], "img/s", "Pipeline.run workers off", alone,
+                    note="after the first results; target >= 0.9x")
+        res.add(f"{tag} W1 Ray, {label}, from job start", rates["from_start"], "img/s", "Pipeline.run workers off",
+                alone, note=f"actors ready after {rates['startup_s']:.1f} s")
+    shutil.rmtree(tmp / cls, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = harness.parse_args(lambda p: (
+        p.add_argument("--classes", default="small,phone", help="dataset classes of bench/pipeline.py, comma-separated"),
+        p.add_argument("--count", type=int, default=None, help="files per class (default: each class's own; 16 with --quick)"),
+        p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when usable"),
+        p.add_argument("--out", metavar="PATH", default=None, help="save the results as JSON (as --json)"),
+    ), argv=argv, description=__doc__.splitlines()[0])
+    device = args.device or ("cuda" if harness.gpu_available() else "cpu")
+    args.json = args.out or args.json
+    ray = gpuimg.ray.import_ray()
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    tmp = Path(tempfile.mkdtemp(prefix="gpuimg-bench-ray-"))
+    res = harness.Results(f"W1 through Ray Data ({device})")
+    res.meta.update(ray=ray.__version__, cluster=ray.cluster_resources(), cores=os.cpu_count())
+    try:
+        for cls in [c.strip() for c in args.classes.split(",") if c.strip()]:
+            run_class(cls, args.count or (16 if args.quick else w1.CLASSES[cls][0]), tmp, device, res)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        ray.shutdown()
+    harness.report(res, args)
+
+
+if __name__ == "__main__":
+    main()
