@@ -327,20 +327,15 @@ def _job_device(jobs: list[Any]) -> str | None:
     """The device for a command that named none: the CPU for a job so small that it ends
     there before the GPU would have started (PipelineConfig.job_device), else None."""
     config = _config()
-    if not jobs or len(jobs) > 64 or not config.cpu_job_max_pixels:  # reading headers costs little below that
+    if not jobs or len(jobs) > 64 or not config.cpu_job_max_bytes:
         return None
-    from .codec import parse
-
-    pixels = 0
+    total = 0
     for job in jobs:
         try:
-            header = parse(job.src, check_scans=False).info
-        except Exception:  # noqa: BLE001 - it fails in the run, and costs nothing there
+            total += os.stat(job.src).st_size
+        except OSError:  # it fails in the run, and costs nothing there
             continue
-        pixels += header.width * header.height
-        if pixels > config.cpu_job_max_pixels:
-            return None
-    return config.job_device(pixels)
+    return config.job_device(total)
 
 
 def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:

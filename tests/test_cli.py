@@ -293,10 +293,10 @@ def test_a_small_job_without_device_runs_on_the_cpu(small: Path, tmp_path: Path,
     assert "; on cpu (chosen for a job this small" in out and "--device cuda" in out
     jobs = plan_jobs(small, tmp_path / "o2", ".jpg")
     assert jobs and cli._job_device(jobs) == "cpu"
-    assert cli._job_device(jobs * 65) is None  # too many files to read the headers of
-    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_pixels=100))
+    assert cli._job_device(jobs * 65) is None  # too many files to be a small job
+    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=100))
     assert cli._job_device(jobs) is None
-    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_pixels=0))
+    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
     assert cli._job_device(jobs) is None
 
 

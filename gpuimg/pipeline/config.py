@@ -74,8 +74,8 @@ class PipelineConfig:
     ``cpu_batch_size``: the most images a batch holds on the CPU device, whatever a run's
     ``batch_size`` says: the CPU ops run image by image, so a batch buys nothing there, and
     batches of two keep decode, process and encode overlapped and the progress moving per
-    image (BENCHMARKS.md, "CPU path"). ``cpu_job_max_pixels``: a job of at most this many
-    decoded pixels that the ``gpuimg`` command runs without ``--device`` goes to the CPU,
+    image (BENCHMARKS.md, "CPU path"). ``cpu_job_max_bytes``: a job whose input files
+    total at most this many bytes that the ``gpuimg`` command runs without ``--device`` goes to the CPU,
     where it ends before the GPU would have started (CUDA context and nvImageCodec's
     first GPU decode: about 2 s; see :meth:`job_device`). 0: always the GPU.
 
@@ -95,7 +95,7 @@ class PipelineConfig:
     worker_min_file_bytes: int = 0
     prestart_workers: bool = True
     cpu_batch_size: int = 2
-    cpu_job_max_pixels: int = 24_000_000
+    cpu_job_max_bytes: int = 8 << 20
     worker_read_threads: int = 4
     worker_start_timeout_s: float = 120.0
     encoder_threads: int = 4
@@ -105,7 +105,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
-                          ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_pixels", 0),
+                          ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_bytes", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -134,17 +134,17 @@ class PipelineConfig:
             return "off"
         return "join" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
 
-    def job_device(self, pixels: int) -> str | None:
-        """The device for a one-off job of ``pixels`` decoded pixels in all when the user
-        named none: "cpu" for a job the CPU finishes before the GPU would have started
-        (``cpu_job_max_pixels``: about a dozen 1080p photos), else None (the default
-        device).
+    def job_device(self, input_bytes: int) -> str | None:
+        """The device for a one-off job whose input files total ``input_bytes`` when the
+        user named none: "cpu" for a job the CPU finishes before the GPU would have
+        started (``cpu_job_max_bytes``: about a dozen 1080p JPEGs; file sizes, not
+        headers, so that choosing costs no codec import), else None (the default device).
 
         Example:
-            >>> PipelineConfig().job_device(1920 * 1080), PipelineConfig().job_device(10**9)
+            >>> PipelineConfig().job_device(400_000), PipelineConfig().job_device(10**9)
             ('cpu', None)
         """
-        return "cpu" if pixels <= self.cpu_job_max_pixels else None
+        return "cpu" if input_bytes <= self.cpu_job_max_bytes else None
 
     def worker_roles(self, device: str) -> list[str]:
         """The worker roles a pipeline on ``device`` uses (only on the GPU).
