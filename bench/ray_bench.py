@@ -52,8 +52,7 @@ def on_ray(files: list[Path], out: Path, device: str, actors: int, share: float,
     return {"from_start": len(files) / (end - t0), "steady": steady, "startup_s": arrivals[0] - t0}
 
 
-def run_class(cls: str, count: int, tmp: Path, device: str, res: harness.Results) -> None:
-    files = w1.make_dataset(tmp / cls / "src", count, cls)
+def run_class(cls: str, files: list[Path], tmp: Path, device: str, res: harness.Results) -> None:
     for f in files:  # warm the page cache, as bench/pipeline.py does
         f.read_bytes()
     tag = f"[{cls}]"
@@ -83,13 +82,18 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or ("cuda" if harness.gpu_available() else "cpu")
     args.json = args.out or args.json
     ray = gpuimg.ray.import_ray()
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     tmp = Path(tempfile.mkdtemp(prefix="gpuimg-bench-ray-"))
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    # The datasets are made first: make_dataset forks a pool, and a child forked after
+    # ray.init carries Ray's signal handler, which prints a stack trace when the pool ends.
+    made = {cls: w1.make_dataset(tmp / cls / "src", args.count or (16 if args.quick else w1.CLASSES[cls][0]), cls)
+            for cls in classes}
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     res = harness.Results(f"W1 through Ray Data ({device})")
     res.meta.update(ray=ray.__version__, cluster=ray.cluster_resources(), cores=os.cpu_count())
     try:
-        for cls in [c.strip() for c in args.classes.split(",") if c.strip()]:
-            run_class(cls, args.count or (16 if args.quick else w1.CLASSES[cls][0]), tmp, device, res)
+        for cls in classes:
+            run_class(cls, made[cls], tmp, device, res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         ray.shutdown()

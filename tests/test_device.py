@@ -129,3 +129,45 @@ def test_without_cupy_gpuimg_runs_on_the_cpu_and_says_how_to_get_the_gpu(tmp_pat
     assert done.stdout.startswith(f"cpu (40, 60, 3) cpu (no GPU: {first}"), done.stdout  # the root cause first
     assert "CuPy is not installed: pip install 'gpuimg[cu12]' or 'gpuimg[cu13]'" in done.stdout
     assert (tmp_path / "small.png").stat().st_size > 0
+    # nvImageCodec's loader hints for the GPU codecs a plain install lacks are held back,
+    # in this process and in the isolated decoder's child alike
+    assert "Failed to load" not in done.stderr and "nvImageCodec's Python distribution" not in done.stderr, done.stderr
+
+
+def test_nvimgcodec_import_holds_back_only_the_loader_noise(monkeypatch, capfd):
+    # Whatever else reaches fd 2 during the import (a warning, another thread's output)
+    # is passed on after it; the libraries the loader named are kept for the GPU warning.
+    import os
+
+    from gpuimg.codec import _nvimgcodec
+
+    def noisy_import():
+        os.write(2, b"Failed to load nvjpeg library! Please install CUDA toolkit or ...\n")
+        os.write(2, b"another thread: 42%\r")
+        os.write(2, b"Failed to load nvtiff library! Please install nvTIFF (see https://...).\n")
+        os.write(2, b"Note: If using nvImageCodec's Python distribution, it is enough to install ...\n")
+        os.write(2, b"a real warning\n")
+        return "module"
+
+    monkeypatch.setattr(_nvimgcodec, "_import_module", noisy_import)
+    monkeypatch.setattr(_nvimgcodec, "_missing", [])
+    assert _nvimgcodec._import_quietly() == "module"
+    err = capfd.readouterr().err
+    assert err == "another thread: 42%\ra real warning\n"
+    assert _nvimgcodec._missing == ["nvjpeg", "nvtiff"]
+    os.write(2, b"after\n")  # fd 2 is the real stderr again
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_a_gpu_codec_without_nvjpeg_says_which_extra_to_install(monkeypatch, caplog):
+    import logging
+
+    from gpuimg.codec import _nvimgcodec
+
+    monkeypatch.setattr(_nvimgcodec, "_missing", ["nvjpeg", "nvjpeg2k"])
+    monkeypatch.setattr(_nvimgcodec, "_warned", [])
+    with caplog.at_level(logging.WARNING, logger="gpuimg"):
+        _nvimgcodec.warn_missing_gpu_libraries()
+        _nvimgcodec.warn_missing_gpu_libraries()
+    said = [r.getMessage() for r in caplog.records if r.name == "gpuimg"]
+    assert len(said) == 1 and "could not load nvjpeg, nvjpeg2k" in said[0] and "gpuimg[cu12]" in said[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import gpuimg
 from gpuimg import Image, ImageBatch
 
 # ----------------------------------------------------------------- channel-first arrays
@@ -169,3 +170,11 @@ def test_ops_take_torch_cpu_tensors():
     assert int(t.min()) == 255
     with pytest.raises(ValueError, match=r"t\.permute\(1, 2, 0\)"):
         color.invert(torch.zeros((3, 20, 30), dtype=torch.uint8))
+
+
+def test_write_with_the_path_first_says_the_order(tmp_path):
+    # cv2.imwrite(path, img) users reach for the same order
+    img = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(TypeError, match=r"takes the image first .* got the path '.*out.png' as img"):
+        gpuimg.write(str(tmp_path / "out.png"), img)
+    assert not (tmp_path / "out.png").exists()

@@ -54,8 +54,9 @@ def _status_bytes(field: bytes) -> int:
 
 class _Child:
     def __init__(self, threads: int):
-        from nvidia import nvimgcodec as nv
+        from gpuimg.codec._nvimgcodec import load  # the import without its loader noise
 
+        nv = load()
         self.nv = nv
         self.decoder = nv.Decoder(
             device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=threads, backends=[nv.Backend(nv.CPU_ONLY)]

@@ -132,6 +132,9 @@ def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
         ...     info(path).codec
         'webp'
     """
+    if isinstance(img, str | os.PathLike) and not isinstance(path, str | os.PathLike):
+        raise TypeError(f"write(img, path) takes the image first (cv2.imwrite's order is the other way round); got the "
+                        f"path {os.fspath(img)!r} as img")
     image = img if isinstance(img, Image) else Image.from_array(img)
     return _thread_codec(Encoder, image.device).write(image, path, **options)
 

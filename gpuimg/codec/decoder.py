@@ -277,6 +277,8 @@ class Decoder:
         self.max_pixels = int(max_pixels)
         self.guard_reuse = bool(guard_reuse)
         self._nv = _nvimgcodec.load()
+        if self.device == "cuda":
+            _nvimgcodec.warn_missing_gpu_libraries()
         self._device_key = device_key(self.device)
         self.isolation = _isolation_of(isolation)
         self._num_threads = int(num_threads)

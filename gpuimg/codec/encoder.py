@@ -67,6 +67,8 @@ class Encoder:
     def __init__(self, device: str | None = None, *, num_threads: int = 0):
         self.device = resolve_device(device)
         self._nv = _nvimgcodec.load()
+        if self.device == "cuda":
+            _nvimgcodec.warn_missing_gpu_libraries()
         self._device_key = device_key(self.device)
         nv = self._nv
         if self.device == "cpu":
