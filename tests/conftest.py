@@ -27,8 +27,10 @@ ROOT = ASSETS.parent
 def nvjpeg_generation() -> int:
     """The CUDA major nvImageCodec was built for (12 or 13): its nvJPEG decodes JPEG on
     the GPU differently (bench/nvjpeg_versions.py, BENCHMARKS.md). 0 without nvImageCodec."""
+    from gpuimg.codec import _nvimgcodec
+
     try:
-        from nvidia import nvimgcodec
+        nvimgcodec = _nvimgcodec.load()  # quiet: the loader's hints go where gpuimg's go
     except ImportError:
         return 0
     return int(getattr(nvimgcodec, "__cuda_version__", 13000)) // 1000

@@ -10,4 +10,5 @@ def test_thumbnail_bench_quick(capsys, tmp_path):
     assert thumbnail.main(["--quick", "--repeat", "1", "--count", "2", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "thumbnail 256" in text and "Pillow 1 thread" in text
+    assert "processes" in text  # the per-core peer ran
     assert out.exists()
