@@ -156,6 +156,33 @@ def time_host(fn: Callable[[], Any], *, warmup: int = 3, repeat: int = 20, numbe
     return Timing(samples, number, "perf_counter")
 
 
+def one_opencv_thread() -> None:
+    """Pool initializer: one OpenCV thread per process, so N processes use N cores."""
+    try:
+        import cv2
+    except ImportError:  # a peer without OpenCV (Pillow) in the same pool
+        return
+    cv2.setNumThreads(1)
+
+
+def per_core_rate(fn: Callable[[Any], Any], items: list[Any], *, repeat: int = 3) -> float:
+    """Items/s of ``fn(item)`` over ``items`` in one spawned process per core: the median of
+    ``repeat`` timed passes, after a warm pass that starts every worker. ``fn`` must pickle
+    by module name (a module on sys.path, not one loaded from a file path)."""
+    import multiprocessing as mp
+
+    cores = os.cpu_count() or 1
+    # spawn, not fork: the benches' processes hold a CUDA context and codec threads.
+    with mp.get_context("spawn").Pool(cores, initializer=one_opencv_thread) as pool:
+        pool.map(fn, items[:cores] * 2, chunksize=1)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            pool.map(fn, items, chunksize=2)
+            times.append(time.perf_counter() - t0)
+    return len(items) / statistics.median(times)
+
+
 def time_gpu(fn: Callable[[], Any], *, warmup: int = 3, repeat: int = 20, number: int = 1,
              stream: Any | None = None) -> Timing:
     """Time ``fn`` with CUDA events; per-call seconds in the returned Timing.

@@ -139,17 +139,11 @@ def _make_one(job: tuple[str, int, str]) -> int:
 def make_dataset(folder: Path, count: int, cls: str = "mixed") -> list[Path]:
     """``count`` JPEGs of dataset class ``cls`` (see CLASSES) in ``folder``, in a shuffled order."""
     folder.mkdir(parents=True, exist_ok=True)
-    with mp.get_context("fork").Pool(os.cpu_count(), initializer=_one_cv_thread) as pool:
+    with mp.get_context("fork").Pool(os.cpu_count(), initializer=harness.one_opencv_thread) as pool:
         pool.map(_make_one, [(cls, i, str(folder)) for i in range(count)], chunksize=8)
     files = sorted(folder.glob("*.jpg"))
     order = np.random.default_rng(1).permutation(len(files))  # sizes interleaved on disk order
     return [files[k] for k in order]
-
-
-def _one_cv_thread() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 # --------------------------------------------------------------------------- ours
@@ -426,7 +420,7 @@ def opencv_w1(files: list[Path], out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(p), str(out / p.name)) for p in files]
     # spawn, not fork: by now this process has CUDA contexts and codec threads.
-    with mp.get_context("spawn").Pool(os.cpu_count(), initializer=_one_cv_thread) as pool:
+    with mp.get_context("spawn").Pool(os.cpu_count(), initializer=harness.one_opencv_thread) as pool:
         pool.map(_cv_one, jobs[: os.cpu_count() or 1])
         t0 = time.perf_counter()
         pool.map(_cv_one, jobs, chunksize=4)

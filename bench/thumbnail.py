@@ -27,6 +27,7 @@ Usage: python bench/thumbnail.py [--quick] [--json PATH] [--count 64] [--size 19
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import os
@@ -91,35 +92,6 @@ def opencv_thumbnail(data: bytes, box: int) -> bytes:
     return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
 
 
-def _one_thread() -> None:
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-
-
-def per_core_rate(fn: Any, files: list[bytes], box: int, repeat: int) -> float:
-    """Images/s of ``fn(data, box)`` over ``files`` in one spawned process per core (median
-    of ``repeat`` timed passes, after a warm pass that starts every worker)."""
-    import functools
-    import multiprocessing as mp
-    import time
-
-    cores = os.cpu_count() or 1
-    job = functools.partial(fn, box=box)
-    # spawn, not fork: this process has a CUDA context and codec threads by now.
-    with mp.get_context("spawn").Pool(cores, initializer=_one_thread) as pool:
-        pool.map(job, files[:cores] * 2, chunksize=1)
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            pool.map(job, files, chunksize=2)
-            times.append(time.perf_counter() - t0)
-    return len(files) / float(np.median(times))
-
-
 def _pyvips() -> Any | None:
     try:
         import pyvips
@@ -160,11 +132,12 @@ def run(results: harness.Results, args: Any) -> None:
     import thumbnail as this
 
     cores = os.cpu_count() or 1
+    per_core = lambda fn: harness.per_core_rate(functools.partial(fn, box=box), files, repeat=args.repeat)  # noqa: E731
     results.add(f"thumbnail {box}, batch of {n} ({device})", n / batched.median, "img/s",
-                f"Pillow, {cores} processes", this.per_core_rate(this.pillow_thumbnail, files, box, args.repeat))
+                f"Pillow, {cores} processes", per_core(this.pillow_thumbnail))
     if importlib.util.find_spec("cv2") is not None:
         results.add(f"thumbnail {box}, batch of {n} ({device})", n / batched.median, "img/s",
-                    f"OpenCV, {cores} processes (no colour)", this.per_core_rate(this.opencv_thumbnail, files, box, args.repeat))
+                    f"OpenCV, {cores} processes (no colour)", per_core(this.opencv_thumbnail))
     vips = _pyvips()
     if vips is not None:
         def vips_all() -> None:

@@ -132,3 +132,16 @@ def test_pipeline_bench_dataset_classes(tmp_path, monkeypatch):
                 assert (meta.width, meta.height) == ((3024, 4032) if i % 2 else (4032, 3024))
             else:
                 assert (meta.width, meta.height, meta.channels) == (spec.width, spec.height, 1 if spec.gray else 3)
+
+
+def test_per_core_rate_runs_a_spawned_pool(monkeypatch):
+    # The pool's workers unpickle the initializer by module name, so use harness as the
+    # scripts do (imported from bench/ on sys.path), not under the tests' module name.
+    import importlib
+
+    from conftest import BENCH
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    plain = importlib.import_module("harness")
+    rate = plain.per_core_rate(abs, [-1, 2, -3, 4], repeat=2)
+    assert np.isfinite(rate) and rate > 0
