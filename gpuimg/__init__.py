@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     # the pipeline (gpuimg.pipeline)
     "Pipeline": "pipeline",
     "PipelineConfig": "pipeline",
+    "RunOptions": "pipeline",
     # gpuimg.display
     "show": "display",
     # gpuimg.thumbnails (a file to a thumbnail: decode, fit, sRGB, metadata)

@@ -272,6 +272,9 @@ def _add_process(sub: Any) -> None:
     run.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
     run.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     run.add_argument("--resume", action="store_true", help="skip outputs newer than their input")
+    run.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+                     help="processes sharing the run (default: chosen from the job and the machine's cores; "
+                     "1: this process only)")
     run.add_argument("--dry-run", action="store_true", help="list what would be written; process nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only when stderr is a terminal)")
     scale = p.add_argument_group("scale out (pip install \"gpuimg[ray]\")")
@@ -461,16 +464,13 @@ def cmd_process(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(pipeline, jobs)
     bar, progress = _progress_bar(len(jobs), not args.no_progress)
-    options = dict(format=args.format, quality=args.quality, batch_size=args.batch_size,
-                   max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
-                   resume=args.resume, report=args.report, progress=progress, mode=args.mode,
-                   background=args.background, keep_metadata=args.keep_metadata)
+    options = _run_options(args)
     try:
         with _sigterm_stops() as sigterm:
             if on_ray:
-                summary = _run_on_ray(pipeline, args, options)
+                summary = _run_on_ray(pipeline, args, options, progress)
             else:
-                summary = pipeline.run(args.src, args.dst, **options)
+                summary = pipeline.run(args.src, args.dst, options, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -491,7 +491,20 @@ def cmd_process(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if summary.failed else EXIT_OK
 
 
-def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:
+def _run_options(args: argparse.Namespace) -> Any:
+    """The command's options as the one RunOptions object the pipeline takes."""
+    from .pipeline.options import RunOptions
+
+    try:
+        return RunOptions(format=args.format, quality=args.quality, batch_size=args.batch_size,
+                          max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
+                          resume=args.resume, report=args.report, mode=args.mode, background=args.background,
+                          keep_metadata=args.keep_metadata, shards=args.shards)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: Any, progress: Any) -> Any:
     """``process`` through :func:`gpuimg.ray.run_on_ray` (--ray ADDRESS, --gpus N)."""
     from .ray import RayNotInstalledError, run_on_ray
 
@@ -499,7 +512,8 @@ def _run_on_ray(pipeline: Any, args: argparse.Namespace, options: dict[str, Any]
     if address is not None and args.gpus is not None:
         raise UsageError("--gpus N runs on this machine: give it without a --ray ADDRESS")
     try:
-        return run_on_ray(pipeline, args.src, args.dst, address=address, actors=args.gpus, device=args.device, **options)
+        return run_on_ray(pipeline, args.src, args.dst, options, progress=progress, address=address, actors=args.gpus,
+                          device=args.device)
     except (RayNotInstalledError, ValueError) as exc:  # no Ray; more GPUs asked for than the cluster has
         raise UsageError(str(exc)) from None
 

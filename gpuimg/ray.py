@@ -43,9 +43,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import GpuImgError
-from .pipeline.api import DEFAULT_MAX_BATCH_BYTES, Pipeline, check_run_options, prepare_run, progress_callback
+from .pipeline.api import Pipeline, prepare_run, progress_callback
+from .pipeline.options import RunOptions
 from .pipeline.config import PipelineConfig
-from .pipeline.files import Job, output_format, path_filter, plan_outputs
+from .pipeline.files import Job, path_filter, plan_outputs
 from .pipeline.results import REPORT_NAME, Failure, Summary, reason, write_report
 
 __all__ = ["ProcessBatches", "TensorBatches", "run_on_ray", "plan_actors", "ActorPlan", "RayNotInstalledError"]
@@ -146,18 +147,14 @@ class ProcessBatches(_PipelineActor):
     """
 
     def __init__(self, steps: Iterable[Any] = (), output_dir: str | os.PathLike | None = None, *,
-                 input_root: str | os.PathLike | None = None, format: str = "jpeg", quality: int = 90,
-                 batch_size: int = 64, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES, readers: int = 2,
-                 writers: int = 1, mode: str = "keep", background: tuple[int, int, int] = (255, 255, 255),
-                 keep_metadata: str = "all", config: PipelineConfig | None = None, device: str | None = None,
-                 storage_options: dict[str, Any] | None = None):
-        self.options = dict(format=format, quality=quality, batch_size=batch_size, max_batch_bytes=max_batch_bytes,
-                            readers=readers, writers=writers, mode=mode, background=tuple(background),
-                            keep_metadata=keep_metadata)
-        check_run_options(*self.options.values())
+                 input_root: str | os.PathLike | None = None, options: RunOptions | None = None,
+                 config: PipelineConfig | None = None, device: str | None = None,
+                 storage_options: dict[str, Any] | None = None, **changes: Any):
+        # each call is a short run of its own: no shards inside an actor (Ray runs the actors)
+        self.options = RunOptions.of(options, **changes).replace(workers=False, shards=1)
         super().__init__(steps, config, device, storage_options)
         self.output_dir, self.input_root = output_dir, input_root
-        self.suffix = output_format(format).suffix
+        self.suffix = self.options.output.suffix
 
     def _outputs(self, batch: dict[str, Any]) -> tuple[list[str | None], list[str]]:
         """Each row's output path ('' where refused) and refusal reason ('' where none)."""
@@ -184,7 +181,7 @@ class ProcessBatches(_PipelineActor):
         for i, why in failed.items():
             rows.fail(i, "read", why)
         jobs = [j for j in jobs if j.dst is not None]
-        summary = self.pipeline.process_jobs(jobs, **self.options)
+        summary = self.pipeline.process_jobs(jobs, self.options)
         by_src = {str(j.src): j for j in jobs}
         for failure in summary.failures:
             rows.fail(by_src[failure.path].index, failure.stage, failure.reason)
@@ -322,25 +319,26 @@ def plan_actors(cpus: float, gpus: float, device: str, actors: int | None = None
     return ActorPlan(count, per_gpu, round(min(1.0, spare / count), 4))
 
 
-def _plan_inputs(pipeline: Pipeline, inputs: Any, output_dir: Any, fmt: str, include: Any, exclude: Any,
+def _plan_inputs(pipeline: Pipeline, inputs: Any, output_dir: Any, options: RunOptions,
                  storage_options: dict[str, Any]) -> tuple[list[Job], dict[str, str]]:
     """The job's jobs by the pipeline's rule, and {job source: what the actors read and the
     report names} (the URL of an object-store input, else the path itself)."""
     if not _is_url(inputs):
-        return pipeline.plan(inputs, output_dir, format=fmt, include=include, exclude=exclude), {}
+        return pipeline.plan(inputs, output_dir, format=options.format, include=options.include,
+                             exclude=options.exclude, name=options.name), {}
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(inputs, **storage_options)
     found = fs.find(root) if fs.isdir(root) else [root]
     root_dir = root if fs.isdir(root) else os.path.dirname(root)
-    keep = path_filter(include, exclude)
+    keep = path_filter(options.include, options.exclude)
     base = _local_form(fs.unstrip_protocol(root_dir))
     urls = {}
     for path in found:
         rel = os.path.relpath("/" + path.lstrip("/"), "/" + root_dir.lstrip("/")).replace(os.sep, "/")
         if keep(rel):
             urls[os.path.join(base, rel)] = fs.unstrip_protocol(path)
-    jobs = plan_outputs(sorted(urls), base, output_dir, output_format(fmt).suffix)
+    jobs = plan_outputs(sorted(urls), base, output_dir, options.output.suffix)
     return jobs, {str(j.src): urls[os.fspath(j.src)] for j in jobs}
 
 
@@ -348,19 +346,9 @@ def run_on_ray(
     pipeline: Pipeline,
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     output_dir: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
-    format: str = "jpeg",
-    quality: int = 90,
-    batch_size: int = 64,
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-    resume: bool = False,
-    report: str | os.PathLike | None = None,
     progress: bool | Callable[[int, int], None] | None = None,
-    mode: str = "keep",
-    background: tuple[int, int, int] = (255, 255, 255),
-    keep_metadata: str = "all",
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float = 1.0,
@@ -368,6 +356,7 @@ def run_on_ray(
     storage_options: dict[str, Any] | None = None,
     device: str | None = None,
     calls_per_actor: int = 1,
+    **changes: Any,
 ) -> Summary:
     """:meth:`pipeline.run <gpuimg.Pipeline.run>` fanned out over Ray actors; returns the
     merged :class:`~gpuimg.pipeline.Summary` (and writes its report, by default
@@ -388,7 +377,9 @@ def run_on_ray(
     once, on its one Pipeline (2: the next call decodes while the last one's final batches
     encode, for twice the buffers; bench/ray_bench.py measures it). ``rows_per_task``: inputs per ``map_batches``
     call (default: 4 batches, fewer where that would leave an actor under 4 calls). Ctrl-C stops the job: finished outputs kept, the
-    summary says ``interrupted``. The other arguments are ``run``'s.
+    summary says ``interrupted``. ``options`` and the keywords of :class:`~gpuimg.pipeline.RunOptions`
+    (``format``, ``quality``, ``include``, ``resume``, ...) are ``run``'s (``shards`` and
+    ``workers`` do not apply: the actors are the processes).
 
     Example:
         >>> import gpuimg, gpuimg.ray, tempfile
@@ -397,15 +388,15 @@ def run_on_ray(
         >>> summary.processed, summary.failed  # doctest: +SKIP
         (4, 0)
     """
-    check_run_options(format, quality, batch_size, max_batch_bytes, 2, 1, mode, background, keep_metadata)
+    opts = RunOptions.of(options, **changes)
     ray = import_ray()
     storage_options = storage_options or {}
     summary = Summary()
     started = time.perf_counter()
-    report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
-    jobs, urls = _plan_inputs(pipeline, inputs, output_dir, format, include, exclude, storage_options)
-    todo = prepare_run(jobs, output_dir, report_path, resume and not urls, summary)
-    if resume and urls:  # an object store's modification times are not comparable with ours
+    report_path = Path(opts.report) if opts.report is not None else Path(output_dir) / REPORT_NAME
+    jobs, urls = _plan_inputs(pipeline, inputs, output_dir, opts, storage_options)
+    todo = prepare_run(jobs, output_dir, report_path, opts.resume and not urls, summary)
+    if opts.resume and urls:  # an object store's modification times are not comparable with ours
         summary.skipped += sum(1 for j in todo if j.dst.exists())  # type: ignore[union-attr]
         todo = [j for j in todo if not j.dst.exists()]  # type: ignore[union-attr]
     own_ray = not ray.is_initialized()
@@ -414,9 +405,7 @@ def run_on_ray(
             if own_ray:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             _run_actors(ray, pipeline, device, todo, urls, summary, progress, _ActorCount(actors, gpus_per_actor,
-                        calls_per_actor), rows_per_task, storage_options, dict(format=format, quality=quality, batch_size=batch_size,
-                                              max_batch_bytes=max_batch_bytes, mode=mode, background=tuple(background),
-                                              keep_metadata=keep_metadata))
+                        calls_per_actor), rows_per_task, storage_options, opts)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -452,7 +441,7 @@ def _actor_pool(ray: Any, size: int, calls: int) -> tuple[Any, dict[str, Any]]:
 
 def _run_actors(ray: Any, pipeline: Pipeline, device: str | None, todo: list[Job], urls: dict[str, str],
                 summary: Summary, progress: Any, asked: _ActorCount, rows_per_task: int | None,
-                storage_options: dict[str, Any], options: dict[str, Any]) -> None:
+                storage_options: dict[str, Any], options: RunOptions) -> None:
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     device = device if device is not None else ("cuda" if gpus > 0 else "cpu")
@@ -460,14 +449,14 @@ def _run_actors(ray: Any, pipeline: Pipeline, device: str | None, todo: list[Job
     compute, remote_args = _actor_pool(ray, plan.actors, asked.calls_per_actor)
     # Rows per map_batches call: a few of the pipeline's batches (its stages overlap inside
     # a call), but at least 4 calls per actor so that the actors share the work evenly.
-    batch = options["batch_size"] if device == "cuda" else pipeline.config.cpu_batch_size
+    batch = options.batch_size if device == "cuda" else pipeline.config.cpu_batch_size
     per_task = rows_per_task or max(1, min(4 * batch, math.ceil(len(todo) / (4 * plan.actors))))
     rows = [{"path": urls.get(str(j.src), str(j.src)), "output": str(j.dst)} for j in todo]
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver draws one bar of finished items
     dataset = ray.data.from_items(rows).map_batches(
         ProcessBatches,
         fn_constructor_kwargs=dict(steps=pipeline.steps, config=pipeline.config, device=device,
-                                   storage_options=storage_options, **options),
+                                   storage_options=storage_options, options=options),
         batch_size=per_task, batch_format="numpy", compute=compute, num_gpus=plan.num_gpus or None,
         num_cpus=plan.num_cpus, **remote_args,
     )

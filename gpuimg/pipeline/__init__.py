@@ -5,7 +5,8 @@ Modules, each one job, imports pointing down this list only: ``config`` (Pipelin
 timers), ``results`` (Failure, Summary, report, the run's state), ``codecs`` (the
 pipeline's decoders and encoders, the codec gate), ``steps`` (ops from the registry,
 load_steps), ``read``, ``workers`` (the worker processes), ``decode``, ``process``,
-``sinks``, ``tensors`` (the ML exit), ``api`` (Pipeline).
+``sinks``, ``tensors`` (the ML exit), ``options`` (RunOptions: what one run does),
+``shards`` (a run split over processes), ``api`` (Pipeline).
 
 The names below load on first use, so that ``python -m gpuimg.pipeline.workers`` (a
 worker process) imports only what it needs.
@@ -23,7 +24,8 @@ from typing import Any
 
 _LAZY = {
     "Pipeline": "api",
-    "DEFAULT_MAX_BATCH_BYTES": "api",
+    "DEFAULT_MAX_BATCH_BYTES": "options",
+    "RunOptions": "options",
     "PipelineConfig": "config",
     "Summary": "results",
     "Failure": "results",

@@ -45,22 +45,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..codec.metadata import KEEP
 from ..device import resolve_device
-from ..errors import check_choice
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
 from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
+from .options import DEFAULT_MAX_BATCH_BYTES, RunOptions
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
+from .shards import run_shards, shardable
 from .sinks import FileSink, JoiningSink, WorkerSink
-from .steps import OutputRule, Step, StepSpec, check_steps, fixed_output_size
+from .steps import Step, StepSpec, check_steps, fixed_output_size
 from .tensors import TensorIterator
 
-__all__ = ["Pipeline", "DEFAULT_MAX_BATCH_BYTES", "prepare_run", "check_run_options", "progress_callback"]
-
-DEFAULT_MAX_BATCH_BYTES = 512 * 2**20  # ~80 decoded 1080p RGB images
+__all__ = ["Pipeline", "RunOptions", "DEFAULT_MAX_BATCH_BYTES", "prepare_run", "progress_callback"]
 
 
 class Pipeline:
@@ -85,7 +83,8 @@ class Pipeline:
         self.config = config if config is not None else PipelineConfig()
         if not isinstance(self.config, PipelineConfig):
             raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
-        self._steps = [Step(s, self.device) for s in steps]
+        self._specs = list(steps)  # as given: what a shard process rebuilds its steps from
+        self._steps = [Step(s, self.device) for s in self._specs]
         check_steps(self._steps, self.device)  # argument errors that would fail every image: now
         self._codecs = CodecPool(self.device, self.config)  # kept between runs: see CodecPool
 
@@ -102,41 +101,62 @@ class Pipeline:
         format: str = "jpeg",
         include: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
+        name: str | None = None,
     ) -> list[Job]:
-        """The jobs a run would do: each input and its output path (None: refused).
+        """The jobs a run would do: each input and its output path (None: refused);
+        ``name``: an output name template (:func:`~gpuimg.pipeline.files.plan_jobs`).
 
         Example:
             >>> Pipeline([], device="cpu").plan([], "out")
             []
         """
-        return plan_jobs(inputs, output_dir, output_format(format).suffix, include, exclude)
+        return plan_jobs(inputs, output_dir, output_format(format).suffix, include, exclude, name=name)
+
+    def prewarm(self) -> None:
+        """Start making the decoder and paying its first decode in the background (on a
+        GPU: nvImageCodec's import, a CUDA context, its codecs' first allocations), so
+        that the first run's planning and first reads overlap it. Every run calls it; the
+        command and the shard processes call it as early as they can. Idempotent.
+
+        Example:
+            >>> Pipeline([], device="cpu").prewarm()
+        """
+        self._codecs.prewarm()
+
+    def shard_count(self, jobs: Sequence[Job], options: RunOptions | None = None) -> int:
+        """How many processes a run of ``jobs`` is split over (:mod:`~gpuimg.pipeline.shards`):
+        ``options.shards`` where given, else chosen from the job and the machine
+        (:meth:`PipelineConfig.shard_count`); 1 (this process) for steps that cannot be
+        rebuilt in another process (Python callables).
+
+        Example:
+            >>> Pipeline([("invert", {})], device="cpu").shard_count([])
+            1
+        """
+        asked = options.shards if options is not None else None
+        if asked == 1 or not jobs or not shardable(self._specs):
+            return 1
+        if asked is not None:
+            return min(asked, len(jobs))
+        return self.config.shard_count(len(jobs), sum(max(j.size, 0) for j in jobs))
 
     def run(
         self,
         inputs: str | os.PathLike | Iterable[str | os.PathLike],
         output_dir: str | os.PathLike,
+        options: RunOptions | None = None,
         *,
-        format: str = "jpeg",
-        quality: int = 90,
-        batch_size: int = 64,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] = (),
-        resume: bool = False,
-        # Two readers and one writer: on a warm page cache more threads only compete with
-        # the codec threads for the interpreter, and more writers wait on the directory
-        # lock (BENCHMARKS.md). Raise ``readers`` for storage with latency (network file
-        # systems, cold disks).
-        readers: int = 2,
-        writers: int = 1,
-        report: str | os.PathLike | None = None,
         progress: bool | Callable[[int, int], None] | None = None,
-        workers: bool | None = None,
-        mode: str = "keep",
-        background: tuple[int, int, int] = (255, 255, 255),
-        keep_metadata: str = "all",
+        **changes: Any,
     ) -> Summary:
         """Process every input into ``output_dir``; returns a :class:`Summary`.
+
+        ``options``: a :class:`~gpuimg.pipeline.RunOptions` (default: its defaults); any
+        of its fields may instead (or as well) be given as keywords: ``format`` ("jpeg"),
+        ``quality`` (90), ``batch_size`` (64), ``max_batch_bytes``, ``include``,
+        ``exclude``, ``name``, ``resume``, ``readers``, ``writers``, ``report``,
+        ``workers``, ``shards``, ``mode``, ``background``, ``keep_metadata``. A bad value
+        raises ValueError naming it before anything runs.
 
         ``mode``: what each output image is (:class:`~gpuimg.pipeline.steps.OutputRule`):
         "keep" (default: channels and bit depth kept where ``format`` stores them; alpha
@@ -149,6 +169,12 @@ class Pipeline:
         as the pixels were turned upright, its thumbnail is dropped), "icc" (the colour
         profile only: no EXIF, GPS or XMP), "no-gps", "none".
 
+        How it uses the machine is chosen from the job (:meth:`shard_count`): a run of
+        many files is split into shard processes, each a whole pipeline on its slice of
+        the inputs, sharing the GPU and the cores (:mod:`~gpuimg.pipeline.shards`;
+        ``shards=1`` keeps it in this process); a short run works here, where it ends
+        before other processes would have started.
+
         Failures are per item (listed in the summary and in the JSON report, by default
         ``output_dir/gpuimg-report.json``); the run goes on. ``resume=True`` skips inputs
         whose output exists and is at least as new. ``progress=True`` draws a tqdm bar
@@ -157,19 +183,20 @@ class Pipeline:
         item instead; False/None: nothing. On the CPU a batch holds at most
         ``config.cpu_batch_size`` images whatever ``batch_size`` says. ``readers``/``writers``: threads
         reading inputs and writing outputs (raise ``readers`` for slow or remote storage).
-        ``workers`` (GPU): encode and write in a worker process, and decode part of the
+        ``workers`` (GPU, in-process runs): encode and write in a worker process, and decode part of the
         batches in another, so the codecs overlap (True: wait for them to start; None:
         chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`:
         a long run starts them and they join it once started; False: everything in this
         process).
-        Ctrl-C stops the run cleanly:
+        Ctrl-C stops the run cleanly (every shard too):
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
 
         Output names follow one rule (:func:`~gpuimg.pipeline.files.plan_jobs`): the input's
-        relative path with its extension replaced by the format's suffix; inputs that would
-        share an output, or overwrite an input, are per-item failures decided before any
-        write. ValueError (nothing written) when ``report`` is an input or output file of
+        relative path with its extension replaced by the format's suffix (or ``name``, a
+        template); inputs that would share an output, or overwrite an input, are per-item
+        failures decided before any write, for the whole run. ValueError (nothing written)
+        when ``report`` is an input or output file of
         the run. Temporary files that killed runs left in the output folders are removed.
 
         Example:
@@ -177,48 +204,37 @@ class Pipeline:
             >>> s.processed, s.failed
             (0, 0)
         """
-        check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
+        opts = RunOptions.of(options, **changes)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
-        self._codecs.prewarm()  # the decoder's first decode overlaps the planning and the first reads
         summary = Summary()
         started = time.perf_counter()
-        report_path = Path(report) if report is not None else Path(output_dir) / REPORT_NAME
-        jobs = self.plan(inputs, output_dir, format=format, include=include, exclude=exclude)
-        todo = prepare_run(jobs, output_dir, report_path, resume, summary)
-        run = Run()
+        report_path = Path(opts.report) if opts.report is not None else Path(output_dir) / REPORT_NAME
+        jobs = self.plan(inputs, output_dir, format=opts.format, include=opts.include, exclude=opts.exclude,
+                         name=opts.name)
+        todo = prepare_run(jobs, output_dir, report_path, opts.resume, summary)  # ValueError: nothing written
+        shards = self.shard_count(todo, opts)
         try:
-            self._process(run, todo, summary, format, quality, batch_size, max_batch_bytes, readers, writers,
-                          progress, workers, mode, background, keep_metadata)
+            if shards > 1:
+                with progress_callback(progress, len(todo)) as report_progress:
+                    run_shards(self._specs, self.config, self.device, todo, opts, summary, shards, report_progress)
+            else:
+                self._run_jobs(todo, opts, summary, progress=progress)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            _finish(summary, run, started)
+            summary.seconds = time.perf_counter() - started
             summary.report_path = str(report_path)
             write_report(summary, self.steps)
         return summary
 
-    def process_jobs(
-        self,
-        jobs: Sequence[Job],
-        *,
-        format: str = "jpeg",
-        quality: int = 90,
-        batch_size: int = 64,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        readers: int = 2,
-        writers: int = 1,
-        workers: bool | None = False,
-        mode: str = "keep",
-        background: tuple[int, int, int] = (255, 255, 255),
-        keep_metadata: str = "all",
-    ) -> Summary:
+    def process_jobs(self, jobs: Sequence[Job], options: RunOptions | None = None, **changes: Any) -> Summary:
         """The work of :meth:`run` on jobs planned already (each input's output path:
         :meth:`plan`; a job may carry its input's bytes, ``Job.data``): decode, steps,
         encode, atomic writes, per-item failures in the returned Summary. No planning,
-        resume or report: for callers that do those themselves over many calls
-        (:mod:`gpuimg.ray`'s actors). ``workers`` defaults to False (everything in this
-        process); the other arguments are :meth:`run`'s.
+        resume, shards or report: for callers that do those themselves over many calls
+        (:mod:`gpuimg.ray`'s actors). ``options`` / keywords as :meth:`run`'s; ``workers``
+        defaults to False here (everything in this process).
 
         Example:
             >>> import tempfile
@@ -228,30 +244,38 @@ class Pipeline:
             >>> s.processed, [f.stage for f in s.failures]
             (1, ['read'])
         """
-        check_run_options(format, quality, batch_size, max_batch_bytes, readers, writers, mode, background, keep_metadata)
-        self._codecs.prewarm()  # once per pipeline: the first call's decoder starts while its files are read
+        if options is None:
+            changes.setdefault("workers", False)
+        opts = RunOptions.of(options, **changes)
         summary = Summary()
+        self._run_jobs(list(jobs), opts, summary)
+        return summary
+
+    def _run_jobs(self, todo: list[Job], options: RunOptions, summary: Summary, *, progress: Any = None,
+                  on_event: Callable[[tuple[Any, ...]], None] | None = None) -> None:
+        """``todo`` through the stages in this process into ``summary`` (wall and stage
+        times included); ``on_event`` sees each item's result as it is counted (the
+        shards report them so). KeyboardInterrupt goes on to the caller."""
+        self.prewarm()  # the decoder's first decode overlaps the first reads
         started = time.perf_counter()
         run = Run()
         try:
-            self._process(run, list(jobs), summary, format, quality, batch_size, max_batch_bytes, readers, writers,
-                          None, workers, mode, background, keep_metadata)
+            self._process(run, todo, summary, options, progress, on_event)
         finally:
             _finish(summary, run, started)
-        return summary
 
-    def _process(self, run: Run, todo: list[Job], summary: Summary, format: str, quality: int, batch_size: int,
-                 max_batch_bytes: int, readers: int, writers: int, progress: Any, workers: bool | None, mode: str,
-                 background: tuple, keep_metadata: str) -> None:
-        """The jobs through the stages into ``summary`` (``run`` checked the arguments)."""
+    def _process(self, run: Run, todo: list[Job], summary: Summary, options: RunOptions, progress: Any,
+                 on_event: Callable[[tuple[Any, ...]], None] | None = None) -> None:
+        """The jobs through the stages into ``summary``."""
+        batch_size = options.batch_size
         if self.device == "cpu":
             batch_size = min(batch_size, self.config.cpu_batch_size)
         # Ctrl-C while waiting for the encode worker to start is a stop too (the caller's try)
-        plan = self._worker_plan(todo, workers)
-        sink = self._sink(run, output_format(format), int(quality), writers, plan, mode, tuple(background),
-                          keep_metadata)
+        plan = self._worker_plan(todo, options.workers)
+        sink = self._sink(run, options, plan)
         with progress_callback(progress, len(todo)) as report_progress:
-            self._execute(run, todo, sink, batch_size, max_batch_bytes, readers, summary, report_progress, plan)
+            self._execute(run, todo, sink, batch_size, options.max_batch_bytes, options.readers, summary,
+                          report_progress, plan, on_event)
 
     def _worker_plan(self, jobs: list[Job], workers: bool | None) -> str:
         """How a run of ``jobs`` uses the worker processes, decided once for all roles
@@ -271,24 +295,24 @@ class Pipeline:
             return joining.ready() or joining
         return worker_pool.take(role, _device_id(), self.config, wait=plan == "wait", start=self.config.prestart_workers)
 
-    def _sink(
-        self, run: Run, fmt: Any, quality: int, writers: int, plan: str, mode: str, background: tuple,
-        keep: str = "all",
-    ) -> Any:
+    def _sink(self, run: Run, options: RunOptions, plan: str) -> Any:
         """Encode + write in the encode worker process where one can run (GPU) and is ready
         or worth waiting for (see ``run``), else in this process."""
         worker = self._worker("encode", plan)
+        fmt, quality = options.output, options.quality
+        rule = dict(mode=options.mode, background=options.background, keep=options.keep_metadata)
 
         def remote(worker: Any) -> WorkerSink:
-            return WorkerSink(run, worker, fmt, quality, mode=mode, background=background, keep=keep)
+            return WorkerSink(run, worker, fmt, quality, **rule)
 
         if isinstance(worker, worker_pool.Worker):
             return remote(worker)
-        local = FileSink(run, self._codecs, fmt, quality, writers, mode=mode, background=background, keep=keep)
+        local = FileSink(run, self._codecs, fmt, quality, options.writers, **rule)
         return local if worker is None else JoiningSink(local, worker, remote)
 
     def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
-                 summary: Summary, progress: Callable[[int, int], None] | None, plan: str) -> None:
+                 summary: Summary, progress: Callable[[int, int], None] | None, plan: str,
+                 on_event: Callable[[tuple[Any, ...]], None] | None = None) -> None:
         threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, plan)
         total, done = len(jobs), 0
         try:
@@ -298,6 +322,8 @@ class Pipeline:
                     break
                 done += 1
                 account(summary, event)
+                if on_event is not None:
+                    on_event(event)
                 if progress is not None:
                     progress(done, total)
         except BaseException:
@@ -309,6 +335,9 @@ class Pipeline:
             for event in run.drain():
                 if event[0] != "end":
                     account(summary, event)
+                    if on_event is not None:
+                        with contextlib.suppress(KeyboardInterrupt):
+                            on_event(event)
         if run.fatal is not None:
             raise run.fatal
 
@@ -355,7 +384,7 @@ class Pipeline:
             ...     print(x.shape, x.dtype)  # in training: model(torch.from_dlpack(x))
             (2, 3, 56, 56) float32
         """
-        _check_run_args("jpeg", 90, batch_size, DEFAULT_MAX_BATCH_BYTES, readers, 1)
+        RunOptions(batch_size=batch_size, readers=readers)  # ValueError naming a bad one
         if size is None:
             size = fixed_output_size(self._steps, self.device)
             if size is None:
@@ -451,21 +480,6 @@ def prepare_run(jobs: list[Job], output_dir: str | os.PathLike, report_path: str
     return todo
 
 
-def check_run_options(fmt: str, quality: Any, batch_size: Any, max_batch_bytes: Any, readers: Any, writers: Any,
-                      mode: str, background: Any, keep_metadata: str) -> None:
-    """ValueError for options of :meth:`Pipeline.run` that fit no image, before anything runs.
-
-    Example:
-        >>> check_run_options("jpeg", 0, 64, 1, 2, 1, "keep", (255, 255, 255), "all")
-        Traceback (most recent call last):
-        ...
-        ValueError: quality must be an int >= 1, got 0
-    """
-    _check_run_args(fmt, quality, batch_size, max_batch_bytes, readers, writers)
-    OutputRule(output_format(fmt), mode, tuple(background))
-    check_choice(keep_metadata, "keep_metadata", KEEP, "a metadata choice")
-
-
 def _finish(summary: Summary, run: Run, started: float) -> None:
     """The run's wall time and stage times into ``summary``."""
     summary.seconds = time.perf_counter() - started
@@ -476,13 +490,3 @@ def _device_id() -> int:
     import cupy
 
     return int(cupy.cuda.Device().id)
-
-
-def _check_run_args(fmt: str, quality: Any, batch_size: Any, max_batch_bytes: Any, readers: Any, writers: Any) -> None:
-    output_format(fmt)
-    for name, value, low in (("quality", quality, 1), ("batch_size", batch_size, 1), ("max_batch_bytes", max_batch_bytes, 1),
-                             ("readers", readers, 1), ("writers", writers, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if quality > 100:
-        raise ValueError(f"quality must be in 1..100, got {quality!r}")

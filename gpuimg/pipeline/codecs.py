@@ -48,7 +48,8 @@ def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = Non
             ("preallocate_batch_size", batch), ("preallocate_height_hint", height), ("preallocate_width_hint", width)))
     # The decode lane host-waits for each ring slot's release event before decoding into
     # it, so the Decoder's own whole-stream guard would only cost overlap (gpuimg.codec).
-    return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation)
+    return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation,
+                   num_threads=config.decoder_threads)
 
 
 def _uses_hardware_decoder(config: PipelineConfig) -> bool:

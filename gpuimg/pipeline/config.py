@@ -14,7 +14,7 @@ from typing import Any
 
 from ..codec.isolation import Isolation
 
-__all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch"]
+__all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch", "usable_cores"]
 
 WORKER_ROLES = ("encode", "decode")
 
@@ -36,6 +36,19 @@ def worker_switch(role: str) -> bool:
     """
     value = os.environ.get(f"GPUIMG_{role.upper()}_WORKER", "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one).
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,10 @@ class PipelineConfig:
     total at most this many bytes that the ``gpuimg`` command runs without ``--device`` goes to the CPU,
     where it ends before the GPU would have started (CUDA context and nvImageCodec's
     first GPU decode: about 2 s; see :meth:`job_device`). 0: always the GPU.
+    ``decoder_threads``: the CPU threads of the decoder (0: nvImageCodec's default, one
+    per core; a shard gets its share of the cores). ``max_shards``, ``shard_cores``,
+    ``shard_min_files``, ``shard_min_bytes``: how many processes share a run
+    (:meth:`shard_count`; a run's ``shards`` option overrides it).
 
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
@@ -102,11 +119,18 @@ class PipelineConfig:
     decode_backends: tuple[Any, ...] | None = DECODE_BACKENDS
     preallocate_max_bytes: int = 2**30
     isolation: Isolation = field(default_factory=Isolation)
+    decoder_threads: int = 0
+    max_shards: int = 8
+    shard_cores: int = 2
+    shard_min_files: int = 192
+    shard_min_bytes: int = 48 << 20
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
                           ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_bytes", 0),
-                          ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0)):
+                          ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0),
+                          ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
+                          ("shard_min_bytes", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -133,6 +157,32 @@ class PipelineConfig:
         if mean_file_bytes < self.worker_min_file_bytes:
             return "off"
         return "join" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
+
+    def shard_count(self, count: int, input_bytes: int, cores: int | None = None) -> int:
+        """How many processes share a run of ``count`` inputs totalling ``input_bytes``
+        on a machine with ``cores`` usable CPU cores (None: this process's): one (the run
+        stays in this process) for a job too small to gain from more, else one shard per
+        ``shard_cores`` cores, at most ``max_shards``, and no more than the job fills
+        (``shard_min_files`` inputs or ``shard_min_bytes`` of input per shard).
+
+        Each shard is a whole pipeline in its own process (its own interpreter, CUDA
+        context and codecs, sharing the GPU), so the host work of a run (parsing, Python
+        per batch, CPU Huffman decoding, the CPU codecs) uses the machine's cores instead
+        of one interpreter's. A shard's start (interpreter, imports, CUDA context, the
+        decoder's first decode) is paid by all of them at once, in parallel with the
+        others, in place of this process's own start.
+
+        Example:
+            >>> cfg = PipelineConfig()
+            >>> cfg.shard_count(50, 10 << 20, cores=16), cfg.shard_count(3000, 300 << 20, cores=16)
+            (1, 8)
+            >>> cfg.shard_count(3000, 300 << 20, cores=2), cfg.shard_count(400, 40 << 20, cores=16)
+            (1, 2)
+        """
+        cores = usable_cores() if cores is None else cores
+        by_cores = min(self.max_shards, max(1, cores // self.shard_cores))
+        by_job = max(count // self.shard_min_files, input_bytes // max(1, self.shard_min_bytes) if self.shard_min_bytes else 0)
+        return int(max(1, min(by_cores, by_job)))
 
     def job_device(self, input_bytes: int) -> str | None:
         """The device for a one-off job whose input files total ``input_bytes`` when the

@@ -275,6 +275,7 @@ def plan_jobs(
     suffix: str,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    name: str | None = None,
 ) -> list[Job]:
     """Jobs for every input, their outputs named by one fixed rule.
 
@@ -296,6 +297,8 @@ def plan_jobs(
         >>> plan_jobs([], "out", ".jpg")
         []
     """
+    if name is not None:
+        raise ValueError("name templates are not supported yet")
     files, root = _discover(inputs, include, exclude, output_dir)
     return plan_outputs(files, root, output_dir, suffix)
 
