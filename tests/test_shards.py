@@ -213,3 +213,17 @@ def test_run_options_validate_and_pickle() -> None:
         Pipeline([], device="cpu").run([], "out", {"quality": 3})
     with pytest.raises(TypeError):
         Pipeline([], device="cpu").run([], "out", qualty=80)  # a misspelt option is an error, not ignored
+
+
+def test_a_worker_whose_parent_is_gone_ends_quietly(tmp_path: Path) -> None:
+    """A GPU worker process that starts after its run ended finds no listener: it exits
+    without a traceback on the run's terminal (a 600-file run printed one at its end)."""
+    from multiprocessing.connection import Listener
+
+    listener = Listener()
+    address = str(listener.address)
+    listener.close()  # nobody listens there any more
+    env = {**ENV, "GPUIMG_WORKER_AUTHKEY": os.urandom(16).hex()}
+    proc = subprocess.run([sys.executable, "-m", "gpuimg.pipeline.workers", address, "encode", "0", "2", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

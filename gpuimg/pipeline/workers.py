@@ -40,12 +40,14 @@ Example:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
@@ -181,7 +183,8 @@ def _worker_main(conn: Any, role: str, device_id: int, config: PipelineConfig) -
         cupy.cuda.Device(device_id).use()
         serve = {"encode": _Encoding, "decode": _Decoding}[role](cupy, config)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which falls back
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError, EOFError):  # unless the parent is gone already
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     mapped: dict[int, tuple[int, int]] = {}  # slot -> (device pointer, bytes)
     try:
@@ -265,7 +268,13 @@ class Worker:
         with _lock:
             _launched.add(self.process)  # killed at exit if still starting then
         accepted: list[Any] = []
-        acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+
+        def accept() -> None:
+            # a worker that never connects, or fails the handshake, is the timeout below
+            with contextlib.suppress(OSError, EOFError, AuthenticationError):
+                accepted.append(listener.accept())
+
+        acceptor = threading.Thread(target=accept, daemon=True)
         acceptor.start()
         acceptor.join(timeout)
         listener.close()
@@ -491,6 +500,19 @@ def _stop_all() -> None:
             pass
 
 
-if __name__ == "__main__":  # python -m gpuimg.pipeline.workers ADDRESS ROLE DEVICE READ_THREADS ENCODER_THREADS
-    _worker_main(Client(sys.argv[1], authkey=bytes.fromhex(os.environ.pop("GPUIMG_WORKER_AUTHKEY"))), sys.argv[2],
-                 int(sys.argv[3]), PipelineConfig(worker_read_threads=int(sys.argv[4]), encoder_threads=int(sys.argv[5])))
+def _main(argv: list[str]) -> int:
+    """``python -m gpuimg.pipeline.workers ADDRESS ROLE DEVICE READ_THREADS ENCODER_THREADS``.
+
+    A parent that ended its run (or exited) before this worker connected has closed its
+    listener: the worker then ends quietly, with no traceback on the run's terminal."""
+    try:
+        conn = Client(argv[1], authkey=bytes.fromhex(os.environ.pop("GPUIMG_WORKER_AUTHKEY", "")))
+    except (OSError, EOFError, AuthenticationError):
+        return 0
+    _worker_main(conn, argv[2], int(argv[3]),
+                 PipelineConfig(worker_read_threads=int(argv[4]), encoder_threads=int(argv[5])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))
