@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 from gpuimg import cli
 from gpuimg.pipeline import Pipeline, PipelineConfig, RunOptions
 from gpuimg.pipeline import files as _files
-from gpuimg.pipeline.shards import shard_config, shard_jobs, shardable
+from gpuimg.pipeline.shards import input_sizes, shard_config, shard_jobs, shardable
 
 from conftest import checkout_pythonpath
 
@@ -169,13 +169,18 @@ def test_a_callable_step_keeps_the_run_in_this_process(tmp_path: Path) -> None:
     assert pipe.run(src, tmp_path / "out", shards=4).processed == 4
 
 
-def test_shard_jobs_balance_bytes_and_keep_every_job() -> None:
+def test_shard_jobs_balance_bytes_and_keep_every_job(tmp_path: Path) -> None:
     jobs = [_files.Job(i, Path(f"{i}.jpg"), Path(f"o/{i}.jpg"), size=s) for i, s in enumerate([100, 1, 1, 1, 50, 50])]
     parts = shard_jobs(jobs, 2)
     assert sorted(j.index for p in parts for j in p) == list(range(6))
     assert sorted(sum(j.size for j in p) for p in parts) == [101, 102]
     assert all([j.index for j in p] == sorted(j.index for j in p) for p in parts)
     assert shard_jobs(jobs[:1], 4) == [jobs[:1]]
+    on_disk = [_files.Job(i, p, None) for i, p in enumerate(_photos(tmp_path, 6))]
+    sizes = input_sizes(on_disk)
+    assert sizes == [p.stat().st_size for p in sorted(tmp_path.glob("*.jpg"))] and min(sizes) > 0
+    by_file = shard_jobs(on_disk, 3, sizes)
+    assert sorted(j.index for p in by_file for j in p) == list(range(6))
 
 
 def test_shard_count_follows_the_job_and_the_cores() -> None:
@@ -186,6 +191,7 @@ def test_shard_count_follows_the_job_and_the_cores() -> None:
     assert cfg.shard_count(10_000, 10 << 30, cores=16) == 8  # by cores
     assert cfg.shard_count(10_000, 10 << 30, cores=64) == 8  # at most max_shards
     assert cfg.shard_count(10_000, 10 << 30, cores=1) == 1
+    assert cfg.shard_count(64, 1 << 20, cores=2, device="cpu") == 2  # a core per shard on the CPU device
     with pytest.raises(ValueError, match="max_shards"):
         PipelineConfig(max_shards=0)
 

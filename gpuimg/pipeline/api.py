@@ -138,7 +138,7 @@ class Pipeline:
             return 1
         if asked is not None:
             return min(asked, len(jobs))
-        return self.config.shard_count(len(jobs), sum(max(j.size, 0) for j in jobs))
+        return self.config.shard_count(len(jobs), int(mean_file_bytes(jobs) * len(jobs)), device=self.device)
 
     def run(
         self,

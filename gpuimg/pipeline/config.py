@@ -93,7 +93,7 @@ class PipelineConfig:
     first GPU decode: about 2 s; see :meth:`job_device`). 0: always the GPU.
     ``decoder_threads``: the CPU threads of the decoder (0: nvImageCodec's default, one
     per core; a shard gets its share of the cores). ``max_shards``, ``shard_cores``,
-    ``shard_min_files``, ``shard_min_bytes``: how many processes share a run
+    ``shard_min_files``, ``cpu_shard_min_files``, ``shard_min_bytes``: how many processes share a run
     (:meth:`shard_count`; a run's ``shards`` option overrides it).
 
     Example:
@@ -124,13 +124,14 @@ class PipelineConfig:
     shard_cores: int = 2
     shard_min_files: int = 192
     shard_min_bytes: int = 48 << 20
+    cpu_shard_min_files: int = 32
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
                           ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_bytes", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0),
                           ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
-                          ("shard_min_bytes", 0)):
+                          ("shard_min_bytes", 0), ("cpu_shard_min_files", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -158,12 +159,14 @@ class PipelineConfig:
             return "off"
         return "join" if count * mean_file_bytes >= self.worker_min_run_bytes else "ready"
 
-    def shard_count(self, count: int, input_bytes: int, cores: int | None = None) -> int:
+    def shard_count(self, count: int, input_bytes: int, cores: int | None = None, device: str = "cuda") -> int:
         """How many processes share a run of ``count`` inputs totalling ``input_bytes``
-        on a machine with ``cores`` usable CPU cores (None: this process's): one (the run
-        stays in this process) for a job too small to gain from more, else one shard per
-        ``shard_cores`` cores, at most ``max_shards``, and no more than the job fills
-        (``shard_min_files`` inputs or ``shard_min_bytes`` of input per shard).
+        on ``device`` on a machine with ``cores`` usable CPU cores (None: this process's):
+        one (the run stays in this process) for a job too small to gain from more, else
+        one shard per ``shard_cores`` cores on the GPU (per core on the CPU device, where
+        each shard's work is all host work), at most ``max_shards``, and no more than the
+        job fills (``shard_min_files`` inputs, ``cpu_shard_min_files`` on the CPU, or
+        ``shard_min_bytes`` of input per shard).
 
         Each shard is a whole pipeline in its own process (its own interpreter, CUDA
         context and codecs, sharing the GPU), so the host work of a run (parsing, Python
@@ -178,11 +181,15 @@ class PipelineConfig:
             (1, 8)
             >>> cfg.shard_count(3000, 300 << 20, cores=2), cfg.shard_count(400, 40 << 20, cores=16)
             (1, 2)
+            >>> cfg.shard_count(200, 8 << 20, cores=2, device="cpu")
+            2
         """
         cores = usable_cores() if cores is None else cores
-        by_cores = min(self.max_shards, max(1, cores // self.shard_cores))
-        by_job = max(count // self.shard_min_files, input_bytes // max(1, self.shard_min_bytes) if self.shard_min_bytes else 0)
-        return int(max(1, min(by_cores, by_job)))
+        per_shard = self.shard_cores if device == "cuda" else 1
+        min_files = self.shard_min_files if device == "cuda" else self.cpu_shard_min_files
+        by_cores = min(self.max_shards, max(1, cores // per_shard))
+        by_bytes = input_bytes // self.shard_min_bytes if self.shard_min_bytes else 0
+        return int(max(1, min(by_cores, max(count // min_files, by_bytes))))
 
     def job_device(self, input_bytes: int) -> str | None:
         """The device for a one-off job whose input files total ``input_bytes`` when the

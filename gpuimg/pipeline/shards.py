@@ -51,29 +51,53 @@ from .files import Job
 from .options import RunOptions
 from .results import Failure, Summary, account, reason
 
-__all__ = ["shard_jobs", "run_shards", "shard_config", "shardable"]
+__all__ = ["shard_jobs", "input_sizes", "run_shards", "shard_config", "shardable"]
 
 # How long a stopped shard may take to finish its in-flight batch and report.
 _STOP_GRACE_S = 60.0
 
 
-def shard_jobs(jobs: Sequence[Job], count: int) -> list[list[Job]]:
+def shard_jobs(jobs: Sequence[Job], count: int, sizes: Sequence[int] | None = None) -> list[list[Job]]:
     """``jobs`` dealt to ``count`` shards, largest input first to the least loaded (by
-    bytes), each shard's jobs then in input order (readers and outputs stay local).
+    bytes: ``sizes``, default each job's ``size``), each shard's jobs then in input order
+    (readers and outputs stay local).
 
     Example:
         >>> from pathlib import Path
-        >>> js = [Job(i, Path(str(i)), Path(str(i)), size=1) for i in range(5)]
-        >>> [[j.index for j in part] for part in shard_jobs(js, 2)]
+        >>> js = [Job(i, Path(str(i)), Path(str(i))) for i in range(5)]
+        >>> [[j.index for j in part] for part in shard_jobs(js, 2, sizes=[1, 1, 1, 1, 1])]
         [[0, 2, 4], [1, 3]]
     """
+    weights = [max(int(w), 1) for w in (sizes if sizes is not None else [j.size for j in jobs])]
     parts: list[list[Job]] = [[] for _ in range(max(1, count))]
     loads = [0] * len(parts)
-    for job in sorted(jobs, key=lambda j: -max(j.size, 1)):
-        k = loads.index(min(loads))
-        parts[k].append(job)
-        loads[k] += max(job.size, 1)
+    for k in sorted(range(len(jobs)), key=lambda k: -weights[k]):
+        least = loads.index(min(loads))
+        parts[least].append(jobs[k])
+        loads[least] += weights[k]
     return [sorted(p, key=lambda j: j.index) for p in parts if p]
+
+
+def input_sizes(jobs: Sequence[Job]) -> list[int]:
+    """Each job's input bytes (its ``size``, its ``data``, or the file's; 0 if unknown).
+
+    Example:
+        >>> from pathlib import Path
+        >>> input_sizes([Job(0, Path("assets/coffee.jpg"), None), Job(1, Path("nowhere.jpg"), None)])[1]
+        0
+    """
+    sizes = []
+    for job in jobs:
+        if job.size:
+            sizes.append(job.size)
+        elif job.data is not None:
+            sizes.append(len(job.data))
+        else:
+            try:
+                sizes.append(os.stat(job.src).st_size)
+            except (OSError, TypeError, ValueError):
+                sizes.append(0)
+    return sizes
 
 
 def shardable(specs: Sequence[Any]) -> bool:
@@ -263,7 +287,7 @@ def run_shards(
                 shard.exit_code = msg[1]
         return stopped
 
-    shards = launch(shard_jobs(todo, count), 0)
+    shards = launch(shard_jobs(todo, count, input_sizes(todo)), 0)
     stopped = False
     try:
         stopped = wait(shards)
