@@ -85,7 +85,12 @@ class Pipeline:
             raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
         self._specs = list(steps)  # as given: what a shard process rebuilds its steps from
         self._steps = [Step(s, self.device) for s in self._specs]
-        check_steps(self._steps, self.device)  # argument errors that would fail every image: now
+        # Argument errors that would fail every image: now, on the CPU twins of the steps.
+        # The ops check their arguments alike on every device, and a CPU probe costs no
+        # CUDA context here: this process may only plan and hand the run to shard processes,
+        # and an in-process run makes its context in the decoder's warm-up, overlapped.
+        check_steps(self._steps if self.device == "cpu" else [Step(s, "cpu") for s in self._specs if not callable(s)],
+                    "cpu")
         self._codecs = CodecPool(self.device, self.config)  # kept between runs: see CodecPool
 
     @property
