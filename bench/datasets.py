@@ -79,7 +79,8 @@ def _sides(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
 
 
 # The web class's formats over a cycle of 60 files: 36 JPEG (60%), 15 PNG (25%) of which 5
-# RGBA (1/3), 9 WebP (15%) of which 4 with alpha. The file names are shuffled afterwards.
+# RGBA (1/3), 9 WebP (15%) of which 4 with alpha; file i takes slot 37 i mod 60 (37 is prime
+# to 60: every 60 files hold the exact mix, and a few files already hold several kinds).
 _WEB_CYCLE = ["jpeg"] * 36 + ["png+alpha"] * 5 + ["png"] * 10 + ["webp+alpha"] * 4 + ["webp"] * 5
 
 
@@ -102,7 +103,7 @@ def spec(cls: str, i: int, rng: np.random.Generator) -> Spec:
         width = int(round(math.sqrt(megapixels * 1e6 * aspect)))
         return Spec(width, max(1, int(round(width / aspect))))
     if cls == "web":
-        kind = _WEB_CYCLE[i % len(_WEB_CYCLE)]
+        kind = _WEB_CYCLE[37 * i % len(_WEB_CYCLE)]
         fmt, alpha = kind.split("+")[0], kind.endswith("+alpha")
         if fmt == "jpeg":
             w, h = _sides(rng, 200, 2000)
