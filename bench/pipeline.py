@@ -853,7 +853,10 @@ def parse_args(argv: list[str] | None = None) -> Any:
     ), argv=argv)
     args.classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     for cls in args.classes:
-        datasets.spec(cls, 0, np.random.default_rng(0))  # an unknown name fails before any work
+        try:
+            datasets.spec(cls, 0, np.random.default_rng(0))  # an unknown name fails before any work
+        except ValueError as e:
+            raise SystemExit(f"--classes: {e}") from None
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()} | (set(QUICK_SKIP) if args.quick else set())
     unknown = args.skip - set(STEPS)
     if unknown:
