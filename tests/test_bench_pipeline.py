@@ -155,3 +155,22 @@ def test_failing_and_skipped_steps_become_rows(tmp_path):
     assert fig.status == "peer skipped: --skip opencv" and fig.met is None
     with pytest.raises(SystemExit):
         pipeline.parse_args(["--skip", "nonsense"])
+
+
+def test_decode_ceiling_takes_the_fastest_set_that_decodes_everything(monkeypatch):
+    """The best-of-backends pick (the decode itself needs a GPU: faked here)."""
+    speed = {"nvImageCodec default": 1.0, "hardware-first": 0.5, "hybrid (+cpu)": 0.8, "CUDA (+cpu)": 2.0}
+
+    def fake_pass(names, datas):
+        if names == ("CUDA (+cpu)",):
+            raise RuntimeError("no such backend")
+        done = len(datas) - (1 if names == ("hardware-first",) else 0)  # fastest, but one file short
+        return (0.4 if len(names) > 1 else speed[names[0]]), done
+
+    monkeypatch.setattr(pipeline, "_decode_pass", fake_pass)
+    c = pipeline.decode_ceiling([b""] * 10)
+    assert c["best"] == "hardware-first + hybrid (+cpu) (2 threads)" and c["rate"] == pytest.approx(25.0)
+    assert c["rates"]["CUDA (+cpu)"].startswith("error: RuntimeError")
+    monkeypatch.setattr(pipeline, "CEILING_SETS", ("hardware-first",))
+    monkeypatch.setattr(pipeline, "CEILING_SPLIT", ("CUDA (+cpu)",))
+    assert pipeline.decode_ceiling([b""] * 10)["best"] == "hardware-first (9 of 10 decoded)"
