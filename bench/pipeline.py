@@ -40,6 +40,10 @@ and the run goes on. Progress lines are printed as it goes, and after every figu
 results are rewritten to ``--out``/pipeline.md and pipeline.json (default $OUT, else out/),
 so a run cut off still leaves its figures. ``--time-limit`` skips what is left past it.
 
+--quick: each class's quick count (small 1500, hd 300, phone 100, 4k 100, mixed 500, web
+500), --runs 2, one warm OpenCV pass, Pillow on 20 files, and the diagnostics (workers,
+decode-only, tv-script) left out; meant to fit a few minutes of one GPU machine.
+
 Usage: python bench/pipeline.py [--quick] [--classes small,web] [--count N] [--runs N]
        [--skip opencv,pillow] [--device auto|cuda|cpu] [--out DIR] [--time-limit S] [--sweep]
 """
