@@ -165,22 +165,38 @@ def one_opencv_thread() -> None:
     cv2.setNumThreads(1)
 
 
-def per_core_rate(fn: Callable[[Any], Any], items: list[Any], *, repeat: int = 3) -> float:
-    """Items/s of ``fn(item)`` over ``items`` in one spawned process per core: the median of
-    ``repeat`` timed passes, after a warm pass that starts every worker. ``fn`` must pickle
-    by module name (a module on sys.path, not one loaded from a file path)."""
+def per_core_rates(fn: Callable[[Any], Any], items: list[Any], *, repeat: int = 3) -> dict[str, float]:
+    """Items/s of ``fn(item)`` over ``items`` in one spawned process per core:
+    ``from_start``, one pass timed from before the pool starts (what a script using such a
+    pool costs a user, worker start and imports included), and ``warm``, the median of
+    ``repeat`` further passes (0: none). ``fn`` must pickle by module name (a module on
+    sys.path, not one loaded from a file path).
+
+    >>> per_core_rates(abs, [-1, 2], repeat=1)["warm"] > 0  # doctest: +SKIP
+    True
+    """
     import multiprocessing as mp
 
     cores = os.cpu_count() or 1
+    t0 = time.perf_counter()
     # spawn, not fork: the benches' processes hold a CUDA context and codec threads.
     with mp.get_context("spawn").Pool(cores, initializer=one_opencv_thread) as pool:
-        pool.map(fn, items[:cores] * 2, chunksize=1)
+        pool.map(fn, items, chunksize=2)
+        rates = {"from_start": len(items) / (time.perf_counter() - t0)}
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
             pool.map(fn, items, chunksize=2)
             times.append(time.perf_counter() - t0)
-    return len(items) / statistics.median(times)
+    if times:
+        rates["warm"] = len(items) / statistics.median(times)
+    return rates
+
+
+def per_core_rate(fn: Callable[[Any], Any], items: list[Any], *, repeat: int = 3) -> float:
+    """The ``warm`` figure of :func:`per_core_rates`: items/s in one process per core,
+    after a pass that starts every worker."""
+    return per_core_rates(fn, items, repeat=max(1, repeat))["warm"]
 
 
 def time_gpu(fn: Callable[[], Any], *, warmup: int = 3, repeat: int = 20, number: int = 1,
@@ -269,24 +285,43 @@ def synchronizer(device: str) -> Callable[[], None]:
     return cupy.cuda.Device().synchronize
 
 
-def process_wall(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def _checkout_env() -> dict[str, str]:
+    """The environment with the checkout and bench/ leading PYTHONPATH."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), str(root / "bench"), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_process(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> tuple[float, str]:
+    """Wall seconds of ``cmd`` run as a new process, from its start to its exit, and its
+    stdout; the checkout and bench/ lead PYTHONPATH unless ``env`` is given. RuntimeError
+    with the end of its stderr when it fails or runs past ``timeout`` seconds (then killed).
+
+    >>> run_process([sys.executable, "-c", "print(2)"])[1]
+    '2\\n'
+    """
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=_checkout_env() if env is None else env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        tail = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        raise RuntimeError(f"{' '.join(cmd[:4])}... ran past {timeout:.0f} s and was killed: {tail[-800:]}") from None
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr[-800:]}")
+    return wall, proc.stdout
+
+
+def process_wall(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> float:
     """Wall seconds of ``cmd`` run as a new process, from its start to its exit (what a
-    user waits for); the checkout and bench/ lead PYTHONPATH unless ``env`` is given.
-    RuntimeError with the end of its stderr when it fails.
+    user waits for); see :func:`run_process`.
 
     >>> process_wall([sys.executable, "-c", "pass"]) > 0
     True
     """
-    if env is None:
-        root = Path(__file__).resolve().parent.parent
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), str(root / "bench"), env.get("PYTHONPATH", "")]))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr[-800:]}")
-    return wall
+    return run_process(cmd, env, timeout)[0]
 
 
 def _unit_kind(unit: str) -> str:
