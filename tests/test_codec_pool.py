@@ -201,3 +201,28 @@ def test_children_settings():
     for bad in ({"children": 0}, {"children": 1.5}, {"split_bytes": 0}):
         with pytest.raises(ValueError, match="Isolation"):
             isolation.Isolation(**bad)
+
+
+@pytest.mark.parametrize("codec, options", [("png", {}), ("webp", {"quality": 90}), ("tiff", {}), ("bmp", {})])
+def test_a_cpu_encode_batch_split_over_threads_gives_the_same_files(codec, options):
+    from gpuimg import Image
+    from gpuimg.codec import Encoder
+
+    photos = [load_asset("chelsea.png"), load_asset("coffee.png")]
+    imgs = [Image.from_array(np.ascontiguousarray(photos[k % 2][: 200 + 10 * k, : 300 - 5 * k])) for k in range(7)]
+    one = Encoder("cpu", cpu_threads=1).encode_batch(imgs, codec, **options)
+    split = Encoder("cpu", cpu_threads=3)
+    for _ in range(2):  # the second batch reuses the helper encoders and their streams
+        assert split.encode_batch(imgs, codec, **options) == one
+    assert len(split._helpers) == 2
+    back = Decoder("cpu").decode_batch(one[:2]).raise_errors()
+    if codec != "webp":
+        assert np.array_equal(back.images[1].numpy(), imgs[1].numpy())
+
+
+def test_encoder_cpu_threads_setting():
+    from gpuimg.codec import Encoder
+
+    assert Encoder("cpu").cpu_threads == isolation.cores()
+    with pytest.raises(ValueError, match="cpu_threads"):
+        Encoder("cpu", cpu_threads=0)
