@@ -8,14 +8,13 @@ only the child that met it, a small call uses one child, and prestart fills the 
 from __future__ import annotations
 
 import io
-import struct
 import threading
 import time
-import zlib
 
 import numpy as np
 import pytest
 from conftest import load_asset
+from test_decode_robustness import _png_with_text
 
 from gpuimg.codec import Decoder, isolation
 
@@ -29,19 +28,6 @@ def _encoded(arr: np.ndarray, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
     PILImage.fromarray(arr).save(buf, fmt, **options)
     return buf.getvalue()
-
-
-def _png_with_text(arr: np.ndarray, text: bytes) -> bytes:
-    h, w, _ = arr.shape
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        + chunk(b"tEXt", b"Comment\x00" + text) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
 
 
 def _mixed() -> list[bytes]:
