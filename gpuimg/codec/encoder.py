@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,20 @@ from ..device import device_key, resolve_device, stream_ptr
 from ..errors import EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
 from . import _nvimgcodec, embed, formats
+from .isolation import cores
 from ._wrappers import Wrappers
 from .metadata import Metadata
 
 __all__ = ["Encoder"]
 
 # chroma_subsampling= choices -> nvImageCodec's ChromaSubsampling member.
+# Formats the GPU encodes (nvJPEG, nvJPEG2000); the others run on nvImageCodec's CPU
+# encoders, which encode a batch on one thread: gpuimg splits such batches over threads.
+_GPU_ENCODED = frozenset({"jpeg", "jpeg2k"})
+# A CPU batch smaller than this encodes in one call: the hand-off to threads would cost
+# more than it saves.
+_SPLIT_MIN_BYTES = 1 << 20
+
 _CHROMA = {"444": "CSS_444", "422": "CSS_422", "420": "CSS_420", "440": "CSS_440", "411": "CSS_411", "410": "CSS_410", "gray": "CSS_GRAY"}
 
 
@@ -50,6 +59,13 @@ class Encoder:
     the largest output seen and is never recreated, so steady-state encoding allocates
     no output memory.
 
+    ``num_threads``: nvImageCodec's CPU threads per encoder (0: one per core).
+    ``cpu_threads``: the threads a batch of a CPU-encoded format (PNG, WebP, TIFF, BMP,
+    PNM; every format on the CPU device) is split over, each with its own nvImageCodec
+    encoder, because nvImageCodec's CPU encoders run a batch on one thread (None: the
+    cores this process may use; 1: one call; a process sharing the machine with others,
+    such as one of several shards, sets its part of the cores).
+
     Example:
         >>> import numpy as np, tempfile
         >>> from pathlib import Path
@@ -64,22 +80,57 @@ class Encoder:
         'out.png'
     """
 
-    def __init__(self, device: str | None = None, *, num_threads: int = 0):
+    def __init__(self, device: str | None = None, *, num_threads: int = 0, cpu_threads: int | None = None):
         self.device = resolve_device(device)
         self._nv = _nvimgcodec.load()
         if self.device == "cuda":
             _nvimgcodec.warn_missing_gpu_libraries()
         self._device_key = device_key(self.device)
-        nv = self._nv
-        if self.device == "cpu":
-            self._encoder = nv.Encoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
-            )
-        else:
-            self._encoder = nv.Encoder(device_id=self._device_key[1], max_num_cpu_threads=num_threads)
+        if cpu_threads is not None and (not isinstance(cpu_threads, int) or isinstance(cpu_threads, bool) or cpu_threads < 1):
+            raise ValueError(f"cpu_threads must be None or an int >= 1, got {cpu_threads!r}")
+        self.cpu_threads = cores() if cpu_threads is None else cpu_threads
+        self._num_threads = int(num_threads)
+        self._encoder = self._new_encoder()
+        self._helpers: list[Any] = []  # one more encoder per extra thread (nvImageCodec's are not thread-safe)
+        self._pool: ThreadPoolExecutor | None = None
         self._code_streams: list[Any] = []
         self._wrappers = Wrappers(self._device_key)
         self._param_cache: dict[tuple, Any] = {}
+
+    def _new_encoder(self) -> Any:
+        nv = self._nv
+        if self.device == "cpu":
+            return nv.Encoder(
+                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=self._num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
+            )
+        return nv.Encoder(device_id=self._device_key[1], max_num_cpu_threads=self._num_threads)
+
+    def _run(self, name: str, wrapped: list[Any], outs: list[Any], params: Any, ptr: int, nbytes: int) -> list[Any]:
+        """nvImageCodec's results for ``wrapped`` into ``outs``: one call, or for a large
+        batch of a CPU-encoded format, parts of about equal bytes on several threads."""
+        n = min(self.cpu_threads, len(wrapped))
+        if n < 2 or nbytes < _SPLIT_MIN_BYTES or (self.device == "cuda" and name in _GPU_ENCODED):
+            return list(self._encoder.encode(wrapped, name, code_stream_s=outs, params=params, cuda_stream=ptr))
+        while len(self._helpers) < n - 1:
+            self._helpers.append(self._new_encoder())
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.cpu_threads - 1, thread_name_prefix="gpuimg-encode")
+        parts = [list(range(k, len(wrapped), n)) for k in range(n)]  # interleaved: neighbours are alike in size
+
+        def part(encoder: Any, members: list[int]) -> list[Any]:
+            return list(encoder.encode([wrapped[k] for k in members], name, code_stream_s=[outs[k] for k in members],
+                                       params=params, cuda_stream=ptr))
+
+        futures = [self._pool.submit(part, enc, members) for enc, members in zip(self._helpers, parts[1:])]
+        results: list[Any] = [None] * len(wrapped)
+        try:
+            first = part(self._encoder, parts[0])
+        finally:
+            done = [f.result() for f in futures]  # every part finishes before its streams are reused
+        for members, got in zip(parts, [first, *done]):
+            for k, r in zip(members, got):
+                results[k] = r
+        return results
 
     @property
     def code_streams(self) -> list[Any]:
@@ -164,7 +215,7 @@ class Encoder:
             self._code_streams.append(self._nv.CodeStream(0, pin_memory=self.device == "cuda"))
         outs = self._code_streams[: len(items)]
         try:
-            results = self._encoder.encode(wrapped, name, code_stream_s=outs, params=params, cuda_stream=ptr)
+            results = self._run(name, wrapped, outs, params, ptr, sum(im.nbytes for im in items))
         except Exception as exc:
             raise EncodeError(f"nvImageCodec refused to encode {len(items)} image(s) as {name}: {exc}") from None
         for k, (img, res) in enumerate(zip(items, results)):

@@ -13,10 +13,15 @@ hangs, it is restarted and the batch is bisected until the poison file is alone:
 item fails with a :class:`~gpuimg.DecodeError` saying what happened, and every other item
 is decoded.
 
+A call with many items spreads them over several children, one per core by default
+(``Isolation.children``), balanced by decoded bytes, each share decoded at the same time
+and contained on its own: a crash restarts that child and bisects that share only.
+
 What it costs: the GPU JPEG decoder runs in the caller's
 process as before; only the CPU codecs pay one extra copy of their pixels and a round
 trip per batch (figures in BENCHMARKS.md). Children are kept in a pool and reused; the
-first call starts one. Linux only (shared memory by ``memfd``); elsewhere, or with
+first call starts one, a large call starts the others in the background for the calls
+after it (or :func:`prestart` starts them ahead), and a small call uses one. Linux only (shared memory by ``memfd``); elsewhere, or with
 ``Isolation(enabled=False)``, CPU codecs run in the caller's process.
 
 Example:
@@ -31,6 +36,7 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -46,7 +52,7 @@ import numpy as np
 
 from ..memory import grown_capacity, round_up
 
-__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "supported"]
+__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "cores", "child_threads"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,20 @@ class Isolation:
     decoded bytes + ``memory_extra_mb``; a decoder that needs more fails that item.
     ``start_timeout_s``: how long a child may take to start.
 
+    ``children``: how many children one decode call may spread its items over, each
+    decoding its share at the same time (None: one per core this process may use,
+    divided by the decoder's ``num_threads`` where that is set; a process that shares
+    the machine with others, e.g. one of several shards, sets its part of the cores).
+    ``split_bytes``: a call uses one more child per this many decoded bytes, so a small
+    call (one file) uses one child and starts no others.
+
     Example:
         >>> Isolation(timeout_s=5).timeout_for(20_000_000)
         7.0
+        >>> Isolation(children=4).pool_size(), Isolation(children=4).children_for(5, 100 << 20)
+        (4, 4)
+        >>> Isolation(children=4).children_for(1, 100 << 20)  # one file: one child
+        1
     """
 
     enabled: bool = True
@@ -69,6 +86,8 @@ class Isolation:
     memory_factor: float = 4.0
     memory_extra_mb: int = 200
     start_timeout_s: float = 60.0
+    children: int | None = None
+    split_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_factor", "start_timeout_s"):
@@ -77,6 +96,10 @@ class Isolation:
                 raise ValueError(f"Isolation.{name} must be a positive number, got {value!r}")
         if not isinstance(self.memory_extra_mb, int) or self.memory_extra_mb < 0:
             raise ValueError(f"Isolation.memory_extra_mb must be an int >= 0, got {self.memory_extra_mb!r}")
+        if self.children is not None and (not isinstance(self.children, int) or isinstance(self.children, bool) or self.children < 1):
+            raise ValueError(f"Isolation.children must be None or an int >= 1, got {self.children!r}")
+        if not isinstance(self.split_bytes, int) or isinstance(self.split_bytes, bool) or self.split_bytes < 1:
+            raise ValueError(f"Isolation.split_bytes must be an int >= 1, got {self.split_bytes!r}")
 
     @property
     def active(self) -> bool:
@@ -90,6 +113,44 @@ class Isolation:
     def timeout_for(self, pixels: int) -> float:
         """Seconds a call decoding ``pixels`` pixels may take."""
         return float(self.timeout_s) + pixels / 10e6
+
+    def pool_size(self, threads: int = 0) -> int:
+        """The most children a call of a decoder with ``num_threads=threads`` may use."""
+        if self.children is not None:
+            return self.children
+        return max(1, cores() // max(1, threads))
+
+    def children_for(self, items: int, decoded_bytes: int, threads: int = 0) -> int:
+        """How many children a call of ``items`` items decoding to ``decoded_bytes`` uses."""
+        return max(1, min(self.pool_size(threads), items, decoded_bytes // self.split_bytes))
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it).
+
+    Example:
+        >>> cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def child_threads(threads: int) -> int:
+    """nvImageCodec CPU threads of a child serving a decoder with ``num_threads=threads``.
+
+    nvImageCodec 0.9's CPU decoder decodes a batch on one core whatever its thread
+    count (its CPU time equals its wall time at 1 and 2 threads), so parallel decoding
+    comes from children, one per core, each on one thread: children x threads stay
+    within the cores. An explicit ``num_threads`` is passed on.
+
+    Example:
+        >>> child_threads(0), child_threads(4)
+        (1, 4)
+    """
+    return threads if threads > 0 else 1
 
 
 class IsolatedItem(NamedTuple):
@@ -131,6 +192,8 @@ class _Child:
 
     def __init__(self, threads: int, config: Isolation):
         self.threads = threads
+        self._counted = False
+        _count_started(self)
         ours, theirs = socket.socketpair()
         self.sock = ours
         self.conn = Connection(os.dup(ours.fileno()))
@@ -141,15 +204,22 @@ class _Child:
         env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("MALLOC_ARENA_MAX", "2")
         env.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gpuimg.codec._child", str(theirs.fileno()), str(threads)],
-            pass_fds=[theirs.fileno()],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C reaches the caller, which stops the child
-        )
-        theirs.close()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gpuimg.codec._child", str(theirs.fileno()), str(child_threads(threads))],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C reaches the caller, which stops the child
+            )
+        except OSError as exc:
+            _count_closed(self)
+            self.conn.close()
+            ours.close()
+            raise IsolationUnavailable(f"the isolated decoder process did not start: {exc}") from None
+        finally:
+            theirs.close()
         self.block: np.ndarray | None = None
         self.capacity = 0
         self.pinned = False  # the block is page-locked for fast copies to a GPU
@@ -256,6 +326,7 @@ class _Child:
         self.close()
 
     def close(self) -> None:
+        _count_closed(self)
         try:
             self._unpin()
         except Exception:  # the CUDA runtime may be gone at exit
@@ -272,65 +343,130 @@ class _Child:
         self.kill()
 
 
-# Idle children, reused by any thread; each call takes one for itself.
+# The pool: idle children, reused by any thread; each call takes the ones it uses. Keyed
+# by the decoder's thread count (a child's nvImageCodec decoder is made with it).
 _idle: list[_Child] = []
 _lock = threading.Lock()
 _owner_pid = os.getpid()
+_count: dict[int, int] = {}  # threads -> children started or starting and not yet closed
+_exiting = False  # set at exit: a child that finishes starting after it is stopped at once
 
 
 _starting: dict[int, threading.Event] = {}  # threads -> set once prestart's child is idle (or failed)
 
 
-def prestart(threads: int, config: Isolation) -> None:
-    """Start a child in the background, for a decode that will come soon (a child takes
+def _check_owner() -> None:
+    """Forget the parent's children in a forked process (call with ``_lock`` held)."""
+    global _owner_pid
+    if _owner_pid != os.getpid():
+        _idle.clear()
+        _starting.clear()
+        _count.clear()
+        _owner_pid = os.getpid()
+
+
+def _count_started(child: _Child) -> None:
+    with _lock:
+        _check_owner()
+        _count[child.threads] = _count.get(child.threads, 0) + 1
+        child._counted = True
+
+
+def _count_closed(child: _Child) -> None:
+    with _lock:
+        if child._counted and _owner_pid == os.getpid():
+            _count[child.threads] = max(0, _count.get(child.threads, 0) - 1)
+        child._counted = False
+
+
+def prestart(threads: int, config: Isolation, children: int | None = 1) -> None:
+    """Start children in the background, for decodes that will come soon (a child takes
     about as long to start as a Python process importing NumPy and nvImageCodec): a
-    ``_take`` meanwhile waits for it instead of starting another.
+    call meanwhile waits for the first instead of starting another. ``children``: how
+    many to have ready (None: :meth:`Isolation.pool_size`, for a run that will decode
+    many CPU-codec files at once); the others start once the first is ready, so they
+    do not slow it down. Returns at once.
 
     Example:
         >>> prestart(0, Isolation(enabled=False))  # nothing to start: isolation is off
     """
     if not config.active:
         return
+    want = config.pool_size(threads) if children is None else max(1, min(int(children), config.pool_size(threads)))
     with _lock:
-        if threads in _starting or any(c.threads == threads for c in _idle):
+        _check_owner()
+        if threads in _starting:
             return
-        done = _starting[threads] = threading.Event()
+        if _count.get(threads, 0) > 0:
+            first = None
+        else:
+            first = _starting[threads] = threading.Event()
+    if first is None:
+        _grow(threads, config, want)
+        return
 
     def start() -> None:
         try:
             _give_back(_Child(threads, config))
         except Exception:  # noqa: BLE001 - the decode that needs one starts it and meets the error
-            pass
+            return
         finally:
             with _lock:
                 _starting.pop(threads, None)
-            done.set()
+            first.set()
+        _grow(threads, config, want)
 
     threading.Thread(target=start, name="gpuimg-isolation-start", daemon=True).start()
 
 
-def _take(threads: int, config: Isolation) -> _Child:
-    global _owner_pid
+def _grow(threads: int, config: Isolation, total: int) -> None:
+    """Start children in the background until ``total`` exist for ``threads`` (never
+    more than the pool size); they go idle for the calls that come next."""
     with _lock:
-        if _owner_pid != os.getpid():  # a forked process: the children are the parent's
-            _idle.clear()
-            _starting.clear()
-            _owner_pid = os.getpid()
-        for k, child in enumerate(_idle):
-            if child.threads == threads:
-                del _idle[k]
-                if child.alive():
-                    return child
-                child.close()
-                break
+        _check_owner()
+        missing = min(total, config.pool_size(threads)) - _count.get(threads, 0)
+    for _ in range(max(0, missing)):
+
+        def start() -> None:
+            try:
+                _give_back(_Child(threads, config))
+            except Exception:  # noqa: BLE001 - a call that needs one more starts it and meets the error
+                pass
+
+        threading.Thread(target=start, name="gpuimg-isolation-grow", daemon=True).start()
+
+
+def _take_idle(threads: int, most: int) -> list[_Child]:
+    """Up to ``most`` idle, live children for ``threads`` (none started)."""
+    taken: list[_Child] = []
+    dead: list[_Child] = []
+    with _lock:
+        _check_owner()
+        k = 0
+        while k < len(_idle) and len(taken) < most:
+            child = _idle[k]
+            if child.threads != threads:
+                k += 1
+                continue
+            del _idle[k]
+            (taken if child.alive() else dead).append(child)
+    for child in dead:
+        child.close()
+    return taken
+
+
+def _take(threads: int, config: Isolation) -> _Child:
+    """An idle child for ``threads``, the one prestart is starting, or a new one."""
+    found = _take_idle(threads, 1)
+    if found:
+        return found[0]
+    with _lock:
         starting = _starting.get(threads)
     if starting is not None:  # prestart's child is nearly there: take it rather than start a second
         starting.wait(config.start_timeout_s)
-        with _lock:
-            for k, child in enumerate(_idle):
-                if child.threads == threads and child.alive():
-                    del _idle[k]
-                    return child
+        found = _take_idle(threads, 1)
+        if found:
+            return found[0]
     return _Child(threads, config)
 
 
@@ -339,19 +475,112 @@ def _give_back(child: _Child) -> None:
         child.close()
         return
     with _lock:
-        if len(_idle) < 64:
+        if not _exiting and _owner_pid == os.getpid() and len(_idle) < max(64, 2 * cores()):
             _idle.append(child)
             return
     child.stop()
 
 
-@atexit.register
 def _stop_all() -> None:
     with _lock:
         children = list(_idle) if _owner_pid == os.getpid() else []
         _idle.clear()
+    for child in children:  # ask them all first: they exit at the same time
+        try:
+            child.conn.send(("stop",))
+        except Exception:  # noqa: BLE001 - already gone: stop() kills and closes it
+            pass
     for child in children:
         child.stop()
+
+
+@atexit.register
+def _at_exit() -> None:
+    global _exiting
+    _exiting = True
+    _stop_all()
+
+
+def _decoded_bytes(item: IsolatedItem) -> int:
+    return item.height * item.width * item.channels * item.dtype.itemsize
+
+
+def _split(items: Sequence[IsolatedItem], shares: int) -> list[list[int]]:
+    """``shares`` lists of item positions with about equal decoded bytes each (largest
+    first onto the lightest share), each in input order."""
+    loads = [0] * shares
+    parts: list[list[int]] = [[] for _ in range(shares)]
+    for k in sorted(range(len(items)), key=lambda k: -(_decoded_bytes(items[k]) + len(items[k].data))):
+        lightest = loads.index(min(loads))
+        parts[lightest].append(k)
+        loads[lightest] += _decoded_bytes(items[k]) + len(items[k].data)
+    return [sorted(p) for p in parts if p]
+
+
+class _Aborted(Exception):
+    """The calling thread gave up on the call (its delivery raised): stop this share."""
+
+
+class _Share:
+    """One child's part of a call: decodes ``members`` on that child, restarting it and
+    bisecting the part after a crash or hang until the item that caused it is alone.
+    ``hand_over(child, good)`` gets each batch's decoded pixels, [(position, view of the
+    child's block)], and returns once they are copied out (the block is then reused)."""
+
+    def __init__(
+        self, child: _Child, items: Sequence[IsolatedItem], reasons: list[str | None], config: Isolation, threads: int,
+        hand_over: Callable[[_Child, list[tuple[int, np.ndarray]]], None],
+    ):
+        self.child: _Child | None = child
+        self.items, self.reasons, self.config, self.threads = items, reasons, config, threads
+        self.hand_over = hand_over
+        self.crashed: list[str] = []  # why a child of this share died (its replacement may not start)
+
+    def run(self, members: list[int]) -> None:
+        items, reasons, config = self.items, self.reasons, self.config
+        try:
+            if self.child is None:
+                try:
+                    self.child = _take(self.threads, config)
+                except IsolationUnavailable:
+                    if not self.crashed:
+                        raise  # no child at all: the caller decodes in its own process
+                    # Never in-process after a crash: the poison file is among these.
+                    for k in members:
+                        reasons[k] = f"{self.crashed[0]}, on this item or another of its batch, and no new decoder process started"
+                    return
+            child = self.child
+            statuses, block, offs = child.call([items[k] for k in members], config)
+        except _Crashed as crash:
+            self.crashed.append(crash.reason)
+            if self.child is not None:
+                self.child.kill()
+            self.child = None
+            if len(members) == 1:
+                reasons[members[0]] = crash.reason
+                return
+            half = len(members) // 2
+            self.run(members[:half])
+            self.run(members[half:])
+            return
+        again, good = [], []
+        for k, status, off in zip(members, statuses, offs):
+            item = items[k]
+            if status == "ok":
+                n = _decoded_bytes(item)
+                good.append((k, block[off : off + n].view(item.dtype).reshape(item.height, item.width, item.channels)))
+            elif status == "memory" and len(members) > 1:
+                again.append(k)  # one item may have taken the whole call's budget: each alone
+            else:
+                reasons[k] = _reason(status, item, config)
+        self.hand_over(child, good)
+        for k in again:
+            self.run([k])
+
+    def finish(self) -> None:
+        if self.child is not None:
+            _give_back(self.child)
+            self.child = None
 
 
 def decode(
@@ -363,14 +592,18 @@ def decode(
     for_gpu: bool = False,
     delivered: Callable[[], None] | None = None,
 ) -> list[str | None]:
-    """Decode ``items`` in a child process; ``deliver(k, pixels)`` gets each good item's
+    """Decode ``items`` in child processes; ``deliver(k, pixels)`` gets each good item's
     pixels (a host array, valid only until ``delivered()`` returns: copy it out, e.g. with
     asynchronous copies that ``delivered`` waits for); returns, per item, None
     (delivered) or the reason it failed. ``for_gpu``: the pixels go to a GPU, so the
     shared block is page-locked (fast, asynchronous copies).
 
-    A child that dies or hangs is replaced and its batch bisected, so the items that did
-    not cause it are still decoded (each bisection step costs a child start).
+    A large call is split over up to :meth:`Isolation.children_for` children (balanced
+    by decoded bytes), each share decoded at the same time on its own thread; only
+    children already idle join it, and the missing ones start in the background for
+    the calls after it. ``deliver`` and ``delivered`` are always called on the calling
+    thread. A child that dies or hangs is replaced and its share bisected, so the items
+    that did not cause it are still decoded (each bisection step costs a child start).
 
     Example:
         >>> from pathlib import Path
@@ -384,59 +617,89 @@ def decode(
         [(300, 451, 3)]
     """
     reasons: list[str | None] = [None] * len(items)
-    holder: list[_Child | None] = [None]
+    if not items:
+        return reasons
 
-    crashed: list[str] = []  # why a child of this call died (its replacement may not start)
-
-    def run(members: list[int]) -> None:
-        child = holder[0]
-        try:
-            if child is None:
-                try:
-                    child = holder[0] = _take(threads, config)
-                except IsolationUnavailable:
-                    if not crashed:
-                        raise  # no child at all: the caller decodes in its own process
-                    # Never in-process after a crash: the poison file is among these.
-                    for k in members:
-                        reasons[k] = f"{crashed[0]}, on this item or another of its batch, and no new decoder process started"
-                    return
-            statuses, block, offs = child.call([items[k] for k in members], config)
-            if for_gpu:
-                child.pin()
-        except _Crashed as crash:
-            crashed.append(crash.reason)
-            if holder[0] is not None:
-                holder[0].kill()
-            holder[0] = None
-            if len(members) == 1:
-                reasons[members[0]] = crash.reason
-                return
-            half = len(members) // 2
-            run(members[:half])
-            run(members[half:])
-            return
-        again = []
-        for k, status, off in zip(members, statuses, offs):
-            item = items[k]
-            if status == "ok":
-                n = item.height * item.width * item.channels * item.dtype.itemsize
-                deliver(k, block[off : off + n].view(item.dtype).reshape(item.height, item.width, item.channels))
-            elif status == "memory" and len(members) > 1:
-                again.append(k)  # one item may have taken the whole call's budget: each alone
-            else:
-                reasons[k] = _reason(status, item, config)
+    def hand_over(child: _Child, good: list[tuple[int, np.ndarray]]) -> None:
+        if for_gpu:
+            child.pin()
+        for k, pixels in good:
+            deliver(k, pixels)
         if delivered is not None:
             delivered()  # the block is reused by the next call
-        for k in again:
-            run([k])
 
+    want = config.children_for(len(items), sum(_decoded_bytes(i) for i in items), threads)
+    children = _take_idle(threads, want)
+    if not children:
+        children = [_take(threads, config)]  # may raise IsolationUnavailable: nothing taken yet
+    if len(children) < want:
+        _grow(threads, config, want)
+    parts = _split(items, len(children))
+    for extra in children[len(parts) :]:
+        _give_back(extra)
+    if len(parts) == 1:
+        share = _Share(children[0], items, reasons, config, threads, hand_over)
+        try:
+            share.run(parts[0])
+        finally:
+            share.finish()
+        return reasons
+    return _decode_shares(items, parts, children, reasons, config, threads, hand_over)
+
+
+def _decode_shares(
+    items: Sequence[IsolatedItem], parts: list[list[int]], children: list[_Child], reasons: list[str | None],
+    config: Isolation, threads: int, hand_over: Callable[[_Child, list[tuple[int, np.ndarray]]], None],
+) -> list[str | None]:
+    """Each part on its own child, one thread driving each; their pixels come back to
+    this (the calling) thread, which hands them over: the target's copies (CUDA streams
+    and devices included) stay on the thread that called."""
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    abort = threading.Event()
+    errors: list[BaseException] = []
+
+    def post(child: _Child, good: list[tuple[int, np.ndarray]]) -> None:
+        if abort.is_set():
+            raise _Aborted
+        done = threading.Event()
+        inbox.put((child, good, done))
+        while not done.wait(0.5):
+            if abort.is_set():
+                raise _Aborted
+        if abort.is_set():
+            raise _Aborted
+
+    def drive(share: _Share, members: list[int]) -> None:
+        try:
+            share.run(members)
+        except _Aborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
+            errors.append(exc)
+        finally:
+            share.finish()
+            inbox.put(None)
+
+    shares = [_Share(child, items, reasons, config, threads, post) for child in children[: len(parts)]]
+    for n, (share, members) in enumerate(zip(shares, parts)):
+        threading.Thread(target=drive, args=(share, members), name=f"gpuimg-isolation-{n}", daemon=True).start()
+    running = len(shares)
     try:
-        if items:
-            run(list(range(len(items))))
-    finally:
-        if holder[0] is not None:
-            _give_back(holder[0])
+        while running:
+            msg = inbox.get()
+            if msg is None:
+                running -= 1
+                continue
+            child, good, done = msg
+            try:
+                hand_over(child, good)
+            finally:
+                done.set()
+    except BaseException:
+        abort.set()  # the shares stop at their next batch and give their children back
+        raise
+    if errors:
+        raise errors[0]
     return reasons
 
 
