@@ -25,6 +25,7 @@ import numpy as np
 from .errors import DeviceUnavailableError, check_choice
 
 __all__ = [
+    "usable_cores",
     "Device",
     "cuda_available",
     "default_device",
@@ -300,3 +301,17 @@ def use_stream(device: str, stream: Any = None) -> ContextManager[Any]:
     if device != "cuda":
         return contextlib.nullcontext()
     return get_stream(stream)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one):
+    what the shards, the isolated CPU-codec children and the CPU encoder threads share.
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -25,7 +25,7 @@ from ..device import device_key, resolve_device, stream_ptr
 from ..errors import EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
 from . import _nvimgcodec, embed, formats
-from .isolation import cores
+from ..device import usable_cores
 from ._wrappers import Wrappers
 from .metadata import Metadata
 
@@ -88,7 +88,7 @@ class Encoder:
         self._device_key = device_key(self.device)
         if cpu_threads is not None and (not isinstance(cpu_threads, int) or isinstance(cpu_threads, bool) or cpu_threads < 1):
             raise ValueError(f"cpu_threads must be None or an int >= 1, got {cpu_threads!r}")
-        self.cpu_threads = cores() if cpu_threads is None else cpu_threads
+        self.cpu_threads = usable_cores() if cpu_threads is None else cpu_threads
         self._num_threads = int(num_threads)
         self._encoder = self._new_encoder()
         self._helpers: list[Any] = []  # one more encoder per extra thread (nvImageCodec's are not thread-safe)

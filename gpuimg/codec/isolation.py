@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..device import usable_cores
 from ..memory import grown_capacity, round_up
 
 __all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "cores", "child_threads"]
@@ -118,24 +119,11 @@ class Isolation:
         """The most children a call of a decoder with ``num_threads=threads`` may use."""
         if self.children is not None:
             return self.children
-        return max(1, cores() // max(1, threads))
+        return max(1, usable_cores() // max(1, threads))
 
     def children_for(self, items: int, decoded_bytes: int, threads: int = 0) -> int:
         """How many children a call of ``items`` items decoding to ``decoded_bytes`` uses."""
         return max(1, min(self.pool_size(threads), items, decoded_bytes // self.split_bytes))
-
-
-def cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS tells it).
-
-    Example:
-        >>> cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def child_threads(threads: int) -> int:
@@ -475,7 +463,7 @@ def _give_back(child: _Child) -> None:
         child.close()
         return
     with _lock:
-        if not _exiting and _owner_pid == os.getpid() and len(_idle) < max(64, 2 * cores()):
+        if not _exiting and _owner_pid == os.getpid() and len(_idle) < max(64, 2 * usable_cores()):
             _idle.append(child)
             return
     child.stop()

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec.isolation import Isolation
+from ..device import usable_cores
 
-__all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch", "usable_cores"]
+__all__ = ["PipelineConfig", "DECODE_BACKENDS", "WORKER_ROLES", "worker_switch"]
 
 WORKER_ROLES = ("encode", "decode")
 
@@ -36,19 +37,6 @@ def worker_switch(role: str) -> bool:
     """
     value = os.environ.get(f"GPUIMG_{role.upper()}_WORKER", "1")
     return value.strip().lower() not in ("0", "false", "no", "off")
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one).
-
-    Example:
-        >>> usable_cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

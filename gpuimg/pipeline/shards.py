@@ -46,7 +46,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineConfig, usable_cores
+from ..device import usable_cores
+from .config import PipelineConfig
 from .files import Job
 from .options import RunOptions
 from .results import Failure, Summary, account, reason
