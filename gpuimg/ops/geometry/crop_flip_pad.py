@@ -34,7 +34,10 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
          stream: Any = None) -> Source:
     """The rectangle (top, left, height, width) of each image (ints, or one per image).
 
-    A rectangle outside the image raises ValueError naming the image's bounds.
+    A rectangle outside the image raises ValueError naming the image's bounds. On the CPU
+    the result is a view of ``src`` (no copy; later writes into ``src`` show in it); an
+    ``out`` that is such a view is re-pointed at the new window, any other ``out`` gets
+    a copy of it.
 
     Example:
         >>> import numpy as np, gpuimg
@@ -137,6 +140,7 @@ def _center_offset(n: int, size: int) -> int:
 def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, int]], fill: Any = 0, *,
                 out: Source | None = None, stream: Any = None) -> Source:
     """The centred (height, width) window (an int: a square), as torchvision's ``center_crop``.
+    On the CPU a window inside the image is a view, as :func:`crop`'s.
 
     top = round((H - height) / 2) with Python's round, likewise left. A window larger than
     the image pads it as torchvision does, with ``fill`` (torchvision: 0): (height - H) // 2
@@ -156,6 +160,8 @@ def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, i
         size = (int(size), int(size))
     sizes = _sizes(size, len(shapes))
     coefs = [(1, 0, _center_offset(H, h), 0, 1, _center_offset(W, w)) for (H, W, _), (h, w) in zip(shapes, sizes)]
+    if src.device == "cpu" and all(h <= H and w <= W for (H, W, _), (h, w) in zip(shapes, sizes)):
+        return _crop_cpu(src, out, [(c[2], c[5], h, w) for c, (h, w) in zip(coefs, sizes)])  # no padding: a view
     return _remap(src, out, coefs, sizes, border="constant", fill=fill, stream=stream, fill_name="fill")
 
 
