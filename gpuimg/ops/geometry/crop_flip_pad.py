@@ -12,7 +12,7 @@ from ...image import Borrowed, Image, ImageBatch
 from ..registry import register_op
 from .._engine.args import Source, per_sample
 from ._common import _check, _result, _shapes, _sizes
-from .warp import _remap
+from .warp import _fill_arg, _remap
 
 __all__ = ["crop", "center_crop", "flip", "rotate90", "pad", "PAD_MODES"]
 
@@ -160,6 +160,7 @@ def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, i
         size = (int(size), int(size))
     sizes = _sizes(size, len(shapes))
     coefs = [(1, 0, _center_offset(H, h), 0, 1, _center_offset(W, w)) for (H, W, _), (h, w) in zip(shapes, sizes)]
+    _fill_arg(fill, "fill")  # checked even where no pixel is filled
     if src.device == "cpu" and all(h <= H and w <= W for (H, W, _), (h, w) in zip(shapes, sizes)):
         return _crop_cpu(src, out, [(c[2], c[5], h, w) for c, (h, w) in zip(coefs, sizes)])  # no padding: a view
     return _remap(src, out, coefs, sizes, border="constant", fill=fill, stream=stream, fill_name="fill")
