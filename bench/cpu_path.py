@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's gpuimg for the stage line, as the command's PYTHONPATH
 
 PILLOW_LOOP = r"""
 import os, sys
