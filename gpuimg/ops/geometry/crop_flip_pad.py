@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import check_choice
+from ...image import Borrowed, Image, ImageBatch
 from ..registry import register_op
 from .._engine.args import Source, per_sample
-from ._common import _check, _shapes, _sizes
-from .warp import _remap
+from ._common import _check, _result, _shapes, _sizes
+from .warp import _fill_arg, _remap
 
 __all__ = ["crop", "center_crop", "flip", "rotate90", "pad", "PAD_MODES"]
 
@@ -33,7 +34,10 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
          stream: Any = None) -> Source:
     """The rectangle (top, left, height, width) of each image (ints, or one per image).
 
-    A rectangle outside the image raises ValueError naming the image's bounds.
+    A rectangle outside the image raises ValueError naming the image's bounds. On the CPU
+    the result is a view of ``src`` (no copy; later writes into ``src`` show in it); an
+    ``out`` that is such a view is re-pointed at the new window, any other ``out`` gets
+    a copy of it.
 
     Example:
         >>> import numpy as np, gpuimg
@@ -51,8 +55,78 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
                 f"crop (top={t[i]}, left={l[i]}, height={hh[i]}, width={ww[i]}) of image {i} is outside its bounds "
                 f"0 <= top, top + height <= {H}, 0 <= left, left + width <= {W} (height, width >= 1)"
             )
-    coefs = [(1, 0, int(t[i]), 0, 1, int(l[i])) for i in range(n)]
-    return _remap(src, out, coefs, [(int(a), int(b)) for a, b in zip(hh, ww)], stream=stream)
+    boxes = [(int(t[i]), int(l[i]), int(hh[i]), int(ww[i])) for i in range(n)]
+    if src.device == "cpu":
+        return _crop_cpu(src, out, boxes)
+    coefs = [(1, 0, top, 0, 1, left) for top, left, _, _ in boxes]
+    return _remap(src, out, coefs, [(h, w) for _, _, h, w in boxes], stream=stream)
+
+
+# ============================================================================ CPU crop views
+class _ViewStore(Borrowed):
+    """The memory of a crop view: another image's buffer, borrowed (it never grows; a view
+    batch cannot be re-laid out over the pixels it shows)."""
+
+    def __init__(self, store: Any):
+        super().__init__(store.data, store, "cpu")
+
+    def ensure(self, nbytes: int) -> bool:
+        if nbytes <= self.capacity:
+            return False
+        raise ValueError("out is a crop's view of another image's pixels and cannot grow; pass out=None")
+
+
+def _window(pitch: int, channels: int, itemsize: int, top: int, left: int) -> int:
+    return top * pitch + left * channels * itemsize
+
+
+def _crop_view(src: Source, boxes: list[tuple[int, int, int, int]]) -> Source:
+    """A view of each box of ``src``: an Image/ImageBatch on ``src``'s own memory (no copy)."""
+    isz = src.dtype.itemsize
+    if isinstance(src, Image):
+        (top, left, h, w), c = boxes[0], src.channels
+        view = Image(_ViewStore(src._store), h, w, c, src.dtype, offset=src._offset + _window(src.pitch, c, isz, top, left),
+                     pitch=src.pitch)
+        view.metadata = src.metadata
+        return view
+    rows = src.table().copy()
+    for row, (top, left, h, w) in zip(rows, boxes):
+        row[0] += _window(int(row[3]), int(row[4]), isz, top, left)
+        row[1], row[2] = h, w
+    batch = ImageBatch(_ViewStore(src._arena), src.dtype)
+    batch._install(rows, rows[:, 1] * rows[:, 3])
+    return batch
+
+
+def _repoint(out: Source, view: Source) -> Source:
+    """``out`` (an earlier crop view) made the view ``view`` is: nothing copied or allocated."""
+    if isinstance(out, Image):
+        out._store, out._offset, out._pitch, out._view = view._store, view._offset, view._pitch, None
+        out._height, out._width, out._channels = view.shape
+        out.metadata = view.metadata
+        return out
+    out._arena, out._views = view._arena, []
+    out._install(view._rows, view._reserved)
+    return out
+
+
+def _crop_cpu(src: Source, out: Source | None, boxes: list[tuple[int, int, int, int]]) -> Source:
+    """The CPU crop: a view of ``src`` (out=None, or an out that is an earlier crop view:
+    re-pointed), else the windows copied into ``out``."""
+    views = out is None or isinstance(getattr(out, "_store", getattr(out, "_arena", None)), _ViewStore)
+    if views and (out is None or (isinstance(out, Image) == isinstance(src, Image) and out.dtype == src.dtype)):
+        view = _crop_view(src, boxes)
+        return view if out is None else _repoint(out, view)
+    out = _result(src, out, [(h, w, c) for (_, _, h, w), (_, _, c) in zip(boxes, _shapes(src))])
+    for (top, left, h, w), s, o in zip(boxes, _images(src), _images(out)):
+        window = s.array[top : top + h, left : left + w]
+        if o is not s:
+            o.array[...] = window
+    return out
+
+
+def _images(src: Source) -> list[Image]:
+    return src.images if isinstance(src, ImageBatch) else [src]
 
 
 def _center_offset(n: int, size: int) -> int:
@@ -66,6 +140,7 @@ def _center_offset(n: int, size: int) -> int:
 def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, int]], fill: Any = 0, *,
                 out: Source | None = None, stream: Any = None) -> Source:
     """The centred (height, width) window (an int: a square), as torchvision's ``center_crop``.
+    On the CPU a window inside the image is a view, as :func:`crop`'s.
 
     top = round((H - height) / 2) with Python's round, likewise left. A window larger than
     the image pads it as torchvision does, with ``fill`` (torchvision: 0): (height - H) // 2
@@ -85,6 +160,9 @@ def center_crop(src: Source, size: int | tuple[int, int] | Sequence[tuple[int, i
         size = (int(size), int(size))
     sizes = _sizes(size, len(shapes))
     coefs = [(1, 0, _center_offset(H, h), 0, 1, _center_offset(W, w)) for (H, W, _), (h, w) in zip(shapes, sizes)]
+    _fill_arg(fill, "fill")  # checked even where no pixel is filled
+    if src.device == "cpu" and all(h <= H and w <= W for (H, W, _), (h, w) in zip(shapes, sizes)):
+        return _crop_cpu(src, out, [(c[2], c[5], h, w) for c, (h, w) in zip(coefs, sizes)])  # no padding: a view
     return _remap(src, out, coefs, sizes, border="constant", fill=fill, stream=stream, fill_name="fill")
 
 

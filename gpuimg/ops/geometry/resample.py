@@ -17,9 +17,10 @@ import numpy as np
 from ...image import slot_layout
 from ...memory import scratch
 from .._engine.args import Source
-from .._engine.batch import BLOCK, batch_view, grid_for, launch, pairs
-from .._engine.kernels import PRELUDE as CUDA_PRELUDE, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix, store_numpy
+from .._engine.batch import BLOCK, batch_view, grid_for, launch
+from .._engine.kernels import PRELUDE as CUDA_PRELUDE, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix
 from .._engine.params import Blob, pack, upload, upload_blob
+from ._cpu_resample import resample_cpu
 from ._plan import _MAX_PLANS, Plan
 from .resample_weights import _device_weights
 
@@ -432,8 +433,7 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     ``read_base``: where the GPU reads the source pixels (a workspace copy when in place).
     """
     if src.device == "cpu":
-        for s, o, i in pairs(src, out):
-            o.array[...] = store_numpy(_resample_numpy(s.array, plan, i, o.shape, fill), o.dtype)
+        resample_cpu(src, out, plan, fill, channels)
         return out
     view, oview = batch_view(src, stream), batch_view(out, stream)
     if read_base is not None:

@@ -43,14 +43,16 @@ def _run_resample(src: Source, out: Source | None, key: Any, geometry_fn: Callab
 @register_op
 def resize(
     src: Source,
-    size: tuple[int, int] | Sequence[tuple[int, int]],
+    size: int | tuple[int, int] | Sequence[tuple[int, int]],
     method: str = "bilinear",
     antialias: bool = True,
     *, alpha: str = "premultiply",
     out: Source | None = None,
     stream: Any = None,
 ) -> Source:
-    """Resize to ``size`` = (height, width) (or one size per image of a batch).
+    """Resize to ``size`` = (height, width) (or one size per image of a batch); an int
+    is the shorter side, the aspect ratio kept, as torchvision's ``Resize(int)`` (see
+    :func:`resize_shorter`).
 
     ``method``: "nearest", "bilinear", "bicubic", "area", "lanczos"; pixel centres at
     half-pixel. Each method follows one reference; the tolerance is the largest absolute
@@ -87,12 +89,19 @@ def resize(
         >>> img = gpuimg.Image.from_array(np.zeros((480, 640, 3), np.uint8), device="cpu")
         >>> resize(img, (240, 320), method="area").shape
         (240, 320, 3)
+        >>> resize(img, 100).shape  # the shorter side
+        (100, 133, 3)
     """
     check_method(method)
     check_alpha(alpha)
     channels = _check(src)
     shapes = _shapes(src)
-    sizes = _sizes(size, len(shapes))
+    if isinstance(size, int | np.integer) and not isinstance(size, bool):
+        if size < 1:
+            raise ValueError(f"size must be a positive int (the shorter side) or (height, width), got {size!r}")
+        sizes = [_shorter_size(h, w, int(size), None) for h, w, _ in shapes]
+    else:
+        sizes = _sizes(size, len(shapes))
 
     def geometry_fn() -> tuple[list, list]:
         return [(0, 0, h, w) for h, w, _ in shapes], [(0, 0, h, w) for h, w in sizes]
