@@ -17,6 +17,7 @@ from conftest import load_asset
 from test_decode_robustness import _png_with_text
 
 from gpuimg.codec import Decoder, isolation
+from gpuimg.device import usable_cores
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image as PILImage  # noqa: E402
@@ -181,8 +182,8 @@ def test_split_balances_decoded_bytes():
 
 def test_children_settings():
     assert isolation.Isolation(children=1).pool_size() == 1
-    assert isolation.Isolation().pool_size() == isolation.cores()
-    assert isolation.Isolation().pool_size(threads=isolation.cores()) == 1
+    assert isolation.Isolation().pool_size() == usable_cores()
+    assert isolation.Isolation().pool_size(threads=usable_cores()) == 1
     assert isolation.Isolation(children=8, split_bytes=10).children_for(3, 1000) == 3
     for bad in ({"children": 0}, {"children": 1.5}, {"split_bytes": 0}):
         with pytest.raises(ValueError, match="Isolation"):
@@ -209,6 +210,6 @@ def test_a_cpu_encode_batch_split_over_threads_gives_the_same_files(codec, optio
 def test_encoder_cpu_threads_setting():
     from gpuimg.codec import Encoder
 
-    assert Encoder("cpu").cpu_threads == isolation.cores()
+    assert Encoder("cpu").cpu_threads == usable_cores()
     with pytest.raises(ValueError, match="cpu_threads"):
         Encoder("cpu", cpu_threads=0)

@@ -428,7 +428,7 @@ def test_readers_parse_each_file_once_and_report_bad_files(tree: Path, tmp_path:
 
     monkeypatch.setattr(sources, "_info_of", counting_info_of)
     monkeypatch.setattr(pipeline_codecs, "decode_items", recording_decode)
-    monkeypatch.setattr(pipeline_codecs.CodecPool, "prewarm", lambda self: None)  # its tiny JPEG is no input
+    monkeypatch.setattr(pipeline_codecs.CodecPool, "prewarm", lambda self, *args: None)  # its tiny JPEG is no input
     # in-process lanes only: a decode worker process reads and parses its batches itself
     summary = Pipeline(BLUR, device=device).run(tree, tmp_path / "o", batch_size=3, workers=False)
     assert (summary.processed, summary.failed) == (len(GOOD), len(BAD))

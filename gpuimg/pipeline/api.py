@@ -49,7 +49,8 @@ from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
-from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
+from .files import (Job, check_run_files, cpu_codec_files, is_done, mean_file_bytes, output_format, plan_jobs,
+                    remove_stale_temps)
 from .options import DEFAULT_MAX_BATCH_BYTES, RunOptions
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
@@ -261,7 +262,7 @@ class Pipeline:
         """``todo`` through the stages in this process into ``summary`` (wall and stage
         times included); ``on_event`` sees each item's result as it is counted (the
         shards report them so). KeyboardInterrupt goes on to the caller."""
-        self.prewarm()  # the decoder's first decode overlaps the first reads
+        self._codecs.prewarm(cpu_codec_files(todo, self.device))  # overlaps the first reads
         started = time.perf_counter()
         run = Run()
         try:

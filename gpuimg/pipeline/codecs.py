@@ -61,13 +61,14 @@ def _uses_hardware_decoder(config: PipelineConfig) -> bool:
 
 def new_encoder(device: str, config: PipelineConfig) -> Encoder:
     """The pipeline's Encoder: ``config.encoder_threads`` CPU threads (a few encode the
-    pipeline's batches faster than one per core).
+    pipeline's batches faster than one per core), ``config.encoder_cpu_threads`` for
+    the formats encoded on the CPU (0: one per core).
 
     Example:
         >>> new_encoder("cpu", PipelineConfig()).device
         'cpu'
     """
-    return Encoder(device, num_threads=config.encoder_threads)
+    return Encoder(device, num_threads=config.encoder_threads, cpu_threads=config.encoder_cpu_threads or None)
 
 
 def size_hint(shapes: list[tuple[int, int, int]], max_bytes: int) -> SizeHint | None:
@@ -111,17 +112,21 @@ class CodecPool:
         self.gate: Any = threading.Lock() if config.serialize_codecs else contextlib.nullcontext()
         self._warming: threading.Thread | None = None
 
-    def prewarm(self) -> None:
+    def prewarm(self, cpu_codec_files: int = 0) -> None:
         """Make a decoder and pay its first decode (:meth:`Decoder.warm_up`: on a GPU about
         a second of nvImageCodec start; on the CPU the start of the child process the
         codecs run in) on a background thread, while the run plans its jobs and reads its
-        first files; the first decode lane then takes it. Once per pool; not where the
-        backends include the hardware decoder (its buffers are sized from the first batch
-        instead, see :func:`new_decoder`)."""
+        first files; the first decode lane then takes it. ``cpu_codec_files``: how many of
+        the run's files the isolated CPU codecs will decode: for many, the whole pool of
+        children starts (in the background, the first one first), else at most one. Once
+        per pool; not where the backends include the hardware decoder (its buffers are
+        sized from the first batch instead, see :func:`new_decoder`)."""
+        if cpu_codec_files >= self.config.pool_min_files:  # before the return below: the pool is its own start
+            isolation.prestart(self.config.decoder_threads, self.config.isolation, children=None)
         if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
             return
         if self.device == "cpu":  # the child starts while this process imports nvImageCodec
-            isolation.prestart(0, self.config.isolation)
+            isolation.prestart(self.config.decoder_threads, self.config.isolation)
 
         def warm() -> None:
             try:

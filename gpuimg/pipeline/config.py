@@ -83,6 +83,10 @@ class PipelineConfig:
     per core; a shard gets its share of the cores). ``max_shards``, ``shard_cores``,
     ``shard_min_files``, ``cpu_shard_min_files``, ``shard_min_bytes``: how many processes share a run
     (:meth:`shard_count`; a run's ``shards`` option overrides it).
+    ``encoder_cpu_threads``: threads a batch of a CPU-encoded format (PNG, WebP, TIFF,
+    ...) is split over (0: one per core). ``pool_min_files``: a run with at least this
+    many files for the isolated CPU codecs starts their whole pool of children
+    (``isolation.children``) as it warms up; a shorter one starts at most one.
 
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
@@ -113,13 +117,16 @@ class PipelineConfig:
     shard_min_files: int = 192
     shard_min_bytes: int = 48 << 20
     cpu_shard_min_files: int = 32
+    encoder_cpu_threads: int = 0
+    pool_min_files: int = 16
 
     def __post_init__(self) -> None:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
                           ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_bytes", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0),
                           ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
-                          ("shard_min_bytes", 0), ("cpu_shard_min_files", 1)):
+                          ("shard_min_bytes", 0), ("cpu_shard_min_files", 1),
+                          ("encoder_cpu_threads", 0), ("pool_min_files", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")

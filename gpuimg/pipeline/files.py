@@ -511,6 +511,25 @@ def _create(path: str, folder: str) -> int:
         return os.open(path, flags, 0o666)
 
 
+def cpu_codec_files(jobs: Sequence[Job], device: str) -> int:
+    """How many of ``jobs`` the isolated CPU codecs will decode, by file suffix: all of them
+    on the CPU device; on the GPU those whose format nvImageCodec decodes on the CPU (PNG,
+    WebP, TIFF, ...: :attr:`Format.gpu_decode` is False), and unknown suffixes.
+
+    Example:
+        >>> jobs = [Job(0, Path("a.jpg"), None), Job(1, Path("b.png"), None), Job(2, Path("c"), None)]
+        >>> cpu_codec_files(jobs, "cuda"), cpu_codec_files(jobs, "cpu")
+        (2, 3)
+    """
+    if device == "cpu":
+        return len(jobs)
+    count = 0
+    for job in jobs:
+        fmt = formats.for_path(os.fspath(job.src))
+        count += fmt is None or not fmt.gpu_decode
+    return count
+
+
 def mean_file_bytes(jobs: Sequence[Job], sample: int = 256) -> float:
     """The mean size of the jobs' input files, from up to ``sample`` of them spread over
     the list (0.0 for none; unreadable files count as empty).

@@ -125,18 +125,18 @@ def shard_config(config: PipelineConfig, shards: int, cores: int | None = None) 
 
     Example:
         >>> cfg = shard_config(PipelineConfig(), 4, cores=16)
-        >>> cfg.decoder_threads, cfg.encode_in_worker, cfg.prestart_workers
-        (4, False, False)
+        >>> cfg.decoder_threads, cfg.isolation.children, cfg.encode_in_worker, cfg.prestart_workers
+        (4, 4, False, False)
     """
     share = max(1, (usable_cores() if cores is None else cores) // max(1, shards))
     changes: dict[str, Any] = dict(
         decoder_threads=config.decoder_threads or share,
         encoder_threads=min(config.encoder_threads, share) if config.encoder_threads else share,
+        encoder_cpu_threads=config.encoder_cpu_threads or share,
         encode_in_worker=False, decode_in_worker=False, prestart_workers=False,
     )
-    isolation = config.isolation
-    if "children" in {f.name for f in dataclasses.fields(isolation)} and getattr(isolation, "children") is None:
-        changes["isolation"] = dataclasses.replace(isolation, children=share)
+    if config.isolation.children is None:
+        changes["isolation"] = dataclasses.replace(config.isolation, children=share)
     return dataclasses.replace(config, **changes)
 
 
