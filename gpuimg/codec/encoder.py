@@ -160,7 +160,8 @@ class Encoder:
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
-            # Pinned host memory needs a CUDA device (ANCHORS.md); capacity grows on use.
+            # Pinned host memory needs a CUDA device (without one CodeStream(pin_memory=True) raises
+            # "Unable to get device count"); capacity grows on use.
             self._code_streams.append(self._nv.CodeStream(0, pin_memory=self.device == "cuda"))
         outs = self._code_streams[: len(items)]
         try:

@@ -1,6 +1,7 @@
 """Files for the pipeline: input discovery, output path mapping, atomic writes, resume.
 
-Only :mod:`gpuimg.pipeline` and :mod:`gpuimg.cli` know about folders (DESIGN.md); this
+Only :mod:`gpuimg.pipeline` and :mod:`gpuimg.cli` know about folders (the codecs and ops
+see bytes and pixels only); this
 module is their file-system half, with no pixels in it. Format knowledge (which suffixes
 are images, what suffix an output gets) comes from :mod:`gpuimg.codec.formats`.
 
