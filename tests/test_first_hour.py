@@ -1,0 +1,136 @@
+"""What a new user meets in the first hour (issue 32): the command's paths and device
+choice, gray images through --gray and --blend, mode rgb's compositing, output name
+templates, PNG quality, file objects, Pillow interop. Outside references: Pillow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import gpuimg
+from gpuimg import cli
+from gpuimg.device import cuda_available, device_report
+
+from conftest import ASSETS
+
+
+@pytest.fixture
+def one_file(tmp_path: Path) -> Path:
+    """A folder holding one small photo (and nothing else)."""
+    with PILImage.open(ASSETS / "coffee.jpg") as im:
+        im.crop((0, 0, 96, 64)).save(tmp_path / "one.jpg")
+    return tmp_path / "one.jpg"
+
+
+# ----------------------------------------------------------------------------- 1. a file SRC
+
+
+def test_file_src_may_write_beside_itself(one_file: Path, capsys: pytest.CaptureFixture) -> None:
+    out = one_file.parent / "out"
+    assert cli.main(["process", str(one_file), str(out), "--device", "cpu", "--no-progress"]) == cli.EXIT_OK
+    assert (out / "one.jpg").is_file()
+    # a folder SRC is still refused a DST inside it
+    assert cli.main(["process", str(one_file.parent), str(one_file.parent / "o2"), "--device", "cpu"]) == cli.EXIT_USAGE
+    assert "inside the input folder" in capsys.readouterr().err
+
+
+def test_file_src_never_overwrites_itself(one_file: Path, capsys: pytest.CaptureFixture) -> None:
+    before = one_file.read_bytes()
+    assert cli.main(["process", str(one_file), str(one_file.parent), "--device", "cpu", "--no-progress"]) == cli.EXIT_FAILURES
+    assert "would overwrite an input" in capsys.readouterr().out
+    assert one_file.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- 2, 3. device choice
+
+
+@pytest.mark.skipif(cuda_available(), reason="a GPU is usable here: the small-job line is the size one")
+def test_small_job_without_gpu_says_why_and_no_cuda_hint(one_file: Path, capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPUIMG_DEVICE", raising=False)
+    assert cli.main(["process", str(one_file), str(one_file.parent / "out"), "--no-progress"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"; on {device_report()}" in out
+    assert "--device cuda" not in out and "chosen for a job this small" not in out
+
+
+def _big_job_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every job counts as large (it would go to the default device)."""
+    from gpuimg.pipeline import PipelineConfig
+
+    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_env_device_cuda_is_the_flag(one_file: Path, large: bool, capsys: pytest.CaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPUIMG_DEVICE=cuda means --device cuda for every job size: the GPU, or exit 2 with
+    the reason where none is usable."""
+    if large:
+        _big_job_config(monkeypatch)
+    reason = device_report().removeprefix("cpu (no GPU: ").rstrip(")")
+    monkeypatch.setenv("GPUIMG_DEVICE", "cuda")
+    code = cli.main(["process", str(one_file), str(one_file.parent / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    if cuda_available():
+        assert code == cli.EXIT_OK and "; on cuda" in captured.out
+    else:
+        assert code == cli.EXIT_USAGE
+        assert "GPUIMG_DEVICE='cuda' asks for a GPU" in captured.err and "no GPU" not in captured.out
+        assert reason in captured.err
+        assert not (one_file.parent / "out").exists()
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_env_device_cpu_is_the_flag(one_file: Path, large: bool, capsys: pytest.CaptureFixture,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if large:
+        _big_job_config(monkeypatch)
+    monkeypatch.setenv("GPUIMG_DEVICE", "cpu")
+    assert cli.main(["process", str(one_file), str(one_file.parent / "out"), "--no-progress"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "; on cpu" in out and "chosen for a job this small" not in out
+
+
+def test_env_device_nonsense_is_a_usage_error(one_file: Path, capsys: pytest.CaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUIMG_DEVICE", "tpu")
+    assert cli.main(["process", str(one_file), str(one_file.parent / "out")]) == cli.EXIT_USAGE
+    assert "GPUIMG_DEVICE" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- 13. a bad DST
+
+
+def test_dst_that_is_a_file_is_a_usage_error(one_file: Path, capsys: pytest.CaptureFixture) -> None:
+    dst = one_file.parent / "taken"
+    dst.write_bytes(b"not a folder")
+    for target, words in ((dst, "is a file, not a folder"), (dst / "sub", "cannot be made")):
+        assert cli.main(["process", str(one_file), str(target), "--device", "cpu"]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+    assert dst.read_bytes() == b"not a folder"
+    assert sorted(p.name for p in one_file.parent.iterdir()) == ["one.jpg", "taken"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes into a folder whatever its mode bits say (as in CI): nothing to refuse")
+def test_read_only_dst_is_a_usage_error(one_file: Path, capsys: pytest.CaptureFixture) -> None:
+    dst = one_file.parent / "locked"
+    dst.mkdir()
+    dst.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        for target in (dst, dst / "sub"):
+            assert cli.main(["process", str(one_file), str(target), "--device", "cpu"]) == cli.EXIT_USAGE
+            err = capsys.readouterr().err
+            assert "not writable" in err and "Traceback" not in err
+        assert list(dst.iterdir()) == []
+    finally:
+        dst.chmod(stat.S_IRWXU)
