@@ -108,6 +108,18 @@ def _format_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({exc})") from None
 
 
+def _name_template(text: str) -> str:
+    """A --name template, checked once here (unknown fields, separators) so a bad one is a
+    usage error before any file is listed."""
+    from .pipeline.files import NameTemplate, NameTemplateError
+
+    try:
+        NameTemplate(text)
+    except NameTemplateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _flip_axis(text: str) -> str:
     try:
         return check_choice(text, "--flip", ("h", "v", "hv"), "h (horizontal), v (vertical) or hv")
@@ -247,6 +259,12 @@ def _add_process(sub: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--format", type=_format_name, metavar=_FORMAT_SHOWN, default="jpeg",
                      help="output format (default jpeg; aliases such as jpg, tif, jpeg2000 work too)")
+    out.add_argument("--name", type=_name_template, default=None, metavar="TEMPLATE",
+                     help="output file names from TEMPLATE instead of the input's name with the format's extension: "
+                     "fields {stem} (input name without extension), {suffix} (input extension, no dot), {ext} (output "
+                     "extension, no dot), {parent} (input's folder relative to SRC, '/' as '_', '' at the top), e.g. "
+                     "--name '{stem}-{suffix}.{ext}' writes chelsea.jpg and chelsea.png as chelsea-jpg.webp and "
+                     "chelsea-png.webp; sub-folders are kept; names that still clash are refused per item")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
     out.add_argument("--mode", choices=MODES, default="keep",
                      help="what each output is: keep (default: channels and 16-bit kept where the format stores them, "
@@ -478,7 +496,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     jobs: list[Any] = []
     if not remote:
-        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude)
+        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude, name=args.name)
         if not jobs:
             filters = " matching --include/--exclude" if args.include or args.exclude else ""
             print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)

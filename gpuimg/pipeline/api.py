@@ -102,14 +102,16 @@ class Pipeline:
         format: str = "jpeg",
         include: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
+        name: str | None = None,
     ) -> list[Job]:
         """The jobs a run would do: each input and its output path (None: refused).
+        ``name``: an output name template (:class:`~gpuimg.pipeline.files.NameTemplate`).
 
         Example:
             >>> Pipeline([], device="cpu").plan([], "out")
             []
         """
-        return plan_jobs(inputs, output_dir, output_format(format).suffix, include, exclude)
+        return plan_jobs(inputs, output_dir, output_format(format).suffix, include, exclude, name=name)
 
     def run(
         self,
