@@ -208,3 +208,94 @@ def test_name_flag_writes_the_named_outputs(tmp_path: Path, capsys: pytest.Captu
     assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.webp")) == [
         "chelsea-jpg.webp", "chelsea-png.webp", "sub/coffee-jpg.webp"]
+
+
+# ----------------------------------------------------------------------------- 4. gray images
+
+
+def _gray_photo() -> np.ndarray:
+    with PILImage.open(ASSETS / "camera_gray.png") as im:
+        return np.asarray(im.convert("L").crop((0, 0, 120, 80)))
+
+
+def test_to_gray_of_gray_is_a_copy_as_in_pillow(device: str) -> None:
+    gray = _gray_photo()
+    img = gpuimg.Image.from_array(gray[..., None], device=device)
+    got = gpuimg.to_gray(img)
+    assert got is not img
+    expected = np.asarray(PILImage.fromarray(gray).convert("L"))
+    np.testing.assert_array_equal(got.numpy()[..., 0], expected)
+    out = gpuimg.Image.empty(80, 120, 1, device=device)
+    assert gpuimg.to_gray(img, out=out) is out
+    np.testing.assert_array_equal(out.numpy()[..., 0], expected)
+
+
+def _logo() -> np.ndarray:
+    with PILImage.open(ASSETS / "coffee_rgba.png") as im:
+        return np.asarray(im.convert("RGBA").crop((100, 100, 160, 140)))
+
+
+def test_blend_onto_gray_matches_pillow(device: str) -> None:
+    gray, logo = _gray_photo(), _logo()
+    dst = gpuimg.Image.from_array(gray[..., None], device=device)
+    got = gpuimg.blend(dst, gpuimg.Image.from_array(logo, device=device), top=10, left=20)
+    assert got.channels == 1  # a gray dst stays gray
+    canvas = PILImage.fromarray(gray).convert("RGBA")
+    layer = PILImage.new("RGBA", canvas.size, (0, 0, 0, 0))
+    layer.paste(PILImage.fromarray(logo), (20, 10))
+    expected = np.asarray(PILImage.alpha_composite(canvas, layer).convert("L"))
+    np.testing.assert_array_equal(got.numpy()[..., 0], expected)
+
+
+def test_blend_gray_layer_onto_rgb_matches_pillow(device: str) -> None:
+    gray = _gray_photo()[:30, :40]
+    with PILImage.open(ASSETS / "chelsea.png") as im:
+        rgb = np.asarray(im.convert("RGB").crop((0, 0, 120, 80)))
+    got = gpuimg.blend(gpuimg.Image.from_array(rgb, device=device), gpuimg.Image.from_array(gray[..., None], device=device),
+                       top=5, left=7)
+    expected = PILImage.fromarray(rgb).convert("RGBA")
+    expected.alpha_composite(PILImage.fromarray(gray).convert("RGBA"), (7, 5))
+    np.testing.assert_array_equal(got.numpy(), np.asarray(expected.convert("RGB")))
+
+
+def test_gray_and_blend_flags_on_gray_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(_gray_photo()).save(src / "g.png")
+    PILImage.fromarray(_logo()).save(tmp_path / "logo.png")
+    out = tmp_path / "out"
+    argv = ["process", str(src), str(out), "--gray", "--blend", f"{tmp_path / 'logo.png'}@10,20", "--format", "png",
+            "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr().out
+    canvas = PILImage.fromarray(_gray_photo()).convert("RGBA")
+    canvas.alpha_composite(PILImage.fromarray(_logo()), (20, 10))
+    with PILImage.open(out / "g.png") as im:
+        assert im.mode == "L"
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(canvas.convert("L")))
+
+
+# ----------------------------------------------------------------------------- 5. mode rgb composites
+
+
+@pytest.mark.parametrize("background", [(0, 0, 0), (255, 255, 255), (30, 140, 200)])
+def test_mode_rgb_composites_alpha_like_pillow(tmp_path: Path, background: tuple[int, int, int],
+                                               capsys: pytest.CaptureFixture) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.fromarray(_logo()).save(src / "a.png")
+    bg = ",".join(map(str, background))
+    for mode in ("rgb", "keep"):
+        argv = ["process", str(src), str(tmp_path / mode), "--mode", mode, "--background", bg, "--format", "jpeg",
+                "--quality", "100", "--device", "cpu", "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr().out
+    argv = ["process", str(src), str(tmp_path / "png"), "--mode", "rgb", "--background", bg, "--format", "png",
+            "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == cli.EXIT_OK
+    with PILImage.open(tmp_path / "rgb" / "a.jpg") as a, PILImage.open(tmp_path / "keep" / "a.jpg") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # one compositing rule for both modes
+    layer = PILImage.fromarray(_logo())
+    expected = np.asarray(PILImage.alpha_composite(PILImage.new("RGBA", layer.size, (*background, 255)), layer).convert("RGB"))
+    with PILImage.open(tmp_path / "png" / "a.png") as im:
+        assert im.mode == "RGB"
+        diff = np.abs(np.asarray(im, np.int16) - expected)
+    assert diff.max() <= 1  # the fixed-point rounding of alpha_composite against an exact round
