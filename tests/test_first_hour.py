@@ -299,3 +299,102 @@ def test_mode_rgb_composites_alpha_like_pillow(tmp_path: Path, background: tuple
         assert im.mode == "RGB"
         diff = np.abs(np.asarray(im, np.int16) - expected)
     assert diff.max() <= 1  # the fixed-point rounding of alpha_composite against an exact round
+
+
+# ----------------------------------------------------------------------------- 7. PNG quality
+
+
+def test_png_quality_is_the_commands_compression_effort(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gpuimg.codec.encoder import png_compression_level
+    from gpuimg.pipeline import codecs
+
+    assert codecs.png_compression_level is png_compression_level  # one function for both
+    img = gpuimg.read(ASSETS / "chelsea.png", device="cpu")
+    for quality in (100, 50, 1):
+        by_quality = gpuimg.write(img, tmp_path / f"q{quality}.png", quality=quality).read_bytes()
+        by_level = gpuimg.write(img, tmp_path / f"l{quality}.png", compression_level=png_compression_level(quality))
+        assert by_quality == by_level.read_bytes()
+        with PILImage.open(tmp_path / f"q{quality}.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), img.numpy())
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(ASSETS / "chelsea.png", src)
+    assert cli.main(["process", str(src), str(tmp_path / "out"), "--format", "png", "--quality", "50", "--device", "cpu",
+                     "--no-progress"]) == cli.EXIT_OK
+    assert (tmp_path / "out" / "chelsea.png").read_bytes() == (tmp_path / "q50.png").read_bytes()
+    with pytest.raises(TypeError, match="not both"):
+        gpuimg.write(img, tmp_path / "x.png", quality=50, compression_level=3)
+    with pytest.raises(TypeError, match="takes no quality"):
+        gpuimg.write(img, tmp_path / "x.bmp", quality=50)
+
+
+# ----------------------------------------------------------------------------- 8. file objects
+
+
+def test_read_and_write_binary_file_objects(tmp_path: Path) -> None:
+    import io
+
+    with open(ASSETS / "chelsea.png", "rb") as f:
+        img = gpuimg.read(f, device="cpu")
+    with PILImage.open(ASSETS / "chelsea.png") as ref:
+        np.testing.assert_array_equal(img.numpy(), np.asarray(ref.convert("RGB")))
+    data = (ASSETS / "coffee.jpg").read_bytes()
+    assert gpuimg.read(io.BytesIO(data), device="cpu").shape == gpuimg.read(data, device="cpu").shape
+    assert gpuimg.info(io.BytesIO(data)).codec == "jpeg"
+    res = gpuimg.read_batch([io.BytesIO(data), ASSETS / "rocket.jpg"], device="cpu")
+    assert res.ok and len(res.images) == 2
+    buf = io.BytesIO()
+    assert gpuimg.write(img, buf, format="png") is buf
+    with PILImage.open(io.BytesIO(buf.getvalue())) as im:
+        assert im.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(im), img.numpy())
+    with open(tmp_path / "by-name.webp", "wb") as f:  # the format from the file's name
+        gpuimg.write(img, f)
+    assert gpuimg.info(tmp_path / "by-name.webp").codec == "webp"
+
+
+def test_file_object_errors_name_the_object(tmp_path: Path) -> None:
+    import io
+
+    img = gpuimg.read(ASSETS / "chelsea.png", device="cpu")
+    with open(ASSETS / "README.md") as text, pytest.raises(gpuimg.DecodeError, match="README.md.*text mode"):
+        gpuimg.read(text)
+    with pytest.raises(gpuimg.UnsupportedFormatError, match="BytesIO.*format="):
+        gpuimg.write(img, io.BytesIO())
+    with open(tmp_path / "t.png", "w") as text, pytest.raises(gpuimg.GpuImgError, match="t.png.*text mode"):
+        gpuimg.write(img, text, format="png")
+    with pytest.raises(gpuimg.DecodeError, match="BytesIO"):
+        gpuimg.read(io.BytesIO(b"not an image at all"), device="cpu")
+
+
+# ----------------------------------------------------------------------------- 9. Pillow interop
+
+
+def test_pillow_fromarray_of_a_cpu_image() -> None:
+    img = gpuimg.read(ASSETS / "chelsea.png", device="cpu")
+    with PILImage.open(ASSETS / "chelsea.png") as ref:
+        expected = np.asarray(ref.convert("RGB"))
+    im = PILImage.fromarray(img)
+    assert im.mode == "RGB" and im.size == (img.width, img.height)
+    np.testing.assert_array_equal(np.asarray(im), expected)
+    assert np.shares_memory(np.asarray(img), img.array)  # NumPy still takes a view
+    rgba = gpuimg.read(ASSETS / "coffee_rgba.png", device="cpu", mode="rgba")
+    assert PILImage.fromarray(rgba).mode == "RGBA"
+    # a view with row padding (a crop of a wider buffer) goes through tobytes() unpadded
+    padded = np.zeros((20, 40, 3), np.uint8)
+    padded[:, :10] = 200
+    view = gpuimg.Image.from_array(padded[:, :10], device="cpu")
+    np.testing.assert_array_equal(np.asarray(PILImage.fromarray(view)), padded[:, :10])
+    gray = gpuimg.Image.from_array(np.full((4, 5, 1), 9, np.uint8), device="cpu")
+    assert PILImage.fromarray(gray.array[:, :, 0]).mode == "L"
+
+
+def test_pillow_fromarray_of_a_gpu_image_says_copy_first() -> None:
+    if not cuda_available():
+        pytest.skip(f"GPU variant: {device_report()}")
+    img = gpuimg.Image.from_array(np.zeros((4, 4, 3), np.uint8), device="cuda")
+    with pytest.raises(AttributeError, match=r"img\.numpy\(\)"):
+        PILImage.fromarray(img)
+    with pytest.raises(TypeError, match=r"numpy\(\)"):
+        img.tobytes()
+    assert PILImage.fromarray(img.numpy()).size == (4, 4)
