@@ -31,7 +31,8 @@ Seeds are made in memory from assets/ (64-200 px, deterministic by ``--seed``): 
 palette, eXIf, APNG), WebP (lossy, lossless, alpha, EXIF), BMP (24, 32, 8-bit palette,
 16-bit 565), TIFF (none, LZW, deflate, multi-strip, tiled, 16-bit), JPEG 2000 (JP2 and raw
 codestream, Pillow/OpenJPEG), PNM (PGM, PPM, 16-bit PGM, ASCII). Plus every file of
-``--extra`` (default ../shared/repro when present). The first inputs are the seeds
+``--extra`` (default: the regression files of a folder beside the checkout, when present;
+tests/test_fuzz.py passes tests/repro). The first inputs are the seeds
 unchanged; the rest are 1-4 stacked mutations (bit flips, byte sets, truncation, inserts,
 deletes, splices of two seeds, and format-aware field edits: PNG chunks, JPEG segments
 and EXIF, RIFF/VP8X, TIFF tags, BMP headers, JP2 boxes and SIZ, PNM header numbers).
@@ -42,7 +43,7 @@ result. Each worker also
 sets RLIMIT_AS to ``--address-space-mb`` (default 16000) on the CPU as a backstop (not
 with ``--device cuda``: the CUDA driver reserves far more address space than it uses).
 RLIMIT_AS alone would hide the worst inputs: under a 3000 MB RLIMIT_AS the 4 GB
-allocation of ../shared/repro/png-idat-length-4gb.png fails at once and comes back as a
+allocation of tests/repro/png-idat-length-4gb.png fails at once and comes back as a
 clean DecodeError, so the address-space cap sits well above the RSS limit. An idle CPU
 worker (gpuimg + nvImageCodec imported, every seed decoded once) holds about 225 MB of
 address space and 56 MB RSS.
@@ -54,7 +55,7 @@ replacement is at hand at once: a CPU worker starts in about 0.3 s, a GPU worker
 gives the start time (``worker_start_s``) and the restarts.
 
 Measured (gpuimg at b4748b8, with its open decode bugs):
-- 2-core CPU machine, 2 workers: 300 inputs in 10-11 s with the ../shared/repro seeds
+- 2-core CPU machine, 2 workers: 300 inputs in 10-11 s with the tests/repro seeds
   (their mutations crash the decoder or grow to the memory limit; ~16 restarts), 1.7 s
   without them (176 inputs/s, 134 per busy worker); 3,000 inputs in 68 s with them.
 - one H200 + 16 cores, 16 workers, --device cuda: 65 inputs/s without the repro seeds

@@ -2,7 +2,7 @@
 
 Each section measures a device-to-device copy of the same data in the same run and
 reports every op in "x copy" (its time over the copy's), beside torchvision on CUDA
-tensors where it has the op. ../shared/ANCHORS.md gives CV-CUDA's figures in the same unit.
+tensors where it has the op. BENCHMARKS.md ("Ops") gives CV-CUDA's figures in the same unit.
 
 Usage: python bench/ops.py [--quick] [--json PATH]
 """

@@ -2,8 +2,8 @@
 
 Every op runs on a 3840x2160 photo-like image (RGB, or RGBA for compositing) with a
 preallocated ``out`` (no allocation in the timed loop). "x copy" is the op's time over a
-device-to-device copy of the same source image measured in the same run (see
-../shared/ANCHORS.md). Peers: torchvision.transforms.v2.functional on CHW uint8 CUDA tensors
+device-to-device copy of the same source image measured in the same run (the unit
+BENCHMARKS.md's "Ops" section uses for CV-CUDA's figures too). Peers: torchvision.transforms.v2.functional on CHW uint8 CUDA tensors
 where it has the op; otherwise a straightforward CuPy-array version of the same formula.
 
 Targets (issue 5): each pointwise op <= 1.25x copy, to_gray <= 1.0x, to_tensor uint8 ->

@@ -28,7 +28,7 @@ from gpuimg.ops import filters, geometry  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
-# Targets from issue 4 ("x copy" on 4K) and CV-CUDA's figures from shared/ANCHORS.md (H200).
+# Targets from issue 4 ("x copy" on 4K) and CV-CUDA 0.19's figures on one H200 (BENCHMARKS.md, "Ops").
 TARGETS = {
     "resize 4K->1080p bilinear antialias": (2.5, 3.2),
     "resize 4K->1080p bilinear": (1.5, 1.8),

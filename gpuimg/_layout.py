@@ -190,7 +190,7 @@ def as_xp_array(array: Any) -> tuple[Any, Device]:
         if kind in (2, 3):  # kDLCUDA, kDLCUDAHost... CUDA memory: CuPy shares it
             import cupy
 
-            # DLPack, not __cuda_array_interface__: the CAI path host-synchronises (ANCHORS.md)
+            # DLPack, not __cuda_array_interface__: CuPy's CAI import host-synchronises, DLPack does not
             return cupy.from_dlpack(array), "cuda"
         if kind == 1:
             return np.from_dlpack(array), "cpu"

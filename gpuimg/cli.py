@@ -108,6 +108,18 @@ def _format_name(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({exc})") from None
 
 
+def _name_template(text: str) -> str:
+    """A --name template, checked once here (unknown fields, separators) so a bad one is a
+    usage error before any file is listed."""
+    from .pipeline.files import NameTemplate, NameTemplateError
+
+    try:
+        NameTemplate(text)
+    except NameTemplateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _flip_axis(text: str) -> str:
     try:
         return check_choice(text, "--flip", ("h", "v", "hv"), "h (horizontal), v (vertical) or hv")
@@ -247,6 +259,12 @@ def _add_process(sub: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--format", type=_format_name, metavar=_FORMAT_SHOWN, default="jpeg",
                      help="output format (default jpeg; aliases such as jpg, tif, jpeg2000 work too)")
+    out.add_argument("--name", type=_name_template, default=None, metavar="TEMPLATE",
+                     help="output file names from TEMPLATE instead of the input's name with the format's extension: "
+                     "fields {stem} (input name without extension), {suffix} (input extension, no dot), {ext} (output "
+                     "extension, no dot), {parent} (input's folder relative to SRC, '/' as '_', '' at the top), e.g. "
+                     "--name '{stem}-{suffix}.{ext}' writes chelsea.jpg and chelsea.png as chelsea-jpg.webp and "
+                     "chelsea-png.webp; sub-folders are kept; names that still clash are refused per item")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
     out.add_argument("--mode", choices=MODES, default="keep",
                      help="what each output is: keep (default: channels and 16-bit kept where the format stores them, "
@@ -268,7 +286,10 @@ def _add_process(sub: Any) -> None:
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=64, help="images per batch (default 64)")
     run.add_argument("--max-batch-mb", type=_positive_int, default=512, help="decoded pixels per batch, MB (default 512)")
-    run.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when usable")
+    run.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                     help="default: the environment variable GPUIMG_DEVICE where set (the same meaning as "
+                     "--device), else the CPU for a job of a few MB (it ends before a GPU would have started), "
+                     "else cuda when usable")
     run.add_argument("--include", action="append", metavar="GLOB", help="only files matching (repeatable)")
     run.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     run.add_argument("--resume", action="store_true", help="skip outputs newer than their input")
@@ -326,6 +347,15 @@ def _config() -> Any:
     return PipelineConfig(prestart_workers=False)
 
 
+def _asked_device(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(the device the user asked for, where): ``--device``, else the environment variable
+    ``GPUIMG_DEVICE`` with the same meaning (gpuimg.device), else (None, "")."""
+    if args.device is not None:
+        return args.device, "--device"
+    env = os.environ.get("GPUIMG_DEVICE", "").strip()
+    return (env, "GPUIMG_DEVICE") if env else (None, "")
+
+
 def _job_device(jobs: list[Any]) -> str | None:
     """The device for a command that named none: the CPU for a job so small that it ends
     there before the GPU would have started (PipelineConfig.job_device), else None."""
@@ -341,7 +371,7 @@ def _job_device(jobs: list[Any]) -> str | None:
     return config.job_device(total)
 
 
-def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) -> Any:
+def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None, source: str = "--device") -> Any:
     from .device import resolve_device
     from .errors import DeviceUnavailableError
     from .pipeline import Pipeline
@@ -349,7 +379,7 @@ def _make_pipeline(steps: list[tuple[str, dict[str, Any]]], device: str | None) 
     config = _config()
     try:
         return Pipeline(steps, config=config,
-                        device=resolve_device(device, _source="--device") if device is not None else None)
+                        device=resolve_device(device, _source=source or "--device") if device is not None else None)
     except (ValueError, TypeError, DeviceUnavailableError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -417,14 +447,34 @@ def _say(text: str) -> None:
             os.dup2(devnull, stream.fileno())
 
 
+def _check_dst(dst: str) -> None:
+    """Refuse a DST that is a file, lies under a file, or is not writable (the run's first
+    write, the clean-up of stale temporary files in DST, would fail with a traceback)."""
+    path = Path(dst).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"DST {dst!r} is a file, not a folder: give a folder (it is made if missing)")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"DST {dst!r} cannot be made: {str(existing)!r} is a file, not a folder")
+    # os.access answers for the real user (root passes a chmod, not a read-only mount)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "DST" if existing == path else f"DST's nearest existing folder {str(existing)!r}"
+        raise UsageError(f"{what} is not writable (DST {dst!r}): choose a folder you can write to")
+
+
 def _check_paths(args: argparse.Namespace, jobs: list[Any]) -> None:
-    """Refuse, before anything is written, a DST inside SRC (unless --in-place) and a
-    --report path that is an input or an output of the run."""
+    """Refuse, before anything is written, a DST that is a file or not writable, a DST
+    inside SRC (unless --in-place; an image file SRC is no folder, so DST may sit beside
+    it) and a --report path that is an input or an output of the run."""
     from .pipeline.files import check_output_dir, check_run_files
     from .pipeline.results import REPORT_NAME
 
+    _check_dst(args.dst)
+    one_file = len(jobs) == 1 and Path(args.src).is_file() and jobs[0].src == Path(os.path.abspath(args.src))
     try:
-        if not args.in_place:
+        if not args.in_place and not one_file:
             check_output_dir(args.src, args.dst)
     except ValueError as exc:
         raise UsageError(f"{exc} (give --in-place to write there anyway)") from None
@@ -449,16 +499,17 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     jobs: list[Any] = []
     if not remote:
-        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude)
+        jobs = plan_jobs(args.src, args.dst, output_format(args.format).suffix, args.include, args.exclude, name=args.name)
         if not jobs:
             filters = " matching --include/--exclude" if args.include or args.exclude else ""
             print(f"gpuimg process: nothing to do: no input images{filters} in {args.src!r}", file=sys.stderr)
             return EXIT_OK
     # On Ray the actors run the steps (on --device, or on the cluster's GPUs): the driver,
     # perhaps a cluster head without a GPU, only plans and reports.
-    chosen = "cpu" if on_ray else args.device or _job_device(jobs)
-    pipeline = _make_pipeline(_steps_of(args), chosen)
-    small_job = not on_ray and args.device is None and chosen == "cpu"
+    asked, source = _asked_device(args)
+    chosen = "cpu" if on_ray else asked or _job_device(jobs)
+    pipeline = _make_pipeline(_steps_of(args), chosen, source)
+    small_job = not on_ray and asked is None and chosen == "cpu"
     if not remote:
         _check_paths(args, jobs)
         if args.dry_run:
@@ -477,7 +528,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     if on_ray:
         where = f"Ray actors ({args.device or 'on the GPUs where the cluster has them'})"
     elif small_job:
-        where = "cpu (chosen for a job this small: it ends before a GPU would have started; --device cuda to use one)"
+        where = _small_job_line()
     else:
         where = _device_line(pipeline.device)
     _say(f"{summary}; on {where}")
@@ -499,7 +550,7 @@ def _run_options(args: argparse.Namespace) -> Any:
         return RunOptions(format=args.format, quality=args.quality, batch_size=args.batch_size,
                           max_batch_bytes=args.max_batch_mb * 2**20, include=args.include, exclude=args.exclude,
                           resume=args.resume, report=args.report, mode=args.mode, background=args.background,
-                          keep_metadata=args.keep_metadata, shards=args.shards)
+                          keep_metadata=args.keep_metadata, shards=args.shards, name=args.name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -641,6 +692,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     busy = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(summary.stage_seconds.items()))
     print(f"stage busy time (threads summed): {busy}")
     return EXIT_OK if not summary.failed else EXIT_FAILURES
+
+
+def _small_job_line() -> str:
+    """Why a small job ran on the CPU: its size where a GPU is usable, else the reason
+    there is none (then no hint to ask for one)."""
+    from .device import cuda_available
+
+    if cuda_available():
+        return "cpu (chosen for a job this small: it ends before a GPU would have started; --device cuda to use one)"
+    return _device_line("cpu")
 
 
 def _device_line(device: str) -> str:

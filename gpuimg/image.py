@@ -269,9 +269,39 @@ class Image:
 
     @property
     def __array_interface__(self) -> dict[str, Any]:
+        """NumPy's array interface of a host image (``np.asarray(img)`` is a view, no copy).
+
+        The strides are always given: Pillow's ``Image.fromarray`` then takes the pixels
+        through :meth:`tobytes` (one copy, as for any strided array) rather than through
+        the buffer protocol, which a Python class cannot offer before Python 3.12. Pillow
+        takes one channel as (H, W): ``PIL.Image.fromarray(img.array[:, :, 0])`` for gray.
+        A GPU image has none (AttributeError saying to copy with :meth:`numpy` first).
+
+        Example:
+            >>> import numpy as np
+            >>> img = Image.from_array(np.full((2, 3, 3), 7, np.uint8), device="cpu")
+            >>> np.asarray(img).shape, img.__array_interface__["strides"]
+            ((2, 3, 3), (9, 3, 1))
+        """
         if self.device != "cpu":
-            raise AttributeError("a GPU image has no __array_interface__; copy explicitly with img.numpy()")
-        return self.array.__array_interface__
+            raise AttributeError("a GPU image has no __array_interface__ (Pillow, NumPy): copy it to the host first "
+                                 "with img.numpy() or img.to('cpu')")
+        array = self.array
+        return {**array.__array_interface__, "strides": array.strides}
+
+    def tobytes(self) -> bytes:
+        """The pixels as bytes, row after row, without row padding (what Pillow's
+        ``Image.fromarray`` reads from a host image). TypeError on the GPU: copy first.
+
+        Example:
+            >>> import numpy as np
+            >>> Image.from_array(np.arange(6, dtype=np.uint8).reshape(1, 2, 3), device="cpu").tobytes()
+            b'\\x00\\x01\\x02\\x03\\x04\\x05'
+        """
+        if self.device != "cpu":
+            raise TypeError("tobytes() of a GPU image would copy it behind your back: call img.numpy().tobytes() "
+                            "(or img.to('cpu')) first")
+        return self.array.tobytes()
 
     def __dlpack__(self, **kwargs: Any) -> Any:
         return self.array.__dlpack__(**kwargs)

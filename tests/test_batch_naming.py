@@ -86,8 +86,10 @@ def test_dst_inside_or_equal_to_src_is_refused_unless_in_place(tmp_path: Path, c
         err = capsys.readouterr().err
         assert "is inside the input folder" in err and "--in-place" in err
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # nothing written
-    # A listed file's folder is an input folder too.
-    assert _process(str(src / "a.png"), str(src)) == cli.EXIT_USAGE
+    # A listed file's folder is an input folder too (a single image file SRC is no folder:
+    # its output may go beside it, tests/test_first_hour.py).
+    (tmp_path / "list.txt").write_text(f"{src / 'a.png'}\n")
+    assert _process(str(tmp_path / "list.txt"), str(src)) == cli.EXIT_USAGE
     # --in-place: outputs whose name is an input's are refused; the others are written.
     assert _process(str(src), str(src), "--in-place", "--report", str(tmp_path / "r.json")) == cli.EXIT_FAILURES
     assert (src / "a.jpg").exists() and (src / "b.jpg").read_bytes() == before["b.jpg"]

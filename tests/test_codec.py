@@ -3,7 +3,7 @@
 Tolerances: lossless formats (PNG, BMP, PNM, TIFF, lossless WebP/JPEG 2000) must match
 Pillow bit for bit. JPEG: decoders use different IDCTs and chroma upsampling; nvImageCodec's
 CPU backend is libjpeg-turbo like Pillow, the GPU one (nvJPEG) differs by at most a level
-or two (ANCHORS.md), so we allow max |diff| <= 4 and mean |diff| <= 0.1. Gray conversion
+or two (seen on H100 and H200), so we allow max |diff| <= 4 and mean |diff| <= 0.1. Gray conversion
 may round differently from Pillow's "L" by one level.
 """
 

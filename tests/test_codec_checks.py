@@ -1,8 +1,8 @@
 """gpuimg.codec.checks: structural checks before decoding, premultiplied-alpha TIFFs.
 
 Valid files come from Pillow and tifffile (the outside writers); corrupt ones are those
-files patched with struct, or built byte by byte, so no test depends on the shared
-repro folder (its two files are checked too when it is there).
+files patched with struct, or built byte by byte, so no test depends on the repro
+folder (tests/repro; its files are checked too).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PIL import Image
 
 from gpuimg.codec.checks import jpeg_scan_problem, structure_problem, tiff_associated_alpha, unpremultiply
 
-REPRO = Path(__file__).resolve().parents[2] / "shared" / "repro"
+REPRO = Path(__file__).resolve().parent / "repro"
 
 
 # --- writers -----------------------------------------------------------------------------

@@ -299,7 +299,7 @@ def test_steady_state_allocates_nothing(device, rgba, cat):
 @pytest.mark.parametrize(
     "call, name",
     [
-        (lambda a, g: compose.blend(a, g), "channels"),
+        (lambda a, g: compose.blend(a, gpuimg.Image.from_array(np.zeros((8, 8, 2), np.uint8))), "channels"),  # gray works
         (lambda a, g: compose.blend(a, a, opacity=1.5), "opacity"),
         (lambda a, g: compose.corner_radius(a, -1), "radius"),
         (lambda a, g: compose.stroke(a, 2, position="middle"), "position"),

@@ -4,8 +4,8 @@ clean gpuimg error, never a crash, hang, other exception, unwritten pixels, runa
 memory or a lost batch. Plus the harness's own classifier (crash, hang) on self-test
 inputs.
 
-The run includes the files of ../shared/repro as seeds where that folder exists (a clean
-run then also shows their mutations handled); the failure message lists any findings.
+The run includes the files of tests/repro as seeds (a clean run then also shows their
+mutations handled); the failure message lists any findings.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from gpuimg.device import cuda_available, device_report
 
 
 fuzz = load_bench("fuzz")
+REPRO = Path(__file__).resolve().parent / "repro"  # the regression files, as extra seeds
 
 
 def _findings(rep: dict) -> str:
@@ -38,7 +39,7 @@ def test_short_fuzz_run_is_clean(device, tmp_path):
     # memory_mb 1000: a runaway input is stopped sooner (seeds decode to < 1 MB, so a
     # legitimate input stays far below); timeout 20 s as the CLI's default.
     rep = fuzz.run_fuzz(300, seed=1, device=device, workers=2, memory_mb=1000, pipeline_every=50,
-                        save=tmp_path / "saved")
+                        extra=REPRO, save=tmp_path / "saved")
     (tmp_path / "report.json").write_text(json.dumps(rep, indent=1))
     counts = rep["counts"]
     assert rep["inputs"] == 300

@@ -4,6 +4,9 @@
   torch (built for CUDA 13): one cuda-toolkit major, one nvImageCodec flavour, and the
   same torch pip picks without gpuimg (no backtracking to an old torch); so does the plain
   ``pip install . torch torchvision``. Dry runs with ``--report``: nothing is installed.
+- ``pip install ".[cu12]" torch torchvision --extra-index-url`` PyTorch's cu126 index
+  (the README's command) resolves to CUDA 12 throughout; skipped, with the reason, where
+  that index cannot be reached.
 - A plain ``pip install .`` (no extras: no CuPy) runs ``gpuimg --version`` and
   ``gpuimg bench --quick --device cpu``.
 
@@ -74,6 +77,34 @@ def test_cu13_extra_resolves_beside_default_torch(python: Path) -> None:
     assert both["gpuimg"]["version"] == gpuimg.__version__
     plain = _dry_run(python, ".", "torch", "torchvision")  # the CPU install beside torch: torch's choice untouched
     assert plain["torch"]["version"] == alone["torch"]["version"] and "cupy-cuda12x" not in plain
+
+
+PYTORCH_CU12_INDEX = "https://download.pytorch.org/whl/cu126"  # the README's Install gives this command
+
+
+def _reachable(url: str) -> str | None:
+    """None when ``url`` answers, else why not (in the library's words)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=15):
+            return None
+    except OSError as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def test_cu12_extra_resolves_with_pytorchs_index(python: Path) -> None:
+    """The README's CUDA 12 + PyTorch command settles on CUDA 12 everywhere (without
+    PyTorch's index, pip backtracks for minutes between the two CUDA majors' pins)."""
+    why = _reachable(PYTORCH_CU12_INDEX + "/torch/")
+    if why is not None:
+        pytest.skip(f"PyTorch's package index ({PYTORCH_CU12_INDEX}) cannot be reached from this machine: {why}")
+    both = _dry_run(python, ".[cu12]", "torch", "torchvision", "--extra-index-url", PYTORCH_CU12_INDEX)
+    assert both["torch"]["version"].endswith("+cu126"), both["torch"]["version"]
+    toolkits = {m["version"].split(".")[0] for n, m in both.items() if n == "cuda-toolkit"}
+    assert toolkits <= {"12"}, f"cuda-toolkit majors: {toolkits}"
+    assert "cupy-cuda12x" in both and "cupy-cuda13x" not in both
+    assert len([n for n in both if n.startswith("nvidia-nvimgcodec")]) == 1
 
 
 def test_plain_install_runs_on_the_cpu_without_cupy(python: Path) -> None:

@@ -1,8 +1,8 @@
 """Cached ``nvimgcodec.as_image`` wrappers of Image memory (private; decoder and encoder).
 
-Re-wrapping each call costs a noticeable share of a batch decode (ANCHORS.md), and even
-building per-slot keys costs host time per image, so a batch whose layout did not change
-gets its previous list back from one comparison.
+Re-wrapping each call costs a noticeable share of a batch decode (BENCHMARKS.md, "Codec"),
+and even building per-slot keys costs host time per image, so a batch whose layout did not
+change gets its previous list back from one comparison.
 """
 
 from __future__ import annotations

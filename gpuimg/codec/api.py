@@ -12,17 +12,18 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..device import device_key, resolve_device
-from ..errors import GpuImgError
+from ..errors import DecodeError, EncodeError, GpuImgError, UnsupportedFormatError
 from ..image import Image, ImageBatch
-from . import sources
+from . import formats, sources
 from .cmyk import read_cmyk
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
@@ -48,8 +49,43 @@ def _thread_codec(kind: type, device: str | None) -> Any:
     return codec
 
 
+def _is_file_object(obj: Any, method: str) -> bool:
+    """Whether ``obj`` is a file object to ``method`` ("read"/"write") rather than a path,
+    bytes or an array (which have no such method)."""
+    return not isinstance(obj, str | bytes | bytearray | memoryview | os.PathLike) and callable(getattr(obj, method, None))
+
+
+def _file_label(f: Any) -> str:
+    """How messages name a file object: its ``.name`` where it has one."""
+    name = getattr(f, "name", None)
+    return repr(name) if isinstance(name, str | bytes) and name else f"<{type(f).__name__} object>"
+
+
+def _text_mode(f: Any) -> bool:
+    mode = getattr(f, "mode", None)
+    return isinstance(f, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode)
+
+
+def _file_bytes(src: Any) -> Any:
+    """The bytes of a binary file object (anything with ``.read``), read from where it
+    stands; any other ``src`` unchanged. DecodeError naming it for a text-mode file."""
+    if not _is_file_object(src, "read"):
+        return src
+    if _text_mode(src):
+        raise DecodeError(_file_label(src), "the file object is open in text mode; open it in binary mode ('rb')")
+    data = src.read()
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(_file_label(src), f"its .read() returned {type(data).__name__}, not bytes (text mode?); "
+                          "open it in binary mode ('rb')")
+    return data
+
+
 def read(src: Any, out: Image | None = None, *, device: str | None = None, **options: Any) -> Image:
     """Decode one image with this thread's Decoder (options as :meth:`Decoder.decode`).
+
+    ``src``: a path, the encoded bytes (bytes-like or a uint8 array), or a binary file
+    object (anything with ``.read``: ``open(path, "rb")``, ``io.BytesIO``), read from its
+    current position to the end.
 
     ``mode="cmyk"``: a CMYK JPEG's four ink channels, its metadata marked ``cmyk``, for
     :func:`gpuimg.convert_colorspace` (:func:`gpuimg.codec.cmyk.read_cmyk`; with
@@ -63,6 +99,11 @@ def read(src: Any, out: Image | None = None, *, device: str | None = None, **opt
         (400, 600, 3)
     """
     device = out.device if out is not None and device is None else device
+    if _is_file_object(src, "read"):
+        try:
+            return read(_file_bytes(src), out, device=device, **options)
+        except DecodeError as exc:  # named as the caller knows it, not as the bytes read
+            raise DecodeError(_file_label(src), exc.reason) from None
     loaded = sources._load(src)  # read once here, for the decode and for the metadata
     if options.get("mode") == "cmyk":
         extra = sorted(set(options) - {"mode", "apply_exif"})
@@ -102,7 +143,7 @@ def read_batch(srcs: Sequence[Any], out: ImageBatch | None = None, *, device: st
 
 def _loaded(src: Any) -> Any:
     try:
-        return sources._load(src)
+        return sources._load(_file_bytes(src))
     except (GpuImgError, OSError, TypeError):
         return src
 
@@ -117,8 +158,14 @@ def _decoded_metadata(loaded: Any, options: dict[str, Any]) -> Metadata:
     return meta
 
 
-def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
-    """Encode ``img`` to ``path`` (codec from the extension) with this thread's Encoder.
+def write(img: Image | Any, path: str | os.PathLike | IO[bytes], *, format: str | None = None,
+          **options: Any) -> Path | IO[bytes]:
+    """Encode ``img`` to ``path`` (codec from the extension, or ``format``) with this
+    thread's Encoder; returns the path (or the file object).
+
+    ``path`` may be a binary file object (anything with ``.write``: ``open(p, "wb")``,
+    ``io.BytesIO``); its format is ``format=``, else its ``.name``'s extension.
+    UnsupportedFormatError when there is neither, EncodeError for a text-mode file.
 
     The image's metadata (``img.metadata``: what :func:`read` found) is kept where the
     format stores it; ``metadata=`` gives another, ``keep=`` ("all", "icc", "no-gps",
@@ -131,12 +178,28 @@ def write(img: Image | Any, path: str | os.PathLike, **options: Any) -> Path:
         ...     path = write(np.zeros((8, 8, 3), np.uint8), Path(tmp) / "out.webp", quality=80)
         ...     info(path).codec
         'webp'
+        >>> import io
+        >>> buf = write(np.zeros((8, 8, 3), np.uint8), io.BytesIO(), format="png", quality=50)  # PNG: zlib effort
+        >>> read(io.BytesIO(buf.getvalue()), device="cpu").shape
+        (8, 8, 3)
     """
     if isinstance(img, str | os.PathLike) and not isinstance(path, str | os.PathLike):
         raise TypeError(f"write(img, path) takes the image first (cv2.imwrite's order is the other way round); got the "
                         f"path {os.fspath(img)!r} as img")
     image = img if isinstance(img, Image) else Image.from_array(img)
-    return _thread_codec(Encoder, image.device).write(image, path, **options)
+    codec = format if format is not None else options.pop("codec", None)
+    if not _is_file_object(path, "write"):
+        return _thread_codec(Encoder, image.device).write(image, path, codec=codec, **options)
+    if codec is None:
+        name = getattr(path, "name", None)
+        codec = (os.path.splitext(name)[1] or None) if isinstance(name, str) else None
+    if codec is None:
+        raise UnsupportedFormatError(f"writing to {_file_label(path)}: give format= (e.g. 'png' or 'jpeg'); a file "
+                                     f"object has no extension to take it from ({formats.aliases()})")
+    if _text_mode(path):
+        raise EncodeError(f"{_file_label(path)} is open in text mode; open it in binary mode ('wb')")
+    path.write(_thread_codec(Encoder, image.device).encode(image, codec, **options))
+    return path
 
 
 def encode(img: Image | Any, codec: str = "jpeg", **options: Any) -> bytes:
@@ -162,5 +225,5 @@ def info(src: Any) -> ImageInfo:
         >>> info(Path(gpuimg.__file__).parent.parent / "assets" / "rocket.jpg").codec
         'jpeg'
     """
-    loaded = sources._load(src)
+    loaded = sources._load(_file_bytes(src))
     return replace(loaded.info, metadata=loaded.metadata)

@@ -230,7 +230,7 @@ class Decoder:
     threads nvImageCodec may use (0: one per core). ``guard_reuse``: on the GPU, wait
     (host side) for the work already queued on the stream before decoding into a buffer,
     because the nvJPEG hardware decoder on H100 has been seen writing its output before
-    earlier kernels on the same stream finished (ANCHORS.md); the wait costs the overlap
+    earlier kernels on the same stream finished (torchvision issue 9606, torchcodec PR 1634); the wait costs the overlap
     of the header/Huffman work with those kernels only. Turn it off when nothing earlier
     on the stream reads the target (e.g. double-buffered batches on their own stream).
     ``backends``: None for gpuimg's choice on the GPU (the hybrid JPEG decoder, whose
@@ -300,7 +300,7 @@ class Decoder:
     def _make(self, num_threads: int, backends: Sequence[Any] | None, options: str) -> Any:
         nv = self._nv
         if self.device == "cpu":
-            # The default arguments need a CUDA runtime (ANCHORS.md): ask for the CPU backends.
+            # Without a GPU the default arguments fail ("CUDA Runtime failure: '#35'"): ask for the CPU backends.
             return nv.Decoder(
                 device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
             )

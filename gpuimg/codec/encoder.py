@@ -153,7 +153,8 @@ class Encoder:
 
         ``codec``: "jpeg", "png", "bmp", "tiff", "jpeg2k", "webp", "pnm" (or an
         extension such as "jpg"). ``quality``: 1-100 for JPEG/WebP/JPEG 2000 (default:
-        the codec's own). Options: JPEG ``chroma_subsampling`` ("444", "422", "420",
+        the codec's own); for PNG the zlib effort (:func:`png_compression_level`, as the
+        ``gpuimg`` command's ``--quality``). Options: JPEG ``chroma_subsampling`` ("444", "422", "420",
         "gray"), ``progressive``, ``optimized_huffman``; PNG ``compression_level`` 0-9;
         WebP ``lossless``; JPEG 2000 ``lossless``, ``psnr``. ``copy=False`` returns a
         memoryview of the reused CodeStream: valid only until this Encoder's next call
@@ -211,7 +212,8 @@ class Encoder:
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
-            # Pinned host memory needs a CUDA device (ANCHORS.md); capacity grows on use.
+            # Pinned host memory needs a CUDA device (without one CodeStream(pin_memory=True) raises
+            # "Unable to get device count"); capacity grows on use.
             self._code_streams.append(self._nv.CodeStream(0, pin_memory=self.device == "cuda"))
         outs = self._code_streams[: len(items)]
         try:
@@ -297,6 +299,20 @@ class Encoder:
         return params
 
 
+def png_compression_level(quality: float) -> int:
+    """PNG is lossless: ``quality`` sets the zlib effort, lower quality = smaller file
+    (as with the lossy formats) and slower: level ``min(9, (100 - quality) // 10 + 1)``,
+    so 91..100 -> 1 (fastest, about the encoder's default size), 90 (the default) -> 2,
+    ..., 1..20 -> 9. The pixels are the same at every level. What ``quality=`` means for
+    PNG in :meth:`Encoder.encode`, :func:`gpuimg.write` and the ``gpuimg`` command alike.
+
+    Example:
+        >>> [png_compression_level(q) for q in (100, 90, 50, 10, 1)]
+        [1, 2, 6, 9, 9]
+    """
+    return min(9, (100 - int(quality)) // 10 + 1)
+
+
 def _encode_params(nv: Any, fmt: formats.Format, quality: float | None, options: dict[str, Any]) -> Any:
     codec, allowed = fmt.name, fmt.encode_options
     unknown = sorted(set(options) - set(allowed))
@@ -305,6 +321,11 @@ def _encode_params(nv: Any, fmt: formats.Format, quality: float | None, options:
     if quality is not None and not (isinstance(quality, int | float) and 1 <= quality <= 100):
         raise ValueError(f"quality={quality!r} must be a number from 1 to 100")
     kwargs: dict[str, Any] = {}
+    if quality is not None and codec == "png":
+        if "compression_level" in options:
+            raise TypeError("png takes quality (mapped to a compression level) or compression_level, not both")
+        options = {**options, "compression_level": png_compression_level(quality)}
+        quality = None
     if quality is not None:
         if not fmt.lossy:
             lossy = ", ".join(f.name for f in formats.FORMATS if f.lossy)

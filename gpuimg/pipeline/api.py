@@ -109,8 +109,8 @@ class Pipeline:
         exclude: Sequence[str] = (),
         name: str | None = None,
     ) -> list[Job]:
-        """The jobs a run would do: each input and its output path (None: refused);
-        ``name``: an output name template (:func:`~gpuimg.pipeline.files.plan_jobs`).
+        """The jobs a run would do: each input and its output path (None: refused).
+        ``name``: an output name template (:class:`~gpuimg.pipeline.files.NameTemplate`).
 
         Example:
             >>> Pipeline([], device="cpu").plan([], "out")

@@ -16,6 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..codec import Decoder, Encoder, formats, isolation
+from ..codec.encoder import png_compression_level  # one meaning of PNG quality: gpuimg.write's too
 from ..errors import EncodeError
 from .config import PipelineConfig
 
@@ -186,19 +187,6 @@ class EncodeSettings(NamedTuple):
     lossy: bool
     options: dict[str, Any]
     note: str | None = None
-
-
-def png_compression_level(quality: int) -> int:
-    """PNG is lossless: ``quality`` sets the zlib effort, lower quality = smaller file
-    (as with the lossy formats) and slower: level ``min(9, (100 - quality) // 10 + 1)``,
-    so 91..100 -> 1 (fastest, about the encoder's default size), 90 (the default) -> 2,
-    ..., 1..20 -> 9. The pixels are the same at every level.
-
-    Example:
-        >>> [png_compression_level(q) for q in (100, 90, 50, 10, 1)]
-        [1, 2, 6, 9, 9]
-    """
-    return min(9, (100 - int(quality)) // 10 + 1)
 
 
 def encode_settings(fmt: formats.Format, quality: int, device: str) -> EncodeSettings:

@@ -206,7 +206,7 @@ class DecodeStage:
         items = group.items
         slot = self.free.get()
         # Host wait on the consumer's event, not just a stream wait: the nvJPEG
-        # hardware decoder may write before earlier stream work ends (ANCHORS.md).
+        # hardware decoder may write before earlier stream work ends (torchvision issue 9606).
         Lane.host_wait(slot.released)
         try:
             with self.pool.gate, self.run.timer("decode"), lane.active():

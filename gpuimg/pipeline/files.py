@@ -1,6 +1,7 @@
 """Files for the pipeline: input discovery, output path mapping, atomic writes, resume.
 
-Only :mod:`gpuimg.pipeline` and :mod:`gpuimg.cli` know about folders (DESIGN.md); this
+Only :mod:`gpuimg.pipeline` and :mod:`gpuimg.cli` know about folders (the codecs and ops
+see bytes and pixels only); this
 module is their file-system half, with no pixels in it. Format knowledge (which suffixes
 are images, what suffix an output gets) comes from :mod:`gpuimg.codec.formats`.
 
@@ -23,13 +24,14 @@ import os
 import re
 import secrets
 import socket
+import string
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec import formats
-from ..errors import check_choice
+from ..errors import GpuImgError, check_choice
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -43,6 +45,8 @@ __all__ = [
     "atomic_write",
     "TMP_MARKER",
     "output_name",
+    "NameTemplate",
+    "NameTemplateError",
     "check_output_dir",
     "check_run_files",
     "remove_stale_temps",
@@ -257,6 +261,62 @@ def output_name(name: str, suffix: str) -> str:
     return os.path.splitext(name)[0] + suffix
 
 
+class NameTemplateError(GpuImgError, ValueError):
+    """A ``name`` template of :func:`plan_jobs` that cannot name files (unknown field, a
+    path separator, a name that is empty, ``.`` or ``..``)."""
+
+
+class NameTemplate:
+    """An output file name template (``--name`` on the command, ``name=`` of
+    :func:`plan_jobs`): :meth:`str.format` fields ``{stem}`` (the input's name without its
+    extension), ``{suffix}`` (the input's extension without the dot, '' where none),
+    ``{ext}`` (the output format's extension without the dot) and ``{parent}`` (the
+    input's folder relative to the input root, its separators written ``_``; '' at the
+    top level). The template is the whole file name: ``{stem}.{ext}`` is the default rule.
+    The output stays in the input's relative sub-folder (the layout is kept); a template
+    cannot name a folder (no ``/`` or ``\\``, not ``.`` or ``..``). NameTemplateError
+    names the template and what is wrong.
+
+    Example:
+        >>> NameTemplate("{stem}-{suffix}.{ext}").render("chelsea.png", "", ".webp")
+        'chelsea-png.webp'
+        >>> NameTemplate("{parent}_{stem}.{ext}").render("a.jpg", "x/y", ".jpg")
+        'x_y_a.jpg'
+        >>> NameTemplate("{name}.jpg")
+        Traceback (most recent call last):
+        ...
+        gpuimg.pipeline.files.NameTemplateError: name='{name}.jpg' has an unknown field {name}; the fields are {stem}, {suffix}, {ext} and {parent}
+    """
+
+    FIELDS = ("stem", "suffix", "ext", "parent")
+
+    def __init__(self, template: str):
+        if not isinstance(template, str) or not template:
+            raise NameTemplateError(f"name={template!r} must be a non-empty string such as '{{stem}}.{{ext}}'")
+        self.template = template
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as exc:  # an unmatched brace
+            raise NameTemplateError(f"name={template!r} is not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
+        for literal, field, spec, conversion in parts:
+            if any(sep in literal for sep in ("/", "\\", os.sep)):
+                raise NameTemplateError(f"name={template!r} holds a path separator; it names a file, and outputs keep "
+                                        "their input's sub-folder")
+            if field is not None and (field not in self.FIELDS or spec or conversion):
+                shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                fields = ", ".join(f"{{{f}}}" for f in self.FIELDS[:-1]) + f" and {{{self.FIELDS[-1]}}}"
+                raise NameTemplateError(f"name={template!r} has an unknown field {shown}; the fields are {fields}")
+        if self.render("x.y", "", ".z") in ("", ".", ".."):
+            raise NameTemplateError(f"name={template!r} names no file")
+
+    def render(self, name: str, rel_folder: str, suffix: str) -> str:
+        """The output name of input file ``name`` in folder ``rel_folder`` (relative to the
+        input root, '' or '.' at the top) for an output ``suffix`` ('.jpg')."""
+        stem, ext = os.path.splitext(name)
+        parent = "" if rel_folder in ("", ".") else rel_folder.replace(os.sep, "_").replace("/", "_")
+        return self.template.format(stem=stem, suffix=ext.lstrip("."), ext=suffix.lstrip("."), parent=parent)
+
+
 def _key(path: str) -> str:
     # Paths that differ only in case are one file on macOS and Windows: counted as one
     # everywhere, so a plan never depends on the file system it runs on.
@@ -277,7 +337,7 @@ def plan_jobs(
     exclude: Sequence[str] = (),
     name: str | None = None,
 ) -> list[Job]:
-    """Jobs for every input, their outputs named by one fixed rule.
+    """Jobs for every input, their outputs named by one fixed rule (or by ``name``).
 
     The naming rule: an input's output is its path relative to the input root (the
     folder, or the deepest common folder of listed files) under ``output_dir``, with the
@@ -293,17 +353,25 @@ def plan_jobs(
       names differing only in case count as one);
     * the output would leave ``output_dir`` (a symlinked folder inside it).
 
+    ``name``: a :class:`NameTemplate` string naming each output file instead of the rule
+    (e.g. ``"{stem}-{suffix}.{ext}"``: ``a.jpg`` and ``a.png`` no longer clash); the
+    sub-folder is kept and the refusals above still apply to the names it gives. A bad
+    template raises NameTemplateError before any file is listed.
+
     Example:
         >>> plan_jobs([], "out", ".jpg")
         []
+        >>> [j.dst.name for j in plan_jobs(["assets/chelsea.jpg", "assets/chelsea.png"], "out", ".webp",
+        ...                                name="{stem}_{suffix}.{ext}")]
+        ['chelsea_jpg.webp', 'chelsea_png.webp']
     """
-    if name is not None:
-        raise ValueError("name templates are not supported yet")
+    template = NameTemplate(name) if name is not None else None
     files, root = _discover(inputs, include, exclude, output_dir)
-    return plan_outputs(files, root, output_dir, suffix)
+    return plan_outputs(files, root, output_dir, suffix, name=template)
 
 
-def plan_outputs(files: Sequence[str], root: str, output_dir: str | os.PathLike | None, suffix: str) -> list[Job]:
+def plan_outputs(files: Sequence[str], root: str, output_dir: str | os.PathLike | None, suffix: str, *,
+                 name: str | NameTemplate | None = None) -> list[Job]:
     """Jobs for absolute input paths ``files`` under ``root``, named by the rule of
     :func:`plan_jobs` (which lists the files; callers that list them elsewhere, such as an
     object store, plan here).
@@ -314,13 +382,19 @@ def plan_outputs(files: Sequence[str], root: str, output_dir: str | os.PathLike 
     """
     if output_dir is None:
         return [Job(i, Path(src), None) for i, src in enumerate(files)]
+    template = NameTemplate(name) if isinstance(name, str) else name
     out_dir_of = _OutputDirs(root, os.path.expanduser(output_dir))
     dsts: list[str | None] = []
     refused: list[str | None] = []
     for src in files:
-        folder, name = os.path.split(src)
+        folder, base = os.path.split(src)
         out_dir = out_dir_of(folder)
-        dsts.append(None if out_dir is None else os.path.join(out_dir, output_name(name, suffix)))
+        out_name = output_name(base, suffix) if template is None else template.render(base, os.path.relpath(folder, root), suffix)
+        if out_name in ("", ".", ".."):
+            dsts.append(None)
+            refused.append(f"the name template {template.template!r} gives it no file name ({out_name!r})")  # type: ignore[union-attr]
+            continue
+        dsts.append(None if out_dir is None else os.path.join(out_dir, out_name))
         refused.append("its output would leave the output folder (a symlinked folder)" if out_dir is None else None)
     inputs_real = {_key(f) for f in _real_files(files)}
     by_dst: dict[str, list[int]] = {}

@@ -27,7 +27,7 @@ from typing import Any
 from ..codec import formats
 from ..codec.metadata import KEEP
 from ..errors import check_choice
-from .files import output_format
+from .files import NameTemplate, output_format
 from .steps import OutputRule
 
 __all__ = ["RunOptions", "DEFAULT_MAX_BATCH_BYTES"]
@@ -104,8 +104,8 @@ class RunOptions:
         set_(self, "exclude", _globs("exclude", self.exclude))
         if self.report is not None:
             set_(self, "report", os.fspath(self.report))
-        if self.name is not None and not isinstance(self.name, str):
-            raise ValueError(f"name must be a template string or None, got {self.name!r}")
+        if self.name is not None:
+            NameTemplate(self.name)  # a bad template raises NameTemplateError (a ValueError) naming it
         set_(self, "background", tuple(self.background) if not isinstance(self.background, str) else self.background)
         OutputRule(fmt, self.mode, self.background)  # ValueError: a mode the format cannot store, a bad background
         check_choice(self.keep_metadata, "keep_metadata", KEEP, "a metadata choice")

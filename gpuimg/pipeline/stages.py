@@ -146,7 +146,8 @@ class Lane:
     @staticmethod
     def host_wait(event: Any) -> None:
         """Block this thread until ``event`` completed (used before handing a buffer to a
-        decoder: nvJPEG's hardware path may not honour stream order, see ANCHORS.md)."""
+        decoder: nvJPEG's hardware path has been seen writing before earlier work on its stream
+        ended, torchvision issue 9606)."""
         if event is not None:
             event.synchronize()
 

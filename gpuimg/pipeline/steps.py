@@ -370,9 +370,12 @@ class OutputRule:
 
     ``mode="keep"`` (default): gray stays gray, alpha stays alpha, 16-bit stays 16-bit,
     where ``fmt`` stores them. ``"rgb"`` / ``"rgba"`` / ``"gray"``: every image is decoded
-    so (the decoder's conversions: alpha dropped, opaque alpha added, ITU-R 601 luma); a
-    forced mode the format cannot store (``rgba`` for JPEG) is refused here. Where the
-    format cannot store what an image is:
+    so (the decoder's conversions: opaque alpha added, ITU-R 601 luma, alpha dropped for
+    gray), except that ``"rgb"`` keeps an image's alpha through the steps and composites
+    it onto ``background`` as ``keep`` does (Pillow's ``alpha_composite`` onto the
+    background colour, not the colour channels alone); a forced mode the format cannot
+    store (``rgba`` for JPEG) is refused here. Where the format cannot store what an image
+    is:
 
     * alpha: composited onto ``background`` (RGB 0..255, default white), after the steps:
       ``round((c * a + bg * (max - a)) / max)``;
@@ -418,11 +421,16 @@ class OutputRule:
         """The decoder's (mode, depth) for a group of images that are ``channels`` /
         ``dtype`` as stored (the "unchanged" plan): 8-bit RGB gets exactly ("rgb",
         "uint8"), the pipeline's decode before modes existed."""
-        return _DECODE_MODE[_FORCED_CHANNELS.get(self.mode, channels)], "any" if str(dtype) == "uint16" else "uint8"
+        forced = _FORCED_CHANNELS.get(self.mode, channels)
+        if self.mode == "rgb" and channels == 4:  # alpha kept, for after_steps to composite
+            forced = 4
+        return _DECODE_MODE[forced], "any" if str(dtype) == "uint16" else "uint8"
 
     def channels_for(self, channels: int) -> int:
         """The channels an image of ``channels`` is written with (3 where ``fmt`` cannot
-        store them: alpha composited, gray repeated)."""
+        store them, or under mode "rgb": alpha composited, gray repeated)."""
+        if self.mode == "rgb":
+            return 3
         return channels if channels in self.fmt.channels else 3
 
     def before_steps(self, batch: ImageBatch, out: ImageBatch | None, stream: Any) -> ImageBatch:
@@ -436,7 +444,7 @@ class OutputRule:
         case: one host-side look), else the stored form in ``out``."""
         to8 = batch.dtype == np.uint16 and not self.keeps_16bit
         uniform = batch.uniform_channels
-        if uniform is not None and uniform in self.fmt.channels and not to8:
+        if uniform is not None and uniform == self.channels_for(uniform) and not to8:
             return batch
         return _convert(batch, out, [self.channels_for(s[2]) for s in batch.shapes], to8, self.background, stream)
 

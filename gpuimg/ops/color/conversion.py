@@ -23,7 +23,9 @@ def _channels_of(src: Source) -> int:
 
 @register_op
 def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, stream: Any = None) -> Source:
-    """Gray level (1 channel) of an RGB/RGBA image or batch; alpha is ignored.
+    """Gray level (1 channel) of an RGB/RGBA image or batch; alpha is ignored. A gray
+    image comes back as it is (copied into ``out``, or a copy), as Pillow's
+    ``convert("L")`` and torchvision's ``rgb_to_grayscale`` leave one.
 
     ``weights``: "bt601" (Pillow's ``convert("L")`` bit for bit; OpenCV within one level) or
     "bt709".
@@ -33,11 +35,11 @@ def to_gray(src: Source, weights: str = "bt601", *, out: Source | None = None, s
         >>> img = gpuimg.Image.from_array(np.array([[[255, 0, 0]]], np.uint8))
         >>> int(to_gray(img).numpy()[0, 0, 0])
         76
+        >>> int(to_gray(to_gray(img)).numpy()[0, 0, 0])
+        76
     """
-    channels = _channels_of(src)
-    if channels == 1:
-        raise ValueError("src is already gray (1 channel); to_gray takes RGB or RGBA")
-    return run_steps(src, [_convert_step("gray", None, weights, channels)], out, stream)
+    # gray -> gray is the convert step's copy: one code path for out=, batches and streams
+    return run_steps(src, [_convert_step("gray", None, weights, _channels_of(src))], out, stream)
 
 
 @register_op

@@ -47,8 +47,10 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
     if src.device != dst.device:
         raise ValueError(f"src is on {src.device!r} but dst is on {dst.device!r}")
     cs, cd = uniform_channels(src), uniform_channels(dst)
+    if mode == "over" and 1 in (cs, cd) and {cs, cd} <= {1, 3, 4}:
+        return _blend_gray(dst, src, top, left, opacity, out, stream)
     if mode == "over" and (cs, cd) not in _BLEND_CHANNELS:
-        raise ValueError(f"src has {cs} channels and dst {cd}; blend takes RGB or RGBA for both (convert gray first)")
+        raise ValueError(f"src has {cs} channels and dst {cd}; blend takes gray, RGB or RGBA for both")
     if mode == "paste" and cs != cd and (cs, cd) not in _BLEND_CHANNELS:
         raise ValueError(f"src has {cs} channels and dst {cd}; paste needs the same count (or RGB/RGBA)")
     layers = images_of(src)
@@ -70,6 +72,19 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
         for i, layer in enumerate(layers):
             _place_numpy(layer.array, targets[i if per_layer else 0].array, int(rows[i, 0]), int(rows[i, 1]), float(rows[i, 2]), mode)
     return out
+
+
+def _blend_gray(dst: Source, src: Source, top: Any, left: Any, opacity: Any, out: Source | None, stream: Any) -> Source:
+    """``blend`` where a side is gray: the gray side is taken as RGB (its level in R, G and
+    B, opaque), the layers composited as RGB(A), and a gray ``dst`` gets the result's gray
+    level back (bt601): Pillow's ``alpha_composite(dst.convert("RGBA"), src).convert("L")``."""
+    from ..color import convert, to_gray
+
+    rgb_src = convert(src, "rgb", stream=stream) if uniform_channels(src) == 1 else src
+    if uniform_channels(dst) != 1:
+        return _place(dst, rgb_src, top, left, opacity, "over", out, stream)
+    mixed = _place(convert(dst, "rgb", stream=stream), rgb_src, top, left, opacity, "over", None, stream)
+    return to_gray(mixed, out=out, stream=stream)
 
 
 def _place_numpy(s: np.ndarray, d: np.ndarray, top: int, left: int, opacity: float, mode: str) -> None:
@@ -101,7 +116,9 @@ def blend(
 
     Pillow's ``Image.alpha_composite`` arithmetic, so the overlap equals Pillow bit for bit
     (``opacity`` scales the source alpha first, rounded). Negative offsets are allowed.
-    RGB layers count as opaque; an RGB ``dst`` stays RGB. ``src`` may be an ImageBatch of
+    RGB layers count as opaque; an RGB ``dst`` stays RGB. A gray side is taken as RGB (its
+    level in R, G and B) and a gray ``dst`` stays gray: the composite's bt601 gray level,
+    as Pillow's ``alpha_composite(dst.convert("RGBA"), src).convert("L")``. ``src`` may be an ImageBatch of
     layers over one ``dst`` (non-overlapping, per-layer offsets; one launch) or over a ``dst``
     batch of the same length (layer i over image i). ``out=dst`` blends in place.
 
