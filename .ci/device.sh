@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (see ../shared/device/README.md): installs the carried CUDA 13
+# Runs on the GPU machine (the project's device runs carry the wheels in .whl/): installs the carried CUDA 13
 # nvImageCodec wheels from .whl/ into /tmp/site, imports gpuimg from the checkout, prints
 # the device, then runs the command given (default: the test suite). Logs go to $OUT.
 #   bash .ci/device.sh                       -> python3 -m pytest -q

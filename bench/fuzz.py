@@ -1187,7 +1187,7 @@ def run_fuzz(
     non-clean input: index, format, seed, mutations, class, events, saved file), timings.
     """
     if extra == "default":
-        extra = ROOT.parent / "shared" / "repro"
+        extra = ROOT / "tests" / "repro"
     formats = tuple(formats)
     for f in formats:
         if f not in FORMATS:
@@ -1410,7 +1410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--memory-mb", type=int, default=3000, help="kill a worker whose RSS grows this much over idle: 'memory' (0: off)")
     p.add_argument("--address-space-mb", type=int, default=16000, help="RLIMIT_AS of each worker on the CPU (0: none)")
     p.add_argument("--pipeline-every", type=int, default=50, help="run the pipeline on every Kth input (0: never)")
-    p.add_argument("--extra", default=None, help="folder of extra seed files (default ../shared/repro if present; '' none)")
+    p.add_argument("--extra", default=None, help="folder of extra seed files (default tests/repro, the files that once broke gpuimg; '' none)")
     p.add_argument("--save", default=None, help="folder to save every non-clean input and findings.jsonl in")
     p.add_argument("--json", default=None, help="write the report as JSON here")
     p.add_argument("--spares", type=int, default=None,
