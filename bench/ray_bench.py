@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import gpuimg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-import pipeline as w1  # noqa: E402  bench/pipeline.py: the dataset classes and W1
+import datasets  # noqa: E402  bench/datasets.py: the dataset classes
+import pipeline as w1  # noqa: E402  bench/pipeline.py: W1
 
 import gpuimg.ray  # noqa: E402
 from gpuimg.pipeline import Pipeline  # noqa: E402
@@ -69,7 +70,7 @@ def run_class(cls: str, files: list[Path], tmp: Path, device: str, res: harness.
     for f in files:  # warm the page cache, as bench/pipeline.py does
         f.read_bytes()
     tag = f"[{cls}]"
-    print(f"{tag} {w1.CLASSES[cls][1]}: {len(files)} JPEGs", flush=True)
+    print(f"{tag} {datasets.CLASSES[cls][2]}: {len(files)} files", flush=True)
     alone = w1.ours_w1(files, tmp / cls / "alone", device, workers=False, keep_stats=False)["rate"]
     defaults = w1.ours_w1(files, tmp / cls / "defaults", device, keep_stats=False)["rate"]
     res.add(f"{tag} W1 Pipeline.run in-process, workers off", alone, "img/s", "Pipeline.run defaults", defaults)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     # The datasets are made first: make_dataset forks a pool, and a child forked after
     # ray.init carries Ray's signal handler, which prints a stack trace when the pool ends.
-    made = {cls: w1.make_dataset(tmp / cls / "src", args.count or (16 if args.quick else w1.CLASSES[cls][0]), cls)
+    made = {cls: datasets.generate(tmp / cls / "src", args.count or (16 if args.quick else datasets.CLASSES[cls][0]), cls)
             for cls in classes}
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     res = harness.Results(f"W1 through Ray Data ({device})")
