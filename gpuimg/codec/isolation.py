@@ -338,6 +338,10 @@ _lock = threading.Lock()
 _owner_pid = os.getpid()
 _count: dict[int, int] = {}  # threads -> children started or starting and not yet closed
 _exiting = False  # set at exit: a child that finishes starting after it is stopped at once
+# Bumped by _stop_all: a child whose start began before then is stopped when it is ready
+# instead of joining the pool (it was started under settings that are gone, e.g. another
+# environment).
+_generation = 0
 
 
 _starting: dict[int, threading.Event] = {}  # threads -> set once prestart's child is idle (or failed)
@@ -393,9 +397,11 @@ def prestart(threads: int, config: Isolation, children: int | None = 1) -> None:
         _grow(threads, config, want)
         return
 
+    generation = _generation
+
     def start() -> None:
         try:
-            _give_back(_Child(threads, config))
+            _give_back(_Child(threads, config), generation)
         except Exception:  # noqa: BLE001 - the decode that needs one starts it and meets the error
             return
         finally:
@@ -413,11 +419,12 @@ def _grow(threads: int, config: Isolation, total: int) -> None:
     with _lock:
         _check_owner()
         missing = min(total, config.pool_size(threads)) - _count.get(threads, 0)
+    generation = _generation
     for _ in range(max(0, missing)):
 
         def start() -> None:
             try:
-                _give_back(_Child(threads, config))
+                _give_back(_Child(threads, config), generation)
             except Exception:  # noqa: BLE001 - a call that needs one more starts it and meets the error
                 pass
 
@@ -458,19 +465,23 @@ def _take(threads: int, config: Isolation) -> _Child:
     return _Child(threads, config)
 
 
-def _give_back(child: _Child) -> None:
+def _give_back(child: _Child, generation: int | None = None) -> None:
+    """Return ``child`` to the pool (``generation``: the pool's when its start began)."""
     if not child.alive():
         child.close()
         return
     with _lock:
-        if not _exiting and _owner_pid == os.getpid() and len(_idle) < max(64, 2 * usable_cores()):
+        current = generation is None or generation == _generation
+        if current and not _exiting and _owner_pid == os.getpid() and len(_idle) < max(64, 2 * usable_cores()):
             _idle.append(child)
             return
     child.stop()
 
 
 def _stop_all() -> None:
+    global _generation
     with _lock:
+        _generation += 1
         children = list(_idle) if _owner_pid == os.getpid() else []
         _idle.clear()
     for child in children:  # ask them all first: they exit at the same time
