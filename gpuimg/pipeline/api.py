@@ -41,7 +41,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,8 @@ from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
 from .config import PipelineConfig
-from .files import (Job, check_run_files, cpu_codec_files, is_done, mean_file_bytes, output_format, plan_jobs,
-                    remove_stale_temps)
+from .files import Job, check_run_files, is_done, mean_file_bytes, output_format, plan_jobs, remove_stale_temps
+from .files import cpu_codec_files as count_cpu_codec_files
 from .options import DEFAULT_MAX_BATCH_BYTES, RunOptions
 from .process import start
 from .results import REPORT_NAME, Failure, Run, Summary, account, write_report
@@ -223,7 +223,8 @@ class Pipeline:
         try:
             if shards > 1:
                 with progress_callback(progress, len(todo)) as report_progress:
-                    run_shards(self._specs, self.config, self.device, todo, opts, summary, shards, report_progress)
+                    run_shards(self._specs, self.config, self.device, todo, opts, summary, shards, report_progress,
+                               count_cpu_codec_files(todo, self.device))
             else:
                 self._run_jobs(todo, opts, summary, progress=progress)
         except KeyboardInterrupt:
@@ -257,12 +258,17 @@ class Pipeline:
         self._run_jobs(list(jobs), opts, summary)
         return summary
 
-    def _run_jobs(self, todo: list[Job], options: RunOptions, summary: Summary, *, progress: Any = None,
-                  on_event: Callable[[tuple[Any, ...]], None] | None = None) -> None:
+    def _run_jobs(self, todo: Iterable[Job], options: RunOptions, summary: Summary, *, progress: Any = None,
+                  on_event: Callable[[tuple[Any, ...]], None] | None = None, cpu_codec_files: int | None = None) -> None:
         """``todo`` through the stages in this process into ``summary`` (wall and stage
-        times included); ``on_event`` sees each item's result as it is counted (the
-        shards report them so). KeyboardInterrupt goes on to the caller."""
-        self._codecs.prewarm(cpu_codec_files(todo, self.device))  # overlaps the first reads
+        times included); ``todo`` may be a list or an iterable the readers pull from (a
+        shard's feed; then ``cpu_codec_files`` says how many of its files the CPU codecs
+        will decode). ``on_event`` sees each item's result as it is counted (the shards
+        report them so). KeyboardInterrupt goes on to the caller."""
+        if cpu_codec_files is None:
+            todo = list(todo)
+            cpu_codec_files = count_cpu_codec_files(todo, self.device)
+        self._codecs.prewarm(cpu_codec_files)  # overlaps the first reads
         started = time.perf_counter()
         run = Run()
         try:
@@ -279,9 +285,10 @@ class Pipeline:
         # Ctrl-C while waiting for the encode worker to start is a stop too (the caller's try)
         plan = self._worker_plan(todo, options.workers)
         sink = self._sink(run, options, plan)
-        with progress_callback(progress, len(todo)) as report_progress:
+        total = len(todo) if isinstance(todo, Sized) else 0  # a shard's feed has no length (and no progress)
+        with progress_callback(progress, total) as report_progress:
             self._execute(run, todo, sink, batch_size, options.max_batch_bytes, options.readers, summary,
-                          report_progress, plan, on_event)
+                          report_progress, plan, on_event, total)
 
     def _worker_plan(self, jobs: list[Job], workers: bool | None) -> str:
         """How a run of ``jobs`` uses the worker processes, decided once for all roles
@@ -318,9 +325,9 @@ class Pipeline:
 
     def _execute(self, run: Run, jobs: list[Job], sink: Any, batch_size: int, max_bytes: int, readers: int,
                  summary: Summary, progress: Callable[[int, int], None] | None, plan: str,
-                 on_event: Callable[[tuple[Any, ...]], None] | None = None) -> None:
+                 on_event: Callable[[tuple[Any, ...]], None] | None = None, total: int = 0) -> None:
         threads = self._start(run, jobs, sink, batch_size, max_bytes, readers, plan)
-        total, done = len(jobs), 0
+        done = 0
         try:
             while True:
                 event = run.next_event()

@@ -158,9 +158,10 @@ class PipelineConfig:
         """How many processes share a run of ``count`` inputs totalling ``input_bytes``
         on ``device`` on a machine with ``cores`` usable CPU cores (None: this process's):
         one (the run stays in this process) for a job too small to gain from more, else
-        one shard per ``shard_cores`` cores on the GPU (per core on the CPU device, where
-        each shard's work is all host work), at most ``max_shards``, and no more than the
-        job fills (``shard_min_files`` inputs, ``cpu_shard_min_files`` on the CPU, or
+        one shard per ``shard_cores`` cores (a shard keeps about two busy: its own
+        interpreter, and the CPU Huffman decoding or the isolated CPU codecs beside it), at
+        most ``max_shards``, and no more than the job fills (``shard_min_files`` inputs,
+        ``cpu_shard_min_files`` on the CPU device, where each file is more work, or
         ``shard_min_bytes`` of input per shard).
 
         Each shard is a whole pipeline in its own process (its own interpreter, CUDA
@@ -176,13 +177,12 @@ class PipelineConfig:
             (1, 8)
             >>> cfg.shard_count(3000, 300 << 20, cores=2), cfg.shard_count(400, 40 << 20, cores=16)
             (1, 2)
-            >>> cfg.shard_count(200, 8 << 20, cores=2, device="cpu")
-            2
+            >>> cfg.shard_count(200, 8 << 20, cores=2, device="cpu"), cfg.shard_count(200, 8 << 20, cores=8, device="cpu")
+            (1, 4)
         """
         cores = usable_cores() if cores is None else cores
-        per_shard = self.shard_cores if device == "cuda" else 1
         min_files = self.shard_min_files if device == "cuda" else self.cpu_shard_min_files
-        by_cores = min(self.max_shards, max(1, cores // per_shard))
+        by_cores = min(self.max_shards, max(1, cores // self.shard_cores))
         by_bytes = input_bytes // self.shard_min_bytes if self.shard_min_bytes else 0
         return int(max(1, min(by_cores, max(count // min_files, by_bytes))))
 

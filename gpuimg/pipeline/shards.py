@@ -3,32 +3,33 @@
 One interpreter cannot keep a GPU busy on a dataset of small files: parsing, the Python of
 each batch, the CPU half of the hybrid JPEG decoder and the CPU codecs all wait for one
 GIL. So a large run is planned here (names, clashes, resume, stale temporary files: the
-same rules as in one process, decided once for the whole run) and its jobs are dealt out
-to N shard processes (:func:`shard_jobs`: balanced by input bytes), each a
-:class:`~gpuimg.pipeline.Pipeline` with the same steps, config and device running
-:meth:`~gpuimg.pipeline.Pipeline.process_jobs` on its slice, with its share of the cores
-(decoder threads, isolated CPU-codec children). Each shard reports every item as it
-ends; this process merges them into the run's one :class:`~gpuimg.pipeline.Summary` and
-report and drives the progress bar.
+same rules as in one process, decided once for the whole run) and its jobs go to N shard
+processes, each a :class:`~gpuimg.pipeline.Pipeline` with the same steps, config and
+device, with its share of the cores (decoder threads, isolated CPU-codec children, CPU
+encoder threads). Jobs are handed out in chunks as each shard asks for more (chunks
+shrink as the run nears its end), so a shard that started late or got slow files takes
+less and all finish together. Each shard reports every item as it ends; this process
+merges them into the run's one :class:`~gpuimg.pipeline.Summary` and report and drives
+the progress bar.
 
 Guarantees kept across shards: outputs are written atomically by the shard that made
 them; a stop (Ctrl-C, SIGTERM) reaches every shard, which finishes its in-flight writes
-and reports ``interrupted``; a shard that dies (a native crash, the OOM killer) costs
-only its unreported items, which are run once more in a fresh shard, and fail with the
-reason if that one dies too.
+and reports ``interrupted``; a shard that dies (a native crash, the OOM killer) costs no
+item by itself: the items it held unreported go back to the queue for the other shards
+(a fresh shard starts if none is left), and an item that was held by two dying shards
+fails with the reason.
 
-Protocol: the parent writes two pickles to the shard's stdin, ``(steps, config, device)``
-(the shard builds its Pipeline and starts its decoder's warm-up at once) and then
-``(jobs, options)``; the shard writes pickled tuples to its stdout, ``("done", index,
-bytes_in, bytes_out)``, ``("fail", index, stage, reason)``, and last ``("end",
+Protocol (pickles): the parent writes ``(steps, config, device)`` to the shard's stdin
+(the shard builds its Pipeline and starts its decoder's warm-up at once), then
+``(options, cpu_codec_files)``, then ``("jobs", [Job, ...])`` chunks and last
+``("end",)``; the shard writes to its stdout ``("want",)`` (its feed runs low),
+``("done", index, bytes_in, bytes_out)``, ``("fail", index, stage, reason)``,
+``("error", reason)`` (an exception in the shard itself) and last ``("end",
 stage_seconds, interrupted)``. Its own prints go to stderr.
 
 Example:
-    >>> from gpuimg.pipeline.files import Job
-    >>> from pathlib import Path
-    >>> jobs = [Job(i, Path(f"{i}.jpg"), Path(f"o/{i}.jpg"), size=s) for i, s in enumerate([9, 1, 5, 5])]
-    >>> [[j.index for j in part] for part in shard_jobs(jobs, 2)]
-    [[0, 1], [2, 3]]
+    >>> chunk_size(1000, shards=4, largest=64), chunk_size(40, shards=4, largest=64), chunk_size(1, 4, 64)
+    (64, 5, 1)
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,53 +54,8 @@ from .files import Job
 from .options import RunOptions
 from .results import Failure, Summary, account, reason
 
-__all__ = ["shard_jobs", "input_sizes", "run_shards", "shard_config", "shardable"]
+__all__ = ["run_shards", "shard_config", "shardable", "chunk_size"]
 
-# How long a stopped shard may take to finish its in-flight batch and report.
-_STOP_GRACE_S = 60.0
-
-
-def shard_jobs(jobs: Sequence[Job], count: int, sizes: Sequence[int] | None = None) -> list[list[Job]]:
-    """``jobs`` dealt to ``count`` shards, largest input first to the least loaded (by
-    bytes: ``sizes``, default each job's ``size``), each shard's jobs then in input order
-    (readers and outputs stay local).
-
-    Example:
-        >>> from pathlib import Path
-        >>> js = [Job(i, Path(str(i)), Path(str(i))) for i in range(5)]
-        >>> [[j.index for j in part] for part in shard_jobs(js, 2, sizes=[1, 1, 1, 1, 1])]
-        [[0, 2, 4], [1, 3]]
-    """
-    weights = [max(int(w), 1) for w in (sizes if sizes is not None else [j.size for j in jobs])]
-    parts: list[list[Job]] = [[] for _ in range(max(1, count))]
-    loads = [0] * len(parts)
-    for k in sorted(range(len(jobs)), key=lambda k: -weights[k]):
-        least = loads.index(min(loads))
-        parts[least].append(jobs[k])
-        loads[least] += weights[k]
-    return [sorted(p, key=lambda j: j.index) for p in parts if p]
-
-
-def input_sizes(jobs: Sequence[Job]) -> list[int]:
-    """Each job's input bytes (its ``size``, its ``data``, or the file's; 0 if unknown).
-
-    Example:
-        >>> from pathlib import Path
-        >>> input_sizes([Job(0, Path("assets/coffee.jpg"), None), Job(1, Path("nowhere.jpg"), None)])[1]
-        0
-    """
-    sizes = []
-    for job in jobs:
-        if job.size:
-            sizes.append(job.size)
-        elif job.data is not None:
-            sizes.append(len(job.data))
-        else:
-            try:
-                sizes.append(os.stat(job.src).st_size)
-            except (OSError, TypeError, ValueError):
-                sizes.append(0)
-    return sizes
 
 
 def shardable(specs: Sequence[Any]) -> bool:
@@ -140,16 +97,26 @@ def shard_config(config: PipelineConfig, shards: int, cores: int | None = None) 
     return dataclasses.replace(config, **changes)
 
 
+def chunk_size(remaining: int, shards: int, largest: int) -> int:
+    """Jobs to hand a shard that asks for more: an even share of what is left, halved so
+    the last chunks are small and the shards end together, at most ``largest``.
+
+    Example:
+        >>> chunk_size(100, 2, 8), chunk_size(3, 2, 8)
+        (8, 1)
+    """
+    return max(1, min(largest, remaining // max(1, 2 * shards)))
+
+
 class _Shard:
-    """One shard process: started with its pipeline, then handed its jobs."""
+    """One shard process: started with its pipeline, then fed chunks of jobs."""
 
     def __init__(self, specs: list[Any], config: PipelineConfig, device: str, events: queue.Queue, number: int):
         self.number = number
-        self.jobs: list[Job] = []
-        self.reported: set[int] = set()
+        self.held: dict[int, Job] = {}  # handed and not reported yet
         self.ended = False
         self.interrupted = False
-        self.stage_seconds: dict[str, float] = {}
+        self.fed_end = False
         self.error: str | None = None
         self.exit_code: int | None = None
         env = dict(os.environ)
@@ -157,23 +124,47 @@ class _Shard:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gpuimg.pipeline.shards"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, start_new_session=False,
+            [sys.executable, "-m", "gpuimg.pipeline.shards"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
-        assert self.process.stdin is not None
-        pickle.dump((specs, config, device), self.process.stdin)
-        self.process.stdin.flush()
-        self._reader = threading.Thread(target=self._read, args=(events,), name=f"gpuimg-shard-{number}", daemon=True)
-        self._reader.start()
+        # The shard's stdin is written by its own thread: a shard busy with a batch reads its
+        # next chunk only when its feed runs dry, and the dispatcher must not wait for that.
+        self._feed: queue.Queue = queue.Queue()
+        self._feed.put((specs, config, device))
+        threading.Thread(target=self._write, name=f"gpuimg-shard-{number}-feed", daemon=True).start()
+        threading.Thread(target=self._read, args=(events,), name=f"gpuimg-shard-{number}", daemon=True).start()
 
-    def hand(self, jobs: list[Job], options: RunOptions) -> None:
-        self.jobs = jobs
-        assert self.process.stdin is not None
+    @property
+    def alive(self) -> bool:
+        return self.exit_code is None and not self.ended
+
+    def send(self, msg: Any) -> None:
+        self._feed.put(msg)
+
+    def hand(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self.held[job.index] = job
+        self.send(("jobs", jobs))
+
+    def finish_feed(self) -> None:
+        if not self.fed_end:
+            self.fed_end = True
+            self.send(("end",))
+
+    def _write(self) -> None:
+        stream = self.process.stdin
+        assert stream is not None
         try:
-            pickle.dump((jobs, options), self.process.stdin)
-            self.process.stdin.close()
-        except (BrokenPipeError, OSError):  # it died at start: its jobs are unreported, and retried
+            while True:
+                msg = self._feed.get()
+                pickle.dump(msg, stream)
+                stream.flush()
+                if msg == ("end",):
+                    break
+        except (BrokenPipeError, OSError, ValueError):  # it died: its held jobs go back to the queue
             pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
 
     def _read(self, events: queue.Queue) -> None:
         stream = self.process.stdout
@@ -193,13 +184,8 @@ class _Shard:
 
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self.process.send_signal(signum)
-            except OSError:
-                pass
-
-    def unreported(self) -> list[Job]:
-        return [j for j in self.jobs if j.index not in self.reported]
 
 
 def _exit_reason(code: int | None) -> str:
@@ -221,95 +207,110 @@ def run_shards(
     summary: Summary,
     count: int,
     progress: Callable[[int, int], None] | None = None,
+    cpu_codec_files: int = 0,
 ) -> None:
     """Process ``todo`` in ``count`` shard processes, merging their results into
     ``summary`` (see the module's docstring); a stop of this process stops them all.
     KeyboardInterrupt is raised again once every shard has stopped.
     """
     shard_cfg = shard_config(config, count)
-    shard_opts = options.replace(workers=False, shards=1)
+    setup = (options.replace(workers=False, shards=1), cpu_codec_files // max(1, count))
+    largest = options.batch_size if device == "cuda" else 4 * config.cpu_batch_size
     events: queue.Queue = queue.Queue()
-    by_index = {j.index: j for j in todo}
-    done = [0]
-    total = len(todo)
+    waiting: deque[Job] = deque(todo)
+    attempts: dict[int, int] = {}
+    total, done = len(todo), 0
     stage_totals: dict[str, float] = {}
-
-    def launch(parts: list[list[Job]], first: int) -> list[_Shard]:
-        shards = [_Shard(specs, shard_cfg, device, events, first + k) for k in range(len(parts))]
-        for shard, part in zip(shards, parts):
-            shard.hand(part, shard_opts)
-        return shards
-
-    def wait(shards: list[_Shard]) -> bool:
-        """Until every shard has exited; True when a stop came."""
-        running = len(shards)
-        stopped = False
-        while running:
-            try:
-                shard, msg = events.get(timeout=0.1 if not stopped else 1.0)
-            except queue.Empty:
-                continue
-            except KeyboardInterrupt:
-                if stopped:  # a second stop: do not wait for in-flight batches
-                    for s in shards:
-                        s.signal(signal.SIGKILL)
-                    continue
-                stopped = True
-                for s in shards:
-                    s.signal(signal.SIGTERM)
-                continue
-            kind = msg[0]
-            if kind in ("done", "fail"):
-                job = by_index.get(msg[1])
-                if job is None or job.index in shard.reported:
-                    continue
-                shard.reported.add(job.index)
-                account(summary, (kind, job, *msg[2:]))
-                done[0] += 1
-                if progress is not None:
-                    try:
-                        progress(done[0], total)
-                    except KeyboardInterrupt:
-                        events.put((shard, ("stop",)))
-            elif kind == "stop":
-                if not stopped:
-                    stopped = True
-                    for s in shards:
-                        s.signal(signal.SIGTERM)
-            elif kind == "end":
-                shard.ended = True
-                shard.interrupted = bool(msg[2])
-                for name, value in msg[1].items():
-                    stage_totals[name] = stage_totals.get(name, 0.0) + value
-            elif kind == "error":
-                shard.error = msg[1]
-            elif kind == "exit":
-                running -= 1
-                shard.exit_code = msg[1]
-        return stopped
-
-    shards = launch(shard_jobs(todo, count, input_sizes(todo)), 0)
+    shards: list[_Shard] = []
     stopped = False
-    try:
-        stopped = wait(shards)
-    except BaseException:
+    restarts = 0
+
+    def launch() -> _Shard:
+        shard = _Shard(specs, shard_cfg, device, events, len(shards))
+        shard.send(setup)
+        shards.append(shard)
+        feed(shard)
+        return shard
+
+    def feed(shard: _Shard) -> None:
+        if stopped or not waiting:
+            shard.finish_feed()
+            return
+        n = chunk_size(len(waiting), sum(s.alive for s in shards), largest)
+        shard.hand([waiting.popleft() for _ in range(min(n, len(waiting)))])
+
+    def stop_all() -> None:
         for s in shards:
-            s.signal(signal.SIGKILL)
-        raise
-    lost = [(s, j) for s in shards if not s.ended for j in s.unreported()]
-    again = [j for s, j in lost if s.error is None]
-    if again and not stopped:  # a shard died (a crash, not an error): its unreported items once more
-        retry = launch([again], len(shards))
-        stopped = wait(retry)
-        shards += retry
-        lost = [(s, j) for s, j in lost if s.error is not None]
-        lost += [(s, j) for s in retry if not s.ended for j in s.unreported()]
-    for shard, job in lost:
-        if stopped:
-            continue  # not done because the run stopped: --resume does them
-        why = f"its shard process failed ({shard.error})" if shard.error else _exit_reason(shard.exit_code)
-        summary.failures.append(Failure(str(job.src), "shard", f"{why} before this item was done; nothing was written for it"))
-        summary.failed += 1
+            s.finish_feed()
+            s.signal(signal.SIGTERM)
+
+    def lose(shard: _Shard) -> None:
+        """A shard that exited without its end: what it held goes back, once."""
+        for job in shard.held.values():
+            attempts[job.index] = attempts.get(job.index, 0) + 1
+            if shard.error is not None or attempts[job.index] >= 2:
+                why = f"its shard process failed ({shard.error})" if shard.error else _exit_reason(shard.exit_code)
+                summary.failures.append(Failure(str(job.src), "shard",
+                                                f"{why} while it held this item; nothing was written for it"))
+                summary.failed += 1
+            else:
+                waiting.appendleft(job)
+        shard.held.clear()
+
+    for _ in range(min(count, len(todo))):
+        launch()
+    while any(s.exit_code is None for s in shards):
+        try:
+            shard, msg = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if stopped:  # a second stop: do not wait for in-flight batches
+                for s in shards:
+                    s.signal(signal.SIGKILL)
+            else:
+                stopped = True
+                stop_all()
+            continue
+        kind = msg[0]
+        if kind in ("done", "fail"):
+            job = shard.held.pop(msg[1], None)
+            if job is None:
+                continue
+            account(summary, (kind, job, *msg[2:]))
+            done += 1
+            if progress is not None:
+                try:
+                    progress(done, total)
+                except KeyboardInterrupt:
+                    if not stopped:
+                        stopped = True
+                        stop_all()
+        elif kind == "want":
+            feed(shard)
+        elif kind == "end":
+            shard.ended = True
+            shard.interrupted = bool(msg[2])
+            for name, value in msg[1].items():
+                stage_totals[name] = stage_totals.get(name, 0.0) + value
+        elif kind == "error":
+            shard.error = msg[1]
+        elif kind == "exit":
+            shard.exit_code = msg[1]
+            if not shard.ended and not stopped:
+                lose(shard)
+            if not stopped and waiting:
+                takers = [s for s in shards if s.alive and not s.fed_end]
+                for s in takers:  # what it gave back goes to the shards still taking jobs
+                    if not s.held:
+                        feed(s)
+                if not takers and restarts < count + 2:
+                    restarts += 1  # none is left to take it: a fresh shard does
+                    launch()
+    if not stopped:
+        for job in waiting:  # left after the restarts ran out
+            summary.failures.append(Failure(str(job.src), "shard", "no shard process could run it"))
+            summary.failed += 1
     summary.stage_seconds = {k: round(v, 4) for k, v in stage_totals.items()}
     if stopped or any(s.interrupted for s in shards):
         raise KeyboardInterrupt
@@ -332,6 +333,43 @@ def _stop_once() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+class _Feed:
+    """The shard's jobs as the Batcher pulls them: chunks read from stdin, the next one
+    asked for (``("want",)``) while a chunk's worth is still buffered, so that the
+    readers never wait for the parent in the middle of a run."""
+
+    def __init__(self, source: Any, send: Callable[[tuple[Any, ...]], None], low: int):
+        self.source, self.send, self.low = source, send, low
+        self.buffer: deque[Job] = deque()
+        self.asked = True  # the parent hands the first chunk unasked
+        self.ended = False
+
+    def __iter__(self) -> Iterator[Job]:
+        while True:
+            if not self.buffer and not self.ended:
+                self._receive()
+            if not self.buffer:
+                return
+            if len(self.buffer) <= self.low and not self.asked and not self.ended:
+                self.asked = True
+                self.send(("want",))
+            yield self.buffer.popleft()
+
+    def _receive(self) -> None:
+        if not self.asked:
+            self.asked = True
+            self.send(("want",))
+        try:
+            msg = pickle.load(self.source)
+        except (EOFError, OSError, pickle.UnpicklingError):  # the parent is gone or done
+            msg = ("end",)
+        self.asked = False
+        if msg[0] == "jobs":
+            self.buffer.extend(msg[1])
+        else:
+            self.ended = True
+
+
 def _shard_main() -> int:
     results = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # what libraries print goes to stderr, not into the results
@@ -342,16 +380,19 @@ def _shard_main() -> int:
     interrupted = False
     summary = Summary()
     gone = [False]
+    lock = threading.Lock()  # the Batcher thread asks for jobs while the main thread reports
 
     def send(msg: tuple[Any, ...]) -> None:
         if gone[0]:
             return
         try:
-            pickle.dump(msg, results)
-            results.flush()
+            with lock:
+                pickle.dump(msg, results)
+                results.flush()
         except (BrokenPipeError, OSError):  # the parent is gone: stop cleanly
             gone[0] = True
-            raise KeyboardInterrupt from None
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt from None
 
     def on_event(event: tuple[Any, ...]) -> None:
         if event[0] == "done":
@@ -363,8 +404,9 @@ def _shard_main() -> int:
         specs, config, device = pickle.load(source)
         pipeline = Pipeline(specs, config=config, device=device)
         pipeline.prewarm()  # overlaps the parent's planning
-        jobs, options = pickle.load(source)
-        pipeline._run_jobs(jobs, options, summary, on_event=on_event)
+        options, cpu_files = pickle.load(source)
+        low = options.batch_size if device == "cuda" else 4 * config.cpu_batch_size
+        pipeline._run_jobs(_Feed(source, send, low), options, summary, on_event=on_event, cpu_codec_files=cpu_files)
     except KeyboardInterrupt:
         interrupted = True
     except EOFError:  # the parent stopped before handing the jobs
