@@ -118,11 +118,15 @@ class CodecPool:
         a second of nvImageCodec start; on the CPU the start of the child process the
         codecs run in) on a background thread, while the run plans its jobs and reads its
         first files; the first decode lane then takes it. ``cpu_codec_files``: how many of
-        the run's files the isolated CPU codecs will decode: for many, the whole pool of
-        children starts (in the background, the first one first), else at most one. Once
+        the run's files the isolated CPU codecs will decode: for many on the GPU device,
+        the whole pool of children starts (in the background, the first one first), else
+        at most one. Once
         per pool; not where the backends include the hardware decoder (its buffers are
         sized from the first batch instead, see :func:`new_decoder`)."""
-        if cpu_codec_files >= self.config.pool_min_files:  # before the return below: the pool is its own start
+        # The whole pool only where batches are large enough to spread over it (the GPU
+        # device's; a CPU-device batch holds config.cpu_batch_size images). Before the
+        # return below: the pool is its own start.
+        if self.device == "cuda" and cpu_codec_files >= self.config.pool_min_files:
             isolation.prestart(self.config.decoder_threads, self.config.isolation, children=None)
         if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
             return
