@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import GpuImgError
+from .errors import RayNotInstalledError  # re-exported: its old home (in __all__)
 from .pipeline.api import Pipeline, prepare_run, progress_callback
 from .pipeline.options import RunOptions
 from .pipeline.config import PipelineConfig
@@ -52,10 +52,6 @@ from .pipeline.results import REPORT_NAME, Failure, Summary, reason, write_repor
 __all__ = ["ProcessBatches", "TensorBatches", "run_on_ray", "plan_actors", "ActorPlan", "RayNotInstalledError"]
 
 INSTALL_HINT = 'pip install "gpuimg[ray]"'
-
-
-class RayNotInstalledError(GpuImgError, ImportError):
-    """Ray Data is not installed (``pip install "gpuimg[ray]"``)."""
 
 
 def import_ray() -> Any:

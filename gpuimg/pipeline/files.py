@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec import formats
-from ..errors import GpuImgError, check_choice
+from ..errors import NameTemplateError, check_choice  # NameTemplateError: re-exported, its old home
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -261,11 +261,6 @@ def output_name(name: str, suffix: str) -> str:
     return os.path.splitext(name)[0] + suffix
 
 
-class NameTemplateError(GpuImgError, ValueError):
-    """A ``name`` template of :func:`plan_jobs` that cannot name files (unknown field, a
-    path separator, a name that is empty, ``.`` or ``..``)."""
-
-
 class NameTemplate:
     """An output file name template (``--name`` on the command, ``name=`` of
     :func:`plan_jobs`): :meth:`str.format` fields ``{stem}`` (the input's name without its
@@ -285,7 +280,7 @@ class NameTemplate:
         >>> NameTemplate("{name}.jpg")
         Traceback (most recent call last):
         ...
-        gpuimg.pipeline.files.NameTemplateError: name='{name}.jpg' has an unknown field {name}; the fields are {stem}, {suffix}, {ext} and {parent}
+        gpuimg.errors.NameTemplateError: name='{name}.jpg' has an unknown field {name}; the fields are {stem}, {suffix}, {ext} and {parent}
     """
 
     FIELDS = ("stem", "suffix", "ext", "parent")

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ...errors import GpuImgError, check_choice
+from ...errors import ColorEngineMissingError, check_choice  # ColorEngineMissingError: re-exported, its old home
 from ..registry import register_op
 from .._engine.args import Source, check_src
 from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out, same_memory
@@ -60,10 +60,6 @@ CMY_STEP, CMY_GRID = 3, 86  # CMYK tables: C, M and Y at the levels 0, 3, ..., 2
 K_STEP, K_GRID = 17, 16  # ... and K at 0, 17, ..., 255 (K is interpolated linearly: it bends least)
 _CACHE_SIZE = 32  # profiles whose tables are kept (a folder of phone photos uses a handful) ...
 _CACHE_BYTES = 256 << 20  # ... within this many bytes of tables (a CMYK table is 30 MB)
-
-
-class ColorEngineMissingError(GpuImgError, ImportError):
-    """Pillow's ImageCms (LittleCMS) is needed to build a profile transform and is missing."""
 
 
 def _imagecms() -> Any:
