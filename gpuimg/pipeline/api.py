@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ArgumentError, ArgumentTypeError
 from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
@@ -83,7 +84,7 @@ class Pipeline:
         self.device = resolve_device(device)
         self.config = config if config is not None else PipelineConfig()
         if not isinstance(self.config, PipelineConfig):
-            raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
+            raise ArgumentTypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
         self._specs = list(steps)  # as given: what a shard process rebuilds its steps from
         self._steps = [Step(s, self.device) for s in self._specs]
         # Argument errors that would fail every image: now, on the CPU twins of the steps.
@@ -212,7 +213,7 @@ class Pipeline:
         """
         opts = RunOptions.of(options, **changes)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
-            raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
+            raise ArgumentTypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(opts.report) if opts.report is not None else Path(output_dir) / REPORT_NAME
@@ -394,7 +395,7 @@ class Pipeline:
         if size is None:
             size = fixed_output_size(self._steps, self.device)
             if size is None:
-                raise ValueError("batches() needs size=(height, width): the steps' output size depends on the input "
+                raise ArgumentError("batches() needs size=(height, width): the steps' output size depends on the input "
                                  f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
         self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only

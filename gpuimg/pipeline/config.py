@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ArgumentError, check_int
 from ..codec.isolation import Isolation
 from ..device import usable_cores
 
@@ -127,11 +128,9 @@ class PipelineConfig:
                           ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
                           ("shard_min_bytes", 0), ("cpu_shard_min_files", 1),
                           ("encoder_cpu_threads", 0), ("pool_min_files", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(getattr(self, name), name, low=low)
         if not self.worker_start_timeout_s > 0:
-            raise ValueError(f"worker_start_timeout_s must be positive, got {self.worker_start_timeout_s!r}")
+            raise ArgumentError(f"worker_start_timeout_s must be positive, got {self.worker_start_timeout_s!r}")
         if self.decode_backends is not None:
             object.__setattr__(self, "decode_backends", tuple(self.decode_backends))
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec import formats
-from ..errors import NameTemplateError, check_choice  # NameTemplateError: re-exported, its old home
+from ..errors import ArgumentError, NameTemplateError, check_choice  # NameTemplateError: re-exported, its old home
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -421,7 +421,7 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
         >>> check_output_dir(src, os.path.join(src, "out"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: the output folder ... is inside the input folder ...
+        gpuimg.errors.ArgumentError: the output folder ... is inside the input folder ...
     """
     out_real = os.path.realpath(os.path.expanduser(output_dir))
     if isinstance(inputs, str | os.PathLike) and Path(inputs).expanduser().is_dir():
@@ -432,7 +432,7 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
     folder = out_real
     while True:
         if folder in folders:
-            raise ValueError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
+            raise ArgumentError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
                              "(outputs would be written among the inputs)")
         parent = os.path.dirname(folder)
         if parent == folder:
@@ -448,7 +448,7 @@ def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> No
         >>> check_run_files([Job(0, Path("/d/a.jpg"), None)], "/d/a.jpg")
         Traceback (most recent call last):
         ...
-        ValueError: the report path '/d/a.jpg' is an input file of the run: it would be replaced by the report
+        gpuimg.errors.ArgumentError: the report path '/d/a.jpg' is an input file of the run: it would be replaced by the report
     """
     if report is None:
         return
@@ -456,10 +456,10 @@ def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> No
     key = _key(os.path.join(os.path.realpath(folder), name))
     inputs = {_key(f) for f in _real_files([os.path.abspath(j.src) for j in jobs])}
     if key in inputs:
-        raise ValueError(f"the report path {os.fspath(report)!r} is an input file of the run: it would be replaced by the report")
+        raise ArgumentError(f"the report path {os.fspath(report)!r} is an input file of the run: it would be replaced by the report")
     outputs = {_key(os.fspath(j.dst)) for j in jobs if j.dst is not None}
     if key in outputs:
-        raise ValueError(f"the report path {os.fspath(report)!r} is an output file of the run")
+        raise ArgumentError(f"the report path {os.fspath(report)!r} is an output file of the run")
 
 
 def _pid_alive(pid: int) -> bool:

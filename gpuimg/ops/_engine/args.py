@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ...image import Image, ImageBatch
 
 __all__ = ["Source", "as_source", "is_array_like", "check_src", "uniform_channels", "per_sample", "number", "numbers", "check_range", "BORDERS", "check_border"]
@@ -57,29 +57,29 @@ def as_source(value: Any, name: str = "src") -> Any:
         >>> as_source(np.zeros((3, 32, 48), np.uint8), "dst")
         Traceback (most recent call last):
         ...
-        ValueError: dst: array of shape (3, 32, 48) looks channel-first (CHW: ...
+        gpuimg.errors.ArgumentError: dst: array of shape (3, 32, 48) looks channel-first (CHW: ...
     """
     if isinstance(value, Image | ImageBatch) or not is_array_like(value):
         return value
     try:
         return Image.from_array(value)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise ArgumentError(f"{name}: {exc}") from None
 
 
 def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None, dtypes: Sequence[Any] | None = None) -> None:
     """Raise a clear TypeError/ValueError unless ``src`` is an Image/ImageBatch that fits."""
     if not isinstance(src, Image | ImageBatch):
-        raise TypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
+        raise ArgumentTypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
                         f"torch tensor, got {type(src).__name__}")
     if dtypes is not None and src.dtype not in [np.dtype(d) for d in dtypes]:
         allowed = [np.dtype(d).name for d in dtypes]
-        raise ValueError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}")
+        raise ArgumentError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}")
     if channels is not None:
         have = {s[2] for s in src.shapes} if isinstance(src, ImageBatch) else {src.channels}
         bad = have - set(channels)
         if bad:
-            raise ValueError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}")
+            raise ArgumentError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}")
 
 
 def uniform_channels(src: Source) -> int:
@@ -88,7 +88,7 @@ def uniform_channels(src: Source) -> int:
         return src.channels
     channels = src.uniform_channels
     if channels is None:
-        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
+        raise ArgumentError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
     return channels
 
 
@@ -105,27 +105,27 @@ def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32, *, fi
         >>> per_sample(1.5, 1, "top", np.int64)
         Traceback (most recent call last):
         ...
-        ValueError: top must be an int (or one int per image), got 1.5
+        gpuimg.errors.ArgumentError: top must be an int (or one int per image), got 1.5
     """
     kind = np.dtype(dtype).kind
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without checks on arrays
         if finite and not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+            raise ArgumentError(f"{name} must be finite, got {value!r}")
         if kind in "iu" and value != int(value):
-            raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+            raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}")
         return np.full(count, value, dtype=dtype)
     raw = np.asarray(value) if not isinstance(value, str | bytes) else None
     if raw is None or raw.dtype.kind not in "biuf" or raw.ndim > 1:
-        raise TypeError(f"{name} must be a number or one number per image, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a number or one number per image, got {value!r}")
     arr = raw.astype(np.float64)
     if finite and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}")
     if kind in "iu" and np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+        raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}")
     if raw.ndim == 0:
         return np.full(count, arr, dtype=dtype)
     if arr.shape[0] != count:
-        raise ValueError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image")
+        raise ArgumentError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image")
     return arr.astype(dtype)
 
 
@@ -140,18 +140,18 @@ def number(value: Any, name: str, *, integer: bool = False, low: float | None = 
         >>> number("2", "sigma")
         Traceback (most recent call last):
         ...
-        TypeError: sigma must be a number, got '2'
+        gpuimg.errors.ArgumentTypeError: sigma must be a number, got '2'
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
     x = float(value)
     if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}")
     if integer and x != int(x):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise ArgumentError(f"{name} must be an int, got {value!r}")
     if (low is not None and x < low) or (high is not None and x > high):
         bounds = f">= {low}" if high is None else (f"<= {high}" if low is None else f"in [{low}, {high}]")
-        raise ValueError(f"{name}={value!r} is out of range; it must be {bounds}")
+        raise ArgumentError(f"{name}={value!r} is out of range; it must be {bounds}")
     return int(x) if integer else x
 
 
@@ -164,12 +164,12 @@ def numbers(value: Any, name: str, count: int, *, integer: bool = False, low: fl
         >>> numbers((1,), "offset", 2, integer=True)
         Traceback (most recent call last):
         ...
-        ValueError: offset must be 2 numbers, got (1,)
+        gpuimg.errors.ArgumentError: offset must be 2 numbers, got (1,)
     """
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(f"{name} must be a sequence of {count} numbers, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a sequence of {count} numbers, got {value!r}")
     if len(value) != count:
-        raise ValueError(f"{name} must be {count} numbers, got {value!r}")
+        raise ArgumentError(f"{name} must be {count} numbers, got {value!r}")
     return tuple(number(v, f"{name}[{i}]", integer=integer, low=low) for i, v in enumerate(value))
 
 
@@ -177,8 +177,8 @@ def check_range(value: Any, name: str, low: float, high: float) -> None:
     """ValueError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
         if not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+            raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
         return
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+        raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")

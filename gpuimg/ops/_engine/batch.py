@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ...errors import ArgumentError, ArgumentTypeError
 from ...device import get_stream
 from ...image import Image, ImageBatch
 from ...memory import scratch
@@ -65,7 +66,7 @@ def prepare_out(
         >>> prepare_out(src, Image.empty(2, 2, dtype="uint16", device="cpu"))
         Traceback (most recent call last):
         ...
-        ValueError: out has dtype uint16 but this op makes uint8 images; pass out=None or an out of dtype uint8
+        gpuimg.errors.ArgumentError: out has dtype uint16 but this op makes uint8 images; pass out=None or an out of dtype uint8
     """
     dt = src.dtype if dtype is None else np.dtype(dtype)
     if isinstance(src, ImageBatch):
@@ -100,20 +101,20 @@ def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
     """
     if isinstance(src, ImageBatch):
         if not isinstance(out, ImageBatch):
-            raise TypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
+            raise ArgumentTypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
     elif not isinstance(out, Image):
-        raise TypeError(f"out must be an Image when src is one, got {type(out).__name__}")
+        raise ArgumentTypeError(f"out must be an Image when src is one, got {type(out).__name__}")
     if out.device != src.device:
-        raise ValueError(f"out is on {out.device!r} but src is on {src.device!r}")
+        raise ArgumentError(f"out is on {out.device!r} but src is on {src.device!r}")
     dt = np.dtype(dtype)
     if out.dtype != dt:
-        raise ValueError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
+        raise ArgumentError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
                          f"pass out=None or an out of dtype {dt.name}")
     if out is src or same_memory(out, src):
         have = out.shapes if isinstance(out, ImageBatch) else out.shape
         want = list(shapes) if isinstance(out, ImageBatch) else tuple(shapes)
         if have != want:
-            raise ValueError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
+            raise ArgumentError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
                              f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
 
 

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ...errors import ColorEngineMissingError, check_choice  # ColorEngineMissingError: re-exported, its old home
+from ...errors import ArgumentError, ColorEngineMissingError, check_choice  # ColorEngineMissingError: re-exported, its old home
 from ..registry import register_op
 from .._engine.args import Source, check_src
 from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out, same_memory
@@ -188,7 +188,7 @@ def _littlecms(profile: bytes, intent: str, mode: str, pixels: np.ndarray) -> np
     try:
         transform = cms.buildTransform(src, cms.ImageCmsProfile(cms.createProfile("sRGB")), mode, "RGB", renderingIntent=flag)
     except cms.PyCMSError as exc:
-        raise ValueError(f"profile= is a {mode} profile LittleCMS cannot build a transform to sRGB from ({exc})") from None
+        raise ArgumentError(f"profile= is a {mode} profile LittleCMS cannot build a transform to sRGB from ({exc})") from None
     # LittleCMS runs without the GIL: strips of rows on a few threads (a transform is
     # read-only once built).
     strips = np.array_split(pixels, max(1, min(8, os.cpu_count() or 1, len(pixels))))
@@ -206,10 +206,10 @@ def _open_profile(profile: bytes, space: str) -> Any:
     try:
         opened = cms.ImageCmsProfile(io.BytesIO(profile))
     except (OSError, cms.PyCMSError) as exc:
-        raise ValueError(f"profile= is not an ICC profile LittleCMS can read ({exc})") from None
+        raise ArgumentError(f"profile= is not an ICC profile LittleCMS can read ({exc})") from None
     found = profile[16:20].decode("latin-1").strip()
     if found != space:
-        raise ValueError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
+        raise ArgumentError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
                          "RGB images and CMYK profiles for CMYK images")
     return opened
 
@@ -578,13 +578,13 @@ def _jobs_of(src: Source, profile: Any) -> list[_Job]:
     else:
         given = [None if p is None else bytes(p) for p in profile]
         if len(given) != len(images):
-            raise ValueError(f"profile= has {len(given)} entries for {len(images)} images")
+            raise ArgumentError(f"profile= has {len(given)} entries for {len(images)} images")
     jobs = []
     for im, p in zip(images, given):
         meta = getattr(im, "metadata", None)
         if getattr(meta, "cmyk", False) or (p is not None and p[16:20] == b"CMYK"):
             if im.channels != 4 or im.dtype != np.uint8:
-                raise ValueError(f"a CMYK image must be 4 uint8 ink channels, got {im.channels} channels of {im.dtype.name}")
+                raise ArgumentError(f"a CMYK image must be 4 uint8 ink channels, got {im.channels} channels of {im.dtype.name}")
             own = getattr(meta, "icc", None)
             jobs.append(_Job("cmyk", p if p is not None else (own if own is not None and own[16:20] == b"CMYK" else None)))
         elif profile is None:
@@ -667,7 +667,7 @@ def convert_colorspace(
     shapes = None
     if cmyk_tables:
         if out is not None and same_memory(src, out):
-            raise ValueError("out=src cannot take CMYK images (4 ink channels in, 3 sRGB channels out); pass out=None")
+            raise ArgumentError("out=src cannot take CMYK images (4 ink channels in, 3 sRGB channels out); pass out=None")
         images = list(src) if not hasattr(src, "array") else [src]
         hwc = [(im.height, im.width, 3 if job.kind == "cmyk" else im.channels) for im, job in zip(images, jobs)]
         shapes = hwc if not hasattr(src, "array") else hwc[0]
