@@ -206,7 +206,7 @@ class Image:
 
         Metadata only while the new shape fits the capacity; otherwise the buffer grows
         by the policy in :mod:`gpuimg.memory` (one counted growth) and the old pixels are
-        not kept. Wrapped (borrowed) arrays and batch slots cannot grow: ValueError.
+        not kept. Wrapped (borrowed) arrays and batch slots cannot grow: ArgumentError.
 
         Example:
             >>> img = Image.empty(100, 100, device="cpu")
@@ -291,7 +291,7 @@ class Image:
 
     def tobytes(self) -> bytes:
         """The pixels as bytes, row after row, without row padding (what Pillow's
-        ``Image.fromarray`` reads from a host image). TypeError on the GPU: copy first.
+        ``Image.fromarray`` reads from a host image). ArgumentTypeError on the GPU: copy first.
 
         Example:
             >>> import numpy as np
@@ -648,7 +648,7 @@ class ImageBatch:
     # ----------------------------------------------------------------- interop
     def _stacked_view(self) -> Any:
         """The slots as one zero-copy (N, H, W, C) strided view of the arena, when their
-        shapes are equal and they lie evenly spaced in it; else TypeError saying why.
+        shapes are equal and they lie evenly spaced in it; else ArgumentTypeError saying why.
 
         Example:
             >>> b = ImageBatch.empty([(2, 3)] * 4, device="cpu")
@@ -695,7 +695,7 @@ class ImageBatch:
     def __dlpack__(self, **kwargs: Any) -> Any:
         """DLPack export of an equal-shape batch as one zero-copy (N, H, W, C) tensor whose
         batch stride is the slot spacing (a multiple of ``SLOT_ALIGNMENT``, so rows of
-        images may be followed by padding); a batch of mixed shapes raises TypeError.
+        images may be followed by padding); a batch of mixed shapes raises ArgumentTypeError.
 
         Example:
             >>> import numpy as np

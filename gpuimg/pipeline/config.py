@@ -89,6 +89,12 @@ class PipelineConfig:
     many files for the isolated CPU codecs starts their whole pool of children
     (``isolation.children``) as it warms up; a shorter one starts at most one.
 
+    Raises:
+        ArgumentError: a count or size field is not an int (a bool is not one) or is
+            below its least value (lanes, rings, threads and shard sizes >= 1 or >= 0, as
+            the message says), or ``worker_start_timeout_s`` is not positive. A
+            ``ValueError``.
+
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
         >>> cfg.encode_in_worker, cfg.decode_ring

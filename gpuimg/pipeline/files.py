@@ -61,7 +61,7 @@ _OUTPUT_SPELLINGS = tuple(sorted(alias for f in OUTPUT_FORMATS for alias in f.al
 
 
 def output_format(fmt: str) -> formats.Format:
-    """The output format called ``fmt`` (any alias, any case); ValueError naming the choices.
+    """The output format called ``fmt`` (any alias, any case); ArgumentError naming the choices.
 
     Example:
         >>> output_format("JPG").suffix, output_format("jpeg2000").suffix
@@ -441,7 +441,7 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
 
 
 def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> None:
-    """ValueError naming the file when the report path is an input or an output of
+    """ArgumentError naming the file when the report path is an input or an output of
     ``jobs`` (the report would replace it); checked before anything is written.
 
     Example:

@@ -52,6 +52,16 @@ class RunOptions:
     more threads only compete with the codec threads for the interpreter, and more
     writers wait on the directory lock; raise ``readers`` for storage with latency.
 
+    Raises:
+        ArgumentError: a field's value is not allowed; the message names the field, the
+            value and what is allowed (``quality`` an int in [1, 100]; ``batch_size``,
+            ``max_batch_bytes``, ``readers``, ``writers`` ints >= 1; ``shards`` None or an
+            int >= 1; ``format``, ``mode``, ``keep_metadata`` one of their choices;
+            ``background`` three ints 0..255; ``include``/``exclude`` globs). A
+            ``ValueError``.
+        NameTemplateError: ``name`` is not a template that names files (an
+            ArgumentError).
+
     Example:
         >>> RunOptions(include=["*.png"], background=[0, 0, 0]).include
         ('*.png',)
@@ -82,7 +92,7 @@ class RunOptions:
     output: formats.Format = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fmt = output_format(self.format)  # ValueError naming the choices
+        fmt = output_format(self.format)  # ArgumentError naming the choices
         set_ = object.__setattr__
         set_(self, "output", fmt)
         set_(self, "format", fmt.name)
@@ -102,7 +112,7 @@ class RunOptions:
         if self.name is not None:
             NameTemplate(self.name)  # a bad template raises NameTemplateError (a ValueError) naming it
         set_(self, "background", tuple(self.background) if not isinstance(self.background, str) else self.background)
-        OutputRule(fmt, self.mode, self.background)  # ValueError: a mode the format cannot store, a bad background
+        OutputRule(fmt, self.mode, self.background)  # ArgumentError: a mode the format cannot store, a bad background
         check_choice(self.keep_metadata, "keep_metadata", KEEP, "a metadata choice")
 
     def replace(self, **changes: Any) -> RunOptions:

@@ -291,7 +291,7 @@ def _registered_steps(steps: Sequence[Step]) -> list[Step]:
 def _probe(steps: Sequence[Step], device: str, extra: tuple[int, int] = (0, 0)) -> Any:
     """``steps`` run once on an RGB uint8 probe of side 64 plus twice the largest int of
     their arguments (at most :data:`PROBE_MAX_SIDE`), ``extra`` added to (height, width);
-    ValueError naming the step that refused it."""
+    ArgumentError naming the step that refused it."""
     side = min(PROBE_MAX_SIDE, 64 + 2 * max((_largest_int(s.given) for s in steps), default=0))
     x: Any = Image.from_array(np.full((side + extra[0], side + extra[1], 3), 128, np.uint8), device="cpu").to(device)
     for step in steps:

@@ -27,7 +27,7 @@ _BORDER_CODE = {name: i for i, name in enumerate(BORDERS)}
 
 
 def check_border(border: Any, name: str = "border") -> int:
-    """The kernel code of ``border``; ValueError naming the allowed names otherwise."""
+    """The kernel code of ``border``; ArgumentError naming the allowed names otherwise."""
     return _BORDER_CODE[check_choice(border, name, BORDERS, "a border mode")]
 
 
@@ -47,7 +47,7 @@ def is_array_like(value: Any) -> bool:
 def as_source(value: Any, name: str = "src") -> Any:
     """``value`` as an op source: an array in HWC (or HW for gray) wrapped zero-copy by
     :meth:`Image.from_array` (the op's result is then an Image); anything else unchanged
-    (:func:`check_src` judges it). ValueError naming ``name`` for a layout that cannot be
+    (:func:`check_src` judges it). ArgumentError naming ``name`` for a layout that cannot be
     wrapped (a CHW tensor gets how to pass it channel-last).
 
     Example:
@@ -131,7 +131,7 @@ def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32, *, fi
 
 def number(value: Any, name: str, *, integer: bool = False, low: float | None = None, high: float | None = None) -> Any:
     """``value`` as a finite Python float (int with ``integer``), within [low, high];
-    TypeError/ValueError naming ``name`` otherwise (strings are not converted, fractions
+    ArgumentTypeError/ArgumentError naming ``name`` otherwise (strings are not converted, fractions
     never truncated).
 
     Example:
@@ -174,7 +174,7 @@ def numbers(value: Any, name: str, count: int, *, integer: bool = False, low: fl
 
 
 def check_range(value: Any, name: str, low: float, high: float) -> None:
-    """ValueError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
+    """ArgumentError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
         if not low <= value <= high:
             raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")

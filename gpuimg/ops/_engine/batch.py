@@ -91,7 +91,7 @@ def prepare_out(
 
 def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
     """THE check of a caller's ``out`` (every op's ``out=`` comes here, through
-    :func:`prepare_out`): TypeError/ValueError naming ``out`` unless it is the same kind
+    :func:`prepare_out`): ArgumentTypeError/ArgumentError naming ``out`` unless it is the same kind
     as ``src`` (Image or ImageBatch), on the same device, of exactly ``dtype`` (the op's
     result dtype; never re-typed), and, when it is ``src`` itself (in place) or shares its
     memory, of the result's ``shapes`` (an image read while it is re-laid out is garbage).

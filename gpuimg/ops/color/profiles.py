@@ -128,7 +128,7 @@ def table_builds() -> int:
 
 def profile_lut(profile: bytes, intent: str = "relative") -> ProfileTable:
     """The :class:`ProfileTable` of ``profile``'s RGB -> sRGB transform (built by
-    LittleCMS once, then cached by the profile's hash). ValueError naming ``profile=``
+    LittleCMS once, then cached by the profile's hash). ArgumentError naming ``profile=``
     for bytes LittleCMS cannot read or a profile that is not RGB.
 
     Example:
@@ -198,7 +198,7 @@ def _littlecms(profile: bytes, intent: str, mode: str, pixels: np.ndarray) -> np
 
 
 def _open_profile(profile: bytes, space: str) -> Any:
-    """``profile`` opened by LittleCMS; ValueError naming ``profile=`` for bytes it cannot
+    """``profile`` opened by LittleCMS; ArgumentError naming ``profile=`` for bytes it cannot
     read or a profile of another colour space than ``space`` ("RGB", "CMYK")."""
     import io
 
@@ -317,7 +317,7 @@ def cmyk_lut(profile: bytes | None, intent: str = "relative") -> CmykTable:
     once and cached by the profile's hash, as :func:`profile_lut`). ``profile=None``: a
     CMYK JPEG without a profile, converted as Pillow's ``convert("RGB")`` (and
     nvImageCodec's default decode) do: R = (255 - C) (255 - K) / 255, and so on (no colour
-    engine needed). ValueError naming ``profile=`` for a profile that is not CMYK.
+    engine needed). ArgumentError naming ``profile=`` for a profile that is not CMYK.
 
     Example:
         >>> table = cmyk_lut(None)

@@ -119,7 +119,7 @@ class TensorSpec:
 
 
 def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    """Checked :class:`TensorSpec` (ValueError naming the bad argument), cached per arguments."""
+    """Checked :class:`TensorSpec` (ArgumentError naming the bad argument), cached per arguments."""
     try:
         return _tensor_spec_cached(_hashable(mean), _hashable(std), dtype, layout)
     except TypeError:  # unhashable (an array of values): check without the cache

@@ -157,7 +157,7 @@ def paste(
 
 def _image_list(images: Any, op: str, batch: bool = True) -> list[Image]:
     """The images ``op`` lays out: an ImageBatch (where ``batch``) or a non-empty list of
-    Images; TypeError/ValueError saying what was given instead."""
+    Images; ArgumentTypeError/ArgumentError saying what was given instead."""
     if isinstance(images, ImageBatch) and batch:
         items = images_of(images)
     elif isinstance(images, Image | ImageBatch) or isinstance(images, str | bytes) or not isinstance(images, Sequence):

@@ -20,7 +20,7 @@ PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 
 
 def _ints(value: Any, count: int, name: str) -> np.ndarray:
-    """One int per image from an int or a sequence (ValueError naming ``name`` otherwise)."""
+    """One int per image from an int or a sequence (ArgumentError naming ``name`` otherwise)."""
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return np.full(count, int(value), np.int64)
     arr = per_sample(value, count, name, np.float64)
@@ -34,7 +34,7 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
          stream: Any = None) -> Source:
     """The rectangle (top, left, height, width) of each image (ints, or one per image).
 
-    A rectangle outside the image raises ValueError naming the image's bounds. On the CPU
+    A rectangle outside the image raises ArgumentError naming the image's bounds. On the CPU
     the result is a view of ``src`` (no copy; later writes into ``src`` show in it); an
     ``out`` that is such a view is re-pointed at the new window, any other ``out`` gets
     a copy of it.

@@ -137,7 +137,7 @@ def _remap_numpy(arr: np.ndarray, coef: np.ndarray, out_hw: tuple[int, int], bor
 
 
 def _fill_arg(value: Any, name: str) -> np.ndarray:
-    """_fill, with a TypeError naming ``name`` for what is not numbers (a colour name, None)."""
+    """_fill, with an ArgumentTypeError naming ``name`` for what is not numbers (a colour name, None)."""
     wrong = ArgumentTypeError(f"{name} must be a number or 3/4 channel values, got {value!r}")
     if isinstance(value, str | bytes):
         raise wrong
