@@ -300,7 +300,7 @@ class Image:
         """
         if self.device != "cpu":
             raise ArgumentTypeError("tobytes() of a GPU image would copy it behind your back: call img.numpy().tobytes() "
-                            "(or img.to('cpu')) first")
+                                    "(or img.to('cpu')) first")
         return self.array.tobytes()
 
     def __dlpack__(self, **kwargs: Any) -> Any:

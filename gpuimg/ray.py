@@ -158,7 +158,7 @@ class ProcessBatches(_PipelineActor):
             return [str(o) for o in batch["output"]], [""] * len(batch["output"])
         if self.output_dir is None or self.input_root is None:
             raise ArgumentError("ProcessBatches needs an 'output' column, or output_dir= and input_root= (the folder "
-                             "the paths are relative to) to name the outputs")
+                                "the paths are relative to) to name the outputs")
         root = str(self.input_root)
         # Ray's readers give an object store's paths without their protocol ("bucket/key")
         in_store = _is_url(root)
@@ -301,12 +301,12 @@ def plan_actors(cpus: float, gpus: float, device: str, actors: int | None = None
     if device == "cuda":
         if gpus <= 0:
             raise ArgumentError("the pipeline runs on the GPU but the Ray cluster has no GPUs; "
-                             "use device='cpu' (--device cpu) or a cluster with GPUs")
+                                "use device='cpu' (--device cpu) or a cluster with GPUs")
         fit = int(gpus / gpus_per_actor + 1e-9)
         if fit < 1 or (actors is not None and actors > fit):
             # Ray would wait for GPUs that never come
             raise ArgumentError(f"{actors or 1} actor(s) of {gpus_per_actor} GPU each need more than the {gpus:g} GPU(s) "
-                             "of the Ray cluster; give fewer actors or a smaller gpus_per_actor")
+                                "of the Ray cluster; give fewer actors or a smaller gpus_per_actor")
         count, per_gpu = (actors if actors is not None else fit), float(gpus_per_actor)
     else:
         count, per_gpu = (actors if actors is not None else max(1, int(cpus) - 1)), 0.0

@@ -140,5 +140,6 @@ def test_run_options_with_zero_shards() -> None:
 
 
 def test_a_wrong_type_is_an_argument_type_error() -> None:
-    with pytest.raises(ArgumentTypeError, match="sigma"):
+    with pytest.raises(ArgumentTypeError, match="sigma") as info:
         gpuimg.gaussian_blur(gpuimg.Image.empty(8, 8, device="cpu"), "2")
+    assert (info.value.argument, info.value.value) == ("sigma", "2")

@@ -409,7 +409,7 @@ class Pipeline:
             size = fixed_output_size(self._steps, self.device)
             if size is None:
                 raise ArgumentError("batches() needs size=(height, width): the steps' output size depends on the input "
-                                 f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
+                                    f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
         self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
         return self.tensors_of_jobs(jobs, batch_size, size=size, mean=mean, std=std, readers=readers,

@@ -433,7 +433,7 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
     while True:
         if folder in folders:
             raise ArgumentError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
-                             "(outputs would be written among the inputs)")
+                                "(outputs would be written among the inputs)")
         parent = os.path.dirname(folder)
         if parent == folder:
             return

@@ -411,7 +411,7 @@ class OutputRule:
         if forced is not None and forced not in self.fmt.channels:
             stores = " or ".join(str(c) for c in self.fmt.channels)
             raise ArgumentError(f"mode={self.mode!r} cannot be written as {self.fmt.title}, which stores {stores} channels; "
-                             f"use mode 'keep' or another format")
+                                f"use mode 'keep' or another format")
 
     @property
     def keeps_16bit(self) -> bool:

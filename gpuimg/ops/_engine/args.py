@@ -64,22 +64,24 @@ def as_source(value: Any, name: str = "src") -> Any:
     try:
         return Image.from_array(value)
     except ValueError as exc:
-        raise ArgumentError(f"{name}: {exc}") from None
+        raise ArgumentError(f"{name}: {exc}", argument=name, value=value) from None
 
 
 def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None, dtypes: Sequence[Any] | None = None) -> None:
     """Raise a clear TypeError/ValueError unless ``src`` is an Image/ImageBatch that fits."""
     if not isinstance(src, Image | ImageBatch):
         raise ArgumentTypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
-                        f"torch tensor, got {type(src).__name__}")
+                                f"torch tensor, got {type(src).__name__}")
     if dtypes is not None and src.dtype not in [np.dtype(d) for d in dtypes]:
         allowed = [np.dtype(d).name for d in dtypes]
-        raise ArgumentError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}")
+        raise ArgumentError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}", argument=name,
+                            value=src.dtype.name)
     if channels is not None:
         have = {s[2] for s in src.shapes} if isinstance(src, ImageBatch) else {src.channels}
         bad = have - set(channels)
         if bad:
-            raise ArgumentError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}")
+            raise ArgumentError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}", argument=name,
+                                value=sorted(bad))
 
 
 def uniform_channels(src: Source) -> int:
@@ -110,22 +112,25 @@ def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32, *, fi
     kind = np.dtype(dtype).kind
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without checks on arrays
         if finite and not math.isfinite(value):
-            raise ArgumentError(f"{name} must be finite, got {value!r}")
+            raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
         if kind in "iu" and value != int(value):
-            raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}")
+            raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}",
+                                argument=name, value=value)
         return np.full(count, value, dtype=dtype)
     raw = np.asarray(value) if not isinstance(value, str | bytes) else None
     if raw is None or raw.dtype.kind not in "biuf" or raw.ndim > 1:
-        raise ArgumentTypeError(f"{name} must be a number or one number per image, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a number or one number per image, got {value!r}",
+                                argument=name, value=value)
     arr = raw.astype(np.float64)
     if finite and not np.all(np.isfinite(arr)):
-        raise ArgumentError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
     if kind in "iu" and np.any(arr != np.round(arr)):
-        raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}")
+        raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}", argument=name, value=value)
     if raw.ndim == 0:
         return np.full(count, arr, dtype=dtype)
     if arr.shape[0] != count:
-        raise ArgumentError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image")
+        raise ArgumentError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image",
+                            argument=name, value=value)
     return arr.astype(dtype)
 
 
@@ -143,15 +148,16 @@ def number(value: Any, name: str, *, integer: bool = False, low: float | None = 
         gpuimg.errors.ArgumentTypeError: sigma must be a number, got '2'
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ArgumentTypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}",
+                                argument=name, value=value)
     x = float(value)
     if not math.isfinite(x):
-        raise ArgumentError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
     if integer and x != int(x):
-        raise ArgumentError(f"{name} must be an int, got {value!r}")
+        raise ArgumentError(f"{name} must be an int, got {value!r}", argument=name, value=value)
     if (low is not None and x < low) or (high is not None and x > high):
         bounds = f">= {low}" if high is None else (f"<= {high}" if low is None else f"in [{low}, {high}]")
-        raise ArgumentError(f"{name}={value!r} is out of range; it must be {bounds}")
+        raise ArgumentError(f"{name}={value!r} is out of range; it must be {bounds}", argument=name, value=value)
     return int(x) if integer else x
 
 
@@ -167,9 +173,10 @@ def numbers(value: Any, name: str, count: int, *, integer: bool = False, low: fl
         gpuimg.errors.ArgumentError: offset must be 2 numbers, got (1,)
     """
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise ArgumentTypeError(f"{name} must be a sequence of {count} numbers, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a sequence of {count} numbers, got {value!r}",
+                                argument=name, value=value)
     if len(value) != count:
-        raise ArgumentError(f"{name} must be {count} numbers, got {value!r}")
+        raise ArgumentError(f"{name} must be {count} numbers, got {value!r}", argument=name, value=value)
     return tuple(number(v, f"{name}[{i}]", integer=integer, low=low) for i, v in enumerate(value))
 
 
@@ -177,8 +184,10 @@ def check_range(value: Any, name: str, low: float, high: float) -> None:
     """ArgumentError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
         if not low <= value <= high:
-            raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+            raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]",
+                                argument=name, value=value)
         return
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+        raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]",
+                            argument=name, value=value)

@@ -109,13 +109,13 @@ def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
     dt = np.dtype(dtype)
     if out.dtype != dt:
         raise ArgumentError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
-                         f"pass out=None or an out of dtype {dt.name}")
+                            f"pass out=None or an out of dtype {dt.name}")
     if out is src or same_memory(out, src):
         have = out.shapes if isinstance(out, ImageBatch) else out.shape
         want = list(shapes) if isinstance(out, ImageBatch) else tuple(shapes)
         if have != want:
             raise ArgumentError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
-                             f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
+                                f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
 
 
 def same_memory(a: Source, b: Source) -> bool:

@@ -210,7 +210,7 @@ def _open_profile(profile: bytes, space: str) -> Any:
     found = profile[16:20].decode("latin-1").strip()
     if found != space:
         raise ArgumentError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
-                         "RGB images and CMYK profiles for CMYK images")
+                            "RGB images and CMYK profiles for CMYK images")
     return opened
 
 
