@@ -65,8 +65,19 @@ class _ArgumentMixin:
 
     def __reduce__(self) -> Any:
         # Errors cross process boundaries (shards, worker processes): pickle by the message
-        # and keep the fields, which plain Exception pickling (args only) would drop.
-        return _rebuild, (type(self), str(self), self.argument, self.value, self.expected)
+        # and keep the fields, which plain Exception pickling (args only) would drop. The
+        # value goes only where it is plain data: an array given as one may be large or on
+        # the GPU, and the message has its repr already.
+        value = self.value if _plain(self.value) else None
+        return _rebuild, (type(self), str(self), self.argument, value, self.expected)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return True
+    if isinstance(value, tuple | list) and len(value) <= 64 and depth < 2:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
 
 
 def _rebuild(cls: type, message: str, argument: str | None, value: Any, expected: str | None) -> Any:

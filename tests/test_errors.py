@@ -90,6 +90,8 @@ def test_the_old_homes_still_export_the_moved_classes() -> None:
 def test_errors_pickle_with_their_fields() -> None:
     err = pickle.loads(pickle.dumps(ArgumentError("m", argument="a", value=3, expected="an int")))
     assert (type(err), str(err), err.argument, err.value, err.expected) == (ArgumentError, "m", "a", 3, "an int")
+    big = pickle.loads(pickle.dumps(ArgumentError("m", argument="src", value=np.zeros((512, 512, 3), np.uint8))))
+    assert (big.argument, big.value) == ("src", None)  # an array stays behind: the message shows it
     decode = pickle.loads(pickle.dumps(errors.DecodeError("a.jpg", "truncated")))
     assert (decode.source, decode.reason, str(decode)) == ("a.jpg", "truncated", "cannot decode a.jpg: truncated")
 

@@ -64,7 +64,7 @@ def as_source(value: Any, name: str = "src") -> Any:
     try:
         return Image.from_array(value)
     except ValueError as exc:
-        raise ArgumentError(f"{name}: {exc}", argument=name, value=value) from None
+        raise ArgumentError(f"{name}: {exc}", argument=name) from None
 
 
 def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None, dtypes: Sequence[Any] | None = None) -> None:
