@@ -15,12 +15,17 @@ from typing import Any
 
 from .device import cuda_available, default_device, resolve_device
 from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ColorEngineMissingError,
     DecodeError,
     DeviceUnavailableError,
     EncodeError,
     GpuImgError,
     ImageTooLargeError,
+    NameTemplateError,
     OutOfMemoryError,
+    RayNotInstalledError,
     UnsupportedFormatError,
 )
 from .image import Image, ImageBatch
@@ -82,12 +87,17 @@ __all__ = [
     "default_device",
     "resolve_device",
     "GpuImgError",
+    "ArgumentError",
+    "ArgumentTypeError",
     "DeviceUnavailableError",
     "DecodeError",
     "EncodeError",
     "UnsupportedFormatError",
     "ImageTooLargeError",
     "OutOfMemoryError",
+    "NameTemplateError",
+    "ColorEngineMissingError",
+    "RayNotInstalledError",
     *_LAZY,
 ]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .device import Device, array_module, device_of_array, get_stream, resolve_device
-from .errors import check_choice
+from .errors import ArgumentError, ArgumentTypeError, check_choice, check_int
 from .memory import Buffer, address_of, round_up
 
 __all__ = [
@@ -46,9 +46,8 @@ def check_dtype(dtype: Any) -> np.dtype:
 
 
 def check_shape(height: Any, width: Any, channels: Any) -> tuple[int, int, int]:
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int(height, "height", low=1)
+    check_int(width, "width", low=1)
     check_choice(channels, "channels", CHANNELS)
     return int(height), int(width), int(channels)
 
@@ -112,7 +111,7 @@ class Borrowed:
 def borrow(array: Any, device: str | None = None) -> tuple[Borrowed, int, int, int, np.dtype, int]:
     """(store, height, width, channels, dtype, pitch) of an Image wrapping the (H, W) or
     (H, W, C) ``array`` without a copy (what :meth:`gpuimg.Image.from_array` is made of):
-    rows may be padded (a pitch); other layouts raise ValueError.
+    rows may be padded (a pitch); other layouts raise ArgumentError (a ValueError).
 
     Example:
         >>> borrow(np.zeros((2, 3), np.uint8), "cpu")[1:]
@@ -120,17 +119,17 @@ def borrow(array: Any, device: str | None = None) -> tuple[Borrowed, int, int, i
     """
     arr, dev = as_xp_array(array)
     if device is not None and resolve_device(device) != dev:
-        raise ValueError(
+        raise ArgumentError(
             f"device={device!r} but the array lives on {dev!r}; from_array never copies, "
             f"use Image.from_array(a).to({device!r})"
         )
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
-        raise ValueError(f"array must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
+        raise ArgumentError(f"array must have shape (H, W) or (H, W, C), got {tuple(arr.shape)}")
     height, width, channels = (int(s) for s in arr.shape)
     if height in CHANNELS and channels not in CHANNELS:
-        raise ValueError(channel_first_message(tuple(arr.shape)))
+        raise ArgumentError(channel_first_message(tuple(arr.shape)))
     check_shape(height, width, channels)
     dt = check_dtype(arr.dtype)
     isz = dt.itemsize
@@ -140,7 +139,7 @@ def borrow(array: Any, device: str | None = None) -> tuple[Borrowed, int, int, i
         row_stride = row_bytes
     packed_pixels = (ch_stride == isz or channels == 1) and (px_stride == channels * isz or width == 1)
     if not packed_pixels or row_stride < row_bytes or row_stride % isz:
-        raise ValueError(
+        raise ArgumentError(
             f"array strides {tuple(arr.strides)} cannot be expressed as rows of packed pixels "
             f"with a pitch (need channel stride {isz}, pixel stride {channels * isz}, row stride >= "
             f"{row_bytes}); pass a contiguous copy (numpy.ascontiguousarray / cupy.ascontiguousarray)"
@@ -200,7 +199,7 @@ def as_xp_array(array: Any) -> tuple[Any, Device]:
         return cupy.asarray(array), "cuda"
     if hasattr(array, "__array_interface__") or hasattr(array, "__array__"):
         return np.asarray(array), "cpu"
-    raise TypeError(f"cannot wrap {type(array).__name__}: pass a NumPy/CuPy array or a DLPack tensor")
+    raise ArgumentTypeError(f"cannot wrap {type(array).__name__}: pass a NumPy/CuPy array or a DLPack tensor")
 
 
 def slot_layout(shapes: Sequence[Sequence[int]], channels: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -217,13 +216,13 @@ def slot_layout(shapes: Sequence[Sequence[int]], channels: int, dtype: Any) -> t
     if isinstance(shapes, np.ndarray):
         shapes = shapes.tolist()
     if not isinstance(shapes, Sequence) or isinstance(shapes, str):
-        raise ValueError(f"shapes must be a list of (height, width[, channels]), got {shapes!r}")
+        raise ArgumentError(f"shapes must be a list of (height, width[, channels]), got {shapes!r}")
     rows = np.zeros((len(shapes), len(TABLE_COLUMNS)), np.int64)
     reserved = np.zeros(len(shapes), np.int64)
     offset = 0
     for i, shape in enumerate(shapes):
         if not isinstance(shape, Sequence) or len(shape) not in (2, 3):
-            raise ValueError(f"shapes[{i}]={shape!r} must be (height, width) or (height, width, channels)")
+            raise ArgumentError(f"shapes[{i}]={shape!r} must be (height, width) or (height, width, channels)")
         h, w, c = check_shape(shape[0], shape[1], shape[2] if len(shape) == 3 else channels)
         pitch = w * c * dtype.itemsize
         size = round_up(h * pitch, SLOT_ALIGNMENT)

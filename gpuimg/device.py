@@ -22,7 +22,7 @@ from typing import Any, ContextManager, Literal
 
 import numpy as np
 
-from .errors import DeviceUnavailableError, check_choice
+from .errors import ArgumentTypeError, DeviceUnavailableError, check_choice
 
 __all__ = [
     "usable_cores",
@@ -192,7 +192,7 @@ def resolve_device(device: str | None = None, *, _source: str = "device") -> Dev
     if device is None:
         return default_device()
     if not isinstance(device, str):
-        raise TypeError(f"{_source} must be a string such as 'cpu' or 'cuda', got {device!r}")
+        raise ArgumentTypeError(f"{_source} must be a string such as 'cpu' or 'cuda', got {device!r}")
     name = device.strip().lower()
     if name in ("gpu", "cuda:0"):
         name = "cuda"
@@ -276,7 +276,7 @@ def get_stream(stream: Any = None) -> Any:
         with warnings.catch_warnings():  # CuPy 14 deprecates ExternalStream for protocol objects, not raw handles
             warnings.simplefilter("ignore", DeprecationWarning)
             return cupy.cuda.ExternalStream(ptr)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"stream={stream!r} is not a CUDA stream; pass a cupy.cuda.Stream, a torch.cuda.Stream or an int handle"
     )
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ArgumentError, ArgumentTypeError, check_int
 from ._pictures import as_rgb
 from .image import Image, ImageBatch
 
@@ -130,11 +131,11 @@ def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, i
     """Host RGB thumbnails of everything ``images`` holds (made on its device), and the
     (height, width) of each full image."""
     if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive int (pixels of the longer side), got {size!r}")
+        raise ArgumentError(f"size must be a positive int (pixels of the longer side), got {size!r}")
     if isinstance(images, Image | ImageBatch) or hasattr(images, "shape"):
         images = [images]
     if not isinstance(images, Sequence) or isinstance(images, str) or not images:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"images must be an Image, an ImageBatch, an array or a non-empty list of them, got {type(images).__name__}"
         )
     flat: list[Image] = []
@@ -146,9 +147,9 @@ def _panels(images: Any, size: int) -> tuple[list[np.ndarray], list[tuple[int, i
         elif hasattr(item, "shape"):
             flat.append(Image.from_array(item))
         else:
-            raise TypeError(f"images[{i}] is a {type(item).__name__}; give an Image, an ImageBatch or an array")
+            raise ArgumentTypeError(f"images[{i}] is a {type(item).__name__}; give an Image, an ImageBatch or an array")
     if len(flat) > GRID_MAX_IMAGES:  # each panel is a device-to-host copy and a subplot
-        raise ValueError(
+        raise ArgumentError(
             f"show() draws at most {GRID_MAX_IMAGES} pictures, got {len(flat)}; pass a part, e.g. "
             f"batch.images[:{GRID_MAX_IMAGES}], or display the batch itself (a grid of small thumbnails)"
         )
@@ -160,15 +161,14 @@ def _titles(titles: Sequence[str] | None, sizes: list[tuple[int, int]]) -> list[
         return [f"{i}: {h}x{w}" for i, (h, w) in enumerate(sizes)]
     if isinstance(titles, str) or len(titles) != len(sizes):
         got = repr(titles) if isinstance(titles, str) else f"{len(titles)} titles"
-        raise ValueError(f"titles must be a list with one title per picture ({len(sizes)}), got {got}")
+        raise ArgumentError(f"titles must be a list with one title per picture ({len(sizes)}), got {got}")
     return [str(t) for t in titles]
 
 
 def _columns(columns: int | None, count: int) -> int:
     if columns is None:
         return min(count, 4)
-    if not isinstance(columns, int | np.integer) or isinstance(columns, bool) or columns < 1:
-        raise ValueError(f"columns must be a positive int, got {columns!r}")
+    check_int(columns, "columns", low=1)
     return min(int(columns), count)
 
 

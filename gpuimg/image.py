@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ArgumentError, ArgumentTypeError, check_int
 from ._layout import (
     CHANNELS,
     DTYPES,
@@ -103,8 +104,7 @@ class Image:
         height, width, channels = check_shape(height, width, channels)
         dt = check_dtype(dtype)
         needed = height * width * channels * dt.itemsize
-        if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
-            raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
+        check_int(capacity, "capacity", low=0, optional=True)  # bytes
         purpose = f"a {height}x{width}x{channels} {dt.name} image"
         buffer = Buffer(max(needed, int(capacity or 0)), device, purpose=purpose)
         return cls(buffer, height, width, channels, dt)
@@ -115,7 +115,7 @@ class Image:
 
         Accepts NumPy and CuPy arrays and anything exposing ``__dlpack__`` (PyTorch, JAX)
         or ``__cuda_array_interface__`` (Numba). Rows may be padded (a pitch); other
-        layouts (channel-planar, negative or transposed strides) raise ValueError.
+        layouts (channel-planar, negative or transposed strides) raise ArgumentError (a ValueError).
 
         Example:
             >>> import numpy as np
@@ -206,7 +206,7 @@ class Image:
 
         Metadata only while the new shape fits the capacity; otherwise the buffer grows
         by the policy in :mod:`gpuimg.memory` (one counted growth) and the old pixels are
-        not kept. Wrapped (borrowed) arrays and batch slots cannot grow: ValueError.
+        not kept. Wrapped (borrowed) arrays and batch slots cannot grow: ArgumentError.
 
         Example:
             >>> img = Image.empty(100, 100, device="cpu")
@@ -226,12 +226,12 @@ class Image:
         needed = height * pitch
         if needed > self.capacity:
             if self._batch is not None:
-                raise ValueError(
+                raise ArgumentError(
                     f"image {self._index} of a batch holds {self.capacity} bytes, {height}x{width}x{channels} "
                     f"{dt.name} needs {needed}; resize the whole batch with ImageBatch.set_shapes"
                 )
             if isinstance(self._store, Borrowed):
-                raise ValueError(
+                raise ArgumentError(
                     f"this image wraps a caller's array of {self.capacity} bytes, {height}x{width}x{channels} "
                     f"{dt.name} needs {needed}; wrapped memory cannot grow (use Image.empty for growable images)"
                 )
@@ -291,7 +291,7 @@ class Image:
 
     def tobytes(self) -> bytes:
         """The pixels as bytes, row after row, without row padding (what Pillow's
-        ``Image.fromarray`` reads from a host image). TypeError on the GPU: copy first.
+        ``Image.fromarray`` reads from a host image). ArgumentTypeError on the GPU: copy first.
 
         Example:
             >>> import numpy as np
@@ -299,8 +299,8 @@ class Image:
             b'\\x00\\x01\\x02\\x03\\x04\\x05'
         """
         if self.device != "cpu":
-            raise TypeError("tobytes() of a GPU image would copy it behind your back: call img.numpy().tobytes() "
-                            "(or img.to('cpu')) first")
+            raise ArgumentTypeError("tobytes() of a GPU image would copy it behind your back: call img.numpy().tobytes() "
+                                    "(or img.to('cpu')) first")
         return self.array.tobytes()
 
     def __dlpack__(self, **kwargs: Any) -> Any:
@@ -357,7 +357,7 @@ class Image:
         if out is None:
             out = Image.empty(*self.shape, dtype=self._dtype, device=self.device)
         elif out.device != self.device:
-            raise ValueError(f"out is on {out.device!r} but the image is on {self.device!r}; use img.to()")
+            raise ArgumentError(f"out is on {out.device!r} but the image is on {self.device!r}; use img.to()")
         out.set_shape(*self.shape, dtype=self._dtype)
         with use_stream(self.device, stream):
             self.xp.copyto(out.array, self.array)
@@ -432,8 +432,7 @@ class ImageBatch:
         """
         dt = check_dtype(dtype)
         rows, reserved, total = slot_layout(shapes, channels, dt)
-        if capacity is not None and (not isinstance(capacity, int | np.integer) or capacity < 0):
-            raise ValueError(f"capacity must be a non-negative int of bytes, got {capacity!r}")
+        check_int(capacity, "capacity", low=0, optional=True)  # bytes
         batch = cls(Buffer(max(total, int(capacity or 0), 1), device, purpose=f"a batch of {len(rows)} images"), dt)
         batch._install(rows, reserved)
         return batch
@@ -450,10 +449,10 @@ class ImageBatch:
         """
         items = [im if isinstance(im, Image) else Image.from_array(im) for im in images]
         if not items:
-            raise ValueError("images must hold at least one image")
+            raise ArgumentError("images must hold at least one image")
         dtypes = {im.dtype for im in items}
         if len(dtypes) != 1:
-            raise ValueError(f"all images of a batch need one dtype, got {sorted(d.name for d in dtypes)}")
+            raise ArgumentError(f"all images of a batch need one dtype, got {sorted(d.name for d in dtypes)}")
         dev = resolve_device(device) if device is not None else items[0].device
         batch = cls.empty([im.shape for im in items], dtype=items[0].dtype, device=dev)
         for slot, im in zip(batch, items):
@@ -499,7 +498,7 @@ class ImageBatch:
 
     def _slot_changed(self, i: int, height: int, width: int, channels: int, dtype: np.dtype) -> None:
         if dtype != self._dtype:
-            raise ValueError(f"a batch has one dtype ({self._dtype.name}); use set_shapes(..., dtype=) for all")
+            raise ArgumentError(f"a batch has one dtype ({self._dtype.name}); use set_shapes(..., dtype=) for all")
         self._rows[i, 1:] = (height, width, width * channels * dtype.itemsize, channels)
         self._table.set(self._rows.copy())
 
@@ -639,7 +638,7 @@ class ImageBatch:
         if out is None:
             out = ImageBatch.empty(self.shapes, dtype=self._dtype, device=self.device)
         elif out.device != self.device:
-            raise ValueError(f"out is on {out.device!r} but the batch is on {self.device!r}; use batch.to()")
+            raise ArgumentError(f"out is on {out.device!r} but the batch is on {self.device!r}; use batch.to()")
         else:
             out.set_shapes(self.shapes, dtype=self._dtype)
         with use_stream(self.device, stream):
@@ -649,7 +648,7 @@ class ImageBatch:
     # ----------------------------------------------------------------- interop
     def _stacked_view(self) -> Any:
         """The slots as one zero-copy (N, H, W, C) strided view of the arena, when their
-        shapes are equal and they lie evenly spaced in it; else TypeError saying why.
+        shapes are equal and they lie evenly spaced in it; else ArgumentTypeError saying why.
 
         Example:
             >>> b = ImageBatch.empty([(2, 3)] * 4, device="cpu")
@@ -658,10 +657,10 @@ class ImageBatch:
             >>> ImageBatch.empty([(2, 3), (4, 5)], device="cpu")._stacked_view()
             Traceback (most recent call last):
             ...
-            TypeError: an ImageBatch exports through DLPack only as one (N, H, W, C) tensor, ...
+            gpuimg.errors.ArgumentTypeError: an ImageBatch exports through DLPack only as one (N, H, W, C) tensor, ...
         """
         if not len(self._rows):
-            raise TypeError("an empty ImageBatch has no (N, H, W, C) shape to export through DLPack")
+            raise ArgumentTypeError("an empty ImageBatch has no (N, H, W, C) shape to export through DLPack")
         lead = "an ImageBatch exports through DLPack only as one (N, H, W, C) tensor, "
         instead = (
             "; export the images one at a time instead ([torch.from_dlpack(img) for img in batch]: each "
@@ -671,7 +670,7 @@ class ImageBatch:
         shapes = self.shapes
         if len(set(shapes)) != 1:
             shown = shapes if len(shapes) <= 4 else [*shapes[:4], "..."]
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{lead}but its {len(shapes)} images have different shapes {shown}{instead} once they are "
                 "resized to one size (gpuimg.resize(batch, (height, width)))"
             )
@@ -684,7 +683,7 @@ class ImageBatch:
         if not even or step < h * pitch or step % isz or pitch % isz:
             # Slots re-shaped one by one can be equal in shape yet unevenly spaced: no one
             # batch stride reaches them all, so there is no honest strided view to export.
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{lead}but its images, though all {h}x{w}x{c}, lie unevenly spaced in the arena "
                 f"(byte offsets {offsets[:4].tolist()}{'...' if len(offsets) > 4 else ''}), so no one "
                 f"stride reaches them all{instead} (batch.set_shapes(batch.shapes) lays the slots out "
@@ -696,7 +695,7 @@ class ImageBatch:
     def __dlpack__(self, **kwargs: Any) -> Any:
         """DLPack export of an equal-shape batch as one zero-copy (N, H, W, C) tensor whose
         batch stride is the slot spacing (a multiple of ``SLOT_ALIGNMENT``, so rows of
-        images may be followed by padding); a batch of mixed shapes raises TypeError.
+        images may be followed by padding); a batch of mixed shapes raises ArgumentTypeError.
 
         Example:
             >>> import numpy as np

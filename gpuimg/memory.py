@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .device import array_module, cuda_available, device_key, resolve_device
-from .errors import OutOfMemoryError
+from .errors import ArgumentError, OutOfMemoryError, check_int
 
 __all__ = [
     "Buffer", "Allocation", "memory_stats", "recent_allocations", "reset_memory_stats", "scratch", "grown_capacity", "round_up", "address_of",
@@ -201,8 +201,7 @@ class Buffer:
                  shareable: bool = False):
         self.device = resolve_device(device)
         self.shareable = bool(shareable) and self.device == "cuda"
-        if not isinstance(nbytes, int | np.integer) or nbytes < 0:
-            raise ValueError(f"nbytes must be a non-negative int, got {nbytes!r}")
+        check_int(nbytes, "nbytes", low=0)
         self.pinned = bool(pinned) and self.device == "cpu" and cuda_available()  # page-locking needs a CUDA driver
         self.generation = 0
         self.purpose = purpose  # named in an out-of-memory error
@@ -260,7 +259,7 @@ class Buffer:
             64
         """
         if not self.shareable:
-            raise ValueError("only a Buffer made with shareable=True on the GPU has an IPC handle")
+            raise ArgumentError("only a Buffer made with shareable=True on the GPU has an IPC handle")
         import cupy
 
         return bytes(cupy.cuda.runtime.ipcGetMemHandle(self._ptr))

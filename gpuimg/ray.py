@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import GpuImgError
+from .errors import ArgumentError, RayNotInstalledError, check_int  # RayNotInstalledError: re-exported, its old home (in __all__)
 from .pipeline.api import Pipeline, prepare_run, progress_callback
 from .pipeline.options import RunOptions
 from .pipeline.config import PipelineConfig
@@ -52,10 +52,6 @@ from .pipeline.results import REPORT_NAME, Failure, Summary, reason, write_repor
 __all__ = ["ProcessBatches", "TensorBatches", "run_on_ray", "plan_actors", "ActorPlan", "RayNotInstalledError"]
 
 INSTALL_HINT = 'pip install "gpuimg[ray]"'
-
-
-class RayNotInstalledError(GpuImgError, ImportError):
-    """Ray Data is not installed (``pip install "gpuimg[ray]"``)."""
 
 
 def import_ray() -> Any:
@@ -161,8 +157,8 @@ class ProcessBatches(_PipelineActor):
         if batch.get("output") is not None:
             return [str(o) for o in batch["output"]], [""] * len(batch["output"])
         if self.output_dir is None or self.input_root is None:
-            raise ValueError("ProcessBatches needs an 'output' column, or output_dir= and input_root= (the folder "
-                             "the paths are relative to) to name the outputs")
+            raise ArgumentError("ProcessBatches needs an 'output' column, or output_dir= and input_root= (the folder "
+                                "the paths are relative to) to name the outputs")
         root = str(self.input_root)
         # Ray's readers give an object store's paths without their protocol ("bucket/key")
         in_store = _is_url(root)
@@ -299,19 +295,18 @@ def plan_actors(cpus: float, gpus: float, device: str, actors: int | None = None
         >>> plan_actors(cpus=1, gpus=0, device="cpu")
         ActorPlan(actors=1, num_gpus=0.0, num_cpus=0.5)
     """
-    if actors is not None and (not isinstance(actors, int) or isinstance(actors, bool) or actors < 1):
-        raise ValueError(f"actors must be an int >= 1 or None, got {actors!r}")
+    check_int(actors, "actors", low=1, optional=True)
     if not 0 < gpus_per_actor:
-        raise ValueError(f"gpus_per_actor must be positive, got {gpus_per_actor!r}")
+        raise ArgumentError(f"gpus_per_actor must be positive, got {gpus_per_actor!r}")
     if device == "cuda":
         if gpus <= 0:
-            raise ValueError("the pipeline runs on the GPU but the Ray cluster has no GPUs; "
-                             "use device='cpu' (--device cpu) or a cluster with GPUs")
+            raise ArgumentError("the pipeline runs on the GPU but the Ray cluster has no GPUs; "
+                                "use device='cpu' (--device cpu) or a cluster with GPUs")
         fit = int(gpus / gpus_per_actor + 1e-9)
         if fit < 1 or (actors is not None and actors > fit):
             # Ray would wait for GPUs that never come
-            raise ValueError(f"{actors or 1} actor(s) of {gpus_per_actor} GPU each need more than the {gpus:g} GPU(s) "
-                             "of the Ray cluster; give fewer actors or a smaller gpus_per_actor")
+            raise ArgumentError(f"{actors or 1} actor(s) of {gpus_per_actor} GPU each need more than the {gpus:g} GPU(s) "
+                                "of the Ray cluster; give fewer actors or a smaller gpus_per_actor")
         count, per_gpu = (actors if actors is not None else fit), float(gpus_per_actor)
     else:
         count, per_gpu = (actors if actors is not None else max(1, int(cpus) - 1)), 0.0
@@ -428,8 +423,7 @@ class _ActorCount(NamedTuple):
 def _actor_pool(ray: Any, size: int, calls: int) -> tuple[Any, dict[str, Any]]:
     """Ray Data's actor pool of ``size`` actors running ``calls`` calls at once each, and the
     remote arguments that takes (the keywords changed between Ray versions)."""
-    if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
-        raise ValueError(f"calls_per_actor must be an int >= 1, got {calls!r}")
+    check_int(calls, "calls_per_actor", low=1)
     if calls == 1:
         return ray.data.ActorPoolStrategy(size=size), {}
     params = inspect.signature(ray.data.ActorPoolStrategy).parameters

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from ..errors import ArgumentError, ArgumentTypeError
 from ._engine.args import as_source
 
 __all__ = ["OpInfo", "register_op", "get_op", "available_ops", "registered"]
@@ -80,7 +81,7 @@ def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True
         info = OpInfo(op_name, f, family, step, tuple(image_params))
         old = _ops.get(op_name)
         if old is not None and old.fn.__qualname__ != f.__qualname__:
-            raise ValueError(f"op {op_name!r} is registered twice ({old.fn.__module__} and {f.__module__})")
+            raise ArgumentError(f"op {op_name!r} is registered twice ({old.fn.__module__} and {f.__module__})")
         _ops[op_name] = info
         return f
 
@@ -120,10 +121,10 @@ def _taking_arrays(f: F, image_params: tuple[str, ...]) -> F:
 def get_op(name: str) -> OpInfo:
     """The op registered as ``name``; a ValueError listing the available ones otherwise."""
     if not isinstance(name, str):
-        raise TypeError(f"an op name must be a string, got {name!r}")
+        raise ArgumentTypeError(f"an op name must be a string, got {name!r}")
     info = _ops.get(name)
     if info is None:
-        raise ValueError(f"unknown op {name!r}; available: {', '.join(available_ops(steps_only=False)) or '(none registered)'}")
+        raise ArgumentError(f"unknown op {name!r}; available: {', '.join(available_ops(steps_only=False)) or '(none registered)'}")
     return info
 
 

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
+from ..errors import ArgumentError, ArgumentTypeError
 from ..device import resolve_device
 from . import workers as worker_pool
 from .codecs import CodecPool
@@ -83,7 +84,7 @@ class Pipeline:
         self.device = resolve_device(device)
         self.config = config if config is not None else PipelineConfig()
         if not isinstance(self.config, PipelineConfig):
-            raise TypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
+            raise ArgumentTypeError(f"config must be a PipelineConfig, got {type(self.config).__name__}")
         self._specs = list(steps)  # as given: what a shard process rebuilds its steps from
         self._steps = [Step(s, self.device) for s in self._specs]
         # Argument errors that would fail every image: now, on the CPU twins of the steps.
@@ -162,12 +163,12 @@ class Pipeline:
         ``quality`` (90), ``batch_size`` (64), ``max_batch_bytes``, ``include``,
         ``exclude``, ``name``, ``resume``, ``readers``, ``writers``, ``report``,
         ``workers``, ``shards``, ``mode``, ``background``, ``keep_metadata``. A bad value
-        raises ValueError naming it before anything runs.
+        raises ArgumentError naming it before anything runs.
 
         ``mode``: what each output image is (:class:`~gpuimg.pipeline.steps.OutputRule`):
         "keep" (default: channels and bit depth kept where ``format`` stores them; alpha
         composited onto ``background`` and 16-bit rounded to 8-bit where it does not),
-        or "rgb", "rgba", "gray" for every image. ValueError for a mode ``format`` cannot
+        or "rgb", "rgba", "gray" for every image. ArgumentError for a mode ``format`` cannot
         store.
 
         ``keep_metadata``: what each output keeps of its input's EXIF, XMP and ICC
@@ -201,9 +202,22 @@ class Pipeline:
         Output names follow one rule (:func:`~gpuimg.pipeline.files.plan_jobs`): the input's
         relative path with its extension replaced by the format's suffix (or ``name``, a
         template); inputs that would share an output, or overwrite an input, are per-item
-        failures decided before any write, for the whole run. ValueError (nothing written)
+        failures decided before any write, for the whole run. ArgumentError (nothing written)
         when ``report`` is an input or output file of
         the run. Temporary files that killed runs left in the output folders are removed.
+
+        Raises:
+            ArgumentError: an option's value is not allowed (``quality=0``, an unknown
+                ``format``, a ``mode`` the format cannot store; :class:`RunOptions`), or
+                ``output_dir`` / ``report`` would overwrite the run's inputs; raised
+                before anything is read or written. A ``ValueError``.
+            NameTemplateError: ``name`` is not a template that names files (an
+                ArgumentError).
+            ArgumentTypeError: ``options`` is not a RunOptions, or ``progress`` is not a
+                bool, None or a callable. A ``TypeError``.
+
+            A file that cannot be read, decoded, processed or written does not raise: it
+            is a failure in the returned Summary.
 
         Example:
             >>> s = Pipeline([], device="cpu").run([], "/tmp/gpuimg-doc-out")
@@ -212,13 +226,13 @@ class Pipeline:
         """
         opts = RunOptions.of(options, **changes)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
-            raise TypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
+            raise ArgumentTypeError(f"progress must be True, False, None or a callable(done, total), got {progress!r}")
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(opts.report) if opts.report is not None else Path(output_dir) / REPORT_NAME
         jobs = self.plan(inputs, output_dir, format=opts.format, include=opts.include, exclude=opts.exclude,
                          name=opts.name)
-        todo = prepare_run(jobs, output_dir, report_path, opts.resume, summary)  # ValueError: nothing written
+        todo = prepare_run(jobs, output_dir, report_path, opts.resume, summary)  # ArgumentError: nothing written
         shards = self.shard_count(todo, opts)
         try:
             if shards > 1:
@@ -380,7 +394,7 @@ class Pipeline:
         ``size`` (height, width): after the steps, images not of that size are resized to
         it, so every tensor row has one shape. None (default): the steps' own output size
         where it is fixed (steps ending in a crop to 512x512 give 512x512 tensors);
-        ValueError where it depends on the input (no steps, ``resize_shorter`` alone):
+        ArgumentError where it depends on the input (no steps, ``resize_shorter`` alone):
         give ``size`` then. Decoding and processing of the next batches run ahead
         (``prefetch`` batches) while the caller trains. A yielded tensor is ordered on the
         caller's current CUDA stream (no host sync) and stays valid until the next batch is
@@ -397,12 +411,12 @@ class Pipeline:
             ...     print(x.shape, x.dtype)  # in training: model(torch.from_dlpack(x))
             (2, 3, 56, 56) float32
         """
-        RunOptions(batch_size=batch_size, readers=readers)  # ValueError naming a bad one
+        RunOptions(batch_size=batch_size, readers=readers)  # ArgumentError naming a bad one
         if size is None:
             size = fixed_output_size(self._steps, self.device)
             if size is None:
-                raise ValueError("batches() needs size=(height, width): the steps' output size depends on the input "
-                                 f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
+                raise ArgumentError("batches() needs size=(height, width): the steps' output size depends on the input "
+                                    f"(steps: {self.steps}); end them in a crop or resize to a fixed size, or give size")
         self._codecs.prewarm()
         jobs = plan_jobs(inputs, None, "", include, exclude)  # no outputs: tensors only
         return self.tensors_of_jobs(jobs, batch_size, size=size, mean=mean, std=std, readers=readers,
@@ -465,7 +479,7 @@ def progress_callback(progress: Any, total: int) -> Iterator[Callable[[int, int]
 def prepare_run(jobs: list[Job], output_dir: str | os.PathLike, report_path: str | os.PathLike, resume: bool,
                 summary: Summary) -> list[Job]:
     """What a run of planned ``jobs`` does before any item: refuse a report path that is an
-    input or output (ValueError), remove stale temporary files of killed runs, count the
+    input or output (ArgumentError), remove stale temporary files of killed runs, count the
     refused jobs as failures and (``resume``) the done ones as skipped in ``summary``;
     returns the jobs to do. One copy for :meth:`Pipeline.run` and :mod:`gpuimg.ray`.
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ArgumentError, check_int
 from ..codec.isolation import Isolation
 from ..device import usable_cores
 
@@ -88,6 +89,12 @@ class PipelineConfig:
     many files for the isolated CPU codecs starts their whole pool of children
     (``isolation.children``) as it warms up; a shorter one starts at most one.
 
+    Raises:
+        ArgumentError: a count or size field is not an int (a bool is not one) or is
+            below its least value (lanes, rings, threads and shard sizes >= 1 or >= 0, as
+            the message says), or ``worker_start_timeout_s`` is not positive. A
+            ``ValueError``.
+
     Example:
         >>> cfg = PipelineConfig(encode_in_worker=False)
         >>> cfg.encode_in_worker, cfg.decode_ring
@@ -127,11 +134,9 @@ class PipelineConfig:
                           ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
                           ("shard_min_bytes", 0), ("cpu_shard_min_files", 1),
                           ("encoder_cpu_threads", 0), ("pool_min_files", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(getattr(self, name), name, low=low)
         if not self.worker_start_timeout_s > 0:
-            raise ValueError(f"worker_start_timeout_s must be positive, got {self.worker_start_timeout_s!r}")
+            raise ArgumentError(f"worker_start_timeout_s must be positive, got {self.worker_start_timeout_s!r}")
         if self.decode_backends is not None:
             object.__setattr__(self, "decode_backends", tuple(self.decode_backends))
 

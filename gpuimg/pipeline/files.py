@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec import formats
-from ..errors import GpuImgError, check_choice
+from ..errors import ArgumentError, NameTemplateError, check_choice  # NameTemplateError: re-exported, its old home
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -61,7 +61,7 @@ _OUTPUT_SPELLINGS = tuple(sorted(alias for f in OUTPUT_FORMATS for alias in f.al
 
 
 def output_format(fmt: str) -> formats.Format:
-    """The output format called ``fmt`` (any alias, any case); ValueError naming the choices.
+    """The output format called ``fmt`` (any alias, any case); ArgumentError naming the choices.
 
     Example:
         >>> output_format("JPG").suffix, output_format("jpeg2000").suffix
@@ -261,11 +261,6 @@ def output_name(name: str, suffix: str) -> str:
     return os.path.splitext(name)[0] + suffix
 
 
-class NameTemplateError(GpuImgError, ValueError):
-    """A ``name`` template of :func:`plan_jobs` that cannot name files (unknown field, a
-    path separator, a name that is empty, ``.`` or ``..``)."""
-
-
 class NameTemplate:
     """An output file name template (``--name`` on the command, ``name=`` of
     :func:`plan_jobs`): :meth:`str.format` fields ``{stem}`` (the input's name without its
@@ -285,7 +280,7 @@ class NameTemplate:
         >>> NameTemplate("{name}.jpg")
         Traceback (most recent call last):
         ...
-        gpuimg.pipeline.files.NameTemplateError: name='{name}.jpg' has an unknown field {name}; the fields are {stem}, {suffix}, {ext} and {parent}
+        gpuimg.errors.NameTemplateError: name='{name}.jpg' has an unknown field {name}; the fields are {stem}, {suffix}, {ext} and {parent}
     """
 
     FIELDS = ("stem", "suffix", "ext", "parent")
@@ -426,7 +421,7 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
         >>> check_output_dir(src, os.path.join(src, "out"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: the output folder ... is inside the input folder ...
+        gpuimg.errors.ArgumentError: the output folder ... is inside the input folder ...
     """
     out_real = os.path.realpath(os.path.expanduser(output_dir))
     if isinstance(inputs, str | os.PathLike) and Path(inputs).expanduser().is_dir():
@@ -437,8 +432,8 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
     folder = out_real
     while True:
         if folder in folders:
-            raise ValueError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
-                             "(outputs would be written among the inputs)")
+            raise ArgumentError(f"the output folder {os.fspath(output_dir)!r} is inside the input folder {folder!r} "
+                                "(outputs would be written among the inputs)")
         parent = os.path.dirname(folder)
         if parent == folder:
             return
@@ -446,14 +441,14 @@ def check_output_dir(inputs: str | os.PathLike | Iterable[str | os.PathLike], ou
 
 
 def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> None:
-    """ValueError naming the file when the report path is an input or an output of
+    """ArgumentError naming the file when the report path is an input or an output of
     ``jobs`` (the report would replace it); checked before anything is written.
 
     Example:
         >>> check_run_files([Job(0, Path("/d/a.jpg"), None)], "/d/a.jpg")
         Traceback (most recent call last):
         ...
-        ValueError: the report path '/d/a.jpg' is an input file of the run: it would be replaced by the report
+        gpuimg.errors.ArgumentError: the report path '/d/a.jpg' is an input file of the run: it would be replaced by the report
     """
     if report is None:
         return
@@ -461,10 +456,10 @@ def check_run_files(jobs: Sequence[Job], report: str | os.PathLike | None) -> No
     key = _key(os.path.join(os.path.realpath(folder), name))
     inputs = {_key(f) for f in _real_files([os.path.abspath(j.src) for j in jobs])}
     if key in inputs:
-        raise ValueError(f"the report path {os.fspath(report)!r} is an input file of the run: it would be replaced by the report")
+        raise ArgumentError(f"the report path {os.fspath(report)!r} is an input file of the run: it would be replaced by the report")
     outputs = {_key(os.fspath(j.dst)) for j in jobs if j.dst is not None}
     if key in outputs:
-        raise ValueError(f"the report path {os.fspath(report)!r} is an output file of the run")
+        raise ArgumentError(f"the report path {os.fspath(report)!r} is an output file of the run")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ Example:
     >>> RunOptions(quality=0)
     Traceback (most recent call last):
     ...
-    ValueError: quality must be an int >= 1, got 0
+    gpuimg.errors.ArgumentError: quality must be an int >= 1, got 0
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from ..codec import formats
 from ..codec.metadata import KEEP
-from ..errors import check_choice
+from ..errors import ArgumentError, ArgumentTypeError, check_choice, check_int
 from .files import NameTemplate, output_format
 from .steps import OutputRule
 
@@ -52,6 +52,16 @@ class RunOptions:
     more threads only compete with the codec threads for the interpreter, and more
     writers wait on the directory lock; raise ``readers`` for storage with latency.
 
+    Raises:
+        ArgumentError: a field's value is not allowed; the message names the field, the
+            value and what is allowed (``quality`` an int in [1, 100]; ``batch_size``,
+            ``max_batch_bytes``, ``readers``, ``writers`` ints >= 1; ``shards`` None or an
+            int >= 1; ``format``, ``mode``, ``keep_metadata`` one of their choices;
+            ``background`` three ints 0..255; ``include``/``exclude`` globs). A
+            ``ValueError``.
+        NameTemplateError: ``name`` is not a template that names files (an
+            ArgumentError).
+
     Example:
         >>> RunOptions(include=["*.png"], background=[0, 0, 0]).include
         ('*.png',)
@@ -60,7 +70,7 @@ class RunOptions:
         >>> RunOptions(keep_metadata="some")
         Traceback (most recent call last):
         ...
-        ValueError: keep_metadata='some' is not a metadata choice; use one of ('all', 'icc', 'no-gps', 'none')
+        gpuimg.errors.ArgumentError: keep_metadata='some' is not a metadata choice; use one of ('all', 'icc', 'no-gps', 'none')
     """
 
     format: str = "jpeg"
@@ -82,24 +92,19 @@ class RunOptions:
     output: formats.Format = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fmt = output_format(self.format)  # ValueError naming the choices
+        fmt = output_format(self.format)  # ArgumentError naming the choices
         set_ = object.__setattr__
         set_(self, "output", fmt)
         set_(self, "format", fmt.name)
-        for name, low in (("quality", 1), ("batch_size", 1), ("max_batch_bytes", 1), ("readers", 1), ("writers", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if self.quality > 100:
-            raise ValueError(f"quality must be in 1..100, got {self.quality!r}")
-        if self.shards is not None and (not isinstance(self.shards, int) or isinstance(self.shards, bool)
-                                        or self.shards < 1):
-            raise ValueError(f"shards must be None or an int >= 1, got {self.shards!r}")
+        for name in ("quality", "batch_size", "max_batch_bytes", "readers", "writers"):
+            check_int(getattr(self, name), name, low=1)
+        check_int(self.quality, "quality", 1, 100)
+        check_int(self.shards, "shards", low=1, optional=True)
         for name in ("resume",):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise ArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.workers is not None and not isinstance(self.workers, bool):
-            raise ValueError(f"workers must be True, False or None, got {self.workers!r}")
+            raise ArgumentError(f"workers must be True, False or None, got {self.workers!r}")
         set_(self, "include", _globs("include", self.include) if self.include is not None else None)
         set_(self, "exclude", _globs("exclude", self.exclude))
         if self.report is not None:
@@ -107,7 +112,7 @@ class RunOptions:
         if self.name is not None:
             NameTemplate(self.name)  # a bad template raises NameTemplateError (a ValueError) naming it
         set_(self, "background", tuple(self.background) if not isinstance(self.background, str) else self.background)
-        OutputRule(fmt, self.mode, self.background)  # ValueError: a mode the format cannot store, a bad background
+        OutputRule(fmt, self.mode, self.background)  # ArgumentError: a mode the format cannot store, a bad background
         check_choice(self.keep_metadata, "keep_metadata", KEEP, "a metadata choice")
 
     def replace(self, **changes: Any) -> RunOptions:
@@ -129,7 +134,7 @@ class RunOptions:
             (80, 70)
         """
         if options is not None and not isinstance(options, RunOptions):
-            raise TypeError(f"options must be a RunOptions, got {type(options).__name__}")
+            raise ArgumentTypeError(f"options must be a RunOptions, got {type(options).__name__}")
         base = options if options is not None else cls()
         return dataclasses.replace(base, **changes) if changes else base
 
@@ -140,7 +145,7 @@ def _globs(name: str, value: Any) -> tuple[str, ...]:
     try:
         globs = tuple(value)
     except TypeError:
-        raise ValueError(f"{name} must be a glob or a list of globs, got {value!r}") from None
+        raise ArgumentError(f"{name} must be a glob or a list of globs, got {value!r}") from None
     if not all(isinstance(g, str) for g in globs):
-        raise ValueError(f"{name} must hold glob strings, got {value!r}")
+        raise ArgumentError(f"{name} must hold glob strings, got {value!r}")
     return globs

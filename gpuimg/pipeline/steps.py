@@ -23,7 +23,7 @@ import gpuimg.ops  # noqa: F401 - importing the ops fills the registry
 
 from ..codec import formats, read
 from ..device import use_stream
-from ..errors import check_choice
+from ..errors import ArgumentError, ArgumentTypeError, check_choice
 from ..image import Image, ImageBatch
 from ..ops import registry
 
@@ -45,9 +45,9 @@ def available_ops() -> list[str]:
 def _step_op(name: Any) -> registry.OpInfo:
     """The registered op ``name`` that may be a step; ValueError listing the steps."""
     if not isinstance(name, str):
-        raise TypeError(f"a step name must be a string, got {name!r}")
+        raise ArgumentTypeError(f"a step name must be a string, got {name!r}")
     if name not in available_ops():
-        raise ValueError(f"unknown step {name!r}; available steps: {', '.join(available_ops()) or '(no ops registered)'}")
+        raise ArgumentError(f"unknown step {name!r}; available steps: {', '.join(available_ops()) or '(no ops registered)'}")
     return registry.get_op(name)
 
 
@@ -88,7 +88,7 @@ class Step:
             op = _step_op(spec[0])
             self.name, self.fn, image_params = op.name, op.fn, op.image_params
         else:
-            raise TypeError(f"a step must be a callable or a (name, kwargs) pair, got {spec!r}")
+            raise ArgumentTypeError(f"a step must be a callable or a (name, kwargs) pair, got {spec!r}")
         self.given = given  # as written (what a pipeline JSON file holds)
         self.kwargs = dict(given)
         params = _parameters(self.fn)
@@ -107,7 +107,7 @@ class Step:
         try:
             inspect.signature(self.fn).bind(None, **self.kwargs)
         except TypeError as exc:
-            raise ValueError(f"step {self.name!r} cannot take {self.kwargs}: {exc}") from None
+            raise ArgumentError(f"step {self.name!r} cannot take {self.kwargs}: {exc}") from None
         except ValueError:  # builtins without a signature: nothing to check
             pass
 
@@ -168,7 +168,7 @@ def _decode_overlay(step: str, param: str, path: str | os.PathLike, device: str)
     try:
         image = read(path, device=device, mode="rgba")
     except (OSError, ValueError) as exc:
-        raise ValueError(f"step {step!r}: {param}={str(path)!r} cannot be read as an image: {exc}") from None
+        raise ArgumentError(f"step {step!r}: {param}={str(path)!r} cannot be read as an image: {exc}") from None
     if image.device == "cuda":  # decoded on this thread's stream; the lanes use their own
         import cupy
 
@@ -200,11 +200,11 @@ def load_steps(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"pipeline file {str(path)!r} cannot be read as JSON: {exc}") from None
+        raise ArgumentError(f"pipeline file {str(path)!r} cannot be read as JSON: {exc}") from None
     if isinstance(data, dict):
         data = data.get("steps")
     if not isinstance(data, list):
-        raise ValueError(f"pipeline file {str(path)!r} must hold a list of steps or {{\"steps\": [...]}}")
+        raise ArgumentError(f"pipeline file {str(path)!r} must hold a list of steps or {{\"steps\": [...]}}")
     steps = []
     for i, item in enumerate(data):
         if isinstance(item, dict) and isinstance(item.get("op"), str):
@@ -213,10 +213,10 @@ def load_steps(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
         elif isinstance(item, list) and len(item) in (1, 2) and isinstance(item[0], str):
             kwargs = item[1] if len(item) == 2 else {}
             if not isinstance(kwargs, dict):
-                raise ValueError(f"step {i} of {str(path)!r}: the parameters must be an object, got {kwargs!r}")
+                raise ArgumentError(f"step {i} of {str(path)!r}: the parameters must be an object, got {kwargs!r}")
             steps.append((item[0], dict(kwargs)))
         else:
-            raise ValueError(f"step {i} of {str(path)!r} must be [name, {{params}}] or {{\"op\": name, ...}}, got {item!r}")
+            raise ArgumentError(f"step {i} of {str(path)!r} must be [name, {{params}}] or {{\"op\": name, ...}}, got {item!r}")
     return steps
 
 
@@ -251,7 +251,7 @@ def run_steps_per_item(steps: Sequence[Step], images: Sequence[Image], stream: A
         >>> imgs = [Image.from_array(np.zeros((4, 4, 3), np.uint8)), Image.from_array(np.zeros((9, 9, 3), np.uint8))]
         >>> out = run_steps_per_item([Step(("crop", {"top": 5, "left": 5, "height": 2, "width": 2}), "cpu")], imgs, None)
         >>> type(out[0]).__name__, out[1].shape
-        ('ValueError', (2, 2, 3))
+        ('ArgumentError', (2, 2, 3))
     """
     results: list[Image | BaseException] = []
     for image in images:
@@ -291,14 +291,14 @@ def _registered_steps(steps: Sequence[Step]) -> list[Step]:
 def _probe(steps: Sequence[Step], device: str, extra: tuple[int, int] = (0, 0)) -> Any:
     """``steps`` run once on an RGB uint8 probe of side 64 plus twice the largest int of
     their arguments (at most :data:`PROBE_MAX_SIDE`), ``extra`` added to (height, width);
-    ValueError naming the step that refused it."""
+    ArgumentError naming the step that refused it."""
     side = min(PROBE_MAX_SIDE, 64 + 2 * max((_largest_int(s.given) for s in steps), default=0))
     x: Any = Image.from_array(np.full((side + extra[0], side + extra[1], 3), 128, np.uint8), device="cpu").to(device)
     for step in steps:
         try:
             x = step(x, None, None)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"step {step.name!r} cannot take {step.given}: {exc}") from None
+            raise ArgumentError(f"step {step.name!r} cannot take {step.given}: {exc}") from None
     if device == "cuda":  # the probe ran on the current stream; the lanes use their own
         import cupy
 
@@ -323,7 +323,7 @@ def check_steps(steps: Sequence[Step], device: str) -> None:
         >>> check_steps([Step(("crop", {"top": "a", "left": 0, "height": 2, "width": 2}), "cpu")], "cpu")
         Traceback (most recent call last):
         ...
-        ValueError: step 'crop' cannot take {'top': 'a', 'left': 0, 'height': 2, 'width': 2}: ...
+        gpuimg.errors.ArgumentError: step 'crop' cannot take {'top': 'a', 'left': 0, 'height': 2, 'width': 2}: ...
     """
     named = _registered_steps(steps)
     if named:
@@ -394,7 +394,7 @@ class OutputRule:
         >>> OutputRule(formats.lookup("jpeg"), mode="rgba")
         Traceback (most recent call last):
         ...
-        ValueError: mode='rgba' cannot be written as JPEG, which stores 1 or 3 channels...
+        gpuimg.errors.ArgumentError: mode='rgba' cannot be written as JPEG, which stores 1 or 3 channels...
     """
 
     fmt: formats.Format
@@ -405,13 +405,13 @@ class OutputRule:
         check_choice(self.mode, "mode", MODES)
         bg = tuple(self.background) if isinstance(self.background, Sequence) and not isinstance(self.background, str) else ()
         if len(bg) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in bg):
-            raise ValueError(f"background={self.background!r} must be three ints 0..255 (R, G, B)")
+            raise ArgumentError(f"background={self.background!r} must be three ints 0..255 (R, G, B)")
         object.__setattr__(self, "background", bg)
         forced = _FORCED_CHANNELS.get(self.mode)
         if forced is not None and forced not in self.fmt.channels:
             stores = " or ".join(str(c) for c in self.fmt.channels)
-            raise ValueError(f"mode={self.mode!r} cannot be written as {self.fmt.title}, which stores {stores} channels; "
-                             f"use mode 'keep' or another format")
+            raise ArgumentError(f"mode={self.mode!r} cannot be written as {self.fmt.title}, which stores {stores} channels; "
+                                f"use mode 'keep' or another format")
 
     @property
     def keeps_16bit(self) -> bool:
@@ -473,7 +473,7 @@ def _convert(batch: ImageBatch, out: ImageBatch | None, channels: list[int], to8
             elif a.shape[2] == 1 and c == 3:
                 a = xp.broadcast_to(a, (*a.shape[:2], 3))
             elif a.shape[2] != c:
-                raise ValueError(f"cannot store a {a.shape[2]}-channel image as {c} channels")
+                raise ArgumentError(f"cannot store a {a.shape[2]}-channel image as {c} channels")
             if to8:  # round(v * 255 / 65535) = round(v / 257); 257 is odd: no ties
                 a = (2 * a.astype(xp.uint32) + 257) // 514
             xp.copyto(dst.array, a, casting="unsafe")

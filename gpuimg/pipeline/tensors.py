@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ArgumentError, check_int
 from ..memory import Buffer
 from ..ops.color import to_tensor
 from ..ops.geometry import resize
@@ -109,9 +110,8 @@ class TensorIterator:
     def __init__(self, start: StartStages, device: str, batch_size: int, size: tuple[int, int] | None,
                  mean: Sequence[float] | None, std: Sequence[float] | None, prefetch: int):
         if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be (height, width) of positive ints or None, got {size!r}")
-        if not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+            raise ArgumentError(f"size must be (height, width) of positive ints or None, got {size!r}")
+        check_int(prefetch, "prefetch", low=1)
         self.failures: list[Failure] = []
         self.device = device
         self._run = Run()

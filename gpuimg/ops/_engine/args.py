@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ...image import Image, ImageBatch
 
 __all__ = ["Source", "as_source", "is_array_like", "check_src", "uniform_channels", "per_sample", "number", "numbers", "check_range", "BORDERS", "check_border"]
@@ -27,7 +27,7 @@ _BORDER_CODE = {name: i for i, name in enumerate(BORDERS)}
 
 
 def check_border(border: Any, name: str = "border") -> int:
-    """The kernel code of ``border``; ValueError naming the allowed names otherwise."""
+    """The kernel code of ``border``; ArgumentError naming the allowed names otherwise."""
     return _BORDER_CODE[check_choice(border, name, BORDERS, "a border mode")]
 
 
@@ -47,7 +47,7 @@ def is_array_like(value: Any) -> bool:
 def as_source(value: Any, name: str = "src") -> Any:
     """``value`` as an op source: an array in HWC (or HW for gray) wrapped zero-copy by
     :meth:`Image.from_array` (the op's result is then an Image); anything else unchanged
-    (:func:`check_src` judges it). ValueError naming ``name`` for a layout that cannot be
+    (:func:`check_src` judges it). ArgumentError naming ``name`` for a layout that cannot be
     wrapped (a CHW tensor gets how to pass it channel-last).
 
     Example:
@@ -57,29 +57,31 @@ def as_source(value: Any, name: str = "src") -> Any:
         >>> as_source(np.zeros((3, 32, 48), np.uint8), "dst")
         Traceback (most recent call last):
         ...
-        ValueError: dst: array of shape (3, 32, 48) looks channel-first (CHW: ...
+        gpuimg.errors.ArgumentError: dst: array of shape (3, 32, 48) looks channel-first (CHW: ...
     """
     if isinstance(value, Image | ImageBatch) or not is_array_like(value):
         return value
     try:
         return Image.from_array(value)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise ArgumentError(f"{name}: {exc}", argument=name) from None
 
 
 def check_src(src: Any, name: str = "src", channels: Sequence[int] | None = None, dtypes: Sequence[Any] | None = None) -> None:
     """Raise a clear TypeError/ValueError unless ``src`` is an Image/ImageBatch that fits."""
     if not isinstance(src, Image | ImageBatch):
-        raise TypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
-                        f"torch tensor, got {type(src).__name__}")
+        raise ArgumentTypeError(f"{name} must be a gpuimg.Image or ImageBatch, or an (H, W[, C]) NumPy/CuPy array or "
+                                f"torch tensor, got {type(src).__name__}")
     if dtypes is not None and src.dtype not in [np.dtype(d) for d in dtypes]:
         allowed = [np.dtype(d).name for d in dtypes]
-        raise ValueError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}")
+        raise ArgumentError(f"{name} has dtype {src.dtype.name}; this op takes {allowed}", argument=name,
+                            value=src.dtype.name)
     if channels is not None:
         have = {s[2] for s in src.shapes} if isinstance(src, ImageBatch) else {src.channels}
         bad = have - set(channels)
         if bad:
-            raise ValueError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}")
+            raise ArgumentError(f"{name} has {sorted(bad)} channels; this op takes {list(channels)}", argument=name,
+                                value=sorted(bad))
 
 
 def uniform_channels(src: Source) -> int:
@@ -88,7 +90,7 @@ def uniform_channels(src: Source) -> int:
         return src.channels
     channels = src.uniform_channels
     if channels is None:
-        raise ValueError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
+        raise ArgumentError(f"src mixes channel counts {sorted({s[2] for s in src.shapes})}; this op needs one per batch")
     return channels
 
 
@@ -105,33 +107,36 @@ def per_sample(value: Any, count: int, name: str, dtype: Any = np.float32, *, fi
         >>> per_sample(1.5, 1, "top", np.int64)
         Traceback (most recent call last):
         ...
-        ValueError: top must be an int (or one int per image), got 1.5
+        gpuimg.errors.ArgumentError: top must be an int (or one int per image), got 1.5
     """
     kind = np.dtype(dtype).kind
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without checks on arrays
         if finite and not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+            raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
         if kind in "iu" and value != int(value):
-            raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+            raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}",
+                                argument=name, value=value)
         return np.full(count, value, dtype=dtype)
     raw = np.asarray(value) if not isinstance(value, str | bytes) else None
     if raw is None or raw.dtype.kind not in "biuf" or raw.ndim > 1:
-        raise TypeError(f"{name} must be a number or one number per image, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a number or one number per image, got {value!r}",
+                                argument=name, value=value)
     arr = raw.astype(np.float64)
     if finite and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
     if kind in "iu" and np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+        raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}", argument=name, value=value)
     if raw.ndim == 0:
         return np.full(count, arr, dtype=dtype)
     if arr.shape[0] != count:
-        raise ValueError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image")
+        raise ArgumentError(f"{name} has {arr.shape[0]} values for {count} images; give one value or one per image",
+                            argument=name, value=value)
     return arr.astype(dtype)
 
 
 def number(value: Any, name: str, *, integer: bool = False, low: float | None = None, high: float | None = None) -> Any:
     """``value`` as a finite Python float (int with ``integer``), within [low, high];
-    TypeError/ValueError naming ``name`` otherwise (strings are not converted, fractions
+    ArgumentTypeError/ArgumentError naming ``name`` otherwise (strings are not converted, fractions
     never truncated).
 
     Example:
@@ -140,18 +145,19 @@ def number(value: Any, name: str, *, integer: bool = False, low: float | None = 
         >>> number("2", "sigma")
         Traceback (most recent call last):
         ...
-        TypeError: sigma must be a number, got '2'
+        gpuimg.errors.ArgumentTypeError: sigma must be a number, got '2'
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}",
+                                argument=name, value=value)
     x = float(value)
     if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}", argument=name, value=value)
     if integer and x != int(x):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise ArgumentError(f"{name} must be an int, got {value!r}", argument=name, value=value)
     if (low is not None and x < low) or (high is not None and x > high):
         bounds = f">= {low}" if high is None else (f"<= {high}" if low is None else f"in [{low}, {high}]")
-        raise ValueError(f"{name}={value!r} is out of range; it must be {bounds}")
+        raise ArgumentError(f"{name}={value!r} is out of range; it must be {bounds}", argument=name, value=value)
     return int(x) if integer else x
 
 
@@ -164,21 +170,24 @@ def numbers(value: Any, name: str, count: int, *, integer: bool = False, low: fl
         >>> numbers((1,), "offset", 2, integer=True)
         Traceback (most recent call last):
         ...
-        ValueError: offset must be 2 numbers, got (1,)
+        gpuimg.errors.ArgumentError: offset must be 2 numbers, got (1,)
     """
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(f"{name} must be a sequence of {count} numbers, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be a sequence of {count} numbers, got {value!r}",
+                                argument=name, value=value)
     if len(value) != count:
-        raise ValueError(f"{name} must be {count} numbers, got {value!r}")
+        raise ArgumentError(f"{name} must be {count} numbers, got {value!r}", argument=name, value=value)
     return tuple(number(v, f"{name}[{i}]", integer=integer, low=low) for i, v in enumerate(value))
 
 
 def check_range(value: Any, name: str, low: float, high: float) -> None:
-    """ValueError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
+    """ArgumentError naming ``name`` unless ``value`` (a number or one per image) is in [low, high]."""
     if isinstance(value, int | float) and not isinstance(value, bool):  # the common case, without NumPy
         if not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+            raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]",
+                                argument=name, value=value)
         return
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < low) or np.any(arr > high):
-        raise ValueError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]")
+        raise ArgumentError(f"{name}={value!r} is out of range; allowed values are in [{low}, {high}]",
+                            argument=name, value=value)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ...errors import ArgumentError, ArgumentTypeError
 from ...device import get_stream
 from ...image import Image, ImageBatch
 from ...memory import scratch
@@ -65,7 +66,7 @@ def prepare_out(
         >>> prepare_out(src, Image.empty(2, 2, dtype="uint16", device="cpu"))
         Traceback (most recent call last):
         ...
-        ValueError: out has dtype uint16 but this op makes uint8 images; pass out=None or an out of dtype uint8
+        gpuimg.errors.ArgumentError: out has dtype uint16 but this op makes uint8 images; pass out=None or an out of dtype uint8
     """
     dt = src.dtype if dtype is None else np.dtype(dtype)
     if isinstance(src, ImageBatch):
@@ -90,7 +91,7 @@ def prepare_out(
 
 def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
     """THE check of a caller's ``out`` (every op's ``out=`` comes here, through
-    :func:`prepare_out`): TypeError/ValueError naming ``out`` unless it is the same kind
+    :func:`prepare_out`): ArgumentTypeError/ArgumentError naming ``out`` unless it is the same kind
     as ``src`` (Image or ImageBatch), on the same device, of exactly ``dtype`` (the op's
     result dtype; never re-typed), and, when it is ``src`` itself (in place) or shares its
     memory, of the result's ``shapes`` (an image read while it is re-laid out is garbage).
@@ -100,21 +101,21 @@ def check_out(src: Source, out: Any, dtype: Any, shapes: Any) -> None:
     """
     if isinstance(src, ImageBatch):
         if not isinstance(out, ImageBatch):
-            raise TypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
+            raise ArgumentTypeError(f"out must be an ImageBatch when src is one, got {type(out).__name__}")
     elif not isinstance(out, Image):
-        raise TypeError(f"out must be an Image when src is one, got {type(out).__name__}")
+        raise ArgumentTypeError(f"out must be an Image when src is one, got {type(out).__name__}")
     if out.device != src.device:
-        raise ValueError(f"out is on {out.device!r} but src is on {src.device!r}")
+        raise ArgumentError(f"out is on {out.device!r} but src is on {src.device!r}")
     dt = np.dtype(dtype)
     if out.dtype != dt:
-        raise ValueError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
-                         f"pass out=None or an out of dtype {dt.name}")
+        raise ArgumentError(f"out has dtype {out.dtype.name} but this op makes {dt.name} images; "
+                            f"pass out=None or an out of dtype {dt.name}")
     if out is src or same_memory(out, src):
         have = out.shapes if isinstance(out, ImageBatch) else out.shape
         want = list(shapes) if isinstance(out, ImageBatch) else tuple(shapes)
         if have != want:
-            raise ValueError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
-                             f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
+            raise ArgumentError(f"out is src (in place) but this op makes shape(s) {want if isinstance(want, tuple) else want[:4]}, "
+                                f"not {have if isinstance(have, tuple) else have[:4]}; pass out=None or another out")
 
 
 def same_memory(a: Source, b: Source) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, check_choice
 from .._engine.args import check_range
 from ._base import Step
 from .steps import (
@@ -84,7 +84,7 @@ class _StepBuilders:
         level = float(np.rint(maxval))
         if isinstance(value, str):
             if value != "otsu":
-                raise ValueError(f"value={value!r} is not a threshold; give a number in [0, 255] or 'otsu'")
+                raise ArgumentError(f"value={value!r} is not a threshold; give a number in [0, 255] or 'otsu'")
             return _Otsu("otsu", (level,), stat="gray")
         check_range(value, "value", -np.inf, np.inf)
         return _Threshold("threshold", (np.floor(np.asarray(value, np.float64)), level))

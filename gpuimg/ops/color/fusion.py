@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError, ArgumentTypeError
 from ...image import Image, ImageBatch, images_of
 from ...memory import scratch
 from ...device import device_key, get_stream
@@ -93,22 +94,22 @@ class Chain:
     def __init__(self, *steps: Step, tensor: Any = None):
         for step in steps:
             if not isinstance(step, Step):
-                raise TypeError(f"chain takes pointwise steps (e.g. color.step.brightness(1.2)), got {type(step).__name__}")
+                raise ArgumentTypeError(f"chain takes pointwise steps (e.g. color.step.brightness(1.2)), got {type(step).__name__}")
         if not steps and tensor is None:
-            raise ValueError("steps must hold at least one pointwise step")
+            raise ArgumentError("steps must hold at least one pointwise step")
         self.steps = tuple(steps)
         self.tensor = tensor  # a color._TensorSpec or None
 
     def then(self, *steps: Step) -> Chain:
         """A longer chain: these steps after this chain's."""
         if self.tensor is not None:
-            raise ValueError("to_tensor ends a chain; add steps before it")
+            raise ArgumentError("to_tensor ends a chain; add steps before it")
         return Chain(*self.steps, *steps)
 
     def to_tensor(self, mean: Any = None, std: Any = None, dtype: str = "float32", layout: str = "NCHW") -> Chain:
         """This chain ending in a normalised float tensor (one kernel for all of it)."""
         if self.tensor is not None:
-            raise ValueError("this chain already ends in to_tensor")
+            raise ArgumentError("this chain already ends in to_tensor")
         return Chain(*self.steps, tensor=tensor_spec(mean, std, dtype, layout))
 
     def __repr__(self) -> str:

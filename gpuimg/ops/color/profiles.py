@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ...errors import GpuImgError, check_choice
+from ...errors import ArgumentError, ColorEngineMissingError, check_choice  # ColorEngineMissingError: re-exported, its old home
 from ..registry import register_op
 from .._engine.args import Source, check_src
 from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out, same_memory
@@ -60,10 +60,6 @@ CMY_STEP, CMY_GRID = 3, 86  # CMYK tables: C, M and Y at the levels 0, 3, ..., 2
 K_STEP, K_GRID = 17, 16  # ... and K at 0, 17, ..., 255 (K is interpolated linearly: it bends least)
 _CACHE_SIZE = 32  # profiles whose tables are kept (a folder of phone photos uses a handful) ...
 _CACHE_BYTES = 256 << 20  # ... within this many bytes of tables (a CMYK table is 30 MB)
-
-
-class ColorEngineMissingError(GpuImgError, ImportError):
-    """Pillow's ImageCms (LittleCMS) is needed to build a profile transform and is missing."""
 
 
 def _imagecms() -> Any:
@@ -132,7 +128,7 @@ def table_builds() -> int:
 
 def profile_lut(profile: bytes, intent: str = "relative") -> ProfileTable:
     """The :class:`ProfileTable` of ``profile``'s RGB -> sRGB transform (built by
-    LittleCMS once, then cached by the profile's hash). ValueError naming ``profile=``
+    LittleCMS once, then cached by the profile's hash). ArgumentError naming ``profile=``
     for bytes LittleCMS cannot read or a profile that is not RGB.
 
     Example:
@@ -192,7 +188,7 @@ def _littlecms(profile: bytes, intent: str, mode: str, pixels: np.ndarray) -> np
     try:
         transform = cms.buildTransform(src, cms.ImageCmsProfile(cms.createProfile("sRGB")), mode, "RGB", renderingIntent=flag)
     except cms.PyCMSError as exc:
-        raise ValueError(f"profile= is a {mode} profile LittleCMS cannot build a transform to sRGB from ({exc})") from None
+        raise ArgumentError(f"profile= is a {mode} profile LittleCMS cannot build a transform to sRGB from ({exc})") from None
     # LittleCMS runs without the GIL: strips of rows on a few threads (a transform is
     # read-only once built).
     strips = np.array_split(pixels, max(1, min(8, os.cpu_count() or 1, len(pixels))))
@@ -202,7 +198,7 @@ def _littlecms(profile: bytes, intent: str, mode: str, pixels: np.ndarray) -> np
 
 
 def _open_profile(profile: bytes, space: str) -> Any:
-    """``profile`` opened by LittleCMS; ValueError naming ``profile=`` for bytes it cannot
+    """``profile`` opened by LittleCMS; ArgumentError naming ``profile=`` for bytes it cannot
     read or a profile of another colour space than ``space`` ("RGB", "CMYK")."""
     import io
 
@@ -210,11 +206,11 @@ def _open_profile(profile: bytes, space: str) -> Any:
     try:
         opened = cms.ImageCmsProfile(io.BytesIO(profile))
     except (OSError, cms.PyCMSError) as exc:
-        raise ValueError(f"profile= is not an ICC profile LittleCMS can read ({exc})") from None
+        raise ArgumentError(f"profile= is not an ICC profile LittleCMS can read ({exc})") from None
     found = profile[16:20].decode("latin-1").strip()
     if found != space:
-        raise ValueError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
-                         "RGB images and CMYK profiles for CMYK images")
+        raise ArgumentError(f"profile= is a {found} profile for {space} pixels; convert_colorspace takes RGB profiles for "
+                            "RGB images and CMYK profiles for CMYK images")
     return opened
 
 
@@ -321,7 +317,7 @@ def cmyk_lut(profile: bytes | None, intent: str = "relative") -> CmykTable:
     once and cached by the profile's hash, as :func:`profile_lut`). ``profile=None``: a
     CMYK JPEG without a profile, converted as Pillow's ``convert("RGB")`` (and
     nvImageCodec's default decode) do: R = (255 - C) (255 - K) / 255, and so on (no colour
-    engine needed). ValueError naming ``profile=`` for a profile that is not CMYK.
+    engine needed). ArgumentError naming ``profile=`` for a profile that is not CMYK.
 
     Example:
         >>> table = cmyk_lut(None)
@@ -582,13 +578,13 @@ def _jobs_of(src: Source, profile: Any) -> list[_Job]:
     else:
         given = [None if p is None else bytes(p) for p in profile]
         if len(given) != len(images):
-            raise ValueError(f"profile= has {len(given)} entries for {len(images)} images")
+            raise ArgumentError(f"profile= has {len(given)} entries for {len(images)} images")
     jobs = []
     for im, p in zip(images, given):
         meta = getattr(im, "metadata", None)
         if getattr(meta, "cmyk", False) or (p is not None and p[16:20] == b"CMYK"):
             if im.channels != 4 or im.dtype != np.uint8:
-                raise ValueError(f"a CMYK image must be 4 uint8 ink channels, got {im.channels} channels of {im.dtype.name}")
+                raise ArgumentError(f"a CMYK image must be 4 uint8 ink channels, got {im.channels} channels of {im.dtype.name}")
             own = getattr(meta, "icc", None)
             jobs.append(_Job("cmyk", p if p is not None else (own if own is not None and own[16:20] == b"CMYK" else None)))
         elif profile is None:
@@ -671,7 +667,7 @@ def convert_colorspace(
     shapes = None
     if cmyk_tables:
         if out is not None and same_memory(src, out):
-            raise ValueError("out=src cannot take CMYK images (4 ink channels in, 3 sRGB channels out); pass out=None")
+            raise ArgumentError("out=src cannot take CMYK images (4 ink channels in, 3 sRGB channels out); pass out=None")
         images = list(src) if not hasattr(src, "array") else [src]
         hwc = [(im.height, im.width, 3 if job.kind == "cmyk" else im.channels) for im, job in zip(images, jobs)]
         shapes = hwc if not hasattr(src, "array") else hwc[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ._base import BINS, Step, gray_tv_numpy
 
 
@@ -197,7 +198,7 @@ class _Invert(Step):
 class _Opacity(Step):
     def check(self, c: int) -> None:
         if c != 4:
-            raise ValueError(f"src has {c} channels; opacity needs RGBA (4 channels): convert(src, 'rgba') first")
+            raise ArgumentError(f"src has {c} channels; opacity needs RGBA (4 channels): convert(src, 'rgba') first")
 
     def cuda(self, c: int, p: str, sh: str) -> str:
         return f"v[3] = q_round(v[3] * {p}[0]);"
@@ -271,7 +272,7 @@ def otsu_numpy(hist: np.ndarray) -> int:
 class _Otsu(Step):
     def check(self, c: int) -> None:
         if c != 1:
-            raise ValueError(f"src has {c} channels; threshold='otsu' needs a gray image (to_gray(src) first)")
+            raise ArgumentError(f"src has {c} channels; threshold='otsu' needs a gray image (to_gray(src) first)")
 
     def shared_floats(self, c: int) -> int:
         return 1
@@ -355,7 +356,7 @@ class _Convert(Step):
 
     def check(self, c: int) -> None:
         if _MODE_CHANNELS[self.src_mode] != c:
-            raise ValueError(f"src_mode={self.src_mode!r} needs {_MODE_CHANNELS[self.src_mode]} channels, src has {c}")
+            raise ArgumentError(f"src_mode={self.src_mode!r} needs {_MODE_CHANNELS[self.src_mode]} channels, src has {c}")
 
     def _rgba_exprs(self) -> tuple[str, str, str, str]:
         return {

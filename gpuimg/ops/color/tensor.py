@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ...image import ImageBatch
 from ...memory import Buffer
 from .._engine.args import Source
@@ -46,7 +46,7 @@ class _ToTensor(Step):
 
     def check(self, c: int) -> None:
         if self.given not in (1, c):
-            raise ValueError(f"mean/std have {self.given} values for an image of {c} channels; give 1 or {c}")
+            raise ArgumentError(f"mean/std have {self.given} values for an image of {c} channels; give 1 or {c}")
 
     def cuda(self, c: int, p: str, sh: str) -> str:
         return f"for (int k = 0; k < {c}; ++k) v[k] = v[k] * {p}[k] + {p}[4 + k];"
@@ -89,7 +89,7 @@ class TensorSpec:
         if isinstance(src, ImageBatch):
             sizes = {(h, w) for h, w, _ in src.shapes}
             if len(sizes) != 1:
-                raise ValueError(f"src is a batch of {len(sizes)} different sizes; to_tensor needs equal-size images (resize first)")
+                raise ArgumentError(f"src is a batch of {len(sizes)} different sizes; to_tensor needs equal-size images (resize first)")
             (h, w), n = sizes.pop(), len(src)
             return (n, channels, h, w) if self.layout == "NCHW" else (n, h, w, channels)
         h, w = src.height, src.width
@@ -101,9 +101,9 @@ class TensorSpec:
             return new_tensor(shape, self.dtype, src.device)
         xp = src.xp
         if not isinstance(out, xp.ndarray):
-            raise TypeError(f"out must be a {xp.__name__}.ndarray on {src.device!r}, got {type(out).__name__}")
+            raise ArgumentTypeError(f"out must be a {xp.__name__}.ndarray on {src.device!r}, got {type(out).__name__}")
         if tuple(out.shape) != shape or out.dtype != np.dtype(self.dtype) or not out.flags.c_contiguous:
-            raise ValueError(
+            raise ArgumentError(
                 f"out has shape {tuple(out.shape)} {out.dtype}; to_tensor needs a C-contiguous {shape} {self.dtype} array"
             )
         return out
@@ -119,7 +119,7 @@ class TensorSpec:
 
 
 def tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
-    """Checked :class:`TensorSpec` (ValueError naming the bad argument), cached per arguments."""
+    """Checked :class:`TensorSpec` (ArgumentError naming the bad argument), cached per arguments."""
     try:
         return _tensor_spec_cached(_hashable(mean), _hashable(std), dtype, layout)
     except TypeError:  # unhashable (an array of values): check without the cache
@@ -141,19 +141,19 @@ def _make_tensor_spec(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpe
     mean_t = _vector(0.0 if mean is None else mean, "mean")
     std_t = _vector(1.0 if std is None else std, "std")
     if any(s <= 0 for s in std_t):
-        raise ValueError(f"std={std!r} must be positive")
+        raise ArgumentError(f"std={std!r} must be positive")
     if len(mean_t) != len(std_t):
         if len(mean_t) == 1:
             mean_t = mean_t * len(std_t)
         elif len(std_t) == 1:
             std_t = std_t * len(mean_t)
         else:
-            raise ValueError(f"mean has {len(mean_t)} values and std {len(std_t)}; give the same count (or one)")
+            raise ArgumentError(f"mean has {len(mean_t)} values and std {len(std_t)}; give the same count (or one)")
     return TensorSpec(mean_t, std_t, dtype, layout)
 
 
 def _vector(value: Any, name: str) -> tuple[float, ...]:
     arr = np.atleast_1d(np.asarray(value, np.float64))
     if arr.ndim != 1 or not 1 <= arr.size <= 4 or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}={value!r} must be a number or 1 to 4 finite numbers (one per channel)")
+        raise ArgumentError(f"{name}={value!r} must be a number or 1 to 4 finite numbers (one per channel)")
     return tuple(arr.tolist())

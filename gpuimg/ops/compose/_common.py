@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from .._engine.args import Source
 from .._engine.batch import prepare_out, same_memory
 
@@ -32,7 +33,7 @@ def _color(color: Any, channels: int, name: str = "color") -> tuple[int, int, in
     """A colour as RGBA ints: a gray level, (r, g, b) or (r, g, b, a) in 0..255."""
     arr = np.atleast_1d(np.asarray(color, np.float64))
     if arr.ndim != 1 or arr.size not in (1, 3, 4) or not np.all((arr >= 0) & (arr <= 255)):
-        raise ValueError(f"{name}={color!r} must be a gray level, (r, g, b) or (r, g, b, a) with values in [0, 255]")
+        raise ArgumentError(f"{name}={color!r} must be a gray level, (r, g, b) or (r, g, b, a) with values in [0, 255]")
     vals = np.rint(arr).astype(int).tolist()
     if len(vals) == 1:
         vals = vals * 3

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ...image import Image, ImageBatch, images_of
 from ..filters import gaussian_blur  # the blur belongs to the filters family
 from ..registry import register_op
@@ -41,7 +42,7 @@ def corner_radius(src: Source, radius: float | Sequence[float], *, out: Source |
     images = images_of(src)
     radii = per_sample(radius, len(images), "radius", np.float64)
     if np.any(radii < 0) or not np.all(np.isfinite(radii)):
-        raise ValueError(f"radius={radius!r} must be non-negative")
+        raise ArgumentError(f"radius={radius!r} must be non-negative")
     radii = np.minimum(radii, [min(im.height, im.width) / 2.0 for im in images]).astype(np.float32)
     shapes = [(im.height, im.width, 4) for im in images] if isinstance(src, ImageBatch) else (src.height, src.width, 4)
     out = prepare_out(src, out, shapes)
@@ -126,7 +127,7 @@ def drop_shadow(
     """
     check_src(src, channels=(3, 4), dtypes=["uint8"])
     if not number(blur_sigma, "blur_sigma") > 0:
-        raise ValueError(f"blur_sigma={blur_sigma!r} must be positive")
+        raise ArgumentError(f"blur_sigma={blur_sigma!r} must be positive")
     check_range(opacity, "opacity", 0.0, 1.0)
     dy, dx = numbers(offset, "offset", 2, integer=True)
     pad = int(math.ceil(3 * blur_sigma)) if expand else 0
@@ -195,7 +196,7 @@ def stroke(
     """
     check_src(src, channels=(3, 4), dtypes=["uint8"])
     if position not in ("outside", "inside"):
-        raise ValueError(f"position={position!r} is not a stroke position; use 'outside' or 'inside'")
+        raise ArgumentError(f"position={position!r} is not a stroke position; use 'outside' or 'inside'")
     width = number(width, "width", low=0)
     rgba = _color(color, 4)
     images = images_of(src)

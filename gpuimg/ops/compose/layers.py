@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError, ArgumentTypeError, check_int
 from ...image import Image, ImageBatch, images_of
 from ..registry import register_op
 from .._engine.args import Source, check_range, check_src, numbers, per_sample, uniform_channels
@@ -45,18 +46,18 @@ def _place(dst: Source, src: Source, top: Any, left: Any, opacity: Any, mode: st
     check_src(dst, "dst", dtypes=["uint8"])
     check_src(src, "src", dtypes=["uint8"])
     if src.device != dst.device:
-        raise ValueError(f"src is on {src.device!r} but dst is on {dst.device!r}")
+        raise ArgumentError(f"src is on {src.device!r} but dst is on {dst.device!r}")
     cs, cd = uniform_channels(src), uniform_channels(dst)
     if mode == "over" and 1 in (cs, cd) and {cs, cd} <= {1, 3, 4}:
         return _blend_gray(dst, src, top, left, opacity, out, stream)
     if mode == "over" and (cs, cd) not in _BLEND_CHANNELS:
-        raise ValueError(f"src has {cs} channels and dst {cd}; blend takes gray, RGB or RGBA for both")
+        raise ArgumentError(f"src has {cs} channels and dst {cd}; blend takes gray, RGB or RGBA for both")
     if mode == "paste" and cs != cd and (cs, cd) not in _BLEND_CHANNELS:
-        raise ValueError(f"src has {cs} channels and dst {cd}; paste needs the same count (or RGB/RGBA)")
+        raise ArgumentError(f"src has {cs} channels and dst {cd}; paste needs the same count (or RGB/RGBA)")
     layers = images_of(src)
     per_layer = isinstance(dst, ImageBatch)
     if per_layer and len(dst) != len(layers):
-        raise ValueError(f"src has {len(layers)} images and dst {len(dst)}; give one layer per image of a dst batch")
+        raise ArgumentError(f"src has {len(layers)} images and dst {len(dst)}; give one layer per image of a dst batch")
     check_range(opacity, "opacity", 0.0, 1.0)
     n = len(layers)
     rows = np.stack([per_sample(top, n, "top", np.int64), per_sample(left, n, "left", np.int64),
@@ -156,21 +157,21 @@ def paste(
 
 def _image_list(images: Any, op: str, batch: bool = True) -> list[Image]:
     """The images ``op`` lays out: an ImageBatch (where ``batch``) or a non-empty list of
-    Images; TypeError/ValueError saying what was given instead."""
+    Images; ArgumentTypeError/ArgumentError saying what was given instead."""
     if isinstance(images, ImageBatch) and batch:
         items = images_of(images)
     elif isinstance(images, Image | ImageBatch) or isinstance(images, str | bytes) or not isinstance(images, Sequence):
         wanted = "an ImageBatch or a list of Images" if batch else "a list of Images"
         hint = f" (for one image: {op}([image], ...))" if isinstance(images, Image) else ""
         hint = hint or (" (for a batch: list(batch))" if isinstance(images, ImageBatch) else "")
-        raise TypeError(f"{op} takes {wanted}, got {type(images).__name__}{hint}")
+        raise ArgumentTypeError(f"{op} takes {wanted}, got {type(images).__name__}{hint}")
     else:
         items = list(images)
         for i, im in enumerate(items):
             if not isinstance(im, Image):
-                raise TypeError(f"{op}: images[{i}] must be a gpuimg.Image, got {type(im).__name__}")
+                raise ArgumentTypeError(f"{op}: images[{i}] must be a gpuimg.Image, got {type(im).__name__}")
     if not items:
-        raise ValueError(f"{op}: images must hold at least one image")
+        raise ArgumentError(f"{op}: images must hold at least one image")
     return items
 
 
@@ -195,10 +196,8 @@ def grid(
         (5, 5, 3)
     """
     items = _image_list(images, "grid")
-    if not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns={columns!r} must be a positive int")
-    if not isinstance(spacing, int) or spacing < 0:
-        raise ValueError(f"spacing={spacing!r} must be a non-negative int")
+    check_int(columns, "columns", low=1)
+    check_int(spacing, "spacing", low=0)
     cell_h, cell_w = max(im.height for im in items), max(im.width for im in items)
     rows_n = -(-len(items) // columns)
     channels = items[0].channels
@@ -235,7 +234,7 @@ def collage(
     """
     items = _image_list(images, "collage", batch=False)
     if isinstance(positions, str | bytes) or not isinstance(positions, Sequence) or len(positions) != len(items):
-        raise ValueError(f"positions must hold one (top, left) per image ({len(items)}), got {positions!r}")
+        raise ArgumentError(f"positions must hold one (top, left) per image ({len(items)}), got {positions!r}")
     places = [numbers(p, f"positions[{i}]", 2, integer=True) for i, p in enumerate(positions)]
     h, w = numbers(size, "size", 2, integer=True, low=1)
     canvas = prepare_out(items[0], out, (h, w, 4))

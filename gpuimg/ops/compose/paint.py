@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ...image import Image, images_of
 from ..registry import register_op
 from .._engine.args import Source, check_src, number, numbers, uniform_channels
@@ -34,7 +35,7 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
     out = _copied(dst, out, stream)
     top, left, h, w = numbers(region, "region", 4, integer=True) if region is not None else (0, 0, 1 << 30, 1 << 30)
     if h < 0 or w < 0:
-        raise ValueError(f"region={region!r} needs a non-negative height and width")
+        raise ArgumentError(f"region={region!r} needs a non-negative height and width")
     rgba = _color(color, 4)
     rows = [(top, left, top + h, left + w, *rgba)] * len(images_of(out))
     if out.device == "cuda":
@@ -53,7 +54,7 @@ def fill(dst: Source, color: Any, region: tuple[int, int, int, int] | None = Non
 def _stops(stops: Sequence[Any]) -> np.ndarray:
     """Colour stops as sorted rows (position, r, g, b, a); bare colours are spaced evenly."""
     if not isinstance(stops, Sequence) or isinstance(stops, str) or len(stops) < 1:
-        raise ValueError(f"stops={stops!r} must be a list of colours or (position, colour) pairs")
+        raise ArgumentError(f"stops={stops!r} must be a list of colours or (position, colour) pairs")
     pairs = []
     for i, stop in enumerate(stops):
         if isinstance(stop, tuple) and len(stop) == 2 and np.ndim(stop[1]) == 1:
@@ -61,7 +62,7 @@ def _stops(stops: Sequence[Any]) -> np.ndarray:
         else:
             pos, col = (i / (len(stops) - 1) if len(stops) > 1 else 0.0), stop
         if not 0.0 <= pos <= 1.0:
-            raise ValueError(f"stops[{i}] has position {pos}; positions must be in [0, 1]")
+            raise ArgumentError(f"stops[{i}] has position {pos}; positions must be in [0, 1]")
         pairs.append((pos, *_color(col, 4, f"stops[{i}]")))
     pairs.sort(key=lambda row: row[0])
     return np.asarray(pairs, np.float32)
@@ -111,10 +112,10 @@ def gradient(
     """
     check_src(dst, "dst", dtypes=["uint8"])
     if kind not in ("linear", "radial"):
-        raise ValueError(f"kind={kind!r} is not a gradient kind; use 'linear' or 'radial'")
+        raise ArgumentError(f"kind={kind!r} is not a gradient kind; use 'linear' or 'radial'")
     angle = number(angle, "angle")
     if radius is not None and not number(radius, "radius") > 0:
-        raise ValueError(f"radius={radius!r} must be positive")
+        raise ArgumentError(f"radius={radius!r} must be positive")
     if center is not None:
         center = numbers(center, "center", 2)
     table = _stops(stops)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ..registry import register_op
 from .._engine.args import Source, number, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source
@@ -106,7 +107,7 @@ def convolve(
     """
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or not (1 <= k.shape[0] <= 31 and 1 <= k.shape[1] <= 31) or not np.all(np.isfinite(k)):
-        raise ValueError(f"kernel must be a finite 2-D array of 1..31 x 1..31 values, got shape {k.shape}")
+        raise ArgumentError(f"kernel must be a finite 2-D array of 1..31 x 1..31 values, got shape {k.shape}")
     return _conv(src, k[None], border, value, out, stream)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ..registry import register_op
 from .._engine.args import Source, check_src, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source
@@ -222,7 +223,7 @@ def median_blur(src: Source, size: int, *, out: Source | None = None, stream: An
     """
     check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
     if not isinstance(size, int | np.integer) or size % 2 == 0 or not 3 <= size <= MAX_MEDIAN_SIZE:
-        raise ValueError(f"size must be an odd int from 3 to {MAX_MEDIAN_SIZE}, got {size!r}")
+        raise ArgumentError(f"size must be an odd int from 3 to {MAX_MEDIAN_SIZE}, got {size!r}")
     out = prepare_out(src, out)
     if src.device == "cpu":
         for s, o, _ in pairs(src, out):

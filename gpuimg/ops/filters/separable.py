@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ..registry import register_op
 from .._engine.args import Source, check_src, per_sample, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, span_bytes
@@ -259,7 +260,7 @@ def _separable(
 # ============================================================================ public ops
 def _positive(values: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"{name} must be > 0 and finite, got {values.tolist()}")
+        raise ArgumentError(f"{name} must be > 0 and finite, got {values.tolist()}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -292,7 +293,7 @@ def _radii(src: Source, sigmas: np.ndarray, radius: Any) -> np.ndarray:
         return np.array([default_radius(s, src.dtype) for s in sigmas], np.int64)
     radii = per_sample(radius, len(sigmas), "radius", np.float64)
     if np.any(radii < 0) or np.any(radii != np.round(radii)):
-        raise ValueError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
+        raise ArgumentError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
     return radii.astype(np.int64)
 
 
@@ -348,7 +349,7 @@ def box_blur(
     check_src(src, channels=_CHANNELS, dtypes=_DTYPES)
     radii = per_sample(radius, _count(src), "radius", np.float64)
     if np.any(radii < 0) or np.any(radii != np.round(radii)):
-        raise ValueError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
+        raise ArgumentError(f"radius must be a non-negative int (or one per image), got {radii.tolist()}")
     weights = [np.full(2 * int(r) + 1, 1.0 / (2 * int(r) + 1)) for r in radii]
     return _separable(src, weights, border, value, out, stream, key=("box", radii.tobytes()))
 
@@ -386,7 +387,7 @@ def unsharp_mask(
     amounts = per_sample(amount, n, "amount")
     thresholds = per_sample(threshold, n, "threshold")
     if not np.all(np.isfinite(amounts)) or np.any(thresholds < 0):
-        raise ValueError(f"amount must be finite and threshold >= 0, got {amounts.tolist()}, {thresholds.tolist()}")
+        raise ArgumentError(f"amount must be finite and threshold >= 0, got {amounts.tolist()}, {thresholds.tolist()}")
     radii = _radii(src, sigmas, radius)
     weights = [gaussian_kernel(float(s), int(r)) for s, r in zip(sigmas, radii)]
     key = ("gauss", sigmas.tobytes(), radii.tobytes())

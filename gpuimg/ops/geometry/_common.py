@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ArgumentError
 from ...image import CHANNELS, DTYPES, Image, ImageBatch
 from .._engine.args import Source, check_src, uniform_channels
 from .._engine.batch import prepare_out
@@ -44,16 +45,16 @@ def _sizes(size: Any, count: int, name: str = "size") -> list[tuple[int, int]]:
     if arr.ndim == 1:
         arr = np.broadcast_to(arr, (count, arr.shape[0]))
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] != count:
-        raise ValueError(f"{name} must be (height, width) or one (height, width) per image ({count}), got {size!r}")
+        raise ArgumentError(f"{name} must be (height, width) or one (height, width) per image ({count}), got {size!r}")
     if not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 1):
-        raise ValueError(f"{name} must hold positive ints (height, width), got {size!r}")
+        raise ArgumentError(f"{name} must hold positive ints (height, width), got {size!r}")
     return [(int(h), int(w)) for h, w in arr]
 
 
 def _result(src: Source, out: Source | None, shapes: list[tuple[int, int, int]]) -> Source:
     """``out`` with the result's shapes; out=src is refused when the shape would change."""
     if out is not None and out is src and shapes != _shapes(src):
-        raise ValueError(f"out=src (in place) needs the same shape; this result has shapes {shapes[:4]}")
+        raise ArgumentError(f"out=src (in place) needs the same shape; this result has shapes {shapes[:4]}")
     return prepare_out(src, out, shapes if isinstance(src, ImageBatch) else shapes[0])
 
 
@@ -67,7 +68,7 @@ def _fill(value: Any, name: str = "fill") -> np.ndarray:
 def _fill_cached(value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.size not in (1, 3, 4) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be a number or 3/4 channel values, got {value!r}")
+        raise ArgumentError(f"{name} must be a number or 3/4 channel values, got {value!r}")
     out = np.zeros(4, np.float32)
     out[:] = arr[0] if arr.size == 1 else 0
     out[: arr.size] = arr

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, check_choice
 from ...image import Borrowed, Image, ImageBatch
 from ..registry import register_op
 from .._engine.args import Source, per_sample
@@ -20,12 +20,12 @@ PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 
 
 def _ints(value: Any, count: int, name: str) -> np.ndarray:
-    """One int per image from an int or a sequence (ValueError naming ``name`` otherwise)."""
+    """One int per image from an int or a sequence (ArgumentError naming ``name`` otherwise)."""
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return np.full(count, int(value), np.int64)
     arr = per_sample(value, count, name, np.float64)
     if np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be an int (or one int per image), got {value!r}")
+        raise ArgumentError(f"{name} must be an int (or one int per image), got {value!r}")
     return arr.astype(np.int64)
 
 
@@ -34,7 +34,7 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
          stream: Any = None) -> Source:
     """The rectangle (top, left, height, width) of each image (ints, or one per image).
 
-    A rectangle outside the image raises ValueError naming the image's bounds. On the CPU
+    A rectangle outside the image raises ArgumentError naming the image's bounds. On the CPU
     the result is a view of ``src`` (no copy; later writes into ``src`` show in it); an
     ``out`` that is such a view is re-pointed at the new window, any other ``out`` gets
     a copy of it.
@@ -51,7 +51,7 @@ def crop(src: Source, top: Any, left: Any, height: Any, width: Any, *, out: Sour
     t, l, hh, ww = (_ints(v, n, k) for v, k in ((top, "top"), (left, "left"), (height, "height"), (width, "width")))
     for i, (H, W, _) in enumerate(shapes):
         if hh[i] < 1 or ww[i] < 1 or t[i] < 0 or l[i] < 0 or t[i] + hh[i] > H or l[i] + ww[i] > W:
-            raise ValueError(
+            raise ArgumentError(
                 f"crop (top={t[i]}, left={l[i]}, height={hh[i]}, width={ww[i]}) of image {i} is outside its bounds "
                 f"0 <= top, top + height <= {H}, 0 <= left, left + width <= {W} (height, width >= 1)"
             )
@@ -73,7 +73,7 @@ class _ViewStore(Borrowed):
     def ensure(self, nbytes: int) -> bool:
         if nbytes <= self.capacity:
             return False
-        raise ValueError("out is a crop's view of another image's pixels and cannot grow; pass out=None")
+        raise ArgumentError("out is a crop's view of another image's pixels and cannot grow; pass out=None")
 
 
 def _window(pitch: int, channels: int, itemsize: int, top: int, left: int) -> int:
@@ -195,7 +195,7 @@ def rotate90(src: Source, k: int = 1, *, out: Source | None = None, stream: Any 
         (5, 2, 3)
     """
     if not isinstance(k, int | np.integer):
-        raise ValueError(f"k must be an int (quarter turns), got {k!r}")
+        raise ArgumentError(f"k must be an int (quarter turns), got {k!r}")
     k = int(k) % 4
     _check(src)
     shapes = _shapes(src)
@@ -229,7 +229,7 @@ def pad(src: Source, top: Any = 0, bottom: Any = 0, left: Any = 0, right: Any = 
     n = len(shapes)
     t, b, l, r = (_ints(v, n, k) for v, k in ((top, "top"), (bottom, "bottom"), (left, "left"), (right, "right")))
     if min(t.min(), b.min(), l.min(), r.min()) < 0:
-        raise ValueError(f"top, bottom, left and right must be >= 0, got {top!r}, {bottom!r}, {left!r}, {right!r}")
+        raise ArgumentError(f"top, bottom, left and right must be >= 0, got {top!r}, {bottom!r}, {left!r}, {right!r}")
     coefs = [(1, 0, -int(t[i]), 0, 1, -int(l[i])) for i in range(n)]
     sizes = [(h + int(t[i] + b[i]), w + int(l[i] + r[i])) for i, (h, w, _) in enumerate(shapes)]
     return _remap(src, out, coefs, sizes, border=mode, fill=value, stream=stream)

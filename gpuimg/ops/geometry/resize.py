@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, check_choice
 from ...image import Image, ImageBatch
 from ..registry import register_op
 from .._engine.args import Source, number, per_sample
@@ -98,7 +98,7 @@ def resize(
     shapes = _shapes(src)
     if isinstance(size, int | np.integer) and not isinstance(size, bool):
         if size < 1:
-            raise ValueError(f"size must be a positive int (the shorter side) or (height, width), got {size!r}")
+            raise ArgumentError(f"size must be a positive int (the shorter side) or (height, width), got {size!r}")
         sizes = [_shorter_size(h, w, int(size), None) for h, w, _ in shapes]
     else:
         sizes = _sizes(size, len(shapes))
@@ -145,11 +145,11 @@ def resize_shorter(
     shapes = _shapes(src) if isinstance(src, Image | ImageBatch) else []
     targets = per_sample(size, len(shapes) or 1, "size", np.int64)
     if np.any(targets < 1):
-        raise ValueError(f"size must be a positive int (or one per image), got {size!r}")
+        raise ArgumentError(f"size must be a positive int (or one per image), got {size!r}")
     if max_size is not None:
         max_size = number(max_size, "max_size", integer=True, low=1)
         if np.any(targets >= max_size):  # torchvision's rule too
-            raise ValueError(f"max_size={max_size} must be greater than size={size!r}")
+            raise ArgumentError(f"max_size={max_size} must be greater than size={size!r}")
     sizes = [_shorter_size(h, w, int(t), max_size) for (h, w, _), t in zip(shapes, targets)]
     return resize(src, sizes if isinstance(src, ImageBatch) else sizes[0], method, antialias, alpha=alpha, out=out,
                   stream=stream)

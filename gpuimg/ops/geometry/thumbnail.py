@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...errors import ArgumentError
 from ...image import ImageBatch
 from .._engine.args import Source, check_src, number
 from ..color.profiles import convert_colorspace
@@ -71,7 +72,7 @@ def fit_thumbnail(
     check_src(src)
     box = (size, size) if isinstance(size, int) else tuple(size)
     if len(box) != 2:
-        raise ValueError(f"size must be N or (height, width), got {size!r}")
+        raise ArgumentError(f"size must be N or (height, width), got {size!r}")
     box = tuple(number(v, "size", integer=True, low=1) for v in box)
     targets = [thumbnail_size(h, w, box) for h, w, _ in _shapes(src)]
     shrunk = resize(src, targets if isinstance(src, ImageBatch) else targets[0], method, True,

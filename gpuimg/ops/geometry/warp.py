@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import check_choice
+from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ..registry import register_op
 from .._engine.args import Source, check_border, per_sample
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, readable_source
@@ -137,15 +137,16 @@ def _remap_numpy(arr: np.ndarray, coef: np.ndarray, out_hw: tuple[int, int], bor
 
 
 def _fill_arg(value: Any, name: str) -> np.ndarray:
-    """_fill, with a TypeError naming ``name`` for what is not numbers (a colour name, None)."""
+    """_fill, with an ArgumentTypeError naming ``name`` for what is not numbers (a colour name, None)."""
+    wrong = ArgumentTypeError(f"{name} must be a number or 3/4 channel values, got {value!r}")
+    if isinstance(value, str | bytes):
+        raise wrong
     try:
-        if isinstance(value, str | bytes):
-            raise TypeError
         return _fill(value, name)
     except (TypeError, ValueError) as err:
         if str(err).startswith(name):
             raise
-        raise TypeError(f"{name} must be a number or 3/4 channel values, got {value!r}") from None
+        raise wrong from None
 
 
 def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes: list[tuple[int, int]],
@@ -191,11 +192,11 @@ def _affine_rows(matrix: Any, count: int) -> np.ndarray:
     try:
         m = np.asarray(matrix, np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"matrix must be a 2x3 affine matrix of numbers (or one per image), got {matrix!r}") from None
+        raise ArgumentTypeError(f"matrix must be a 2x3 affine matrix of numbers (or one per image), got {matrix!r}") from None
     if m.shape == (2, 3):
         m = np.broadcast_to(m, (count, 2, 3))
     if m.shape != (count, 2, 3) or not np.all(np.isfinite(m)):
-        raise ValueError(f"matrix must be a finite 2x3 affine matrix or one per image ({count}), got shape {m.shape}")
+        raise ArgumentError(f"matrix must be a finite 2x3 affine matrix or one per image ({count}), got shape {m.shape}")
     return m
 
 
@@ -204,7 +205,7 @@ def _invert(m: np.ndarray) -> np.ndarray:
     a, b, c, d, e, f = (m[:, 0, 0], m[:, 0, 1], m[:, 0, 2], m[:, 1, 0], m[:, 1, 1], m[:, 1, 2])
     det = a * e - b * d
     if np.any(det == 0):
-        raise ValueError("matrix is singular (determinant 0); an affine warp needs an invertible matrix")
+        raise ArgumentError("matrix is singular (determinant 0); an affine warp needs an invertible matrix")
     inv = np.stack([e, -b, b * f - c * e, -d, a, c * d - a * f], axis=1) / det[:, None]
     return inv
 
@@ -291,7 +292,7 @@ _PARITY = """Pixel parity (measured on the photos in assets/, every dtype and ch
 
 def _check_expand(expand: Any) -> bool:
     if not isinstance(expand, bool | np.bool_):
-        raise TypeError(f"expand must be True or False, got {expand!r}")
+        raise ArgumentTypeError(f"expand must be True or False, got {expand!r}")
     return bool(expand)
 
 
