@@ -183,14 +183,14 @@ def test_table_cache(monkeypatch):
     convert_colorspace(ink, profile=press)
     assert profiles.table_builds() == before + 2
     # Bounded: past the size the least recently used table goes and is built again.
-    monkeypatch.setattr(profiles, "_CACHE_SIZE", 1)
+    monkeypatch.setattr(profiles._tables, "max_items", 1)
     convert_colorspace(img, profile=matrix_profile("cache test 2", trc=1.8))  # the one table kept
     convert_colorspace(img, profile=fresh)
     assert profiles.table_builds() == before + 4
-    monkeypatch.setattr(profiles, "_CACHE_SIZE", 32)
-    monkeypatch.setattr(profiles, "_CACHE_BYTES", 1)  # past the bytes too; the newest always stays
+    monkeypatch.setattr(profiles._tables, "max_items", 32)
+    monkeypatch.setattr(profiles._tables, "max_bytes", 1)  # past the bytes too; the newest always stays
     convert_colorspace(ink, profile=press)
-    assert profiles.table_builds() == before + 5 and len(profiles._luts) == 1
+    assert profiles.table_builds() == before + 5 and len(profiles._tables) == 1
 
 
 def test_errors():

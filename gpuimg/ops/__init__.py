@@ -9,6 +9,8 @@ Example:
     >>> from gpuimg import ops
     >>> "resize" in ops.registry.available_ops()
     True
+    >>> ops.cache_stats()["resample:plans"]["max_items"]
+    64
     >>> with ops.kernel_config(simd_median=False) as cfg:
     ...     cfg.simd_median
     False
@@ -16,7 +18,8 @@ Example:
 
 from . import registry
 from ._engine.batch import launch_stats, reset_launch_stats
+from ._engine.cache import cache_stats, clear_caches
 from ._engine.kernels import KernelConfig, kernel_config
 from . import color, compose, filters, geometry  # noqa: E402  (fills the registry)
 
-__all__ = ["color", "compose", "filters", "geometry", "registry", "launch_stats", "reset_launch_stats", "KernelConfig", "kernel_config"]
+__all__ = ["color", "compose", "filters", "geometry", "registry", "launch_stats", "reset_launch_stats", "cache_stats", "clear_caches", "KernelConfig", "kernel_config"]

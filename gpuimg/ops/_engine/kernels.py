@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ...device import device_key
+from .cache import cache
 
 __all__ = [
     "PRELUDE",
@@ -127,29 +128,34 @@ def dtype_entries(entry: str, template: str, params: str, args: str, instance: s
     return "\n".join(lines)
 
 
-_modules: dict[tuple[Any, ...], Any] = {}
-_functions: dict[tuple[Any, ...], Any] = {}
+# Bounds: a run uses a few dozen kernels (families x dtypes x variants, fused chains); a
+# module holds one source's entries, so modules are fewer than functions.
+_modules = cache("kernels:modules", max_items=128)
+_functions = cache("kernels:functions", max_items=512)
 _compile_lock = threading.Lock()
 
 
 def compiled(source: str, name: str, options: tuple[str, ...] = ("--std=c++17",)) -> Any:
     """The kernel ``name`` of CUDA ``source``, compiled once per device (NVRTC) and cached
     under (device id, source, options)."""
-    device = device_key("cuda")
-    key = (device, source, options, name)
-    fn = _functions.get(key)
-    if fn is None:
-        with _compile_lock:
-            fn = _functions.get(key)
-            if fn is None:
-                mkey = (device, source, options)
-                module = _modules.get(mkey)
-                if module is None:
-                    import cupy
+    key = (device_key("cuda"), source, options, name)
+    return _functions.get_or_make(key, lambda: _compile(key))
 
-                    module = _modules[mkey] = cupy.RawModule(code=source, options=options)
-                fn = _functions[key] = module.get_function(name)
-    return fn
+
+def _compile(key: tuple[Any, ...]) -> Any:
+    # One compile at a time: two threads missing the same kernel compile it once.
+    with _compile_lock:
+        fn = _functions.peek(key)
+        if fn is None:
+            device, source, options, name = key
+            fn = _modules.get_or_make((device, source, options), lambda: _raw_module(source, options)).get_function(name)
+        return fn
+
+
+def _raw_module(source: str, options: tuple[str, ...]) -> Any:
+    import cupy
+
+    return cupy.RawModule(code=source, options=options)
 
 
 def border_index(index: np.ndarray, n: int, border: str) -> np.ndarray:

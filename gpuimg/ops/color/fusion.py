@@ -44,6 +44,7 @@ from ...memory import scratch
 from ...device import device_key, get_stream
 from .._engine.args import check_src, uniform_channels
 from .._engine.batch import launch, prepare_out
+from .._engine.cache import cache
 from .._engine.kernels import compiled
 from .._engine.params import upload
 from ._base import BINS, Step, gray_tv_numpy
@@ -60,7 +61,7 @@ _MAX_BLOCKS_PER_IMAGE = 2048  # x 256 threads x 16 pixels covers a 4K image in o
 # ----------------------------------------------------------------------------- running
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)  # no arguments: one value, nothing to bound
 def _resident_blocks() -> int:
     """Blocks of 256 threads the whole GPU holds at once (about 8 per SM): a grid-stride
     grid of this size has no partly filled last wave."""
@@ -206,7 +207,8 @@ def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out:
 
 
 _IMAGE_OUT = _Output("image")
-_plans: dict[tuple[Any, ...], tuple[list[Any], Any, int]] = {}
+# Chain structures a run uses (kernel plans per device; their sources, per structure).
+_plans = cache("pointwise:plans", max_items=256)
 
 
 def _tensor_output(tensor: Any) -> _Output:
@@ -217,12 +219,13 @@ def _plan(steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[A
     """(statistic kernels, main kernel, histogram stride) of a chain structure, made once."""
     structure = tuple(s.key(c) for s, c in zip(steps, _channel_trace(steps, channels)))
     key = (device_key("cuda"), structure, channels, output)  # compiled kernels belong to a device
-    plan = _plans.get(key)
-    if plan is None:
-        _, hist_stride = _hist_layout(steps, channels)
-        stats = [_compiled(structure, steps, channels, _Output("hist"), i, hist_stride) for i, s in enumerate(steps) if s.stat]
-        plan = _plans[key] = (stats, _compiled(structure, steps, channels, output, -1, hist_stride), hist_stride)
-    return plan
+    return _plans.get_or_make(key, lambda: _make_plan(structure, steps, channels, output))
+
+
+def _make_plan(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
+    _, hist_stride = _hist_layout(steps, channels)
+    stats = [_compiled(structure, steps, channels, _Output("hist"), i, hist_stride) for i, s in enumerate(steps) if s.stat]
+    return stats, _compiled(structure, steps, channels, output, -1, hist_stride), hist_stride
 
 
 def _channel_trace(steps: Sequence[Step], channels: int) -> list[int]:
@@ -240,15 +243,12 @@ def _compiled(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, 
     return compiled(source, "pointwise", ("--std=c++17", "--fmad=false"))
 
 
-_sources: dict[tuple[Any, ...], str] = {}
+_sources = cache("pointwise:sources", max_items=256)
 
 
 def _source_for(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output, stat_index: int, hist_stride: int) -> str:
     key = (structure, channels, output, stat_index, hist_stride)
-    source = _sources.get(key)
-    if source is None:
-        source = _sources[key] = _kernel_source(steps, channels, output, stat_index, hist_stride)
-    return source
+    return _sources.get_or_make(key, lambda: _kernel_source(steps, channels, output, stat_index, hist_stride))
 
 
 def _run_cpu(steps: Sequence[Step], src: Image | ImageBatch, out: Any, tensor: Any) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, NamedTuple
@@ -47,6 +46,7 @@ from ...errors import ArgumentError, ColorEngineMissingError, check_choice  # Co
 from ..registry import register_op
 from .._engine.args import Source, check_src
 from .._engine.batch import batch_view, grid_for, launch, pairs, prepare_out, same_memory
+from .._engine.cache import cache
 from .._engine.kernels import PRELUDE, compiled, dtype_suffix
 from .._engine.params import Blob, pack, upload, upload_blob
 
@@ -58,8 +58,6 @@ STEP = 5  # levels between grid points
 INTENTS = ("relative", "perceptual")
 CMY_STEP, CMY_GRID = 3, 86  # CMYK tables: C, M and Y at the levels 0, 3, ..., 255 ...
 K_STEP, K_GRID = 17, 16  # ... and K at 0, 17, ..., 255 (K is interpolated linearly: it bends least)
-_CACHE_SIZE = 32  # profiles whose tables are kept (a folder of phone photos uses a handful) ...
-_CACHE_BYTES = 256 << 20  # ... within this many bytes of tables (a CMYK table is 30 MB)
 
 
 def _imagecms() -> Any:
@@ -107,8 +105,10 @@ class ProfileTable(NamedTuple):
     blocks: np.ndarray
 
 
-_luts: OrderedDict[tuple, Any] = OrderedDict()
-_lut_lock = threading.Lock()
+# The 32 latest profiles' tables (a folder of phone photos uses a handful), within 256 MB
+# (a CMYK table is 30 MB).
+_tables = cache("color:profile-tables", max_items=32, max_bytes=256 << 20)
+_builds_lock = threading.Lock()
 _builds = [0]  # tables built since import (table_builds())
 
 
@@ -145,24 +145,15 @@ def _lut(digest: bytes, profile: bytes, intent: str) -> ProfileTable:
 
 
 def _cached(key: tuple, build: Any) -> Any:
-    """The table under ``key``, built (outside the lock) when missing; the least recently
-    used go first past _CACHE_SIZE tables or _CACHE_BYTES (the newest always stays)."""
-    with _lut_lock:
-        lut = _luts.get(key)
-        if lut is not None:
-            _luts.move_to_end(key)
-            return lut
-    lut = build()
-    with _lut_lock:
-        _builds[0] += 1
-        _luts[key] = lut
-        while len(_luts) > 1 and (len(_luts) > _CACHE_SIZE or sum(_nbytes(t) for t in _luts.values()) > _CACHE_BYTES):
-            _luts.popitem(last=False)
-    return lut
+    """The table under ``key``, built (outside the cache's lock) when missing."""
 
+    def counted() -> Any:
+        table = build()
+        with _builds_lock:
+            _builds[0] += 1
+        return table
 
-def _nbytes(table: Any) -> int:
-    return sum(a.nbytes for a in table)
+    return _tables.get_or_make(key, counted)
 
 
 def _build_lut(profile: bytes, intent: str) -> ProfileTable:
@@ -686,7 +677,8 @@ def convert_colorspace(
     return result
 
 
-_blobs: OrderedDict[tuple, Blob] = OrderedDict()
+# The last few sets of profiles a batch held, packed for one upload each.
+_blobs = cache("color:table-blobs", max_items=4)
 
 
 def _tables_blob(tables: list[ProfileTable], cmyk_tables: list[CmykTable], key: tuple) -> Blob:
@@ -694,16 +686,15 @@ def _tables_blob(tables: list[ProfileTable], cmyk_tables: list[CmykTable], key: 
     the concatenated blocks, CMYK grids stacked. Kept per set of profiles, so a folder of
     one camera's photos packs and uploads once (upload_blob skips the copy for the same
     Blob)."""
-    blob = _blobs.get(key)
-    if blob is None:
+
+    def make() -> Blob:
         shift = np.cumsum([0] + [len(t.blocks) for t in tables[:-1]])
         cells = np.stack([np.where(t.cells >= 0, t.cells + s, -1) for t, s in zip(tables, shift)]).astype(np.int32)
         blocks = np.concatenate([t.blocks for t in tables]) if any(len(t.blocks) for t in tables) else np.zeros(1, np.uint8)
         grids = np.stack([t.grid for t in cmyk_tables]) if cmyk_tables else np.zeros(1, np.uint8)
-        blob = _blobs[key] = pack(np.stack([t.coarse for t in tables]), cells, blocks, grids)
-        while len(_blobs) > 4:
-            _blobs.popitem(last=False)
-    return blob
+        return pack(np.stack([t.coarse for t in tables]), cells, blocks, grids)
+
+    return _blobs.get_or_make(key, make)
 
 
 convert_colorspace.sets_metadata = True  # type: ignore[attr-defined]  # a pipeline step sets its own

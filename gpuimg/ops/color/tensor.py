@@ -13,6 +13,7 @@ from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ...image import ImageBatch
 from ...memory import Buffer
 from .._engine.args import Source
+from .._engine.cache import memoized
 from ._base import Step
 
 __all__ = ["TensorSpec", "tensor_spec"]
@@ -130,7 +131,7 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@functools.lru_cache(maxsize=64)
+@memoized("tensor:specs", max_items=64)
 def _tensor_spec_cached(mean: Any, std: Any, dtype: str, layout: str) -> TensorSpec:
     return _make_tensor_spec(mean, std, dtype, layout)
 

@@ -130,7 +130,7 @@ def _instances() -> str:
     return "\n".join(dtype_entries(name, name, sig, args) for name, (sig, args) in _SIGNATURES.items())
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)  # no arguments: one value, nothing to bound
 def _module_source() -> str:
     return _SOURCE + _instances()
 

@@ -3,7 +3,6 @@ selection network, the NumPy twin, and median_blur."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from ...errors import ArgumentError
 from ..registry import register_op
 from .._engine.args import Source, check_src, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source
+from .._engine.cache import memoized
 from .._engine.kernels import PRELUDE as CUDA_PRELUDE, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix
 from ._common import _CHANNELS, _DTYPES, _one_dtype
 
@@ -71,7 +71,7 @@ def _batcher_pairs(n: int) -> list[tuple[int, int]]:
     return pairs
 
 
-@functools.lru_cache(maxsize=None)
+@memoized("median:networks", max_items=64)  # one network per window area
 def median_network(count: int) -> tuple[list[str], int]:
     """CUDA statements that leave the median of v[0..count-1] in ``med``, and how many min/max pairs.
 
@@ -172,7 +172,7 @@ __device__ void median_u8x4(const void* src, const long long* tab, void* dst, co
 """
 
 
-@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
+@memoized("median:simd-sources", max_items=64)  # one source per variant, not per call
 def _median_simd_source(size: int) -> str:
     entry = (
         f'extern "C" __global__ void median{size}_u8x4(const void* src, const long long* tab, void* dst, '
@@ -186,7 +186,7 @@ def _median_simd_kernel(size: int) -> Any:
     return raw_kernel(_median_simd_source(size), f"median{size}_u8x4")
 
 
-@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
+@memoized("median:sources", max_items=64)  # one source per variant, not per call
 def _median_source(size: int, dtype: np.dtype) -> str:
     params = "const void* src, const long long* tab, void* dst, const long long* otab"
     entry = _one_dtype(dtype_entries(f"median{size}", "median", params, "src, tab, dst, otab", "{t}, {c}, %d" % size), dtype)

@@ -3,7 +3,6 @@ the two-pass fallback driver, their NumPy twin, and gaussian_blur, box_blur, uns
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -13,6 +12,7 @@ from ...errors import ArgumentError
 from ..registry import register_op
 from .._engine.args import Source, check_src, per_sample, uniform_channels
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, prepare_out, readable_source, span_bytes
+from .._engine.cache import cache, memoized
 from .._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, dtype_entries, dtype_suffix, store_numpy
 from .._engine.params import Blob, pack, upload, upload_blob
 from ...memory import scratch
@@ -113,7 +113,7 @@ def tile_smem_bytes(radius: int, channels: int) -> int:
 
 
 
-@functools.lru_cache(maxsize=None)  # the source is built once per variant, not per call
+@memoized("separable:sources", max_items=64)  # one source per (radius, dtype) variant
 def _tile_source(radius: int, dtype: np.dtype) -> str:
     params = ("const void* src, const long long* tab, void* dst, const long long* otab, const float* w, const int* taps, "
               "int border, float cval, int mode, const float* amount, const float* threshold")
@@ -175,21 +175,19 @@ class _Packed(NamedTuple):
     blob: Blob  # the weights (float32) and the per-image (offset, radius) rows (int32)
 
 
-_PACKED: dict[Any, _Packed] = {}
+_packed_weights = cache("separable:weights", max_items=64)
 
 
 def _packed(key: Any, weights: Sequence[np.ndarray], channels: int) -> _Packed:
-    hit = _PACKED.get((key, channels))
-    if hit is not None:
-        return hit
-    radius = max(len(w) // 2 for w in weights)
-    fused = radius <= MAX_TILE_RADIUS and tile_smem_bytes(radius, channels) <= _TILE_SMEM_LIMIT
-    # the tile kernel has one compile-time radius: smaller kernels are padded with zeros
-    w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
-    if len(_PACKED) >= 64:
-        _PACKED.clear()
-    packed = _PACKED[(key, channels)] = _Packed(fused, radius, pack(w, taps))
-    return packed
+
+    def make() -> _Packed:
+        radius = max(len(w) // 2 for w in weights)
+        fused = radius <= MAX_TILE_RADIUS and tile_smem_bytes(radius, channels) <= _TILE_SMEM_LIMIT
+        # the tile kernel has one compile-time radius: smaller kernels are padded with zeros
+        w, taps = _pack_weights([np.pad(w, radius - len(w) // 2) for w in weights] if fused else weights)
+        return _Packed(fused, radius, pack(w, taps))
+
+    return _packed_weights.get_or_make((key, channels), make)
 
 
 def _separable(
@@ -263,7 +261,7 @@ def _positive(values: np.ndarray, name: str) -> None:
         raise ArgumentError(f"{name} must be > 0 and finite, got {values.tolist()}")
 
 
-@functools.lru_cache(maxsize=256)
+@memoized("filters:gaussian-weights", max_items=256)
 def gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
     """The 1-D gaussian weights of cv2.getGaussianKernel(2 * radius + 1, sigma), normalised.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ from ...errors import ArgumentError
 from ...image import CHANNELS, DTYPES, Image, ImageBatch
 from .._engine.args import Source, check_src, uniform_channels
 from .._engine.batch import prepare_out
+from .._engine.cache import memoized
 
 _DTYPES = tuple(d.name for d in DTYPES)
 _CHANNELS = CHANNELS
@@ -64,7 +64,7 @@ def _fill(value: Any, name: str = "fill") -> np.ndarray:
     return _fill_cached(key, name)
 
 
-@functools.lru_cache(maxsize=64)
+@memoized("geometry:fills", max_items=64)
 def _fill_cached(value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.size not in (1, 3, 4) or not np.all(np.isfinite(arr)):

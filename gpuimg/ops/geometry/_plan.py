@@ -11,6 +11,7 @@ import numpy as np
 
 from ...errors import check_choice
 from .._engine.args import Source
+from .._engine.cache import cache
 from .resample_weights import axis_weights
 
 __all__ = ["METHODS", "ALPHA_MODES", "Spec", "Plan", "check_method", "check_alpha", "premultiplies", "make_plan",
@@ -153,8 +154,8 @@ def make_plan(method: str, antialias: bool, round_rows: bool, shapes: Sequence[t
     return Plan(meta, axes, method, bool(antialias))
 
 
-_PLANS: dict[Any, Plan] = {}
-_MAX_PLANS = 64  # distinct (shapes, sizes, method) combinations kept; a pipeline repeats a few
+MAX_PLANS = 64  # distinct (shapes, sizes, method) combinations kept; a pipeline repeats a few
+_plans = cache("resample:plans", max_items=MAX_PLANS)
 
 
 def cached_plan(key: Any, src: Source, method: str, antialias: bool, specs_fn: Callable[[], Sequence[Spec]],
@@ -165,15 +166,13 @@ def cached_plan(key: Any, src: Source, method: str, antialias: bool, specs_fn: C
     key is a few tuples, and the device copies of a cached plan are re-used by ``upload``.
     """
     full_key = (key, method, bool(antialias), src.dtype.kind, bool(premultiply))
-    plan = _PLANS.get(full_key)
-    if plan is None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
+
+    def make() -> Plan:
         shapes = [(s[0], s[1]) for s in (src.shapes if hasattr(src, "images") else [src.shape])]
         # Pillow's formulas (antialiased, and lanczos either way) round the first pass to
         # the pixel type, as Pillow's 8-bit intermediate image does
         pillow = axis_kind(method, antialias, True) < 8
         round_rows = pillow and src.dtype.kind != "f"
-        plan = _PLANS[full_key] = make_plan(method, bool(antialias), bool(round_rows), shapes, specs_fn(),
-                                            bool(premultiply))
-    return plan
+        return make_plan(method, bool(antialias), bool(round_rows), shapes, specs_fn(), bool(premultiply))
+
+    return _plans.get_or_make(full_key, make)

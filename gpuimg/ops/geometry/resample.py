@@ -8,7 +8,6 @@ The NumPy reference does the kernel's arithmetic on the CPU.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,10 +17,11 @@ from ...image import slot_layout
 from ...memory import scratch
 from .._engine.args import Source
 from .._engine.batch import BLOCK, batch_view, grid_for, launch
+from .._engine.cache import cache, memoized
 from .._engine.kernels import PRELUDE as CUDA_PRELUDE, compiled as raw_kernel, current_config, dtype_entries, dtype_suffix
 from .._engine.params import Blob, pack, upload, upload_blob
 from ._cpu_resample import resample_cpu
-from ._plan import _MAX_PLANS, Plan
+from ._plan import MAX_PLANS, Plan
 from .resample_weights import _device_weights
 
 __all__ = ["resample"]
@@ -409,7 +409,7 @@ __device__ void resample_pass(const void* in, const long long* itab, void* out, 
 }
 """
 
-@functools.lru_cache(maxsize=None)  # built once per small_taps value
+@memoized("resample:sources", max_items=8)  # one source per small_taps value a run tunes
 def _module_source(small_taps: int) -> str:
     params = ("const void* src, const long long* tab, void* dst, const long long* otab, const int* meta, "
               "const int* starts, const float* weights, const float* fill")
@@ -456,7 +456,8 @@ def resample(src: Source, out: Source, plan: Plan, fill: np.ndarray, channels: i
     return out
 
 
-_BLOBS: dict[tuple[int, bytes], tuple[Plan, Blob, bool, bool]] = {}
+# Keyed by the plan itself (a Plan hashes by identity): a plan's entries go with it.
+_blobs = cache("resample:blobs", max_items=2 * MAX_PLANS)
 
 
 def _two_pass_pays(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> bool:
@@ -476,35 +477,31 @@ def _two_pass_pays(plan: Plan, shapes: Sequence[tuple[int, ...]]) -> bool:
 def _blob(plan: Plan, fill: np.ndarray, src: Source) -> tuple[Blob, bool, bool]:
     """The plan's arrays and the background in one upload; whether every row window fits
     the register-unrolled kernel; whether two passes pay. Cached with the plan."""
-    key = (id(plan), fill.tobytes())
-    hit = _BLOBS.get(key)
-    if hit is None or hit[0] is not plan:
-        if len(_BLOBS) >= 2 * _MAX_PLANS:
-            _BLOBS.clear()
+
+    def make() -> tuple[Blob, bool, bool]:
         shapes = src.shapes if hasattr(src, "images") else [src.shape]
         data = pack(plan.meta, plan.axes, np.asarray(fill, np.float32))
         small = int(plan.meta[:, 2].max()) <= current_config().small_taps
-        hit = _BLOBS[key] = (plan, data, small, _two_pass_pays(plan, shapes))
-    return hit[1], hit[2], hit[3]
+        return data, small, _two_pass_pays(plan, shapes)
+
+    return _blobs.get_or_make((plan, fill.tobytes()), make)
 
 
-_MID_TABLES: dict[tuple[int, tuple], tuple[Plan, np.ndarray, int, int, int]] = {}
+_mid_tables = cache("resample:mid-tables", max_items=2 * MAX_PLANS)
 
 
 def _mid_table(plan: Plan, shapes: list[tuple[int, int, int]]) -> tuple[np.ndarray, int, int, int]:
     """Kernel-table rows of the float intermediate of every image, its bytes, max h and w."""
-    key = (id(plan), tuple(shapes))
-    hit = _MID_TABLES.get(key)
-    if hit is None or hit[0] is not plan:
-        if len(_MID_TABLES) >= 2 * _MAX_PLANS:
-            _MID_TABLES.clear()
+
+    def make() -> tuple[np.ndarray, int, int, int]:
         mids = []
         for i, (h, w, c) in enumerate(shapes):
             order, rh, rw = int(plan.meta[i, 6]), int(plan.meta[i, 10]), int(plan.meta[i, 11])
             mids.append(((rh, w) if order == 2 else (h, rw)) + (c,))
         rows, _, total = slot_layout(mids, 1, np.float32)
-        hit = _MID_TABLES[key] = (plan, rows, max(int(total), 4), int(rows[:, 1].max()), int(rows[:, 2].max()))
-    return hit[1], hit[2], hit[3], hit[4]
+        return rows, max(int(total), 4), int(rows[:, 1].max()), int(rows[:, 2].max())
+
+    return _mid_tables.get_or_make((plan, tuple(shapes)), make)
 
 
 def _two_passes(src: Source, out: Source, view: Any, oview: Any, plan: Plan, params: tuple, channels: int,

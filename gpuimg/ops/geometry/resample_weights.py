@@ -26,7 +26,6 @@ Which formulas (the references and tolerances are in resize's docstring):
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ import numpy as np
 
 from ...memory import scratch
 from .._engine.batch import launch
+from .._engine.cache import memoized
 from .._engine.kernels import compiled as raw_kernel
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _fold(idx: np.ndarray, w: np.ndarray, in_len: int) -> tuple[np.ndarray, np.n
     return start.astype(np.int32), dense
 
 
-@functools.lru_cache(maxsize=512)
+@memoized("resample:axis-weights", max_items=512)  # the CPU path's weights, per axis length pair
 def axis_weights(method: str, antialias: bool, in_len: int, out_len: int, start: float = 0.0,
                  length: float | None = None, area_overlap: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per output coordinate: first source index and the weights (out_len, n), for one axis.

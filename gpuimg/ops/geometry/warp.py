@@ -12,6 +12,7 @@ from ...errors import ArgumentError, ArgumentTypeError, check_choice
 from ..registry import register_op
 from .._engine.args import Source, check_border, per_sample
 from .._engine.batch import BLOCK, batch_view, grid_for, kernel_args, launch, pairs, readable_source
+from .._engine.cache import cache
 from .._engine.kernels import PRELUDE as CUDA_PRELUDE, border_index, compiled as raw_kernel, dtype_entries, dtype_suffix, store_numpy
 from .._engine.params import Blob, pack, upload, upload_blob
 from ._common import _check, _fill, _result, _shapes, _sizes
@@ -99,7 +100,7 @@ __device__ void warp(const void* src, const long long* tab, void* dst, const lon
 """
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)  # no arguments: one value, nothing to bound
 def _source() -> str:
     kinds = {
         "remap": ("const int* coef, int border, const float* fill", "coef, border, fill"),
@@ -173,18 +174,12 @@ def _remap(src: Source, out: Source | None, coefs: list[tuple[int, ...]], sizes:
     return out
 
 
-_REMAP_BLOBS: dict[bytes, Blob] = {}
+_remap_blobs = cache("remap:blobs", max_items=64)
 
 
 def _remap_blob(coef: np.ndarray, fill: np.ndarray) -> Blob:
     """Index-map rows and fill in one upload, cached by content (a pipeline repeats them)."""
-    key = coef.tobytes() + fill.tobytes()
-    blob = _REMAP_BLOBS.get(key)
-    if blob is None:
-        if len(_REMAP_BLOBS) >= 64:
-            _REMAP_BLOBS.clear()
-        blob = _REMAP_BLOBS[key] = pack(coef, fill)
-    return blob
+    return _remap_blobs.get_or_make(coef.tobytes() + fill.tobytes(), lambda: pack(coef, fill))
 
 
 # ============================================================================ affine warp
