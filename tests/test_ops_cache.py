@@ -125,3 +125,23 @@ def test_ops_give_the_same_results_through_a_cleared_cache():
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert ops.cache_stats()["resample:plans"]["hits"] >= 2
+
+
+# ----------------------------------------------------------------------------- OpInfo facts
+
+
+def test_opinfo_says_what_a_step_does_to_metadata_and_colour():
+    from gpuimg.ops import registry
+    from gpuimg.pipeline.process import colour_intent
+    from gpuimg.pipeline.steps import Step
+
+    conv, thumb, blur = (registry.get_op(n) for n in ("convert_colorspace", "fit_thumbnail", "gaussian_blur"))
+    assert conv.sets_metadata and thumb.sets_metadata and not blur.sets_metadata
+    assert conv.intent_of({}) == "relative" and conv.intent_of({"intent": "perceptual"}) == "perceptual"
+    assert thumb.intent_of({}) == "relative" and thumb.intent_of({"to_srgb": False}) is None
+    assert blur.colour_intent is None and blur.intent_of({"sigma": 2}) is None
+    assert not hasattr(conv.fn, "sets_metadata") and not hasattr(thumb.fn, "colour_intent")
+    # a step given as the op itself (a callable) learns the same from the registry
+    assert Step(ops.color.convert_colorspace, "cpu").op is conv and Step(lambda b: b, "cpu").op is None
+    assert colour_intent([Step(("fit_thumbnail", {"size": 8}), "cpu")]) == "relative"
+    assert colour_intent([Step(("fit_thumbnail", {"size": 8, "to_srgb": False}), "cpu")]) is None

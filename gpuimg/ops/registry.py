@@ -8,8 +8,8 @@ Example:
     >>> import gpuimg.ops
     >>> from gpuimg.ops import registry
     >>> info = registry.get_op("gaussian_blur")
-    >>> info.family, info.step
-    ('filters', True)
+    >>> info.family, info.step, info.sets_metadata
+    ('filters', True, False)
     >>> "fill" in registry.available_ops()
     True
 """
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from ..errors import ArgumentError, ArgumentTypeError
 from ._engine.args import as_source
 
-__all__ = ["OpInfo", "register_op", "get_op", "available_ops", "registered"]
+__all__ = ["OpInfo", "register_op", "get_op", "op_of", "available_ops", "registered"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +40,18 @@ class OpInfo:
     returns the result). ``image_params``: parameters that take a second image (an overlay
     for ``blend``/``paste``); a pipeline step may give a file path there, which the
     pipeline decodes once.
+
+    What a step of this op does beyond its pixels, for the pipeline: ``sets_metadata``,
+    the op sets its results' ``metadata`` itself (``convert_colorspace``: the profile they
+    are now in), so the pipeline does not carry the sources' over them.
+    ``colour_intent``: ``kwargs -> intent or None``, the rendering intent with which a
+    step of these arguments converts colours to sRGB (the pipeline then decodes CMYK
+    JPEGs to their inks and converts them so); None for ops that never do.
+
+    Example:
+        >>> import gpuimg.ops
+        >>> get_op("convert_colorspace").intent_of({"intent": "perceptual"}), get_op("resize").intent_of({})
+        ('perceptual', None)
     """
 
     name: str
@@ -47,20 +59,31 @@ class OpInfo:
     family: str
     step: bool = True
     image_params: tuple[str, ...] = ()
+    sets_metadata: bool = False
+    colour_intent: Callable[[Mapping[str, Any]], str | None] | None = None
+
+    def intent_of(self, kwargs: Mapping[str, Any]) -> str | None:
+        """The rendering intent a step with ``kwargs`` converts colours with, or None."""
+        return None if self.colour_intent is None else self.colour_intent(kwargs)
 
 
 _ops: dict[str, OpInfo] = {}
+_by_fn: dict[Callable[..., Any], OpInfo] = {}  # the op returned by register_op -> its info
 
 
 @overload
 def register_op(fn: F, /) -> F: ...
 @overload
-def register_op(*, name: str | None = None, step: bool = True, image_params: tuple[str, ...] = ()) -> Callable[[F], F]: ...
+def register_op(*, name: str | None = None, step: bool = True, image_params: tuple[str, ...] = (),
+                sets_metadata: bool = False,
+                colour_intent: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[F], F]: ...
 
 
 def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True,
-                image_params: tuple[str, ...] = ()) -> Any:
-    """Register ``fn`` as a public op (used bare, ``@register_op``, or with options).
+                image_params: tuple[str, ...] = (), sets_metadata: bool = False,
+                colour_intent: Callable[[Mapping[str, Any]], str | None] | None = None) -> Any:
+    """Register ``fn`` as a public op (used bare, ``@register_op``, or with options: the
+    :class:`OpInfo` fields of the same names).
 
     The op returned also takes arrays for its images (its first parameter and
     ``image_params``): the ONE place where NumPy/CuPy arrays and torch tensors in HWC (or
@@ -78,11 +101,11 @@ def register_op(fn: Any = None, /, *, name: str | None = None, step: bool = True
         f = _taking_arrays(f, image_params)
         op_name = name or f.__name__
         family = f.__module__.split(".")[2] if f.__module__.startswith("gpuimg.ops.") else f.__module__
-        info = OpInfo(op_name, f, family, step, tuple(image_params))
+        info = OpInfo(op_name, f, family, step, tuple(image_params), sets_metadata, colour_intent)
         old = _ops.get(op_name)
         if old is not None and old.fn.__qualname__ != f.__qualname__:
             raise ArgumentError(f"op {op_name!r} is registered twice ({old.fn.__module__} and {f.__module__})")
-        _ops[op_name] = info
+        _ops[op_name] = _by_fn[f] = info
         return f
 
     return add(fn) if fn is not None else add
@@ -126,6 +149,21 @@ def get_op(name: str) -> OpInfo:
     if info is None:
         raise ArgumentError(f"unknown op {name!r}; available: {', '.join(available_ops(steps_only=False)) or '(none registered)'}")
     return info
+
+
+def op_of(fn: Any) -> OpInfo | None:
+    """The :class:`OpInfo` of ``fn`` when it is a registered op (as ``gpuimg.ops`` hands
+    it out), else None: a pipeline step given as a callable learns what it does so.
+
+    Example:
+        >>> import gpuimg.ops
+        >>> op_of(gpuimg.ops.color.convert_colorspace).sets_metadata, op_of(print)
+        (True, None)
+    """
+    try:
+        return _by_fn.get(fn)
+    except TypeError:  # an unhashable callable is no registered op
+        return None
 
 
 def available_ops(steps_only: bool = True) -> list[str]:

@@ -108,7 +108,7 @@ class ProcessStage:
         self.device = pool.device
         # A step that reads or sets the images' metadata (convert_colorspace, thumbnail)
         # needs it on the decoded images; otherwise the sink reads it on its own thread.
-        self._reads_metadata = any(getattr(step.fn, "sets_metadata", False) for step in steps)
+        self._reads_metadata = any(step.op is not None and step.op.sets_metadata for step in steps)
         self.free: StageQueue = StageQueue(0, run.stop)
         # One output set being written here plus one per batch the sink may be reading.
         for _ in range(1 + sink.lanes):
@@ -220,16 +220,15 @@ class ProcessStage:
 
 
 def colour_intent(steps: list[Step]) -> str | None:
-    """The rendering intent of the first step that converts colours to sRGB (an op's
-    ``colour_intent(kwargs)``: convert_colorspace, fit_thumbnail with to_srgb), or None.
+    """The rendering intent of the first step that converts colours to sRGB (its op's
+    ``OpInfo.intent_of(kwargs)``: convert_colorspace, fit_thumbnail with to_srgb), or None.
 
     Example:
         >>> colour_intent([Step(("convert_colorspace", {"intent": "perceptual"}), "cpu")]), colour_intent([])
         ('perceptual', None)
     """
     for step in steps:
-        of = getattr(step.fn, "colour_intent", None)
-        intent = of(step.kwargs) if of is not None else None
+        intent = step.op.intent_of(step.kwargs) if step.op is not None else None
         if intent is not None:
             return intent
     return None

@@ -83,12 +83,14 @@ class Step:
         image_params: tuple[str, ...] = ()
         if callable(spec):
             self.name, self.fn, given = getattr(spec, "__name__", repr(spec)), spec, {}
+            op = registry.op_of(spec)
         elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) in (1, 2):
             given = dict(spec[1]) if len(spec) == 2 and spec[1] is not None else {}
             op = _step_op(spec[0])
             self.name, self.fn, image_params = op.name, op.fn, op.image_params
         else:
             raise ArgumentTypeError(f"a step must be a callable or a (name, kwargs) pair, got {spec!r}")
+        self.op: registry.OpInfo | None = op  # what the op does to metadata and colour (None: a plain callable)
         self.given = given  # as written (what a pipeline JSON file holds)
         self.kwargs = dict(given)
         params = _parameters(self.fn)
@@ -128,7 +130,7 @@ class Step:
         result = self.fn(src, **kwargs, **extra)
         if isinstance(src, Image | ImageBatch) and isinstance(result, Image | ImageBatch):
             self._makes[src.dtype] = result.dtype
-            if not getattr(self.fn, "sets_metadata", False):
+            if self.op is None or not self.op.sets_metadata:
                 carry_metadata(src, result)
         return result
 
@@ -227,7 +229,8 @@ def carry_metadata(src: Any, result: Any) -> None:
     """Each result image carries its source image's ``metadata`` (the input file's EXIF,
     XMP and ICC profile, which the sink writes into the output). A reused output buffer
     holds an earlier batch's, so it is always set. Ops that change what the metadata
-    says (``convert_colorspace``: the profile) set ``sets_metadata`` and do it themselves.
+    says (``convert_colorspace``: the profile) are registered with ``sets_metadata`` and do
+    it themselves.
 
     Example:
         >>> a, b = Image.empty(1, 1, device="cpu"), Image.empty(1, 1, device="cpu")

@@ -38,6 +38,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -586,7 +587,13 @@ def _jobs_of(src: Source, profile: Any) -> list[_Job]:
     return jobs
 
 
-@register_op
+def _conversion_intent(kwargs: Mapping[str, Any]) -> str:
+    return kwargs.get("intent", "relative")
+
+
+# A pipeline step sets its results' metadata (the profile they are now in); a pipeline
+# running it decodes CMYK JPEGs to their inks and converts them with this intent.
+@register_op(sets_metadata=True, colour_intent=_conversion_intent)
 def convert_colorspace(
     src: Source,
     to: str = "srgb",
@@ -695,11 +702,6 @@ def _tables_blob(tables: list[ProfileTable], cmyk_tables: list[CmykTable], key: 
         return pack(np.stack([t.coarse for t in tables]), cells, blocks, grids)
 
     return _blobs.get_or_make(key, make)
-
-
-convert_colorspace.sets_metadata = True  # type: ignore[attr-defined]  # a pipeline step sets its own
-# A pipeline running this step decodes CMYK JPEGs to their inks and converts them with this intent.
-convert_colorspace.colour_intent = lambda kwargs: kwargs.get("intent", "relative")  # type: ignore[attr-defined]
 
 
 def _launch(src: Source, out: Source, tables: list[ProfileTable], cmyk_tables: list[CmykTable], key: tuple,

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ArgumentError
@@ -47,7 +48,13 @@ def _round_aspect(value: float, key: Any) -> int:
     return max(min(math.floor(value), math.ceil(value), key=key), 1)
 
 
-@register_op
+def _thumbnail_intent(kwargs: Mapping[str, Any]) -> str | None:
+    return "relative" if kwargs.get("to_srgb", True) else None
+
+
+# The colour step says which profile the results carry; with to_srgb the pipeline
+# decodes CMYK JPEGs to their inks and converts them as convert_colorspace's default.
+@register_op(sets_metadata=True, colour_intent=_thumbnail_intent)
 def fit_thumbnail(
     src: Source,
     size: int | tuple[int, int],
@@ -84,8 +91,6 @@ def fit_thumbnail(
     return convert_colorspace(shrunk, out=out, stream=stream)  # each image's own RGB profile
 
 
-fit_thumbnail.sets_metadata = True  # type: ignore[attr-defined]  # the colour step says which profile
-fit_thumbnail.colour_intent = lambda kwargs: "relative" if kwargs.get("to_srgb", True) else None  # type: ignore[attr-defined]
 
 
 def _images(src: Source) -> list[Any]:
