@@ -16,6 +16,7 @@ from gpuimg.codec.metadata import Metadata
 from gpuimg.errors import DecodeError
 from gpuimg.ops import launch_stats, reset_launch_stats
 from gpuimg.ops.color import profiles
+from gpuimg.ops.color.icc import tables as icc_tables
 from gpuimg.ops.color.profiles import apply_cmyk_numpy, apply_lut_numpy, cmyk_lut, convert_colorspace, profile_lut, srgb_profile
 from icc_profiles import CMYK_PROFILE, P3_PROFILE, cmyk_profile, matrix_profile
 
@@ -183,14 +184,14 @@ def test_table_cache(monkeypatch):
     convert_colorspace(ink, profile=press)
     assert profiles.table_builds() == before + 2
     # Bounded: past the size the least recently used table goes and is built again.
-    monkeypatch.setattr(profiles._tables, "max_items", 1)
+    monkeypatch.setattr(icc_tables._tables, "max_items", 1)
     convert_colorspace(img, profile=matrix_profile("cache test 2", trc=1.8))  # the one table kept
     convert_colorspace(img, profile=fresh)
     assert profiles.table_builds() == before + 4
-    monkeypatch.setattr(profiles._tables, "max_items", 32)
-    monkeypatch.setattr(profiles._tables, "max_bytes", 1)  # past the bytes too; the newest always stays
+    monkeypatch.setattr(icc_tables._tables, "max_items", 32)
+    monkeypatch.setattr(icc_tables._tables, "max_bytes", 1)  # past the bytes too; the newest always stays
     convert_colorspace(ink, profile=press)
-    assert profiles.table_builds() == before + 5 and len(profiles._tables) == 1
+    assert profiles.table_builds() == before + 5 and len(icc_tables._tables) == 1
 
 
 def test_errors():

@@ -14,6 +14,7 @@ import gpuimg
 from gpuimg.codec import icc
 from gpuimg.ops import launch_stats, reset_launch_stats
 from gpuimg.ops.color import profiles
+from gpuimg.ops.color.icc import engine as icc_engine
 from gpuimg.ops.color.profiles import apply_lut_numpy, convert_colorspace, profile_lut, srgb_profile
 from icc_profiles import ADOBE_PROFILE, P3_PROFILE
 
@@ -122,7 +123,7 @@ def test_missing_engine_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_imagecms)
     with pytest.raises(profiles.ColorEngineMissingError, match=r"gpuimg\[color\]"):
-        profiles._imagecms()
+        icc_engine.imagecms()
 
 
 def test_gpu_matches_numpy_twin(gpu):

@@ -108,9 +108,9 @@ def color_sources() -> list[tuple[str, str, tuple[str, ...]]]:
                 for i, s in enumerate(all_steps):
                     if s.stat:
                         out.append((label + " stat", kernel_source._kernel_source(all_steps, channels, kernel_source._Output("hist"), i, stride), FMAD))
-    from gpuimg.ops.color import profiles
+    from gpuimg.ops.color.icc import kernel as icc_kernel
 
-    out.append(("colour profiles (RGB and CMYK tables)", profiles._SOURCE, ("--std=c++17", "--fmad=false")))
+    out.append(("colour profiles (RGB and CMYK tables)", icc_kernel.SOURCE, ("--std=c++17", "--fmad=false")))
     long_chain = (S.brightness(1.1), S.contrast(0.9), S.saturation(1.2), S.hue(0.05), S.gamma(0.9), S.equalize(), tensors[0].step())
     _, stride = fusion._hist_layout(long_chain, 3)
     out.append(("pointwise long chain", kernel_source._kernel_source(long_chain, 3, fusion._tensor_output(tensors[0]), -1, stride), FMAD))

@@ -117,7 +117,7 @@ def decode_cmyk_items(device: str, items: list[Item], out: ImageBatch | None, in
         ([(2, 3, 3)], [0], [], [255, 0, 0])
     """
     from ..codec.metadata import Metadata
-    from ..ops.color.profiles import cmyk_lut, convert_colorspace
+    from ..ops.color.icc import cmyk_lut, convert_colorspace
 
     good, inks, failures = [], [], []
     for k, item in enumerate(items):

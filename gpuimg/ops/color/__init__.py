@@ -26,8 +26,9 @@ Example:
 Modules: :mod:`.fusion` (Step, Chain, chain, run_steps: one kernel per chain),
 :mod:`.kernel_source` (its CUDA generation), :mod:`.steps` (the Step classes),
 :mod:`.builders` (:data:`step`), :mod:`.adjust` (the adjust ops), :mod:`.conversion`
-(to_gray, convert, to_tensor), :mod:`.tensor` (TensorSpec, tensor_spec), :mod:`.profiles`
-(convert_colorspace: an ICC profile's transform to sRGB as a 3-D LUT, its own kernel).
+(to_gray, convert, to_tensor), :mod:`.tensor` (TensorSpec, tensor_spec), :mod:`.icc`
+(convert_colorspace: an ICC profile's transform to sRGB as a 3-D LUT, its own kernel;
+:mod:`.profiles` is its former import path).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from .adjust import (
 )
 from .builders import step
 from .conversion import convert, to_gray, to_tensor
-from .profiles import convert_colorspace, srgb_profile
+from .icc import convert_colorspace, srgb_profile
 from .fusion import Chain, chain, run_steps
 from .steps import MODES, equalize_lut_numpy, otsu_numpy
 from .tensor import TensorSpec, tensor_spec

@@ -18,7 +18,7 @@ from typing import Any
 from ...errors import ArgumentError
 from ...image import ImageBatch
 from .._engine.args import Source, check_src, number
-from ..color.profiles import convert_colorspace
+from ..color.icc import convert_colorspace
 from ..registry import register_op
 from ._common import _shapes
 from .resize import resize
