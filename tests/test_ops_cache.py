@@ -145,3 +145,12 @@ def test_opinfo_says_what_a_step_does_to_metadata_and_colour():
     assert Step(ops.color.convert_colorspace, "cpu").op is conv and Step(lambda b: b, "cpu").op is None
     assert colour_intent([Step(("fit_thumbnail", {"size": 8}), "cpu")]) == "relative"
     assert colour_intent([Step(("fit_thumbnail", {"size": 8, "to_srgb": False}), "cpu")]) is None
+
+
+def test_renamed_names_keep_their_former_aliases():
+    from gpuimg.ops import color
+    from gpuimg.ops.color import fusion
+    from gpuimg.pipeline.steps import Step as PipelineStep
+
+    assert color.MODES is color.COLOR_MODES == ("gray", "rgb", "bgr", "rgba")
+    assert fusion.Step is color.Step is color.PointwiseStep and color.PointwiseStep is not PipelineStep

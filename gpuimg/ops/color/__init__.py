@@ -1,7 +1,7 @@
 """Colour and pointwise ops: gray, mode conversion, adjustments, threshold, equalize, to_tensor.
 
-Every op here is a pointwise :class:`~gpuimg.ops.color.fusion.Step` run through the fusion
-machinery in :mod:`gpuimg.ops.color.fusion`: one kernel launch per Image or ImageBatch, 16-byte
+Every op here is a :class:`~gpuimg.ops.color.fusion.PointwiseStep` run through the
+fusion machinery in :mod:`gpuimg.ops.color.fusion`: one kernel launch per Image or ImageBatch, 16-byte
 loads and stores, per-sample parameters (a scalar or one value per image). To fuse several,
 build the steps from :data:`step` and :func:`chain` them::
 
@@ -23,8 +23,8 @@ Example:
     >>> int(color.invert(img).numpy()[0, 0, 0])
     55
 
-Modules: :mod:`.fusion` (Step, Chain, chain, run_steps: one kernel per chain),
-:mod:`.kernel_source` (its CUDA generation), :mod:`.steps` (the Step classes),
+Modules: :mod:`.fusion` (PointwiseStep, Chain, chain, run_steps: one kernel per chain),
+:mod:`.kernel_source` (its CUDA generation), :mod:`.steps` (the step classes),
 :mod:`.builders` (:data:`step`), :mod:`.adjust` (the adjust ops), :mod:`.conversion`
 (to_gray, convert, to_tensor), :mod:`.tensor` (TensorSpec, tensor_spec), :mod:`.icc`
 (convert_colorspace: an ICC profile's transform to sRGB as a 3-D LUT, its own kernel;
@@ -33,7 +33,7 @@ Modules: :mod:`.fusion` (Step, Chain, chain, run_steps: one kernel per chain),
 
 from __future__ import annotations
 
-from ._base import BINS, Step, gray_tv_numpy
+from ._base import BINS, PointwiseStep, Step, gray_tv_numpy
 from .adjust import (
     adjust_brightness,
     adjust_contrast,
@@ -49,7 +49,7 @@ from .builders import step
 from .conversion import convert, to_gray, to_tensor
 from .icc import convert_colorspace, srgb_profile
 from .fusion import Chain, chain, run_steps
-from .steps import MODES, equalize_lut_numpy, otsu_numpy
+from .steps import COLOR_MODES, MODES, equalize_lut_numpy, otsu_numpy
 from .tensor import TensorSpec, tensor_spec
 
 __all__ = [
@@ -70,5 +70,7 @@ __all__ = [
     "chain",
     "Chain",
     "step",
+    "COLOR_MODES",
     "MODES",
+    "PointwiseStep",
 ]

@@ -1,4 +1,4 @@
-"""The :class:`Step` base of every fusable pointwise op, and what steps share (private).
+"""The :class:`PointwiseStep` base of every fusable pointwise op, and what steps share (private).
 
 A step is a small piece of CUDA working on one pixel plus its NumPy twin; see
 :mod:`gpuimg.ops.color.fusion` for how a chain of them becomes one kernel.
@@ -14,14 +14,13 @@ import numpy as np
 from .._engine.args import per_sample
 
 BINS = 256
-_COLOR_MODES = {"gray": 1, "rgb": 3, "bgr": 3, "rgba": 4}
 
 
 # ----------------------------------------------------------------------------- steps
 
 
 @dataclass(frozen=True)
-class Step:
+class PointwiseStep:
     """One pointwise operation: CUDA snippet, NumPy twin, parameters and channel effect.
 
     Subclasses set ``kind`` (part of the kernel cache key), ``values`` (parameter values, each
@@ -74,6 +73,10 @@ class Step:
         if self.stat == "gray_sum":
             return 2
         return BINS * (channels if self.stat == "channels" else 1)
+
+
+# The former name (the pipeline has its own Step: one configured stage of a run).
+Step = PointwiseStep
 
 
 def gray_tv_numpy(v: np.ndarray) -> np.ndarray:

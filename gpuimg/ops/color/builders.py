@@ -9,9 +9,9 @@ import numpy as np
 
 from ...errors import ArgumentError, check_choice
 from .._engine.args import check_range
-from ._base import Step
+from ._base import PointwiseStep
 from .steps import (
-    MODES,
+    COLOR_MODES,
     _GRAY_WEIGHTS,
     _Brightness,
     _Contrast,
@@ -44,42 +44,42 @@ class _StepBuilders:
     """
 
     @staticmethod
-    def brightness(factor: float | Sequence[float]) -> Step:
+    def brightness(factor: float | Sequence[float]) -> PointwiseStep:
         check_range(factor, "factor", 0.0, np.inf)
         return _Brightness("brightness", (factor,))
 
     @staticmethod
-    def contrast(factor: float | Sequence[float]) -> Step:
+    def contrast(factor: float | Sequence[float]) -> PointwiseStep:
         check_range(factor, "factor", 0.0, np.inf)
         return _Contrast("contrast", (factor,), stat="gray_sum")
 
     @staticmethod
-    def saturation(factor: float | Sequence[float]) -> Step:
+    def saturation(factor: float | Sequence[float]) -> PointwiseStep:
         check_range(factor, "factor", 0.0, np.inf)
         return _Saturation("saturation", (factor,))
 
     @staticmethod
-    def hue(factor: float | Sequence[float]) -> Step:
+    def hue(factor: float | Sequence[float]) -> PointwiseStep:
         check_range(factor, "factor", -0.5, 0.5)
         return _Hue("hue", (factor,))
 
     @staticmethod
-    def gamma(gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0) -> Step:
+    def gamma(gamma: float | Sequence[float], gain: float | Sequence[float] = 1.0) -> PointwiseStep:
         check_range(gamma, "gamma", 0.0, np.inf)
         check_range(gain, "gain", 0.0, np.inf)
         return _Gamma("gamma", (gamma, gain))
 
     @staticmethod
-    def invert() -> Step:
+    def invert() -> PointwiseStep:
         return _Invert("invert")
 
     @staticmethod
-    def opacity(factor: float | Sequence[float]) -> Step:
+    def opacity(factor: float | Sequence[float]) -> PointwiseStep:
         check_range(factor, "opacity", 0.0, 1.0)
         return _Opacity("opacity", (factor,))
 
     @staticmethod
-    def threshold(value: float | Sequence[float] | str, maxval: float = 255) -> Step:
+    def threshold(value: float | Sequence[float] | str, maxval: float = 255) -> PointwiseStep:
         check_range(maxval, "maxval", 0, 255)
         level = float(np.rint(maxval))
         if isinstance(value, str):
@@ -90,15 +90,15 @@ class _StepBuilders:
         return _Threshold("threshold", (np.floor(np.asarray(value, np.float64)), level))
 
     @staticmethod
-    def equalize() -> Step:
+    def equalize() -> PointwiseStep:
         return _Equalize("equalize", stat="channels")
 
     @staticmethod
-    def convert(mode: str, src_mode: str | None = None, weights: str = "bt601") -> Step:
+    def convert(mode: str, src_mode: str | None = None, weights: str = "bt601") -> PointwiseStep:
         return _convert_step(mode, src_mode, weights, channels=None)
 
     @staticmethod
-    def to_gray(weights: str = "bt601", src_mode: str = "rgb") -> Step:
+    def to_gray(weights: str = "bt601", src_mode: str = "rgb") -> PointwiseStep:
         return _convert_step("gray", src_mode, weights, channels=None)
 
 
@@ -106,11 +106,11 @@ step = _StepBuilders()
 
 
 def _check_mode(mode: Any, name: str) -> str:
-    check_choice(mode, name, MODES, "a colour mode")
+    check_choice(mode, name, COLOR_MODES, "a colour mode")
     return mode
 
 
-def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int | None) -> Step:
+def _convert_step(mode: str, src_mode: str | None, weights: str, channels: int | None) -> PointwiseStep:
     _check_mode(mode, "mode")
     check_choice(weights, "weights", tuple(_GRAY_WEIGHTS))
     if src_mode is None:

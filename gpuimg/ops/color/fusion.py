@@ -1,4 +1,4 @@
-"""Fusion machinery for pointwise ops: a :class:`Chain` of :class:`Step` s runs as ONE kernel.
+"""Fusion machinery for pointwise ops: a :class:`Chain` of :class:`PointwiseStep` s runs as ONE kernel.
 
 Each step is a small piece of CUDA working on one pixel (``float v[4]``, the channel count
 known at compile time) plus the NumPy twin of the same formula (the CPU path and the
@@ -47,11 +47,11 @@ from .._engine.batch import launch, prepare_out
 from .._engine.cache import cache
 from .._engine.kernels import compiled
 from .._engine.params import upload
-from ._base import BINS, Step, gray_tv_numpy
+from ._base import BINS, PointwiseStep, Step, gray_tv_numpy
 from .kernel_source import _kernel_source, _Output
 from .tensor import tensor_spec
 
-__all__ = ["Step", "Chain", "chain", "run_steps"]
+__all__ = ["PointwiseStep", "Step", "Chain", "chain", "run_steps"]
 
 _UINT8 = (np.dtype(np.uint8),)
 _THREADS = 256
@@ -92,16 +92,16 @@ class Chain:
         ((3, 2, 2), 0.961)
     """
 
-    def __init__(self, *steps: Step, tensor: Any = None):
+    def __init__(self, *steps: PointwiseStep, tensor: Any = None):
         for step in steps:
-            if not isinstance(step, Step):
+            if not isinstance(step, PointwiseStep):
                 raise ArgumentTypeError(f"chain takes pointwise steps (e.g. color.step.brightness(1.2)), got {type(step).__name__}")
         if not steps and tensor is None:
             raise ArgumentError("steps must hold at least one pointwise step")
         self.steps = tuple(steps)
         self.tensor = tensor  # a color._TensorSpec or None
 
-    def then(self, *steps: Step) -> Chain:
+    def then(self, *steps: PointwiseStep) -> Chain:
         """A longer chain: these steps after this chain's."""
         if self.tensor is not None:
             raise ArgumentError("to_tensor ends a chain; add steps before it")
@@ -118,7 +118,7 @@ class Chain:
         return f"Chain({' -> '.join(names)})"
 
     # -- calling
-    def all_steps(self) -> tuple[Step, ...]:
+    def all_steps(self) -> tuple[PointwiseStep, ...]:
         return self.steps + ((self.tensor.step(),) if self.tensor is not None else ())
 
     def __call__(self, src: Image | ImageBatch, out: Any = None, stream: Any = None) -> Any:
@@ -141,7 +141,7 @@ class Chain:
         return out
 
 
-def chain(*steps: Step) -> Chain:
+def chain(*steps: PointwiseStep) -> Chain:
     """Fuse pointwise steps into one kernel (see :class:`Chain`).
 
     Example:
@@ -153,17 +153,17 @@ def chain(*steps: Step) -> Chain:
     return Chain(*steps)
 
 
-def run_steps(src: Image | ImageBatch, steps: Sequence[Step], out: Any = None, stream: Any = None) -> Any:
+def run_steps(src: Image | ImageBatch, steps: Sequence[PointwiseStep], out: Any = None, stream: Any = None) -> Any:
     """Run ``steps`` fused on ``src``: what every pointwise op in :mod:`color` calls."""
     return Chain(*steps)(src, out=out, stream=stream)
 
 
-def _param_table(steps: Sequence[Step], count: int) -> np.ndarray:
+def _param_table(steps: Sequence[PointwiseStep], count: int) -> np.ndarray:
     rows = [s.param_rows(count) for s in steps]
     return np.concatenate(rows, axis=1) if rows else np.zeros((count, 0), np.float32)
 
 
-def _gpu_params(steps: Sequence[Step], count: int) -> tuple[np.ndarray, int, tuple[float, ...] | None]:
+def _gpu_params(steps: Sequence[PointwiseStep], count: int) -> tuple[np.ndarray, int, tuple[float, ...] | None]:
     """The params table, its per-image stride and a cheap cache key: one shared row (stride
     0, key = the values) when every value is a scalar, which skips a row per image."""
     values = tuple(v for s in steps for v in s.values)
@@ -173,7 +173,7 @@ def _gpu_params(steps: Sequence[Step], count: int) -> tuple[np.ndarray, int, tup
     return table, table.shape[1], None
 
 
-def _hist_layout(steps: Sequence[Step], channels: int) -> tuple[list[int], int]:
+def _hist_layout(steps: Sequence[PointwiseStep], channels: int) -> tuple[list[int], int]:
     offsets, total, c = [], 0, channels
     for step in steps:
         offsets.append(total)
@@ -182,7 +182,7 @@ def _hist_layout(steps: Sequence[Step], channels: int) -> tuple[list[int], int]:
     return offsets, total
 
 
-def _run_gpu(steps: Sequence[Step], src: Image | ImageBatch, channels: int, out: Any, tensor: Any, stream: Any) -> None:
+def _run_gpu(steps: Sequence[PointwiseStep], src: Image | ImageBatch, channels: int, out: Any, tensor: Any, stream: Any) -> None:
     import cupy
 
     images = images_of(src)
@@ -215,20 +215,20 @@ def _tensor_output(tensor: Any) -> _Output:
     return _Output("tensor", tensor.dtype, tensor.layout)
 
 
-def _plan(steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
+def _plan(steps: Sequence[PointwiseStep], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
     """(statistic kernels, main kernel, histogram stride) of a chain structure, made once."""
     structure = tuple(s.key(c) for s, c in zip(steps, _channel_trace(steps, channels)))
     key = (device_key("cuda"), structure, channels, output)  # compiled kernels belong to a device
     return _plans.get_or_make(key, lambda: _make_plan(structure, steps, channels, output))
 
 
-def _make_plan(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
+def _make_plan(structure: tuple[Any, ...], steps: Sequence[PointwiseStep], channels: int, output: _Output) -> tuple[list[Any], Any, int]:
     _, hist_stride = _hist_layout(steps, channels)
     stats = [_compiled(structure, steps, channels, _Output("hist"), i, hist_stride) for i, s in enumerate(steps) if s.stat]
     return stats, _compiled(structure, steps, channels, output, -1, hist_stride), hist_stride
 
 
-def _channel_trace(steps: Sequence[Step], channels: int) -> list[int]:
+def _channel_trace(steps: Sequence[PointwiseStep], channels: int) -> list[int]:
     trace, c = [], channels
     for step in steps:
         trace.append(c)
@@ -236,7 +236,7 @@ def _channel_trace(steps: Sequence[Step], channels: int) -> list[int]:
     return trace
 
 
-def _compiled(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output, stat_index: int, hist_stride: int) -> Any:
+def _compiled(structure: tuple[Any, ...], steps: Sequence[PointwiseStep], channels: int, output: _Output, stat_index: int, hist_stride: int) -> Any:
     """The kernel for this chain structure and output, generated once, compiled once per device."""
     source = _source_for(structure, steps, channels, output, stat_index, hist_stride)
     # --fmad=false: the same float rounding as the NumPy twin (no fused multiply-adds).
@@ -246,12 +246,12 @@ def _compiled(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, 
 _sources = cache("pointwise:sources", max_items=256)
 
 
-def _source_for(structure: tuple[Any, ...], steps: Sequence[Step], channels: int, output: _Output, stat_index: int, hist_stride: int) -> str:
+def _source_for(structure: tuple[Any, ...], steps: Sequence[PointwiseStep], channels: int, output: _Output, stat_index: int, hist_stride: int) -> str:
     key = (structure, channels, output, stat_index, hist_stride)
     return _sources.get_or_make(key, lambda: _kernel_source(steps, channels, output, stat_index, hist_stride))
 
 
-def _run_cpu(steps: Sequence[Step], src: Image | ImageBatch, out: Any, tensor: Any) -> None:
+def _run_cpu(steps: Sequence[PointwiseStep], src: Image | ImageBatch, out: Any, tensor: Any) -> None:
     images = images_of(src)
     table = _param_table(steps, len(images))
     offsets = np.cumsum([0] + [len(s.values) for s in steps])

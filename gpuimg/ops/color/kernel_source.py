@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._engine.kernels import PRELUDE
-from ._base import BINS, Step
+from ._base import BINS, PointwiseStep
 
 # ----------------------------------------------------------------------------- code generation
 
 
 
-def _pixel_code(steps: Sequence[Step], channels: int, offsets: Sequence[int]) -> tuple[str, int]:
+def _pixel_code(steps: Sequence[PointwiseStep], channels: int, offsets: Sequence[int]) -> tuple[str, int]:
     """The statements of ``steps`` in order, and the channel count they leave."""
     code, c = [], channels
     for i, step in enumerate(steps):
@@ -47,7 +47,7 @@ class _Output:
 _HIST_COPIES = 4  # warps spread over 4 shared histograms: less atomic contention on smooth images
 
 
-def _stat_code(step: Step, channels: int, offset: int, shared: list[str], prologue: list[str]) -> tuple[str, str, str]:
+def _stat_code(step: PointwiseStep, channels: int, offset: int, shared: list[str], prologue: list[str]) -> tuple[str, str, str]:
     """(setup, per-pixel accumulation, block epilogue) of the statistic pass of ``step``."""
     gray = "tv_gray(v[0], v[1], v[2])" if channels >= 3 else "v[0]"
     if step.stat == "gray_sum":  # a sum: per-thread, then warp shuffles, one atomic per warp
@@ -75,7 +75,7 @@ def _stat_code(step: Step, channels: int, offset: int, shared: list[str], prolog
     return setup, acc, epilogue
 
 
-def _kernel_source(steps: Sequence[Step], cin: int, output: _Output, stat_index: int, hist_stride: int) -> str:
+def _kernel_source(steps: Sequence[PointwiseStep], cin: int, output: _Output, stat_index: int, hist_stride: int) -> str:
     """CUDA source of the fused kernel (``output.kind == "hist"``: the statistic pass of
     ``steps[stat_index]``, running only the steps before it)."""
     offsets, hist_offsets, o, h = [], [], 0, 0

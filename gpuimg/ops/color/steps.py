@@ -1,4 +1,4 @@
-"""The colour steps: one :class:`~gpuimg.ops.color.fusion.Step` subclass per pointwise op
+"""The colour steps: one :class:`~gpuimg.ops.color.fusion.PointwiseStep` subclass per pointwise op
 (CUDA snippet and NumPy twin side by side), and the modes and gray weights they use."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import ArgumentError
-from ._base import BINS, Step, gray_tv_numpy
+from ._base import BINS, PointwiseStep, gray_tv_numpy
 
 
-MODES = ("gray", "rgb", "bgr", "rgba")
+COLOR_MODES = ("gray", "rgb", "bgr", "rgba")  # the pixel layouts ``convert`` and ``to_gray`` take
+MODES = COLOR_MODES  # the former name, kept for imports
 _MODE_CHANNELS = {"gray": 1, "rgb": 3, "bgr": 3, "rgba": 4}
 # 16-bit fixed-point luminance weights (sum 65536): Pillow's BT.601 and the BT.709 ones.
 _GRAY_WEIGHTS = {"bt601": (19595, 38470, 7471), "bt709": (13933, 46871, 4732)}
@@ -27,7 +28,7 @@ def _colour_channels(channels: int) -> int:
 
 
 @dataclass(frozen=True)
-class _Brightness(Step):
+class _Brightness(PointwiseStep):
     def cuda(self, c: int, p: str, sh: str) -> str:
         return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = q_trunc(v[k] * {p}[0]);"
 
@@ -39,7 +40,7 @@ class _Brightness(Step):
 
 
 @dataclass(frozen=True)
-class _Contrast(Step):
+class _Contrast(PointwiseStep):
     """torchvision: blend with the mean of the floored gray image."""
 
     def shared_floats(self, c: int) -> int:
@@ -64,7 +65,7 @@ class _Contrast(Step):
 
 
 @dataclass(frozen=True)
-class _Saturation(Step):
+class _Saturation(PointwiseStep):
     def cuda(self, c: int, p: str, sh: str) -> str:
         if c == 1:
             return ""  # torchvision (like Pillow) leaves gray images alone
@@ -117,7 +118,7 @@ v[0] = q_trunc(ro * 255.999f); v[1] = q_trunc(go * 255.999f); v[2] = q_trunc(bo 
 
 
 @dataclass(frozen=True)
-class _Hue(Step):
+class _Hue(PointwiseStep):
     """torchvision: RGB -> HSV (Pillow's formulas), rotate H, back, scale by 255.999 and truncate."""
 
     def cuda(self, c: int, p: str, sh: str) -> str:
@@ -158,7 +159,7 @@ class _Hue(Step):
 
 
 @dataclass(frozen=True)
-class _Gamma(Step):
+class _Gamma(PointwiseStep):
     """A 256-entry table per block (powf is too slow per pixel: 9x a copy at 4K)."""
 
     def shared_floats(self, c: int) -> int:
@@ -183,7 +184,7 @@ class _Gamma(Step):
 
 
 @dataclass(frozen=True)
-class _Invert(Step):
+class _Invert(PointwiseStep):
     def cuda(self, c: int, p: str, sh: str) -> str:
         return f"for (int k = 0; k < {_colour_channels(c)}; ++k) v[k] = 255.f - v[k];"
 
@@ -195,7 +196,7 @@ class _Invert(Step):
 
 
 @dataclass(frozen=True)
-class _Opacity(Step):
+class _Opacity(PointwiseStep):
     def check(self, c: int) -> None:
         if c != 4:
             raise ArgumentError(f"src has {c} channels; opacity needs RGBA (4 channels): convert(src, 'rgba') first")
@@ -210,7 +211,7 @@ class _Opacity(Step):
 
 
 @dataclass(frozen=True)
-class _Threshold(Step):
+class _Threshold(PointwiseStep):
     """cv2.threshold THRESH_BINARY on uint8: ``v > floor(value) ? maxval : 0``."""
 
     def cuda(self, c: int, p: str, sh: str) -> str:
@@ -269,7 +270,7 @@ def otsu_numpy(hist: np.ndarray) -> int:
 
 
 @dataclass(frozen=True)
-class _Otsu(Step):
+class _Otsu(PointwiseStep):
     def check(self, c: int) -> None:
         if c != 1:
             raise ArgumentError(f"src has {c} channels; threshold='otsu' needs a gray image (to_gray(src) first)")
@@ -307,7 +308,7 @@ if (threadIdx.x < NC) {
 
 
 @dataclass(frozen=True)
-class _Equalize(Step):
+class _Equalize(PointwiseStep):
     """cv2.equalizeHist per colour channel."""
 
     def shared_floats(self, c: int) -> int:
@@ -341,7 +342,7 @@ def equalize_lut_numpy(hist: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Convert(Step):
+class _Convert(PointwiseStep):
     """Mode conversion among gray/rgb/bgr/rgba; gray uses 16-bit fixed-point weights."""
 
     src_mode: str = "rgb"

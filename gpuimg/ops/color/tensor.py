@@ -14,7 +14,7 @@ from ...image import ImageBatch
 from ...memory import Buffer
 from .._engine.args import Source
 from .._engine.cache import memoized
-from ._base import Step
+from ._base import PointwiseStep
 
 __all__ = ["TensorSpec", "tensor_spec"]
 
@@ -40,7 +40,7 @@ def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class _ToTensor(Step):
+class _ToTensor(PointwiseStep):
     """``v * scale + bias`` per channel: (v / 255 - mean) / std folded into one multiply-add."""
 
     given: int = 1  # how many mean/std values the caller gave (1 or the channel count)
@@ -74,7 +74,7 @@ class TensorSpec:
     layout: str
 
     @functools.cached_property
-    def _step(self) -> Step:
+    def _step(self) -> PointwiseStep:
         count = len(self.mean)
         mean = np.resize(np.asarray(self.mean, np.float64), 4)
         std = np.resize(np.asarray(self.std, np.float64), 4)
@@ -82,7 +82,7 @@ class TensorSpec:
         bias = -mean / std
         return _ToTensor("to_tensor", (*scale.tolist(), *bias.tolist()), given=count)
 
-    def step(self) -> Step:
+    def step(self) -> PointwiseStep:
         """The to_tensor step (built once per spec)."""
         return self._step
 
