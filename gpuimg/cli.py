@@ -495,6 +495,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         OutputRule(output_format(args.format), args.mode, args.background)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    _start_cpu_codecs_early(args)
     from .pipeline.files import plan_jobs
 
     jobs: list[Any] = []
@@ -521,7 +522,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             if on_ray:
                 summary = _run_on_ray(pipeline, args, options, progress)
             else:
-                summary = pipeline.run(args.src, args.dst, options, progress=progress)
+                summary = pipeline.run(args.src, args.dst, options, progress=progress, planned=jobs)
     finally:
         if bar is not None:
             bar.close()
@@ -540,6 +541,23 @@ def cmd_process(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_TERMINATED if sigterm.raised else EXIT_INTERRUPTED
     return EXIT_FAILURES if summary.failed else EXIT_OK
+
+
+def _start_cpu_codecs_early(args: argparse.Namespace) -> None:
+    """Where the run will decode on the CPU for sure (``--device cpu``, GPUIMG_DEVICE=cpu,
+    or no NVIDIA driver at all), start the isolated codecs' child process now: its start
+    (an interpreter importing NumPy and nvImageCodec) then overlaps this process's
+    planning and imports instead of following them. The run's warm-up finds it."""
+    if args.dry_run or args.ray is not None or args.gpus is not None:
+        return
+    asked = (args.device or os.environ.get("GPUIMG_DEVICE", "")).strip().lower()
+    from .device import _driver_cuda_version
+
+    if asked == "cpu" or (not asked and _driver_cuda_version() is None):
+        from .codec import isolation
+        from .pipeline.config import PipelineConfig
+
+        isolation.prestart(PipelineConfig().decoder_threads, PipelineConfig().isolation)
 
 
 def _run_options(args: argparse.Namespace) -> Any:
