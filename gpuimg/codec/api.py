@@ -23,12 +23,12 @@ from typing import IO, Any
 from ..device import device_key, resolve_device
 from ..errors import DecodeError, EncodeError, GpuImgError, UnsupportedFormatError
 from ..image import Image, ImageBatch
+from ..meta.metadata import EMPTY as NO_METADATA
+from ..meta.metadata import Metadata
 from . import formats, sources
 from .cmyk import read_cmyk
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
-from .metadata import EMPTY as NO_METADATA
-from .metadata import Metadata
 from .sources import ImageInfo, ParsedSource
 
 __all__ = ["read", "read_batch", "write", "encode", "info"]

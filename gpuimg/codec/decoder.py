@@ -18,13 +18,13 @@ nvImageCodec refuses it, so such items decode as RGB into a staging buffer and g
 opaque alpha channel on the device (one copy). ``"unchanged"`` keeps gray as 1 channel,
 alpha as 4 channels and everything else as RGB.
 
-Hostile files: before any decoder sees a file, :mod:`~gpuimg.codec.checks` compares its
+Hostile files: before any decoder sees a file, :mod:`~gpuimg.codec.containers` compares its
 structure with its header (chunk and box lengths inside the file, one value per size
 tag, the same dimensions); the CPU codecs run in a supervised child process
 (:mod:`~gpuimg.codec.isolation`), where a crash, a hang or an allocation beyond
 4 x the decoded size + 200 MB fails that item only; and a CPU decode that leaves part
 of its target unwritten is an error, not an image. EXIF orientation is read and applied
-by gpuimg for every container (:mod:`~gpuimg.codec.exif`).
+by gpuimg for every container (:mod:`~gpuimg.meta.exif`).
 
 Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
 listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
@@ -54,8 +54,10 @@ from ..device import device_key, get_stream, resolve_device, stream_ptr, use_str
 from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
 from ..image import Image, ImageBatch
 from ..memory import scratch
-from . import _nvimgcodec, bmp, checks, formats, isolation, sources
-from .exif import oriented, swaps_axes
+from ..meta.exif import oriented, swaps_axes
+from . import _nvimgcodec, formats, isolation, sources
+from .containers import bmp
+from .pixels import unpremultiply
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
 
@@ -589,7 +591,7 @@ class Decoder:
             with use_stream(self.device, stream):
                 for k in finishing:
                     if plans[k].premultiplied:
-                        checks.unpremultiply(staging[k].array, out=staging[k].array)
+                        unpremultiply(staging[k].array, out=staging[k].array)
                     _finish(staging[k], targets[k], region, plans[k].orientation, mode)
         return sorted(failed, key=lambda f: f[0])
 

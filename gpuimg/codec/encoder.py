@@ -24,10 +24,10 @@ from typing import Any
 from ..device import device_key, resolve_device, stream_ptr
 from ..errors import EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
-from . import _nvimgcodec, embed, formats
+from ..meta.metadata import Metadata, for_output
+from . import _nvimgcodec, containers, formats
 from ..device import usable_cores
 from ._wrappers import Wrappers
-from .metadata import Metadata
 
 __all__ = ["Encoder"]
 
@@ -162,7 +162,7 @@ class Encoder:
 
         ``metadata``: the EXIF, XMP and ICC profile to store (default: ``img.metadata``,
         what :func:`gpuimg.read` found in the file); ``keep``: what of it ("all", "icc":
-        the profile only, "no-gps", "none"), see :func:`gpuimg.codec.embed.for_output`.
+        the profile only, "no-gps", "none"), see :func:`gpuimg.meta.for_output`.
         JPEG, PNG, WebP and TIFF store it; the other formats drop it.
 
         Example:
@@ -208,7 +208,7 @@ class Encoder:
         if metadata is not None and len(metadata) != len(items):
             raise ValueError(f"metadata= has {len(metadata)} entries for {len(items)} images")
         given = metadata if metadata is not None else [im.metadata for im in items]
-        metas = [embed.for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
+        metas = [for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
@@ -227,7 +227,7 @@ class Encoder:
                     "nvImageCodec failed (the codec may not store this channel count or dtype)"
                 )
         return [
-            embed.embed(memoryview(r), name, m, has_alpha=img.channels in (2, 4)) if not m.empty
+            containers.embed(memoryview(r), name, m, has_alpha=img.channels in (2, 4)) if not m.empty
             else bytes(memoryview(r)) if copy else memoryview(r)
             for r, m, img in zip(results, metas, items)
         ]

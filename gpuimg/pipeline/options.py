@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import formats
-from ..codec.metadata import KEEP
+from ..meta import KEEP
 from ..errors import check_choice
 from .files import NameTemplate, output_format
 from .steps import OutputRule
