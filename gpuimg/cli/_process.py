@@ -53,7 +53,7 @@ def _add_process(sub: Any) -> None:
     out.add_argument("--background", type=_rgb, default=(255, 255, 255), metavar="R,G,B",
                      help="colour alpha is composited onto for formats without alpha (default 255,255,255)")
     # metadata (issue 19): what the outputs keep of the inputs' EXIF, XMP and ICC profile
-    from ..codec.metadata import KEEP
+    from ..meta import KEEP
 
     out.add_argument("--keep-metadata", choices=KEEP, default="all",
                      help="EXIF/XMP/ICC kept where the format stores them: all (default; Orientation reset to 1), "

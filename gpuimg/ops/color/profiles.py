@@ -733,7 +733,7 @@ def _carry_metadata(src: Source, out: Source, embed: str) -> None:
     for s, o in zip(srcs, outs):
         meta = getattr(s, "metadata", None)
         if meta is None:
-            from ...codec.metadata import Metadata
+            from ...meta import Metadata
 
             meta = Metadata()
         o.metadata = replace(meta, icc=icc, cmyk=False)
