@@ -536,15 +536,16 @@ def _sync(device: str) -> None:
 def ours_decode_only_unchecked(datas: list[bytes], device: str) -> float:
     """:func:`ours_decode_only` without the JPEG scan check (diagnostic only: it is what
     keeps corrupt scans from decoding as filled-in pixels)."""
-    from gpuimg.codec import _scan_gpu, checks
+    from gpuimg.codec import _scan_gpu
+    from gpuimg.codec.containers import jpeg
 
-    real, real_batched = checks.jpeg_scan_problem, _scan_gpu.DeviceScanCheck.problems
-    checks.jpeg_scan_problem = lambda data: None
+    real, real_batched = jpeg.scan_problem, _scan_gpu.DeviceScanCheck.problems
+    jpeg.scan_problem = lambda data: None  # the callers look it up on the module at each call
     _scan_gpu.DeviceScanCheck.problems = lambda self, datas, stream: [None] * len(datas)
     try:
         return ours_decode_only(datas, device)
     finally:
-        checks.jpeg_scan_problem, _scan_gpu.DeviceScanCheck.problems = real, real_batched
+        jpeg.scan_problem, _scan_gpu.DeviceScanCheck.problems = real, real_batched
 
 
 def ours_decode_only(datas: list[bytes], device: str, hardware_first: bool = False) -> float:

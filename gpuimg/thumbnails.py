@@ -16,7 +16,7 @@ from typing import Any
 
 from .codec.api import read
 from .codec.cmyk import is_cmyk
-from .codec.metadata import KEEP
+from .meta import KEEP
 from .codec.sources import parse
 from .errors import check_choice
 from .image import Image

@@ -17,6 +17,8 @@ import pytest
 from PIL import Image as PILImage
 
 from gpuimg import cli
+from gpuimg.cli import _common as cli_common
+from gpuimg.cli import _process as cli_process
 
 from conftest import ASSETS
 
@@ -297,12 +299,12 @@ def test_a_small_job_without_device_runs_on_the_cpu(small: Path, tmp_path: Path,
     else:  # no GPU to suggest: the reason instead (tests/test_first_hour.py)
         assert "; on cpu (no GPU: " in out and "--device cuda" not in out
     jobs = plan_jobs(small, tmp_path / "o2", ".jpg")
-    assert jobs and cli._job_device(jobs) == "cpu"
-    assert cli._job_device(jobs * 65) is None  # too many files to be a small job
-    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=100))
-    assert cli._job_device(jobs) is None
-    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
-    assert cli._job_device(jobs) is None
+    assert jobs and cli_process._job_device(jobs) == "cpu"
+    assert cli_process._job_device(jobs * 65) is None  # too many files to be a small job
+    monkeypatch.setattr(cli_process, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=100))
+    assert cli_process._job_device(jobs) is None
+    monkeypatch.setattr(cli_process, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
+    assert cli_process._job_device(jobs) is None
 
 
 def test_summary_names_the_device(small: Path, tmp_path: Path, device: str, capsys: pytest.CaptureFixture) -> None:
@@ -343,7 +345,7 @@ def test_process_command_does_not_start_workers_for_a_later_run():
     with this one and hold up its exit."""
     from gpuimg import cli
 
-    assert cli._make_pipeline([], "cpu").config.prestart_workers is False
+    assert cli_common._make_pipeline([], "cpu").config.prestart_workers is False
 
 
 def test_info_prints_metadata(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -341,15 +341,15 @@ def _damaged_jpegs(count: int, seed: int) -> list[bytes]:
 def test_scan_walk_from_the_first_scan_matches_the_whole_check() -> None:
     """What the GPU check does (markers from the first scan on, found elsewhere, then the
     same walk) gives the whole check's answer on valid and damaged files."""
-    from gpuimg.codec import checks
+    from gpuimg.codec.containers import jpeg
 
     problems = 0
     for data in _damaged_jpegs(400, seed=8):
         want = jpeg_scan_problem(data)
-        first = checks._jpeg_first_scan(data)
+        first = jpeg.first_scan(data)
         if first >= 0:
             assert data[first : first + 2] == b"\xff\xda"
-            got = checks._jpeg_scan_walk(data, checks._jpeg_markers(data, first))
+            got = jpeg.scan_walk(data, jpeg.markers(data, first))
             assert got == want, (first, got, want)
         problems += want is not None
     assert 100 < problems < 400  # both outcomes are exercised

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 
 import gpuimg
 from gpuimg import cli
+from gpuimg.cli import _process as cli_process
 from gpuimg.device import cuda_available, device_report
 
 from conftest import ASSETS
@@ -65,7 +66,7 @@ def _big_job_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every job counts as large (it would go to the default device)."""
     from gpuimg.pipeline import PipelineConfig
 
-    monkeypatch.setattr(cli, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
+    monkeypatch.setattr(cli_process, "_config", lambda: PipelineConfig(prestart_workers=False, cpu_job_max_bytes=0))
 
 
 @pytest.mark.parametrize("large", [False, True])

@@ -11,14 +11,17 @@ The package, one job per module:
 - :mod:`~gpuimg.codec.encoder`: :class:`Encoder` and its parameters;
 - :mod:`~gpuimg.codec.api`: :func:`read`, :func:`read_batch`, :func:`write`, :func:`info`
   with one Decoder/Encoder per thread and device;
-- :mod:`~gpuimg.codec.exif`: the EXIF orientation read from the first bytes, applied
-  by gpuimg itself (one reading for every container);
+- :mod:`~gpuimg.codec.containers`: one module per container format (JPEG, PNG, WebP,
+  TIFF, JPEG 2000, BMP, PNM), each with its one walker: the structural check of a file
+  against its header before any decoder sees it, the metadata read and embed, the
+  EXIF orientation's block (applied by gpuimg itself: one reading for every container),
+  an APNG's default image and the BMP variants gpuimg decodes itself;
+- :mod:`~gpuimg.codec.pixels`: un-premultiplying associated alpha;
 - :mod:`~gpuimg.codec.isolation`: the CPU codecs in a supervised child process
-  (:mod:`~gpuimg.codec._child`), so a crash, hang or memory runaway costs one item;
-- :mod:`~gpuimg.codec.checks`: structural checks of a file against its header before
-  any decoder sees it, and un-premultiplying associated alpha;
-- :mod:`~gpuimg.codec.bmp` and :mod:`~gpuimg.codec.apng`: the BMP variants gpuimg
-  decodes itself, and an APNG's default image.
+  (:mod:`~gpuimg.codec._child`), so a crash, hang or memory runaway costs one item.
+
+The metadata every Image carries, and the parsers of its bytes (EXIF, ICC, TIFF
+directories), are :mod:`gpuimg.meta`, below the codec and the ops.
 
 Speed (bench/codec.py, BENCHMARKS.md): on the GPU a JPEG batch goes to the hybrid CUDA
 decoder (the hardware one only when asked: it fills corrupt scans from earlier images),

@@ -1,12 +1,12 @@
 """The JPEG scan check of a whole batch on the GPU (private).
 
-:func:`~gpuimg.codec.checks.jpeg_scan_problem` looks at every 0xFF of a file's scans;
+:func:`~gpuimg.codec.containers.jpeg.scan_problem` looks at every 0xFF of a file's scans;
 on the host that pass costs more than the hybrid decoder's share of a batch decode
 (BENCHMARKS.md). Here the bytes of a batch, from each file's first scan on, go to the
 device in one copy through a reused pinned buffer; one kernel lists, per file, the
 positions of the 0xFF bytes that begin a marker (the same set as
-``checks._jpeg_markers``); one small copy and one wait bring them back; the host walk
-(``checks._jpeg_scan_walk``) then reads only those few positions. A file with more such
+``jpeg.markers``); one small copy and one wait bring them back; the host walk
+(``jpeg.scan_walk``) then reads only those few positions. A file with more such
 markers than the table holds is checked on the host instead.
 
 Every buffer is reused (grown only for a batch larger than any before), so a steady run
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..memory import Buffer
-from . import checks
+from .containers import jpeg
 
 SOURCE = r"""
 // data: the batch's bytes; starts: n + 1 offsets (file k is data[starts[k]:starts[k+1]]).
@@ -53,7 +53,7 @@ _MAX_BLOCKS = 4096
 
 class DeviceScanCheck:
     """``problems(datas, stream)``: per encoded JPEG, why its scans must not be decoded
-    (the message of :func:`~gpuimg.codec.checks.jpeg_scan_problem`) or None.
+    (the message of :func:`~gpuimg.codec.containers.jpeg.scan_problem`) or None.
 
     ``cap``: marker positions kept per file (files with more are checked on the host).
     """
@@ -77,7 +77,7 @@ class DeviceScanCheck:
         if not n:
             return []
         raws = [d if isinstance(d, bytes) else bytes(memoryview(d)) for d in datas]
-        firsts = [checks._jpeg_first_scan(raw) for raw in raws]
+        firsts = [jpeg.first_scan(raw) for raw in raws]
         sizes = np.array([len(raw) - first if first >= 0 else 0 for raw, first in zip(raws, firsts)], np.int64)
         starts = np.zeros(n + 1, np.int64)
         np.cumsum(sizes, out=starts[1:])
@@ -116,8 +116,8 @@ class DeviceScanCheck:
         for k, (raw, first) in enumerate(zip(raws, firsts)):
             count = int(counts[k])
             if first < 0 or count > cap:
-                out.append(checks.jpeg_scan_problem(raw))  # no scan found by the walk, or too many markers
+                out.append(jpeg.scan_problem(raw))  # no scan found by the walk, or too many markers
                 continue
             markers = np.sort(found[k * cap : k * cap + count].astype(np.int64)) + first
-            out.append(checks._jpeg_scan_walk(raw, markers))
+            out.append(jpeg.scan_walk(raw, markers))
         return out

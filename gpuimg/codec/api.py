@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..device import device_key, resolve_device
-from ..errors import DecodeError, EncodeError, GpuImgError, UnsupportedFormatError
+from ..errors import ArgumentError, ArgumentTypeError, DecodeError, EncodeError, GpuImgError, UnsupportedFormatError
 from ..image import Image, ImageBatch
+from ..meta.metadata import EMPTY as NO_METADATA
+from ..meta.metadata import Metadata
 from . import formats, sources
 from .cmyk import read_cmyk
 from .decoder import BatchResult, Decoder
 from .encoder import Encoder
-from .metadata import EMPTY as NO_METADATA
-from .metadata import Metadata
 from .sources import ImageInfo, ParsedSource
 
 __all__ = ["read", "read_batch", "write", "encode", "info"]
@@ -108,7 +108,7 @@ def read(src: Any, out: Image | None = None, *, device: str | None = None, **opt
     if options.get("mode") == "cmyk":
         extra = sorted(set(options) - {"mode", "apply_exif"})
         if extra:
-            raise ValueError(f"mode='cmyk' takes apply_exif only, not {', '.join(extra)}")
+            raise ArgumentError(f"mode='cmyk' takes apply_exif only, not {', '.join(extra)}")
         return read_cmyk(loaded, out, device=device, apply_exif=options.get("apply_exif", True))
     img = _thread_codec(Decoder, device).decode(loaded, out, **options)
     img.metadata = _decoded_metadata(loaded, options)
@@ -184,7 +184,7 @@ def write(img: Image | Any, path: str | os.PathLike | IO[bytes], *, format: str 
         (8, 8, 3)
     """
     if isinstance(img, str | os.PathLike) and not isinstance(path, str | os.PathLike):
-        raise TypeError(f"write(img, path) takes the image first (cv2.imwrite's order is the other way round); got the "
+        raise ArgumentTypeError(f"write(img, path) takes the image first (cv2.imwrite's order is the other way round); got the "
                         f"path {os.fspath(img)!r} as img")
     image = img if isinstance(img, Image) else Image.from_array(img)
     codec = format if format is not None else options.pop("codec", None)

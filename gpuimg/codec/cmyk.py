@@ -33,8 +33,8 @@ import numpy as np
 
 from ..errors import DecodeError, ImageTooLargeError
 from ..image import Image
+from ..meta.exif import oriented, swaps_axes
 from . import sources
-from .exif import oriented, swaps_axes
 from .sources import ImageInfo, ParsedSource
 
 __all__ = ["is_cmyk", "decode_ink", "read_cmyk"]

@@ -18,13 +18,13 @@ nvImageCodec refuses it, so such items decode as RGB into a staging buffer and g
 opaque alpha channel on the device (one copy). ``"unchanged"`` keeps gray as 1 channel,
 alpha as 4 channels and everything else as RGB.
 
-Hostile files: before any decoder sees a file, :mod:`~gpuimg.codec.checks` compares its
+Hostile files: before any decoder sees a file, :mod:`~gpuimg.codec.containers` compares its
 structure with its header (chunk and box lengths inside the file, one value per size
 tag, the same dimensions); the CPU codecs run in a supervised child process
 (:mod:`~gpuimg.codec.isolation`), where a crash, a hang or an allocation beyond
 4 x the decoded size + 200 MB fails that item only; and a CPU decode that leaves part
 of its target unwritten is an error, not an image. EXIF orientation is read and applied
-by gpuimg for every container (:mod:`~gpuimg.codec.exif`).
+by gpuimg for every container (:mod:`~gpuimg.meta.exif`).
 
 Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
 listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
@@ -51,11 +51,13 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from ..device import device_key, get_stream, resolve_device, stream_ptr, use_stream
-from ..errors import DecodeError, GpuImgError, ImageTooLargeError, check_choice
+from ..errors import ArgumentError, ArgumentTypeError, DecodeError, GpuImgError, ImageTooLargeError, check_choice
 from ..image import Image, ImageBatch
 from ..memory import scratch
-from . import _nvimgcodec, bmp, checks, formats, isolation, sources
-from .exif import oriented, swaps_axes
+from ..meta.exif import oriented, swaps_axes
+from . import _nvimgcodec, formats, isolation, sources
+from .containers import bmp
+from .pixels import unpremultiply
 from ._wrappers import Wrappers
 from .sources import ImageInfo, ParsedSource
 
@@ -85,7 +87,7 @@ def _check_region(region: Any) -> tuple[int, int, int, int] | None:
         return None
     ok = isinstance(region, Sequence) and len(region) == 4 and all(isinstance(v, int | np.integer) for v in region)
     if not ok or not (0 <= region[0] < region[2] and 0 <= region[1] < region[3]):
-        raise ValueError(
+        raise ArgumentError(
             f"region={region!r} must be (top, left, bottom, right) ints with 0 <= top < bottom and 0 <= left < right"
         )
     return tuple(int(v) for v in region)  # type: ignore[return-value]
@@ -273,7 +275,7 @@ class Decoder:
     ):
         self.device = resolve_device(device)
         if not isinstance(max_pixels, int | np.integer) or max_pixels < 1:
-            raise ValueError(f"max_pixels must be a positive int, got {max_pixels!r}")
+            raise ArgumentError(f"max_pixels must be a positive int, got {max_pixels!r}")
         self.max_pixels = int(max_pixels)
         self.guard_reuse = bool(guard_reuse)
         self._nv = _nvimgcodec.load()
@@ -420,7 +422,7 @@ class Decoder:
             (1, [1])
         """
         if isinstance(srcs, str | bytes | os.PathLike) or not isinstance(srcs, Sequence):
-            raise TypeError(f"srcs must be a list of sources, got {type(srcs).__name__}")
+            raise ArgumentTypeError(f"srcs must be a list of sources, got {type(srcs).__name__}")
         mode, depth, region = self._check_call(out, ImageBatch, mode, depth, region)
         errors: list[BatchError] = []
         good: list[tuple[int, ParsedSource, _Plan]] = []
@@ -455,9 +457,9 @@ class Decoder:
         """The checks both decode methods start with: ``out`` (None or a ``kind`` on this
         Decoder's device), then ``mode``, ``depth`` and ``region``."""
         if out is not None and not isinstance(out, kind):
-            raise TypeError(f"out must be a gpuimg.{kind.__name__}, got {type(out).__name__}")
+            raise ArgumentTypeError(f"out must be a gpuimg.{kind.__name__}, got {type(out).__name__}")
         if out is not None and out.device != self.device:
-            raise ValueError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
+            raise ArgumentError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
         return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
 
     def _check_scans(
@@ -589,7 +591,7 @@ class Decoder:
             with use_stream(self.device, stream):
                 for k in finishing:
                     if plans[k].premultiplied:
-                        checks.unpremultiply(staging[k].array, out=staging[k].array)
+                        unpremultiply(staging[k].array, out=staging[k].array)
                     _finish(staging[k], targets[k], region, plans[k].orientation, mode)
         return sorted(failed, key=lambda f: f[0])
 
@@ -717,7 +719,7 @@ def _isolation_of(value: Any) -> isolation.Isolation:
         return value
     if isinstance(value, bool):
         return isolation.Isolation(enabled=value)
-    raise TypeError(f"isolation must be a gpuimg.codec.isolation.Isolation or a bool, got {type(value).__name__}")
+    raise ArgumentTypeError(f"isolation must be a gpuimg.codec.isolation.Isolation or a bool, got {type(value).__name__}")
 
 
 def _own_bmp(src: ParsedSource) -> bool:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..device import device_key, resolve_device, stream_ptr
-from ..errors import EncodeError, UnsupportedFormatError, check_choice
+from ..errors import ArgumentError, ArgumentTypeError, EncodeError, UnsupportedFormatError, check_choice
 from ..image import Image, ImageBatch
-from . import _nvimgcodec, embed, formats
+from ..meta.metadata import Metadata, for_output
+from . import _nvimgcodec, containers, formats
 from ..device import usable_cores
 from ._wrappers import Wrappers
-from .metadata import Metadata
 
 __all__ = ["Encoder"]
 
@@ -87,7 +87,7 @@ class Encoder:
             _nvimgcodec.warn_missing_gpu_libraries()
         self._device_key = device_key(self.device)
         if cpu_threads is not None and (not isinstance(cpu_threads, int) or isinstance(cpu_threads, bool) or cpu_threads < 1):
-            raise ValueError(f"cpu_threads must be None or an int >= 1, got {cpu_threads!r}")
+            raise ArgumentError(f"cpu_threads must be None or an int >= 1, got {cpu_threads!r}")
         self.cpu_threads = usable_cores() if cpu_threads is None else cpu_threads
         self._num_threads = int(num_threads)
         self._encoder = self._new_encoder()
@@ -162,7 +162,7 @@ class Encoder:
 
         ``metadata``: the EXIF, XMP and ICC profile to store (default: ``img.metadata``,
         what :func:`gpuimg.read` found in the file); ``keep``: what of it ("all", "icc":
-        the profile only, "no-gps", "none"), see :func:`gpuimg.codec.embed.for_output`.
+        the profile only, "no-gps", "none"), see :func:`gpuimg.meta.for_output`.
         JPEG, PNG, WebP and TIFF store it; the other formats drop it.
 
         Example:
@@ -206,9 +206,9 @@ class Encoder:
         if not items:
             return []
         if metadata is not None and len(metadata) != len(items):
-            raise ValueError(f"metadata= has {len(metadata)} entries for {len(items)} images")
+            raise ArgumentError(f"metadata= has {len(metadata)} entries for {len(items)} images")
         given = metadata if metadata is not None else [im.metadata for im in items]
-        metas = [embed.for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
+        metas = [for_output(m, keep, (im.height, im.width)) for m, im in zip(given, items)]
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
         wrapped = self._wrap(images, items, ptr)
         while len(self._code_streams) < len(items):
@@ -227,7 +227,7 @@ class Encoder:
                     "nvImageCodec failed (the codec may not store this channel count or dtype)"
                 )
         return [
-            embed.embed(memoryview(r), name, m, has_alpha=img.channels in (2, 4)) if not m.empty
+            containers.embed(memoryview(r), name, m, has_alpha=img.channels in (2, 4)) if not m.empty
             else bytes(memoryview(r)) if copy else memoryview(r)
             for r, m, img in zip(results, metas, items)
         ]
@@ -270,11 +270,11 @@ class Encoder:
         if isinstance(images, ImageBatch):
             items = list(images)
         elif isinstance(images, Image) or not isinstance(images, Sequence):
-            raise TypeError(f"images must be an ImageBatch or a list of Images, got {type(images).__name__}")
+            raise ArgumentTypeError(f"images must be an ImageBatch or a list of Images, got {type(images).__name__}")
         else:
             items = [im if isinstance(im, Image) else Image.from_array(im) for im in images]
         if self.device == "cpu" and any(im.device == "cuda" for im in items):
-            raise ValueError("the images are on the GPU but this Encoder runs on the CPU; use Encoder('cuda')")
+            raise ArgumentError("the images are on the GPU but this Encoder runs on the CPU; use Encoder('cuda')")
         return items
 
     def _wrap(self, images: Any, items: list[Image], ptr: int) -> list[Any]:
@@ -317,19 +317,19 @@ def _encode_params(nv: Any, fmt: formats.Format, quality: float | None, options:
     codec, allowed = fmt.name, fmt.encode_options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise TypeError(f"{codec} encoding takes no option {unknown}; its options are {list(allowed) or 'none'} and quality")
+        raise ArgumentTypeError(f"{codec} encoding takes no option {unknown}; its options are {list(allowed) or 'none'} and quality")
     if quality is not None and not (isinstance(quality, int | float) and 1 <= quality <= 100):
-        raise ValueError(f"quality={quality!r} must be a number from 1 to 100")
+        raise ArgumentError(f"quality={quality!r} must be a number from 1 to 100")
     kwargs: dict[str, Any] = {}
     if quality is not None and codec == "png":
         if "compression_level" in options:
-            raise TypeError("png takes quality (mapped to a compression level) or compression_level, not both")
+            raise ArgumentTypeError("png takes quality (mapped to a compression level) or compression_level, not both")
         options = {**options, "compression_level": png_compression_level(quality)}
         quality = None
     if quality is not None:
         if not fmt.lossy:
             lossy = ", ".join(f.name for f in formats.FORMATS if f.lossy)
-            raise TypeError(f"{codec} is lossless and takes no quality; use one of {lossy} for quality")
+            raise ArgumentTypeError(f"{codec} is lossless and takes no quality; use one of {lossy} for quality")
         kwargs.update(quality_type=nv.QualityType.QUALITY, quality_value=float(quality))
     if options.get("lossless"):
         kwargs.update(quality_type=nv.QualityType.LOSSLESS, quality_value=0.0)
@@ -338,7 +338,7 @@ def _encode_params(nv: Any, fmt: formats.Format, quality: float | None, options:
     if "compression_level" in options:
         level = options["compression_level"]
         if level not in range(10):
-            raise ValueError(f"compression_level={level!r} must be an int from 0 (fastest) to 9 (smallest)")
+            raise ArgumentError(f"compression_level={level!r} must be an int from 0 (fastest) to 9 (smallest)")
         kwargs.update(quality_type=nv.QualityType.LOSSLESS, quality_value=float(level))
     if "chroma_subsampling" in options:
         css = str(options["chroma_subsampling"]).lower()

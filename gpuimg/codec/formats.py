@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnsupportedFormatError
+from ..errors import ArgumentTypeError, UnsupportedFormatError
 
 __all__ = [
     "Format",
@@ -117,7 +117,7 @@ def lookup(name: str) -> Format:
         'jpeg2k'
     """
     if not isinstance(name, str):
-        raise TypeError(f"a format must be a string such as 'jpeg', got {type(name).__name__}")
+        raise ArgumentTypeError(f"a format must be a string such as 'jpeg', got {type(name).__name__}")
     fmt = _BY_ALIAS.get(name.lower().lstrip("."))
     if fmt is None:
         raise UnsupportedFormatError(f"format {name!r} is not supported; use one of {names()} (or an alias: {aliases()})")

@@ -50,10 +50,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import ArgumentError
 from ..device import usable_cores
 from ..memory import grown_capacity, round_up
 
-__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "cores", "child_threads"]
+__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "child_threads"]
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ class Isolation:
         for name in ("timeout_s", "memory_factor", "start_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"Isolation.{name} must be a positive number, got {value!r}")
+                raise ArgumentError(f"Isolation.{name} must be a positive number, got {value!r}")
         if not isinstance(self.memory_extra_mb, int) or self.memory_extra_mb < 0:
-            raise ValueError(f"Isolation.memory_extra_mb must be an int >= 0, got {self.memory_extra_mb!r}")
+            raise ArgumentError(f"Isolation.memory_extra_mb must be an int >= 0, got {self.memory_extra_mb!r}")
         if self.children is not None and (not isinstance(self.children, int) or isinstance(self.children, bool) or self.children < 1):
-            raise ValueError(f"Isolation.children must be None or an int >= 1, got {self.children!r}")
+            raise ArgumentError(f"Isolation.children must be None or an int >= 1, got {self.children!r}")
         if not isinstance(self.split_bytes, int) or isinstance(self.split_bytes, bool) or self.split_bytes < 1:
-            raise ValueError(f"Isolation.split_bytes must be an int >= 1, got {self.split_bytes!r}")
+            raise ArgumentError(f"Isolation.split_bytes must be an int >= 1, got {self.split_bytes!r}")
 
     @property
     def active(self) -> bool:

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError, GpuImgError, UnsupportedFormatError
-from . import _nvimgcodec, apng, bmp, checks, exif, formats
-from .metadata import EMPTY as NO_METADATA
-from .metadata import Metadata
-from .metadata import read as read_metadata
+from ..errors import ArgumentTypeError, DecodeError, GpuImgError, UnsupportedFormatError
+from ..meta.exif import swaps_axes
+from ..meta.metadata import EMPTY as NO_METADATA
+from ..meta.metadata import Metadata
+from . import _nvimgcodec, containers, formats
+from .containers import bmp, jpeg, png, tiff
 
 __all__ = ["ParsedSource", "ImageInfo", "parse"]
 
@@ -82,7 +83,7 @@ class ParsedSource:
 
     @property
     def metadata(self) -> Metadata:
-        """The EXIF, XMP and ICC profile of the file (:func:`gpuimg.codec.metadata.read`:
+        """The EXIF, XMP and ICC profile of the file (:func:`gpuimg.codec.containers.read_metadata`:
         its structure only, never its pixels; read on first use, then kept). Malformed
         parts are left out and named in ``problems``; a CodeStream source has none.
 
@@ -93,13 +94,13 @@ class ParsedSource:
             True
         """
         if self._metadata is None:
-            self._metadata = read_metadata(self.keep) if self.keep is not None else NO_METADATA
+            self._metadata = containers.read_metadata(self.keep) if self.keep is not None else NO_METADATA
         return self._metadata
 
     def _checked_info(self, scans: bool = True) -> ImageInfo:
         """:attr:`info`, after the checks of the data against it (done once).
 
-        A JPEG's scans are checked (:func:`~gpuimg.codec.checks.jpeg_scan_problem`: a
+        A JPEG's scans are checked (:func:`~gpuimg.codec.containers.jpeg.scan_problem`: a
         truncated or corrupt scan decodes "successfully" with filled-in pixels), other
         formats' structure against the size nvImageCodec read, on every device.
         ``scans=False`` leaves a JPEG's scan check to the caller (a GPU Decoder checks a
@@ -111,11 +112,11 @@ class ParsedSource:
                 self._checked = True
             elif info.codec == "jpeg":
                 if scans:
-                    self._scans_checked(checks.jpeg_scan_problem(self.keep))
+                    self._scans_checked(jpeg.scan_problem(self.keep))
             else:
                 # The header nvImageCodec read must describe the data its decoder will see:
                 # lengths inside the file, one value per size tag, the same dimensions.
-                problem = checks.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height)
+                problem = containers.structure_problem(self.keep, info.codec, self.stream.width, self.stream.height)
                 if problem:
                     raise DecodeError(self.label, problem)
                 self._checked = True
@@ -153,11 +154,11 @@ def _read(src: Any) -> Any:
         return np.frombuffer(src, np.uint8)
     if isinstance(src, np.ndarray):
         if src.dtype != np.uint8:
-            raise TypeError(f"an encoded image array must have dtype uint8, got {src.dtype}")
+            raise ArgumentTypeError(f"an encoded image array must have dtype uint8, got {src.dtype}")
         return np.ascontiguousarray(src).reshape(-1)
     if isinstance(src, _nvimgcodec.load().CodeStream):
         return None
-    raise TypeError(
+    raise ArgumentTypeError(
         f"cannot decode a {type(src).__name__}: pass a path, bytes/bytearray/memoryview, "
         "a NumPy uint8 array, an nvimgcodec.CodeStream or a gpuimg ParsedSource"
     )
@@ -179,7 +180,7 @@ def _load(src: Any) -> ParsedSource:
     # An APNG decodes as its default image (what still-image readers and Pillow show);
     # nvImageCodec would return an animation frame.
     head = bytes(memoryview(data)[:16])
-    default = apng.default_image(data) if head[:4] == b"\x89PNG" else None
+    default = png.default_image(data) if head[:4] == b"\x89PNG" else None
     if default is not None:
         data = default
     # nvImageCodec's header parser is native code too (a JPEG 2000 tile size of 0 made it
@@ -187,14 +188,14 @@ def _load(src: Any) -> ParsedSource:
     # checked before it sees the data, the size once it has read it (_checked_info).
     fmt = formats.sniff(head)
     if fmt is not None and fmt.name != "jpeg":
-        problem = checks.structure_problem(data, fmt.name)
+        problem = containers.structure_problem(data, fmt.name)
         if problem:
             raise DecodeError(_label(src), problem)
     try:
         stream = _nvimgcodec.load().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
         raise _unreadable(src, data, exc) from None
-    return ParsedSource(src, stream, exif.orientation(data), data)
+    return ParsedSource(src, stream, containers.exif_orientation(data), data)
 
 
 def parse(src: Any, *, check_scans: bool = True) -> ParsedSource:
@@ -255,7 +256,7 @@ class ImageInfo:
     "uint16"; ``codec`` is nvImageCodec's name ("jpeg", "png", "tiff", ...);
     ``premultiplied``: the alpha is associated (a TIFF with ExtraSamples = 1), which
     the decoder un-premultiplies, as Pillow does. ``metadata``: the file's EXIF, XMP and
-    ICC profile (:class:`~gpuimg.codec.metadata.Metadata`) where the caller asked for it
+    ICC profile (:class:`~gpuimg.meta.Metadata`) where the caller asked for it
     (:func:`gpuimg.info` does); None otherwise. It takes no part in comparisons.
 
     Example:
@@ -290,11 +291,11 @@ def _info_of(loaded: ParsedSource) -> ImageInfo:
         raise DecodeError(loaded.label, f"its header gives an empty size {w}x{h}")
     premultiplied = False
     if loaded.keep is not None and codec == "bmp" and bmp.needs_own_decoder(loaded.keep):
-        # gpuimg decodes these BMPs itself (gpuimg.codec.bmp); nvImageCodec miscounts their channels.
+        # gpuimg decodes these BMPs itself (gpuimg.codec.containers.bmp); nvImageCodec miscounts their channels.
         c = bmp.header(loaded.keep, loaded.label).channels
     elif loaded.keep is not None and codec == "tiff" and c == 4:
-        premultiplied = checks.tiff_associated_alpha(loaded.keep)
-    if exif.swaps_axes(loaded.orientation):
+        premultiplied = tiff.associated_alpha(loaded.keep)
+    if swaps_axes(loaded.orientation):
         w, h = h, w
     return ImageInfo(w, h, c, codec, "uint16" if precision > 8 else "uint8", loaded.orientation, premultiplied)
 

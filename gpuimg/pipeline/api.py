@@ -154,6 +154,7 @@ class Pipeline:
         options: RunOptions | None = None,
         *,
         progress: bool | Callable[[int, int], None] | None = None,
+        planned: Sequence[Job] | None = None,
         **changes: Any,
     ) -> Summary:
         """Process every input into ``output_dir``; returns a :class:`Summary`.
@@ -195,6 +196,8 @@ class Pipeline:
         chosen from the inputs' count and sizes, see :meth:`PipelineConfig.worker_plan`:
         a long run starts them and they join it once started; False: everything in this
         process).
+        ``planned``: the jobs :meth:`plan` made of the same inputs and options, where the
+        caller has them already (the folder is then not listed again).
         Ctrl-C stops the run cleanly (every shard too):
         finished outputs are kept, no partial file is left, and the summary says
         ``interrupted``.
@@ -230,8 +233,11 @@ class Pipeline:
         summary = Summary()
         started = time.perf_counter()
         report_path = Path(opts.report) if opts.report is not None else Path(output_dir) / REPORT_NAME
-        jobs = self.plan(inputs, output_dir, format=opts.format, include=opts.include, exclude=opts.exclude,
-                         name=opts.name)
+        if planned is None:
+            jobs = self.plan(inputs, output_dir, format=opts.format, include=opts.include, exclude=opts.exclude,
+                             name=opts.name)
+        else:  # planned already by the caller (the command lists a folder once)
+            jobs = list(planned)
         todo = prepare_run(jobs, output_dir, report_path, opts.resume, summary)  # ArgumentError: nothing written
         shards = self.shard_count(todo, opts)
         try:

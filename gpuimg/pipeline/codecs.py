@@ -110,7 +110,10 @@ class CodecPool:
         self.device, self.config = device, config
         self._free: dict[str, list[Any]] = {"decode": [], "encode": []}
         self._lock = threading.Lock()
-        self.gate: Any = threading.Lock() if config.serialize_codecs else contextlib.nullcontext()
+        # Only on the GPU: there the hardware JPEG decoder and the CUDA encoder slow each
+        # other down; on the CPU device decode runs in the isolated child and encode here.
+        turns = config.serialize_codecs and device == "cuda"
+        self.gate: Any = threading.Lock() if turns else contextlib.nullcontext()
         self._warming: threading.Thread | None = None
 
     def prewarm(self, cpu_codec_files: int = 0) -> None:

@@ -49,7 +49,7 @@ class PipelineConfig:
     its own codec object and CUDA stream. One of each: the host (GIL, cores shared with
     nvImageCodec's own threads), not the GPU, limits the pipeline, so more only contend.
     ``decode_ring``: decoded batches per decode lane (one being decoded, one processed).
-    ``serialize_codecs``: in-process decode and encode calls take turns (the hardware
+    ``serialize_codecs`` (GPU): in-process decode and encode calls take turns (the hardware
     JPEG decoder and the CUDA encoder slow each other down when they overlap).
     ``encode_in_worker`` / ``decode_in_worker`` (GPU): encode and write in a worker process,
     and decode part of the batches in another with the hybrid decoder, so the codecs

@@ -116,7 +116,7 @@ def decode_cmyk_items(device: str, items: list[Item], out: ImageBatch | None, in
         >>> batch.shapes, good, failed, batch[0].numpy()[0, 0].tolist()
         ([(2, 3, 3)], [0], [], [255, 0, 0])
     """
-    from ..codec.metadata import Metadata
+    from ..meta import Metadata
     from ..ops.color.icc import cmyk_lut, convert_colorspace
 
     good, inks, failures = [], [], []

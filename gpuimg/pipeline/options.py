@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..codec import formats
-from ..codec.metadata import KEEP
 from ..errors import ArgumentError, ArgumentTypeError, check_choice, check_int
+from ..meta import KEEP
 from .files import NameTemplate, output_format
 from .steps import OutputRule
 

@@ -54,7 +54,7 @@ from .files import Job
 from .options import RunOptions
 from .results import Failure, Summary, account, reason
 
-__all__ = ["run_shards", "shard_config", "shardable", "chunk_size"]
+__all__ = ["run_shards", "shard_config", "shard_options", "shardable", "chunk_size"]
 
 
 
@@ -106,6 +106,20 @@ def chunk_size(remaining: int, shards: int, largest: int) -> int:
         (8, 1)
     """
     return max(1, min(largest, remaining // max(1, 2 * shards)))
+
+
+def shard_options(options: RunOptions, shards: int) -> RunOptions:
+    """The options each of ``shards`` processes runs with: no worker processes or shards of
+    its own, and its share of ``max_batch_bytes`` (at least 64 MiB, never more than the
+    run's), so the device memory of a sharded run stays about that of one process.
+
+    Example:
+        >>> opts = shard_options(RunOptions(), 8)
+        >>> opts.max_batch_bytes >> 20, opts.shards, opts.workers
+        (64, 1, False)
+    """
+    share = max(min(options.max_batch_bytes, 64 << 20), options.max_batch_bytes // max(1, shards))
+    return options.replace(workers=False, shards=1, max_batch_bytes=share)
 
 
 class _Shard:
@@ -214,7 +228,7 @@ def run_shards(
     KeyboardInterrupt is raised again once every shard has stopped.
     """
     shard_cfg = shard_config(config, count)
-    setup = (options.replace(workers=False, shards=1), cpu_codec_files // max(1, count))
+    setup = (shard_options(options, count), cpu_codec_files // max(1, count))
     largest = options.batch_size if device == "cuda" else 4 * config.cpu_batch_size
     events: queue.Queue = queue.Queue()
     waiting: deque[Job] = deque(todo)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..codec import embed, formats
-from ..codec.metadata import KEEP
+from ..meta import KEEP
 from ..errors import check_choice
 from ..image import ImageBatch
 from . import workers

@@ -119,7 +119,7 @@ def convert_colorspace(
         >>> img = gpuimg.Image.from_array(np.array([[[255, 0, 0]]], np.uint8))
         >>> convert_colorspace(img, profile=srgb_profile()).numpy()[0, 0].tolist()
         [255, 0, 0]
-        >>> from gpuimg.codec.metadata import Metadata
+        >>> from gpuimg.meta import Metadata
         >>> ink = gpuimg.Image.from_array(np.array([[[0, 255, 255, 0]]], np.uint8))  # magenta + yellow
         >>> ink.metadata = Metadata(cmyk=True)  # no profile: Pillow's conversion
         >>> convert_colorspace(ink).numpy()[0, 0].tolist()
@@ -179,7 +179,7 @@ def _carry_metadata(src: Source, out: Source, embed: str) -> None:
     for s, o in zip(srcs, outs):
         meta = getattr(s, "metadata", None)
         if meta is None:
-            from ....codec.metadata import Metadata
+            from ....meta import Metadata
 
             meta = Metadata()
         o.metadata = replace(meta, icc=icc, cmyk=False)

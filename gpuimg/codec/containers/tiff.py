@@ -1,0 +1,263 @@
+"""TIFF: its first directory read for the structure check, the metadata and the embed.
+
+:func:`problem` reads IFD0 of a classic or BigTIFF file where each value lies (the
+first copy of each tag, the size tags once); :func:`read_metadata` and :func:`embed`
+read it through :mod:`gpuimg.meta.tiff_ifd`, the directory reader EXIF blocks share.
+Both take at most :data:`gpuimg.meta.tiff_ifd.MAX_ENTRIES` entries.
+
+Example:
+    >>> associated_alpha(b"II*\\x00")
+    False
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from ...meta import exif, tiff_ifd
+from ...meta.metadata import Metadata
+from .._bytes import byte_view
+from ._common import size_mismatch
+
+__all__ = ["TITLE", "problem", "associated_alpha", "read_metadata", "embed"]
+
+TITLE = "TIFF"
+
+# Tags whose second copy makes the header parser and the decoder disagree (one reads the
+# first, the other the last): the size, the sample layout and where the data lies.
+_TIFF_SINGLE = {
+    256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression",
+    273: "StripOffsets", 277: "SamplesPerPixel", 279: "StripByteCounts", 284: "PlanarConfiguration",
+    322: "TileWidth", 323: "TileLength", 324: "TileOffsets", 325: "TileByteCounts",
+}  # fmt: skip
+_TIFF_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+_TIFF_INTS = {1: "u1", 3: "u2", 4: "u4", 13: "u4", 16: "u8", 6: "i1", 8: "i2", 9: "i4", 17: "i8"}
+
+
+class _Ifd:
+    """IFD0 of a TIFF: where each tag's values lie (the first copy of each tag)."""
+
+    __slots__ = ("buf", "order", "first", "inline")
+
+    def __init__(self, buf: Any, order: str, inline: int):
+        self.buf = buf
+        self.order = order  # "<" or ">"
+        self.inline = inline  # value bytes held in the entry itself (4, BigTIFF 8)
+        self.first: dict[int, tuple[int, int, int]] = {}  # tag -> (type, count, entry value field)
+
+    def values(self, tag: int) -> np.ndarray | str | None:
+        """The integer values of ``tag`` (a view, no copy), None for a non-integer type,
+        or a reason when they lie outside the file."""
+        kind, count, field = self.first[tag]
+        code = _TIFF_INTS.get(kind)
+        if code is None:
+            return None
+        size = _TIFF_SIZES[kind] * count
+        if size <= self.inline:
+            pos = field
+        else:
+            pos = struct.unpack_from(self.order + ("I" if self.inline == 4 else "Q"), self.buf, field)[0]
+            if pos + size > len(self.buf):
+                name = _TIFF_SINGLE.get(tag, f"tag {tag}")
+                return (
+                    f"the TIFF is truncated: the {count} values of {name} lie at bytes {pos}-{pos + size} "
+                    f"of a {len(self.buf)}-byte file"
+                )
+        return np.frombuffer(self.buf, np.dtype(code).newbyteorder(self.order), count, pos)
+
+
+def _tiff_ifd0(buf: Any) -> _Ifd | str:
+    """IFD0 of a classic or BigTIFF file, or the reason it cannot be read."""
+    n = len(buf)
+    head = bytes(buf[:4])
+    if head in (b"II*\x00", b"MM\x00*"):
+        order = "<" if head[0] == 0x49 else ">"
+        if n < 8:
+            return f"the TIFF data is truncated (it ends at byte {n}, inside its 8-byte header)"
+        offset = struct.unpack_from(order + "I", buf, 4)[0]
+        count_fmt, entry_fmt, entry_size, inline, first = "H", "HHI", 12, 4, 8
+    elif head in (b"II+\x00", b"MM\x00+"):
+        order = "<" if head[0] == 0x49 else ">"
+        if n < 16:
+            return f"the BigTIFF data is truncated (it ends at byte {n}, inside its 16-byte header)"
+        bytesize, zero, offset = struct.unpack_from(order + "HHQ", buf, 4)
+        if bytesize != 8 or zero != 0:
+            return f"the BigTIFF header gives an offset size of {bytesize}, not 8"
+        count_fmt, entry_fmt, entry_size, inline, first = "Q", "HHQ", 20, 8, 16
+    else:
+        return "the TIFF byte-order mark or magic number is damaged"
+    count_size = struct.calcsize(count_fmt)
+    if offset < first or offset + count_size > n:
+        return f"the TIFF's first IFD offset {offset} lies outside the {n}-byte file (truncated or corrupt)"
+    count = struct.unpack_from(order + count_fmt, buf, offset)[0]
+    if count == 0 or count > tiff_ifd.MAX_ENTRIES:
+        return f"the TIFF's first IFD claims {count} entries (corrupt)"
+    entries = offset + count_size
+    if entries + count * entry_size > n:
+        return (
+            f"the TIFF is truncated: the first IFD's {count} entries need bytes {entries}-"
+            f"{entries + count * entry_size} of a {n}-byte file"
+        )
+    ifd = _Ifd(buf, order, inline)
+    unpack = struct.Struct(order + entry_fmt).unpack_from
+    for i in range(count):
+        pos = entries + i * entry_size
+        tag, kind, values = unpack(buf, pos)
+        if tag in ifd.first:
+            if tag in _TIFF_SINGLE:
+                return (
+                    f"the TIFF tag {_TIFF_SINGLE[tag]} ({tag}) appears twice in IFD0 "
+                    "(the header reader and the decoder would disagree on it)"
+                )
+            continue
+        if kind in _TIFF_SIZES:  # unknown types are skipped, as libtiff does
+            ifd.first[tag] = (kind, values, pos + 4 + inline)  # the value field follows the count
+    return ifd
+
+
+def problem(buf: Any, width: int, height: int) -> str | None:
+    """Why the TIFF ``buf`` (classic or BigTIFF) must not be decoded, or None: IFD0
+    inside the data with one copy of each size tag, a size of ``width`` x ``height``
+    (-1: not compared), its strips or tiles inside the data.
+
+    Example:
+        >>> problem(b"II*\\x00", 1, 1)
+        'the TIFF data is truncated (it ends at byte 4, inside its 8-byte header)'
+    """
+    ifd = _tiff_ifd0(buf)
+    if isinstance(ifd, str):
+        return ifd
+    size = []
+    for tag in (256, 257):
+        values = ifd.values(tag) if tag in ifd.first else None
+        if isinstance(values, str):
+            return values
+        if values is None or len(values) < 1:
+            return f"the TIFF has no readable {_TIFF_SINGLE[tag]} tag"
+        size.append(int(values[0]))
+    mismatch = size_mismatch("TIFF IFD0", size[0], size[1], width, height)
+    if mismatch:
+        return mismatch
+    tiled = 322 in ifd.first or 324 in ifd.first
+    where, lengths, block = (324, 325, "tile") if tiled else (273, 279, "strip")
+    if where not in ifd.first:
+        if 513 in ifd.first:  # old-style JPEG: the data is found through JPEGInterchangeFormat
+            return None
+        return f"the TIFF has no {_TIFF_SINGLE[where]} tag (no image data)"
+    offsets = ifd.values(where)
+    counts = ifd.values(lengths) if lengths in ifd.first else np.zeros(0, np.uint64)
+    for values in (offsets, counts):
+        if isinstance(values, str):
+            return values
+        if values is None:
+            return "the TIFF's data offsets or byte counts are not integers (corrupt)"
+    if len(offsets) == 0:
+        return f"the TIFF's {_TIFF_SINGLE[where]} tag is empty (no image data)"
+    n = len(buf)
+    offsets = offsets.astype(np.uint64)
+    counts = counts.astype(np.uint64)
+    if len(counts) == 0:  # no byte counts (libtiff estimates them): the starts at least
+        outside = offsets > n
+    else:
+        k = min(len(offsets), len(counts))
+        offsets, counts = offsets[:k], counts[:k]
+        # off + count could wrap in uint64; compare count with what is left after off.
+        outside = (offsets > n) | (counts > n - np.minimum(offsets, n))
+    if outside.any():
+        i = int(np.argmax(outside))
+        start = int(offsets[i])
+        stop = f"-{start + int(counts[i])}" if len(counts) else ""
+        return (
+            f"the TIFF data is truncated: {block} {i} of {len(offsets)} lies at bytes {start}{stop}, "
+            f"beyond the end of the {n}-byte file"
+        )
+    return None
+
+
+def associated_alpha(data: bytes | memoryview | Any) -> bool:
+    """True when ``data`` is a TIFF whose IFD0 ExtraSamples (338) first value is 1:
+    associated (premultiplied) alpha. False for anything else, junk included.
+
+    Example:
+        >>> import io, numpy as np, tifffile
+        >>> buf = io.BytesIO()
+        >>> tifffile.imwrite(buf, np.zeros((2, 2, 4), np.uint8), photometric="rgb", extrasamples=[1])
+        >>> associated_alpha(buf.getvalue()), associated_alpha(b"II*\\x00")
+        (True, False)
+    """
+    try:
+        buf = byte_view(data)
+        ifd = _tiff_ifd0(buf)
+        if isinstance(ifd, str) or 338 not in ifd.first:
+            return False
+        values = ifd.values(338)
+        return values is not None and len(values) > 0 and int(values[0]) == 1
+    except (struct.error, IndexError, ValueError, OverflowError, TypeError):
+        return False
+
+
+# IFD0 tags of a TIFF file that are EXIF-style descriptions (the rest describe the pixels).
+_TIFF_DESCRIPTIVE = frozenset({0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298,
+                               0x8769, 0x8825})
+_TIFF_XMP, _TIFF_ICC = 700, 34675
+
+
+def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
+    """Put the XMP (tag 700), ICC profile (34675) and an EXIF block of IFD0's descriptive
+    tags (Make, Model, ... with the Exif and GPS IFDs) of the TIFF ``buf`` into ``found``;
+    a malformed directory goes into ``problems``.
+
+    Example:
+        >>> found = {}
+        >>> read_metadata(tiff_ifd.write_ifds("<", [tiff_ifd.Entry(700, 1, 4, b"<x/>")]), found, [])
+        >>> found
+        {'xmp': b'<x/>'}
+    """
+    e = tiff_ifd.byte_order(buf)
+    try:
+        entries, _ = tiff_ifd.read_ifd(buf, e, struct.unpack_from(e + "I", buf, 4)[0])
+    except tiff_ifd.IfdError as exc:
+        problems.append(f"the TIFF directory is malformed ({exc})")
+        return
+    by_tag = {en.tag: en for en in entries}
+    if _TIFF_XMP in by_tag:
+        found["xmp"] = by_tag[_TIFF_XMP].raw
+    if _TIFF_ICC in by_tag:
+        found["icc"] = by_tag[_TIFF_ICC].raw
+    described = [en for en in entries if en.tag in _TIFF_DESCRIPTIVE]
+    # An EXIF block of its own: what an output of another format carries.
+    # Resolution alone (every TIFF writer sets it) is no EXIF worth carrying.
+    if any(en.tag not in (0x011A, 0x011B, 0x0128, 0x0112) or (en.tag == 0x0112 and en.value(e) != 1) for en in described):
+        found["exif"] = tiff_ifd.write_ifds(e, described)
+
+
+_TIFF_TAGS_REPLACED = frozenset({700, 34675, 0x8769, 0x8825})
+
+
+def embed(data: bytes, meta: Metadata, has_alpha: bool = False) -> bytes:
+    """The encoded TIFF ``data`` with ``meta``: a new first directory appended to the
+    file, its image entries (strip offsets stay valid: they are absolute) plus the
+    metadata tags (EXIF's descriptive tags and sub-IFDs, XMP 700, ICC 34675); the header
+    points at it."""
+    e = tiff_ifd.byte_order(data)
+    first, _ = tiff_ifd.read_ifd(data, e, struct.unpack_from(e + "I", data, 4)[0], follow=False)
+    entries = [en for en in first if en.tag not in _TIFF_TAGS_REPLACED]
+    if meta.exif is not None:
+        ee = tiff_ifd.byte_order(meta.exif)
+        exif_first, _ = tiff_ifd.read_ifd(meta.exif, ee, struct.unpack_from(ee + "I", meta.exif, 4)[0])
+        exif_first = [en.in_order(ee, e) for en in exif_first]
+        present = {en.tag for en in entries}
+        # descriptive IFD0 tags (Make, Model, ...) join the image's directory; the Exif
+        # and GPS IFDs come as sub-directories. Structure tags stay the encoder's own.
+        entries += [en for en in exif_first if en.tag not in present and (en.tag in exif.TAG_NAMES or en.children)]
+    if meta.xmp is not None:
+        raw = meta.xmp.encode("utf-8")
+        entries.append(tiff_ifd.Entry(700, 1, len(raw), raw))
+    if meta.icc is not None:
+        entries.append(tiff_ifd.Entry(34675, 7, len(meta.icc), meta.icc))
+    start = len(data) + (len(data) & 1)
+    block = tiff_ifd.write_ifds(e, entries, base=start, header=False)
+    return data[:4] + struct.pack(e + "I", start) + data[8:] + b"\x00" * (start - len(data)) + block

@@ -1,0 +1,186 @@
+"""TIFF-structured tag directories (IFDs): read them from hostile bytes, write them back.
+
+EXIF blocks and TIFF files share this structure: a byte-order mark, a first-IFD offset,
+then directories of 12-byte entries whose values sit inline (4 bytes or fewer) or at an
+offset. :func:`read_ifd` turns one directory into :class:`Entry` objects holding their
+raw value bytes (so writing them back needs no knowledge of each tag); :func:`write_ifds`
+lays out a tree of directories (sub-IFDs by pointer tag) as a new block. Every read is
+bounds-checked: a bad offset or count raises :class:`IfdError`, never reads past the data.
+
+Example:
+    >>> block = write_ifds("<", [Entry(0x0112, 3, 1, b"\\x06\\x00")])
+    >>> block[:4]
+    b'II*\\x00'
+    >>> entries, _ = read_ifd(block, "<", 8)
+    >>> entries[0].value("<")
+    6
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Entry", "IfdError", "byte_order", "read_ifd", "write_ifds", "TYPE_SIZES", "POINTER_TAGS", "MAX_ENTRIES"]
+
+# TIFF/EXIF field type -> bytes per value (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
+# UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD).
+TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I"}
+# Tags whose value is the offset of a sub-directory: Exif IFD, GPS IFD, Interoperability IFD.
+POINTER_TAGS = (0x8769, 0x8825, 0xA005)
+# Entries a directory may hold, for every reader of TIFF-structured bytes (the TIFF
+# structure check, the metadata read, EXIF blocks): libtiff's own sanity limit, so that
+# what the check lets through is what libtiff decodes. Real directories hold tens.
+MAX_ENTRIES = 4096
+_MAX_VALUES = 1 << 16  # values decoded per entry (a thumbnail-sized UNDEFINED stays bytes)
+
+
+class IfdError(ValueError):
+    """The bytes are not a well-formed directory (offset or count out of range)."""
+
+
+@dataclass
+class Entry:
+    """One tag: its type, value count and raw value bytes (in the block's byte order).
+    ``children``: the entries of the sub-directory a pointer tag points to."""
+
+    tag: int
+    type: int
+    count: int
+    raw: bytes
+    children: list[Entry] | None = field(default=None, repr=False)
+
+    def in_order(self, src: str, dst: str) -> Entry:
+        """This entry with its values (and its sub-directory's) in byte order ``dst``.
+        UNDEFINED values (a MakerNote) are opaque and stay as they are.
+
+        Example:
+            >>> Entry(0x0112, 3, 1, b"\\x00\\x06").in_order(">", "<").raw
+            b'\\x06\\x00'
+        """
+        children = [c.in_order(src, dst) for c in self.children] if self.children is not None else None
+        raw = self.raw
+        if src != dst and (self.type in _FORMATS or self.type in (5, 10)):
+            code = _FORMATS.get(self.type) or ("I" if self.type == 5 else "i")
+            n = len(raw) // struct.calcsize(code)
+            raw = struct.pack(f"{dst}{n}{code}", *struct.unpack(f"{src}{n}{code}", raw))
+        return Entry(self.tag, self.type, self.count, raw, children)
+
+    def value(self, e: str) -> Any:
+        """The value: str for ASCII, bytes for UNDEFINED, a number for one value, a tuple
+        for several; rationals as floats (0 for a zero denominator).
+
+        Example:
+            >>> Entry(0x010F, 2, 6, b"Canon\\x00").value("<")
+            'Canon'
+        """
+        if self.type == 2:
+            return self.raw.split(b"\x00", 1)[0].decode("latin-1").strip()
+        if self.type == 7 or self.type not in TYPE_SIZES:
+            return self.raw
+        n = min(self.count, _MAX_VALUES)
+        if self.type in (5, 10):
+            pairs = struct.unpack_from(f"{e}{2 * n}{'I' if self.type == 5 else 'i'}", self.raw)
+            values: tuple = tuple(a / b if b else 0.0 for a, b in zip(pairs[::2], pairs[1::2]))
+        else:
+            values = struct.unpack_from(f"{e}{n}{_FORMATS[self.type]}", self.raw)
+        return values[0] if len(values) == 1 else values
+
+
+def byte_order(block: Any, start: int = 0) -> str:
+    """"<" or ">" from a TIFF header at ``start``; IfdError when there is none.
+
+    Example:
+        >>> byte_order(b"MM\\x00*\\x00\\x00\\x00\\x08")
+        '>'
+    """
+    mark = bytes(block[start : start + 4])
+    if mark == b"II*\x00":
+        return "<"
+    if mark == b"MM\x00*":
+        return ">"
+    raise IfdError("no TIFF header (II*\\0 or MM\\0*)")
+
+
+def read_ifd(block: Any, e: str, offset: int, base: int = 0, *, follow: bool = True, _seen: set | None = None) -> tuple[list[Entry], int]:
+    """The entries of the directory at ``base + offset`` and the next directory's offset.
+
+    Offsets are relative to ``base`` (the TIFF header). ``follow``: read the
+    sub-directories of pointer tags into ``Entry.children`` (a loop is an IfdError).
+    """
+    seen = _seen if _seen is not None else set()
+    if offset in seen:
+        raise IfdError("a directory points back to itself")
+    seen.add(offset)
+    end = len(block)
+    pos = base + offset
+    if offset < 8 or pos + 2 > end:
+        raise IfdError(f"directory offset {offset} is outside the data")
+    count = struct.unpack_from(e + "H", block, pos)[0]
+    if count > MAX_ENTRIES or pos + 2 + 12 * count + 4 > end:
+        raise IfdError(f"directory of {count} entries does not fit the data")
+    entries = []
+    for i in range(count):
+        tag, kind, n, inline = struct.unpack_from(e + "HHI4s", block, pos + 2 + 12 * i)
+        size = TYPE_SIZES.get(kind)
+        if size is None:
+            continue  # an unknown type: its size is unknown, so it cannot be kept
+        nbytes = size * n
+        if nbytes <= 4:
+            raw = inline[:nbytes]
+        else:
+            at = base + struct.unpack_from(e + "I", inline)[0]
+            if at + nbytes > end:
+                raise IfdError(f"tag 0x{tag:04X}'s value lies outside the data")
+            raw = bytes(block[at : at + nbytes])
+        entry = Entry(tag, kind, n, raw)
+        if follow and tag in POINTER_TAGS and kind in (4, 13) and n == 1:
+            entry.children, _ = read_ifd(block, e, struct.unpack_from(e + "I", raw)[0], base, _seen=seen)
+        entries.append(entry)
+    nxt = struct.unpack_from(e + "I", block, pos + 2 + 12 * count)[0]
+    return entries, nxt
+
+
+def write_ifds(e: str, first: list[Entry], *, base: int = 0, header: bool = True) -> bytes:
+    """A block holding ``first`` as its one directory (no next directory), pointer tags'
+    ``children`` as sub-directories, with a TIFF header unless ``header=False``.
+
+    ``base``: the offset this block will sit at, relative to the TIFF header its offsets
+    count from (a directory appended to an existing TIFF file: its length, with
+    ``header=False``). Entries are written in ascending tag order, as TIFF requires.
+    """
+    out = bytearray()
+    if header:
+        out += (b"II*\x00" if e == "<" else b"MM\x00*") + struct.pack(e + "I", 8)
+    _write_dir(out, e, first, base)
+    return bytes(out)
+
+
+def _write_dir(out: bytearray, e: str, entries: list[Entry], base: int) -> None:
+    entries = sorted(entries, key=lambda en: en.tag)
+    start = len(out)
+    out += b"\x00" * (2 + 12 * len(entries) + 4)
+    struct.pack_into(e + "H", out, start, len(entries))
+    for i, entry in enumerate(entries):
+        at = start + 2 + 12 * i
+        if entry.children is not None:
+            _pad(out)
+            child = len(out)
+            _write_dir(out, e, entry.children, base)
+            struct.pack_into(e + "HHII", out, at, entry.tag, 4, 1, base + child)
+            continue
+        struct.pack_into(e + "HHI", out, at, entry.tag, entry.type, entry.count)
+        if len(entry.raw) <= 4:
+            out[at + 8 : at + 8 + len(entry.raw)] = entry.raw
+        else:
+            _pad(out)
+            struct.pack_into(e + "I", out, at + 8, base + len(out))
+            out += entry.raw
+    # next-directory offset stays 0: one directory, no thumbnail IFD
+
+
+def _pad(out: bytearray) -> None:
+    if len(out) & 1:  # values start on a word boundary (TIFF 6.0)
+        out += b"\x00"
