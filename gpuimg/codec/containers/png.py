@@ -38,6 +38,7 @@ _MAX_INFLATED = 64 << 20  # a compressed profile or XMP inflating past this is a
 _MAX_METADATA_CHUNKS = 100_000  # metadata may follow IDAT: a bound on that walk's time
 _TEXT = (b"tEXt", b"zTXt", b"iTXt")
 _KEYWORD_MAX = 80  # a PNG keyword is 1-79 bytes, then its NUL
+_REPLACED_TEXT = frozenset({XMP_KEYWORD, *exif.RAW_PROFILE_KEYWORDS})  # what embed() replaces
 
 
 class ChunkOverrun(ValueError):
@@ -186,8 +187,7 @@ def _text_metadata(buf: Any, body_at: int, length: int, kind: bytes, found: dict
                    problems: list[str]) -> None:
     """The XMP packet or raw EXIF profile a text chunk holds, into ``found`` / ``raw``
     (by keyword), the first of each; only those two keywords' chunks are copied."""
-    head = bytes(buf[body_at : body_at + min(length, _KEYWORD_MAX)])
-    keyword = head[: head.find(b"\x00")] if b"\x00" in head else b""
+    keyword = _keyword(bytes(buf[body_at : body_at + min(length, _KEYWORD_MAX)]))
     wanted_xmp = keyword == XMP_KEYWORD and "xmp" not in found
     wanted_raw = keyword in exif.RAW_PROFILE_KEYWORDS and keyword not in raw
     if not (wanted_xmp or wanted_raw):
@@ -206,6 +206,12 @@ def _text_metadata(buf: Any, body_at: int, length: int, kind: bytes, found: dict
         problems.append(f"the PNG {kind.decode()} chunk {label!r} is not a hex profile of the length it states")
     else:
         raw[keyword] = block
+
+
+def _keyword(head: bytes) -> bytes:
+    """The keyword a text chunk's body starts with (up to its NUL); b"" without one."""
+    end = head.find(b"\x00")
+    return head[:end] if end > 0 else b""
 
 
 def text_of(kind: bytes, body: bytes) -> bytes:
@@ -262,7 +268,9 @@ def _inflate(data: bytes) -> bytes:
 
 def embed(data: bytes, meta: Metadata, has_alpha: bool = False) -> bytes:
     """The encoded PNG ``data`` with ``meta``'s iCCP, eXIf and XMP iTXt before PLTE and
-    IDAT (iCCP must precede them), replacing any it had (and sRGB, when a profile comes).
+    IDAT (iCCP must precede them), replacing any it had (and sRGB, when a profile comes;
+    an XMP in any text chunk and ImageMagick's raw EXIF profiles, which readers would
+    otherwise still find).
     EncodeError for data that is not a PNG.
 
     Example:
@@ -285,8 +293,8 @@ def embed(data: bytes, meta: Metadata, has_alpha: bool = False) -> bytes:
         whole = data[pos : pos + 12 + length]
         if kind == b"eXIf" or (kind in (b"iCCP", b"sRGB") and meta.icc is not None):
             continue  # replaced (a PNG with iCCP must not also say sRGB)
-        if kind == b"iTXt" and whole[8:26] == XMP_KEYWORD + b"\x00":
-            continue
+        if kind in _TEXT and _keyword(whole[8 : 8 + min(length, _KEYWORD_MAX)]) in _REPLACED_TEXT:
+            continue  # an older XMP or raw EXIF profile would be read before (or beside) ours
         if kind in (b"PLTE", b"IDAT") and not placed:
             out += ours
             placed = True
