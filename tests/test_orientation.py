@@ -368,3 +368,31 @@ def test_truncated_chunk_is_a_clean_per_file_error(device, tmp_path):
     assert (summary.processed, summary.failed) == (1, 1)
     with PILImage.open(tmp_path / "out" / "good.png") as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), _turned(STORED, 6))
+
+
+def test_mutated_metadata_never_raises():
+    """Byte flips, cuts and overwritten lengths in files whose metadata holds the
+    orientation: the readers give 1-8 and a Metadata, never an exception, and stay fast."""
+    import time
+
+    seeds = [_imagemagick_png(6, b"zTXt"), _imagemagick_png(3, b"iTXt"), _png(exif=_exif(5), xmp=_xmp(6, "element")),
+             _png(xmp=_xmp(8), xmp_chunk="zTXt"), _jpeg(exif=_exif(2), xmp=_xmp(6)), _webp(xmp=_xmp(7))]  # fmt: skip
+    rng = np.random.default_rng(31)
+    start = time.perf_counter()
+    for i in range(1500):
+        data = bytearray(seeds[i % len(seeds)])
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(0, len(data)))
+            choice = int(rng.integers(0, 4))
+            if choice == 0:
+                data[at] = int(rng.integers(0, 256))
+            elif choice == 1:
+                data[at : at + 4] = b"\xff\xff\xff\xff"
+            elif choice == 2:
+                del data[at:]
+            else:
+                data[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8))
+        raw = bytes(data)
+        value = containers.exif_orientation(raw)
+        assert 1 <= value <= 8 and containers.read_metadata(raw).orientation == value  # one reading
+    assert time.perf_counter() - start < 30
