@@ -1,6 +1,8 @@
 """EXIF blocks (TIFF-structured, without the ``Exif\\0\\0`` prefix): the orientation tag
-and the view that applies it, the tags by name (:func:`tags`) and the edits a re-encode
-needs (:func:`edited`).
+and the view that applies it, the rule that picks it or an XMP orientation
+(:func:`decide_orientation`, :func:`orientation_of`), ImageMagick's hex raw profiles
+(:func:`raw_profile`), the tags by name (:func:`tags`) and the edits a re-encode needs
+(:func:`edited`).
 
 gpuimg reads the orientation itself and applies it itself, for every container, so the
 size it plans and the pixels it returns follow ONE reading of the tag. nvImageCodec's own
