@@ -1,6 +1,8 @@
 """EXIF blocks (TIFF-structured, without the ``Exif\\0\\0`` prefix): the orientation tag
-and the view that applies it, the tags by name (:func:`tags`) and the edits a re-encode
-needs (:func:`edited`).
+and the view that applies it, the rule that picks it or an XMP orientation
+(:func:`decide_orientation`, :func:`orientation_of`), ImageMagick's hex raw profiles
+(:func:`raw_profile`), the tags by name (:func:`tags`) and the edits a re-encode needs
+(:func:`edited`).
 
 gpuimg reads the orientation itself and applies it itself, for every container, so the
 size it plans and the pixels it returns follow ONE reading of the tag. nvImageCodec's own
@@ -22,8 +24,10 @@ import struct
 from typing import Any
 
 from . import tiff_ifd
+from . import xmp as xmp_mod
 
-__all__ = ["PREFIX", "unprefixed", "swaps_axes", "oriented", "block_orientation", "tags", "edited", "TAG_NAMES", "GPS_TAG_NAMES"]
+__all__ = ["PREFIX", "unprefixed", "swaps_axes", "oriented", "block_orientation", "stored_orientation", "decide_orientation",
+           "orientation_of", "block_problem", "raw_profile", "RAW_PROFILE_KEYWORDS", "tags", "edited", "TAG_NAMES", "GPS_TAG_NAMES"]  # fmt: skip
 
 # What a JPEG APP1 segment puts before its EXIF block; some PNG and WebP writers keep it too.
 PREFIX = b"Exif\x00\x00"
@@ -85,33 +89,157 @@ def oriented(array: Any, value: int) -> Any:
 def block_orientation(buf: Any, start: int = 0, end: int | None = None) -> int:
     """The Orientation tag (0x0112) of IFD0 of the TIFF-structured EXIF block at
     ``buf[start:end]`` (read in place: no slice is copied), as stored; 1 when the block
-    has none or holds another type. Bounds: raises struct.error or IndexError for a
-    block cut short (the container readers turn that into 1).
+    has none (0 when it holds another type). Bounds: raises struct.error or IndexError
+    for a block cut short (the container readers turn that into 1).
 
     Example:
         >>> from gpuimg.meta.tiff_ifd import Entry, write_ifds
         >>> block_orientation(write_ifds("<", [Entry(0x0112, 3, 1, b"\\x06\\x00")]))
         6
     """
-    end = len(buf) if end is None else end
+    value = stored_orientation(buf, start, end)
+    return 1 if value is None else value
+
+
+def stored_orientation(buf: Any, start: int = 0, end: int | None = None) -> int | None:
+    """:func:`block_orientation`, but None when the block has no Orientation tag (or is
+    not TIFF-structured): whether the tag is THERE decides whether an XMP orientation
+    may count (:func:`decide_orientation`). A tag of another type than SHORT or LONG is
+    there but means nothing: 0 (as does a count other than 1).
+
+    Example:
+        >>> from gpuimg.meta.tiff_ifd import Entry, write_ifds
+        >>> stored_orientation(write_ifds("<", [Entry(0x010F, 2, 4, b"ACME")])) is None
+        True
+    """
+    end = len(buf) if end is None else min(end, len(buf))
     order = bytes(buf[start : start + 2])
     if order not in (b"II", b"MM"):
-        return 1
+        return None
     e = "<" if order == b"II" else ">"
     ifd = start + struct.unpack_from(e + "I", buf, start + 4)[0]
+    if ifd + 2 > end:
+        return None
     count = struct.unpack_from(e + "H", buf, ifd)[0]
     for i in range(min(count, 512)):
         entry = ifd + 2 + 12 * i
         if entry + 12 > end:
-            return 1
-        tag, kind = struct.unpack_from(e + "HH", buf, entry)
+            return None
+        tag, kind, n = struct.unpack_from(e + "HHI", buf, entry)
         if tag == _TAG_ORIENTATION:
-            if kind == 3:  # SHORT
+            if kind == 3 and n == 1:  # SHORT
                 return struct.unpack_from(e + "H", buf, entry + 8)[0]
-            if kind == 4:  # LONG (rare writers)
+            if kind == 4 and n == 1:  # LONG (rare writers)
                 return struct.unpack_from(e + "I", buf, entry + 8)[0]
-            return 1
-    return 1
+            return 0
+    return None
+
+
+def decide_orientation(exif_value: int | None, xmp_value: int | None) -> int:
+    """The orientation to apply (1-8), given the EXIF Orientation tag (None: no EXIF
+    block, or one without the tag) and the XMP ``tiff:Orientation`` (None: none).
+
+    The rule is Pillow 13's (``Image.getexif`` feeding ``ImageOps.exif_transpose``):
+
+    1. The EXIF block decides whenever it HAS an Orientation tag, whatever its value:
+       ``if ExifTags.Base.Orientation not in self._exif:`` guards the XMP reading, so
+       an EXIF Orientation of 1 (or an invalid 0 or 9) wins over an XMP 6.
+       Where the EXIF block comes from is the container's business: a JPEG's APP1, a
+       WebP's EXIF chunk, a PNG's eXIf chunk, else (Pillow: ``exif_info is None: if
+       "Raw profile type exif" in self.info``) an ImageMagick raw-profile text chunk.
+    2. Otherwise the XMP packet's ``tiff:Orientation`` (:func:`gpuimg.meta.xmp.orientation`;
+       Pillow: ``self._exif[Orientation] = int(match[2])``).
+    3. A value outside 1-8 turns nothing (Pillow's ``method = {2: ..., 8: ...}.get(orientation)``
+       is None): 1.
+
+    Example:
+        >>> decide_orientation(None, 6), decide_orientation(1, 6), decide_orientation(3, 6)
+        (6, 1, 3)
+        >>> decide_orientation(9, 6), decide_orientation(None, 0), decide_orientation(None, None)
+        (1, 1, 1)
+    """
+    value = exif_value if exif_value is not None else xmp_value
+    return value if value is not None and 1 <= value <= 8 else 1
+
+
+def orientation_of(block: bytes | None, packet: str | None) -> int:
+    """The orientation (1-8) to apply for an image whose EXIF ``block`` (TIFF-structured,
+    or None) and XMP ``packet`` (text, or None) are these: the block's Orientation tag
+    where the block holds up (:func:`block_problem`) and has one, else the packet's
+    ``tiff:Orientation`` (:func:`decide_orientation`). The ONE reading both the decoder
+    (:func:`gpuimg.codec.containers.exif_orientation`) and
+    :attr:`gpuimg.meta.Metadata.orientation` use, so the pixels turned and the metadata
+    marked upright never disagree. Never raises.
+
+    Example:
+        >>> from gpuimg.meta.tiff_ifd import Entry, write_ifds
+        >>> orientation_of(write_ifds("<", [Entry(0x0112, 3, 1, b"\\x01\\x00")]), '<d tiff:Orientation="6"/>')
+        1
+        >>> orientation_of(b"junk", '<d tiff:Orientation="6"/>')
+        6
+    """
+    stored = None
+    if block is not None and block_problem(block) is None:
+        try:
+            stored = stored_orientation(block)
+        except (struct.error, IndexError):  # checked above: kept for a caller's odd buffer
+            stored = None
+    return decide_orientation(stored, xmp_mod.orientation(packet) if stored is None else None)
+
+
+def block_problem(block: Any) -> str | None:
+    """Why the EXIF ``block`` (TIFF-structured) is malformed, or None: its byte order
+    mark, and IFD0 with the directories it points to, must lie inside it
+    (:func:`gpuimg.meta.tiff_ifd.read_ifd`, bounded in entries and depth).
+
+    Example:
+        >>> block_problem(b"II*\\x00\\x08\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"), block_problem(b"xx") is None
+        (None, False)
+    """
+    try:
+        e = tiff_ifd.byte_order(block)
+        tiff_ifd.read_ifd(block, e, struct.unpack_from(e + "I", block, 4)[0])
+    except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+# ImageMagick stores a profile it cannot put in a PNG chunk of its own as hex text in a
+# tEXt/zTXt/iTXt chunk of this keyword; "exif" is what Pillow reads, "APP1" (the JPEG
+# segment's payload: Exif\0\0 and the block) what older ImageMagick wrote.
+RAW_PROFILE_KEYWORDS = (b"Raw profile type exif", b"Raw profile type APP1")
+_MAX_RAW_PROFILE_LINE = 64  # the header lines ("exif", the length) are a few characters
+
+
+def raw_profile(text: bytes) -> bytes | None:
+    """The EXIF block (TIFF-structured, the ``Exif\\0\\0`` prefix removed) of an
+    ImageMagick raw-profile text: ``"\\n<name>\\n<length>\\n"`` and then ``length``
+    bytes as hex digits over lines of 72; None when it is not that (a header missing or
+    too long, a length that is not a number or claims more bytes than the hex holds,
+    a character that is not a hex digit or white space). Only what is there is decoded
+    (never an allocation by the declared length); bytes past the length are ignored, as
+    ImageMagick ignores them.
+
+    Example:
+        >>> raw_profile(b"\\nexif\\n       4\\n49492a00\\n")
+        b'II*\\x00'
+        >>> raw_profile(b"\\nexif\\n 999999999\\n49492a00\\n") is None
+        True
+    """
+    parts = text.split(b"\n", 3)
+    if len(parts) < 4 or len(parts[1]) > _MAX_RAW_PROFILE_LINE or len(parts[2]) > _MAX_RAW_PROFILE_LINE:
+        return None
+    declared = parts[2].strip()
+    if not declared.isdigit():
+        return None
+    try:
+        block = bytes.fromhex(parts[3].decode("ascii"))  # skips white space, newlines included
+    except (UnicodeDecodeError, ValueError):
+        return None
+    length = int(declared)
+    if length > len(block):
+        return None
+    return unprefixed(block[:length])
 
 
 # --- the whole EXIF block: its tags by name, and the edits a re-encode needs -------------

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 import struct
 import warnings
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from ..errors import ArgumentError, check_choice
 from . import exif as exif_mod
 from . import icc as icc_mod
 from . import tiff_ifd
+from . import xmp as xmp_mod
 
 __all__ = ["Metadata", "KEEP", "EMPTY", "assemble", "for_output"]
 
@@ -38,8 +38,8 @@ class Metadata:
     ``exif``: the EXIF block, TIFF-structured (starts ``II*\\0`` / ``MM\\0*``, no
     ``Exif\\0\\0`` prefix), or None. ``xmp``: the XMP packet (text) or None. ``icc``: the
     ICC profile's bytes or None. ``problems``: what was found malformed and left out.
-    ``orientation_applied``: the decoded pixels were turned upright by the EXIF
-    orientation (an output then says Orientation 1). ``cmyk``: the pixels are a CMYK
+    ``orientation_applied``: the decoded pixels were turned upright by the
+    :attr:`orientation` (an output then says Orientation 1, in its EXIF and its XMP). ``cmyk``: the pixels are a CMYK
     JPEG's four ink channels (``gpuimg.read(..., mode="cmyk")``), which
     :func:`~gpuimg.ops.color.convert_colorspace` turns into sRGB.
 
@@ -79,11 +79,18 @@ class Metadata:
         """The EXIF holds a GPS IFD (a location)."""
         return "GPSInfo" in self.exif_tags
 
-    @property
+    @cached_property
     def orientation(self) -> int:
-        """The EXIF orientation as stored (1 when absent)."""
-        value = self.exif_tags.get("Orientation", 1)
-        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+        """The orientation as stored (1-8; 1 when absent or invalid): the EXIF
+        Orientation tag where the EXIF has one, else the XMP ``tiff:Orientation``
+        (:func:`gpuimg.meta.exif.orientation_of`, the reading the decoder applies;
+        :func:`gpuimg.meta.exif.decide_orientation` gives the rule, after Pillow).
+
+        Example:
+            >>> Metadata(xmp='<d tiff:Orientation="6"/>').orientation
+            6
+        """
+        return exif_mod.orientation_of(self.exif, self.xmp)
 
     @cached_property
     def icc_description(self) -> str | None:
@@ -143,20 +150,14 @@ def assemble(found: dict[str, Any], problems: list[str]) -> Metadata:
         '<x/>'
     """
     block = found.get("exif")
-    if block is not None:
-        try:  # its directories must hold (the tags' values are decoded on first use)
-            e = tiff_ifd.byte_order(block)
-            tiff_ifd.read_ifd(block, e, struct.unpack_from(e + "I", block, 4)[0])
-        except (tiff_ifd.IfdError, struct.error, ValueError) as exc:
-            problems.append(f"the EXIF block is malformed ({exc})")
-            block = None
-    xmp = None
-    raw_xmp = found.get("xmp")
-    if raw_xmp is not None:
-        try:
-            xmp = bytes(raw_xmp).decode("utf-8").rstrip("\x00")
-        except UnicodeDecodeError:
-            problems.append("the XMP packet is not UTF-8 text")
+    # its directories must hold (the tags' values are decoded on first use)
+    why = exif_mod.block_problem(block) if block is not None else None
+    if why is not None:
+        problems.append(f"the EXIF block is malformed ({why})")
+        block = None
+    xmp = xmp_mod.text(found.get("xmp"))
+    if xmp is None and found.get("xmp") is not None:
+        problems.append("the XMP packet is not UTF-8 text")
     profile = found.get("icc")
     if profile is not None:
         why = icc_mod.problem(profile)
@@ -169,7 +170,9 @@ def assemble(found: dict[str, Any], problems: list[str]) -> Metadata:
 def for_output(meta: Metadata | None, keep: str = "all", size: tuple[int, int] | None = None) -> Metadata:
     """What an output keeps of ``meta`` under ``keep`` ("all", "icc", "no-gps", "none"):
     the EXIF without its thumbnail, its Orientation 1 when the pixels were turned
-    upright (and the XMP's ``tiff:Orientation`` with it), its pixel dimensions the
+    upright (and the XMP's ``tiff:Orientation`` with it, set to 1 as the EXIF's is,
+    rather than deleted as Pillow's exif_transpose does: :func:`gpuimg.meta.xmp.upright`),
+    its pixel dimensions the
     output's ``size`` = (height, width) when given. An EXIF block that cannot be edited
     is left out (with a warning).
 
@@ -181,7 +184,7 @@ def for_output(meta: Metadata | None, keep: str = "all", size: tuple[int, int] |
     if meta is None:
         return Metadata()
     if meta.orientation_applied and meta.xmp is not None:
-        meta = replace(meta, xmp=_XMP_ORIENTATION.sub(_upright, meta.xmp))
+        meta = replace(meta, xmp=xmp_mod.upright(meta.xmp))
     if meta.exif is None:
         return meta.kept(keep)
     try:
@@ -192,11 +195,3 @@ def for_output(meta: Metadata | None, keep: str = "all", size: tuple[int, int] |
         out, block = replace(meta, exif=None).kept(keep), None
     return replace(out, exif=block)
 
-
-# tiff:Orientation in an XMP packet, as an attribute or an element (what exiftool and
-# Pillow's exif_transpose also rewrite once the pixels are upright).
-_XMP_ORIENTATION = re.compile(r'(tiff:Orientation\s*=\s*["\'])[1-8](["\'])|(<tiff:Orientation>)\s*[1-8]\s*(</tiff:Orientation>)')
-
-
-def _upright(m: re.Match) -> str:
-    return f"{m.group(1)}1{m.group(2)}" if m.group(1) else f"{m.group(3)}1{m.group(4)}"

@@ -1,7 +1,7 @@
 """JPEG: its one segment walker, and everything gpuimg does with the segments; the scan check.
 
 :func:`segments` walks the marker segments before the entropy-coded data; the rest asks
-it: :func:`first_scan`, :func:`exif_block` (APP1 Exif), :func:`read_metadata` (APP1
+it: :func:`first_scan`, :func:`orientation_parts` (APP1 Exif and XMP), :func:`read_metadata` (APP1
 Exif and XMP, the APP2 ICC profile's numbered parts) and :func:`embed` (the same
 segments into an encoded JPEG). :func:`scan_problem` is the check of the scans
 themselves: the decoders fill what they cannot decode and report success.
@@ -25,7 +25,7 @@ from ...meta.metadata import Metadata
 from .._bytes import byte_view
 
 __all__ = ["SIGNATURE", "TITLE", "SegmentOverrun", "segments", "first_scan", "scan_problem", "markers", "scan_walk",
-           "exif_block", "read_metadata", "embed", "XMP_ID", "ICC_ID", "ICC_SEGMENT_BYTES"]  # fmt: skip
+           "orientation_parts", "read_metadata", "embed", "XMP_ID", "ICC_ID", "ICC_SEGMENT_BYTES"]  # fmt: skip
 
 SIGNATURE = b"\xff\xd8"
 TITLE = "JPEG"
@@ -35,7 +35,6 @@ ICC_SEGMENT_BYTES = 65519  # 65535 - 2 (length) - 12 ("ICC_PROFILE\0") - 2 (sequ
 _SEGMENT_MAX = 65533  # a segment's payload after its 2-byte length
 # Markers that stand alone, without a length: TEM, RST0-7 and SOI.
 _STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
-_EXIF_SCAN_LIMIT = 1 << 20  # EXIF sits in the first segments; never walk a whole huge file
 
 
 class SegmentOverrun(ValueError):
@@ -192,28 +191,19 @@ def _positions_of_ff(arr: np.ndarray) -> np.ndarray:
     return idx
 
 
-def exif_block(buf: Any) -> tuple[int, int] | None:
-    """(start, end) of the EXIF block of the APP1 Exif segment, or None.
-
-    EXIF is an APP1 among the application segments right after SOI: the first other
-    segment (tables, frame, scan) or a fill byte ends the search without walking the
-    whole header.
+def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
+    """(EXIF block, XMP packet) of the JPEG ``buf`` where the orientation may be stored,
+    each None where absent: the first APP1 Exif and APP1 XMP segments before the first
+    scan (those :func:`read_metadata` reads). Which one counts is
+    :func:`gpuimg.meta.exif.decide_orientation`'s rule. Never raises for junk.
 
     Example:
-        >>> exif_block(b"\\xff\\xd8\\xff\\xe1\\x00\\x0cExif\\x00\\x00II*\\x00\\xff\\xd9")
-        (12, 16)
+        >>> orientation_parts(b"\\xff\\xd8\\xff\\xe1\\x00\\x0cExif\\x00\\x00II*\\x00\\xff\\xd9")
+        (b'II*\\x00', None)
     """
-    limit, expected = min(len(buf), _EXIF_SCAN_LIMIT), 2
-    try:
-        for pos, marker, length in segments(buf):
-            if pos != expected or pos + 10 > limit or not (0xE0 <= marker <= 0xEF or marker == 0xFE):
-                return None
-            if marker == 0xE1 and bytes(buf[pos + 4 : pos + 10]) == exif.PREFIX:
-                return pos + 10, pos + 2 + length
-            expected = pos + 2 + length
-    except SegmentOverrun:
-        return None
-    return None
+    found: dict[str, Any] = {}
+    read_metadata(buf, found, [])
+    return found.get("exif"), found.get("xmp")
 
 
 def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:

@@ -1,9 +1,10 @@
 """PNG: its one chunk walker, and everything gpuimg does with the chunks.
 
 :func:`chunks` walks the chunk headers; the rest asks it: :func:`problem` (the structure
-check before any decoder sees the file), :func:`exif_block` (where the orientation
-lives), :func:`read_metadata` (eXIf, iCCP, the XMP iTXt), :func:`embed` (the same chunks
-into an encoded PNG) and :func:`default_image` (an animated PNG's still image).
+check before any decoder sees the file), :func:`read_metadata` (eXIf, iCCP, the XMP text chunk, ImageMagick's raw EXIF profile),
+:func:`orientation_parts` (where the orientation may be: the same chunks),
+:func:`embed` (the same chunks into an encoded PNG) and :func:`default_image` (an
+animated PNG's still image).
 
 Example:
     >>> [kind for _, _, kind in chunks(SIGNATURE + chunk(b"IHDR", bytes(13)) + chunk(b"IEND"))]
@@ -23,8 +24,8 @@ from ...meta.metadata import Metadata
 from .._bytes import byte_view
 from ._common import chunk_name, size_mismatch
 
-__all__ = ["SIGNATURE", "TITLE", "ChunkOverrun", "chunks", "chunk", "problem", "exif_block", "read_metadata", "embed",
-           "default_image", "XMP_KEYWORD"]  # fmt: skip
+__all__ = ["SIGNATURE", "TITLE", "ChunkOverrun", "chunks", "chunk", "problem", "read_metadata",
+           "orientation_parts", "text_of", "embed", "default_image", "XMP_KEYWORD"]  # fmt: skip
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TITLE = "PNG"
@@ -33,9 +34,11 @@ MAX_LENGTH = 2**31 - 1  # the PNG specification's limit on a chunk's length
 _CHUNK = struct.Struct(">I4s")
 _DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _ANIMATION = frozenset({b"acTL", b"fcTL", b"fdAT"})
-_EXIF_SCAN_LIMIT = 1 << 20  # eXIf sits before the image data; never walk a whole huge file
 _MAX_INFLATED = 64 << 20  # a compressed profile or XMP inflating past this is a bomb
 _MAX_METADATA_CHUNKS = 100_000  # metadata may follow IDAT: a bound on that walk's time
+_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_KEYWORD_MAX = 80  # a PNG keyword is 1-79 bytes, then its NUL
+_REPLACED_TEXT = frozenset({XMP_KEYWORD, *exif.RAW_PROFILE_KEYWORDS})  # what embed() replaces
 
 
 class ChunkOverrun(ValueError):
@@ -133,29 +136,15 @@ def problem(buf: Any, width: int, height: int) -> str | None:
     return f"the PNG data is truncated (it ends at byte {n}, before the IEND chunk)"
 
 
-def exif_block(buf: Any) -> tuple[int, int] | None:
-    """(start, end) of the EXIF block of the eXIf chunk before the image data, or None.
-
-    Example:
-        >>> exif_block(SIGNATURE + chunk(b"eXIf", b"II*\\x00") + chunk(b"IEND"))
-        (16, 20)
-    """
-    try:
-        for pos, length, kind in chunks(buf):
-            if pos + 8 > _EXIF_SCAN_LIMIT or kind in (b"IDAT", b"IEND"):
-                return None
-            if kind == b"eXIf":
-                return pos + 8, pos + 8 + length
-    except ChunkOverrun:
-        return None
-    return None
-
-
 def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
-    """Put the raw EXIF (eXIf), ICC profile (iCCP, inflated) and XMP packet (the
-    ``XML:com.adobe.xmp`` iTXt) of the PNG ``buf`` into ``found``, the first of each;
-    what is malformed goes into ``problems``. Raises ValueError or zlib.error for a
-    chunk whose text or compression is broken (the caller names it).
+    """Put the raw EXIF, ICC profile (iCCP, inflated) and XMP packet of the PNG ``buf``
+    into ``found``, the first of each, from every chunk up to IEND (Pillow reads those
+    after the image data too); what is malformed goes into ``problems``.
+
+    The EXIF is the eXIf chunk's; without one, ImageMagick's hex "Raw profile type
+    exif" (else "... APP1") text chunk's (:func:`gpuimg.meta.exif.raw_profile`). The
+    XMP is the text of the tEXt, zTXt or iTXt chunk of keyword ``XML:com.adobe.xmp``.
+    Inflating is bounded (64 MB a chunk); a broken text chunk is named and skipped.
 
     Example:
         >>> found = {}
@@ -163,24 +152,100 @@ def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
         >>> found
         {'exif': b'MM\\x00*'}
     """
+    _walk(buf, found, problems, icc=True)
+
+
+def _walk(buf: Any, found: dict[str, Any], problems: list[str], icc: bool) -> None:
+    """:func:`read_metadata`'s walk; ``icc=False`` leaves the profile uninflated."""
+    raw: dict[bytes, bytes] = {}
     try:
         for count, (pos, length, kind) in enumerate(chunks(buf)):
             if kind == b"IEND" or count == _MAX_METADATA_CHUNKS:
-                return
+                break
             body_at = pos + 8
             if kind == b"eXIf" and "exif" not in found:
                 found["exif"] = exif.unprefixed(bytes(buf[body_at : body_at + length]))
-            elif kind == b"iCCP" and "icc" not in found:
+            elif kind == b"iCCP" and icc and "icc" not in found:
                 body = bytes(buf[body_at : body_at + length])
                 name_end = body.find(b"\x00", 0, 80)
                 if name_end < 0 or len(body) < name_end + 2 or body[name_end + 1] != 0:
                     problems.append("the PNG iCCP chunk is malformed")
                 else:
                     found["icc"] = _inflate(body[name_end + 2 :])
-            elif kind == b"iTXt" and "xmp" not in found and bytes(buf[body_at : body_at + 18]) == XMP_KEYWORD + b"\x00":
-                found["xmp"] = _itxt_text(bytes(buf[body_at : body_at + length]))
-    except ChunkOverrun as cut:
+            elif kind in _TEXT:
+                _text_metadata(buf, body_at, length, kind, found, raw, problems)
+    except ChunkOverrun as cut:  # what came before it counts
         problems.append(f"the PNG {cut.kind!r} chunk runs past the data")
+    if "exif" not in found:
+        for keyword in exif.RAW_PROFILE_KEYWORDS:
+            if keyword in raw:
+                found["exif"] = raw[keyword]
+                break
+
+
+def _text_metadata(buf: Any, body_at: int, length: int, kind: bytes, found: dict[str, Any], raw: dict[bytes, bytes],
+                   problems: list[str]) -> None:
+    """The XMP packet or raw EXIF profile a text chunk holds, into ``found`` / ``raw``
+    (by keyword), the first of each; only those two keywords' chunks are copied."""
+    keyword = _keyword(bytes(buf[body_at : body_at + min(length, _KEYWORD_MAX)]))
+    wanted_xmp = keyword == XMP_KEYWORD and "xmp" not in found
+    wanted_raw = keyword in exif.RAW_PROFILE_KEYWORDS and keyword not in raw
+    if not (wanted_xmp or wanted_raw):
+        return
+    label = keyword.decode("latin-1")
+    try:
+        text = text_of(kind, bytes(buf[body_at : body_at + length]))
+    except (ValueError, IndexError, zlib.error) as exc:
+        problems.append(f"the PNG {kind.decode()} chunk {label!r} is malformed ({exc})")
+        return
+    if wanted_xmp:
+        found["xmp"] = text
+        return
+    block = exif.raw_profile(text)
+    if block is None:
+        problems.append(f"the PNG {kind.decode()} chunk {label!r} is not a hex profile of the length it states")
+    else:
+        raw[keyword] = block
+
+
+def _keyword(head: bytes) -> bytes:
+    """The keyword a text chunk's body starts with (up to its NUL); b"" without one."""
+    end = head.find(b"\x00")
+    return head[:end] if end > 0 else b""
+
+
+def text_of(kind: bytes, body: bytes) -> bytes:
+    """The text of a tEXt, zTXt or iTXt chunk's ``body`` (inflated, at most 64 MB), as
+    bytes. Raises ValueError, IndexError or zlib.error for a broken chunk.
+
+    Example:
+        >>> text_of(b"zTXt", b"Comment\\x00\\x00" + zlib.compress(b"hello"))
+        b'hello'
+    """
+    at = body.index(b"\x00") + 1
+    if kind == b"tEXt":
+        return body[at:]
+    if kind == b"zTXt":
+        if body[at] != 0:
+            raise ValueError(f"unknown zTXt compression method {body[at]}")  # builtin: a malformed chunk, caught by the reader
+        return _inflate(body[at + 1 :])
+    return _itxt_text(body)
+
+
+def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
+    """(EXIF block, XMP packet) of the PNG ``buf`` where the orientation may be stored,
+    each None where absent: the parts :func:`read_metadata` reads (the EXIF: eXIf, else
+    the raw profile), the ICC profile skipped. Which one counts is
+    :func:`gpuimg.meta.exif.decide_orientation`'s rule. Never raises for junk.
+
+    Example:
+        >>> packet = b'XML:com.adobe.xmp\\x00<d tiff:Orientation="8"/>'
+        >>> orientation_parts(SIGNATURE + chunk(b"tEXt", packet) + chunk(b"IEND"))
+        (None, b'<d tiff:Orientation="8"/>')
+    """
+    found: dict[str, Any] = {}
+    _walk(buf, found, [], icc=False)
+    return found.get("exif"), found.get("xmp")
 
 
 def _itxt_text(body: bytes) -> bytes:
@@ -203,7 +268,9 @@ def _inflate(data: bytes) -> bytes:
 
 def embed(data: bytes, meta: Metadata, has_alpha: bool = False) -> bytes:
     """The encoded PNG ``data`` with ``meta``'s iCCP, eXIf and XMP iTXt before PLTE and
-    IDAT (iCCP must precede them), replacing any it had (and sRGB, when a profile comes).
+    IDAT (iCCP must precede them), replacing any it had (and sRGB, when a profile comes;
+    an XMP in any text chunk and ImageMagick's raw EXIF profiles, which readers would
+    otherwise still find).
     EncodeError for data that is not a PNG.
 
     Example:
@@ -226,8 +293,8 @@ def embed(data: bytes, meta: Metadata, has_alpha: bool = False) -> bytes:
         whole = data[pos : pos + 12 + length]
         if kind == b"eXIf" or (kind in (b"iCCP", b"sRGB") and meta.icc is not None):
             continue  # replaced (a PNG with iCCP must not also say sRGB)
-        if kind == b"iTXt" and whole[8:26] == XMP_KEYWORD + b"\x00":
-            continue
+        if kind in _TEXT and _keyword(whole[8 : 8 + min(length, _KEYWORD_MAX)]) in _REPLACED_TEXT:
+            continue  # an older XMP or raw EXIF profile would be read before (or beside) ours
         if kind in (b"PLTE", b"IDAT") and not placed:
             out += ours
             placed = True
