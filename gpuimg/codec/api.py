@@ -153,7 +153,7 @@ def _decoded_metadata(loaded: Any, options: dict[str, Any]) -> Metadata:
     if not isinstance(loaded, ParsedSource):
         return NO_METADATA
     meta = loaded.metadata
-    if options.get("apply_exif", True) and meta.orientation != 1:
+    if options.get("apply_exif", True) and loaded.orientation != 1:  # what the decoder turned
         meta = replace(meta, orientation_applied=True)
     return meta
 

@@ -114,5 +114,5 @@ def read_cmyk(src: Any, out: Image | None = None, *, device: str | None = None, 
         out.set_shape(h, w, 4, np.uint8)
     _put(out, ink, None)
     meta = loaded.metadata
-    out.metadata = replace(meta, cmyk=True, orientation_applied=apply_exif and meta.orientation != 1)
+    out.metadata = replace(meta, cmyk=True, orientation_applied=apply_exif and loaded.orientation != 1)
     return out

@@ -23,8 +23,9 @@ structure with its header (chunk and box lengths inside the file, one value per 
 tag, the same dimensions); the CPU codecs run in a supervised child process
 (:mod:`~gpuimg.codec.isolation`), where a crash, a hang or an allocation beyond
 4 x the decoded size + 200 MB fails that item only; and a CPU decode that leaves part
-of its target unwritten is an error, not an image. EXIF orientation is read and applied
-by gpuimg for every container (:mod:`~gpuimg.meta.exif`).
+of its target unwritten is an error, not an image. The orientation is read and applied
+by gpuimg for every container, from EXIF, XMP and ImageMagick's raw profiles, with
+Pillow's precedence (:func:`gpuimg.meta.exif.decide_orientation`).
 
 Errors: nothing comes back silently as None. A bad item raises (or, in a batch, is
 listed as) :class:`~gpuimg.DecodeError` naming the source and the reason; a truncated JPEG
