@@ -132,7 +132,7 @@ OP_FLAGS: tuple[OpFlag, ...] = (
      "opacity OP in 0..1 (a watermark); FILE is decoded once", lambda v: ("blend", v)),
     ("--paste", "FILE[@T,L]", _paste_overlay, "copy image FILE into each image at (top T, left L) without blending",
      lambda v: ("paste", v)),
-    # colour (issue 19)
+    # colour
     ("--to-srgb", None, None, "convert colours from each image's embedded ICC profile to sRGB (a LittleCMS "
      "transform applied on the GPU; needs gpuimg[color]; CMYK JPEGs through their CMYK profile); the outputs "
      "carry the sRGB profile",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.files import output_format
-from ..pipeline.steps import MODES, OutputRule
+from ..pipeline.steps import OUTPUT_MODES, OutputRule
 from ._common import (EXIT_CODES_HELP, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, UsageError,
                       _config, _device_line, _make_pipeline, _progress_bar, _say, _sigterm_stops)
 from ._flags import (_FORMAT_SHOWN, OP_FLAGS, _AppendStep, _format_name, _name_template, _positive_int,
@@ -47,12 +47,12 @@ def _add_process(sub: Any) -> None:
                      "--name '{stem}-{suffix}.{ext}' writes chelsea.jpg and chelsea.png as chelsea-jpg.webp and "
                      "chelsea-png.webp; sub-folders are kept; names that still clash are refused per item")
     out.add_argument("--quality", type=_quality, default=90, help="encoder quality 1..100 (default 90)")
-    out.add_argument("--mode", choices=MODES, default="keep",
+    out.add_argument("--mode", choices=OUTPUT_MODES, default="keep",
                      help="what each output is: keep (default: channels and 16-bit kept where the format stores them, "
                      "alpha composited onto --background and 16-bit rounded where it does not), or rgb, rgba, gray")
     out.add_argument("--background", type=_rgb, default=(255, 255, 255), metavar="R,G,B",
                      help="colour alpha is composited onto for formats without alpha (default 255,255,255)")
-    # metadata (issue 19): what the outputs keep of the inputs' EXIF, XMP and ICC profile
+    # metadata: what the outputs keep of the inputs' EXIF, XMP and ICC profile
     from ..meta import KEEP
 
     out.add_argument("--keep-metadata", choices=KEEP, default="all",

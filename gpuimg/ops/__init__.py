@@ -18,8 +18,8 @@ Example:
 
 from . import registry
 from ._engine.batch import launch_stats, reset_launch_stats
-from ._engine.cache import cache_stats, clear_caches
+from ._engine.cache import cache, cache_stats, clear_caches
 from ._engine.kernels import KernelConfig, kernel_config
 from . import color, compose, filters, geometry  # noqa: E402  (fills the registry)
 
-__all__ = ["color", "compose", "filters", "geometry", "registry", "launch_stats", "reset_launch_stats", "cache_stats", "clear_caches", "KernelConfig", "kernel_config"]
+__all__ = ["color", "compose", "filters", "geometry", "registry", "launch_stats", "reset_launch_stats", "cache", "cache_stats", "clear_caches", "KernelConfig", "kernel_config"]

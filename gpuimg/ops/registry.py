@@ -121,7 +121,7 @@ def _taking_arrays(f: F, image_params: tuple[str, ...]) -> F:
     if not params:
         return f
     first = params[0]
-    # Not ``out``: an out is the caller's gpuimg buffer (issue 14 refuses an array there).
+    # Not ``out``: an out is the caller's gpuimg buffer (an array there is refused).
     others = [(n, params.index(n)) for n in image_params if n in params and n != first]
 
     @functools.wraps(f)

@@ -25,9 +25,9 @@ from ..codec import formats, read
 from ..device import use_stream
 from ..errors import ArgumentError, ArgumentTypeError, check_choice
 from ..image import Image, ImageBatch
-from ..ops import registry
+from ..ops import cache, registry
 
-__all__ = ["Step", "retype", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "fixed_output_size", "OutputRule", "MODES"]
+__all__ = ["Step", "retype", "StepSpec", "available_ops", "load_steps", "run_steps_per_item", "check_steps", "fixed_output_size", "OutputRule", "OUTPUT_MODES", "MODES"]
 
 StepSpec = Callable[..., Any] | tuple[str, dict[str, Any]] | Sequence[Any]
 
@@ -66,6 +66,11 @@ def retype(buffer: Image | ImageBatch, dtype: Any) -> Image | ImageBatch:
     return buffer.set_shape(*buffer.shape, dtype=dtype)
 
 
+# An overlay repeated per batch length (layer i over image i: one launch); a run has one
+# full length and a last, shorter batch, so a few entries serve a few overlay steps.
+_OVERLAY_REPEATS = cache("pipeline:overlay-repeats", max_items=8)
+
+
 class Step:
     """One resolved step: the op, its keyword arguments, and its reused output buffer.
 
@@ -102,7 +107,6 @@ class Step:
             value = self.kwargs.get(param)
             if isinstance(value, str | os.PathLike):
                 self._overlays[param] = self.kwargs[param] = _decode_overlay(self.name, param, value, device)
-        self._repeated: dict[tuple[str, int], ImageBatch] = {}
         self._makes: dict[np.dtype, np.dtype] = {}  # input dtype -> the dtype the step made of it
 
     def _check_kwargs(self) -> None:
@@ -154,10 +158,8 @@ class Step:
     def _overlay_batch(self, param: str, count: int) -> ImageBatch:
         """The overlay once per image of a batch (layer i over image i: one launch),
         made once per batch length."""
-        key = (param, count)
-        if key not in self._repeated:
-            self._repeated[key] = ImageBatch.from_images([self._overlays[param]] * count)
-        return self._repeated[key]
+        overlay = self._overlays[param]
+        return _OVERLAY_REPEATS.get_or_make((overlay, count), lambda: ImageBatch.from_images([overlay] * count))
 
     def describe(self) -> list[Any]:
         """``[name, kwargs]`` as given (overlay paths stay paths)."""
@@ -361,7 +363,8 @@ def fixed_output_size(steps: Sequence[Step], device: str) -> tuple[int, int] | N
 
 # --------------------------------------------------------------------------- output rule
 
-MODES = ("keep", "rgb", "rgba", "gray")
+OUTPUT_MODES = ("keep", "rgb", "rgba", "gray")  # what each output image is (OutputRule's mode)
+MODES = OUTPUT_MODES  # the name it had
 _FORCED_CHANNELS = {"rgb": 3, "rgba": 4, "gray": 1}
 _DECODE_MODE = {1: "gray", 3: "rgb", 4: "rgba"}  # the decoder's mode giving these channels
 
@@ -405,7 +408,7 @@ class OutputRule:
     background: tuple[int, int, int] = (255, 255, 255)
 
     def __post_init__(self) -> None:
-        check_choice(self.mode, "mode", MODES)
+        check_choice(self.mode, "mode", OUTPUT_MODES)
         bg = tuple(self.background) if isinstance(self.background, Sequence) and not isinstance(self.background, str) else ()
         if len(bg) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in bg):
             raise ArgumentError(f"background={self.background!r} must be three ints 0..255 (R, G, B)")

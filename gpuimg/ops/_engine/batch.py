@@ -54,7 +54,7 @@ def prepare_out(
 
     ``shapes``: the result's (height, width, channels) for an Image, or a list of them for
     a batch; None keeps the source's shapes. ``dtype``: None keeps the source's dtype.
-    An ``out`` is never re-typed: one of another dtype is refused (issue 14), so a caller's
+    An ``out`` is never re-typed: one of another dtype is refused, so a caller's
     buffer is either used as it is or the call fails naming ``out``.
 
     Example:
