@@ -189,13 +189,15 @@ def test_late_and_slow_shards_take_less(tmp_path: Path) -> None:
 
 
 def test_shard_count_follows_the_job_and_the_cores() -> None:
-    cfg = PipelineConfig(max_shards=8, shard_cores=2, shard_min_files=100, shard_min_bytes=10 << 20)
+    cfg = PipelineConfig(max_shards=8, gpu_max_shards=8, shard_cores=2, shard_min_files=100, shard_min_bytes=10 << 20)
     assert cfg.shard_count(10, 1 << 20, cores=16) == 1  # too small to gain
     assert cfg.shard_count(250, 1 << 20, cores=16) == 2  # by files
     assert cfg.shard_count(5, 45 << 20, cores=16) == 4  # by bytes (big files)
     assert cfg.shard_count(10_000, 10 << 30, cores=16) == 8  # by cores
     assert cfg.shard_count(10_000, 10 << 30, cores=64) == 8  # at most max_shards
     assert cfg.shard_count(10_000, 10 << 30, cores=1) == 1
+    assert PipelineConfig().shard_count(10_000, 10 << 30, cores=64) == 4  # contexts share one GPU
+    assert PipelineConfig().shard_count(10_000, 10 << 30, cores=64, device="cpu") == 8
     assert cfg.shard_count(64, 1 << 20, cores=4, device="cpu") == 2  # fewer files per shard on the CPU device
     with pytest.raises(ValueError, match="max_shards"):
         PipelineConfig(max_shards=0)

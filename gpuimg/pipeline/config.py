@@ -81,7 +81,7 @@ class PipelineConfig:
     where it ends before the GPU would have started (CUDA context and nvImageCodec's
     first GPU decode: about 2 s; see :meth:`job_device`). 0: always the GPU.
     ``decoder_threads``: the CPU threads of the decoder (0: nvImageCodec's default, one
-    per core; a shard gets its share of the cores). ``max_shards``, ``shard_cores``,
+    per core; a shard gets its share of the cores). ``max_shards``, ``gpu_max_shards``, ``shard_cores``,
     ``shard_min_files``, ``cpu_shard_min_files``, ``shard_min_bytes``: how many processes share a run
     (:meth:`shard_count`; a run's ``shards`` option overrides it).
     ``encoder_cpu_threads``: threads a batch of a CPU-encoded format (PNG, WebP, TIFF,
@@ -120,6 +120,7 @@ class PipelineConfig:
     isolation: Isolation = field(default_factory=Isolation)
     decoder_threads: int = 0
     max_shards: int = 8
+    gpu_max_shards: int = 4
     shard_cores: int = 2
     shard_min_files: int = 192
     shard_min_bytes: int = 48 << 20
@@ -131,7 +132,7 @@ class PipelineConfig:
         for name, low in (("decode_lanes", 1), ("encode_lanes", 1), ("decode_ring", 1), ("worker_min_run_bytes", 0),
                           ("worker_min_file_bytes", 0), ("cpu_batch_size", 1), ("cpu_job_max_bytes", 0),
                           ("worker_read_threads", 1), ("encoder_threads", 0), ("preallocate_max_bytes", 0),
-                          ("decoder_threads", 0), ("max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
+                          ("decoder_threads", 0), ("max_shards", 1), ("gpu_max_shards", 1), ("shard_cores", 1), ("shard_min_files", 1),
                           ("shard_min_bytes", 0), ("cpu_shard_min_files", 1),
                           ("encoder_cpu_threads", 0), ("pool_min_files", 1)):
             check_int(getattr(self, name), name, low=low)
@@ -165,7 +166,8 @@ class PipelineConfig:
         one (the run stays in this process) for a job too small to gain from more, else
         one shard per ``shard_cores`` cores (a shard keeps about two busy: its own
         interpreter, and the CPU Huffman decoding or the isolated CPU codecs beside it), at
-        most ``max_shards``, and no more than the job fills (``shard_min_files`` inputs,
+        most ``max_shards`` (``gpu_max_shards`` on the GPU, whose CUDA contexts take turns
+        on the device), and no more than the job fills (``shard_min_files`` inputs,
         ``cpu_shard_min_files`` on the CPU device, where each file is more work, or
         ``shard_min_bytes`` of input per shard).
 
@@ -179,7 +181,7 @@ class PipelineConfig:
         Example:
             >>> cfg = PipelineConfig()
             >>> cfg.shard_count(50, 10 << 20, cores=16), cfg.shard_count(3000, 300 << 20, cores=16)
-            (1, 8)
+            (1, 4)
             >>> cfg.shard_count(3000, 300 << 20, cores=2), cfg.shard_count(400, 40 << 20, cores=16)
             (1, 2)
             >>> cfg.shard_count(200, 8 << 20, cores=2, device="cpu"), cfg.shard_count(200, 8 << 20, cores=8, device="cpu")
@@ -187,7 +189,8 @@ class PipelineConfig:
         """
         cores = usable_cores() if cores is None else cores
         min_files = self.shard_min_files if device == "cuda" else self.cpu_shard_min_files
-        by_cores = min(self.max_shards, max(1, cores // self.shard_cores))
+        most = min(self.max_shards, self.gpu_max_shards) if device == "cuda" else self.max_shards
+        by_cores = min(most, max(1, cores // self.shard_cores))
         by_bytes = input_bytes // self.shard_min_bytes if self.shard_min_bytes else 0
         return int(max(1, min(by_cores, max(count // min_files, by_bytes))))
 
