@@ -6,7 +6,9 @@ The package, one job per module:
   what each stores, magic numbers, encode options);
 - :mod:`~gpuimg.codec.sources`: reading a source (path, bytes-like, uint8 array,
   CodeStream), :func:`parse` / :class:`ParsedSource`, the header -> :class:`ImageInfo`;
-- :mod:`~gpuimg.codec.decoder`: :class:`Decoder` (plans, staging, backends) and
+- :mod:`~gpuimg.codec.backends`: which nvImageCodec backends a Decoder uses (the names,
+  gpuimg's default, :data:`HARDWARE_FIRST_BACKENDS` for trusted data);
+- :mod:`~gpuimg.codec.decoder`: :class:`Decoder` (plans, staging) and
   :class:`BatchResult` / :class:`BatchError`;
 - :mod:`~gpuimg.codec.encoder`: :class:`Encoder` and its parameters;
 - :mod:`~gpuimg.codec.api`: :func:`read`, :func:`read_batch`, :func:`write`, :func:`info`

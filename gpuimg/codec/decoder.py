@@ -56,6 +56,8 @@ from ..image import Image, ImageBatch
 from ..memory import scratch
 from ..meta.exif import oriented, swaps_axes
 from . import _nvimgcodec, formats, isolation, sources
+from . import backends as _backends
+from .backends import HARDWARE_FIRST_BACKENDS
 from .containers import bmp
 from .pixels import unpremultiply
 from ._wrappers import Wrappers
@@ -236,7 +238,7 @@ class Decoder:
     of the header/Huffman work with those kernels only. Turn it off when nothing earlier
     on the stream reads the target (e.g. double-buffered batches on their own stream).
     ``backends``: None for gpuimg's choice on the GPU (the hybrid JPEG decoder, whose
-    pixels depend on the file alone, see :func:`_default_backends`), or a list of "hw",
+    pixels depend on the file alone, see :func:`gpuimg.codec.backends.default_backends`), or a list of "hw",
     "hybrid", "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects
     (:data:`HARDWARE_FIRST_BACKENDS`: faster on small JPEGs, for trusted data only); ignored
     on the CPU; with isolation on, the CPU backend is left out of the in-process decoder
@@ -302,13 +304,8 @@ class Decoder:
     def _make(self, num_threads: int, backends: Sequence[Any] | None, options: str) -> Any:
         nv = self._nv
         if self.device == "cpu":
-            # Without a GPU the default arguments fail ("CUDA Runtime failure: '#35'"): ask for the CPU backends.
-            return nv.Decoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
-            )
-        chosen = _default_backends(nv) if backends is None else [_backend(nv, b) for b in backends]
-        if self.isolation.active:  # the CPU codecs run in the child, not here
-            chosen = [b for b in chosen if b.backend_kind != nv.CPU_ONLY] or chosen
+            return _backends.cpu_only(nv, num_threads)
+        chosen = _backends.resolve(nv, backends, isolated=self.isolation.active)  # the child has the CPU codecs
         self._local_cpu = any(b.backend_kind == nv.CPU_ONLY for b in chosen)
         device_id = self._device_key[1]
         return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
@@ -665,9 +662,7 @@ class Decoder:
         or no child process: rare), through one CPU decoder made on first use."""
         nv = self._nv
         if self._cpu_decoder is None:
-            self._cpu_decoder = nv.Decoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=self._num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
-            )
+            self._cpu_decoder = _backends.cpu_only(nv, self._num_threads)
         cpu = self._cpu_decoder
         params = nv.DecodeParams(apply_exif_orientation=False, color_spec=fmt[1], allow_any_depth=any_depth, sample_format=fmt[0])
         failed: list[tuple[int, GpuImgError]] = []
@@ -764,9 +759,6 @@ def _put(img: Image, pixels: np.ndarray, stream: Any, pinned: bool = False) -> N
             dst[...] = img.xp.asarray(pixels)
 
 
-_BACKENDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
-
-
 # A 16x16 4:2:0 baseline JPEG (300 bytes, made with Pillow) for Decoder.warm_up.
 _WARM_UP_JPEG = base64.b64decode(
     "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/"
@@ -774,39 +766,6 @@ _WARM_UP_JPEG = base64.b64decode(
     "FQABAQAAAAAAAAAAAAAAAAAAAwD/xAAVEAEBAAAAAAAAAAAAAAAAAAACAP/EABUBAQEAAAAAAAAAAAAAAAAAAAEF/8QAGBEAAwEBAAAAAAAAAAAAAAAAAAME"
     "ITH/2gAMAwEAAhEDEQA/AEbgbpuBunoQEMPMP//Z"
 )
-
-
-def _backend(nv: Any, spec: Any) -> Any:
-    """An nvimgcodec.Backend from itself, a name in _BACKENDS, or (name, load_hint)."""
-    if isinstance(spec, nv.Backend):
-        return spec
-    name, hint = (spec, 1.0) if isinstance(spec, str) else tuple(spec)
-    check_choice(name, "backend", _BACKENDS, "a backend name (or pass an nvimgcodec.Backend)")
-    kind = getattr(nv, _BACKENDS[name])
-    return nv.Backend(kind, load_hint=float(hint), load_hint_policy=nv.LoadHintPolicy.FIXED)
-
-
-# The nvJPEG hardware decoder first, the hybrid one for what it cannot take (progressive
-# JPEGs, for instance), then the other formats' decoders. For data you trust only: see
-# _default_backends.
-HARDWARE_FIRST_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu", "cpu")
-
-
-def _default_backends(nv: Any) -> list[Any]:
-    """The GPU decoder's backends: the hybrid CUDA JPEG decoder (CPU or GPU Huffman
-    decoding, CUDA IDCT), nvJPEG2000 (GPU_ONLY) and the CPU codecs.
-
-    The nvJPEG hardware decoder is left out. On a JPEG whose scan data is corrupt but
-    still parses (bytes lost or changed inside the scan), it reports success and fills the
-    part it could not decode from its own buffers, which hold earlier images: the same
-    file gives different pixels from call to call and depends on what was decoded before
-    it, up to half of a 4K image (bench/jpeg_determinism.py, BENCHMARKS.md). Nothing in
-    the result tells such a decode apart, so a success would not mean decoded pixels. The
-    hybrid decoder's result depends on the file alone. It is slower on small images
-    (its Huffman decoding runs on the CPU there); pass ``backends=HARDWARE_FIRST_BACKENDS``
-    for data you trust.
-    """
-    return [nv.Backend(nv.HYBRID_CPU_GPU), nv.Backend(nv.GPU_ONLY), nv.Backend(nv.CPU_ONLY)]
 
 
 def _stored_hw(info: ImageInfo) -> tuple[int, int]:
