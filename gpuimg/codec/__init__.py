@@ -8,8 +8,11 @@ The package, one job per module:
   CodeStream), :func:`parse` / :class:`ParsedSource`, the header -> :class:`ImageInfo`;
 - :mod:`~gpuimg.codec.backends`: which nvImageCodec backends a Decoder uses (the names,
   gpuimg's default, :data:`HARDWARE_FIRST_BACKENDS` for trusted data);
-- :mod:`~gpuimg.codec.decoder`: :class:`Decoder` (plans, staging) and
-  :class:`BatchResult` / :class:`BatchError`;
+- :mod:`~gpuimg.codec.decoder`: :class:`Decoder`, which drives a batch through the
+  backends, the isolated child and the checks; its parts: :mod:`~gpuimg.codec.plan`
+  (each item's target shape and parameters), :mod:`~gpuimg.codec.targets` (pixels into
+  their targets, staged results, compaction) and :mod:`~gpuimg.codec.results`
+  (:class:`BatchResult` / :class:`BatchError`);
 - :mod:`~gpuimg.codec.encoder`: :class:`Encoder` and its parameters;
 - :mod:`~gpuimg.codec.api`: :func:`read`, :func:`read_batch`, :func:`write`, :func:`info`
   with one Decoder/Encoder per thread and device;
