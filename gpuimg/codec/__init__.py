@@ -22,8 +22,8 @@ The package, one job per module:
   EXIF orientation's block (applied by gpuimg itself: one reading for every container),
   an APNG's default image and the BMP variants gpuimg decodes itself;
 - :mod:`~gpuimg.codec.pixels`: un-premultiplying associated alpha;
-- :mod:`~gpuimg.codec.isolation`: the CPU codecs in a supervised child process
-  (:mod:`~gpuimg.codec._child`), so a crash, hang or memory runaway costs one item.
+- :mod:`~gpuimg.codec.isolation`: the CPU codecs in supervised child processes (its
+  pool, child and canary), so a crash, hang or memory runaway costs one item.
 
 The metadata every Image carries, and the parsers of its bytes (EXIF, ICC, TIFF
 directories), are :mod:`gpuimg.meta`, below the codec and the ops.

@@ -86,7 +86,7 @@ class Decoder:
     codec on the CPU device; PNG, WebP, BMP, PNM and GPU fallbacks on a GPU) run in a
     supervised child process, so a crash, hang or memory runaway on one file fails that
     item only. ``check_written``: on the GPU, prove that each decode wrote its whole
-    target (:mod:`~gpuimg.codec._canary`: two batched kernels and one small copy per
+    target (:mod:`~gpuimg.codec.isolation.canary`: two batched kernels and one small copy per
     call); a decode that did not is a DecodeError instead of an image holding what the
     buffer held before. The CPU codecs are always checked (in the child).
 
@@ -130,7 +130,7 @@ class Decoder:
         self._canary: Any = None
         self._scans: Any = None  # the batched JPEG scan check on the device (decode_batch on a GPU)
         if self.device == "cuda" and self.check_written:
-            from ._canary import Canary
+            from .isolation.canary import Canary
 
             self._canary = Canary(self.device)  # its buffers are made once, with the Decoder
         self._decoder = self._make(num_threads, backends, options)
