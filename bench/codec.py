@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 import gpuimg  # noqa: E402
 from gpuimg.codec import Decoder, Encoder  # noqa: E402
-from gpuimg.codec.decoder import _default_backends  # noqa: E402
+from gpuimg.codec.backends import default_backends as _default_backends  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.png", "rocket.jpg")
 SIZE = (1920, 1080)

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))  # import gpuimg from the checkout
 
 import harness  # noqa: E402
 
-from gpuimg.codec import Decoder, Encoder, isolation  # noqa: E402
+from gpuimg.codec import Decoder, Encoder  # noqa: E402
+from gpuimg.codec.isolation import pool as isolation  # noqa: E402
 
 PHOTOS = ("astronaut.jpg", "chelsea.png", "coffee.png", "rocket.jpg")
 SETS = (

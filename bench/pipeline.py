@@ -385,7 +385,7 @@ _CEILING_DECODERS: dict[str, Any] = {}
 def _ceiling_decoder(name: str) -> Any:
     from nvidia import nvimgcodec as nv
 
-    from gpuimg.codec.decoder import _backend
+    from gpuimg.codec.backends import backend as _backend
 
     if name not in _CEILING_DECODERS:
         sets: dict[str, Any] = {

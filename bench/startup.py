@@ -125,7 +125,8 @@ def wrap(obj, attr, label):
     setattr(obj, attr, timed)
 import gpuimg.cli as cli; ev("gpuimg.cli imported")
 from gpuimg import device
-from gpuimg.codec import _nvimgcodec, decoder, encoder, isolation
+from gpuimg.codec import _nvimgcodec, decoder, encoder
+from gpuimg.codec.isolation import pool as isolation
 from gpuimg.pipeline import api, codecs, sinks, steps
 wrap(_nvimgcodec, "load", "nvimgcodec load")
 wrap(decoder.Decoder, "__init__", "Decoder()")

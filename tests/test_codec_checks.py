@@ -21,6 +21,7 @@ import gpuimg
 from PIL import Image
 
 from gpuimg.codec.checks import jpeg_scan_problem, structure_problem, tiff_associated_alpha, unpremultiply
+from gpuimg.meta import tiff_ifd
 
 REPRO = Path(__file__).resolve().parent / "repro"
 
@@ -460,6 +461,23 @@ def test_tiff_corruptions() -> None:
     big, _, bw, bh = VALID["tiff-bigtiff"]
     _expect(big[:-20], "tiff", bw, bh, "truncated")
     _expect(_patch(big, 4, "<H", 4), "tiff", bw, bh, "offset size of 4")
+
+
+def test_one_ifd_reader_for_the_structure_check_and_the_metadata() -> None:
+    """The TIFF check and the EXIF/TIFF metadata read walk directories with one reader:
+    BigTIFF too, one entry limit for both."""
+    big, _, bw, bh = VALID["tiff-bigtiff"]
+    order, is_big, offset = tiff_ifd.read_header(big)
+    slots, _ = tiff_ifd.directory(big, order, offset, big=is_big)
+    first, again = tiff_ifd.first_copies(slots)
+    assert is_big and not again and {256, 257} <= set(first)
+    width = tiff_ifd.value_span(big, order, first[256], big=True)
+    assert struct.unpack_from(order + ("H" if first[256].type == 3 else "I"), big, width[0])[0] == bw
+    over = tiff_ifd.MAX_ENTRIES + 1
+    block = b"II*\x00" + struct.pack("<IH", 8, over) + bytes(12 * over + 4)
+    with pytest.raises(tiff_ifd.IfdError, match=f"claims {over} entries"):
+        tiff_ifd.read_ifd(block, "<", 8)
+    assert f"claims {over} entries" in structure_problem(block, "tiff", bw, bh)
 
 
 def test_tiff_byte_counts_past_the_end_near_uint64_max() -> None:

@@ -17,6 +17,7 @@ from conftest import load_asset
 from test_decode_robustness import _png_with_text
 
 from gpuimg.codec import Decoder, isolation
+from gpuimg.codec.isolation import pool
 from gpuimg.device import usable_cores
 
 PIL = pytest.importorskip("PIL")
@@ -47,29 +48,29 @@ def fresh_pool(monkeypatch):
     """An empty pool (children of earlier tests stopped), emptied again after the test;
     children started here have the self-test hooks on (a marker in a file crashes or
     hangs the child that decodes it, as a hostile file would)."""
-    isolation._stop_all()
+    pool._stop_all()
     monkeypatch.setenv("GPUIMG_ISOLATION_SELFTEST", "1")
     yield
-    isolation._stop_all()
+    pool._stop_all()
 
 
 @pytest.fixture
 def calls(monkeypatch):
     """(child pid, decoded item count) of every call a child serves."""
     seen: list[tuple[int, int]] = []
-    real = isolation._Child.call
+    real = pool._Child.call
 
     def spy(self, items, config):
         seen.append((self.proc.pid, len(items)))
         return real(self, items, config)
 
-    monkeypatch.setattr(isolation._Child, "call", spy)
+    monkeypatch.setattr(pool._Child, "call", spy)
     return seen
 
 
 def _wait_idle(n: int, threads: int = 0) -> None:
     deadline = time.monotonic() + 120
-    while sum(c.threads == threads for c in isolation._idle) < n:
+    while sum(c.threads == threads for c in pool._idle) < n:
         assert time.monotonic() < deadline, "the pool did not fill"
         time.sleep(0.05)
 
@@ -98,7 +99,7 @@ def test_a_poison_file_in_one_share_fails_only_itself(fresh_pool, calls, kind):
     config = isolation.Isolation(children=2, split_bytes=1, timeout_s=1.0)
     isolation.prestart(0, config, children=None)
     _wait_idle(2)
-    first = {c.proc.pid for c in isolation._idle}
+    first = {c.proc.pid for c in pool._idle}
     res = Decoder("cpu", isolation=config).decode_batch(files)
     assert res.indices == [0, 1, 2, 4, 5, 6] and [e.index for e in res.errors] == [3]
     assert {"crash": "SIGSEGV", "hang": "did not finish within"}[kind] in str(res.errors[0].error)
@@ -127,7 +128,7 @@ def test_children_one_never_spreads(fresh_pool, calls):
 def test_a_small_call_starts_one_child(fresh_pool, calls):
     dec = Decoder("cpu", isolation=isolation.Isolation(children=4))
     dec.decode_batch(_mixed()[:2]).raise_errors()  # a few KB: far below split_bytes
-    assert isolation._count.get(0) == 1 and len(calls) == 1
+    assert pool._count.get(0) == 1 and len(calls) == 1
     assert not [t for t in threading.enumerate() if t.name == "gpuimg-isolation-grow"]
 
 
@@ -149,7 +150,7 @@ def test_each_child_holds_only_its_share(fresh_pool):
     files = [_encoded(arr, "PNG")] * 8
     Decoder("cpu", isolation=config).decode_batch(files).raise_errors()
     whole = 8 * arr.nbytes
-    capacities = [c.capacity for c in isolation._idle]
+    capacities = [c.capacity for c in pool._idle]
     assert len(capacities) == 2 and all(0 < cap < whole * 3 // 4 for cap in capacities)
 
 
@@ -176,8 +177,8 @@ def test_split_balances_decoded_bytes():
         return isolation.IsolatedItem(b"", h, 100, 3, np.dtype(np.uint8), "I_RGB", "SRGB", False, "x")
 
     items = [item(400), item(100), item(100), item(100), item(100)]
-    assert isolation._split(items, 2) == [[0], [1, 2, 3, 4]]
-    assert isolation._split(items[:1], 3) == [[0]]
+    assert pool._split(items, 2) == [[0], [1, 2, 3, 4]]
+    assert pool._split(items[:1], 3) == [[0]]
 
 
 def test_children_settings():

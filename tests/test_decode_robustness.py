@@ -25,6 +25,7 @@ from conftest import ASSETS, checkout_pythonpath, load_asset
 
 import gpuimg
 from gpuimg.codec import Decoder, isolation
+from gpuimg.codec.isolation import pool
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image as PILImage  # noqa: E402
@@ -119,10 +120,10 @@ def _png_with_text(arr: np.ndarray, text: bytes) -> bytes:
 def selftest_children(monkeypatch):
     """Children started with the self-test hooks on (a marker in the data crashes, hangs
     or over-allocates inside the child, as a hostile file would)."""
-    isolation._stop_all()
+    pool._stop_all()
     monkeypatch.setenv("GPUIMG_ISOLATION_SELFTEST", "1")
     yield
-    isolation._stop_all()
+    pool._stop_all()
 
 
 @pytest.mark.parametrize("kind", ["crash", "hang", "memory"])
@@ -434,8 +435,8 @@ def test_without_a_child_process_cpu_codecs_decode_in_process(monkeypatch):
     def refuse(*args, **kwargs):
         raise isolation.IsolationUnavailable("the isolated decoder process did not start: test")
 
-    isolation._stop_all()
-    monkeypatch.setattr(isolation, "_Child", refuse)
+    pool._stop_all()
+    monkeypatch.setattr(pool, "_Child", refuse)
     dec = Decoder("cpu")
     with pytest.warns(RuntimeWarning, match="no crash containment"):
         res = dec.decode_batch([ASSETS / "chelsea.png", ASSETS / "coffee.jpg"])
@@ -449,7 +450,7 @@ def test_no_in_process_decode_after_a_crash_when_no_child_restarts(selftest_chil
     reason; none is decoded in this process, where the poison file would crash it."""
     arr = load_asset("chelsea.png")[:40, :60]
     good, bad = _png_with_text(arr, b"fine"), _png_with_text(arr, b"gpuimg-selftest-crash")
-    real = isolation._Child
+    real = pool._Child
     started: list[int] = []
 
     def once(*args, **kwargs):
@@ -458,7 +459,7 @@ def test_no_in_process_decode_after_a_crash_when_no_child_restarts(selftest_chil
         started.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(isolation, "_Child", once)
+    monkeypatch.setattr(pool, "_Child", once)
     res = Decoder("cpu").decode_batch([good, bad, good])
     assert res.indices == [] and len(res.errors) == 3
     assert all("no new decoder process started" in str(e.error) for e in res.errors)

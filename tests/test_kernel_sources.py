@@ -32,8 +32,8 @@ def test_every_generated_kernel_source_compiles_with_nvrtc() -> None:
 
 
 def codec_sources() -> list[tuple[str, str, tuple[str, ...]]]:
-    """The decode canary (gpuimg.codec._canary)."""
-    from gpuimg.codec import _canary
+    """The decode canary (gpuimg.codec.isolation.canary)."""
+    from gpuimg.codec.isolation import canary as _canary
 
     return [("codec canary", _canary.SOURCE, _canary.OPTIONS)]
 

@@ -6,8 +6,13 @@ The package, one job per module:
   what each stores, magic numbers, encode options);
 - :mod:`~gpuimg.codec.sources`: reading a source (path, bytes-like, uint8 array,
   CodeStream), :func:`parse` / :class:`ParsedSource`, the header -> :class:`ImageInfo`;
-- :mod:`~gpuimg.codec.decoder`: :class:`Decoder` (plans, staging, backends) and
-  :class:`BatchResult` / :class:`BatchError`;
+- :mod:`~gpuimg.codec.backends`: which nvImageCodec backends a Decoder uses (the names,
+  gpuimg's default, :data:`HARDWARE_FIRST_BACKENDS` for trusted data);
+- :mod:`~gpuimg.codec.decoder`: :class:`Decoder`, which drives a batch through the
+  backends, the isolated child and the checks; its parts: :mod:`~gpuimg.codec.plan`
+  (each item's target shape and parameters), :mod:`~gpuimg.codec.targets` (pixels into
+  their targets, staged results, compaction) and :mod:`~gpuimg.codec.results`
+  (:class:`BatchResult` / :class:`BatchError`);
 - :mod:`~gpuimg.codec.encoder`: :class:`Encoder` and its parameters;
 - :mod:`~gpuimg.codec.api`: :func:`read`, :func:`read_batch`, :func:`write`, :func:`info`
   with one Decoder/Encoder per thread and device;
@@ -17,8 +22,8 @@ The package, one job per module:
   EXIF orientation's block (applied by gpuimg itself: one reading for every container),
   an APNG's default image and the BMP variants gpuimg decodes itself;
 - :mod:`~gpuimg.codec.pixels`: un-premultiplying associated alpha;
-- :mod:`~gpuimg.codec.isolation`: the CPU codecs in a supervised child process
-  (:mod:`~gpuimg.codec._child`), so a crash, hang or memory runaway costs one item.
+- :mod:`~gpuimg.codec.isolation`: the CPU codecs in supervised child processes (its
+  pool, child and canary), so a crash, hang or memory runaway costs one item.
 
 The metadata every Image carries, and the parsers of its bytes (EXIF, ICC, TIFF
 directories), are :mod:`gpuimg.meta`, below the codec and the ops.

@@ -35,7 +35,9 @@ from ..errors import DecodeError, ImageTooLargeError
 from ..image import Image
 from ..meta.exif import oriented, swaps_axes
 from . import sources
+from .plan import MAX_PIXELS
 from .sources import ImageInfo, ParsedSource
+from .targets import put
 
 __all__ = ["is_cmyk", "decode_ink", "read_cmyk"]
 
@@ -64,8 +66,6 @@ def decode_ink(src: ParsedSource, apply_exif: bool = True, max_pixels: int | Non
         >>> decode_ink(sources.parse(buf.getvalue())).shape
         (3, 5, 4)
     """
-    from .decoder import MAX_PIXELS
-
     info = src._checked_info(True)  # structure and scans, as every decode (once per source)
     if not is_cmyk(info) or src.keep is None:
         raise DecodeError(src.label, f"it is not a CMYK JPEG ({info.codec}, {info.channels} channels)")
@@ -103,7 +103,6 @@ def read_cmyk(src: Any, out: Image | None = None, *, device: str | None = None, 
         True
     """
     from ..device import resolve_device
-    from .decoder import _put
 
     loaded = sources._load(src)
     ink = decode_ink(loaded, apply_exif)
@@ -112,7 +111,7 @@ def read_cmyk(src: Any, out: Image | None = None, *, device: str | None = None, 
         out = Image.empty(h, w, 4, device=resolve_device(device))
     else:
         out.set_shape(h, w, 4, np.uint8)
-    _put(out, ink, None)
+    put(out, ink, None)
     meta = loaded.metadata
     out.metadata = replace(meta, cmyk=True, orientation_applied=apply_exif and loaded.orientation != 1)
     return out

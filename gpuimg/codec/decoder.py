@@ -46,184 +46,24 @@ import base64
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from ..device import device_key, get_stream, resolve_device, stream_ptr, use_stream
-from ..errors import ArgumentError, ArgumentTypeError, DecodeError, GpuImgError, ImageTooLargeError, check_choice
+from ..errors import ArgumentError, ArgumentTypeError, DecodeError, GpuImgError, check_choice
 from ..image import Image, ImageBatch
-from ..memory import scratch
-from ..meta.exif import oriented, swaps_axes
 from . import _nvimgcodec, formats, isolation, sources
-from .containers import bmp
-from .pixels import unpremultiply
+from . import backends as _backends
 from ._wrappers import Wrappers
+from .backends import HARDWARE_FIRST_BACKENDS
+from .pixels import unpremultiply
+from .plan import DEPTHS, MAX_PIXELS, MODES, Plan, check_region, decode_params, make_plan, stored_hw, unchanged_layout
+from .results import BatchError, BatchResult, item_error
 from .sources import ImageInfo, ParsedSource
+from .targets import compact, decode_bmp, finish, own_bmp, put
 
 __all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS", "HARDWARE_FIRST_BACKENDS", "unchanged_layout"]
-
-# Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): familiar to users.
-MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
-MODES = ("rgb", "bgr", "rgba", "gray", "unchanged")
-DEPTHS = ("uint8", "any")
-
-
-class _Plan(NamedTuple):
-    """How one item decodes: the target shape and nvImageCodec's parameters."""
-
-    height: int
-    width: int
-    channels: int  # channels of the result
-    dtype: np.dtype
-    decode_channels: int  # channels nvImageCodec writes (3 when alpha is added afterwards)
-    orientation: int  # the EXIF orientation gpuimg applies after decoding (1: none)
-    premultiplied: bool  # associated alpha: decoded as RGBA, un-premultiplied, then converted
-    staged: bool  # decoded into the staging batch, then copied/converted into the result
-
-
-def _check_region(region: Any) -> tuple[int, int, int, int] | None:
-    if region is None:
-        return None
-    ok = isinstance(region, Sequence) and len(region) == 4 and all(isinstance(v, int | np.integer) for v in region)
-    if not ok or not (0 <= region[0] < region[2] and 0 <= region[1] < region[3]):
-        raise ArgumentError(
-            f"region={region!r} must be (top, left, bottom, right) ints with 0 <= top < bottom and 0 <= left < right"
-        )
-    return tuple(int(v) for v in region)  # type: ignore[return-value]
-
-
-def _has_alpha(info: ImageInfo) -> bool:
-    # A 4-channel JPEG is CMYK, not colour + alpha (decoded to RGB here; its inks: gpuimg.codec.cmyk).
-    return info.channels in (2, 4) and info.codec != "jpeg"
-
-
-def unchanged_layout(info: ImageInfo) -> tuple[int, str]:
-    """(channels, dtype) of what ``mode="unchanged", depth="any"`` decodes ``info``'s
-    image to: gray stays 1 channel, colour with alpha 4, everything else (CMYK JPEGs
-    included) 3; "uint16" where the file stores more than 8 bits.
-
-    Example:
-        >>> unchanged_layout(ImageInfo(64, 48, 2, "png", "uint16"))
-        (4, 'uint16')
-    """
-    return (1 if info.channels == 1 else (4 if _has_alpha(info) else 3)), info.dtype
-
-
-def _plan(
-    loaded: ParsedSource, info: ImageInfo, mode: str, depth: str, apply_exif: bool, region: Any, max_pixels: int
-) -> _Plan:
-    """The item's decoded shape and parameters; raises ImageTooLargeError before any allocation."""
-    if info.pixels > max_pixels:
-        raise ImageTooLargeError(
-            f"cannot decode {loaded.label}: its header claims {info.width}x{info.height} = {info.pixels:,} pixels, "
-            f"over the limit of {max_pixels:,} (Decoder(max_pixels=...) raises it)"
-        )
-    h, w = _decoded_hw(info, apply_exif)
-    if mode == "unchanged":
-        channels = unchanged_layout(info)[0]
-    else:
-        channels = {"rgb": 3, "bgr": 3, "rgba": 4, "gray": 1}[mode]
-    decode_channels = 3 if channels == 4 and not _has_alpha(info) else channels
-    premultiplied = info.premultiplied and channels in (3, 4)
-    if premultiplied:
-        decode_channels = 4  # colour is only right after dividing by the alpha
-    dtype = np.dtype(np.uint16 if depth == "any" and info.dtype == "uint16" else np.uint8)
-    orientation = info.orientation if apply_exif else 1
-    staged = region is not None or decode_channels != channels or orientation != 1 or premultiplied
-    if region is not None:
-        top, left, bottom, right = region
-        if bottom > h or right > w:
-            raise DecodeError(loaded.label, f"region={region} reaches outside the {w}x{h} image")
-        out_hw = (bottom - top, right - left)
-    else:
-        out_hw = (h, w)
-    return _Plan(out_hw[0], out_hw[1], channels, dtype, decode_channels, orientation, premultiplied, staged)
-
-
-def _decoded_hw(info: ImageInfo, apply_exif: bool) -> tuple[int, int]:
-    """The whole decoded (height, width): the header's oriented size, or the stored size
-    when the EXIF orientation is not applied."""
-    if not apply_exif and swaps_axes(info.orientation):
-        return info.width, info.height
-    return info.height, info.width
-
-
-def _decode_params(nvimgcodec: Any, mode: str, channels: int, any_depth: bool) -> Any:
-    fmt, spec = _nvimgcodec.format_of(nvimgcodec, channels, mode)
-    # Always the stored orientation: gpuimg applies EXIF itself (see gpuimg.codec.exif).
-    return nvimgcodec.DecodeParams(
-        apply_exif_orientation=False, color_spec=spec, allow_any_depth=any_depth, sample_format=fmt
-    )
-
-
-class BatchError(NamedTuple):
-    """One failed item of a batch: its position in the input, the source, the error.
-
-    Example:
-        >>> err = Decoder("cpu").decode_batch([b"junk"]).errors[0]
-        >>> err.index, err.source, type(err.error).__name__
-        (0, b'junk', 'DecodeError')
-    """
-
-    index: int
-    source: Any
-    error: GpuImgError
-
-
-@dataclass
-class BatchResult:
-    """What :meth:`Decoder.decode_batch` returns.
-
-    ``images``: an ImageBatch holding ONLY the decoded items, in input order (slot ``k``
-    came from input ``indices[k]``, i.e. ``sources[k]``: the objects the caller passed,
-    a :class:`ParsedSource` where one was passed). ``errors``: one
-    :class:`BatchError` ``(index, source, error)`` per failed item, where ``error`` is a
-    :class:`~gpuimg.DecodeError`, :class:`~gpuimg.UnsupportedFormatError` or
-    :class:`~gpuimg.ImageTooLargeError` (a missing file is a DecodeError whose
-    ``__cause__`` is the FileNotFoundError). Iterating yields the good Images.
-
-    Example:
-        >>> from pathlib import Path
-        >>> import gpuimg
-        >>> assets = Path(gpuimg.__file__).parent.parent / "assets"
-        >>> res = Decoder("cpu").decode_batch([assets / "rocket.jpg", "missing.jpg"])
-        >>> len(res), res.indices, res.errors[0].index
-        (1, [0], 1)
-    """
-
-    images: ImageBatch
-    indices: list[int] = field(default_factory=list)
-    sources: list[Any] = field(default_factory=list)
-    errors: list[BatchError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every item decoded."""
-        return not self.errors
-
-    def raise_errors(self) -> BatchResult:
-        """Raise the first failed item's error; return self when every item decoded.
-
-        Example:
-            >>> Decoder("cpu").decode_batch([b"junk"]).raise_errors()  # doctest: +IGNORE_EXCEPTION_DETAIL
-            Traceback (most recent call last):
-            gpuimg.errors.DecodeError: cannot decode <bytes of 4 bytes>
-        """
-        if self.errors:
-            raise self.errors[0].error
-        return self
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> Iterator[Image]:
-        return iter(self.images)
-
-    def __getitem__(self, k: int) -> Image:
-        return self.images[k]
-
 
 class Decoder:
     """Decodes into gpuimg Images/ImageBatches on one device (not thread-safe: one per thread).
@@ -237,7 +77,7 @@ class Decoder:
     of the header/Huffman work with those kernels only. Turn it off when nothing earlier
     on the stream reads the target (e.g. double-buffered batches on their own stream).
     ``backends``: None for gpuimg's choice on the GPU (the hybrid JPEG decoder, whose
-    pixels depend on the file alone, see :func:`_default_backends`), or a list of "hw",
+    pixels depend on the file alone, see :func:`gpuimg.codec.backends.default_backends`), or a list of "hw",
     "hybrid", "gpu", "cpu", ``(name, load_hint)`` pairs or ``nvimgcodec.Backend`` objects
     (:data:`HARDWARE_FIRST_BACKENDS`: faster on small JPEGs, for trusted data only); ignored
     on the CPU; with isolation on, the CPU backend is left out of the in-process decoder
@@ -247,7 +87,7 @@ class Decoder:
     codec on the CPU device; PNG, WebP, BMP, PNM and GPU fallbacks on a GPU) run in a
     supervised child process, so a crash, hang or memory runaway on one file fails that
     item only. ``check_written``: on the GPU, prove that each decode wrote its whole
-    target (:mod:`~gpuimg.codec._canary`: two batched kernels and one small copy per
+    target (:mod:`~gpuimg.codec.isolation.canary`: two batched kernels and one small copy per
     call); a decode that did not is a DecodeError instead of an image holding what the
     buffer held before. The CPU codecs are always checked (in the child).
 
@@ -291,25 +131,20 @@ class Decoder:
         self._canary: Any = None
         self._scans: Any = None  # the batched JPEG scan check on the device (decode_batch on a GPU)
         if self.device == "cuda" and self.check_written:
-            from ._canary import Canary
+            from .isolation.canary import Canary
 
             self._canary = Canary(self.device)  # its buffers are made once, with the Decoder
         self._decoder = self._make(num_threads, backends, options)
         self._wrappers = Wrappers(self._device_key)
         self._staging: ImageBatch | None = None  # per-Decoder (so per-thread) staging arena
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, Plan] = {}
         self._event: Any = None
 
     def _make(self, num_threads: int, backends: Sequence[Any] | None, options: str) -> Any:
         nv = self._nv
         if self.device == "cpu":
-            # Without a GPU the default arguments fail ("CUDA Runtime failure: '#35'"): ask for the CPU backends.
-            return nv.Decoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
-            )
-        chosen = _default_backends(nv) if backends is None else [_backend(nv, b) for b in backends]
-        if self.isolation.active:  # the CPU codecs run in the child, not here
-            chosen = [b for b in chosen if b.backend_kind != nv.CPU_ONLY] or chosen
+            return _backends.cpu_only(nv, num_threads)
+        chosen = _backends.resolve(nv, backends, isolated=self.isolation.active)  # the child has the CPU codecs
         self._local_cpu = any(b.backend_kind == nv.CPU_ONLY for b in chosen)
         device_id = self._device_key[1]
         return nv.Decoder(device_id=device_id, max_num_cpu_threads=num_threads, backends=chosen, options=options)
@@ -426,7 +261,7 @@ class Decoder:
             raise ArgumentTypeError(f"srcs must be a list of sources, got {type(srcs).__name__}")
         mode, depth, region = self._check_call(out, ImageBatch, mode, depth, region)
         errors: list[BatchError] = []
-        good: list[tuple[int, ParsedSource, _Plan]] = []
+        good: list[tuple[int, ParsedSource, Plan]] = []
         on_device = self.device == "cuda"  # JPEG scans checked below, on the GPU, for the whole batch
         for index, src in enumerate(srcs):
             try:
@@ -435,7 +270,7 @@ class Decoder:
                 if good and plan.dtype != good[0][2].dtype:
                     raise DecodeError(loaded.label, f"it is {plan.dtype.name} but this batch holds {good[0][2].dtype.name}")
             except (GpuImgError, OSError) as exc:
-                errors.append(BatchError(index, src, _as_item_error(src, exc)))
+                errors.append(BatchError(index, src, item_error(src, exc)))
                 continue
             good.append((index, loaded, plan))
         if on_device:
@@ -449,7 +284,7 @@ class Decoder:
             errors += [BatchError(good[k][0], srcs[good[k][0]], err) for k, err in failed]
             errors.sort(key=lambda e: e.index)
             keep = [k for k in range(len(good)) if k not in bad]
-            _compact(batch, keep, stream)
+            compact(batch, keep, stream)
             good = [good[k] for k in keep]
         return BatchResult(batch, [i for i, _, _ in good], [srcs[i] for i, _, _ in good], errors)
 
@@ -461,11 +296,11 @@ class Decoder:
             raise ArgumentTypeError(f"out must be a gpuimg.{kind.__name__}, got {type(out).__name__}")
         if out is not None and out.device != self.device:
             raise ArgumentError(f"out is on {out.device!r} but this Decoder decodes on {self.device!r}")
-        return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), _check_region(region)
+        return check_choice(mode, "mode", MODES), check_choice(depth, "depth", DEPTHS), check_region(region)
 
     def _check_scans(
-        self, srcs: Sequence[Any], good: list[tuple[int, ParsedSource, _Plan]], errors: list[BatchError], stream: Any
-    ) -> list[tuple[int, ParsedSource, _Plan]]:
+        self, srcs: Sequence[Any], good: list[tuple[int, ParsedSource, Plan]], errors: list[BatchError], stream: Any
+    ) -> list[tuple[int, ParsedSource, Plan]]:
         """The JPEG scan check, on the GPU, of the items of ``good`` not yet checked; those
         that fail move to ``errors`` (kept in input order)."""
         todo = [k for k, (_, s, _) in enumerate(good) if not s._checked]
@@ -489,20 +324,20 @@ class Decoder:
         errors.sort(key=lambda e: e.index)
         return [g for k, g in enumerate(good) if k not in bad]
 
-    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any, scans: bool = True) -> _Plan:
+    def _plan_item(self, loaded: ParsedSource, mode: str, depth: str, apply_exif: bool, region: Any, scans: bool = True) -> Plan:
         exif = bool(apply_exif) and loaded.keep is not None  # CodeStream sources: orientation unknown, as stored
         info = loaded._checked_info(scans)  # parsed and checked once per source (parse() may have done it)
         # Photos of a dataset share few header layouts: reuse their plans (planning is per-image host time).
         key = (info, mode, depth, exif, region)
         plan = self._plans.get(key)
         if plan is None:
-            plan = _plan(loaded, info, mode, depth, exif, region, self.max_pixels)
+            plan = make_plan(loaded, info, mode, depth, exif, region, self.max_pixels)
             if len(self._plans) > 4096:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
-    def _layout(self, out: ImageBatch | None, plans: list[_Plan]) -> ImageBatch:
+    def _layout(self, out: ImageBatch | None, plans: list[Plan]) -> ImageBatch:
         shapes = [(p.height, p.width, p.channels) for p in plans]
         dtype = plans[0].dtype if plans else np.dtype(np.uint8)
         if out is None:
@@ -512,7 +347,7 @@ class Decoder:
                 return out  # same layout as last time: nothing to redo (the steady state)
         return out.set_shapes(shapes, dtype=dtype)
 
-    def _staging_views(self, plans: list[_Plan], full: list[tuple[int, int]]) -> list[Image | None]:
+    def _staging_views(self, plans: list[Plan], full: list[tuple[int, int]]) -> list[Image | None]:
         """Staging Images (whole decoded size, decode channels) for the staged items."""
         shapes = [(*hw, p.decode_channels) for p, hw in zip(plans, full) if p.staged]
         if not shapes:
@@ -528,7 +363,7 @@ class Decoder:
     def _run(
         self,
         loaded: list[ParsedSource],
-        plans: list[_Plan],
+        plans: list[Plan],
         targets: list[Image],
         owners: list[Any],
         mode: str,
@@ -540,7 +375,7 @@ class Decoder:
         if not loaded:
             return []
         ptr = stream_ptr(stream) if self.device == "cuda" else 0
-        staging = self._staging_views(plans, [_stored_hw(s.info) for s in loaded])
+        staging = self._staging_views(plans, [stored_hw(s.info) for s in loaded])
         # One nvImageCodec call per parameter set: a single one unless modes mix in the batch.
         groups: dict[tuple, list[int]] = {}
         for k, p in enumerate(plans):
@@ -548,11 +383,11 @@ class Decoder:
         self._wait_for_stream(stream)
         failed: list[tuple[int, GpuImgError]] = []
         for (channels, staged), members in groups.items():
-            params = _decode_params(self._nv, mode, channels, depth == "any")
+            params = decode_params(self._nv, mode, channels, depth == "any")
             fmt = _nvimgcodec.format_of(self._nv, channels, mode)
-            own = [k for k in members if _own_bmp(loaded[k])]
+            own = [k for k in members if own_bmp(loaded[k])]
             for k in own:  # no native code: decoded here (gpuimg.codec.bmp)
-                error = _decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
+                error = decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
                 if error is not None:
                     failed.append((k, error))
             # CPU codecs on a GPU that the child cannot take (a CodeStream source has no
@@ -593,7 +428,7 @@ class Decoder:
                 for k in finishing:
                     if plans[k].premultiplied:
                         unpremultiply(staging[k].array, out=staging[k].array)
-                    _finish(staging[k], targets[k], region, plans[k].orientation, mode)
+                    finish(staging[k], targets[k], region, plans[k].orientation, mode)
         return sorted(failed, key=lambda f: f[0])
 
     def _isolates(self, loaded: ParsedSource) -> bool:
@@ -652,7 +487,7 @@ class Decoder:
         sync = (lambda: get_stream(stream).synchronize()) if on_gpu else None
         try:
             reasons = isolation.decode(
-                items, lambda j, px: _put(where[j][1], px, stream, pinned=on_gpu), self.isolation, self._num_threads,
+                items, lambda j, px: put(where[j][1], px, stream, pinned=on_gpu), self.isolation, self._num_threads,
                 for_gpu=on_gpu, delivered=sync,
             )
         except isolation.IsolationUnavailable as exc:
@@ -666,9 +501,7 @@ class Decoder:
         or no child process: rare), through one CPU decoder made on first use."""
         nv = self._nv
         if self._cpu_decoder is None:
-            self._cpu_decoder = nv.Decoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=self._num_threads, backends=[nv.Backend(nv.CPU_ONLY)]
-            )
+            self._cpu_decoder = _backends.cpu_only(nv, self._num_threads)
         cpu = self._cpu_decoder
         params = nv.DecodeParams(apply_exif_orientation=False, color_spec=fmt[1], allow_any_depth=any_depth, sample_format=fmt[0])
         failed: list[tuple[int, GpuImgError]] = []
@@ -677,7 +510,7 @@ class Decoder:
             if result is None or tuple(result.shape) != img.shape:
                 failed.append((k, DecodeError(src.label, _UNDECODABLE)))
             else:
-                _put(img, np.asarray(result.cpu()), stream)
+                put(img, np.asarray(result.cpu()), stream)
         return failed
 
     def _wrap(
@@ -723,51 +556,6 @@ def _isolation_of(value: Any) -> isolation.Isolation:
     raise ArgumentTypeError(f"isolation must be a gpuimg.codec.isolation.Isolation or a bool, got {type(value).__name__}")
 
 
-def _own_bmp(src: ParsedSource) -> bool:
-    return src.keep is not None and src.info.codec == "bmp" and bmp.needs_own_decoder(src.keep)
-
-
-def _decode_bmp(src: ParsedSource, img: Image, mode: str, stream: Any) -> GpuImgError | None:
-    """Decode a BMP nvImageCodec gets wrong (gpuimg.codec.bmp) into ``img`` (its decode
-    layout: 1, 3 or 4 channels, RGB or BGR order as ``mode`` says)."""
-    try:
-        rgb = bmp.decode(src.keep, src.label)
-    except GpuImgError as exc:
-        return exc
-    channels = img.channels
-    if channels == 1:  # ITU-R 601 luma, rounded, as Pillow's "L"
-        r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-        px = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)[..., None]
-    elif channels == 3:
-        px = rgb[..., 2::-1] if mode == "bgr" else rgb[..., :3]
-    else:
-        px = rgb
-    _put(img, np.ascontiguousarray(px), stream)
-    return None
-
-
-def _put(img: Image, pixels: np.ndarray, stream: Any, pinned: bool = False) -> None:
-    """Copy host ``pixels`` (the target's shape) into ``img`` on its device; from
-    page-locked ``pinned`` memory the copy is asynchronous on ``stream`` (the caller
-    synchronises before the memory is reused)."""
-    if img.device == "cpu":
-        np.copyto(img.array, pixels)
-        return
-    with use_stream(img.device, stream):
-        dst = img.array
-        if pinned and img.is_contiguous and pixels.flags.c_contiguous:
-            import cupy
-
-            cupy.cuda.runtime.memcpyAsync(img.data_ptr, pixels.ctypes.data, pixels.nbytes, 1, get_stream(stream).ptr)  # 1: H2D
-        elif img.is_contiguous:
-            dst.set(pixels)
-        else:
-            dst[...] = img.xp.asarray(pixels)
-
-
-_BACKENDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
-
-
 # A 16x16 4:2:0 baseline JPEG (300 bytes, made with Pillow) for Decoder.warm_up.
 _WARM_UP_JPEG = base64.b64decode(
     "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERXRTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/"
@@ -775,95 +563,3 @@ _WARM_UP_JPEG = base64.b64decode(
     "FQABAQAAAAAAAAAAAAAAAAAAAwD/xAAVEAEBAAAAAAAAAAAAAAAAAAACAP/EABUBAQEAAAAAAAAAAAAAAAAAAAEF/8QAGBEAAwEBAAAAAAAAAAAAAAAAAAME"
     "ITH/2gAMAwEAAhEDEQA/AEbgbpuBunoQEMPMP//Z"
 )
-
-
-def _backend(nv: Any, spec: Any) -> Any:
-    """An nvimgcodec.Backend from itself, a name in _BACKENDS, or (name, load_hint)."""
-    if isinstance(spec, nv.Backend):
-        return spec
-    name, hint = (spec, 1.0) if isinstance(spec, str) else tuple(spec)
-    check_choice(name, "backend", _BACKENDS, "a backend name (or pass an nvimgcodec.Backend)")
-    kind = getattr(nv, _BACKENDS[name])
-    return nv.Backend(kind, load_hint=float(hint), load_hint_policy=nv.LoadHintPolicy.FIXED)
-
-
-# The nvJPEG hardware decoder first, the hybrid one for what it cannot take (progressive
-# JPEGs, for instance), then the other formats' decoders. For data you trust only: see
-# _default_backends.
-HARDWARE_FIRST_BACKENDS: tuple[Any, ...] = (("hw", 1.0), ("hybrid", 1.0), "gpu", "cpu")
-
-
-def _default_backends(nv: Any) -> list[Any]:
-    """The GPU decoder's backends: the hybrid CUDA JPEG decoder (CPU or GPU Huffman
-    decoding, CUDA IDCT), nvJPEG2000 (GPU_ONLY) and the CPU codecs.
-
-    The nvJPEG hardware decoder is left out. On a JPEG whose scan data is corrupt but
-    still parses (bytes lost or changed inside the scan), it reports success and fills the
-    part it could not decode from its own buffers, which hold earlier images: the same
-    file gives different pixels from call to call and depends on what was decoded before
-    it, up to half of a 4K image (bench/jpeg_determinism.py, BENCHMARKS.md). Nothing in
-    the result tells such a decode apart, so a success would not mean decoded pixels. The
-    hybrid decoder's result depends on the file alone. It is slower on small images
-    (its Huffman decoding runs on the CPU there); pass ``backends=HARDWARE_FIRST_BACKENDS``
-    for data you trust.
-    """
-    return [nv.Backend(nv.HYBRID_CPU_GPU), nv.Backend(nv.GPU_ONLY), nv.Backend(nv.CPU_ONLY)]
-
-
-def _stored_hw(info: ImageInfo) -> tuple[int, int]:
-    """The (height, width) as stored, before any EXIF orientation: what nvImageCodec writes."""
-    return _decoded_hw(info, False)
-
-
-def _finish(staged: Image, out: Image, region: Any, orientation: int, mode: str) -> None:
-    """Copy a staged decode into ``out``: orient it, crop to ``region``, add opaque alpha
-    or drop it as needed (one strided copy; the orientation and the crop are views)."""
-    src = oriented(staged.array, orientation)
-    if region is not None:
-        top, left, bottom, right = region
-        src = src[top:bottom, left:right]
-    dst = out.array
-    xp = out.xp
-    if src.shape[2] == dst.shape[2]:
-        xp.copyto(dst, src)
-        return
-    if src.shape[2] == 4:  # RGBA decoded (premultiplied alpha) for an RGB/BGR result
-        xp.copyto(dst, src[..., 2::-1] if mode == "bgr" else src[..., :3])
-        return
-    # RGB decoded for an RGBA result (nvImageCodec cannot add alpha): colour, then opaque alpha.
-    xp.copyto(dst[..., :3], src)
-    dst[..., 3] = np.iinfo(out.dtype).max
-
-
-def _compact(batch: ImageBatch, keep: list[int], stream: Any) -> None:
-    """Drop failed slots from ``batch``: move the kept slots down, re-lay out in place.
-
-    Slots only move to lower offsets; the pixels go through a staging copy so that an
-    overlapping move cannot corrupt them. Rare path (a corrupt item), per-slot copies.
-    """
-    old = batch.table()
-    shapes = [batch.shapes[k] for k in keep]
-    xp = batch.xp
-    with use_stream(batch.device, stream):
-        arena = batch.arena  # the used part, which covers every old slot
-        spans = [(int(old[k, 0]), int(old[k, 1] * old[k, 3])) for k in keep]
-        total = sum(n for _, n in spans)
-        tmp = scratch("codec.compact", max(total, 1), batch.device).data
-        pos = 0
-        for start, n in spans:
-            xp.copyto(tmp[pos : pos + n], arena[start : start + n])
-            pos += n
-        batch.set_shapes(shapes, dtype=batch.dtype)  # shrinks the layout: no growth, same memory
-        arena, new = batch.arena, batch.table()
-        pos = 0
-        for row, (_, n) in zip(new, spans):
-            xp.copyto(arena[int(row[0]) : int(row[0]) + n], tmp[pos : pos + n])
-            pos += n
-
-
-def _as_item_error(src: Any, exc: Exception) -> GpuImgError:
-    if isinstance(exc, GpuImgError):
-        return exc
-    err = DecodeError(sources._label(src), f"it cannot be read ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc))
-    err.__cause__ = exc
-    return err

@@ -2,10 +2,17 @@
 
 EXIF blocks and TIFF files share this structure: a byte-order mark, a first-IFD offset,
 then directories of 12-byte entries whose values sit inline (4 bytes or fewer) or at an
-offset. :func:`read_ifd` turns one directory into :class:`Entry` objects holding their
-raw value bytes (so writing them back needs no knowledge of each tag); :func:`write_ifds`
-lays out a tree of directories (sub-IFDs by pointer tag) as a new block. Every read is
-bounds-checked: a bad offset or count raises :class:`IfdError`, never reads past the data.
+offset (BigTIFF: 8-byte offsets and counts, 20-byte entries). :func:`directory` is the
+one reader of a directory's entries where they lie (:class:`Slot`), every copy of a tag
+in file order, for classic and BigTIFF alike, with one limit (:data:`MAX_ENTRIES`);
+:func:`first_copies` keeps each tag's first copy, the one a header reader and the
+decoder must agree on. :func:`read_header` reads a TIFF file's header. The TIFF
+container's structure check reads IFD0 through these; :func:`read_ifd` turns a
+directory into :class:`Entry` objects holding their raw value bytes (so writing them
+back needs no knowledge of each tag) for EXIF blocks and TIFF metadata, and
+:func:`write_ifds` lays out a tree of directories (sub-IFDs by pointer tag) as a new
+block. Every read is bounds-checked: a bad offset or count raises :class:`IfdError`,
+never reads past the data.
 
 Example:
     >>> block = write_ifds("<", [Entry(0x0112, 3, 1, b"\\x06\\x00")])
@@ -20,13 +27,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Entry", "IfdError", "byte_order", "read_ifd", "write_ifds", "TYPE_SIZES", "POINTER_TAGS", "MAX_ENTRIES"]
+__all__ = ["Entry", "IfdError", "Slot", "byte_order", "read_header", "directory", "first_copies", "value_span", "read_ifd",
+           "write_ifds", "TYPE_SIZES", "BIGTIFF_TYPE_SIZES", "POINTER_TAGS", "MAX_ENTRIES"]  # fmt: skip
 
 # TIFF/EXIF field type -> bytes per value (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
 # UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD).
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+# ... and BigTIFF's 8-byte integer types (LONG8, SLONG8, IFD8).
+BIGTIFF_TYPE_SIZES = {**TYPE_SIZES, 16: 8, 17: 8, 18: 8}
 _FORMATS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f", 12: "d", 13: "I"}
 # Tags whose value is the offset of a sub-directory: Exif IFD, GPS IFD, Interoperability IFD.
 POINTER_TAGS = (0x8769, 0x8825, 0xA005)
@@ -104,42 +114,138 @@ def byte_order(block: Any, start: int = 0) -> str:
     raise IfdError("no TIFF header (II*\\0 or MM\\0*)")
 
 
+def read_header(block: Any) -> tuple[str, bool, int]:
+    """(byte order, BigTIFF, first-IFD offset) of a TIFF file's header; IfdError saying
+    what is wrong when there is none.
+
+    Example:
+        >>> read_header(b"II+\\x00\\x08\\x00\\x00\\x00\\x10\\x00\\x00\\x00\\x00\\x00\\x00\\x00")
+        ('<', True, 16)
+    """
+    n = len(block)
+    head = bytes(block[:4])
+    if head in (b"II*\x00", b"MM\x00*"):
+        order = "<" if head[0] == 0x49 else ">"
+        if n < 8:
+            raise IfdError(f"the TIFF data is truncated (it ends at byte {n}, inside its 8-byte header)")
+        return order, False, struct.unpack_from(order + "I", block, 4)[0]
+    if head in (b"II+\x00", b"MM\x00+"):
+        order = "<" if head[0] == 0x49 else ">"
+        if n < 16:
+            raise IfdError(f"the BigTIFF data is truncated (it ends at byte {n}, inside its 16-byte header)")
+        bytesize, zero, offset = struct.unpack_from(order + "HHQ", block, 4)
+        if bytesize != 8 or zero != 0:
+            raise IfdError(f"the BigTIFF header gives an offset size of {bytesize}, not 8")
+        return order, True, offset
+    raise IfdError("the TIFF byte-order mark or magic number is damaged")
+
+
+class Slot(NamedTuple):
+    """One directory entry where it lies: its tag, type, value count and the position of
+    its value field (the value itself when it fits there, else its offset)."""
+
+    tag: int
+    type: int
+    count: int
+    field: int
+
+
+def directory(
+    block: Any, e: str, offset: int, base: int = 0, *, big: bool = False, what: str = "directory"
+) -> tuple[list[Slot], int | None]:
+    """The entries of the directory at ``base + offset`` (every copy of a tag, in file
+    order) and the next directory's offset (None when the data ends before it).
+
+    ``big``: a BigTIFF directory (8-byte count, 20-byte entries). The directory must lie
+    after the header, within the data, and hold at most :data:`MAX_ENTRIES` entries;
+    otherwise an IfdError names ``what`` and says why.
+
+    Example:
+        >>> slots, nxt = directory(write_ifds("<", [Entry(0x0112, 3, 1, b"\\x06\\x00")]), "<", 8)
+        >>> slots, nxt
+        ([Slot(tag=274, type=3, count=1, field=18)], 0)
+    """
+    count_fmt, entry_fmt, entry_size, header = ("Q", "HHQ", 20, 16) if big else ("H", "HHI", 12, 8)
+    inline = 8 if big else 4
+    end = len(block)
+    pos = base + offset
+    count_size = struct.calcsize(count_fmt)
+    if offset < header or pos + count_size > end:
+        raise IfdError(f"the {what} offset {offset} lies outside the {end}-byte data (truncated or corrupt)")
+    count = struct.unpack_from(e + count_fmt, block, pos)[0]
+    if count > MAX_ENTRIES:
+        raise IfdError(f"the {what} claims {count} entries (corrupt)")
+    first = pos + count_size
+    stop = first + count * entry_size
+    if stop > end:
+        raise IfdError(f"the {what} is truncated: its {count} entries need bytes {first}-{stop} of the {end}-byte data")
+    unpack = struct.Struct(e + entry_fmt).unpack_from
+    slots = []
+    for at in range(first, stop, entry_size):
+        tag, kind, n = unpack(block, at)
+        slots.append(Slot(tag, kind, n, at + 4 + inline))  # the value field follows the count
+    nxt = struct.unpack_from(e + ("Q" if big else "I"), block, stop)[0] if stop + inline <= end else None
+    return slots, nxt
+
+
+def first_copies(slots: list[Slot], sizes: dict[int, int] = BIGTIFF_TYPE_SIZES) -> tuple[dict[int, Slot], list[int]]:
+    """Each tag's first copy among ``slots`` of a type in ``sizes`` (others are skipped,
+    as libtiff skips unknown types), and the tags seen again after it, in file order.
+
+    Example:
+        >>> first_copies([Slot(256, 3, 1, 10), Slot(256, 4, 1, 22), Slot(9, 99, 1, 34)])
+        ({256: Slot(tag=256, type=3, count=1, field=10)}, [256])
+    """
+    first: dict[int, Slot] = {}
+    again: list[int] = []
+    for slot in slots:
+        if slot.tag in first:
+            again.append(slot.tag)
+        elif slot.type in sizes:
+            first[slot.tag] = slot
+    return first, again
+
+
+def value_span(block: Any, e: str, slot: Slot, base: int = 0, *, big: bool = False) -> tuple[int, int]:
+    """(start, bytes) of ``slot``'s values in ``block`` (its type in
+    :data:`BIGTIFF_TYPE_SIZES`): inline in its value field, or at the offset that field
+    holds. Not checked against the data's end: the caller says what lies outside.
+
+    Example:
+        >>> value_span(b"", "<", Slot(274, 3, 1, 18))
+        (18, 2)
+    """
+    nbytes = BIGTIFF_TYPE_SIZES[slot.type] * slot.count
+    if nbytes <= (8 if big else 4):
+        return slot.field, nbytes
+    return base + struct.unpack_from(e + ("Q" if big else "I"), block, slot.field)[0], nbytes
+
+
 def read_ifd(block: Any, e: str, offset: int, base: int = 0, *, follow: bool = True, _seen: set | None = None) -> tuple[list[Entry], int]:
     """The entries of the directory at ``base + offset`` and the next directory's offset.
 
-    Offsets are relative to ``base`` (the TIFF header). ``follow``: read the
+    Offsets are relative to ``base`` (the TIFF header). Every copy of a tag is kept, in
+    file order (entries of an unknown type are skipped). ``follow``: read the
     sub-directories of pointer tags into ``Entry.children`` (a loop is an IfdError).
     """
     seen = _seen if _seen is not None else set()
     if offset in seen:
         raise IfdError("a directory points back to itself")
     seen.add(offset)
-    end = len(block)
-    pos = base + offset
-    if offset < 8 or pos + 2 > end:
-        raise IfdError(f"directory offset {offset} is outside the data")
-    count = struct.unpack_from(e + "H", block, pos)[0]
-    if count > MAX_ENTRIES or pos + 2 + 12 * count + 4 > end:
-        raise IfdError(f"directory of {count} entries does not fit the data")
+    slots, nxt = directory(block, e, offset, base)
+    if nxt is None:
+        raise IfdError(f"the directory of {len(slots)} entries ends without the next directory's offset (truncated)")
     entries = []
-    for i in range(count):
-        tag, kind, n, inline = struct.unpack_from(e + "HHI4s", block, pos + 2 + 12 * i)
-        size = TYPE_SIZES.get(kind)
-        if size is None:
+    for slot in slots:
+        if slot.type not in TYPE_SIZES:
             continue  # an unknown type: its size is unknown, so it cannot be kept
-        nbytes = size * n
-        if nbytes <= 4:
-            raw = inline[:nbytes]
-        else:
-            at = base + struct.unpack_from(e + "I", inline)[0]
-            if at + nbytes > end:
-                raise IfdError(f"tag 0x{tag:04X}'s value lies outside the data")
-            raw = bytes(block[at : at + nbytes])
-        entry = Entry(tag, kind, n, raw)
-        if follow and tag in POINTER_TAGS and kind in (4, 13) and n == 1:
-            entry.children, _ = read_ifd(block, e, struct.unpack_from(e + "I", raw)[0], base, _seen=seen)
+        at, nbytes = value_span(block, e, slot, base)
+        if at + nbytes > len(block):
+            raise IfdError(f"tag 0x{slot.tag:04X}'s value lies outside the data")
+        entry = Entry(slot.tag, slot.type, slot.count, bytes(block[at : at + nbytes]))
+        if follow and slot.tag in POINTER_TAGS and slot.type in (4, 13) and slot.count == 1:
+            entry.children, _ = read_ifd(block, e, struct.unpack_from(e + "I", entry.raw)[0], base, _seen=seen)
         entries.append(entry)
-    nxt = struct.unpack_from(e + "I", block, pos + 2 + 12 * count)[0]
     return entries, nxt
 
 

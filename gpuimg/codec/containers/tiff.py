@@ -1,9 +1,10 @@
 """TIFF: its first directory read for the structure check, the metadata and the embed.
 
-:func:`problem` reads IFD0 of a classic or BigTIFF file where each value lies (the
-first copy of each tag, the size tags once); :func:`read_metadata` and :func:`embed`
-read it through :mod:`gpuimg.meta.tiff_ifd`, the directory reader EXIF blocks share.
-Both take at most :data:`gpuimg.meta.tiff_ifd.MAX_ENTRIES` entries.
+Every read of a directory goes through :mod:`gpuimg.meta.tiff_ifd`, the one IFD reader
+EXIF blocks share (classic and BigTIFF, at most
+:data:`gpuimg.meta.tiff_ifd.MAX_ENTRIES` entries): :func:`problem` takes where each
+value of IFD0 lies (the first copy of each tag, the size tags once), :func:`read_metadata`
+and :func:`embed` take its entries' bytes.
 
 Example:
     >>> associated_alpha(b"II*\\x00")
@@ -33,89 +34,54 @@ _TIFF_SINGLE = {
     273: "StripOffsets", 277: "SamplesPerPixel", 279: "StripByteCounts", 284: "PlanarConfiguration",
     322: "TileWidth", 323: "TileLength", 324: "TileOffsets", 325: "TileByteCounts",
 }  # fmt: skip
-_TIFF_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _TIFF_INTS = {1: "u1", 3: "u2", 4: "u4", 13: "u4", 16: "u8", 6: "i1", 8: "i2", 9: "i4", 17: "i8"}
 
 
 class _Ifd:
     """IFD0 of a TIFF: where each tag's values lie (the first copy of each tag)."""
 
-    __slots__ = ("buf", "order", "first", "inline")
+    __slots__ = ("buf", "order", "big", "first")
 
-    def __init__(self, buf: Any, order: str, inline: int):
+    def __init__(self, buf: Any, order: str, big: bool, first: dict[int, tiff_ifd.Slot]):
         self.buf = buf
         self.order = order  # "<" or ">"
-        self.inline = inline  # value bytes held in the entry itself (4, BigTIFF 8)
-        self.first: dict[int, tuple[int, int, int]] = {}  # tag -> (type, count, entry value field)
+        self.big = big  # BigTIFF: 8-byte offsets and inline values
+        self.first = first
 
     def values(self, tag: int) -> np.ndarray | str | None:
         """The integer values of ``tag`` (a view, no copy), None for a non-integer type,
         or a reason when they lie outside the file."""
-        kind, count, field = self.first[tag]
-        code = _TIFF_INTS.get(kind)
+        slot = self.first[tag]
+        code = _TIFF_INTS.get(slot.type)
         if code is None:
             return None
-        size = _TIFF_SIZES[kind] * count
-        if size <= self.inline:
-            pos = field
-        else:
-            pos = struct.unpack_from(self.order + ("I" if self.inline == 4 else "Q"), self.buf, field)[0]
-            if pos + size > len(self.buf):
-                name = _TIFF_SINGLE.get(tag, f"tag {tag}")
-                return (
-                    f"the TIFF is truncated: the {count} values of {name} lie at bytes {pos}-{pos + size} "
-                    f"of a {len(self.buf)}-byte file"
-                )
-        return np.frombuffer(self.buf, np.dtype(code).newbyteorder(self.order), count, pos)
+        pos, size = tiff_ifd.value_span(self.buf, self.order, slot, big=self.big)
+        if pos + size > len(self.buf):
+            name = _TIFF_SINGLE.get(tag, f"tag {tag}")
+            return (
+                f"the TIFF is truncated: the {slot.count} values of {name} lie at bytes {pos}-{pos + size} "
+                f"of a {len(self.buf)}-byte file"
+            )
+        return np.frombuffer(self.buf, np.dtype(code).newbyteorder(self.order), slot.count, pos)
 
 
 def _tiff_ifd0(buf: Any) -> _Ifd | str:
     """IFD0 of a classic or BigTIFF file, or the reason it cannot be read."""
-    n = len(buf)
-    head = bytes(buf[:4])
-    if head in (b"II*\x00", b"MM\x00*"):
-        order = "<" if head[0] == 0x49 else ">"
-        if n < 8:
-            return f"the TIFF data is truncated (it ends at byte {n}, inside its 8-byte header)"
-        offset = struct.unpack_from(order + "I", buf, 4)[0]
-        count_fmt, entry_fmt, entry_size, inline, first = "H", "HHI", 12, 4, 8
-    elif head in (b"II+\x00", b"MM\x00+"):
-        order = "<" if head[0] == 0x49 else ">"
-        if n < 16:
-            return f"the BigTIFF data is truncated (it ends at byte {n}, inside its 16-byte header)"
-        bytesize, zero, offset = struct.unpack_from(order + "HHQ", buf, 4)
-        if bytesize != 8 or zero != 0:
-            return f"the BigTIFF header gives an offset size of {bytesize}, not 8"
-        count_fmt, entry_fmt, entry_size, inline, first = "Q", "HHQ", 20, 8, 16
-    else:
-        return "the TIFF byte-order mark or magic number is damaged"
-    count_size = struct.calcsize(count_fmt)
-    if offset < first or offset + count_size > n:
-        return f"the TIFF's first IFD offset {offset} lies outside the {n}-byte file (truncated or corrupt)"
-    count = struct.unpack_from(order + count_fmt, buf, offset)[0]
-    if count == 0 or count > tiff_ifd.MAX_ENTRIES:
-        return f"the TIFF's first IFD claims {count} entries (corrupt)"
-    entries = offset + count_size
-    if entries + count * entry_size > n:
-        return (
-            f"the TIFF is truncated: the first IFD's {count} entries need bytes {entries}-"
-            f"{entries + count * entry_size} of a {n}-byte file"
-        )
-    ifd = _Ifd(buf, order, inline)
-    unpack = struct.Struct(order + entry_fmt).unpack_from
-    for i in range(count):
-        pos = entries + i * entry_size
-        tag, kind, values = unpack(buf, pos)
-        if tag in ifd.first:
-            if tag in _TIFF_SINGLE:
-                return (
-                    f"the TIFF tag {_TIFF_SINGLE[tag]} ({tag}) appears twice in IFD0 "
-                    "(the header reader and the decoder would disagree on it)"
-                )
-            continue
-        if kind in _TIFF_SIZES:  # unknown types are skipped, as libtiff does
-            ifd.first[tag] = (kind, values, pos + 4 + inline)  # the value field follows the count
-    return ifd
+    try:
+        order, big, offset = tiff_ifd.read_header(buf)
+        slots, _ = tiff_ifd.directory(buf, order, offset, big=big, what="TIFF's first IFD")
+    except tiff_ifd.IfdError as exc:
+        return str(exc)
+    if not slots:
+        return "the TIFF's first IFD claims 0 entries (corrupt)"
+    first, again = tiff_ifd.first_copies(slots)
+    for tag in again:
+        if tag in _TIFF_SINGLE:
+            return (
+                f"the TIFF tag {_TIFF_SINGLE[tag]} ({tag}) appears twice in IFD0 "
+                "(the header reader and the decoder would disagree on it)"
+            )
+    return _Ifd(buf, order, big, first)
 
 
 def problem(buf: Any, width: int, height: int) -> str | None:

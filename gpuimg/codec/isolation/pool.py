@@ -4,7 +4,7 @@ nvImageCodec's CPU decoders (OpenCV's libpng, libwebp, libtiff, OpenJPEG, libjpe
 are native code fed with bytes from anywhere. A file that crashes one of them, makes it
 allocate gigabytes or never returns would take the caller's process down with it, and
 every other item of its batch. So gpuimg runs those decoders in a child process
-(:mod:`gpuimg.codec._child`) that shares one memory block with the caller: the encoded
+(:mod:`gpuimg.codec.isolation.child`) that shares one memory block with the caller: the encoded
 bytes go in, the pixels come back in place (one copy out, into the target Image), and
 only a few numbers cross the socket. The child decodes under an address-space limit of
 ``memory_factor`` x the decoded bytes + ``memory_extra_mb`` beyond what it already holds,
@@ -50,11 +50,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ArgumentError
-from ..device import usable_cores
-from ..memory import grown_capacity, round_up
+from ...device import usable_cores
+from ...errors import ArgumentError
+from ...memory import grown_capacity, round_up
 
-__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "child_threads"]
+__all__ = ["Isolation", "IsolatedItem", "IsolationUnavailable", "decode", "prestart", "supported", "child_threads", "unwritten_reason"]
 
 
 @dataclass(frozen=True)
@@ -189,13 +189,13 @@ class _Child:
         env = dict(os.environ)
         # Where this gpuimg came from, so the child imports the same one; few malloc
         # arenas, so the address-space limit measures the decoder, not per-thread reserves.
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("MALLOC_ARENA_MAX", "2")
         env.setdefault("PYNVIMGCODEC_VERBOSITY", "0")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gpuimg.codec._child", str(theirs.fileno()), str(child_threads(threads))],
+                [sys.executable, "-m", "gpuimg.codec.isolation.child", str(theirs.fileno()), str(child_threads(threads))],
                 pass_fds=[theirs.fileno()],
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..memory import Buffer
+from ...memory import Buffer
 
 SOURCE = r"""
 __device__ __forceinline__ unsigned long long canary_word(unsigned long long seed, unsigned long long i) {

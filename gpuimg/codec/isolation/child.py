@@ -1,4 +1,4 @@
-"""The isolated decoder's child process (private; started by :mod:`gpuimg.codec.isolation`).
+"""The isolated decoder's child process (private; started by :mod:`gpuimg.codec.isolation.pool`).
 
 It runs nvImageCodec's CPU backends on encoded files the parent placed in a shared memory
 block and decodes them into that block, so that a crash, a runaway allocation or a hang in
