@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..codec import Decoder, Encoder, formats, isolation
 from ..codec.encoder import png_compression_level  # one meaning of PNG quality: gpuimg.write's too
+from ..codec.backends import uses_hardware_decoder
 from ..errors import EncodeError
 from .config import PipelineConfig
 
@@ -51,13 +52,6 @@ def new_decoder(device: str, config: PipelineConfig, hint: SizeHint | None = Non
     # it, so the Decoder's own whole-stream guard would only cost overlap (gpuimg.codec).
     return Decoder(device, guard_reuse=False, backends=config.decode_backends, options=options, isolation=config.isolation,
                    num_threads=config.decoder_threads)
-
-
-def _uses_hardware_decoder(config: PipelineConfig) -> bool:
-    """Whether ``config.decode_backends`` may include nvJPEG's hardware decoder (an
-    ``nvimgcodec.Backend`` object is taken to, whatever its kind)."""
-    names = [b[0] if isinstance(b, tuple) else b for b in (config.decode_backends or ())]
-    return any(not isinstance(n, str) or n == "hw" for n in names)
 
 
 def new_encoder(device: str, config: PipelineConfig) -> Encoder:
@@ -131,7 +125,7 @@ class CodecPool:
         # return below: the pool is its own start.
         if self.device == "cuda" and cpu_codec_files >= self.config.pool_min_files:
             isolation.prestart(self.config.decoder_threads, self.config.isolation, children=None)
-        if self._warming is not None or (self.device == "cuda" and _uses_hardware_decoder(self.config)):
+        if self._warming is not None or (self.device == "cuda" and uses_hardware_decoder(self.config.decode_backends)):
             return
         if self.device == "cpu":  # the child starts while this process imports nvImageCodec
             isolation.prestart(self.config.decoder_threads, self.config.isolation)
