@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._exits import died_of
 from ..device import usable_cores
 from .config import PipelineConfig
 from .files import Job
@@ -203,11 +204,8 @@ class _Shard:
 
 
 def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
+    name = died_of(code)
+    if name is not None:
         return f"its shard process was killed by {name}"
     return f"its shard process ended (exit status {code})"
 

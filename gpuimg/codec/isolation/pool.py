@@ -50,6 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..._exits import died_of
 from ...device import usable_cores
 from ...errors import ArgumentError
 from ...memory import grown_capacity, round_up
@@ -238,11 +239,8 @@ class _Child:
 
     def _death(self) -> str:
         rc = self.proc.poll()
-        if rc is not None and rc < 0:
-            try:
-                name = signal.Signals(-rc).name
-            except ValueError:
-                name = f"signal {-rc}"
+        name = died_of(rc)
+        if name is not None:
             return f"the decoder crashed on it ({name}; contained in a child process)"
         return f"the decoder process exited on it (status {rc})"
 
