@@ -37,7 +37,6 @@ import atexit
 import mmap
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
