@@ -269,56 +269,61 @@ def run_shards(
                 waiting.appendleft(job)
         shard.held.clear()
 
-    for _ in range(min(count, len(todo))):
-        launch()
-    while any(s.exit_code is None for s in shards):
-        try:
-            shard, msg = events.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            if stopped:  # a second stop: do not wait for in-flight batches
-                for s in shards:
-                    s.signal(signal.SIGKILL)
-            else:
-                stopped = True
-                stop_all()
-            continue
-        kind = msg[0]
-        if kind in ("done", "fail"):
-            job = shard.held.pop(msg[1], None)
-            if job is None:
+    try:
+        for _ in range(min(count, len(todo))):
+            launch()
+        while any(s.exit_code is None for s in shards):
+            try:
+                shard, msg = events.get(timeout=0.1)
+            except queue.Empty:
                 continue
-            account(summary, (kind, job, *msg[2:]))
-            done += 1
-            if progress is not None:
-                try:
-                    progress(done, total)
-                except KeyboardInterrupt:
-                    if not stopped:
-                        stopped = True
-                        stop_all()
-        elif kind == "want":
-            feed(shard)
-        elif kind == "end":
-            shard.ended = True
-            shard.interrupted = bool(msg[2])
-            for name, value in msg[1].items():
-                stage_totals[name] = stage_totals.get(name, 0.0) + value
-        elif kind == "error":
-            shard.error = msg[1]
-        elif kind == "exit":
-            shard.exit_code = msg[1]
-            if not shard.ended and not stopped:
-                lose(shard)
-            if not stopped and waiting:
-                takers = [s for s in shards if s.alive and not s.fed_end]
-                for s in takers:  # what it gave back goes to the shards still taking jobs
-                    if not s.held:
-                        feed(s)
-                if not takers and restarts < count + 2:
-                    restarts += 1  # none is left to take it: a fresh shard does
-                    launch()
+            except KeyboardInterrupt:
+                if stopped:  # a second stop: do not wait for in-flight batches
+                    for s in shards:
+                        s.signal(signal.SIGKILL)
+                else:
+                    stopped = True
+                    stop_all()
+                continue
+            kind = msg[0]
+            if kind in ("done", "fail"):
+                job = shard.held.pop(msg[1], None)
+                if job is None:
+                    continue
+                account(summary, (kind, job, *msg[2:]))
+                done += 1
+                if progress is not None:
+                    try:
+                        progress(done, total)
+                    except KeyboardInterrupt:
+                        if not stopped:
+                            stopped = True
+                            stop_all()
+            elif kind == "want":
+                feed(shard)
+            elif kind == "end":
+                shard.ended = True
+                shard.interrupted = bool(msg[2])
+                for name, value in msg[1].items():
+                    stage_totals[name] = stage_totals.get(name, 0.0) + value
+            elif kind == "error":
+                shard.error = msg[1]
+            elif kind == "exit":
+                shard.exit_code = msg[1]
+                if not shard.ended and not stopped:
+                    lose(shard)
+                if not stopped and waiting:
+                    takers = [s for s in shards if s.alive and not s.fed_end]
+                    for s in takers:  # what it gave back goes to the shards still taking jobs
+                        if not s.held:
+                            feed(s)
+                    if not takers and restarts < count + 2:
+                        restarts += 1  # none is left to take it: a fresh shard does
+                        launch()
+    except BaseException:  # an error here (not a stop): no shard may go on writing without us
+        for s in shards:
+            s.signal(signal.SIGKILL)
+        raise
     if not stopped:
         for job in waiting:  # left after the restarts ran out
             summary.failures.append(Failure(str(job.src), "shard", "no shard process could run it"))
