@@ -124,6 +124,37 @@ def test_a_killed_shard_loses_no_item(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "out").iterdir() if _files.TMP_MARKER in p.name]
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="finds the shard processes through /proc (Linux)")
+def test_items_of_dying_shards_run_again_alone_and_only_those_that_kill_alone_fail(tmp_path: Path) -> None:
+    """Shards that keep dying (a poison file that crashes its decoder would): the items a
+    dead shard held run again, each alone; one whose lone shard dies too fails naming the
+    signal; every other item is done."""
+    src = tmp_path / "in"
+    _photos(src, 30, fmt="PNG")
+    killed: set[int] = set()
+    rounds = [0]
+
+    def progress(done: int, total: int) -> None:
+        fresh = [pid for pid in _shard_pids() if pid not in killed]
+        if rounds[0] < 2 and fresh and done >= 2 * (rounds[0] + 1):
+            for pid in fresh:  # every running shard: the second round kills the one that took the items back
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            rounds[0] += 1
+
+    summary = Pipeline(STEPS, device="cpu").run(src, tmp_path / "out", shards=2, batch_size=1, progress=progress)
+    assert rounds[0] == 2
+    assert summary.processed + summary.failed == 30
+    # only items killed alone fail (a lone shard per item: at most the ones running in round 2)
+    assert summary.failed <= 4, summary.failures
+    assert all(f.stage == "shard" and "SIGKILL while it processed this item alone" in f.reason
+               for f in summary.failures), summary.failures
+    # a lone shard may be killed after its atomic write, before it said so: never fewer outputs
+    written = _outputs(tmp_path / "out")
+    assert summary.processed <= len(written) <= 30
+    assert not [p for p in (tmp_path / "out").iterdir() if _files.TMP_MARKER in p.name]
+
+
 @pytest.mark.parametrize("to_group", [False, True])
 def test_sigterm_stops_every_shard_cleanly(tmp_path: Path, to_group: bool) -> None:
     """SIGTERM to the command (or its whole process group, as `timeout` and schedulers

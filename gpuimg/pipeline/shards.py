@@ -15,9 +15,9 @@ the progress bar.
 Guarantees kept across shards: outputs are written atomically by the shard that made
 them; a stop (Ctrl-C, SIGTERM) reaches every shard, which finishes its in-flight writes
 and reports ``interrupted``; a shard that dies (a native crash, the OOM killer) costs no
-item by itself: the items it held unreported go back to the queue for the other shards
-(a fresh shard starts if none is left), and an item that was held by two dying shards
-fails with the reason.
+item by itself: each item it held unreported runs again alone in a fresh shard (a few at
+once), so the item that killed it fails with the reason and no other item with it; the
+rest of the queue goes on in the other shards (a fresh one starts if none is left).
 
 Protocol (pickles): the parent writes ``(steps, config, device)`` to the shard's stdin
 (the shard builds its Pipeline and starts its decoder's warm-up at once), then
@@ -132,6 +132,7 @@ class _Shard:
         self.ended = False
         self.interrupted = False
         self.fed_end = False
+        self.alone = False  # runs one item that a dead shard held
         self.error: str | None = None
         self.exit_code: int | None = None
         env = dict(os.environ)
@@ -230,7 +231,7 @@ def run_shards(
     largest = options.batch_size if device == "cuda" else 4 * config.cpu_batch_size
     events: queue.Queue = queue.Queue()
     waiting: deque[Job] = deque(todo)
-    attempts: dict[int, int] = {}
+    suspects: deque[Job] = deque()  # held by a shard that died: each runs again alone
     total, done = len(todo), 0
     stage_totals: dict[str, float] = {}
     shards: list[_Shard] = []
@@ -245,6 +246,8 @@ def run_shards(
         return shard
 
     def feed(shard: _Shard) -> None:
+        if shard.alone:
+            return  # its one item and its end were handed at launch
         if stopped or not waiting:
             shard.finish_feed()
             return
@@ -256,17 +259,29 @@ def run_shards(
             s.finish_feed()
             s.signal(signal.SIGTERM)
 
+    def launch_alone(job: Job) -> None:
+        """A shard for one item that a dead shard held: it runs alone, so if it kills its
+        shard too, it is the one that fails, and no other item with it."""
+        shard = _Shard(specs, shard_cfg, device, events, len(shards))
+        shard.alone = True
+        shard.send(setup)
+        shards.append(shard)
+        shard.hand([job])
+        shard.finish_feed()
+
     def lose(shard: _Shard) -> None:
-        """A shard that exited without its end: what it held goes back, once."""
+        """A shard that exited without its end: what it held is run again, each item alone
+        (the item that killed it is among them); an item that killed a shard alone fails."""
         for job in shard.held.values():
-            attempts[job.index] = attempts.get(job.index, 0) + 1
-            if shard.error is not None or attempts[job.index] >= 2:
-                why = f"its shard process failed ({shard.error})" if shard.error else _exit_reason(shard.exit_code)
+            if shard.error is not None:
+                summary.failures.append(Failure(str(job.src), "shard", f"its shard process failed ({shard.error})"))
+                summary.failed += 1
+            elif shard.alone:
                 summary.failures.append(Failure(str(job.src), "shard",
-                                                f"{why} while it held this item; nothing was written for it"))
+                                                f"{_exit_reason(shard.exit_code)} while it processed this item alone"))
                 summary.failed += 1
             else:
-                waiting.appendleft(job)
+                suspects.append(job)
         shard.held.clear()
 
     try:
@@ -312,20 +327,19 @@ def run_shards(
                 shard.exit_code = msg[1]
                 if not shard.ended and not stopped:
                     lose(shard)
-                if not stopped and waiting:
-                    takers = [s for s in shards if s.alive and not s.fed_end]
-                    for s in takers:  # what it gave back goes to the shards still taking jobs
-                        if not s.held:
-                            feed(s)
-                    if not takers and restarts < count + 2:
-                        restarts += 1  # none is left to take it: a fresh shard does
+                if not stopped:
+                    while suspects and sum(s.alive and s.alone for s in shards) < count:
+                        launch_alone(suspects.popleft())
+                    takers = any(s.alive and not s.fed_end and not s.alone for s in shards)
+                    if waiting and not takers and restarts < count + 2:
+                        restarts += 1  # none is left to take the rest: a fresh shard does
                         launch()
     except BaseException:  # an error here (not a stop): no shard may go on writing without us
         for s in shards:
             s.signal(signal.SIGKILL)
         raise
     if not stopped:
-        for job in waiting:  # left after the restarts ran out
+        for job in [*waiting, *suspects]:  # left after the restarts ran out
             summary.failures.append(Failure(str(job.src), "shard", "no shard process could run it"))
             summary.failed += 1
     summary.stage_seconds = {k: round(v, 4) for k, v in stage_totals.items()}

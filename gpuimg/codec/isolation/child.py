@@ -195,4 +195,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (BrokenPipeError, ConnectionError, EOFError):
+        pass  # the parent is gone (killed, or it stopped without a goodbye): nobody to answer
