@@ -100,9 +100,8 @@ class RunOptions:
             check_int(getattr(self, name), name, low=1)
         check_int(self.quality, "quality", 1, 100)
         check_int(self.shards, "shards", low=1, optional=True)
-        for name in ("resume",):
-            if not isinstance(getattr(self, name), bool):
-                raise ArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.resume, bool):
+            raise ArgumentError(f"resume must be True or False, got {self.resume!r}")
         if self.workers is not None and not isinstance(self.workers, bool):
             raise ArgumentError(f"workers must be True, False or None, got {self.workers!r}")
         set_(self, "include", _globs("include", self.include) if self.include is not None else None)
