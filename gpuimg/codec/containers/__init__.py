@@ -81,7 +81,7 @@ def pillow_header(data: Any, name: str) -> Header | str:
     be decoded (a string that reads after "cannot decode <source>: "). Never raises for junk.
 
     Example:
-        >>> pillow_header(b"GIF89a\x02\x00\x01\x00", "gif")
+        >>> pillow_header(b"GIF89a\\x02\\x00\\x01\\x00", "gif")
         'the GIF data is truncated (it ends at byte 10, inside the screen descriptor)'
     """
     module = _PILLOW_HEADERS[name]

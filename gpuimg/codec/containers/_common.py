@@ -39,3 +39,8 @@ class Header(NamedTuple):
     height: int
     channels: int
     dtype: str = "uint8"
+
+
+class Malformed(ValueError):
+    """A header walk's finding: the structure is cut short or wrong; the message is the
+    reason, read after "cannot decode <source>: " (:func:`gpuimg.codec.containers.pillow_header`)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ._common import Header
+from ._common import Header, Malformed
 
 __all__ = ["TITLE", "SIGNATURES", "header", "read_metadata", "orientation_parts"]
 
@@ -30,33 +30,33 @@ def _sub_blocks(buf: Any, pos: int) -> tuple[bytes, int]:
     parts = []
     while True:
         if pos >= n:
-            raise ValueError(f"a block runs past the end of the data (at byte {pos})")
+            raise Malformed(f"a block runs past the end of the data (at byte {pos})")
         size = buf[pos]
         if size == 0:
             return b"".join(parts), pos + 1
         if pos + 1 + size > n:
-            raise ValueError(f"a sub-block of {size} bytes at byte {pos} runs past the end of the data")
+            raise Malformed(f"a sub-block of {size} bytes at byte {pos} runs past the end of the data")
         parts.append(bytes(buf[pos + 1 : pos + 1 + size]))
         pos += 1 + size
 
 
 def _walk(buf: Any, found: dict[str, Any] | None = None) -> Header:
     """The first frame's Header; ``found`` collects the XMP and ICC application blocks
-    met before it. Raises ValueError (or struct.error) for a structure cut short."""
+    met before it. Raises Malformed (or struct.error) for a structure cut short."""
     if bytes(buf[:6]) not in SIGNATURES:
-        raise ValueError("the GIF signature is damaged")
+        raise Malformed("the GIF signature is damaged")
     if len(buf) < 13:
-        raise ValueError(f"the GIF data is truncated (it ends at byte {len(buf)}, inside the screen descriptor)")
+        raise Malformed(f"the GIF data is truncated (it ends at byte {len(buf)}, inside the screen descriptor)")
     w, h, flags = struct.unpack_from("<HHB", buf, 6)
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     transparent = False
     while True:
         if pos >= len(buf):
-            raise ValueError(f"the GIF data ends at byte {len(buf)}, before its first image")
+            raise Malformed(f"the GIF data ends at byte {len(buf)}, before its first image")
         kind = buf[pos]
         if kind == 0x21:  # an extension: label, then sub-blocks
             if pos + 1 >= len(buf):
-                raise ValueError("the GIF data ends inside an extension")
+                raise Malformed("the GIF data ends inside an extension")
             label = buf[pos + 1]
             data, end = _sub_blocks(buf, pos + 2)
             if label == 0xF9 and len(data) >= 4:
@@ -73,25 +73,25 @@ def _walk(buf: Any, found: dict[str, Any] | None = None) -> Header:
             pos = end
         elif kind == 0x2C:  # the first image descriptor
             if pos + 10 > len(buf):
-                raise ValueError("the GIF data ends inside its first image descriptor")
+                raise Malformed("the GIF data ends inside its first image descriptor")
             x0, y0, fw, fh = struct.unpack_from("<HHHH", buf, pos + 1)
             # Pillow widens the canvas to a first frame that reaches past the screen.
             return Header(max(w, x0 + fw), max(h, y0 + fh), 4 if transparent else 3)
         elif kind == 0x3B:
-            raise ValueError("the GIF holds no image (its trailer comes first)")
+            raise Malformed("the GIF holds no image (its trailer comes first)")
         else:
-            raise ValueError(f"the GIF has an unknown block 0x{kind:02x} at byte {pos}")
+            raise Malformed(f"the GIF has an unknown block 0x{kind:02x} at byte {pos}")
 
 
 def header(buf: Any) -> Header:
     """The size and layout of the GIF ``buf``'s first frame: RGB, RGBA where it has a
-    transparent palette index. Raises ValueError naming what is wrong.
+    transparent palette index. Raises Malformed naming what is wrong.
 
     Example:
         >>> header(b"GIF89a\\x01\\x00")
         Traceback (most recent call last):
         ...
-        ValueError: the GIF data is truncated (it ends at byte 8, inside the screen descriptor)
+        gpuimg.codec.containers._common.Malformed: the GIF data is truncated (it ends at byte 8, inside the screen descriptor)
     """
     return _walk(buf)
 

@@ -9,7 +9,7 @@ Example:
     >>> header(b"\\x00\\x00\\x01\\x00\\x00\\x00")
     Traceback (most recent call last):
     ...
-    ValueError: the ICO directory lists no images
+    gpuimg.codec.containers._common.Malformed: the ICO directory lists no images
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import struct
 from typing import Any
 
-from ._common import Header
+from ._common import Header, Malformed
 
 __all__ = ["TITLE", "SIGNATURES", "header"]
 
@@ -36,10 +36,10 @@ def _entry_channels(buf: Any, offset: int, size: int) -> int:
     if bytes(buf[offset : offset + 8]) != _PNG:
         return 4
     if offset + 26 > len(buf):
-        raise ValueError(f"the PNG image at byte {offset} is truncated before its IHDR")
+        raise Malformed(f"the PNG image at byte {offset} is truncated before its IHDR")
     colour = buf[offset + 25]
     if colour not in _PNG_CHANNELS:
-        raise ValueError(f"the PNG image at byte {offset} has an invalid colour type {colour}")
+        raise Malformed(f"the PNG image at byte {offset} has an invalid colour type {colour}")
     channels = _PNG_CHANNELS[colour]
     if colour == 3:
         body = bytes(buf[offset : offset + size])
@@ -51,22 +51,22 @@ def _entry_channels(buf: Any, offset: int, size: int) -> int:
 
 def header(buf: Any) -> Header:
     """The size and layout of the entry Pillow decodes from the ICO or CUR ``buf``;
-    ValueError naming what is wrong (an entry outside the data, an empty directory).
+    Malformed naming what is wrong (an entry outside the data, an empty directory).
 
     Example:
         >>> entry = bytes([16, 16, 0, 0, 1, 0, 32, 0]) + struct.pack("<II", 8, 22)
         >>> header(b"\\x00\\x00\\x01\\x00\\x01\\x00" + entry + b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8))
         Traceback (most recent call last):
         ...
-        ValueError: the PNG image at byte 22 is truncated before its IHDR
+        gpuimg.codec.containers._common.Malformed: the PNG image at byte 22 is truncated before its IHDR
     """
     if len(buf) < 6:
-        raise ValueError(f"the ICO header is truncated (the data has {len(buf)} bytes)")
+        raise Malformed(f"the ICO header is truncated (the data has {len(buf)} bytes)")
     _, kind, count = struct.unpack_from("<HHH", buf, 0)
     if count == 0:
-        raise ValueError("the ICO directory lists no images")
+        raise Malformed("the ICO directory lists no images")
     if 6 + 16 * count > len(buf):
-        raise ValueError(f"the ICO directory of {count} entries runs past the end of the data")
+        raise Malformed(f"the ICO directory of {count} entries runs past the end of the data")
     entries = []
     for k in range(count):
         w, h, colours, _, _, bpp, size, offset = struct.unpack_from("<BBBBHHII", buf, 6 + 16 * k)
@@ -81,13 +81,13 @@ def header(buf: Any) -> Header:
         chosen = sorted(sorted(entries, key=lambda e: e[2]), key=lambda e: e[0] * e[1], reverse=True)[0]
     w, h, _, size, offset = chosen
     if offset >= len(buf) or size == 0:
-        raise ValueError(f"the {w}x{h} ICO entry points outside the data (byte {offset}, {size} bytes)")
+        raise Malformed(f"the {w}x{h} ICO entry points outside the data (byte {offset}, {size} bytes)")
     if kind == 2:
         if offset + 12 > len(buf):
-            raise ValueError(f"the cursor bitmap at byte {offset} is truncated")
+            raise Malformed(f"the cursor bitmap at byte {offset} is truncated")
         # Pillow reads a cursor's size from its bitmap header (the height counts the mask).
         hsize, bw, bh = struct.unpack_from("<Iii", buf, offset)
         if hsize < 40 or bw <= 0 or bh < 2:
-            raise ValueError(f"the cursor bitmap at byte {offset} has an invalid header")
+            raise Malformed(f"the cursor bitmap at byte {offset} has an invalid header")
         return Header(bw, bh // 2, 4)
     return Header(w, h, _entry_channels(buf, offset, size))

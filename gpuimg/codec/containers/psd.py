@@ -16,7 +16,7 @@ import struct
 from typing import Any
 
 from ...meta import exif
-from ._common import Header
+from ._common import Header, Malformed
 
 __all__ = ["TITLE", "SIGNATURE", "header", "read_metadata", "orientation_parts"]
 
@@ -30,26 +30,26 @@ _RESOURCES = {1039: "icc", 1058: "exif", 1060: "xmp"}
 
 
 def header(buf: Any) -> Header:
-    """The size and layout of the PSD ``buf``'s composite; ValueError naming what is
+    """The size and layout of the PSD ``buf``'s composite; Malformed naming what is
     wrong (a version, mode or depth Pillow does not read, a header cut short).
 
     Example:
         >>> header(b"8BPS\\x00\\x01" + bytes(6) + b"\\x00\\x03" + struct.pack(">II", 2, 5) + b"\\x00\\x10\\x00\\x03")
         Traceback (most recent call last):
         ...
-        ValueError: the PSD is 16-bit colour mode 3, which Pillow does not decode
+        gpuimg.codec.containers._common.Malformed: the PSD is 16-bit colour mode 3, which Pillow does not decode
     """
     if len(buf) < 26:
-        raise ValueError(f"the PSD header is truncated (the data has {len(buf)} bytes)")
+        raise Malformed(f"the PSD header is truncated (the data has {len(buf)} bytes)")
     if bytes(buf[:4]) != SIGNATURE or struct.unpack_from(">H", buf, 4)[0] != 1:
-        raise ValueError("the PSD signature or version is not Photoshop's (PSB files are not read)")
+        raise Malformed("the PSD signature or version is not Photoshop's (PSB files are not read)")
     channels, h, w, bits, mode = struct.unpack_from(">HIIHH", buf, 12)
     if (mode, bits) not in _MODES:
-        raise ValueError(f"the PSD is {bits}-bit colour mode {mode}, which Pillow does not decode")
+        raise Malformed(f"the PSD is {bits}-bit colour mode {mode}, which Pillow does not decode")
     if channels < _NEEDS.get((mode, bits), 1):
-        raise ValueError(f"the PSD has {channels} channels, too few for its colour mode {mode}")
+        raise Malformed(f"the PSD has {channels} channels, too few for its colour mode {mode}")
     if w == 0 or h == 0:
-        raise ValueError(f"the PSD header gives an empty size {w}x{h}")
+        raise Malformed(f"the PSD header gives an empty size {w}x{h}")
     out = 4 if (mode, bits) == (3, 8) and channels >= 4 else _MODES[(mode, bits)]
     return Header(w, h, out)
 
