@@ -30,7 +30,9 @@ Seeds are made in memory from assets/ (64-200 px, deterministic by ``--seed``): 
 (baseline, progressive, EXIF orientation 6, gray, CMYK), PNG (RGB, RGBA, gray, 16-bit,
 palette, eXIf, APNG), WebP (lossy, lossless, alpha, EXIF), BMP (24, 32, 8-bit palette,
 16-bit 565), TIFF (none, LZW, deflate, multi-strip, tiled, 16-bit), JPEG 2000 (JP2 and raw
-codestream, Pillow/OpenJPEG), PNM (PGM, PPM, 16-bit PGM, ASCII). Plus every file of
+codestream, Pillow/OpenJPEG), PNM (PGM, PPM, 16-bit PGM, ASCII), and the formats Pillow
+decodes: GIF (palette with transparency, animated), ICO (PNG and BMP entries), TGA (RGB,
+RLE RGBA), PSD (gray, RGB, RGBA; written by hand). Plus every file of
 ``--extra`` (default: the regression files of a folder beside the checkout, when present;
 tests/test_fuzz.py passes tests/repro). The first inputs are the seeds
 unchanged; the rest are 1-4 stacked mutations (bit flips, byte sets, truncation, inserts,
@@ -98,8 +100,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FORMATS = ("jpeg", "png", "webp", "bmp", "tiff", "jpeg2k", "pnm")
-EXT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif", "jpeg2k": ".jp2", "pnm": ".pnm"}
+FORMATS = ("jpeg", "png", "webp", "bmp", "tiff", "jpeg2k", "pnm", "gif", "ico", "tga", "psd")
+EXT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif", "jpeg2k": ".jp2", "pnm": ".pnm",
+       "gif": ".gif", "ico": ".ico", "tga": ".tga", "psd": ".psd"}
 CLASSES = ("decoded", "clean", "other", "batch-lost", "unwritten", "memory", "hang", "crash")
 BAD = ("crash", "hang", "memory", "unwritten", "batch-lost", "other")
 _RANK = {c: i for i, c in enumerate(("clean", "decoded", "other", "batch-lost", "unwritten", "memory", "hang", "crash"))}
@@ -135,6 +138,14 @@ def _pil(im: Any, fmt: str, **kw: Any) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **kw)
     return buf.getvalue()
+
+
+def _psd(pixels: Any) -> bytes:
+    """A minimal 8-bit gray or RGB(A) PSD (Pillow cannot write one): header, empty sections, raw planes."""
+    pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+    h, w, c = pixels.shape
+    head = b"8BPS" + struct.pack(">H6xHIIHH", 1, c, h, w, 8, 3 if c >= 3 else 1)
+    return head + struct.pack(">IIIH", 0, 0, 0, 0) + b"".join(pixels[..., k].tobytes() for k in range(c))
 
 
 def _exif(orientation: int = 6) -> bytes:
@@ -238,6 +249,17 @@ def make_seeds(seed: int = 0, formats: Sequence[str] = FORMATS) -> list[tuple[st
             ("pgm16", lambda: _pil(g16, "PPM")),
             ("ascii", lambda: _ascii_pnm(np.asarray(rgb[1].resize((24, 16))))),
         ],
+        "gif": [
+            ("palette-transparent", lambda: _pil(rgb[0].quantize(20), "GIF", transparency=2)),
+            ("animated", lambda: _pil(rgb[1], "GIF", save_all=True, append_images=[rgb[2]], duration=40)),
+        ],
+        "ico": [
+            ("sizes", lambda: _pil(rgba.resize((48, 48)), "ICO", sizes=[(16, 16), (48, 48)])),
+            ("bmp", lambda: _pil(rgba.resize((32, 32)), "ICO", sizes=[(32, 32)], bitmap_format="bmp")),
+        ],
+        "tga": [("rgb", lambda: _pil(rgb[0], "TGA")), ("rle-rgba", lambda: _pil(rgba, "TGA", compression="tga_rle"))],
+        "psd": [("rgb", lambda: _psd(np.asarray(rgb[1]))), ("rgba", lambda: _psd(np.asarray(rgba))),
+                ("gray", lambda: _psd(np.asarray(gray)))],
     }
     del PILImage
     seeds = []
@@ -266,6 +288,12 @@ def sniff(data: bytes, name: str = "") -> str | None:
         return "bmp"
     if data[:1] == b"P" and data[1:2] in b"123456":
         return "pnm"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"8BPS":
+        return "psd"
+    if data[:4] == b"\x00\x00\x01\x00" or (data[:4] == b"\x00\x00\x02\x00" and not name.lower().endswith(".tga")):
+        return "ico"
     ext = os.path.splitext(name)[1].lower()
     return next((f for f, e in EXT.items() if e == ext), {".jpeg": "jpeg", ".tiff": "tiff", ".j2k": "jpeg2k",
                                                           ".ppm": "pnm", ".pgm": "pnm"}.get(ext))
@@ -768,7 +796,7 @@ def mutate(rng: random.Random, data: bytes, fmt: str, others: Sequence[bytes] = 
             d = d[:a] + bytearray(o[b:])
             steps.append(f"splice {a}+other[{b}:]")
             continue
-        fn = FORMAT_MUTATORS[fmt] if r < 0.5 else rng.choice(GENERIC)
+        fn = FORMAT_MUTATORS[fmt] if r < 0.5 and fmt in FORMAT_MUTATORS else rng.choice(GENERIC)
         try:
             steps.append(fn(rng, d, fmt))
         except (IndexError, ValueError, OverflowError, struct.error) as exc:  # a field past a cut end

@@ -303,10 +303,13 @@ def test_bad_inputs(dec, tmp_path):
     text.write_text("this is not an image\n" * 20)
     with pytest.raises(gpuimg.DecodeError, match="notes.txt"):
         dec.decode(text)
-    gif = tmp_path / "a.gif"
+    gif = tmp_path / "a.gif"  # decoded with Pillow (tests/test_formats_pillow.py); HEIC is not
     PILImage.fromarray(load_asset("chelsea.png")).save(gif)
-    with pytest.raises(gpuimg.UnsupportedFormatError, match="GIF"):
-        dec.decode(gif)
+    assert dec.decode(gif).shape == (300, 451, 3)
+    heic = tmp_path / "a.heic"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(gpuimg.UnsupportedFormatError, match="HEIC"):
+        dec.decode(heic)
     with pytest.raises(gpuimg.ImageTooLargeError, match="100000x100000"):
         dec.decode(_png_header(100_000, 100_000))
     assert Decoder(dec.device, max_pixels=10**10).info(_png_header(100_000, 100_000)).pixels == 10**10
@@ -540,10 +543,10 @@ def test_parse_errors_name_the_source(tmp_path):
         assert isinstance(info.value, gpuimg.GpuImgError) and str(path) in str(info.value), name
     with pytest.raises(gpuimg.DecodeError, match="truncated"):
         gpuimg.parse(jpeg[:-200])  # bytes are named by their size
-    gif = tmp_path / "a.gif"
-    PILImage.fromarray(load_asset("chelsea.png")).save(gif)
-    with pytest.raises(gpuimg.UnsupportedFormatError, match="GIF"):
-        gpuimg.parse(gif)
+    heic = tmp_path / "a.heic"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(gpuimg.UnsupportedFormatError, match="HEIC"):
+        gpuimg.parse(heic)
     with pytest.raises(FileNotFoundError):
         gpuimg.parse(tmp_path / "missing.jpg")
     with pytest.raises(TypeError, match="ParsedSource"):

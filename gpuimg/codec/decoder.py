@@ -9,8 +9,11 @@ Formats (nvImageCodec 0.9, :mod:`gpuimg.codec.formats`): on the GPU, JPEG (nvJPE
 hybrid decoder; the hardware one on request) runs on the device; PNG, WebP, BMP, PNM,
 TIFF and JPEG 2000 run on the CPU (in the isolated child, which contains their crashes
 and hangs) and land in device memory. Without a
-GPU every codec runs on nvImageCodec's CPU backends. GIF, HEIC/HEIF, AVIF, JPEG XL, ICO,
-PSD and anything else raise :class:`~gpuimg.UnsupportedFormatError`.
+GPU every codec runs on nvImageCodec's CPU backends. GIF, ICO/CUR, TGA and PSD, which
+nvImageCodec lacks, decode with Pillow in the isolated child (:mod:`gpuimg.codec.pillow`;
+an animation gives its first frame; ``pip install "gpuimg[formats]"``) and land in device
+memory likewise. HEIC/HEIF, AVIF, JPEG XL and anything else raise
+:class:`~gpuimg.UnsupportedFormatError`.
 
 Modes: ``"rgb"``, ``"bgr"``, ``"gray"`` (ITU-R 601 luma, as Pillow's "L") and
 ``"rgba"`` come straight from nvImageCodec, except ``"rgba"`` from a source without alpha:
@@ -61,7 +64,7 @@ from .pixels import unpremultiply
 from .plan import DEPTHS, MAX_PIXELS, MODES, Plan, check_region, decode_params, make_plan, stored_hw, unchanged_layout
 from .results import BatchError, BatchResult, item_error
 from .sources import ImageInfo, ParsedSource
-from .targets import compact, decode_bmp, finish, own_bmp, put
+from .targets import by_pillow, compact, decode_bmp, decode_pillow, finish, own_bmp, put
 
 __all__ = ["Decoder", "BatchResult", "BatchError", "MAX_PIXELS", "MODES", "DEPTHS", "HARDWARE_FIRST_BACKENDS", "unchanged_layout"]
 
@@ -390,6 +393,13 @@ class Decoder:
                 error = decode_bmp(loaded[k], staging[k] if staged else targets[k], mode, stream)
                 if error is not None:
                     failed.append((k, error))
+            # Pillow's formats go to the child; here only where isolation is off.
+            pil = [k for k in members if by_pillow(loaded[k]) and not self._isolates(loaded[k])]
+            for k in pil:
+                error = decode_pillow(loaded[k], staging[k] if staged else targets[k], mode, stream)
+                if error is not None:
+                    failed.append((k, error))
+            own += pil
             # CPU codecs on a GPU that the child cannot take (a CodeStream source has no
             # bytes to hand over; the child may be unavailable) while the in-process GPU
             # decoder has no CPU backend: decoded here, uncontained.
@@ -479,7 +489,8 @@ class Decoder:
         items, where = [], []
         for k, src, img in zip(positions, loaded, dest):
             h, w, c = img.shape
-            items.append(isolation.IsolatedItem(src.keep, h, w, c, img.dtype, fmt[0].name, fmt[1].name, any_depth, src.label))
+            codec = src.info.codec if by_pillow(src) else ""
+            items.append(isolation.IsolatedItem(src.keep, h, w, c, img.dtype, fmt[0].name, fmt[1].name, any_depth, src.label, codec))
             where.append((k, img, src))
         if not items:
             return failed
@@ -506,6 +517,11 @@ class Decoder:
         params = nv.DecodeParams(apply_exif_orientation=False, color_spec=fmt[1], allow_any_depth=any_depth, sample_format=fmt[0])
         failed: list[tuple[int, GpuImgError]] = []
         for k, img, src in where:
+            if by_pillow(src):
+                error = decode_pillow(src, img, "bgr" if fmt[0] == nv.I_BGR else "rgb", stream)
+                if error is not None:
+                    failed.append((k, error))
+                continue
             result = cpu.decode(src.stream, params=params)
             if result is None or tuple(result.shape) != img.shape:
                 failed.append((k, DecodeError(src.label, _UNDECODABLE)))

@@ -45,11 +45,15 @@ _CHROMA = {"444": "CSS_444", "422": "CSS_422", "420": "CSS_420", "440": "CSS_440
 def _format(codec: Any) -> formats.Format:
     """The format ``codec`` names (a codec name or an extension, any case, dot or not)."""
     try:
-        return formats.lookup(codec)
+        fmt = formats.lookup(codec)
     except (TypeError, UnsupportedFormatError):
+        fmt = None
+    if fmt is None or not fmt.encodes:  # GIF, ICO, ... are read (with Pillow), never written
+        spellings = sorted(a for f in formats.FORMATS if f.encodes for a in f.aliases)
         raise UnsupportedFormatError(
-            f"codec={codec!r} cannot be encoded; use one of {formats.names()} (or an extension: {formats.aliases()})"
+            f"codec={codec!r} cannot be encoded; use one of {formats.encodable_names()} (or an extension: {spellings})"
         ) from None
+    return fmt
 
 
 class Encoder:

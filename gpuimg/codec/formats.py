@@ -47,7 +47,9 @@ class Format:
     few bytes of the target unwritten (too few for the written-check canary to see) and
     hanging in this process, where libtiff in the child fails cleanly. JPEG 2000 is not:
     nvJPEG2000 hung in this process on files with a changed subsampling or coding-style
-    field, which the child's time limit contains (BENCHMARKS.md).
+    field, which the child's time limit contains (BENCHMARKS.md). ``engine``: what decodes
+    it, "nvimgcodec" or "pillow" (the formats nvImageCodec lacks: GIF, ICO/CUR, TGA and
+    PSD, decoded with Pillow in the isolated child, never encoded).
 
     Example:
         >>> fmt = lookup("png")
@@ -65,10 +67,16 @@ class Format:
     title: str = ""
     encode_options: tuple[str, ...] = ()
     gpu_decode: bool = False
+    engine: str = "nvimgcodec"
 
     @property
     def keeps_alpha(self) -> bool:
         return 4 in self.channels
+
+    @property
+    def encodes(self) -> bool:
+        """gpuimg can write this format (nvImageCodec's encoders; Pillow's formats are read only)."""
+        return self.engine == "nvimgcodec"
 
     @property
     def keeps_16bit(self) -> bool:
@@ -96,16 +104,24 @@ FORMATS: tuple[Format, ...] = (
     Format("bmp", ".bmp", ("bmp",), False, (1, 3, 4), ("uint8",), (b"BM",), "BMP"),
     Format("pnm", ".pnm", ("pnm", "ppm", "pgm", "pbm"), False, (1, 3), ("uint8", "uint16"),
            (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"), "PNM"),
+    # Decoded with Pillow in the isolated child (gpuimg.codec.pillow): read, not written.
+    Format("gif", ".gif", ("gif",), False, (3, 4), ("uint8",), (b"GIF87a", b"GIF89a"), "GIF", engine="pillow"),
+    Format("ico", ".ico", ("ico", "cur"), False, (1, 2, 3, 4), ("uint8",), (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00"),
+           "ICO", engine="pillow"),
+    Format("tga", ".tga", ("tga",), False, (1, 2, 3, 4), ("uint8",), (), "TGA", engine="pillow"),
+    Format("psd", ".psd", ("psd",), False, (1, 3, 4), ("uint8",), (b"8BPS\x00\x01",), "PSD", engine="pillow"),
 )  # fmt: skip
 
 _BY_ALIAS = {alias: fmt for fmt in FORMATS for alias in fmt.aliases}
 
 # Formats nvImageCodec cannot read, by their magic numbers: named in UnsupportedFormatError.
 _UNSUPPORTED_MAGIC = (
-    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"),
-    (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL"), (b"qoif", "QOI"),
+    (b"8BPS\x00\x02", "PSB"), (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL ", "JPEG XL"), (b"qoif", "QOI"),
 )  # fmt: skip
-_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+# ISO base media files (AVIF, HEIC) say what they hold in their ftyp box's brands.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+_GENERIC_BRANDS = frozenset({b"mif1", b"msf1"})
 
 
 def lookup(name: str) -> Format:
@@ -140,9 +156,19 @@ def names() -> list[str]:
 
     Example:
         >>> names()
-        ['jpeg', 'png', 'webp', 'tiff', 'jpeg2k', 'bmp', 'pnm']
+        ['jpeg', 'png', 'webp', 'tiff', 'jpeg2k', 'bmp', 'pnm', 'gif', 'ico', 'tga', 'psd']
     """
     return [fmt.name for fmt in FORMATS]
+
+
+def encodable_names() -> list[str]:
+    """The names of the formats gpuimg writes, in table order.
+
+    Example:
+        >>> encodable_names()
+        ['jpeg', 'png', 'webp', 'tiff', 'jpeg2k', 'bmp', 'pnm']
+    """
+    return [fmt.name for fmt in FORMATS if fmt.encodes]
 
 
 def aliases() -> list[str]:
@@ -150,7 +176,7 @@ def aliases() -> list[str]:
 
     Example:
         >>> aliases()[:4]
-        ['bmp', 'j2c', 'j2k', 'jp2']
+        ['bmp', 'cur', 'gif', 'ico']
     """
     return sorted(_BY_ALIAS)
 
@@ -166,11 +192,13 @@ def image_patterns() -> tuple[str, ...]:
 
 
 def sniff(head: bytes) -> Format | None:
-    """The supported format whose magic number ``head`` (a file's first bytes) starts with.
+    """The supported format whose magic number ``head`` (a file's first bytes: 64 let an
+    ISO base media file's ftyp box list its brands) starts with. A TGA has none (see
+    :mod:`gpuimg.codec.containers.tga`).
 
     Example:
-        >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n...").name, sniff(b"GIF89a")
-        ('png', None)
+        >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n...").name, sniff(b"GIF89a").name, sniff(b"JUNK")
+        ('png', 'gif', None)
     """
     for fmt in FORMATS:
         if any(head.startswith(magic) for magic in fmt.magic):
@@ -184,12 +212,27 @@ def unsupported_format_name(head: bytes) -> str | None:
     """The name of a format gpuimg cannot decode that ``head`` (a file's first bytes) is in.
 
     Example:
-        >>> unsupported_format_name(b"GIF89a...")
-        'GIF'
+        >>> unsupported_format_name(b"qoif..."), unsupported_format_name(b"\\x00\\x00\\x00\\x18ftypheic\\x00\\x00\\x00\\x00mif1heic")
+        ('QOI', 'HEIC/HEIF')
     """
     for magic, name in _UNSUPPORTED_MAGIC:
         if head.startswith(magic):
             return name
-    if head[4:8] == b"ftyp":
-        return _FTYP_BRANDS.get(bytes(head[8:12]))
+    return {"avif": "AVIF", "heif": "HEIC/HEIF"}.get(_ftyp_format(head) or "")
+
+
+def _ftyp_format(head: bytes) -> str | None:
+    """"avif" or "heif" for an ISO base media file whose ftyp box names either, else None:
+    the major brand, or for a generic one (mif1, msf1) the first compatible brand that says."""
+    if head[4:8] != b"ftyp":
+        return None
+    size = int.from_bytes(head[:4], "big")
+    brands = [bytes(head[8:12])] + [bytes(head[i : i + 4]) for i in range(16, min(size, len(head)) - 3, 4)]
+    for k, brand in enumerate(brands):
+        if brand in _AVIF_BRANDS:
+            return "avif"
+        if brand in _HEIF_BRANDS:
+            return "heif"
+        if k == 0 and brand not in _GENERIC_BRANDS:
+            return None  # an MP4, a QuickTime movie, ... (their major brands are their own)
     return None

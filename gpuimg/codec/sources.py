@@ -27,8 +27,8 @@ from ..errors import ArgumentTypeError, DecodeError, GpuImgError, UnsupportedFor
 from ..meta.exif import swaps_axes
 from ..meta.metadata import EMPTY as NO_METADATA
 from ..meta.metadata import Metadata
-from . import _nvimgcodec, containers, formats
-from .containers import bmp, jpeg, png, tiff
+from . import _nvimgcodec, containers, formats, pillow
+from .containers import bmp, jpeg, png, tga, tiff
 
 __all__ = ["ParsedSource", "ImageInfo", "parse"]
 
@@ -61,7 +61,7 @@ class ParsedSource:
 
     def __init__(self, src: Any, stream: Any, orientation: int, keep: Any):
         self.src = src  # the caller's object (named in error messages)
-        self.stream = stream  # nvimgcodec.CodeStream
+        self.stream = stream  # nvimgcodec.CodeStream; None for a format Pillow decodes (gpuimg.codec.pillow)
         self.orientation = orientation  # EXIF orientation; 1 when unknown (CodeStream sources)
         self.keep = keep  # the bytes/array the CodeStream reads from; None for CodeStream sources
         self._info: ImageInfo | None = None  # parsed on first use, then kept
@@ -187,6 +187,11 @@ def _load(src: Any) -> ParsedSource:
     # divide by zero, a WebP chunk size of 3 GB made it allocate that): the structure is
     # checked before it sees the data, the size once it has read it (_checked_info).
     fmt = formats.sniff(head)
+    # A true-colour TGA starts with a cursor's magic number: its name or footer decides.
+    if (fmt is None or fmt.name == "ico") and _tga_named(src, data):
+        fmt = formats.lookup("tga")
+    if fmt is not None and fmt.engine == "pillow":
+        return _load_pillow(src, data, fmt)
     if fmt is not None and fmt.name != "jpeg":
         problem = containers.structure_problem(data, fmt.name)
         if problem:
@@ -196,6 +201,30 @@ def _load(src: Any) -> ParsedSource:
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers
         raise _unreadable(src, data, exc) from None
     return ParsedSource(src, stream, containers.exif_orientation(data), data)
+
+
+def _tga_named(src: Any, data: Any) -> bool:
+    """A TGA has no magic number: a file named ``*.tga``, or data ending in the TGA 2.0 footer."""
+    if isinstance(src, str | os.PathLike) and str(src).lower().endswith(".tga"):
+        return True
+    return tga.has_footer(memoryview(data))
+
+
+def _load_pillow(src: Any, data: Any, fmt: formats.Format) -> ParsedSource:
+    """A source of a format Pillow decodes: its header walked here (gpuimg's own code),
+    its pixels decoded later in the isolated child (:mod:`gpuimg.codec.pillow`)."""
+    why = pillow.missing(fmt.name)
+    if why is not None:
+        raise UnsupportedFormatError(f"cannot decode {_label(src)}: {fmt.title} {why}")
+    found = containers.pillow_header(data, fmt.name)
+    if isinstance(found, str):
+        raise DecodeError(_label(src), found)
+    orientation = containers.exif_orientation(data)
+    loaded = ParsedSource(src, None, orientation, data)
+    w, h = (found.height, found.width) if swaps_axes(orientation) else (found.width, found.height)
+    loaded._info = ImageInfo(w, h, found.channels, fmt.name, found.dtype, orientation)
+    loaded._checked = True  # the walk above is this format's structure check
+    return loaded
 
 
 def parse(src: Any, *, check_scans: bool = True) -> ParsedSource:

@@ -3,7 +3,8 @@
 :func:`put` copies host pixels into an Image on its device (asynchronously from pinned
 memory); :func:`finish` turns a staged decode into its result (orientation, region,
 alpha); :func:`compact` closes the gaps failed items leave in a batch; :func:`decode_bmp`
-decodes the BMP variants gpuimg reads itself into a target.
+decodes the BMP variants gpuimg reads itself into a target, :func:`decode_pillow` a
+format Pillow decodes where no isolated child takes it.
 
 Example:
     >>> import numpy as np
@@ -21,14 +22,34 @@ from typing import Any
 import numpy as np
 
 from ..device import get_stream, use_stream
-from ..errors import GpuImgError
+from ..errors import DecodeError, GpuImgError
+from . import pillow
 from ..image import Image, ImageBatch
 from ..memory import scratch
 from ..meta.exif import oriented
 from .containers import bmp
 from .sources import ParsedSource
 
-__all__ = ["put", "finish", "compact", "own_bmp", "decode_bmp"]
+__all__ = ["put", "finish", "compact", "own_bmp", "decode_bmp", "by_pillow", "decode_pillow"]
+
+
+def by_pillow(src: ParsedSource) -> bool:
+    """True for a source of a format Pillow decodes (GIF, ICO, TGA, PSD: no CodeStream)."""
+    return src.stream is None and src.keep is not None
+
+
+def decode_pillow(src: ParsedSource, img: Image, mode: str, stream: Any) -> GpuImgError | None:
+    """Decode a format Pillow decodes into ``img`` (its decode layout) in this process:
+    what runs where isolation is off or no child process can start."""
+    h, w, c = img.shape
+    try:
+        px = pillow.decode(bytes(memoryview(src.keep).cast("B")), src.info.codec, h, w, c, bgr=mode == "bgr")
+    except pillow.PillowFailed as exc:
+        return DecodeError(src.label, str(exc))
+    except MemoryError:
+        return DecodeError(src.label, "Pillow ran out of memory decoding it")
+    put(img, np.ascontiguousarray(px), stream)
+    return None
 
 
 def own_bmp(src: ParsedSource) -> bool:

@@ -56,7 +56,7 @@ __all__ = [
 # output). A folder scan picks up files whose extension is one gpuimg decodes
 # (formats.image_patterns()): a README or a .DS_Store in a photo folder is not a
 # failure; a corrupt "photo.jpg" is.
-OUTPUT_FORMATS: tuple[formats.Format, ...] = tuple(f for f in formats.FORMATS if f.name != "pnm")
+OUTPUT_FORMATS: tuple[formats.Format, ...] = tuple(f for f in formats.FORMATS if f.encodes and f.name != "pnm")
 _OUTPUT_SPELLINGS = tuple(sorted(alias for f in OUTPUT_FORMATS for alias in f.aliases))
 
 

@@ -10,7 +10,10 @@ keeps one plugin per format; this package maps nvImageCodec's codec names to the
   associated alpha;
 - :mod:`~gpuimg.codec.containers.jp2`, :mod:`~gpuimg.codec.containers.bmp`,
   :mod:`~gpuimg.codec.containers.pnm`: the structure checks (and the BMPs gpuimg
-  decodes itself).
+  decodes itself);
+- :mod:`~gpuimg.codec.containers.gif`, :mod:`~gpuimg.codec.containers.ico`,
+  :mod:`~gpuimg.codec.containers.tga`, :mod:`~gpuimg.codec.containers.psd`: the header
+  walks of the formats Pillow decodes (:func:`pillow_header`), GIF's and PSD's metadata.
 
 The functions below ask the module of the format at hand. Every walker reads with
 ``struct.unpack_from`` on the caller's buffer (no slice copies) and checks each offset
@@ -35,9 +38,10 @@ from ...errors import EncodeError
 from ...meta import exif, xmp
 from ...meta.metadata import Metadata, assemble
 from .._bytes import byte_view
-from . import bmp, jp2, jpeg, png, pnm, tiff, webp
+from . import bmp, gif, ico, jp2, jpeg, png, pnm, psd, tga, tiff, webp
+from ._common import Header
 
-__all__ = ["CONTAINERS", "structure_problem", "read_metadata", "exif_orientation", "embed", "stores_metadata"]
+__all__ = ["CONTAINERS", "Header", "pillow_header", "structure_problem", "read_metadata", "exif_orientation", "embed", "stores_metadata"]
 
 # nvImageCodec's codec name -> the module of that container.
 CONTAINERS: dict[str, ModuleType] = {"jpeg": jpeg, "png": png, "webp": webp, "tiff": tiff, "jpeg2k": jp2, "bmp": bmp,
@@ -59,7 +63,33 @@ def _sniffed(head: bytes) -> ModuleType | None:
         return webp
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return tiff
+    if head[:6] in gif.SIGNATURES:
+        return gif
+    if head[:4] == psd.SIGNATURE:
+        return psd
     return None
+
+
+# gpuimg's name of a format Pillow decodes -> the module that walks its header.
+_PILLOW_HEADERS: dict[str, ModuleType] = {"gif": gif, "ico": ico, "tga": tga, "psd": psd}
+
+
+def pillow_header(data: Any, name: str) -> Header | str:
+    """The :class:`Header` (size, channels, dtype) of a file of format ``name`` that
+    Pillow decodes ("gif", "ico", "tga", "psd"), read by gpuimg's own walk of its
+    structure (no Pillow code sees the bytes in this process), or the reason it must not
+    be decoded (a string that reads after "cannot decode <source>: "). Never raises for junk.
+
+    Example:
+        >>> pillow_header(b"GIF89a\\x02\\x00\\x01\\x00", "gif")
+        'the GIF data is truncated (it ends at byte 10, inside the screen descriptor)'
+    """
+    module = _PILLOW_HEADERS[name]
+    try:
+        return module.header(byte_view(data))
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        return str(exc) if isinstance(exc, ValueError) and not isinstance(exc, struct.error) else (
+            f"its {module.TITLE} structure is truncated or corrupt ({exc})")
 
 
 def structure_problem(data: bytes | memoryview | Any, codec: str, width: int = -1, height: int = -1) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 def size_mismatch(what: str, w: int, h: int, width: int, height: int) -> str | None:
     """The reason the container's size ``w`` x ``h`` differs from the header's, or None
@@ -26,3 +28,19 @@ def chunk_name(kind: bytes) -> str:
         ("'IDAT'", "b'\\\\x00\\\\x01ab'")
     """
     return repr(kind.decode("latin-1")) if kind.isalpha() else repr(kind)
+
+
+class Header(NamedTuple):
+    """What a container's own header walk says of the image Pillow will decode from it:
+    the size, the channels gpuimg decodes it to (1 gray, 2 gray + alpha, 3 colour, 4
+    colour + alpha) and the sample type."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: str = "uint8"
+
+
+class Malformed(ValueError):
+    """A header walk's finding: the structure is cut short or wrong; the message is the
+    reason, read after "cannot decode <source>: " (:func:`gpuimg.codec.containers.pillow_header`)."""

@@ -9,7 +9,7 @@ Protocol (pickled tuples over the socket the parent passed as fd ``argv[1]``):
 
     parent -> child   ("map", nbytes) + the memfd sent with SCM_RIGHTS    the shared block
                       ("decode", items, budget)   items: (in_off, in_len, out_off, h, w, c,
-                                                  dtype, sample_format, color_spec, any_depth)
+                                                  dtype, sample_format, color_spec, any_depth, codec)
                       ("stop",)
     child -> parent   ("ready",) after start; ("mapped",); ("decoded", statuses)
 
@@ -17,7 +17,11 @@ With ``GPUIMG_ISOLATION_SELFTEST=1`` in its environment, an input holding
 ``gpuimg-selftest-crash``, ``-hang`` or ``-memory`` makes the child crash, hang or allocate
 past its limit while decoding it, as a hostile file would (the containment tests use it).
 
-A status is "ok", "failed" (nvImageCodec returned nothing), "memory" (the decode hit the
+``codec`` is "" for nvImageCodec's codecs, or the name of a format Pillow decodes ("gif",
+"ico", ...: :func:`gpuimg.codec.pillow.decode`, Pillow imported on the first such item).
+
+A status is "ok", "failed" (nvImageCodec returned nothing), ("failed", reason) (Pillow
+refused it), "memory" (the decode hit the
 address-space budget) or ("unwritten", bytes): the decoder reported success but left that
 many bytes of the target as they were. Before decoding, 32 bytes of every 512 of each
 target are set to a random pattern made at start; a block still equal to it afterwards
@@ -99,6 +103,27 @@ class _Child:
         except Exception:
             return None
 
+    def _pillow(self, item: tuple, codec: str, fmt: str, limit: int) -> object:
+        """Decode one item of a format Pillow decodes into its target; its status."""
+        from gpuimg.codec.pillow import PillowFailed, decode
+
+        assert self.block is not None
+        in_off, in_len, out_off, h, w, c = item[:6]
+        flat = self.block[out_off : out_off + h * w * c]
+        self.fill(flat)
+        data = self.block[in_off : in_off + in_len].tobytes()
+        try:
+            if _SELFTEST:
+                _selftest([self.block[in_off : in_off + in_len]], limit)
+            px = decode(data, codec, h, w, c, bgr=fmt == "I_BGR")
+        except MemoryError:
+            return "memory"
+        except PillowFailed as exc:
+            return ("failed", str(exc))
+        flat.reshape(h, w, c)[...] = px
+        missing = self.unwritten(flat)
+        return ("unwritten", missing) if missing else "ok"
+
     def decode(self, items: list[tuple], budget: int) -> list:
         nv, block = self.nv, self.block
         assert block is not None
@@ -112,7 +137,11 @@ class _Child:
             for k, item in enumerate(items):
                 groups.setdefault(item[6:], []).append(k)
             statuses: list = ["failed"] * len(items)
-            for (dtype, fmt, spec, any_depth), members in groups.items():
+            for (dtype, fmt, spec, any_depth, codec), members in groups.items():
+                if codec:
+                    for k in members:
+                        statuses[k] = self._pillow(items[k], codec, fmt, limit)
+                    continue
                 streams, images, flats = [], [], []
                 for k in members:
                     in_off, in_len, out_off, h, w, c = items[k][:6]

@@ -146,6 +146,8 @@ class IsolatedItem(NamedTuple):
     """One decode for the child: the encoded bytes, the target's shape and parameters.
 
     ``sample_format`` / ``color_spec``: nvImageCodec's enum member names ("I_RGB", "SRGB").
+    ``codec``: "" for nvImageCodec's codecs; the format's name ("gif", "ico", ...) for one
+    that Pillow decodes (:mod:`gpuimg.codec.pillow`).
     """
 
     data: Any
@@ -157,6 +159,7 @@ class IsolatedItem(NamedTuple):
     color_spec: str
     any_depth: bool
     label: str
+    codec: str = ""
 
 
 def supported() -> bool:
@@ -292,7 +295,8 @@ class _Child:
         for item, off in zip(items, in_offs):
             block[off : off + len(item.data)] = np.frombuffer(item.data, np.uint8)
         rows = [
-            (i_off, len(it.data), o_off, it.height, it.width, it.channels, it.dtype.str, it.sample_format, it.color_spec, it.any_depth)
+            (i_off, len(it.data), o_off, it.height, it.width, it.channels, it.dtype.str, it.sample_format, it.color_spec,
+             it.any_depth, it.codec)
             for it, i_off, o_off in zip(items, in_offs, out_offs)
         ]
         decoded = sum(it.height * it.width * it.channels * it.dtype.itemsize for it in items)
@@ -704,6 +708,8 @@ def _reason(status: Any, item: IsolatedItem, config: Isolation) -> str:
     if status == "memory":
         mb = config.memory_budget(item.height * item.width * item.channels * item.dtype.itemsize) >> 20
         return f"its decoder needed more than the memory bound ({mb:,} MB: Isolation.memory_factor x decoded size + memory_extra_mb)"
+    if isinstance(status, tuple | list) and status[0] == "failed":
+        return str(status[1])  # the child's own reason (Pillow's message)
     if isinstance(status, tuple | list) and status[0] == "unwritten":
         return unwritten_reason(item.width, item.height, status[1], item.height * item.width * item.channels * item.dtype.itemsize)
     return "nvImageCodec could not decode it (corrupt or truncated data, or an unsupported variant)"
