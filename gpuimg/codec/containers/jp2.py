@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from ._common import chunk_name, size_mismatch
@@ -34,9 +35,8 @@ def problem(buf: Any, width: int, height: int) -> str | None:
         return _codestream(buf, 0, n, width, height)
     if buf[:12] != SIGNATURE:
         return "the JPEG 2000 signature is damaged"
-    pos, size, codestream = 12, None, None
-    while pos < n:
-        box = _box(buf, pos, n)
+    size, codestream = None, None
+    for box in _boxes(buf, 12, n):
         if isinstance(box, str):
             return box
         kind, body, end = box
@@ -46,7 +46,6 @@ def problem(buf: Any, width: int, height: int) -> str | None:
                 return size
         elif kind == b"jp2c" and codestream is None:
             codestream = (body, end)
-        pos = end
     if size is None:
         return "the JP2 file has no jp2h/ihdr header box"
     mismatch = size_mismatch("JP2 ihdr box", size[0], size[1], width, height)
@@ -81,8 +80,7 @@ def _box(buf: Any, pos: int, end: int) -> tuple[bytes, int, int] | str:
 
 
 def _ihdr(buf: Any, pos: int, end: int) -> tuple[int, int] | str:
-    while pos < end:
-        box = _box(buf, pos, end)
+    for box in _boxes(buf, pos, end):
         if isinstance(box, str):
             return box
         kind, body, stop = box
@@ -91,8 +89,19 @@ def _ihdr(buf: Any, pos: int, end: int) -> tuple[int, int] | str:
                 return f"the JP2 ihdr box is {stop - body} bytes, less than 14"
             h, w = struct.unpack_from(">II", buf, body)
             return w, h
-        pos = stop
     return "the JP2 jp2h box holds no ihdr box"
+
+
+def _boxes(buf: Any, pos: int, end: int) -> Iterator[tuple[bytes, int, int] | str]:
+    """The boxes from ``pos`` to ``end``, each (type, body start, end); the walk's one loop,
+    for the file and the boxes inside its header box. A box that does not fit is yielded
+    as the reason, last."""
+    while pos < end:
+        box = _box(buf, pos, end)
+        yield box
+        if isinstance(box, str):
+            return
+        pos = box[2]
 
 
 def _codestream(buf: Any, start: int, end: int, width: int, height: int) -> str | None:
