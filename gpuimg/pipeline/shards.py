@@ -51,7 +51,7 @@ from typing import Any
 from .._exits import died_of
 from ..device import usable_cores
 from .config import PipelineConfig
-from .files import Job
+from .files import Job, remove_stale_temps
 from .options import RunOptions
 from .results import Failure, Summary, account, reason
 
@@ -232,6 +232,7 @@ def run_shards(
     events: queue.Queue = queue.Queue()
     waiting: deque[Job] = deque(todo)
     suspects: deque[Job] = deque()  # held by a shard that died: each runs again alone
+    dead_dirs: set[str] = set()  # output folders where a dead shard may have left a temporary file
     total, done = len(todo), 0
     stage_totals: dict[str, float] = {}
     shards: list[_Shard] = []
@@ -273,6 +274,8 @@ def run_shards(
         """A shard that exited without its end: what it held is run again, each item alone
         (the item that killed it is among them); an item that killed a shard alone fails."""
         for job in shard.held.values():
+            if job.dst is not None:
+                dead_dirs.add(os.path.dirname(job.dst))
             if shard.error is not None:
                 summary.failures.append(Failure(str(job.src), "shard", f"its shard process failed ({shard.error})"))
                 summary.failed += 1
@@ -338,6 +341,8 @@ def run_shards(
         for s in shards:
             s.signal(signal.SIGKILL)
         raise
+    if dead_dirs:  # a shard killed mid-write leaves its temporary file: gone with its process
+        remove_stale_temps(dead_dirs, keep=[j.src for j in todo])
     if not stopped:
         for job in [*waiting, *suspects]:  # left after the restarts ran out
             summary.failures.append(Failure(str(job.src), "shard", "no shard process could run it"))
