@@ -1,4 +1,5 @@
-"""Pillow as the decoder of the formats nvImageCodec lacks: GIF, ICO/CUR, TGA, PSD, AVIF, HEIF.
+"""Pillow as the decoder of the formats nvImageCodec lacks: GIF, ICO/CUR, TGA, PSD, AVIF, HEIF,
+and of the TIFF variant it gets wrong: bilevel (1 bit per sample, CCITT G3/G4 and others).
 
 These parsers have long CVE histories, so they run where nvImageCodec's CPU codecs run:
 in the isolated child (:mod:`gpuimg.codec.isolation`), under its memory and time limits,
@@ -31,7 +32,9 @@ import numpy as np
 __all__ = ["PLUGINS", "missing", "decode", "PillowFailed"]
 
 # gpuimg's format name -> the Pillow plugins that may open it (nothing else is tried).
-PLUGINS = {"gif": ("GIF",), "ico": ("ICO", "CUR"), "tga": ("TGA",), "psd": ("PSD",), "avif": ("AVIF",), "heif": ("HEIF",)}
+PLUGINS = {"gif": ("GIF",), "ico": ("ICO", "CUR"), "tga": ("TGA",), "psd": ("PSD",), "avif": ("AVIF",), "heif": ("HEIF",),
+           # bilevel TIFFs only (CCITT G3/G4 and the like): nvImageCodec decodes them wrong.
+           "tiff": ("TIFF",)}
 # Pillow's MAX_IMAGE_PIXELS default, which is also gpuimg's MAX_PIXELS.
 _MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 
@@ -98,6 +101,10 @@ def decode(data: bytes, name: str, height: int, width: int, channels: int, bgr: 
         >>> decode(buf.getvalue(), "tga", 2, 3, 3)[1, 2].tolist()
         [9, 8, 7]
     """
+    if name == "tiff":  # the stored pixels: gpuimg orients them (Pillow's libtiff would too)
+        from .containers.tiff import unoriented
+
+        data = unoriented(data)
     try:
         im = _open(data, name, height * width)
     except MemoryError:

@@ -196,6 +196,14 @@ def _load(src: Any) -> ParsedSource:
         problem = containers.structure_problem(data, fmt.name)
         if problem:
             raise DecodeError(_label(src), problem)
+    if fmt is not None and fmt.name == "tiff":
+        # nvImageCodec's libtiff path returns L*a*b* samples raw as RGB: refused, not wrong.
+        lab = tiff.lab_kind(data)
+        if lab is not None:
+            raise UnsupportedFormatError(f"cannot decode {_label(src)}: a CIE L*a*b* TIFF is not converted to RGB yet (PhotometricInterpretation {lab})")
+        # ... and bilevel pixels wrong (neither oriented nor as stored): Pillow decodes them.
+        if tiff.bilevel(data):
+            return _load_pillow(src, data, fmt)
     try:
         stream = _nvimgcodec.load().CodeStream(data)
     except Exception as exc:  # nvImageCodec raises RuntimeError for unknown/garbled headers

@@ -71,12 +71,13 @@ def _sniffed(head: bytes) -> ModuleType | None:
 
 
 # gpuimg's name of a format Pillow decodes -> the module that walks its header.
-_PILLOW_HEADERS: dict[str, ModuleType] = {"gif": gif, "ico": ico, "tga": tga, "psd": psd}
+# A TIFF only where it is bilevel (gpuimg.codec.sources routes it).
+_PILLOW_HEADERS: dict[str, ModuleType] = {"gif": gif, "ico": ico, "tga": tga, "psd": psd, "tiff": tiff}
 
 
 def pillow_header(data: Any, name: str) -> Header | str:
     """The :class:`Header` (size, channels, dtype) of a file of format ``name`` that
-    Pillow decodes ("gif", "ico", "tga", "psd"), read by gpuimg's own walk of its
+    Pillow decodes ("gif", "ico", "tga", "psd", a bilevel "tiff"), read by gpuimg's own walk of its
     structure (no Pillow code sees the bytes in this process), or the reason it must not
     be decoded (a string that reads after "cannot decode <source>: "). Never raises for junk.
 

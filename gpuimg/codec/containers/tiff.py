@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import io  # noqa: F401 - the doctests' buffers
 import struct
 from typing import Any
 
@@ -21,9 +22,9 @@ import numpy as np
 from ...meta import exif, tiff_ifd
 from ...meta.metadata import Metadata
 from .._bytes import byte_view
-from ._common import size_mismatch
+from ._common import Header, Malformed, size_mismatch
 
-__all__ = ["TITLE", "problem", "associated_alpha", "read_metadata", "embed"]
+__all__ = ["TITLE", "problem", "associated_alpha", "bilevel", "lab_kind", "unoriented", "header", "read_metadata", "embed"]
 
 TITLE = "TIFF"
 
@@ -163,6 +164,96 @@ def associated_alpha(data: bytes | memoryview | Any) -> bool:
         return values is not None and len(values) > 0 and int(values[0]) == 1
     except (struct.error, IndexError, ValueError, OverflowError, TypeError):
         return False
+
+
+def _first_value(data: Any, tag: int, absent: int | None = None) -> int | None:
+    """The first integer value of ``tag`` in IFD0 of the TIFF ``data``; None where the
+    tag is not an integer or the data is no readable TIFF; ``absent`` where the tag is absent."""
+    try:
+        ifd = _tiff_ifd0(byte_view(data))
+        if isinstance(ifd, str):
+            return None
+        if tag not in ifd.first:
+            return absent
+        values = ifd.values(tag)
+        return int(values[0]) if isinstance(values, np.ndarray) and len(values) else None
+    except (struct.error, IndexError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def bilevel(data: bytes | memoryview | Any) -> bool:
+    """True when IFD0 of the TIFF ``data`` has 1 bit per sample (a bilevel image, CCITT
+    G3/G4, PackBits or uncompressed): these are decoded with Pillow, because
+    nvImageCodec's libtiff path returns wrong pixels for them (and leaves some unwritten).
+
+    Example:
+        >>> from PIL import Image
+        >>> buf = io.BytesIO(); Image.new("1", (9, 4), 1).save(buf, "TIFF", compression="group4")
+        >>> bilevel(buf.getvalue()), bilevel(b"junk")
+        (True, False)
+    """
+    # An absent BitsPerSample is 1 by the TIFF specification (Pillow leaves it out then).
+    return _first_value(data, 258) == 1 or (_first_value(data, 256) is not None and _first_value(data, 258, -1) == -1)
+
+
+# PhotometricInterpretation values of the L*a*b* encodings: CIELab, ICCLab, ITULab.
+_LAB = {8: "CIELab", 9: "ICCLab", 10: "ITULab"}
+
+
+def lab_kind(data: bytes | memoryview | Any) -> str | None:
+    """The name (CIELab, ICCLab, ITULab) of the L*a*b* encoding IFD0 of the TIFF ``data`` says its pixels are in
+    (PhotometricInterpretation 8, 9 or 10), or None for anything else. nvImageCodec
+    returns such samples raw, labelled RGB: the decoder refuses them instead.
+
+    Example:
+        >>> from PIL import Image
+        >>> buf = io.BytesIO(); Image.new("LAB", (3, 2)).save(buf, "TIFF")
+        >>> lab_kind(buf.getvalue()), lab_kind(b"junk")
+        ('CIELab', None)
+    """
+    value = _first_value(data, 262)
+    return _LAB.get(value) if value is not None else None
+
+
+def unoriented(data: bytes) -> bytes:
+    """``data`` with IFD0's Orientation (274) set to 1 where it is one inline SHORT.
+    Pillow's libtiff path turns a TIFF by that tag itself; gpuimg turns every format's
+    stored pixels once, so Pillow is shown a TIFF that says they are as stored.
+
+    Example:
+        >>> from PIL import Image
+        >>> b = io.BytesIO(); Image.new("1", (3, 2)).save(b, "TIFF", tiffinfo={274: 6})
+        >>> Image.open(io.BytesIO(unoriented(b.getvalue()))).tag_v2[274]
+        1
+    """
+    ifd = _tiff_ifd0(byte_view(data))
+    if isinstance(ifd, str) or 274 not in ifd.first:
+        return data
+    slot = ifd.first[274]
+    if slot.type != 3 or slot.count != 1:
+        return data
+    out = bytearray(data)
+    struct.pack_into(ifd.order + "H", out, slot.field, 1)
+    return bytes(out)
+
+
+def header(buf: Any) -> Header:
+    """The size of a bilevel TIFF (:func:`bilevel`) as Pillow decodes it: gray, uint8.
+    Raises Malformed naming what is wrong (the structure check's reason).
+
+    Example:
+        >>> from PIL import Image
+        >>> b = io.BytesIO(); Image.new("1", (9, 4)).save(b, "TIFF", compression="group3")
+        >>> header(b.getvalue())
+        Header(width=9, height=4, channels=1, dtype='uint8')
+    """
+    why = problem(buf, -1, -1)
+    if why:
+        raise Malformed(why)
+    ifd = _tiff_ifd0(buf)
+    assert not isinstance(ifd, str)  # problem() above read it
+    width, height = (int(ifd.values(tag)[0]) for tag in (256, 257))
+    return Header(width, height, 1)
 
 
 # IFD0 tags of a TIFF file that are EXIF-style descriptions (the rest describe the pixels).
