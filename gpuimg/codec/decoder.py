@@ -94,6 +94,20 @@ class Decoder:
     call); a decode that did not is a DecodeError instead of an image holding what the
     buffer held before. The CPU codecs are always checked (in the child).
 
+    Raises:
+        ArgumentError / ArgumentTypeError: a bad argument when made (``max_pixels``,
+            ``backends``, ``isolation``) or when called (``mode``, ``depth``, ``region``,
+            an ``out`` of another device or type), naming the argument and the allowed values.
+        DeviceUnavailableError: ``device="cuda"`` where no GPU can be used (the reason said).
+        DecodeError: from :meth:`decode`, a file that cannot be decoded (truncated, corrupt,
+            a structure that does not match its header, a decode that left pixels unwritten,
+            a crash, hang or memory runaway of a CPU codec in its child), naming the file;
+            :meth:`decode_batch` lists these per item instead and keeps every good one.
+        UnsupportedFormatError: a format gpuimg does not read, naming it (and the extra to
+            install where one would read it).
+        ImageTooLargeError: a header claiming more than ``max_pixels``, before any allocation.
+        OutOfMemoryError: a target buffer that cannot be allocated (how many bytes, where).
+
     Example:
         >>> from pathlib import Path
         >>> import gpuimg

@@ -111,8 +111,13 @@ def convert_colorspace(
     RGBA, uint8 or uint16 (alpha kept; uint16 is interpolated between LittleCMS's 8-bit
     values, so it is as exact as 8-bit, not finer). A CMYK image cannot convert in place
     (``out=src``: 4 channels in, 3 out).
-    Raises :class:`ColorEngineMissingError` naming the ``gpuimg[color]`` extra when
-    Pillow's ImageCms is missing.
+
+    Raises:
+        ColorEngineMissingError: Pillow's ImageCms (LittleCMS) is missing; names the
+            ``gpuimg[color]`` extra.
+        ArgumentError: a ``profile`` list of another length than the batch, a CMYK image
+            that is not 4 uint8 ink channels, ``out=src`` for a CMYK image, or a ``to``,
+            ``intent`` or ``embed`` outside the choices (naming the allowed ones).
 
     Example:
         >>> import numpy as np, gpuimg
