@@ -183,11 +183,23 @@ def exif_orientation(data: bytes | memoryview | Any) -> int:
         if module is tiff:  # the TIFF's own directory: its reader's business
             value = exif.block_orientation(buf, 0, len(buf))
             return value if 1 <= value <= 8 else 1
-        block, packet = module.orientation_parts(buf)
+        block, packet = _orientation_parts(module, buf)
     except (struct.error, IndexError, ValueError, zlib.error):
         return 1  # a structure cut short or junk: nothing to turn by
     # The XMP as Metadata keeps it (text): one reading for the pixels and the metadata.
     return exif.orientation_of(block, xmp.text(packet))
+
+
+def _orientation_parts(module: ModuleType, buf: Any) -> tuple[bytes | None, bytes | None]:
+    """(EXIF block, XMP packet) of ``buf``, each None where absent: the ones the container's
+    ``read_metadata`` reads (the first of each), or its own ``orientation_parts`` where it
+    has one that reads less (PNG's skips the ICC profile)."""
+    own = getattr(module, "orientation_parts", None)
+    if own is not None:
+        return own(buf)
+    found: dict[str, Any] = {}
+    module.read_metadata(buf, found, [])
+    return found.get("exif"), found.get("xmp")
 
 
 def stores_metadata(codec: str) -> bool:

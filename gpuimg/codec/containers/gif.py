@@ -16,7 +16,7 @@ from typing import Any
 
 from ._common import Header, Malformed
 
-__all__ = ["TITLE", "SIGNATURES", "header", "read_metadata", "orientation_parts"]
+__all__ = ["TITLE", "SIGNATURES", "header", "read_metadata"]
 
 TITLE = "GIF"
 SIGNATURES = (b"GIF87a", b"GIF89a")
@@ -107,16 +107,3 @@ def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
         _walk(buf, found)
     except (ValueError, struct.error):
         pass  # what was read before the damage is kept
-
-
-def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
-    """(None, XMP packet): a GIF has no EXIF; its XMP may say an orientation.
-
-    Example:
-        >>> orientation_parts(b"GIF89a")
-        (None, None)
-    """
-    found: dict[str, Any] = {}
-    read_metadata(buf, found, [])
-    xmp = found.get("xmp")
-    return None, xmp

@@ -1,7 +1,7 @@
 """JPEG: its one segment walker, and everything gpuimg does with the segments; the scan check.
 
 :func:`segments` walks the marker segments before the entropy-coded data; the rest asks
-it: :func:`first_scan`, :func:`orientation_parts` (APP1 Exif and XMP), :func:`read_metadata` (APP1
+it: :func:`first_scan`, :func:`read_metadata` (APP1
 Exif and XMP, the APP2 ICC profile's numbered parts) and :func:`embed` (the same
 segments into an encoded JPEG). :func:`scan_problem` is the check of the scans
 themselves: the decoders fill what they cannot decode and report success.
@@ -25,7 +25,7 @@ from ...meta.metadata import Metadata
 from .._bytes import byte_view
 
 __all__ = ["SIGNATURE", "TITLE", "SegmentOverrun", "segments", "first_scan", "scan_problem", "markers", "scan_walk",
-           "orientation_parts", "read_metadata", "embed", "XMP_ID", "ICC_ID", "ICC_SEGMENT_BYTES"]  # fmt: skip
+           "read_metadata", "embed", "XMP_ID", "ICC_ID", "ICC_SEGMENT_BYTES"]  # fmt: skip
 
 SIGNATURE = b"\xff\xd8"
 TITLE = "JPEG"
@@ -189,21 +189,6 @@ def _positions_of_ff(arr: np.ndarray) -> np.ndarray:
     if body < len(eq):
         idx = np.concatenate([idx, np.flatnonzero(eq[body:]) + body])
     return idx
-
-
-def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
-    """(EXIF block, XMP packet) of the JPEG ``buf`` where the orientation may be stored,
-    each None where absent: the first APP1 Exif and APP1 XMP segments before the first
-    scan (those :func:`read_metadata` reads). Which one counts is
-    :func:`gpuimg.meta.exif.decide_orientation`'s rule. Never raises for junk.
-
-    Example:
-        >>> orientation_parts(b"\\xff\\xd8\\xff\\xe1\\x00\\x0cExif\\x00\\x00II*\\x00\\xff\\xd9")
-        (b'II*\\x00', None)
-    """
-    found: dict[str, Any] = {}
-    read_metadata(buf, found, [])
-    return found.get("exif"), found.get("xmp")
 
 
 def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:

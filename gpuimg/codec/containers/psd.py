@@ -18,7 +18,7 @@ from typing import Any
 from ...meta import exif
 from ._common import Header, Malformed
 
-__all__ = ["TITLE", "SIGNATURE", "header", "read_metadata", "orientation_parts"]
+__all__ = ["TITLE", "SIGNATURE", "header", "read_metadata"]
 
 TITLE = "PSD"
 SIGNATURE = b"8BPS"
@@ -86,15 +86,3 @@ def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
             raw = bytes(buf[body : body + size])
             found[key] = exif.unprefixed(raw) if key == "exif" else raw
         pos = body + size + (size & 1)
-
-
-def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
-    """(EXIF block, XMP packet) of the PSD ``buf``'s image resources, each None where absent.
-
-    Example:
-        >>> orientation_parts(b"8BPS")
-        (None, None)
-    """
-    found: dict[str, Any] = {}
-    read_metadata(buf, found, [])
-    return found.get("exif"), found.get("xmp")

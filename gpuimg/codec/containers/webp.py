@@ -1,7 +1,7 @@
 """WebP: its one RIFF chunk walker, and everything gpuimg does with the chunks.
 
 :func:`chunks` walks the chunks inside the RIFF; the rest asks it: :func:`problem` (the
-structure check), :func:`orientation_parts`, :func:`read_metadata` (EXIF, XMP, ICCP) and
+structure check), :func:`read_metadata` (EXIF, XMP, ICCP) and
 :func:`embed` (VP8X with its flags, ICCP before and EXIF/XMP after the image).
 
 Example:
@@ -21,7 +21,7 @@ from ...meta import exif
 from ...meta.metadata import Metadata
 from ._common import chunk_name, size_mismatch
 
-__all__ = ["TITLE", "ChunkOverrun", "chunks", "riff_end", "problem", "orientation_parts", "read_metadata", "embed"]
+__all__ = ["TITLE", "ChunkOverrun", "chunks", "riff_end", "problem", "read_metadata", "embed"]
 
 TITLE = "WebP"
 _MAX_METADATA_CHUNKS = 100_000  # metadata follows the image: a bound on that walk's time
@@ -138,21 +138,6 @@ def _frame_size(buf: Any, kind: bytes, body: int, size: int) -> tuple[int, int] 
     if bits >> 29:
         return f"the WebP VP8L chunk has an unknown version {bits >> 29}"
     return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-
-
-def orientation_parts(buf: Any) -> tuple[bytes | None, bytes | None]:
-    """(EXIF block, XMP packet) of the WebP ``buf`` where the orientation may be stored,
-    each None where absent: the first EXIF chunk (after the ``Exif\\0\\0`` prefix some
-    writers keep) and the first XMP chunk (those :func:`read_metadata` reads). Which one
-    counts is :func:`gpuimg.meta.exif.decide_orientation`'s rule. Never raises for junk.
-
-    Example:
-        >>> orientation_parts(b"RIFF\\x10\\x00\\x00\\x00WEBPEXIF\\x04\\x00\\x00\\x00II*\\x00")
-        (b'II*\\x00', None)
-    """
-    found: dict[str, Any] = {}
-    read_metadata(buf, found, [])
-    return found.get("exif"), found.get("xmp")
 
 
 def read_metadata(buf: Any, found: dict[str, Any], problems: list[str]) -> None:
